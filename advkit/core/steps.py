@@ -1,0 +1,76 @@
+"""Step rules: how a player moves its parameters given their gradients.
+
+A step rule is called as ``rule(params, grads, ascend)`` under ``torch.no_grad`` and updates the
+parameters in place; ``ascend=True`` climbs the objective (the inner, max player). Step sizes
+may be floats or per-sample tensors of shape (N,) (attacks use that for per-sample schedules).
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from .constraints import Bound, flat_norm, per_sample
+
+
+class StepRule(Protocol):
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None: ...
+
+
+class SignStep:
+    """``p += alpha * sign(g)``: steepest ascent under the L-inf norm (FGSM, PGD-Linf)."""
+
+    def __init__(self, alpha: Bound):
+        self.alpha = alpha
+
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
+        for p, g in zip(params, grads):
+            p.addcmul_(per_sample(self.alpha, p), g.sign(), value=1.0 if ascend else -1.0)
+
+
+class L2Step:
+    """``p += alpha * g / ||g||_2`` per sample: steepest ascent under the L2 norm (PGD-L2).
+
+    A zero gradient gives a zero step, never NaN.
+    """
+
+    def __init__(self, alpha: Bound):
+        self.alpha = alpha
+
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
+        for p, g in zip(params, grads):
+            unit = g / flat_norm(g).clamp_min(1e-12)
+            p.addcmul_(per_sample(self.alpha, p), unit, value=1.0 if ascend else -1.0)
+
+
+class MomentumStep:
+    """MI-FGSM (Dong et al. 2018): ``m = decay*m + g/||g||_1``, then a sign (or L2) step along ``m``."""
+
+    def __init__(self, alpha: Bound, decay: float = 1.0, norm: str = "linf"):
+        self.alpha, self.decay = alpha, decay
+        self.direction = SignStep(alpha) if norm == "linf" else L2Step(alpha)
+        self.momentum: list[Tensor] | None = None
+
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
+        normed = [g / flat_norm(g, p=1).clamp_min(1e-12) for g in grads]
+        if self.momentum is None:
+            self.momentum = normed
+        else:
+            self.momentum = [m.mul_(self.decay).add_(g) for m, g in zip(self.momentum, normed)]
+        self.direction(params, self.momentum, ascend)
+
+
+class OptimizerStep:
+    """A ``torch.optim`` optimizer's step: the gradients are handed over through ``.grad``
+    for the duration of the step only, so no ``.grad`` is left behind."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
+        for p, g in zip(params, grads):
+            p.grad = -g if ascend else g
+        self.optimizer.step()
+        for p in params:
+            p.grad = None

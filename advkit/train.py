@@ -1,0 +1,123 @@
+"""Plain supervised training, as the outer player of the core game with no inner player."""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .core import Hook, OptimizerStep, Player, play, trainable_params
+from .data import as_tensors
+from .progress import ProgressHook
+
+log = logging.getLogger(__name__)
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when available, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def batch_stream(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless shuffled mini-batches of ``(x, y)``, a new permutation each epoch, moved to ``device``
+    (from pinned memory, asynchronously, when that is a GPU). The last partial batch is dropped
+    unless the dataset is smaller than one batch."""
+    pin = device.type == "cuda"
+    if pin:
+        x, y = x.pin_memory(), y.pin_memory()
+    n = len(x)
+    size = min(batch_size, n)
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for start in range(0, n - size + 1, size):
+            idx = order[start:start + size]
+            yield x[idx].to(device, non_blocking=pin), y[idx].to(device, non_blocking=pin)
+
+
+def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:
+    """Translate each image by up to ``pixels`` in each direction (zero fill): cheap augmentation."""
+    if pixels <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pixels,) * 4)
+    dy, dx = (torch.randint(0, 2 * pixels + 1, (n,), generator=generator) for _ in range(2))
+    rows = (dy.view(n, 1) + torch.arange(h)).to(x.device)
+    cols = (dx.view(n, 1) + torch.arange(w)).to(x.device)
+    idx = torch.arange(n, device=x.device).view(n, 1, 1)
+    return padded.permute(0, 2, 3, 1)[idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+
+
+class _LRSchedule(Hook):
+    """Steps a learning-rate scheduler after every outer move."""
+
+    def __init__(self, scheduler: torch.optim.lr_scheduler.LRScheduler):
+        self.scheduler = scheduler
+
+    def outer_step(self, r: int, loss: Tensor) -> None:
+        self.scheduler.step()
+
+
+def fit(
+    model: nn.Module,
+    data,
+    epochs: int = 12,
+    lr: float = 3e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    shift: int = 2,
+    weight_decay: float = 5e-4,
+) -> list[float]:
+    """Train ``model`` on ``data`` with AdamW and a one-cycle learning rate; returns per-step losses.
+
+    Runs through :func:`advkit.core.play` with the network as the only (outer) player. ``shift``
+    randomly translates each training image by up to that many pixels (0 turns it off).
+    """
+    if epochs < 1 or batch_size < 1 or lr <= 0:
+        raise ValueError(f"epochs, batch_size and lr must be positive; got {epochs}, {batch_size}, {lr}")
+    device = default_device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x, y = as_tensors(data)
+    model.to(device).train()
+    steps_per_epoch = max(1, len(x) // batch_size)
+    rounds = epochs * steps_per_epoch
+    opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=rounds, pct_start=0.25)
+    batches = batch_stream(x, y, batch_size, gen, device)
+    losses: list[float] = []
+
+    def loss() -> Tensor:
+        bx, by = next(batches)
+        if shift and bx.ndim == 4:
+            bx = random_shift(bx, shift, gen)
+        out = F.cross_entropy(model(bx), by)
+        losses.append(out.detach())
+        return out
+
+    outer = Player(trainable_params(model), OptimizerStep(opt), maximize=False)
+    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress, losses)]
+    play(outer=outer, outer_loss=loss, rounds=rounds, hooks=hooks)
+    model.eval()
+    history = torch.stack(losses).tolist() if losses else []
+    log.info("fit: %d steps, final loss %.4f", rounds, history[-1] if history else math.nan)
+    return history
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data, batch_size: int = 1000, device: str | torch.device | None = None) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (eval mode; the model's mode is restored)."""
+    from .core import frozen
+
+    x, y = as_tensors(data)
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    with frozen(model):
+        correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1) == y[i:i + batch_size].to(device)).sum())
+                      for i in range(0, len(x), batch_size))
+    return correct / max(1, len(x))
