@@ -18,6 +18,16 @@ class StepRule(Protocol):
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None: ...
 
 
+def move(p: Tensor, direction: Tensor, size: Bound, ascend: bool) -> None:
+    """``p += size * direction`` (or ``-=`` when descending); ``size`` a float or per-sample tensor."""
+    size = per_sample(size, p)
+    sign = 1.0 if ascend else -1.0
+    if isinstance(size, Tensor):
+        p.addcmul_(size, direction, value=sign)
+    else:
+        p.add_(direction, alpha=sign * size)
+
+
 class SignStep:
     """``p += alpha * sign(g)``: steepest ascent under the L-inf norm (FGSM, PGD-Linf)."""
 
@@ -26,7 +36,7 @@ class SignStep:
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
         for p, g in zip(params, grads):
-            p.addcmul_(per_sample(self.alpha, p), g.sign(), value=1.0 if ascend else -1.0)
+            move(p, g.sign(), self.alpha, ascend)
 
 
 class L2Step:
@@ -40,8 +50,7 @@ class L2Step:
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
         for p, g in zip(params, grads):
-            unit = g / flat_norm(g).clamp_min(1e-12)
-            p.addcmul_(per_sample(self.alpha, p), unit, value=1.0 if ascend else -1.0)
+            move(p, g / flat_norm(g).clamp_min(1e-12), self.alpha, ascend)
 
 
 class MomentumStep:

@@ -1,0 +1,12 @@
+"""Adversarial attacks: each one short file on the shared core; the base class owns the guarantees.
+
+``ATTACKS`` maps the names that ``advkit.evaluate`` and the CLI accept to attack classes.
+"""
+from .base import Attack, AttackResult, Run
+from .fgsm import FGSM
+from .losses import LOSSES, get_loss, succeeded
+from .pgd import PGD
+
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+
+__all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]

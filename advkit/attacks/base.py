@@ -1,0 +1,233 @@
+"""The attack base class: validation, the frozen model, targets, and the validity guarantee.
+
+Subclasses implement :meth:`Attack.perturb` (usually a few lines around :func:`advkit.core.play`)
+and get, from the final :meth:`Attack.run`: input checks before any work, the model borrowed
+unchanged, labels from the model's predictions when ``y`` is None, target selection, per-sample
+early stopping and best tracking through :class:`Run`, and a result projected onto the eps-ball
+and [0, 1] with its success re-checked.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..core import Box, ball, frozen
+from .checks import check_choice, check_eps, check_images, check_label_range, check_labels, check_logits
+from .losses import get_loss, succeeded
+
+TARGET_MODES = (False, "random", "least-likely")
+
+
+@dataclass
+class AttackResult:
+    """What one attack call produced: the adversarial batch, which samples it fooled (checked on
+    the returned tensor) and the cost in per-image forward and backward passes."""
+
+    x_adv: Tensor
+    success: Tensor
+    forwards: int
+    backwards: int
+
+
+class Run:
+    """The state of one attack call: labels, the loss, and each sample's best iterate so far.
+
+    A sample that succeeds keeps that iterate and stops moving (``early_stop``); the others carry
+    their highest-loss iterate across restarts. ``objective(x_adv)`` is the closure
+    :func:`advkit.core.play` calls: it forwards only the samples still active.
+    """
+
+    def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
+                 generator: torch.Generator):
+        self.attack, self.x, self.eps, self.generator = attack, x, eps, generator
+        self.loss_fn = get_loss(attack.loss)
+        self.targeted = target is not None or bool(attack.targeted)
+        self._given_labels, self._given_target = labels, target
+        self.labels: Tensor | None = None  # the classes the loss uses: true labels or targets
+        self.true_labels: Tensor | None = None
+        self.num_classes = 0
+        self.success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.best = x.clone()
+        self.best_loss = torch.full((len(x),), float("-inf"), device=x.device)
+        self.forwards = self.backwards = 0
+
+    # -- forward passes -------------------------------------------------------------------
+    def logits(self, x: Tensor) -> Tensor:
+        """The model's logits in float32 (under bf16 autocast when the attack asks for AMP on CUDA)."""
+        amp = self.attack.amp and x.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+            out = self.attack.model(x)
+        self.forwards += len(x)
+        return out.float() if isinstance(out, Tensor) else out
+
+    def resolve(self, logits: Tensor) -> None:
+        """From the clean logits: validate the output, fix labels and targets, mark clean successes."""
+        logits = check_logits(logits, len(self.x))
+        self.num_classes = logits.shape[1]
+        pred = logits.detach().argmax(1)
+        y = pred if self._given_labels is None else self._given_labels
+        check_label_range(y, self.num_classes)
+        self.true_labels = y
+        if self._given_target is not None:
+            check_label_range(self._given_target, self.num_classes, "target")
+            self.labels = self._given_target
+        elif self.attack.targeted == "least-likely":
+            self.labels = logits.detach().argmin(1)
+        elif self.attack.targeted == "random":
+            offset = torch.randint(1, self.num_classes, y.shape, generator=self.generator, device=self.generator.device)
+            self.labels = (y + offset.to(y.device)) % self.num_classes
+        else:
+            self.labels = y
+        self.success |= succeeded(logits.detach(), self.labels, self.targeted)
+
+    def clean(self) -> None:
+        """One no-grad forward of the clean batch (attacks that start away from x call this first)."""
+        if self.labels is None:
+            with torch.no_grad():
+                self.resolve(self.logits(self.x))
+
+    # -- tracking ---------------------------------------------------------------------------
+    def active(self) -> Tensor | None:
+        """Indices of samples still to attack (None: all of them)."""
+        if not self.attack.early_stop:
+            return None
+        idx = (~self.success).nonzero().squeeze(1)
+        return None if len(idx) == len(self.x) else idx
+
+    def observe(self, idx: Tensor | None, x_now: Tensor, logits: Tensor, losses: Tensor) -> None:
+        """Record the iterate ``x_now`` (rows ``idx``): successes freeze, otherwise higher loss wins."""
+        labels = self.labels if idx is None else self.labels[idx]
+        hit = succeeded(logits, labels, self.targeted)
+        old_success = self.success if idx is None else self.success[idx]
+        old_loss = self.best_loss if idx is None else self.best_loss[idx]
+        better = (hit & ~old_success) | ((hit == old_success) & (losses > old_loss) & ~(old_success & self.attack.early_stop))
+        mask = better.view(-1, *([1] * (x_now.ndim - 1)))
+        if idx is None:
+            self.best = torch.where(mask, x_now, self.best)
+            self.best_loss = torch.where(better, losses, self.best_loss)
+            self.success = self.success | hit
+        else:
+            self.best[idx] = torch.where(mask, x_now, self.best[idx])
+            self.best_loss[idx] = torch.where(better, losses, old_loss)
+            self.success[idx] = old_success | hit
+
+    def objective(self, x_adv: Tensor) -> Callable[[], Tensor | None]:
+        """The closure for ``play``: summed per-sample loss of the active rows of ``x_adv``
+        (None once every sample has succeeded, which ends the game)."""
+
+        def loss() -> Tensor | None:
+            if self.labels is None:  # first step from x itself: this forward is the clean one
+                logits = self.logits(x_adv)
+                self.resolve(logits)
+                idx = self.active()
+                if idx is not None:  # clean successes drop out before the gradient
+                    logits = logits[idx]
+                xa = x_adv if idx is None else x_adv[idx]
+            else:
+                idx = self.active()
+                if idx is not None and len(idx) == 0:
+                    return None
+                xa = x_adv if idx is None else x_adv[idx]
+                logits = self.logits(xa)
+            labels = self.labels if idx is None else self.labels[idx]
+            losses = self.loss_fn(logits, labels, self.targeted)
+            self.observe(idx, xa.detach(), logits.detach(), losses.detach())
+            self.backwards += len(xa)
+            return losses.sum()
+
+        return loss
+
+    @torch.no_grad()
+    def finish(self, x_adv: Tensor) -> None:
+        """Evaluate the last iterate (after the last step) for the samples still active."""
+        idx = self.active()
+        if idx is not None and len(idx) == 0:
+            return
+        xa = x_adv if idx is None else x_adv[idx]
+        logits = self.logits(xa)
+        labels = self.labels if idx is None else self.labels[idx]
+        self.observe(idx, xa, logits, self.loss_fn(logits, labels, self.targeted))
+
+    def random_start(self, norm: str, eps: float) -> Tensor:
+        """A uniform point of the L-inf ball, or a uniform direction with uniform radius in the L2
+        ball, clipped to [0, 1]: a fresh leaf tensor to optimise."""
+        x, g = self.x, self.generator
+        if norm == "linf":
+            noise = torch.empty(x.shape, device=g.device, dtype=x.dtype).uniform_(-eps, eps, generator=g)
+        else:
+            direction = torch.randn(x.shape, device=g.device, dtype=x.dtype, generator=g)
+            direction /= direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
+            radius = torch.rand(len(x), device=g.device, dtype=x.dtype, generator=g) * eps
+            noise = direction * radius.view(-1, *([1] * (x.ndim - 1)))
+        return (x + noise.to(x.device)).clamp_(0, 1).requires_grad_(True)
+
+
+class Attack:
+    """Base class. ``atk(x, y)`` returns the adversarial batch; ``atk.run(x, y)`` also says which
+    samples it fooled and what it cost.
+
+    ``y=None`` attacks the model's own predictions. ``targeted``: False, "random" (a random wrong
+    class per sample) or "least-likely" (the class the model ranks lowest); or pass ``target=`` to
+    the call to choose the classes yourself. Same ``seed``, same result on the CPU.
+    """
+
+    norms: tuple[str, ...] = ("linf", "l2")
+    losses: tuple[str, ...] = ("ce", "margin", "dlr")
+
+    def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
+                 targeted: bool | str = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.eps = check_eps(eps)
+        self.norm = check_choice(norm, self.norms, "norm")
+        self.loss = check_choice(loss, self.losses, "loss")
+        self.targeted = check_choice(targeted, TARGET_MODES, "targeted")
+        self.early_stop, self.seed, self.amp = bool(early_stop), int(seed), bool(amp)
+
+    def __call__(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None) -> Tensor:
+        return self.run(x, y, target, check_success=False).x_adv
+
+    def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
+            seed: int | None = None, check_success: bool = True) -> AttackResult:
+        """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
+        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device."""
+        x = check_images(x)
+        eps = self.eps if eps is None else check_eps(eps)
+        y = None if y is None else check_labels(y, len(x), x.device)
+        target = None if target is None else check_labels(target, len(x), x.device, "target")
+        gen = torch.Generator(device=x.device).manual_seed(self.seed if seed is None else int(seed))
+        with frozen(self.model), torch.enable_grad():
+            run = Run(self, x.detach(), eps, y, target, gen)
+            if eps > 0:
+                self.perturb(run)
+            run.clean()
+            x_adv = run.best.clone()
+            (ball(self.norm, x, eps) & Box(0.0, 1.0))(x_adv)
+            moved = (x_adv != run.best).flatten(1).any(1)
+            success = run.success & ~moved
+            if check_success:
+                success = self._recheck(run, x_adv, success)
+        return AttackResult(x_adv.detach().to(x.dtype), success, run.forwards, run.backwards)
+
+    @torch.no_grad()
+    def _recheck(self, run: Run, x_adv: Tensor, success: Tensor) -> Tensor:
+        """Success of the returned tensor itself, forwarding only the rows tracking has not settled
+        (not yet fooled, or moved by the final projection)."""
+        success = success.clone()
+        idx = (~success).nonzero().squeeze(1)
+        if len(idx):
+            success[idx] = succeeded(run.logits(x_adv[idx]), run.labels[idx], run.targeted)
+        return success
+
+    def perturb(self, run: Run) -> None:
+        """Search for adversarial examples, reporting iterates through ``run`` (its objective and
+        ``finish``); the base class picks each sample's best."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(eps={self.eps}, norm={self.norm!r}, loss={self.loss!r}, targeted={self.targeted!r})"

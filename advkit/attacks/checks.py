@@ -1,0 +1,82 @@
+"""Input validation shared by every attack: clear errors that name the argument, before any work."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+from torch import Tensor
+
+RANGE_TOLERANCE = 1e-6
+
+
+def check_images(x, name: str = "x") -> Tensor:
+    """A floating batch ``(N, ...)`` of finite values in [0, 1] (a tiny float tolerance allowed)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor in [0, 1], got dtype {x.dtype}")
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{name} must be a batch of shape (N, C, H, W) or (N, D), got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -RANGE_TOLERANCE or hi > 1 + RANGE_TOLERANCE:
+        raise ValueError(f"{name} must lie in [0, 1] (normalise inside the model with advkit.models.Normalize); "
+                         f"saw min {lo:.4g}, max {hi:.4g}")
+    return x.clamp(0.0, 1.0) if lo < 0 or hi > 1 else x
+
+
+def check_labels(y, n: int, device: torch.device, name: str = "y") -> Tensor:
+    """Integer class labels of shape (n,)."""
+    if not isinstance(y, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+    if y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) to match the batch, got {tuple(y.shape)}")
+    return y.to(device=device, dtype=torch.long)
+
+
+def check_label_range(y: Tensor, num_classes: int, name: str = "y") -> None:
+    if bool(((y < 0) | (y >= num_classes)).any()):
+        raise ValueError(f"{name} must lie in [0, {num_classes}); saw {int(y.min())}..{int(y.max())}")
+
+
+def check_eps(eps, name: str = "eps") -> float:
+    """A finite, non-negative perturbation budget."""
+    if isinstance(eps, Tensor):
+        if eps.numel() != 1:
+            raise TypeError(f"{name} must be a number")
+        eps = float(eps)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool):
+        raise TypeError(f"{name} must be a number, got {type(eps).__name__}")
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {eps}")
+    return float(eps)
+
+
+def check_choice(value, choices, name: str):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_logits(out, n: int) -> Tensor:
+    """The model must return (N, C) logits; anything else gets a message saying how to wrap it."""
+    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != n:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise TypeError(f"model must return logits of shape (N, num_classes) = ({n}, C); got {shape}. "
+                        "Wrap it, e.g. nn.Sequential(model, PickLogits()) for a dict/tuple output, or give a "
+                        "binary model two logits (torch.cat([-z, z], 1)).")
+    if out.shape[1] < 2:
+        raise TypeError("model must return at least 2 logits per sample; for one binary logit z return torch.cat([-z, z], 1)")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError("model returned NaN or Inf logits on the clean input")
+    row_sums = out.detach().float().sum(1)
+    if bool((out >= 0).all() and (out <= 1).all() and torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-3)):
+        warnings.warn("model outputs look like probabilities (rows in [0,1] summing to 1); attacks expect logits: "
+                      "remove the final softmax for reliable gradients", stacklevel=3)
+    return out

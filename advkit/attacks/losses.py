@@ -1,0 +1,59 @@
+"""Per-sample attack objectives (to maximise) and the success criterion.
+
+``targeted=False``: ``labels`` are the true classes and the attack pushes away from them.
+``targeted=True``: ``labels`` are the target classes and the attack pulls toward them.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Loss = Callable[[Tensor, Tensor, bool], Tensor]
+
+
+def ce(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Cross-entropy of the true class (untargeted), or minus that of the target (targeted)."""
+    loss = F.cross_entropy(logits, labels, reduction="none")
+    return -loss if targeted else loss
+
+
+def _top_other(logits: Tensor, labels: Tensor) -> Tensor:
+    """The largest logit among the classes other than ``labels``."""
+    return logits.scatter(1, labels[:, None], float("-inf")).amax(1)
+
+
+def margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Carlini-Wagner margin: ``max_{j!=y} z_j - z_y``, or ``z_t - max_{j!=t} z_j`` when targeted.
+
+    Positive exactly when the attack has succeeded."""
+    chosen = logits.gather(1, labels[:, None]).squeeze(1)
+    other = _top_other(logits, labels)
+    return chosen - other if targeted else other - chosen
+
+
+def dlr(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Difference of Logits Ratio (Croce & Hein 2020): the margin divided by the spread of the top
+    logits, so it is invariant to rescaling the logits (the targeted form uses the target)."""
+    top = logits.sort(1, descending=True).values
+    scale = (top[:, 0] - (top[:, 3] + top[:, 2]) / 2 if targeted else top[:, 0] - top[:, 2]).clamp_min(1e-12)
+    if logits.shape[1] < 4 or (not targeted and logits.shape[1] < 3):
+        scale = (top[:, 0] - top[:, -1]).clamp_min(1e-12)
+    return margin(logits, labels, targeted) / scale
+
+
+LOSSES: dict[str, Loss] = {"ce": ce, "margin": margin, "dlr": dlr}
+
+
+def get_loss(name: str) -> Loss:
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {name!r}")
+    return LOSSES[name]
+
+
+def succeeded(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
+    """Per-sample success: predicted class is the target (targeted) or not the true class."""
+    pred = logits.argmax(1)
+    return pred == labels if targeted else pred != labels
