@@ -2,11 +2,14 @@
 
 ``ATTACKS`` maps the names that ``advkit.evaluate`` and the CLI accept to attack classes.
 """
+from .adapter import from_torchattacks
 from .base import Attack, AttackResult, Run
 from .fgsm import FGSM
+from .generate import generate
 from .losses import LOSSES, get_loss, succeeded
 from .pgd import PGD
 
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
+__all__ += ["from_torchattacks", "generate"]

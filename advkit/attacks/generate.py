@@ -1,0 +1,53 @@
+"""Adversarial versions of a whole dataset, batch by batch (for adversarial test sets, transfer
+experiments, or data augmentation)."""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
+
+from ..data import as_tensors
+from .adapter import from_torchattacks, is_torchattacks
+from .base import Attack
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """A distinct, reproducible seed per batch, mixed from the attack's seed and the batch index
+    (so batch 1 of seed 0 and batch 0 of seed 1 do not share random starts)."""
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
+
+
+def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.device | None = None,
+             progress: bool = True) -> TensorDataset:
+    """``TensorDataset(x_adv, y)`` of ``atk`` applied to ``data`` (a Dataset, a DataLoader or an
+    ``(x, y)`` pair), on the CPU, in the data's order.
+
+    Each batch runs on ``device`` (default: the device of the attack's model, so the model is
+    never moved) with its own seed from :func:`batch_seed`: the result does not depend on what ran
+    before. A torchattacks attack is wrapped with :func:`from_torchattacks` first.
+    """
+    if is_torchattacks(atk):
+        atk = from_torchattacks(atk)
+    if not isinstance(atk, Attack):
+        raise TypeError(f"atk must be an advkit Attack or a torchattacks attack, got {type(atk).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x, y = as_tensors(data)
+    device = model_device(atk.model) if device is None else torch.device(device)
+    starts = range(0, len(x), batch_size)
+    adv = [atk.run(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device),
+                   seed=batch_seed(atk.seed, i), check_success=False).x_adv.cpu()
+           for i, s in enumerate(tqdm(starts, desc=f"generate {type(atk).__name__}", disable=not progress, leave=False))]
+    return TensorDataset(torch.cat(adv) if adv else x[:0].clone(), y.clone())
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's first parameter or buffer lives; CUDA when available for a stateless model."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    if first is not None:
+        return first.device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
