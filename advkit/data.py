@@ -55,16 +55,36 @@ def _torchvision(name: str, root: str | Path | None, download: bool, train: bool
         raise ValueError(f"root is required for {name!r}: the folder holding (or to receive) the torchvision files")
     cls = getattr(torchvision.datasets, _TORCHVISION[name])
     try:
+        if name == "cifar10":  # read the python batches ourselves: torchvision insists on the official md5s
+            if download:
+                cls(str(root), train=train, download=True)
+            return _cifar10(Path(root) / "cifar-10-batches-py", train)
         ds = cls(str(root), train=train, download=download)
-    except RuntimeError as err:
+    except (RuntimeError, FileNotFoundError) as err:
         raise FileNotFoundError(
             f"{name} not found under root={str(root)!r} ({err}). Download it once with "
             f"advkit.data.load({name!r}, root={str(root)!r}, download=True) on a machine that is online, "
             f"or copy torchvision's {cls.__name__} folder there."
         ) from None
-    images = torch.as_tensor(np.asarray(ds.data))
-    images = images.permute(0, 3, 1, 2) if images.ndim == 4 else images.unsqueeze(1)
+    images = torch.as_tensor(np.asarray(ds.data)).unsqueeze(1)
     return TensorDataset(images.float().div_(255.0).contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.long))
+
+
+def _cifar10(folder: Path, train: bool) -> TensorDataset:
+    """CIFAR-10 from its python-pickle batches (data_batch_1..5 or test_batch)."""
+    import pickle
+
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    images, labels = [], []
+    for name in names:
+        path = folder / name
+        if not path.exists():
+            raise FileNotFoundError(f"missing {path}")
+        with open(path, "rb") as handle:
+            batch = pickle.load(handle, encoding="latin1")
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch["labels"])
+    return _tensors(np.concatenate(images) / 255.0, np.asarray(labels))
 
 
 def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,83 @@
+"""Projections land inside their set and are idempotent (property tests)."""
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advkit.core import Box, L2Ball, LinfBall, WeightClip, ball
+
+TOL = 1e-5
+
+
+def tensors(seed: int, shape=(4, 1, 5, 5), scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    center = torch.rand(shape, generator=g)
+    point = center + scale * torch.randn(shape, generator=g)
+    return center, point
+
+
+def project(proj, t):
+    out = t.clone()
+    proj(out)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 2.0), scale=st.floats(0.0, 5.0))
+def test_linf_ball_and_box_lands_inside_and_is_idempotent(seed, eps, scale):
+    center, point = tensors(seed, scale=scale)
+    proj = LinfBall(center, eps) & Box(0.0, 1.0)
+    once = project(proj, point)
+    assert (once - center).abs().max() <= eps + TOL
+    assert once.min() >= 0 and once.max() <= 1
+    assert torch.equal(project(proj, once), once)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 5.0), scale=st.floats(0.0, 5.0))
+def test_l2_ball_and_box_lands_inside_and_is_idempotent(seed, eps, scale):
+    center, point = tensors(seed, scale=scale)
+    proj = L2Ball(center, eps) & Box(0.0, 1.0)
+    once = project(proj, point)
+    assert ((once - center).flatten(1).norm(dim=1) <= eps + TOL).all()
+    assert once.min() >= 0 and once.max() <= 1
+    assert torch.allclose(project(proj, once), once, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_linf_projection_is_the_nearest_point(seed):
+    """Clamping is the exact Euclidean projection onto a box: no sampled feasible point is closer."""
+    center, point = tensors(seed, shape=(1, 6))
+    proj = LinfBall(center, 0.2) & Box(0.0, 1.0)
+    best = project(proj, point)
+    g = torch.Generator().manual_seed(seed + 1)
+    candidates = project(proj, center + 0.2 * (2 * torch.rand(200, 6, generator=g) - 1))
+    assert (candidates - point).norm(dim=1).min() >= (best - point).norm() - 1e-6
+
+
+def test_per_sample_eps_bounds_each_sample_by_its_own_radius():
+    center, point = tensors(0, scale=10.0)
+    eps = torch.tensor([0.0, 0.1, 0.5, 2.0])
+    for norm in ("linf", "l2"):
+        out = project(ball(norm, center, eps), point)
+        dist = (out - center).flatten(1).norm(p=float("inf") if norm == "linf" else 2, dim=1)
+        assert torch.allclose(dist, eps, atol=1e-5), norm
+
+
+def test_l2_ball_at_zero_radius_returns_center_without_nan():
+    center, point = tensors(1)
+    out = project(L2Ball(center, 0.0), center.clone())
+    assert torch.equal(out, center)
+    assert torch.isfinite(project(L2Ball(center, 0.0), point)).all()
+
+
+def test_weight_clip_and_unknown_norm():
+    w = torch.tensor([-1.0, -0.005, 0.2])
+    WeightClip(0.01)(w)
+    assert torch.equal(w, torch.tensor([-0.01, -0.005, 0.01]))
+    try:
+        ball("l3", w, 1.0)
+    except ValueError as err:
+        assert "norm" in str(err)
+    else:
+        raise AssertionError("ball accepted an unknown norm")

@@ -1,0 +1,85 @@
+"""Datasets: embedded sets, torchvision formats from small files the test writes, clear errors."""
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import advkit
+
+
+def test_mnist5k_is_a_stratified_4000_1000_split_in_unit_range(mnist5k):
+    train, test = mnist5k
+    (xtr, ytr), (xte, yte) = train.tensors, test.tensors
+    assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
+    assert xtr.dtype == torch.float32 and float(xtr.min()) == 0.0 and float(xtr.max()) == 1.0
+    assert torch.equal(torch.bincount(yte), torch.full((10,), 100))
+
+
+def test_digits_and_seeded_splits():
+    train, test = advkit.data.load("digits")
+    assert train.tensors[0].shape[1:] == (1, 8, 8) and len(train) + len(test) == 1797
+    assert float(train.tensors[0].max()) == 1.0
+    again, _ = advkit.data.load("digits", seed=0)
+    other, _ = advkit.data.load("digits", seed=1)
+    assert torch.equal(train.tensors[0], again.tensors[0])
+    assert not torch.equal(train.tensors[1], other.tensors[1])
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """MNIST's idx format: magic (0, 0, dtype 0x08, ndim), big-endian dims, then uint8 data."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">BBBB", 0, 0, 8, array.ndim))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_mnist_formats_load_from_a_local_root(tmp_path, name, folder):
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sizes = {"train": 12, "t10k": 5}
+    for prefix, n in sizes.items():
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    train, test = advkit.data.load(name, root=tmp_path)
+    assert train.tensors[0].shape == (12, 1, 28, 28) and test.tensors[0].shape == (5, 1, 28, 28)
+    assert torch.equal(test.tensors[1], torch.arange(5))
+    assert 0.0 <= float(train.tensors[0].min()) and float(train.tensors[0].max()) <= 1.0
+
+
+def test_cifar10_loads_python_batches_from_a_local_root(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", 3) for i in range(1, 6)), ("test_batch", 4)]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8), "labels": list(range(n))}, f)
+    train, test = advkit.data.load("cifar10", root=tmp_path)
+    assert train.tensors[0].shape == (15, 3, 32, 32) and test.tensors[0].shape == (4, 3, 32, 32)
+    with open(folder / "test_batch", "rb") as f:
+        first = pickle.load(f)["data"][0].reshape(3, 32, 32)
+    assert torch.allclose(test.tensors[0][0], torch.as_tensor(first / 255.0, dtype=torch.float32))
+
+
+def test_missing_root_and_unknown_name_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        advkit.data.load("mnist", root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        advkit.data.load("cifar10", root=tmp_path)
+    with pytest.raises(ValueError, match="root is required"):
+        advkit.data.load("fashion-mnist")
+    with pytest.raises(ValueError, match="mnist5k"):
+        advkit.data.load("imagenet")
+
+
+def test_as_tensors_accepts_datasets_loaders_and_pairs(mnist5k):
+    x, y = mnist5k[1].tensors
+    loader = torch.utils.data.DataLoader(mnist5k[1], batch_size=300)
+    for data in (mnist5k[1], loader, (x, y)):
+        bx, by = advkit.data.as_tensors(data)
+        assert torch.equal(bx, x) and torch.equal(by, y)
+    with pytest.raises(TypeError, match="data must be"):
+        advkit.data.as_tensors([1, 2, 3])
