@@ -1,0 +1,282 @@
+"""The promises every attack makes (DESIGN.md, Conventions), checked for every class registered in
+``advkit.attacks.ATTACKS`` (read at collection time, so a newly registered attack is covered
+without touching this file) and for a torchattacks attack behind ``from_torchattacks``:
+
+- the result lies in the eps-ball and [0, 1] and has x's shape, dtype and device;
+- the model is untouched: parameters, BatchNorm statistics, requires_grad flags, ``.grad`` and
+  the train/eval flag of every module;
+- bad input raises a ValueError/TypeError naming the argument, before the model runs;
+- eps = 0 returns x unchanged; same seed, same result; y=None attacks the predictions;
+- the targeted modes reach their targets on a standard model at eps = 0.3.
+"""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from advkit.attacks import ATTACKS, Attack, from_torchattacks
+
+try:
+    import torchattacks
+except ImportError:  # the adapter rows simply drop out
+    torchattacks = None
+
+#: Keyword arguments that make any attack cheap, applied when its constructor has them.
+CHEAP = {"steps": 3, "restarts": 1, "n_restarts": 1, "n_queries": 30, "queries": 30,
+         "binary_search_steps": 2, "search_steps": 2, "iterations": 3, "max_iter": 3}
+#: Budgets long enough for a targeted attack to land (still small on mnist).
+TARGETED_BUDGET = {"steps": 20, "n_queries": 300, "queries": 300, "binary_search_steps": 2, "search_steps": 2}
+WRAPPED = "torchattacks.PGD"
+NAMES = sorted(ATTACKS) + ([WRAPPED] if torchattacks is not None else [])
+SETTINGS = settings(max_examples=8, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def build(name: str, model: nn.Module, eps: float = 0.1, budget: dict | None = None, **kwargs) -> Attack:
+    """Attack ``name`` with the cheap budget (or ``budget``) that its constructor accepts."""
+    if name == WRAPPED:
+        return _wrapped_pgd(model, eps, (budget or CHEAP)["steps"], **kwargs)
+    cls = ATTACKS[name]
+    params = inspect.signature(cls.__init__).parameters
+    cheap = {k: v for k, v in (budget or CHEAP).items() if k in params}
+    return cls(model, eps=eps, **cheap, **kwargs)
+
+
+def _wrapped_pgd(model: nn.Module, eps: float, steps: int, norm: str = "linf", targeted=False, seed: int = 0,
+                 **kwargs) -> Attack:
+    cls = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
+    ta = cls(model, eps=eps, alpha=2.5 * eps / steps, steps=steps)
+    if targeted == "random":
+        ta.set_mode_targeted_random(quiet=True)
+    elif targeted == "least-likely":
+        ta.set_mode_targeted_least_likely(quiet=True)
+    return from_torchattacks(ta, seed=seed, **kwargs)
+
+
+def norms_of(name: str) -> tuple[str, ...]:
+    return ("linf", "l2") if name == WRAPPED else ATTACKS[name].norms
+
+
+def kinds_of(name: str) -> tuple[str, ...]:
+    """Input ranks to test: torchattacks' L2 attacks assume NCHW images, ours also take (N, D)."""
+    return ("cnn",) if name == WRAPPED else ("cnn", "mlp")
+
+
+def tiny_model(kind: str = "cnn", seed: int = 0) -> nn.Module:
+    """A small model WITH BatchNorm and dropout, BN statistics warmed up (so a drift shows), one
+    parameter frozen by the user and one pre-existing ``.grad``."""
+    torch.manual_seed(seed)
+    if kind == "cnn":
+        model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.2),
+                              nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+    else:
+        model = nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10))
+    with torch.no_grad():
+        for _ in range(3):
+            model(sample_x(kind, 32, seed))
+    model[0].bias.requires_grad_(False)
+    model[-1].weight.grad = torch.full_like(model[-1].weight, 0.5)
+    return model.eval()
+
+
+def sample_x(kind: str, n: int, seed: int = 0, binary: bool = False) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, 1, 8, 8) if kind == "cnn" else (n, 16), generator=g)
+    return x.round() if binary else x
+
+
+def snapshot(model: nn.Module) -> dict:
+    """Everything an attack must leave as it was."""
+    return {
+        "state": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grad": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "training": [m.training for m in model.modules()],
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    assert before["training"] == after["training"], "train/eval flags changed"
+    assert before["requires_grad"] == after["requires_grad"], "requires_grad flags changed"
+    for a, b in zip(before["grad"], after["grad"]):
+        assert (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b)), ".grad changed"
+    for key, value in before["state"].items():
+        assert torch.equal(value, after["state"][key]), f"{key} changed"
+
+
+def linf(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).abs().amax(1)
+
+
+def l2(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).norm(dim=1)
+
+
+# -- the result ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", NAMES)
+@SETTINGS
+@given(eps=st.floats(0.0, 0.5), seed=st.integers(0, 2**31), n=st.integers(1, 6), binary=st.booleans(), data=st.data())
+def test_result_in_ball_and_box_with_x_shape_dtype_device(name, eps, seed, n, binary, data):
+    norm = data.draw(st.sampled_from(norms_of(name)), label="norm")
+    kind = data.draw(st.sampled_from(kinds_of(name)), label="kind")
+    eps = eps * 4 if norm == "l2" else eps
+    x = sample_x(kind, n, seed, binary)
+    atk = build(name, tiny_model(kind), eps, norm=norm, seed=seed)
+    x_adv = atk(x, torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed)))
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
+    assert torch.isfinite(x_adv).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    dist = linf if norm == "linf" else l2
+    assert (dist(x_adv - x) <= eps * (1 + 1e-5) + 1e-6).all()
+
+
+@pytest.mark.parametrize("name,kind", [(n, k) for n in NAMES for k in kinds_of(n)])
+@pytest.mark.parametrize("mode", ["eval", "train", "mixed"])
+def test_model_untouched(name, kind, mode):
+    model = tiny_model(kind)
+    model.train(mode != "eval")
+    if mode == "mixed":
+        model[3].eval()  # the user's own choice for one submodule must survive too
+    before = snapshot(model)
+    x = sample_x(kind, 8, seed=1)
+    for norm in norms_of(name):
+        build(name, model, 0.2, norm=norm).run(x, torch.arange(8) % 10)
+        build(name, model, 0.2, norm=norm, targeted="least-likely").run(x)
+    assert_same(before, snapshot(model))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_untouched_when_it_raises(name):
+    model = tiny_model().train()
+    before = snapshot(model)
+    with pytest.raises((ValueError, TypeError)):
+        build(name, model, 0.1).run(sample_x("cnn", 4), torch.tensor([0, 1, 2, 99]))
+    assert_same(before, snapshot(model))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_eps_zero_returns_x_unchanged(name):
+    model, x = tiny_model(), sample_x("cnn", 6, seed=2)
+    for norm in norms_of(name):
+        assert torch.equal(build(name, model, 0.0, norm=norm)(x, torch.arange(6)), x)
+        assert torch.equal(build(name, model, 0.3, norm=norm).run(x, torch.arange(6), eps=0.0).x_adv, x)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@SETTINGS
+@given(seed=st.integers(0, 2**31))
+def test_same_seed_same_result(name, seed):
+    model, x = tiny_model(), sample_x("cnn", 6, seed=seed)
+    first = build(name, model, 0.2, seed=seed)(x)
+    assert torch.equal(first, build(name, model, 0.2, seed=seed)(x))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_y_none_attacks_the_predictions(name):
+    model, x = tiny_model(), sample_x("cnn", 8, seed=3)
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    atk = build(name, model, 0.2)
+    assert torch.equal(atk(x), atk(x, pred))
+
+
+# -- validation ------------------------------------------------------------------------------
+def _bad_inputs():
+    x, y = sample_x("cnn", 4), torch.arange(4)
+    nan, inf = x.clone(), x.clone()
+    nan[0, 0, 0, 0], inf[1, 0, 2, 2] = float("nan"), float("inf")
+    return {
+        "nan": (nan, y, "x"), "inf": (inf, y, "x"), "above-1": (x + 1.5, y, "x"), "below-0": (x - 1.5, y, "x"),
+        "rank-3": (x[:, 0], y, "x"), "rank-5": (x[None], y, "x"), "int-pixels": ((x * 255).long(), y, "x"),
+        "numpy": (x.numpy(), y, "x"), "y-short": (x, y[:3], "y"), "y-2d": (x, y[:, None], "y"),
+        "y-float": (x, y.float(), "y"), "y-out-of-range": (x, y + 10, "y"),
+    }
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("case", sorted(_bad_inputs()))
+def test_bad_input_raises_naming_the_argument_before_any_work(name, case):
+    x, y, arg = _bad_inputs()[case]
+    model, calls = tiny_model(), []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    with pytest.raises((ValueError, TypeError), match=rf"\b{arg}\b"):
+        build(name, model, 0.1).run(x, y)
+    assert len(calls) <= (1 if case == "y-out-of-range" else 0), "the model ran before the input was checked"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_target_raises(name):
+    x = sample_x("cnn", 4)
+    with pytest.raises((ValueError, TypeError), match="target"):
+        build(name, tiny_model(), 0.1).run(x, torch.arange(4), target=torch.arange(3))
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("kwargs,arg", [({"eps": -0.1}, "eps"), ({"eps": float("nan")}, "eps"),
+                                        ({"norm": "l3"}, "norm"), ({"loss": "hinge-ish"}, "loss")])
+def test_bad_settings_raise_naming_the_argument(name, kwargs, arg):
+    kwargs = {"eps": 0.1, **kwargs}
+    with pytest.raises((ValueError, TypeError), match=arg):
+        build(name, tiny_model(), **kwargs)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_negative_eps_at_call_raises(name):
+    with pytest.raises(ValueError, match="eps"):
+        build(name, tiny_model(), 0.1).run(sample_x("cnn", 2), torch.arange(2), eps=-1.0)
+
+
+class DictModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_model()
+
+    def forward(self, x):
+        return {"logits": self.net(x)}
+
+
+def _flat_model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 1), nn.Flatten(0))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("make", [DictModel, _flat_model], ids=["dict-output", "N-output"])
+def test_model_with_wrong_output_gets_a_helpful_message(name, make):
+    with pytest.raises(TypeError, match=r"logits of shape \(N, num_classes\).*(Wrap|wrap|binary)"):
+        build(name, make(), 0.1).run(sample_x("cnn", 4), torch.arange(4))
+
+
+# -- targeted modes on a standard model ----------------------------------------------------------
+TARGETED_MIN_RATE = 0.8
+SINGLE_STEP_MIN_RATE = 0.1  # one signed step reaches a chosen class far less often; still far above chance
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("mode", ["given", "random", "least-likely"])
+def test_targeted_modes_reach_their_targets(name, mode, trained_cnn, test_batch):
+    x, y = test_batch[0][:64], test_batch[1][:64]
+    target = (y + 1 + torch.arange(64) % 9) % 10 if mode == "given" else None
+    try:
+        atk = build(name, trained_cnn, 0.3, budget=TARGETED_BUDGET, targeted=False if mode == "given" else mode)
+        res = atk.run(x, y, target)
+    except ValueError as err:
+        if "target" in str(err):
+            pytest.skip(f"{name} does not support targeted mode: {err}")
+        raise
+    with torch.no_grad():
+        pred = trained_cnn(res.x_adv).argmax(1)
+        logits = trained_cnn(x)
+    expected = target if mode == "given" else None
+    if mode == "least-likely":
+        expected = logits.argmin(1)
+    if expected is not None:
+        assert torch.equal(res.success, pred == expected)
+    else:  # random targets: never the true class, and success means the model says some other class
+        assert bool((pred[res.success] != y[res.success]).all())
+    single_step = "steps" not in inspect.signature(ATTACKS[name].__init__).parameters if name in ATTACKS else False
+    assert res.success.float().mean() >= (SINGLE_STEP_MIN_RATE if single_step else TARGETED_MIN_RATE)
