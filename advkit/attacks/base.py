@@ -115,9 +115,11 @@ class Run:
             self.best_loss[idx] = torch.where(better, losses, old_loss)
             self.success[idx] = old_success | hit
 
-    def objective(self, x_adv: Tensor) -> Callable[[], Tensor | None]:
+    def objective(self, x_adv: Tensor, on_losses: Callable[[Tensor | None, Tensor], None] | None = None
+                  ) -> Callable[[], Tensor | None]:
         """The closure for ``play``: summed per-sample loss of the active rows of ``x_adv``
-        (None once every sample has succeeded, which ends the game)."""
+        (None once every sample has succeeded, which ends the game). ``on_losses(idx, losses)``,
+        when given, sees each forward's per-sample losses (e.g. for a step-size schedule)."""
 
         def loss() -> Tensor | None:
             if self.labels is None:  # first step from x itself: this forward is the clean one
@@ -136,6 +138,8 @@ class Run:
             labels = self.labels if idx is None else self.labels[idx]
             losses = self.loss_fn(logits, labels, self.targeted)
             self.observe(idx, xa.detach(), logits.detach(), losses.detach())
+            if on_losses is not None:
+                on_losses(idx, losses.detach())
             self.backwards += len(xa)
             return losses.sum()
 
