@@ -72,7 +72,7 @@ class TorchAttack(Attack):
             return
         x = run.x if idx is None else run.x[idx]
         labels = run.labels if idx is None else run.labels[idx]
-        with self._borrowed(run, x.device), _kept_buffers(self.model), _counting(self.model, run):
+        with self._borrowed(run, x.device), _kept_state(self.model), _counting(self.model, run):
             out = self.ta_attack(x, labels).detach().to(x.device, x.dtype)
         out = torch.where(torch.isfinite(out), out, x)  # a NaN row (0/0 in torchattacks) stays at x
         x_adv = run.x.clone()
@@ -143,16 +143,20 @@ def _patched(obj: Any, attrs: dict[str, Any]) -> Iterator[None]:
 
 
 @contextmanager
-def _kept_buffers(model: torch.nn.Module) -> Iterator[None]:
-    """Put every buffer back afterwards: a torchattacks object set to ``set_model_training_mode``
-    runs the model in train mode, where BatchNorm would update its running statistics."""
-    saved = [(b, b.detach().clone()) for b in model.buffers()]
+def _kept_state(model: torch.nn.Module) -> Iterator[None]:
+    """Put every buffer and module mode back afterwards: a torchattacks object set to
+    ``set_model_training_mode`` runs the model in train mode (BatchNorm then updates its running
+    statistics) and leaves it there, so the rest of the attack would run in train mode too."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    modes = [(m, m.training) for m in model.modules()]
     try:
         yield
     finally:
         with torch.no_grad():
-            for b, value in saved:
+            for b, value in buffers:
                 b.copy_(value)
+        for m, mode in modes:
+            m.training = mode
 
 
 @contextmanager
