@@ -1,0 +1,53 @@
+"""Batched attack and prediction passes shared by the curves and the sanity checks."""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..core import frozen
+from .results import Cost
+
+
+def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int, device: torch.device,
+              seed: int, j: int = 0, shown: Sequence[int] = (), kept: dict | None = None, last: bool = False) -> tuple[Tensor, Cost]:
+    """Attack rows ``todo`` at ``eps`` (the ``j``-th point of a grid) in batches: the survival mask
+    over all rows (rows not attacked count as survivors) and what it cost. For rows in ``shown``,
+    ``kept`` receives ``index -> (x_adv, eps, fooled)`` when fooled, or on the ``last`` eps."""
+    kept = {} if kept is None else kept
+    survived = torch.ones(len(x), dtype=torch.bool)
+    cost = Cost(attacked=len(todo))
+    t0 = time.perf_counter()
+    for b, start in enumerate(range(0, len(todo), batch_size)):
+        idx = todo[start:start + batch_size]
+        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=point_seed(seed, j, b))
+        fooled = res.success.cpu()
+        survived[idx] = ~fooled
+        cost.forwards, cost.backwards = cost.forwards + res.forwards, cost.backwards + res.backwards
+        for row, i in enumerate(idx.tolist()):
+            if i in shown and (fooled[row] or last) and not kept.get(i, (None, 0, False))[2]:
+                kept[i] = (res.x_adv[row].detach().cpu(), eps, bool(fooled[row]))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    cost.seconds = time.perf_counter() - t0
+    return survived, cost
+
+
+def point_seed(seed: int, eps_index: int, batch: int) -> int:
+    """A distinct reproducible seed per (eps, batch), so no two points share random starts."""
+    return int(np.random.SeedSequence([seed, eps_index, batch]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> tuple[Tensor, int]:
+    """The model's clean predictions (on the CPU) and its number of classes."""
+    with frozen(model):
+        logits = [model(x[s:s + batch_size].to(device)).float() for s in range(0, len(x), batch_size)]
+    if logits[0].ndim != 2 or logits[0].shape[1] < 2:
+        raise TypeError(f"model must return logits of shape (N, num_classes >= 2); got {tuple(logits[0].shape)}")
+    return torch.cat(logits).argmax(1).cpu(), logits[0].shape[1]
+
+

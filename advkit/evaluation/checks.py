@@ -1,0 +1,194 @@
+"""Sanity checks on every report, after Carlini et al. 2019 ("On Evaluating Adversarial Robustness").
+
+Each check looks for a sign that the attacks, not the model, are the weak side (gradient masking,
+unconverged or broken attacks). They run on a seeded probe of correctly classified samples, with
+fresh attacks where the curve alone cannot tell (survivors mode makes the curve monotone by
+construction, so monotonicity is also tested by re-attacking fooled samples at the next eps).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attacks import PGD
+from ..core import frozen
+from .autoattack import AUTOATTACK, square
+from .batched import attack_at
+from .results import WORST, Check, ModelResult
+from .specs import stronger
+
+#: Attacks that use no gradients (their curves are not "gradient attacks" for the checks).
+GRADIENT_FREE = ("square", AUTOATTACK)
+#: How many already-fooled samples per (attack, eps pair) the monotonicity check re-attacks.
+REATTACK = 32
+#: Share of re-attacked samples a fresh attack at the larger eps may fail on.
+MONOTONE_SLACK = 0.10
+#: Share of the probe a stronger or gradient-free attack may add before a check fails.
+SLACK = 0.02
+#: At most this many probe samples left standing by the gradient attacks go to the Square attack.
+SQUARE_ROWS = 50
+#: Share of probe samples allowed an exactly-zero input gradient.
+ZERO_GRAD_SLACK = 0.01
+
+
+def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor, *, norm: str,
+               seed: int, probe: int, batch_size: int, device: torch.device, queries: int = 500) -> list[Check]:
+    """All sanity checks for one evaluated model (``attacks``: the objects that made its curves)."""
+    idx = probe_indices(result.clean, probe, seed)
+    ctx = _Context(result, model, attacks, x, y, idx, norm, seed, batch_size, device, queries)
+    if len(idx) == 0:
+        checks = [Check(name, True, "skipped: no correctly classified sample to probe", skipped=True) for name in CHECKS]
+    else:
+        checks = [check(ctx) for check in CHECKS.values()]
+    for check in checks:
+        check.model = result.name
+    return checks
+
+
+def probe_indices(clean: Tensor, probe: int, seed: int) -> Tensor:
+    """A seeded random subset (at most ``probe``) of the correctly classified samples, sorted."""
+    correct = clean.nonzero().squeeze(1)
+    order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))
+    return correct[order[:probe]].sort().values
+
+
+class _Context:
+    """What every check needs, and fresh attacks on probe rows."""
+
+    def __init__(self, result, model, attacks, x, y, idx, norm, seed, batch_size, device, queries):
+        self.result, self.model, self.attacks, self.x, self.y, self.idx = result, model, attacks, x, y, idx
+        self.norm, self.seed, self.batch_size, self.device, self.queries = norm, seed, batch_size, device, queries
+
+    def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
+        """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``."""
+        if len(rows) == 0:
+            return torch.zeros(0, dtype=torch.bool)
+        return attack_at(attack, self.x, self.y, rows, eps, self.batch_size, self.device, self.seed)[0][rows]
+
+    @property
+    def mid(self) -> tuple[int, float] | None:
+        """The grid point (index, eps > 0) where the worst-case accuracy is nearest half the clean
+        accuracy: where stronger attacks have the most room to differ."""
+        acc, half = self.result.accuracy(WORST), self.result.clean_accuracy / 2
+        points = [(abs(a - half), j) for j, (e, a) in enumerate(zip(self.result.eps, acc)) if e > 0]
+        if not points:
+            return None
+        j = min(points)[1]
+        return j, self.result.eps[j]
+
+
+def check_monotone(ctx: _Context) -> Check:
+    """Accuracy is non-increasing in eps: on every curve, and for fresh attacks at the next eps on
+    samples the attack fooled at the smaller one (a larger ball contains the smaller one)."""
+    res = ctx.result
+    bumps = [name for name in res.names if any(b > a + 1e-12 for a, b in zip(res.accuracy(name), res.accuracy(name)[1:]))]
+    tested = missed = 0
+    for name, attack in ctx.attacks.items():
+        robust = res.robust(name)
+        for j in range(1, len(res.eps)):
+            if res.eps[j - 1] == 0:
+                continue
+            rows = ctx.idx[~robust[ctx.idx, j - 1]][:REATTACK]
+            tested, missed = tested + len(rows), missed + int(ctx.survived(attack, rows, res.eps[j]).sum())
+    allowed = max(1, math.floor(MONOTONE_SLACK * tested))
+    passed = not bumps and missed <= allowed
+    msg = ("accuracy rises with eps on " + ", ".join(bumps) + "; ") if bumps else "every curve is non-increasing in eps; "
+    msg += (f"fresh attacks at the next eps fooled {tested - missed}/{tested} samples they fooled at the smaller eps"
+            if tested else "no eps pair to re-attack")
+    if missed > allowed:
+        msg += " (an attack that fails on a larger ball is not converging: check step sizes and steps)"
+    return Check("monotone", passed, msg, details={"increasing": bumps, "reattacked": tested, "missed": missed})
+
+
+def check_large_eps(ctx: _Context) -> Check:
+    """At a budget covering the whole [0, 1] box (L-inf 1.0; L2 the box's diagonal) any input is
+    reachable, so accuracy must fall to chance or below."""
+    eps = 1.0 if ctx.norm == "linf" else math.sqrt(ctx.x[0].numel())
+    attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.seed)
+    acc = float(ctx.survived(attack, ctx.idx, eps).float().mean())
+    chance = 1.0 / ctx.result.num_classes
+    passed = acc <= chance + 1e-12
+    msg = f"PGD-20 at {ctx.norm} eps={eps:g} leaves {acc:.1%} accuracy on {len(ctx.idx)} samples (chance {chance:.1%})"
+    if not passed:
+        msg += ": an attack that cannot reach any image is broken, or the model hides its gradients"
+    return Check("large-eps", passed, msg, details={"eps": eps, "accuracy": acc, "chance": chance})
+
+
+def check_more_budget(ctx: _Context) -> Check:
+    """Twice the steps must not raise accuracy: the stronger attack runs fresh on the probe and is
+    compared with the curve's accuracy there (a drop means the curve's attack had not converged)."""
+    mid = ctx.mid
+    pairs = [(name, attack, stronger(attack)) for name, attack in ctx.attacks.items()]
+    pairs = [(name, a, s) for name, a, s in pairs if s is not None]
+    if mid is None or not pairs:
+        return Check("more-budget", True, "skipped: needs an eps > 0 and a multi-step attack with a `steps` setting", skipped=True)
+    j, eps = mid
+    allowed = max(1, math.ceil(SLACK * len(ctx.idx))) / len(ctx.idx)
+    rows, failed, drops = [], [], {}
+    for name, attack, more in pairs:
+        base = float(ctx.result.robust(name)[ctx.idx, j].float().mean())
+        strong = float(ctx.survived(more, ctx.idx, eps).float().mean())
+        rows.append(f"{name} {base:.1%} -> {strong:.1%}")
+        drops[name] = base - strong
+        if strong > base + allowed + 1e-12:
+            failed.append(name)
+    msg = f"2x steps at eps={eps:g} on {len(ctx.idx)} samples: " + ", ".join(rows)
+    if failed:
+        msg += f"; more steps raised accuracy for {', '.join(failed)}: the attack is erratic (step size, masking)"
+    elif max(drops.values()) > allowed:
+        msg += "; more steps lowered accuracy: the curve's attacks had not converged, prefer stronger budgets"
+    return Check("more-budget", not failed, msg, details={"eps": eps, "failed": failed, "drop": drops})
+
+
+def check_gradient_free(ctx: _Context) -> Check:
+    """A gradient-free attack must not find adversarial examples the gradient attacks missed: if it
+    does, gradients are misleading (masked, obfuscated) and the gradient curves overstate robustness."""
+    mid, res = ctx.mid, ctx.result
+    gradient = [name for name in ctx.attacks if name not in GRADIENT_FREE]
+    if mid is None or not gradient:
+        return Check("gradient-free", True, "skipped: needs an eps > 0 and a gradient attack", skipped=True)
+    j, eps = mid
+    standing = torch.stack([res.robust(name)[:, j] for name in gradient]).all(0)
+    rows = ctx.idx[standing[ctx.idx]][:SQUARE_ROWS]
+    try:
+        attack = ctx.attacks["square"] if "square" in ctx.attacks else square(ctx.model, ctx.norm, ctx.queries).attack
+    except ImportError as err:
+        return Check("gradient-free", True, f"skipped: {err}", skipped=True)
+    extra = int((~ctx.survived(attack, rows, eps)).sum())
+    allowed = max(1, math.ceil(SLACK * len(ctx.idx)))
+    passed = extra <= allowed
+    msg = (f"Square ({ctx.queries} queries) at eps={eps:g} fooled {extra} of the {len(rows)} probe samples (of {len(ctx.idx)}) "
+           f"that every gradient attack ({', '.join(gradient)}) missed")
+    if not passed:
+        msg += ": gradients mislead the attacks (gradient masking); trust the gradient-free or AutoAttack numbers"
+    return Check("gradient-free", passed, msg, details={"eps": eps, "extra": extra, "standing": len(rows)})
+
+
+def check_gradients(ctx: _Context) -> Check:
+    """Input gradients of the cross-entropy must be finite and non-zero; zero gradients mean a
+    quantised input or a saturated softmax, and NaN/Inf a numerically broken model."""
+    zero = bad = 0
+    with frozen(ctx.model), torch.enable_grad():
+        for start in range(0, len(ctx.idx), ctx.batch_size):
+            rows = ctx.idx[start:start + ctx.batch_size]
+            xb = ctx.x[rows].to(ctx.device).requires_grad_(True)
+            loss = F.cross_entropy(ctx.model(xb).float(), ctx.y[rows].to(ctx.device), reduction="sum")
+            (grad,) = torch.autograd.grad(loss, xb)
+            flat = grad.flatten(1)
+            finite = torch.isfinite(flat).all(1)
+            bad += int((~finite).sum())
+            zero += int((finite & (flat == 0).all(1)).sum())
+    n = len(ctx.idx)
+    passed = bad == 0 and zero <= ZERO_GRAD_SLACK * n
+    msg = f"input gradients on {n} samples: {zero} exactly zero, {bad} non-finite"
+    if not passed:
+        msg += ": the model masks its gradients (quantised input, saturated softmax, non-differentiable layer)"
+    return Check("gradients", passed, msg, details={"zero": zero, "non_finite": bad, "n": n})
+
+
+CHECKS = {"monotone": check_monotone, "large-eps": check_large_eps, "more-budget": check_more_budget,
+          "gradient-free": check_gradient_free, "gradients": check_gradients}

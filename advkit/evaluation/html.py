@@ -1,0 +1,74 @@
+"""report.html: one self-contained page (inline CSS, images as data URIs, no network).
+
+A few lines of inline script report any picture that fails to decode on the browser console, so
+a headless-browser test (and a reader's devtools) sees a broken report as an error.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .markdown import header_lines
+from .plot import examples_file
+from .tables import Table, model_tables
+
+if TYPE_CHECKING:
+    from .report import Report
+
+_CSS = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+h3 { font-size: 1.05em; margin-bottom: .3em; }
+table { border-collapse: collapse; margin: .4em 0 1em; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; } tr:nth-child(even) td { background: #fafafa; }
+.pass { color: #1a7f37; font-weight: bold; } .FAIL { color: #c62828; font-weight: bold; } .skip { color: #888; }
+.summary { padding: .6em 1em; background: #f6f8fa; border-radius: 6px; }
+img { max-width: 100%; } .md { white-space: pre-wrap; font-family: inherit; }
+"""
+
+_SCRIPT = """
+window.addEventListener("load", function () {
+  var broken = Array.prototype.filter.call(document.images, function (img) { return !img.complete || img.naturalWidth === 0; });
+  broken.forEach(function (img) { console.error("advkit report: image failed to load: " + img.alt); });
+  document.body.setAttribute("data-images-ok", broken.length === 0 ? "yes" : "no");
+});
+"""
+
+
+def render_html(report: "Report", folder: Path) -> str:
+    """The page for ``report``; pictures are read from ``folder`` (where ``save`` wrote them)."""
+    esc = html.escape
+    parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',
+             *(f"<p>{esc(line)}</p>" for line in header_lines(report)), "</div>",
+             _img(folder / "curve.png", "accuracy versus eps")]
+    for name, res in report.results.items():
+        parts.append(f"<h2>{esc(name)}: clean accuracy {res.clean_accuracy:.1%}</h2>")
+        parts += [_table(t) for t in model_tables(res)]
+        if res.examples:
+            parts += ["<h3>Examples (clean / adversarial / amplified perturbation)</h3>",
+                      _img(folder / examples_file(name), f"examples for {name}")]
+    for section in report.sections:
+        parts += [f"<h2>{esc(section['title'])}</h2>", f'<div class="md">{esc(section["markdown"])}</div>']
+        parts += [_img(folder / Path(p).name, Path(p).name) for p in section["images"]]
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>advkit robustness report</title>'
+            f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+
+
+def _table(table: Table) -> str:
+    esc = html.escape
+    status = table.header.index("status") if "status" in table.header else -1
+    head = "".join(f"<th>{esc(h)}</th>" for h in table.header)
+    rows = "".join("<tr>" + "".join(f'<td class="{esc(c)}">{esc(c)}</td>' if i == status else f"<td>{esc(c)}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in table.rows)
+    return f"<h3>{esc(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _img(path: Path, alt: str) -> str:
+    mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+            ".svg": "image/svg+xml"}.get(path.suffix.lower(), "application/octet-stream")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<p><img src="data:{mime};base64,{data}" alt="{html.escape(alt)}"></p>'

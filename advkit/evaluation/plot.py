@@ -1,0 +1,88 @@
+"""Figures for reports, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .results import WORST, Example, ModelResult
+from .stats import wilson
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
+    """Accuracy versus eps: one colour per attack, one line style per model, the worst case in
+    black with its 95% Wilson band, and each model's clean accuracy as a dotted level."""
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    attacks = list(dict.fromkeys(a for r in results for a in r.attacks))
+    colours = {a: f"C{i}" for i, a in enumerate(attacks)}
+    for m, res in enumerate(results):
+        style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
+        for attack in res.attacks:
+            ax.plot(res.eps, res.accuracy(attack), style, marker="o", ms=3, color=colours[attack], label=prefix + attack)
+        worst, n = res.accuracy(WORST), len(res.labels)
+        band = [wilson(round(a * n), n) for a in worst]
+        ax.plot(res.eps, worst, style, color="black", lw=2.2, label=prefix + "worst case")
+        ax.fill_between(res.eps, [b[0] for b in band], [b[1] for b in band], color="black", alpha=0.12, lw=0)
+        ax.axhline(res.clean_accuracy, ls=style, color="grey", lw=0.8)
+        ax.annotate(f"{prefix}clean {res.clean_accuracy:.1%}", (res.eps[-1], res.clean_accuracy), fontsize=7,
+                    color="grey", ha="right", va="bottom")
+    ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02), title="Robust accuracy versus perturbation size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def examples_figure(examples: Sequence[Example], title: str) -> Figure:
+    """Columns of samples; rows: clean image, adversarial image, perturbation amplified to the
+    full grey range (mid-grey = unchanged), each titled with the model's prediction."""
+    cols = max(1, len(examples))
+    fig = Figure(figsize=(1.3 * cols, 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, cols, squeeze=False)
+    for c, ex in enumerate(examples):
+        adv = ex.x if ex.x_adv is None else ex.x_adv
+        delta = adv - ex.x
+        amplified = (0.5 + delta / (2 * float(delta.abs().max()))) if bool(delta.any()) else torch.full_like(delta, 0.5)
+        verdict = "not attacked" if ex.x_adv is None else (f"{ex.attack} {ex.eps:g}" if ex.fooled else f"robust {ex.eps:g}")
+        captions = (f"y={ex.label} pred {ex.clean_pred}", f"pred {ex.adv_pred}\n{verdict}", "perturbation")
+        for r, (img, caption) in enumerate(zip((ex.x, adv, amplified), captions)):
+            _show(axes[r][c], img, caption, red=(r == 1 and ex.fooled))
+    for ax in axes.flat[len(examples) * 3:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _show(ax, img: torch.Tensor, caption: str, red: bool) -> None:
+    arr = img.detach().float().cpu().clamp(0, 1)
+    arr = arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else (arr.permute(1, 2, 0) if arr.ndim == 3 else arr.view(1, -1))
+    ax.imshow(arr.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(caption, fontsize=7, color="crimson" if red else "black")
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def save_png(fig: Figure, path: Path) -> Path:
+    path.write_bytes(png_bytes(fig))
+    return path
+
+
+def examples_file(model: str) -> str:
+    """The file name of a model's example grid (the model name made file-safe)."""
+    return f"examples_{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}.png"

@@ -1,0 +1,191 @@
+"""The evaluation report: curves, checks and examples for one or more models, and its files.
+
+``Report.save(dir)`` writes ``report.json`` (machine-readable), ``report.md`` (tables),
+``curve.png`` (one plot for every model) and ``report.html`` (one self-contained page).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from .html import render_html
+from .markdown import render as render_markdown
+from .plot import curve_figure, examples_figure, examples_file, save_png
+from .results import WORST, Check, ModelResult
+from .stats import wilson
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+def run_metadata(device: torch.device, seconds: float) -> dict[str, Any]:
+    """Versions, device and wall time of an evaluation, for reproducing it."""
+    versions = {"advkit": _version("advkit"), "torch": torch.__version__, "torchattacks": _version("torchattacks"),
+                "python": sys.version.split()[0], "platform": platform.platform()}
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return {"versions": versions, "device": str(device), "device_name": name, "seconds": seconds,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+class Report:
+    """Results of :func:`advkit.evaluate` for one or more models on one eps grid.
+
+    ``curve``: ``{attack: [(eps, accuracy), ...], "worst": [...]}`` (with several models the keys
+    are ``"model/attack"``); ``checks``: every sanity check; ``sections``: extra demo sections
+    (dicts with "title", "markdown", "images").
+    """
+
+    def __init__(self, results: Sequence[ModelResult], config: dict[str, Any], meta: dict[str, Any],
+                 sections: Sequence[dict[str, Any]] = ()):
+        names = [r.name for r in results]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be distinct, got {names}")
+        self.results = {r.name: r for r in results}
+        self.config, self.meta, self.sections = config, meta, list(sections)
+
+    # -- views --------------------------------------------------------------------------------
+    @property
+    def curve(self) -> dict[str, list[tuple[float, float]]]:
+        if len(self.results) == 1:
+            return next(iter(self.results.values())).curve()
+        return {f"{m}/{a}": pts for m, res in self.results.items() for a, pts in res.curve().items()}
+
+    @property
+    def checks(self) -> list[Check]:
+        return [c for res in self.results.values() for c in res.checks]
+
+    @property
+    def check_counts(self) -> dict[str, int]:
+        statuses = [c.status for c in self.checks]
+        return {"passed": statuses.count("pass"), "failed": statuses.count("FAIL"), "skipped": statuses.count("skip")}
+
+    def __getitem__(self, model: str) -> ModelResult:
+        return self.results[model]
+
+    # -- combining ------------------------------------------------------------------------------
+    @classmethod
+    def compare(cls, reports: Mapping[str, "Report"] | Sequence["Report"]) -> "Report":
+        """One report (one plot, one page) for several evaluations on the same eps grid and norm:
+        before/after a defense. With a dict, each single-model report's model takes its key as name."""
+        items = list(reports.items()) if isinstance(reports, Mapping) else [(None, r) for r in reports]
+        if not items:
+            raise ValueError("reports: nothing to compare")
+        first = items[0][1]
+        results = []
+        for key, rep in items:
+            if (rep.config["eps"], rep.config["norm"]) != (first.config["eps"], first.config["norm"]):
+                raise ValueError("reports must share the eps grid and norm to be compared; got "
+                                 f"{rep.config['eps']} {rep.config['norm']} vs {first.config['eps']} {first.config['norm']}")
+            if key is not None and len(rep.results) != 1:
+                raise ValueError(f"reports[{key!r}] holds {len(rep.results)} models; name models with a list of reports instead")
+            for res in rep.results.values():
+                results.append(res if key is None else _renamed(res, key))
+        meta = {**first.meta, "seconds": sum(r.meta.get("seconds", 0.0) for _, r in items)}
+        return cls(results, first.config, meta, [s for _, r in items for s in r.sections])
+
+    def add_section(self, title: str, markdown: str, images: Sequence[str | Path] = ()) -> None:
+        """Append a section (a later part of the demo: defenses, GANs) to the saved report."""
+        self.sections.append({"title": title, "markdown": markdown, "images": [Path(p) for p in images]})
+
+    # -- output -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as JSON-ready data (no per-sample tensors)."""
+        return {
+            "format": FORMAT,
+            "config": self.config,
+            "seed": self.config.get("seed"),
+            **self.meta,
+            "checks": self.check_counts,
+            "models": {name: _model_dict(res) for name, res in self.results.items()},
+            "sections": [{"title": s["title"], "markdown": s["markdown"], "images": [Path(p).name for p in s["images"]]}
+                         for s in self.sections],
+        }
+
+    def table(self) -> str:
+        """The accuracy table (rows: eps; columns: model/attack) in Markdown."""
+        cols = [(m, a) for m, res in self.results.items() for a in res.names]
+        label = (lambda m, a: a) if len(self.results) == 1 else (lambda m, a: f"{m}/{a}")
+        head = "| eps | " + " | ".join(label(m, a) for m, a in cols) + " |"
+        rows = [head, "|" + "---|" * (len(cols) + 1)]
+        for j, eps in enumerate(self.config["eps"]):
+            rows.append(f"| {eps:g} | " + " | ".join(f"{self.results[m].accuracy(a)[j]:.1%}" for m, a in cols) + " |")
+        return "\n".join(rows)
+
+    def markdown(self) -> str:
+        return render_markdown(self)
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write report.json, report.md, curve.png, examples pictures and report.html into
+        ``out_dir`` (created); section images are copied in. Returns the report.html path."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_png(curve_figure(list(self.results.values()), self.config["norm"]), out / "curve.png")
+        for name, res in self.results.items():
+            if res.examples:
+                save_png(examples_figure(res.examples, f"{name}: clean / adversarial / perturbation"),
+                         out / examples_file(name))
+        for section in self.sections:
+            for img in section["images"]:
+                if Path(img).resolve().parent != out.resolve():
+                    shutil.copy(img, out / Path(img).name)
+        _atomic_write(out / "report.json", json.dumps(self.to_dict(), indent=2))
+        _atomic_write(out / "report.md", self.markdown())
+        _atomic_write(out / "report.html", render_html(self, out))
+        log.info("report written to %s", out)
+        return out / "report.html"
+
+    def __repr__(self) -> str:
+        counts = self.check_counts
+        return (f"Report(models={list(self.results)}, eps={self.config['eps']}, attacks={self.config['attacks']}, "
+                f"checks {counts['passed']} passed / {counts['failed']} failed / {counts['skipped']} skipped)")
+
+
+def _model_dict(res: ModelResult) -> dict[str, Any]:
+    n = len(res.labels)
+    correct = int(res.clean.sum())
+    return {
+        "n": n,
+        "num_classes": res.num_classes,
+        "clean_accuracy": correct / n,
+        "clean_ci95": list(wilson(correct, n)),
+        "curves": {a: res.points(a) for a in res.names},
+        "per_class": {a: {str(c): accs for c, accs in res.per_class(a).items()} for a in res.names},
+        "attacks": {a: rec.description for a, rec in res.attacks.items()},
+        "cost": {key: sum(getattr(c, key) for rec in res.attacks.values() for c in rec.costs)
+                 for key in ("attacked", "forwards", "backwards")},
+        "seconds": res.seconds,
+        "checks": [{"name": c.name, "status": c.status, "passed": c.passed, "skipped": c.skipped,
+                    "message": c.message, "details": c.details} for c in res.checks],
+    }
+
+
+def _renamed(res: ModelResult, name: str) -> ModelResult:
+    return dataclasses.replace(res, name=name, checks=[dataclasses.replace(c, model=name) for c in res.checks])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+__all__ = ["Report", "run_metadata", "WORST"]

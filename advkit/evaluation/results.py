@@ -1,0 +1,119 @@
+"""What an evaluation measured for one model: per-sample robustness per attack and eps, costs,
+checks and a few examples. Reports are built from these; every number is derived, none stored twice."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .stats import wilson
+
+WORST = "worst"
+
+
+@dataclass
+class Cost:
+    """Work spent on one (attack, eps) point: samples attacked, per-image passes, seconds."""
+
+    attacked: int = 0
+    forwards: int = 0
+    backwards: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class AttackRecord:
+    """One attack over the eps grid: ``robust[i, j]`` is True when sample i survived at eps j."""
+
+    name: str
+    description: Any
+    robust: Tensor
+    costs: list[Cost]
+
+
+@dataclass
+class Example:
+    """One sample for the report's picture grid: clean image, and the adversarial image from the
+    smallest eps (and first attack) that fooled it, or from the largest eps when none did."""
+
+    index: int
+    label: int
+    clean_pred: int
+    x: Tensor
+    x_adv: Tensor | None = None
+    adv_pred: int | None = None
+    attack: str = ""
+    eps: float = 0.0
+    fooled: bool = False
+
+
+@dataclass
+class Check:
+    """One sanity check (after Carlini et al. 2019): passed, or a reason to distrust the numbers."""
+
+    name: str
+    passed: bool
+    message: str
+    skipped: bool = False
+    model: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "skip" if self.skipped else ("pass" if self.passed else "FAIL")
+
+
+@dataclass
+class ModelResult:
+    """Everything measured for one model on one eps grid."""
+
+    name: str
+    eps: list[float]
+    labels: Tensor
+    clean: Tensor
+    num_classes: int
+    attacks: dict[str, AttackRecord]
+    checks: list[Check] = field(default_factory=list)
+    examples: list[Example] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def robust(self, attack: str) -> Tensor:
+        """``(n, len(eps))`` survival mask of ``attack``; ``"worst"``: survived every attack."""
+        if attack == WORST:
+            return torch.stack([r.robust for r in self.attacks.values()]).all(0)
+        return self.attacks[attack].robust
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.attacks, WORST]
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float(self.clean.float().mean())
+
+    def accuracy(self, attack: str) -> list[float]:
+        return self.robust(attack).float().mean(0).tolist()
+
+    def curve(self) -> dict[str, list[tuple[float, float]]]:
+        return {name: list(zip(self.eps, self.accuracy(name))) for name in self.names}
+
+    def points(self, attack: str) -> list[dict[str, Any]]:
+        """Per eps: accuracy, its 95% Wilson interval, the drop from clean accuracy and the cost."""
+        robust, n, clean = self.robust(attack), len(self.labels), self.clean_accuracy
+        rows = []
+        for j, eps in enumerate(self.eps):
+            k = int(robust[:, j].sum())
+            lo, hi = wilson(k, n)
+            row = {"eps": eps, "accuracy": k / n, "ci95": [lo, hi], "drop": clean - k / n}
+            if attack != WORST:
+                cost = self.attacks[attack].costs[j]
+                row.update(attacked=cost.attacked, forwards=cost.forwards, backwards=cost.backwards, seconds=cost.seconds)
+            rows.append(row)
+        return rows
+
+    def per_class(self, attack: str) -> dict[int, list[float]]:
+        """Accuracy of each class at each eps (a class the data lacks is left out)."""
+        robust = self.robust(attack).float()
+        return {c: robust[self.labels == c].mean(0).tolist() for c in range(self.num_classes) if bool((self.labels == c).any())}

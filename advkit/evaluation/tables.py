@@ -1,0 +1,46 @@
+"""The report's tables as data (title, header, rows of strings), rendered to Markdown or HTML."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from .results import WORST, ModelResult
+from .stats import wilson
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def model_tables(res: ModelResult) -> list[Table]:
+    """Accuracy (with 95% intervals and the worst-case drop), checks, cost, per-class accuracy, attacks."""
+    n = len(res.labels)
+    accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)"], [])
+    for j, eps in enumerate(res.eps):
+        cells = []
+        for attack in res.names:
+            k = int(res.robust(attack)[:, j].sum())
+            lo, hi = wilson(k, n)
+            cells.append(f"{k / n:.1%} [{lo:.1%}, {hi:.1%}]")
+        accuracy.rows.append([f"{eps:g}", *cells, f"{res.clean_accuracy - res.accuracy(WORST)[j]:.1%}"])
+    checks = Table("Sanity checks", ["check", "status", "message"], [[c.name, c.status, c.message] for c in res.checks])
+    cost = Table("Cost (per-image passes; survivors only)", ["attack", "eps", "attacked", "forwards", "backwards", "seconds"],
+                 [[a, f"{eps:g}", str(c.attacked), str(c.forwards), str(c.backwards), f"{c.seconds:.2f}"]
+                  for a, rec in res.attacks.items() for eps, c in zip(res.eps, rec.costs) if eps > 0])
+    per_class = Table("Per-class accuracy (worst case)", ["class", *(f"{e:g}" for e in res.eps)],
+                      [[str(c), *(f"{a:.0%}" for a in accs)] for c, accs in res.per_class(WORST).items()])
+    attacks = Table("Attacks", ["name", "configuration"],
+                    [[a, rec.description if isinstance(rec.description, str) else json.dumps(rec.description)]
+                     for a, rec in res.attacks.items()])
+    return [accuracy, checks, cost, per_class, attacks]
+
+
+def to_markdown(table: Table) -> str:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return "\n".join([f"### {table.title}", "", line(table.header), "|" + "---|" * len(table.header),
+                      *(line(r) for r in table.rows)])
