@@ -1,0 +1,107 @@
+"""GAN metrics that work offline: Fréchet distance on any features, classifier-FID from an advkit
+classifier's penultimate layer (Inception weights cannot be downloaded here), class coverage and
+entropy of samples, and conditional accuracy.
+
+Fréchet distances depend on the number of samples (the estimate is biased upwards for small sets),
+so compare them only at equal sizes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..core import frozen
+
+Extractor = Callable[[Tensor], Tensor]
+
+
+def frechet_distance(feats_a: Tensor, feats_b: Tensor) -> float:
+    """``||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))`` between Gaussians fitted to two (N, D)
+    feature sets, in float64.
+
+    ``tr((S_a S_b)^(1/2))`` is computed as the sum of square roots of the eigenvalues of the symmetric
+    PSD matrix ``S_a^(1/2) S_b S_a^(1/2)`` (same spectrum), which avoids the complex parts and NaNs of
+    a general matrix square root.
+    """
+    a, b = (torch.as_tensor(f).detach().double().flatten(1).cpu() for f in (feats_a, feats_b))
+    if a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two sets of >= 2 feature vectors of the same width; got {tuple(a.shape)} and {tuple(b.shape)}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
+    root_a = _psd_sqrt(cov_a)
+    cross = torch.linalg.eigvalsh(root_a @ cov_b @ root_a).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).pow(2).sum() + cov_a.trace() + cov_b.trace() - 2 * cross)
+
+
+def _psd_sqrt(m: Tensor) -> Tensor:
+    vals, vecs = torch.linalg.eigh((m + m.T) / 2)
+    return vecs @ torch.diag(vals.clamp_min(0).sqrt()) @ vecs.T
+
+
+@torch.no_grad()
+def extract(extractor: nn.Module | Extractor, x: Tensor, batch_size: int = 500) -> Tensor:
+    """Features of ``x`` from ``extractor.features`` when it has one (advkit classifiers), else from
+    calling it; modules run in eval mode and are restored. Returns (N, D) on the CPU."""
+    fn = getattr(extractor, "features", extractor)
+    device = _device_of(extractor)
+
+    def run() -> Tensor:
+        return torch.cat([fn(x[i:i + batch_size].to(device)).flatten(1).cpu() for i in range(0, len(x), batch_size)])
+
+    if isinstance(extractor, nn.Module):
+        with frozen(extractor):
+            return run()
+    return run()
+
+
+def classifier_fid(extractor: nn.Module | Extractor, samples: Tensor, reference: Tensor, batch_size: int = 500) -> float:
+    """Fréchet distance between ``samples`` and ``reference`` images in the extractor's feature space."""
+    return frechet_distance(extract(extractor, samples, batch_size), extract(extractor, reference, batch_size))
+
+
+@torch.no_grad()
+def predict(classifier: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
+    """Softmax class probabilities (N, C) on the CPU, the classifier in eval mode (restored after)."""
+    device = _device_of(classifier)
+    with frozen(classifier):
+        return torch.cat([classifier(x[i:i + batch_size].to(device)).softmax(1).cpu() for i in range(0, len(x), batch_size)])
+
+
+def class_statistics(classifier: nn.Module, samples: Tensor, min_share: float = 0.01) -> dict[str, float]:
+    """How samples spread over classes under ``classifier``.
+
+    ``classes_covered``: classes predicted for at least ``min_share`` of the samples; ``label_entropy``:
+    entropy (nats) of the histogram of predicted classes (log C when uniform); ``mean_confidence``:
+    mean top probability; ``inception_score``: ``exp E KL(p(y|x) || p(y))`` with this classifier.
+    """
+    probs = predict(classifier, samples)
+    counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double()
+    share = counts / counts.sum()
+    marginal = probs.double().mean(0)
+    kl = (probs.double() * (probs.double().clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())).sum(1).mean()
+    return {
+        "classes_covered": int((share >= min_share).sum()),
+        "num_classes": int(probs.shape[1]),
+        "label_entropy": float(-(share[share > 0] * share[share > 0].log()).sum()),
+        "max_entropy": math.log(probs.shape[1]),
+        "mean_confidence": float(probs.max(1).values.mean()),
+        "inception_score": float(kl.exp()),
+    }
+
+
+def conditional_accuracy(classifier: nn.Module, samples: Tensor, labels: Tensor) -> float:
+    """Share of class-conditional samples that the classifier assigns to the label they were asked for."""
+    if len(samples) != len(labels):
+        raise ValueError(f"samples and labels differ in number: {len(samples)} vs {len(labels)}")
+    return float((predict(classifier, samples).argmax(1) == labels.cpu()).double().mean())
+
+
+def _device_of(module) -> torch.device:
+    params = list(module.parameters()) if isinstance(module, nn.Module) else []
+    return params[0].device if params else torch.device("cpu")
+
+
+__all__ = ["frechet_distance", "extract", "classifier_fid", "predict", "class_statistics", "conditional_accuracy"]

@@ -1,0 +1,93 @@
+"""What the CLI, the demo and the benchmarks write about a GAN: sample grids, loss curves, a
+reference classifier for the offline metrics, and one dictionary of quality numbers."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .. import models, train
+from ..data import as_tensors
+from . import metrics
+from .trainer import GANTrainer
+
+log = logging.getLogger(__name__)
+
+
+def save_grid(images: Tensor, path: str | Path, nrow: int = 10) -> Path:
+    """Tile (N, C, H, W) images in [0, 1] into one PNG, ``nrow`` per row."""
+    import torchvision
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torchvision.utils.save_image(images.clamp(0, 1), str(path), nrow=nrow, padding=2, pad_value=1.0)
+    return path
+
+
+def plot_losses(history: dict[str, list], path: str | Path) -> Path:
+    """D and G losses (and L1, when recorded) over steps, smoothed over a short window, as a PNG;
+    rollbacks of the divergence guard are marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for key in ("d_loss", "g_loss", "l1"):
+        values = torch.tensor(history.get(key, []), dtype=torch.float64)
+        if len(values):
+            window = max(1, len(values) // 100)
+            smooth = values.unfold(0, window, 1).mean(1) if len(values) >= window else values
+            ax.plot(torch.arange(len(smooth)) + window, smooth, label=key)
+    for event in history.get("rollbacks", []):
+        ax.axvline(event["step"], color="red", alpha=0.4)
+    ax.set_xlabel("generator step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path | None = None) -> nn.Module:
+    """A SmallCNN trained on ``data`` (through ``advkit.train.fit``), the feature extractor and judge
+    of the offline metrics; kept in ``cache`` (a state_dict file) when given, so runs can share it."""
+    x, _ = as_tensors(data)
+    model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
+    if cache is not None and Path(cache).exists():
+        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+        return model.eval()
+    torch.manual_seed(seed)
+    model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
+    train.fit(model, data, epochs=epochs, seed=seed, device="cpu", progress=False)
+    if cache is not None:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(str(cache) + ".tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(cache)
+    return model.cpu().eval()
+
+
+def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n: int | None = None, seed: int = 1,
+            ema: bool = True) -> dict[str, float]:
+    """Classifier-FID of ``n`` samples vs the test split next to the FID of ``n`` train images vs the
+    test split (same sizes, so the small-sample bias is the same), their ratio, class statistics of
+    the samples (from the EMA generator unless ``ema=False``) and, for a class-conditional trainer, the classifier's accuracy on the requested labels."""
+    x_train, _ = as_tensors(train_data)
+    x_test, _ = as_tensors(test_data)
+    n = min(n or len(x_train), len(x_train))
+    labels = torch.arange(n) % trainer.num_classes if trainer.conditional == "class" else None
+    samples = trainer.sample(n, labels=labels, seed=seed, ema=ema)
+    test_feats = metrics.extract(classifier, x_test)
+    fid = metrics.frechet_distance(metrics.extract(classifier, samples), test_feats)
+    base = metrics.frechet_distance(metrics.extract(classifier, x_train[:n]), test_feats)
+    out = {"fid_samples_vs_test": fid, "fid_train_vs_test": base, "fid_ratio": fid / base, "n_samples": n,
+           **metrics.class_statistics(classifier, samples)}
+    if labels is not None:
+        out["conditional_accuracy"] = metrics.conditional_accuracy(classifier, samples, labels)
+    return out

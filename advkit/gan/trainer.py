@@ -1,0 +1,390 @@
+"""GAN training as a game on :func:`advkit.core.play`: the discriminator is the inner (max) player
+with ``n_critic`` optimizer steps per round, the generator the outer (min) player with one step.
+
+The trainer owns what makes a long run dependable: its own ``torch.Generator`` for noise, batch
+order and gradient-penalty weights (so a checkpoint can restore it and a resumed run is bit-exact
+on CPU), atomic checkpoints holding every stateful thing, an EMA of the generator, and a
+divergence guard that rolls back to the last good state with lower learning rates.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, frozen, play, trainable_params
+from ..data import as_tensors
+from ..progress import ProgressHook
+from ..train import default_device
+from . import checkpoint
+from .losses import flat_logits, get_loss, gradient_penalty
+
+log = logging.getLogger(__name__)
+
+CONDITIONS = (None, "class", "image")
+
+
+class GANTrainer:
+    """Train ``generator`` against ``discriminator`` with a named loss (see ``advkit.gan.losses.LOSSES``).
+
+    ``conditional``: None (data ``(x, _)``, x the samples), ``"class"`` (data ``(x, y)``, G and D take
+    the labels), ``"image"`` (pix2pix: data ``(x, y)`` with x the condition image and y the target;
+    D sees ``(y, x)`` pairs and G adds ``l1_weight * |y - G(z, x)|``). ``clip`` is WGAN's weight
+    clip (used by ``"wgan"`` only), ``gp_weight`` WGAN-GP's penalty weight (``"wgan-gp"`` only).
+    ``ema_decay`` keeps an exponential moving average of G for sampling (None turns it off).
+    The divergence guard rolls back when a loss is non-finite or the mean |logit| of D passes
+    ``max_abs_logit`` (a runaway discriminator), multiplying both learning rates by ``lr_backoff``;
+    after ``max_rollbacks`` rollbacks in one ``fit`` it gives up with a RuntimeError.
+    """
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        loss: str = "hinge",
+        n_critic: int = 1,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        betas: tuple[float, float] = (0.5, 0.999),
+        conditional: str | None = None,
+        l1_weight: float = 0.0,
+        gp_weight: float = 10.0,
+        clip: float = 0.01,
+        ema_decay: float | None = 0.999,
+        max_abs_logit: float = 1e4,
+        lr_backoff: float = 0.5,
+        max_rollbacks: int = 5,
+        device: str | torch.device | None = None,
+        seed: int = 0,
+    ):
+        self.loss = get_loss(loss)
+        if conditional not in CONDITIONS:
+            raise ValueError(f"conditional must be one of {CONDITIONS}; got {conditional!r}")
+        if not isinstance(getattr(generator, "latent_dim", None), int):
+            raise TypeError("generator must have an integer attribute latent_dim (the noise size)")
+        if n_critic < 1 or min(lr_g, lr_d) <= 0 or l1_weight < 0 or gp_weight < 0 or clip <= 0:
+            raise ValueError(f"need n_critic >= 1, lr_g, lr_d, clip > 0 and l1_weight, gp_weight >= 0; got "
+                             f"n_critic={n_critic}, lr_g={lr_g}, lr_d={lr_d}, clip={clip}, l1_weight={l1_weight}, gp_weight={gp_weight}")
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay}")
+        self.loss_name, self.n_critic, self.conditional = loss, n_critic, conditional
+        self.l1_weight, self.gp_weight, self.clip, self.ema_decay = l1_weight, gp_weight, clip, ema_decay
+        self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
+        self.base_lr = {"g": lr_g, "d": lr_d}
+        self.device, self.seed = default_device(device), seed
+        self.G, self.D = generator.to(self.device), discriminator.to(self.device)
+        self.ema = copy.deepcopy(self.G).eval().requires_grad_(False) if ema_decay else None
+        g_params = trainable_params(self.G)  # none: G is fixed and only D learns (theory checks)
+        self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas) if g_params else None
+        self.opt_d = torch.optim.Adam(trainable_params(self.D), lr=lr_d, betas=betas)
+        self.rng = torch.Generator().manual_seed(seed)
+        self.step, self.batches_drawn, self.lr_scale = 0, 0, 1.0
+        self.history: dict[str, list] = {"d_loss": [], "g_loss": [], "l1": [], "rollbacks": []}
+        self.num_classes: int | None = getattr(generator, "num_classes", None)
+        self._perm: tuple[int, Tensor] | None = None
+        self._good: dict[str, Any] | None = None
+        self._diverged: str | None = None
+        self._logit_scale = 0.0
+
+    # ---- the game ------------------------------------------------------------------------------
+
+    def fit(self, data, steps: int, batch_size: int = 64, checkpoint_dir: str | Path | None = None,
+            checkpoint_every: int | None = None, resume: bool = False, progress: bool = True,
+            hooks: Iterable[Hook] = ()) -> dict[str, list]:
+        """Play until ``steps`` rounds (generator steps) in total; returns the history.
+
+        Checkpoints go to ``checkpoint_dir`` every ``checkpoint_every`` rounds (default: a tenth of
+        ``steps``) and at the end. ``resume=True`` first loads the newest checkpoint there. ``hooks``
+        are extra core hooks (round numbers are global steps).
+        """
+        if steps < 0 or batch_size < 1:
+            raise ValueError(f"steps must be >= 0 and batch_size >= 1; got {steps}, {batch_size}")
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
+        self._warn_if_distributed()
+        real, cond = self._prepare(data)
+        if resume:
+            self._resume(checkpoint_dir)
+        every = checkpoint_every or max(1, steps // 10)
+        self._good = copy.deepcopy(self.state_dict())
+        self.G.train(), self.D.train()
+        rollbacks = 0
+        while self.step < steps:
+            self._diverged = None
+            batches = _Batches(self, real, cond, batch_size)
+            inner = Player(trainable_params(self.D), OptimizerStep(self.opt_d),
+                           WeightClip(self.clip) if self.loss.clip else Identity(), maximize=True)
+            outer = Player(trainable_params(self.G), OptimizerStep(self.opt_g), maximize=False) if self.opt_g else None
+            game_hooks = [_Guard(self), _Bookkeeper(self, batches, every, checkpoint_dir),
+                          ProgressHook(steps - self.step, "gan", progress, self.history["g_loss"]), *hooks]
+            play(inner, batches.d_objective, outer, batches.g_objective if outer else None, rounds=steps, k=self.n_critic,
+                 hooks=game_hooks, start=self.step)
+            if self._diverged is None:
+                break
+            rollbacks += 1
+            if rollbacks > self.max_rollbacks:
+                raise RuntimeError(f"GAN training diverged {rollbacks} times ({self._diverged}); giving up at step {self.step}")
+            self._rollback(self._diverged)
+        if checkpoint_dir is not None and not checkpoint.path_for(checkpoint_dir, self.step).exists():
+            self._checkpoint(checkpoint_dir)
+        return self.history
+
+    def _prepare(self, data) -> tuple[Tensor, Tensor | None]:
+        """(samples D must call real, condition or None), checked, on the CPU."""
+        x, y = as_tensors(data)
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"data must hold as many samples as targets, at least one; got {len(x)} and {len(y)}")
+        if not torch.isfinite(x).all() or (y.is_floating_point() and not torch.isfinite(y).all()):
+            raise ValueError("data holds NaN or Inf values")
+        if self.conditional is None:
+            return x, None
+        if self.conditional == "class":
+            if y.is_floating_point() or y.ndim != 1 or y.min() < 0:
+                raise ValueError("conditional='class' needs non-negative integer labels of shape (N,)")
+            self.num_classes = self.num_classes or int(y.max()) + 1
+            return x, y
+        if not y.is_floating_point() or y.ndim != x.ndim:
+            raise ValueError("conditional='image' needs data of (condition image, target image) pairs")
+        return y, x
+
+    # ---- moves -------------------------------------------------------------------------------------
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``(n, latent_dim)`` standard normal noise, drawn on the CPU from the trainer's generator."""
+        return torch.randn(n, self.G.latent_dim, generator=generator or self.rng).to(self.device)
+
+    def judge(self, x: Tensor, cond: Tensor | None) -> Tensor:
+        """D's logits for ``x`` (with its condition), shape (N,)."""
+        return flat_logits(self.D(x) if cond is None else self.D(x, cond))
+
+    def generate(self, z: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
+        """``G(z)`` or ``G(z, cond)``."""
+        model = model or self.G
+        return model(z) if cond is None else model(z, cond)
+
+    def d_loss(self, real: Tensor, cond: Tensor | None) -> Tensor:
+        """The discriminator's loss on one real batch and as many fresh fakes (plus its penalty)."""
+        with torch.no_grad():
+            fake = self.generate(self.noise(len(real)), cond)
+        logits_real, logits_fake = self.judge(real, cond), self.judge(fake, cond)
+        self._logit_scale = float(torch.maximum(logits_real.detach().abs().mean(), logits_fake.detach().abs().mean()))
+        loss = self.loss.d(logits_real, logits_fake)
+        if self.loss.penalty:
+            loss = loss + self.gp_weight * gradient_penalty(lambda t: self.judge(t, cond), real, fake, self.rng)
+        return loss
+
+    def g_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term."""
+        fake = self.generate(self.noise(len(real)), cond)
+        loss = self.loss.g(self.judge(fake, cond))
+        if self.conditional != "image":
+            return loss, None
+        l1 = F.l1_loss(fake, real)
+        return loss + self.l1_weight * l1, l1
+
+    # ---- sampling ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, labels: Tensor | None = None, condition: Tensor | None = None,
+               seed: int | None = None, ema: bool = True, batch_size: int = 500) -> Tensor:
+        """``n`` samples from the generator (its EMA when kept and ``ema``), in eval mode, on the CPU.
+
+        Class-conditional: ``labels`` (default: 0, 1, ..., cycling over the classes). Image-conditional:
+        ``condition`` images (n defaults to their number). The noise comes from its own generator
+        seeded with ``seed`` (default: the trainer's seed), so sampling never shifts the training RNG.
+        """
+        cond = self._sample_condition(n, labels, condition)
+        n = len(cond) if cond is not None else n
+        if n is None or n < 0:
+            raise ValueError(f"n must be a non-negative number of samples; got {n}")
+        rng = torch.Generator().manual_seed(self.seed if seed is None else seed)
+        model = self.ema if (ema and self.ema is not None) else self.G
+        with frozen(model):
+            parts = [self.generate(self.noise(min(batch_size, n - i), rng), None if cond is None else cond[i:i + batch_size].to(self.device), model).cpu()
+                     for i in range(0, n, batch_size)]
+        return torch.cat(parts) if parts else torch.empty(0)
+
+    def _sample_condition(self, n: int | None, labels: Tensor | None, condition: Tensor | None) -> Tensor | None:
+        if self.conditional == "class":
+            if labels is None:
+                if n is None or not self.num_classes:
+                    raise ValueError("pass labels (or n, once the number of classes is known)")
+                labels = torch.arange(n) % self.num_classes
+            if n is not None and len(labels) != n:
+                raise ValueError(f"labels must have n={n} entries; got {len(labels)}")
+            return torch.as_tensor(labels, dtype=torch.long)
+        if self.conditional == "image":
+            if condition is None:
+                raise ValueError("an image-conditional generator needs condition images")
+            return condition
+        return None
+
+    # ---- state, checkpoints, rollback --------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: models, EMA, optimizers, RNG states, counters, history."""
+        state = {
+            "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "opt_g": self.opt_g.state_dict() if self.opt_g else {}, "opt_d": self.opt_d.state_dict(),
+            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "step": self.step, "batches_drawn": self.batches_drawn, "lr_scale": self.lr_scale,
+            "num_classes": self.num_classes or 0, "history": self.history,
+        }
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (tensors are copied into the live models)."""
+        self.G.load_state_dict(state["generator"])
+        self.D.load_state_dict(state["discriminator"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        if self.opt_g is not None:
+            self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.batches_drawn, self.lr_scale = state["step"], state["batches_drawn"], state["lr_scale"]
+        self.num_classes = state["num_classes"] or self.num_classes
+        self.history = copy.deepcopy(state["history"])
+
+    def _finite(self) -> bool:
+        models = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
+        return all(torch.isfinite(t).all() for m in models for t in (*m.parameters(), *m.buffers()) if t.is_floating_point())
+
+    def _checkpoint(self, directory: str | Path | None) -> None:
+        """Remember the current state as the last good one (and write it) unless a weight is non-finite."""
+        if not self._finite():
+            self._diverged = "non-finite weights"
+            return
+        self._good = copy.deepcopy(self.state_dict())
+        if directory is not None:
+            path = checkpoint.save(self._good, directory, self.step)
+            log.info("checkpoint at step %d: %s", self.step, path)
+
+    def _resume(self, directory: str | Path) -> None:
+        found = checkpoint.load_latest(directory)
+        if found is None:
+            log.info("no checkpoint in %s: starting from step 0", directory)
+            return
+        state, path = found
+        self.load_state_dict(state)
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def _rollback(self, reason: str) -> None:
+        """Back to the last good state, both learning rates times ``lr_backoff``, logged in the history."""
+        failed_at, scale = self.step, self.lr_scale * self.lr_backoff
+        events = self.history["rollbacks"]
+        self.load_state_dict(copy.deepcopy(self._good))
+        self.lr_scale = scale
+        for opt, key in ((self.opt_g, "g"), (self.opt_d, "d")):
+            for group in opt.param_groups if opt else ():
+                group["lr"] = self.base_lr[key] * scale
+        event = {"step": failed_at, "back_to": self.step, "reason": reason, "lr_scale": scale}
+        self.history["rollbacks"] = events + [event]
+        self._good["history"]["rollbacks"] = list(self.history["rollbacks"])
+        log.warning("GAN diverged at step %d (%s): restored step %d, learning rates x%.3g", failed_at, reason, self.step, scale)
+
+    @staticmethod
+    def _warn_if_distributed() -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            log.warning("GANTrainer.fit does not shard under torchrun yet: every rank trains its own copy")
+
+
+class _Batches:
+    """The two objectives of one game: each D move takes the next real batch; the G move reuses the
+    last batch's conditions (and targets, for L1). Batch order is a pure function of the seed and the
+    number of batches drawn, so resuming needs only that counter."""
+
+    def __init__(self, trainer: GANTrainer, real: Tensor, cond: Tensor | None, batch_size: int):
+        self.t, self.real, self.cond = trainer, real, cond
+        self.size = min(batch_size, len(real))
+        self.per_epoch = len(real) // self.size
+        self.last: tuple[Tensor, Tensor | None] | None = None
+        self.d_losses: list[float] = []
+
+    def next_batch(self) -> tuple[Tensor, Tensor | None]:
+        t = self.t
+        epoch, j = divmod(t.batches_drawn, self.per_epoch)
+        if t._perm is None or t._perm[0] != (t.seed, epoch):
+            gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch)
+            t._perm = ((t.seed, epoch), torch.randperm(len(self.real), generator=gen))
+        idx = t._perm[1][j * self.size:(j + 1) * self.size]
+        t.batches_drawn += 1
+        dev = t.device
+        return self.real[idx].to(dev), None if self.cond is None else self.cond[idx].to(dev)
+
+    def d_objective(self) -> Tensor:
+        """What D climbs: minus its loss."""
+        self.last = self.next_batch()
+        loss = self.t.d_loss(*self.last)
+        self.d_losses.append(float(loss.detach()))
+        return -loss
+
+    def g_objective(self) -> Tensor:
+        """What G descends."""
+        loss, l1 = self.t.g_loss(*self.last)
+        self.t.history["g_loss"].append(float(loss.detach()))
+        if l1 is not None:
+            self.t.history["l1"].append(float(l1.detach()))
+        return loss
+
+    def end_round(self) -> None:
+        """The round's mean D loss goes into the history."""
+        self.t.history["d_loss"].append(sum(self.d_losses) / len(self.d_losses))
+        self.d_losses = []
+
+
+class _Guard(Hook):
+    """Stops the game on a non-finite loss or a runaway discriminator; ``fit`` then rolls back."""
+
+    def __init__(self, trainer: GANTrainer):
+        self.t = trainer
+
+    def _check(self, loss: Tensor, who: str) -> bool:
+        if not math.isfinite(float(loss.detach())):
+            self.t._diverged = f"non-finite {who} loss"
+        elif who == "D" and self.t._logit_scale > self.t.max_abs_logit:
+            self.t._diverged = f"runaway discriminator (mean |logit| {self.t._logit_scale:.3g})"
+        return self.t._diverged is not None
+
+    def inner_step(self, r: int, i: int, loss: Tensor) -> bool:
+        return self._check(loss, "D")
+
+    def outer_step(self, r: int, loss: Tensor) -> bool:
+        return self._check(loss, "G")
+
+
+class _Bookkeeper(Hook):
+    """After each G move: the EMA update; after each round: the step counter and checkpoints."""
+
+    def __init__(self, trainer: GANTrainer, batches: _Batches, every: int, directory: str | Path | None):
+        self.t, self.batches, self.every, self.directory = trainer, batches, every, directory
+
+    @torch.no_grad()
+    def outer_step(self, r: int, loss: Tensor) -> None:
+        t = self.t
+        if t.ema is None or t._diverged:
+            return
+        decay = min(t.ema_decay, (1 + r) / (10 + r))
+        for avg, live in zip(t.ema.parameters(), t.G.parameters()):
+            avg.lerp_(live, 1 - decay)
+        for avg, live in zip(t.ema.buffers(), t.G.buffers()):
+            avg.copy_(live)
+
+    def round_end(self, r: int) -> bool:
+        self.batches.end_round()
+        self.t.step = r + 1
+        if self.t.step % self.every == 0:
+            self.t._checkpoint(self.directory)
+        return self.t._diverged is not None

@@ -1,0 +1,88 @@
+"""Quality target for advkit's GAN trainer on mnist5k (issue 4, item 6).
+
+A class-conditional hinge GAN (DCGAN width 32, projection discriminator) trained for at most
+``--minutes`` of wall-clock training on the CPU; then classifier-FID of samples vs the test split
+(target: <= 3x the FID between the train and test splits), classes covered (target: 10) and
+conditional accuracy (target: >= 90%). Metrics are also logged at every checkpoint.
+
+    OMP_NUM_THREADS=2 python benchmarks/gan_mnist.py --out out/gan_mnist
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import advkit
+from advkit.core import Hook
+from advkit.gan import GANTrainer, dcgan
+from advkit.gan.report import plot_losses, quality, reference_classifier, save_grid
+
+
+class TimeBudget(Hook):
+    """Ends the game once the training wall-clock budget is spent."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.perf_counter() + seconds
+
+    def round_end(self, r: int) -> bool:
+        return time.perf_counter() > self.deadline
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--loss", default="hinge")
+    p.add_argument("--lr-g", type=float, default=2e-4)
+    p.add_argument("--lr-d", type=float, default=2e-4)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/gan_mnist")
+    args = p.parse_args()
+    out = Path(args.out)
+    train, test = advkit.data.load("mnist5k")
+    classifier = reference_classifier(train, cache=out / "classifier.pt")
+    torch.manual_seed(args.seed)
+    G, D = dcgan(num_classes=10, width=args.width)
+    trainer = GANTrainer(G, D, loss=args.loss, conditional="class", lr_g=args.lr_g, lr_d=args.lr_d, device="cpu", seed=args.seed)
+    curve, clock = [], {"train": 0.0}
+
+    class Evaluate(Hook):
+        """Every ``eval_every`` steps: metrics and a grid, with the evaluation time kept off the training clock."""
+
+        def round_end(self, r: int) -> None:
+            if (r + 1) % args.eval_every == 0:
+                pause = time.perf_counter()
+                row = {"step": r + 1, "train_seconds": round(pause - start - clock["paused"], 1),
+                       **quality(trainer, classifier, train, test, n=1000),
+                       "fid_ratio_no_ema": quality(trainer, classifier, train, test, n=1000, ema=False)["fid_ratio"]}
+                save_grid(trainer.sample(100), out / f"samples_{r + 1:06d}.png")
+                print(json.dumps(row), flush=True)
+                curve.append(row)
+                clock["paused"] += time.perf_counter() - pause
+                budget.deadline += time.perf_counter() - pause
+
+    budget = TimeBudget(args.minutes * 60)
+    clock["paused"] = 0.0
+    start = time.perf_counter()
+    trainer.fit(train, steps=args.steps, batch_size=args.batch_size, checkpoint_dir=out / "ckpt",
+                checkpoint_every=args.eval_every, progress=False, hooks=[Evaluate(), budget])
+    train_seconds = time.perf_counter() - start - clock["paused"]
+    final = {"steps": trainer.step, "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+             **quality(trainer, classifier, train, test)}
+    final["grid"] = str(save_grid(trainer.sample(100), out / "samples_final.png"))
+    final["loss_curve"] = str(plot_losses(trainer.history, out / "losses.png"))
+    final["targets_met"] = {"fid_ratio<=3": final["fid_ratio"] <= 3, "all_10_classes": final["classes_covered"] == 10,
+                            "conditional_accuracy>=0.9": final["conditional_accuracy"] >= 0.9}
+    (out / "metrics.json").write_text(json.dumps({"final": final, "curve": curve, "args": vars(args)}, indent=2))
+    print(json.dumps(final, indent=2))
+
+
+if __name__ == "__main__":
+    main()
