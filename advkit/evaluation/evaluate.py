@@ -22,7 +22,7 @@ from ..attacks.generate import model_device
 from ..core import frozen
 from ..data import as_tensors
 from ..train import default_device
-from .batched import attack_at, point_seed, predict
+from .batched import attack_at, predict
 from .checks import run_checks
 from .report import Report, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
@@ -48,6 +48,7 @@ def evaluate(
     survivors: bool = True,
     checks: bool = True,
     probe: int = 100,
+    queries: int = 500,
     examples: int = 8,
 ) -> Report:
     """Robust accuracy of ``model`` on ``data`` under each attack at each eps, plus the per-sample
@@ -59,7 +60,8 @@ def evaluate(
     (ours or torchattacks'), or factories ``model -> attack``; a dict names them. ``eps`` may
     include 0 (clean accuracy); it is sorted. ``device``: where to compute (default CUDA when
     available); the models are moved there and back. ``survivors=False`` attacks every sample at
-    every eps. ``probe`` samples feed the sanity checks (``checks=False`` skips them) and
+    every eps. ``probe`` samples feed the sanity checks (``checks=False`` skips them; ``queries``
+    is the budget of their gradient-free attack) and
     ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers.
     """
     models = _models(model)
@@ -78,15 +80,16 @@ def evaluate(
         with placed(net, device):
             results.append(evaluate_model(name, net, specs, x, y, grid, norm=norm, batch_size=batch_size, seed=seed,
                                           device=device, survivors=survivors, checks=checks, probe=probe,
-                                          examples=examples, progress=progress))
+                                          queries=queries, examples=examples, progress=progress))
     config = {"attacks": [s.name for s in specs], "eps": grid, "norm": norm, "n": len(x), "batch_size": batch_size,
-              "seed": seed, "survivors": survivors, "probe": probe}
+              "seed": seed, "survivors": survivors, "probe": probe, "queries": queries}
     return Report(results, config, run_metadata(device, time.perf_counter() - start))
 
 
 def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tensor, y: Tensor, eps: list[float], *,
                    norm: str, batch_size: int, seed: int, device: torch.device, survivors: bool = True,
-                   checks: bool = True, probe: int = 100, examples: int = 8, progress: bool = True) -> ModelResult:
+                   checks: bool = True, probe: int = 100, queries: int = 500, examples: int = 8,
+                   progress: bool = True) -> ModelResult:
     """One model's curves, checks and examples (``model`` already on ``device``)."""
     t0 = time.perf_counter()
     clean_pred, num_classes = predict(model, x, batch_size, device)
@@ -108,7 +111,7 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
     if checks:
         t0 = time.perf_counter()
         result.checks = run_checks(result, model, built, x, y, norm=norm, seed=seed, probe=probe,
-                                   batch_size=batch_size, device=device)
+                                   batch_size=batch_size, device=device, queries=queries)
         seconds["checks"] = time.perf_counter() - t0
     for row in zip(eps, *(result.accuracy(a) for a in result.names)):
         log.info("%s eps=%g: %s", name, row[0], ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:])))
@@ -166,7 +169,11 @@ def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor,
 
 
 def _describe(attack: Any) -> Any:
-    return attack.describe() if hasattr(attack, "describe") else repr(attack)
+    """The attack's settings for the report (its own eps is replaced by the grid's at each point)."""
+    if hasattr(attack, "describe"):
+        return attack.describe()
+    extra = [f"{k}={getattr(attack, k)}" for k in ("steps", "restarts") if isinstance(getattr(attack, k, None), int)]
+    return " ".join([repr(attack), *extra])
 
 
 def _models(model: Any) -> dict[str, nn.Module]:

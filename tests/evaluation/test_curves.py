@@ -1,0 +1,134 @@
+"""Curves: the analytic linear model, survivors-only versus full evaluation, inputs and errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import advkit
+from advkit.attacks import FGSM, PGD
+
+
+class BinaryLinear(nn.Module):
+    """z = w.x + b, returned as two logits (-z, z): class 1 iff z > 0."""
+
+    def __init__(self, w: torch.Tensor, b: float):
+        super().__init__()
+        self.w, self.b = nn.Parameter(w), nn.Parameter(torch.tensor(b))
+
+    def forward(self, x):
+        z = x @ self.w + self.b
+        return torch.stack([-z, z], 1)
+
+
+@pytest.fixture(scope="module")
+def linear_problem():
+    """Inputs in [0.3, 0.7] (eps <= 0.25 never meets the box), 10% labels flipped (wrong clean)."""
+    g = torch.Generator().manual_seed(0)
+    d, n = 20, 400
+    w = torch.randn(d, generator=g)
+    x = 0.3 + 0.4 * torch.rand(n, d, generator=g)
+    model = BinaryLinear(w, float(-0.5 * w.sum()))
+    with torch.no_grad():
+        z = model(x)[:, 1]
+    y = (z > 0).long()
+    flip = torch.rand(n, generator=g) < 0.1
+    y[flip] = 1 - y[flip]
+    distance = z.abs() / w.abs().sum()  # the smallest L-inf perturbation that flips the sign
+    return model, x, y, distance
+
+
+EPS = [0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.2]
+
+
+def analytic(y, model, x, distance, eps):
+    with torch.no_grad():
+        correct = model(x).argmax(1) == y
+    return [float((correct & (distance > e)).float().mean()) for e in eps]
+
+
+def pgd10(m):
+    return PGD(m, steps=10)
+
+
+def test_pgd_matches_the_closed_form_curve_and_survivors_equal_full(linear_problem):
+    model, x, y, distance = linear_problem
+    kwargs = dict(attacks={"pgd": pgd10}, eps=EPS, progress=False, checks=False, device="cpu")
+    fast = advkit.evaluate(model, (x, y), **kwargs)
+    full = advkit.evaluate(model, (x, y), survivors=False, **kwargs)
+    expected = analytic(y, model, x, distance, EPS)
+    got = [acc for _, acc in fast.curve["pgd"]]
+    assert max(abs(a - b) for a, b in zip(got, expected)) <= 0.01, (got, expected)
+    assert fast.curve == full.curve  # the attack is exact here: both ways agree point for point
+    assert fast.curve["worst"] == fast.curve["pgd"]
+    spent = lambda rep: sum(p["backwards"] for p in rep.to_dict()["models"]["model"]["curves"]["pgd"])
+    assert spent(fast) < spent(full)
+
+
+def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch):
+    x, y = test_batch[0][:96], test_batch[1][:96]
+    kwargs = dict(attacks={"fgsm": "fgsm", "pgd": pgd10}, eps=[0, 0.05, 0.1, 0.2], progress=False, checks=False,
+                  device="cpu", examples=0)
+    fast = advkit.evaluate(trained_cnn, (x, y), **kwargs)
+    full = advkit.evaluate(trained_cnn, (x, y), survivors=False, **kwargs)
+    for name in ("fgsm", "pgd", "worst"):
+        for (e, a), (_, b) in zip(fast.curve[name], full.curve[name]):
+            assert a <= b + 1e-12, (name, e, a, b)
+        accs = [a for _, a in fast.curve[name]]
+        assert accs == sorted(accs, reverse=True)  # non-increasing by construction
+    res = fast["model"]
+    assert torch.equal(res.robust("worst"), res.robust("fgsm") & res.robust("pgd"))  # per-sample worst case
+
+
+def test_data_forms_agree_and_eps_zero_is_clean(trained_cnn, test_batch):
+    x, y = test_batch[0][:40], test_batch[1][:40]
+    kwargs = dict(attacks=["fgsm"], eps=[0.1, 0], progress=False, checks=False, device="cpu", examples=0)
+    curves = [advkit.evaluate(trained_cnn, data, **kwargs).curve
+              for data in ((x, y), TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=16))]
+    assert curves[0] == curves[1] == curves[2]
+    assert curves[0]["fgsm"][0] == (0.0, advkit.train.accuracy(trained_cnn, (x, y)))
+
+
+def test_several_models_share_one_report_and_compare_merges(trained_cnn, test_batch):
+    x, y = test_batch[0][:32], test_batch[1][:32]
+    kwargs = dict(attacks=["fgsm"], eps=[0, 0.1], progress=False, checks=False, device="cpu", examples=0)
+    both = advkit.evaluate({"a": trained_cnn, "b": nn.Sequential(trained_cnn)}, (x, y), **kwargs)
+    assert set(both.curve) == {"a/fgsm", "a/worst", "b/fgsm", "b/worst"}
+    assert both.curve["a/fgsm"] == both.curve["b/fgsm"]
+    single = advkit.evaluate(trained_cnn, (x, y), **kwargs)
+    merged = advkit.evaluation.Report.compare({"before": single, "after": single})
+    assert list(merged.results) == ["before", "after"]
+    with pytest.raises(ValueError, match="eps grid"):
+        advkit.evaluation.Report.compare([single, advkit.evaluate(trained_cnn, (x, y), **{**kwargs, "eps": [0, 0.2]})])
+
+
+def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
+    import torchattacks
+
+    x, y = test_batch[0][:16], test_batch[1][:16]
+    kwargs = dict(eps=[0, 0.1], progress=False, checks=False, device="cpu", examples=0)
+    ours = advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(trained_cnn)], **kwargs)
+    theirs = advkit.evaluate(trained_cnn, (x, y), attacks={"ta-fgsm": torchattacks.FGSM(trained_cnn)}, **kwargs)
+    assert ours.curve["fgsm"] == theirs.curve["ta-fgsm"]  # same single step, same result
+    with pytest.raises(ValueError, match="valid names: .*fgsm.*pgd"):
+        advkit.evaluate(trained_cnn, (x, y), attacks=["nope"], **kwargs)
+    with pytest.raises(ValueError, match="another model"):
+        advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(nn.Sequential(trained_cnn))], **kwargs)
+    with pytest.raises(ValueError, match="eps"):
+        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], eps=[-0.1], progress=False)
+    with pytest.raises(ValueError, match="norm"):
+        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], norm="l3", progress=False)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False)
+
+
+def test_autoattack_resolves_to_the_standard_ensemble(trained_cnn):
+    from advkit.evaluation.specs import resolve
+
+    (spec,) = resolve(["autoattack"])
+    ensemble = spec.build(trained_cnn, "linf", 10)
+    assert [c["name"] for c in ensemble.describe()] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    x = torch.rand(4, 1, 28, 28)
+    res = ensemble.run(x, eps=0.0)  # eps 0: nothing moves, nothing is fooled (labels = predictions)
+    assert torch.equal(res.x_adv, x) and not bool(res.success.any())
