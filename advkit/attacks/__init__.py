@@ -3,13 +3,17 @@
 ``ATTACKS`` maps the names that ``advkit.evaluate`` and the CLI accept to attack classes.
 """
 from .adapter import from_torchattacks
+from .apgd import APGD
 from .base import Attack, AttackResult, Run
+from .cw import CW
 from .fgsm import FGSM
 from .generate import generate
 from .losses import LOSSES, get_loss, succeeded
+from .mifgsm import MIFGSM
 from .pgd import PGD
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
 __all__ += ["from_torchattacks", "generate"]
+__all__ += ["MIFGSM", "CW", "APGD"]

@@ -1,0 +1,105 @@
+"""Carlini-Wagner L2 (2017): the smallest L2 perturbation that flips the decision, found with
+Adam in tanh space on ``||x' - x||_2^2 + c * max(-margin, -kappa)`` and a per-sample binary
+search on ``c``."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..core import OptimizerStep, Player, play
+from .base import Attack, Run
+from .losses import margin, succeeded
+
+#: pixels are mapped into tanh's open range, so that x itself has a finite preimage
+TANH_SQUEEZE = 1 - 1e-6
+
+
+def to_tanh_space(x: Tensor) -> Tensor:
+    """``w`` with ``(tanh(w) + 1) / 2 ~= x``: optimising ``w`` freely keeps ``x'`` inside [0, 1]."""
+    return torch.atanh((2 * x - 1) * TANH_SQUEEZE)
+
+
+def from_tanh_space(w: Tensor) -> Tensor:
+    return (torch.tanh(w) + 1) / 2
+
+
+class Smallest:
+    """Each sample's smallest successful perturbation so far (``dist`` is inf until one is found)."""
+
+    def __init__(self, x: Tensor):
+        self.x_adv, self.dist = x.clone(), torch.full((len(x),), math.inf, device=x.device)
+
+    def update(self, x_adv: Tensor, dist: Tensor, hit: Tensor) -> None:
+        better = hit & (dist < self.dist)
+        self.dist = torch.where(better, dist, self.dist)
+        self.x_adv = torch.where(better.view(-1, *([1] * (x_adv.ndim - 1))), x_adv, self.x_adv)
+
+
+class CW(Attack):
+    """Carlini-Wagner L2. ``eps=None`` (the default) is unbounded: the result is the smallest
+    perturbation found; a finite ``eps`` clips it to the eps-ball (and the success is re-checked).
+
+    Each of ``binary_steps`` searches runs ``steps`` Adam steps (learning rate ``lr``) from ``x``;
+    ``c`` starts at ``c`` for every sample, then halves towards the last failure after a success
+    and grows tenfold (or bisects) after a failure. ``kappa`` is the confidence margin a success
+    needs. The defaults (c=1, 100 steps, lr=0.1, 5 searches: 500 gradient steps) fool a standard
+    MNIST CNN on every sample with a median L2 of about 1.4, where torchattacks.CW with 500 steps
+    fools 42% (c=1) or 94% (c=10, median 2.4); tests/attacks/test_cw.py checks it. Fewer steps per
+    search cost more than they save: 50 steps give a median of about 2.0.
+    """
+
+    norms = ("l2",)
+    losses = ("margin",)
+
+    def __init__(self, model: nn.Module, eps: float | None = None, c: float = 1.0, kappa: float = 0.0,
+                 steps: int = 100, lr: float = 0.1, binary_steps: int = 5, *, norm: str = "l2",
+                 loss: str = "margin", **kwargs):
+        super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
+        if eps is None:
+            self.eps = math.inf  # unbounded: the base class's final L2 projection leaves every result as is
+        if c <= 0 or kappa < 0 or lr <= 0 or steps < 1 or binary_steps < 1:
+            raise ValueError(f"need c > 0, kappa >= 0, lr > 0, steps >= 1 and binary_steps >= 1; got c={c}, "
+                             f"kappa={kappa}, lr={lr}, steps={steps}, binary_steps={binary_steps}")
+        self.c, self.kappa, self.steps, self.lr, self.binary_steps = c, kappa, steps, lr, binary_steps
+
+    def perturb(self, run: Run) -> None:
+        run.clean()
+        todo = (~run.success).nonzero().squeeze(1)  # samples the model already gets wrong need nothing
+        if len(todo) == 0:
+            return
+        x, labels = run.x[todo], run.labels[todo]
+        best = Smallest(x)
+        c = torch.full((len(x),), float(self.c), device=x.device)
+        lower, upper = torch.zeros_like(c), torch.full_like(c, math.inf)
+        for _ in range(self.binary_steps):
+            found = torch.zeros_like(c, dtype=torch.bool)
+            w = to_tanh_space(x).requires_grad_(True)
+            adam = OptimizerStep(torch.optim.Adam([w], lr=self.lr))
+            play(Player([w], adam, maximize=False), self._objective(run, w, x, labels, c, best, found), k=self.steps)
+            lower = torch.where(found, lower, torch.maximum(lower, c))
+            upper = torch.where(found, torch.minimum(upper, c), upper)
+            c = torch.where(upper < math.inf, (lower + upper) / 2, c * 10)
+        done = best.dist < math.inf
+        run.best[todo] = best.x_adv
+        run.success[todo] = done
+
+    def _objective(self, run: Run, w: Tensor, x: Tensor, labels: Tensor, c: Tensor, best: Smallest,
+                   found: Tensor) -> Callable[[], Tensor]:
+        """``sum ||x' - x||^2 + c * max(-margin, -kappa)``, recording every successful iterate."""
+
+        def loss() -> Tensor:
+            x_adv = from_tanh_space(w)
+            logits = run.logits(x_adv)
+            run.backwards += len(x)
+            dist2 = (x_adv - x).flatten(1).pow(2).sum(1)
+            m = margin(logits, labels, run.targeted)
+            with torch.no_grad():
+                hit = succeeded(logits, labels, run.targeted) & (m >= self.kappa)
+                best.update(x_adv.detach(), dist2.detach().sqrt(), hit)
+                found.logical_or_(hit)
+            return (dist2 + c * (-m).clamp_min(-self.kappa)).sum()
+
+        return loss
