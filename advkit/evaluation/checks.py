@@ -72,12 +72,13 @@ class _Context:
     @property
     def mid(self) -> tuple[int, float] | None:
         """The grid point (index, eps > 0) where the worst-case accuracy is nearest half the clean
-        accuracy: where stronger attacks have the most room to differ."""
+        accuracy, where stronger attacks have the most room to differ; on ties the largest eps
+        (a flat curve, the mark of masking, is probed where the budget is largest)."""
         acc, half = self.result.accuracy(WORST), self.result.clean_accuracy / 2
-        points = [(abs(a - half), j) for j, (e, a) in enumerate(zip(self.result.eps, acc)) if e > 0]
+        points = [(abs(a - half), -j) for j, (e, a) in enumerate(zip(self.result.eps, acc)) if e > 0]
         if not points:
             return None
-        j = min(points)[1]
+        j = -min(points)[1]
         return j, self.result.eps[j]
 
 

@@ -91,10 +91,11 @@ class ModelResult:
 
     @property
     def clean_accuracy(self) -> float:
-        return float(self.clean.float().mean())
+        return int(self.clean.sum()) / len(self.clean)
 
     def accuracy(self, attack: str) -> list[float]:
-        return self.robust(attack).float().mean(0).tolist()
+        """Accuracy at each eps, as exact fractions k / n."""
+        return [int(k) / len(self.labels) for k in self.robust(attack).sum(0)]
 
     def curve(self) -> dict[str, list[tuple[float, float]]]:
         return {name: list(zip(self.eps, self.accuracy(name))) for name in self.names}

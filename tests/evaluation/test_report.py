@@ -1,0 +1,106 @@
+"""Report files: they exist and parse, the HTML page renders in headless Chromium without console
+errors, and the CLI's evaluate and quick demo write them."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+
+import matplotlib.image
+import pytest
+import torch
+
+import advkit
+from advkit.attacks import PGD
+from advkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def saved(trained_cnn, test_batch, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    x, y = test_batch[0][:48], test_batch[1][:48]
+    rep = advkit.evaluate(trained_cnn, (x, y), attacks={"fgsm": "fgsm", "pgd-5": lambda m: PGD(m, steps=5)},
+                          eps=[0, 0.1, 0.2], probe=16, queries=100, progress=False, device="cpu")
+    picture = out / "extra.png"
+    matplotlib.image.imsave(picture, torch.rand(8, 8).numpy())
+    rep.add_section("Extra part", "Some *markdown* <b>escaped</b>.", [picture])
+    return rep, rep.save(out)
+
+
+def test_files_exist_and_parse(saved):
+    rep, html_path = saved
+    out = html_path.parent
+    data = json.loads((out / "report.json").read_text())
+    assert data["config"]["eps"] == [0.0, 0.1, 0.2] and data["seed"] == 0
+    assert {"advkit", "torch", "torchattacks"} <= set(data["versions"]) and data["device"] == "cpu"
+    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == 5
+    model = data["models"]["model"]
+    assert set(model["curves"]) == {"fgsm", "pgd-5", "worst"} and model["seconds"]["checks"] > 0
+    point = model["curves"]["pgd-5"][1]
+    assert point["ci95"][0] <= point["accuracy"] <= point["ci95"][1] and point["forwards"] > 0
+    assert [p["accuracy"] for p in model["curves"]["worst"]] == [a for _, a in rep.curve["worst"]]
+    assert data["sections"][0]["images"] == ["extra.png"]
+    md = (out / "report.md").read_text()
+    assert "| eps | fgsm | pgd-5 | worst |" in md and "![accuracy versus eps](curve.png)" in md
+    for png in ("curve.png", "examples_model.png", "extra.png"):
+        assert matplotlib.image.imread(out / png).ndim == 3
+    page = html_path.read_text()
+    assert page.count("data:image/png;base64,") == 3 and "src=\"http" not in page
+    assert "&lt;b&gt;escaped&lt;/b&gt;" in page
+
+
+def render(path, tmp_path):
+    """Headless Chromium's DOM of ``path`` and the console lines it logged."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: the HTML report test needs Debian's `chromium` package "
+                    "(.ci/run installs it; locally: apt-get install -y chromium)")
+    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=3000", "--dump-dom", path.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout, [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+
+
+def test_html_renders_in_headless_chromium_without_console_errors(saved, tmp_path):
+    dom, console = render(saved[1], tmp_path)
+    assert console == []
+    assert 'data-images-ok="yes"' in dom and "advkit robustness report" in dom and "Sanity checks" in dom
+    broken = tmp_path / "broken.html"  # the same check sees a picture that does not decode
+    broken.write_text(saved[1].read_text().replace("data:image/png;base64,", "data:image/png;base64,AAAA", 1))
+    dom, console = render(broken, tmp_path)
+    assert 'data-images-ok="no"' in dom and any("image failed to load" in line for line in console)
+
+
+def test_cli_evaluate_writes_the_report(trained_cnn, tmp_path, capsys):
+    ckpt = tmp_path / "cnn.pt"
+    torch.save(trained_cnn.state_dict(), ckpt)
+    rc = main(["evaluate", "--model", str(ckpt), "--arch", "smallcnn", "--data", "mnist5k", "--attacks", "fgsm",
+               "--eps", "0,0.1", "--n", "24", "--device", "cpu", "--out", str(tmp_path / "rep"), "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| eps | fgsm | worst |" in printed and str((tmp_path / "rep" / "report.html").resolve()) in printed
+    assert json.loads((tmp_path / "rep" / "report.json").read_text())["config"]["n"] == 24
+
+
+def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monkeypatch):
+    from advkit.evaluation import demo
+
+    def demo_section(out_dir, quick, seed):
+        picture = out_dir / "gan.png"
+        matplotlib.image.imsave(picture, torch.rand(4, 4).numpy())
+        return {"title": "GAN", "markdown": f"quick={quick} seed={seed}", "images": [picture]}
+
+    monkeypatch.setitem(sys.modules, "fake_part", types.SimpleNamespace(demo_section=demo_section))
+    monkeypatch.setattr(demo, "SECTION_PROVIDERS", ("fake_part", "not_installed_part"))
+    assert main(["demo", "--quick", "--device", "cpu", "--out", str(tmp_path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["models"]["standard"]["clean_accuracy"] > 0.8
+    assert data["sections"] == [{"title": "GAN", "markdown": "quick=True seed=0", "images": ["gan.png"]}]
+    assert "| eps | fgsm | pgd-10 | worst |" in printed and "report.html" in printed
+    worst = [p["accuracy"] for p in data["models"]["standard"]["curves"]["worst"]]
+    assert worst[-1] < 0.2 < worst[0]
