@@ -40,12 +40,12 @@ AttackFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass
 class Row:
-    """One line of the table: our attack, torchattacks' equivalent (or None) and the floor's steps."""
+    """A group of table lines sharing torchattacks' equivalent (or None) and the floor's steps:
+    one line per variant of ours (e.g. PGD with and without early stopping)."""
 
-    name: str
-    ours: AttackFn
-    theirs: AttackFn | None
     steps: int
+    ours: dict[str, AttackFn]
+    theirs: AttackFn | None
 
 
 def load_model(path: Path, device: torch.device) -> torch.nn.Module:
@@ -76,21 +76,20 @@ def floor(model: torch.nn.Module, steps: int) -> AttackFn:
 
 
 def rows(model: torch.nn.Module, eps: float, amp: bool) -> list[Row]:
-    """The compared attacks; APGD appears once it is registered in ``advkit.attacks.ATTACKS``."""
+    """The compared attacks; APGD appears once it is registered in ``advkit.attacks.ATTACKS``
+    (40 steps, like PGD-40, one restart)."""
     import torchattacks
 
-    def pgd_pair(steps: int) -> list[Row]:
+    def pgd(steps: int) -> Row:
         alpha = 2.5 * eps / steps
-        theirs = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps)
-        return [Row(f"PGD-{steps}", PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp), theirs, steps),
-                Row(f"PGD-{steps} (no early stop)", PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp, early_stop=False),
-                    theirs, steps)]
+        ours = {f"PGD-{steps}": PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp),
+                f"PGD-{steps} (no early stop)": PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp, early_stop=False)}
+        return Row(steps, ours, torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps))
 
-    table = [Row("FGSM", FGSM(model, eps=eps, amp=amp), torchattacks.FGSM(model, eps=eps), 1)]
-    table += pgd_pair(10) + pgd_pair(40)
+    table = [Row(1, {"FGSM": FGSM(model, eps=eps, amp=amp)}, torchattacks.FGSM(model, eps=eps)), pgd(10), pgd(40)]
     if "apgd" in ATTACKS:
-        table.append(Row("APGD-CE-100", ATTACKS["apgd"](model, eps=eps, steps=100, amp=amp),
-                         torchattacks.APGD(model, eps=eps, steps=100, n_restarts=1, loss="ce", seed=0), 100))
+        table.append(Row(40, {"APGD-CE-40": ATTACKS["apgd"](model, eps=eps, steps=40, amp=amp)},
+                         torchattacks.APGD(model, eps=eps, steps=40, n_restarts=1, loss="ce", seed=0)))
     return table
 
 
@@ -113,25 +112,25 @@ def robust_accuracy(model: torch.nn.Module, outs: list[torch.Tensor], batches) -
 
 
 def measure(model, table: list[Row], batches, reps: int, amp: bool) -> list[dict]:
-    """Interleaved repetitions of ours / theirs / floor per row; medians and robust accuracies.
-    Ours gets bf16 through its own ``amp`` flag; theirs and the floor run under autocast."""
-    times: dict[tuple[str, str], list[float]] = {}
-    acc: dict[tuple[str, str], float] = {}
+    """Interleaved repetitions of every column of every row; one result line per variant of ours,
+    with medians and robust accuracies. Ours gets bf16 through its own ``amp`` flag; torchattacks
+    and the floor run under autocast."""
+    times: dict[str, list[float]] = {}
+    acc: dict[str, float] = {}
     for _ in range(reps):
-        for row in table:
-            for col, fn, ctx in (("ours", row.ours, False), ("theirs", row.theirs, amp), ("floor", floor(model, row.steps), amp)):
-                if fn is None:
-                    continue
-                seconds, outs = timed(fn, batches, ctx)
-                times.setdefault((row.name, col), []).append(seconds)
-                if col != "floor":
-                    acc[row.name, col] = robust_accuracy(model, outs, batches)
+        for i, row in enumerate(table):
+            columns = [(name, fn, False) for name, fn in row.ours.items()]
+            columns += [(f"theirs{i}", row.theirs, amp)] if row.theirs is not None else []
+            for key, fn, autocast in columns + [(f"floor{i}", floor(model, row.steps), amp)]:
+                seconds, outs = timed(fn, batches, autocast)
+                times.setdefault(key, []).append(seconds)
+                if not key.startswith("floor"):
+                    acc[key] = robust_accuracy(model, outs, batches)
+    med = {key: statistics.median(values) for key, values in times.items()}
     n = sum(len(y) for _, y in batches)
-    result = []
-    for row in table:
-        med = {col: statistics.median(times[row.name, col]) for col in ("ours", "theirs", "floor") if (row.name, col) in times}
-        result.append({"name": row.name, "n": n, **med, "acc_ours": acc[row.name, "ours"], "acc_theirs": acc.get((row.name, "theirs"))})
-    return result
+    return [{"name": name, "n": n, "ours": med[name], "theirs": med.get(f"theirs{i}"), "floor": med[f"floor{i}"],
+             "acc_ours": acc[name], "acc_theirs": acc.get(f"theirs{i}")}
+            for i, row in enumerate(table) for name in row.ours]
 
 
 def print_table(results: list[dict], title: str) -> None:
@@ -139,8 +138,8 @@ def print_table(results: list[dict], title: str) -> None:
     head = f"{'attack':<24}{'ours img/s':>11}{'theirs img/s':>13}{'ours/theirs':>12}{'ours/floor':>11}{'rob.acc ours/theirs':>21}"
     print(head + "\n" + "-" * len(head))
     for r in results:
-        theirs = f"{r['n'] / r['theirs']:>13.0f}" if "theirs" in r else f"{'-':>13}"
-        ratio = f"{r['ours'] / r['theirs']:>12.2f}" if "theirs" in r else f"{'-':>12}"
+        theirs = f"{r['n'] / r['theirs']:>13.0f}" if r["theirs"] else f"{'-':>13}"
+        ratio = f"{r['ours'] / r['theirs']:>12.2f}" if r["theirs"] else f"{'-':>12}"
         acc = f"{100 * r['acc_ours']:.1f}% / " + ("-" if r["acc_theirs"] is None else f"{100 * r['acc_theirs']:.1f}%")
         print(f"{r['name']:<24}{r['n'] / r['ours']:>11.0f}{theirs}{ratio}{r['ours'] / r['floor']:>11.2f}{acc:>21}")
 
@@ -150,8 +149,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--amp", action="store_true", help="on CUDA: also measure under bf16 autocast")
     parser.add_argument("--eps", type=float, default=0.1, help="L-inf budget (0.1: a fair share of images survive)")
-    parser.add_argument("--n", type=int, default=500, help="mnist5k test images")
-    parser.add_argument("--batch-size", type=int, default=250)
+    parser.add_argument("--n", type=int, default=256, help="mnist5k test images")
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions; medians are reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_smallcnn_mnist5k.pt")
