@@ -11,9 +11,11 @@ from .generate import generate
 from .losses import LOSSES, get_loss, succeeded
 from .mifgsm import MIFGSM
 from .pgd import PGD
+from .square import Square
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD}
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
+                                    "square": Square}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
 __all__ += ["from_torchattacks", "generate"]
-__all__ += ["MIFGSM", "CW", "APGD"]
+__all__ += ["MIFGSM", "CW", "APGD", "Square"]

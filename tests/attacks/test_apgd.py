@@ -1,0 +1,57 @@
+"""APGD: the paper's checkpoint schedule and halving rule, and at least PGD's strength."""
+from __future__ import annotations
+
+import torch
+
+from advkit.attacks import APGD, PGD
+from advkit.attacks.apgd import StepSizeSchedule, checkpoints
+
+
+def robust_accuracy(atk, x, y) -> float:
+    return 1 - atk.run(x, y).success.float().mean().item()
+
+
+def test_checkpoints_follow_the_paper():
+    # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 (then 1.05 is past the budget)
+    assert checkpoints(100) == [0, 22, 41, 57, 70, 80, 87, 93, 99]
+    assert checkpoints(40) == [0, 9, 17, 23, 28, 32, 35, 38, 40]
+
+
+def test_halves_and_restarts_from_the_best_point_only_where_progress_stalls():
+    """Sample 0's loss rises at every step (no halving); sample 1's falls (Condition 1: halve, go
+    back to its best point, which is its start, and step along the gradient stored there)."""
+    eta = torch.ones(2)
+    schedule = StepSizeSchedule(eta, steps=10)  # first checkpoint after 3 steps
+    first_x, first_g = torch.tensor([[0.0], [5.0]]), torch.tensor([[1.0], [-1.0]])
+    for i, losses in enumerate([(0.0, 3.0), (1.0, 2.0), (2.0, 1.0), (3.0, 0.0)]):
+        x, g = (first_x, first_g) if i == 0 else (torch.tensor([[float(i)], [5.0 + i]]), torch.tensor([[7.0], [7.0]]))
+        schedule.observe(None, torch.tensor(losses))
+        g = schedule.before_step(x, g)
+    assert eta.tolist() == [1.0, 0.5]
+    assert x.tolist() == [[3.0], [5.0]] and g.tolist() == [[7.0], [-1.0]]
+
+
+def test_stalled_best_loss_halves_even_when_steps_oscillate_upwards():
+    """Condition 2: eta unchanged since the last checkpoint and no new best loss: halve."""
+    eta = torch.ones(1)
+    schedule = StepSizeSchedule(eta, steps=10)
+    for loss in (5.0, 1.0, 2.0, 3.0):  # two of three steps rise (>= rho), but nothing beats 5
+        schedule.observe(None, torch.tensor([loss]))
+        schedule.before_step(torch.zeros(1, 1), torch.zeros(1, 1))
+    assert eta.tolist() == [0.5]
+
+
+def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_budget(trained_cnn, test_batch):
+    x, y = test_batch  # 500 images
+    apgd = robust_accuracy(APGD(trained_cnn, eps=0.1, steps=40), x, y)
+    pgd = robust_accuracy(PGD(trained_cnn, eps=0.1, steps=40), x, y)
+    assert apgd <= pgd
+    assert apgd < 0.75  # and it does attack: clean accuracy is about 0.97
+
+
+def test_dlr_and_l2_variants_attack(trained_cnn, test_batch):
+    x, y = test_batch[0][:100], test_batch[1][:100]
+    assert robust_accuracy(APGD(trained_cnn, eps=0.1, steps=20, loss="dlr"), x, y) < 0.75
+    l2_apgd = robust_accuracy(APGD(trained_cnn, eps=1.5, steps=20, norm="l2"), x, y)
+    assert l2_apgd <= robust_accuracy(PGD(trained_cnn, eps=1.5, steps=20, norm="l2"), x, y)
+    assert l2_apgd < 0.6
