@@ -1,6 +1,6 @@
 """advkit: adversarial robustness for PyTorch on one min-max engine (attacks, GANs, defenses)."""
-from . import attacks, core, data, evaluation, models, train
+from . import attacks, core, data, evaluation, gan, models, train
 from .evaluation import evaluate
 
 __version__ = "0.1.0"
-__all__ = ["attacks", "core", "data", "evaluation", "evaluate", "models", "train", "__version__"]
+__all__ = ["attacks", "core", "data", "evaluation", "evaluate", "gan", "models", "train", "__version__"]

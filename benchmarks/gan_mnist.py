@@ -1,11 +1,12 @@
 """Quality target for advkit's GAN trainer on mnist5k (issue 4, item 6).
 
 A class-conditional hinge GAN (DCGAN width 32, projection discriminator) trained for at most
-``--minutes`` of wall-clock training on the CPU; then classifier-FID of samples vs the test split
+``--minutes`` of CPU time (all threads together) of training; then classifier-FID of samples vs the test split
 (target: <= 3x the FID between the train and test splits), classes covered (target: 10) and
 conditional accuracy (target: >= 90%). Metrics are also logged at every checkpoint.
 
-    OMP_NUM_THREADS=2 python benchmarks/gan_mnist.py --out out/gan_mnist
+    OMP_NUM_THREADS=2 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \
+        python benchmarks/gan_mnist.py --out out/gan_mnist
 """
 from __future__ import annotations
 
@@ -23,19 +24,24 @@ from advkit.gan.report import plot_losses, quality, reference_classifier, save_g
 
 
 class TimeBudget(Hook):
-    """Ends the game once the training wall-clock budget is spent."""
+    """Ends the game once the training budget of process CPU seconds (all threads) is spent.
+
+    CPU time, not wall time: the machines these runs share are busy, and a wall-clock budget would
+    measure the neighbours. ``--minutes`` on ``--cores`` cores is ``minutes * 60 * cores`` CPU seconds.
+    """
 
     def __init__(self, seconds: float):
-        self.deadline = time.perf_counter() + seconds
+        self.deadline = time.process_time() + seconds
 
     def round_end(self, r: int) -> bool:
-        return time.perf_counter() > self.deadline
+        return time.process_time() > self.deadline
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--cores", type=int, default=2, help="cores the budget is counted on (run with OMP_NUM_THREADS=cores)")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--loss", default="hinge")
     p.add_argument("--lr-g", type=float, default=2e-4)
@@ -51,30 +57,33 @@ def main() -> None:
     torch.manual_seed(args.seed)
     G, D = dcgan(num_classes=10, width=args.width)
     trainer = GANTrainer(G, D, loss=args.loss, conditional="class", lr_g=args.lr_g, lr_d=args.lr_d, device="cpu", seed=args.seed)
-    curve, clock = [], {"train": 0.0}
+    curve, clock = [], {}
 
     class Evaluate(Hook):
         """Every ``eval_every`` steps: metrics and a grid, with the evaluation time kept off the training clock."""
 
         def round_end(self, r: int) -> None:
             if (r + 1) % args.eval_every == 0:
-                pause = time.perf_counter()
-                row = {"step": r + 1, "train_seconds": round(pause - start - clock["paused"], 1),
+                pause, cpu_pause = time.perf_counter(), time.process_time()
+                row = {"step": r + 1, "train_wall_seconds": round(pause - start - clock["paused"], 1),
+                       "train_cpu_seconds": round(cpu_pause - cpu_start - clock["cpu_paused"], 1),
                        **quality(trainer, classifier, train, test, n=1000),
                        "fid_ratio_no_ema": quality(trainer, classifier, train, test, n=1000, ema=False)["fid_ratio"]}
                 save_grid(trainer.sample(100), out / f"samples_{r + 1:06d}.png")
                 print(json.dumps(row), flush=True)
                 curve.append(row)
                 clock["paused"] += time.perf_counter() - pause
-                budget.deadline += time.perf_counter() - pause
+                clock["cpu_paused"] += time.process_time() - cpu_pause
+                budget.deadline += time.process_time() - cpu_pause
 
-    budget = TimeBudget(args.minutes * 60)
-    clock["paused"] = 0.0
-    start = time.perf_counter()
+    budget = TimeBudget(args.minutes * 60 * args.cores)
+    clock.update(paused=0.0, cpu_paused=0.0)
+    start, cpu_start = time.perf_counter(), time.process_time()
     trainer.fit(train, steps=args.steps, batch_size=args.batch_size, checkpoint_dir=out / "ckpt",
                 checkpoint_every=args.eval_every, progress=False, hooks=[Evaluate(), budget])
-    train_seconds = time.perf_counter() - start - clock["paused"]
-    final = {"steps": trainer.step, "train_seconds": round(train_seconds, 1), "threads": torch.get_num_threads(),
+    final = {"steps": trainer.step, "train_wall_seconds": round(time.perf_counter() - start - clock["paused"], 1),
+             "train_cpu_seconds": round(time.process_time() - cpu_start - clock["cpu_paused"], 1),
+             "threads": torch.get_num_threads(),
              **quality(trainer, classifier, train, test)}
     final["grid"] = str(save_grid(trainer.sample(100), out / "samples_final.png"))
     final["loss_curve"] = str(plot_losses(trainer.history, out / "losses.png"))

@@ -6,7 +6,8 @@ The discriminator is the inner (max) player, the generator the outer (min) playe
 from . import losses, metrics, models
 from .losses import LOSSES, get_loss
 from .models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, Translator, dcgan
+from .demo import demo_section
 from .trainer import GANTrainer
 
-__all__ = ["GANTrainer", "LOSSES", "get_loss", "losses", "metrics", "models", "Generator", "Discriminator",
+__all__ = ["GANTrainer", "demo_section", "LOSSES", "get_loss", "losses", "metrics", "models", "Generator", "Discriminator",
            "Translator", "MLPGenerator", "MLPDiscriminator", "dcgan"]

@@ -91,3 +91,13 @@ def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n
     if labels is not None:
         out["conditional_accuracy"] = metrics.conditional_accuracy(classifier, samples, labels)
     return out
+
+
+@torch.no_grad()
+def translation_quality(trainer: GANTrainer, classifier: nn.Module, condition: Tensor, target: Tensor, labels: Tensor,
+                        seed: int = 1) -> dict[str, float]:
+    """A paired (pix2pix) generator on held-out pairs: mean L1 error to the targets and the classifier's
+    accuracy on the outputs against the targets' labels."""
+    outputs = trainer.sample(condition=condition, seed=seed)
+    return {"l1": float((outputs - target).abs().mean()),
+            "classifier_accuracy": metrics.conditional_accuracy(classifier, outputs, labels)}

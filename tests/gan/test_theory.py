@@ -51,11 +51,11 @@ def test_discriminator_approaches_optimum_for_fixed_generator():
     assert mae < D_STAR_TOLERANCE
 
 
-def train_ring(loss: str, steps: int = 1500) -> dict[str, float]:
+def train_ring(loss: str, steps: int = 2000) -> dict[str, float]:
     torch.manual_seed(0)
     trainer = GANTrainer(MLPGenerator(latent_dim=2), MLPDiscriminator(), loss=loss, lr_g=1e-3, lr_d=1e-3,
                          ema_decay=None, device="cpu", seed=0)
-    trainer.fit(ring_of_gaussians(8192), steps=steps, batch_size=256, progress=False)
+    trainer.fit(ring_of_gaussians(20000), steps=steps, batch_size=256, progress=False)
     stats = mode_statistics(trainer.sample(2000))
     log.warning("ring of 8 Gaussians, %s, %d steps: %s", loss, steps, stats)
     return stats
