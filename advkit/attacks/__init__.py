@@ -3,7 +3,7 @@
 ``ATTACKS`` maps the names that ``advkit.evaluate`` and the CLI accept to attack classes.
 """
 from .adapter import from_torchattacks
-from .apgd import APGD
+from .apgd import APGD, APGDT
 from .base import Attack, AttackResult, Run
 from .cw import CW
 from .fgsm import FGSM
@@ -14,8 +14,8 @@ from .pgd import PGD
 from .square import Square
 
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
-                                    "square": Square}
+                                    "apgd-t": APGDT, "square": Square}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
 __all__ += ["from_torchattacks", "generate"]
-__all__ += ["MIFGSM", "CW", "APGD", "Square"]
+__all__ += ["MIFGSM", "CW", "APGD", "APGDT", "Square"]

@@ -140,3 +140,44 @@ class APGD(Attack):
             player = Player([x_adv], APGDStep(schedule, self.norm, feasible), feasible, maximize=True)
             play(player, run.objective(x_adv, on_losses=schedule.observe), k=self.steps)
             run.finish(x_adv)
+
+
+class APGDT(APGD):
+    """APGD-T, AutoAttack's targeted APGD: its result is untargeted (success is any wrong class),
+    but each pass runs APGD with the targeted DLR loss towards one of the ``n_target_classes``
+    classes the clean model ranks highest after its prediction, on the samples still unbroken.
+
+    The targeted DLR here is ``(z_t - max_{j != t} z_j) / (z_pi1 - (z_pi3 + z_pi4) / 2)``
+    (AutoAttack's numerator is ``z_t - z_y``); ``targeted`` modes do not apply.
+    """
+
+    losses = ("dlr",)
+
+    def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
+                 n_target_classes: int = 9, restarts: int = 1, rho: float = 0.75, *, loss: str = "dlr", **kwargs):
+        if kwargs.get("targeted"):
+            raise ValueError("targeted: APGDT chooses its own targets; use APGD(targeted=...) to reach a given class")
+        if n_target_classes < 1:
+            raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
+        super().__init__(model, eps, steps, norm, loss, restarts, rho, **kwargs)
+        self.n_target_classes = n_target_classes
+
+    def perturb(self, run: Run) -> None:
+        if run.targeted:
+            raise ValueError("target: APGDT chooses its own targets; use APGD to reach given classes")
+        with torch.no_grad():
+            clean = run.logits(run.x)
+        run.resolve(clean)
+        ranked = clean.argsort(1, descending=True)
+        sub = APGD(self.model, run.eps, self.steps, self.norm, "dlr", self.restarts, self.rho,
+                   early_stop=self.early_stop, amp=self.amp)
+        for k in range(1, min(self.n_target_classes, run.num_classes - 1) + 1):
+            idx = (~run.success).nonzero().squeeze(1)
+            if len(idx) == 0:
+                return
+            seed = int(torch.randint(2**31, (1,), generator=run.generator, device=run.generator.device))
+            res = sub.run(run.x[idx], run.true_labels[idx], target=ranked[idx, k], seed=seed, check_success=False)
+            run.forwards, run.backwards = run.forwards + res.forwards, run.backwards + res.backwards
+            with torch.no_grad():
+                logits = run.logits(res.x_adv)
+            run.observe(idx, res.x_adv, logits, run.loss_fn(logits, run.labels[idx], False))

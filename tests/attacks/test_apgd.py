@@ -1,9 +1,11 @@
-"""APGD: the paper's checkpoint schedule and halving rule, and at least PGD's strength."""
+"""APGD: the paper's checkpoint schedule and halving rule, and at least PGD's strength; APGD-T at
+least APGD-DLR's."""
 from __future__ import annotations
 
+import pytest
 import torch
 
-from advkit.attacks import APGD, PGD
+from advkit.attacks import APGD, APGDT, PGD
 from advkit.attacks.apgd import StepSizeSchedule, checkpoints
 
 
@@ -55,3 +57,16 @@ def test_dlr_and_l2_variants_attack(trained_cnn, test_batch):
     l2_apgd = robust_accuracy(APGD(trained_cnn, eps=1.5, steps=20, norm="l2"), x, y)
     assert l2_apgd <= robust_accuracy(PGD(trained_cnn, eps=1.5, steps=20, norm="l2"), x, y)
     assert l2_apgd < 0.6
+
+
+def test_apgd_t_is_at_least_as_strong_as_apgd_dlr_and_picks_its_own_targets(trained_cnn, test_batch):
+    x, y = test_batch[0][:100], test_batch[1][:100]
+    apgd_t = APGDT(trained_cnn, eps=0.1, steps=20, n_target_classes=3)
+    res = apgd_t.run(x, y)
+    with torch.no_grad():
+        assert torch.equal(res.success, trained_cnn(res.x_adv).argmax(1) != y)  # success: any wrong class
+    assert 1 - res.success.float().mean().item() <= robust_accuracy(APGD(trained_cnn, eps=0.1, steps=20, loss="dlr"), x, y)
+    with pytest.raises(ValueError, match="target"):
+        APGDT(trained_cnn, targeted="random")
+    with pytest.raises(ValueError, match="target"):
+        apgd_t.run(x[:2], y[:2], target=torch.tensor([1, 2]))
