@@ -148,15 +148,14 @@ class APGDT(APGD):
     classes the clean model ranks highest after its prediction, on the samples still unbroken.
 
     The targeted DLR here is ``(z_t - max_{j != t} z_j) / (z_pi1 - (z_pi3 + z_pi4) / 2)``
-    (AutoAttack's numerator is ``z_t - z_y``); ``targeted`` modes do not apply.
+    (AutoAttack's numerator is ``z_t - z_y``). Given a target per sample (``targeted`` mode or
+    ``target=``), there is nothing to choose: it is one targeted APGD-DLR run towards it.
     """
 
     losses = ("dlr",)
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, restarts: int = 1, rho: float = 0.75, *, loss: str = "dlr", **kwargs):
-        if kwargs.get("targeted"):
-            raise ValueError("targeted: APGDT chooses its own targets; use APGD(targeted=...) to reach a given class")
         if n_target_classes < 1:
             raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
         super().__init__(model, eps, steps, norm, loss, restarts, rho, **kwargs)
@@ -164,7 +163,7 @@ class APGDT(APGD):
 
     def perturb(self, run: Run) -> None:
         if run.targeted:
-            raise ValueError("target: APGDT chooses its own targets; use APGD to reach given classes")
+            return super().perturb(run)
         with torch.no_grad():
             clean = run.logits(run.x)
         run.resolve(clean)

@@ -2,7 +2,6 @@
 least APGD-DLR's."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from advkit.attacks import APGD, APGDT, PGD
@@ -59,14 +58,18 @@ def test_dlr_and_l2_variants_attack(trained_cnn, test_batch):
     assert l2_apgd < 0.6
 
 
-def test_apgd_t_is_at_least_as_strong_as_apgd_dlr_and_picks_its_own_targets(trained_cnn, test_batch):
+def test_apgd_t_is_at_least_as_strong_as_apgd_dlr(trained_cnn, test_batch):
     x, y = test_batch[0][:100], test_batch[1][:100]
     apgd_t = APGDT(trained_cnn, eps=0.1, steps=20, n_target_classes=3)
     res = apgd_t.run(x, y)
     with torch.no_grad():
         assert torch.equal(res.success, trained_cnn(res.x_adv).argmax(1) != y)  # success: any wrong class
     assert 1 - res.success.float().mean().item() <= robust_accuracy(APGD(trained_cnn, eps=0.1, steps=20, loss="dlr"), x, y)
-    with pytest.raises(ValueError, match="target"):
-        APGDT(trained_cnn, targeted="random")
-    with pytest.raises(ValueError, match="target"):
-        apgd_t.run(x[:2], y[:2], target=torch.tensor([1, 2]))
+
+
+def test_apgd_t_with_a_given_target_is_targeted_apgd_dlr(trained_cnn, test_batch):
+    x, y = test_batch[0][:20], test_batch[1][:20]
+    target = (y + 1) % 10
+    ours = APGDT(trained_cnn, eps=0.2, steps=10).run(x, y, target)
+    same = APGD(trained_cnn, eps=0.2, steps=10, loss="dlr").run(x, y, target)
+    assert torch.equal(ours.x_adv, same.x_adv) and torch.equal(ours.success, same.success)
