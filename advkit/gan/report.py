@@ -2,7 +2,6 @@
 reference classifier for the offline metrics, and one dictionary of quality numbers."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -12,8 +11,6 @@ from .. import models, train
 from ..data import as_tensors
 from . import metrics
 from .trainer import GANTrainer
-
-log = logging.getLogger(__name__)
 
 
 def save_grid(images: Tensor, path: str | Path, nrow: int = 10) -> Path:
