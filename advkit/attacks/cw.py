@@ -82,9 +82,8 @@ class CW(Attack):
             lower = torch.where(found, lower, torch.maximum(lower, c))
             upper = torch.where(found, torch.minimum(upper, c), upper)
             c = torch.where(upper < math.inf, (lower + upper) / 2, c * 10)
-        done = best.dist < math.inf
         run.best[todo] = best.x_adv
-        run.success[todo] = done
+        run.success[todo] = best.dist < math.inf
 
     def _objective(self, run: Run, w: Tensor, x: Tensor, labels: Tensor, c: Tensor, best: Smallest,
                    found: Tensor) -> Callable[[], Tensor]:
