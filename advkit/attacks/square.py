@@ -57,17 +57,20 @@ class Square(Attack):
             idx = self._survivors(run)
             if len(idx) == 0:
                 return
-            x_new = self._stripes(run, idx) if i == 0 else self._square(run, idx, fraction(self.p_init, i, self.n_queries))
-            self._query(run, idx, x_new)
+            p = fraction(self.p_init, i, self.n_queries)
+            self._query(run, idx, self._stripes(run, idx) if i == 0 else self._square(run, idx, p))
 
     @staticmethod
     def _survivors(run: Run) -> Tensor:
+        """Indices of the samples still to query (all of them without early stopping)."""
         idx = run.active()
         return torch.arange(len(run.x), device=run.x.device) if idx is None else idx
 
-    def _signs(self, run: Run, shape: tuple[int, ...]) -> Tensor:
+    @staticmethod
+    def _signs(run: Run, shape: tuple[int, ...]) -> Tensor:
+        """Uniform random +-1 of ``shape`` from the run's generator (so a seed fixes the search)."""
         g = run.generator
-        return (torch.randint(0, 2, shape, generator=g, device=g.device).to(run.x.device, run.x.dtype) * 2 - 1)
+        return torch.randint(0, 2, shape, generator=g, device=g.device).to(run.x.device, run.x.dtype) * 2 - 1
 
     def _stripes(self, run: Run, idx: Tensor) -> Tensor:
         """The start: each column of each channel at +-eps (vertical stripes)."""
