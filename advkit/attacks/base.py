@@ -53,6 +53,7 @@ class Run:
         self.success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         self.best = x.clone()
         self.best_loss = torch.full((len(x),), float("-inf"), device=x.device)
+        self.unjudged = torch.zeros(len(x), dtype=torch.bool, device=x.device)  # kept without a forward
         self.forwards = self.backwards = 0
 
     # -- forward passes -------------------------------------------------------------------
@@ -146,15 +147,22 @@ class Run:
         return loss
 
     @torch.no_grad()
-    def finish(self, x_adv: Tensor) -> None:
-        """Evaluate the last iterate (after the last step) for the samples still active."""
-        idx = self.active()
-        if idx is not None and len(idx) == 0:
+    def finish(self, x_adv: Tensor, evaluate: bool = True) -> None:
+        """Record the last iterate (after the last step) of the samples not yet fooled.
+
+        ``evaluate=False`` when nothing later needs its loss (no restart follows): the iterate is
+        kept unjudged, without a forward, and :meth:`Attack.run` checks it only if asked to.
+        """
+        idx = (~self.success).nonzero().squeeze(1)
+        if len(idx) == 0:
             return
-        xa = x_adv if idx is None else x_adv[idx]
+        if not evaluate:
+            self.best[idx] = x_adv[idx].detach()
+            self.unjudged[idx] = True
+            return
+        xa = x_adv[idx].detach()
         logits = self.logits(xa)
-        labels = self.labels if idx is None else self.labels[idx]
-        self.observe(idx, xa, logits, self.loss_fn(logits, labels, self.targeted))
+        self.observe(idx, xa, logits, self.loss_fn(logits, self.labels[idx], self.targeted))
 
     def random_start(self, norm: str, eps: float) -> Tensor:
         """A uniform point of the L-inf ball, or a uniform direction with uniform radius in the L2
@@ -215,15 +223,15 @@ class Attack:
             moved = (x_adv != run.best).flatten(1).any(1)
             success = run.success & ~moved
             if check_success:
-                success = self._recheck(run, x_adv, success)
+                success = self._recheck(run, x_adv, success, unsettled=moved | (run.unjudged & ~run.success))
         return AttackResult(x_adv.detach().to(x.dtype), success, run.forwards, run.backwards)
 
     @torch.no_grad()
-    def _recheck(self, run: Run, x_adv: Tensor, success: Tensor) -> Tensor:
-        """Success of the returned tensor itself, forwarding only the rows tracking has not settled
-        (not yet fooled, or moved by the final projection)."""
+    def _recheck(self, run: Run, x_adv: Tensor, success: Tensor, unsettled: Tensor) -> Tensor:
+        """Success of the returned tensor itself, forwarding only the rows tracking has not judged
+        on exactly that tensor (moved by the final projection, or kept unjudged by ``finish``)."""
         success = success.clone()
-        idx = (~success).nonzero().squeeze(1)
+        idx = unsettled.nonzero().squeeze(1)
         if len(idx):
             success[idx] = succeeded(run.logits(x_adv[idx]), run.labels[idx], run.targeted)
         return success

@@ -32,4 +32,4 @@ class MIFGSM(Attack):
         step = MomentumStep(alpha, self.decay, self.norm)
         play(Player([x_adv], step, ball(self.norm, run.x, run.eps) & Box(0.0, 1.0), maximize=True),
              run.objective(x_adv), k=self.steps)
-        run.finish(x_adv)
+        run.finish(x_adv, evaluate=False)

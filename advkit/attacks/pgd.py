@@ -31,13 +31,13 @@ class PGD(Attack):
         alpha = self.alpha if self.alpha is not None else madry_step_size(run.eps, self.steps)
         step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
         feasible = ball(self.norm, run.x, run.eps) & Box(0.0, 1.0)
-        for _ in range(self.restarts):
+        for restart in range(self.restarts):
             if self.random_start:
                 run.clean()
                 x_adv = run.random_start(self.norm, run.eps)
             else:
                 x_adv = run.x.clone().requires_grad_(True)
             play(Player([x_adv], step, feasible, maximize=True), run.objective(x_adv), k=self.steps)
-            run.finish(x_adv)
+            run.finish(x_adv, evaluate=restart + 1 < self.restarts)
             if bool(run.success.all()):
                 break
