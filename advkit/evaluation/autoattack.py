@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks import ATTACKS, AttackResult, from_torchattacks
+from .construct import by_name, describe
 
 AUTOATTACK = "autoattack"
 #: The paper's budgets for the standard version.
@@ -56,7 +57,7 @@ class Ensemble:
 
     def describe(self) -> list[dict[str, str]]:
         """Which component ran from which implementation, with its settings."""
-        return [{"name": c.name, "source": c.source, "attack": repr(c.attack)} for c in self.components]
+        return [{"name": c.name, "source": c.source, "attack": describe(c.attack)} for c in self.components]
 
     def __repr__(self) -> str:
         return "AutoAttack(" + ", ".join(f"{c.name}: {c.source}" for c in self.components) + ")"
@@ -81,7 +82,7 @@ def build_autoattack(model: nn.Module, norm: str, num_classes: int) -> Ensemble:
 
 def square(model: nn.Module, norm: str, queries: int = QUERIES) -> Component:
     """Square Attack (Andriushchenko et al. 2020), the gradient-free member, with ``queries`` queries."""
-    return component("square", "square", model, norm, {"queries": queries, "n_queries": queries, "restarts": RESTARTS, "seed": SEED},
+    return component("square", "square", model, norm, {"n_queries": queries, "restarts": RESTARTS, "seed": SEED},
                      lambda ta: ta.Square(model, norm=_ta_norm(norm), n_queries=queries, n_restarts=RESTARTS, seed=SEED))
 
 
@@ -89,8 +90,6 @@ def component(name: str, ours: str | None, model: nn.Module, norm: str, settings
               theirs: Callable[[Any], Any]) -> Component:
     """Ours (``ATTACKS[ours]`` with ``settings``) when registered, else torchattacks' (``theirs(torchattacks)``)."""
     if ours in ATTACKS:
-        from .specs import by_name  # specs builds the ensemble by name: imported here, not at module level
-
         return Component(name, by_name(ATTACKS[ours], ours, model, norm, **settings), "advkit")
     attack = from_torchattacks(theirs(_torchattacks(name)), seed=SEED)
     return Component(name, attack, f"torchattacks {importlib.metadata.version('torchattacks')}")

@@ -40,7 +40,7 @@ class DemoConfig:
     queries: int
 
 
-FULL = DemoConfig(epochs=8, n=1000, eps=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), pgd_steps=40, probe=100, queries=500)
+FULL = DemoConfig(epochs=8, n=500, eps=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), pgd_steps=40, probe=64, queries=500)
 QUICK = DemoConfig(epochs=2, n=200, eps=(0.0, 0.05, 0.1, 0.2, 0.3), pgd_steps=10, probe=32, queries=200)
 
 

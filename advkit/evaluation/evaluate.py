@@ -24,6 +24,7 @@ from ..data import as_tensors
 from ..train import default_device
 from .batched import attack_at, predict
 from .checks import run_checks
+from .construct import describe
 from .report import Report, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .specs import AttackSpec, resolve
@@ -140,7 +141,7 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, ep
                 bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[:, j].float().mean()):.3f}")
         costs.append(cost)
         alive = robust[:, j]
-    return AttackRecord(name, _describe(attack), robust, costs), kept
+    return AttackRecord(name, describe(attack), robust, costs), kept
 
 
 def pick_examples(y: Tensor, clean: Tensor, k: int) -> list[int]:
@@ -166,14 +167,6 @@ def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor,
                 ex.adv_pred = int(model(ex.x_adv[None].to(device)).argmax(1))
         out.append(ex)
     return out
-
-
-def _describe(attack: Any) -> Any:
-    """The attack's settings for the report (its own eps is replaced by the grid's at each point)."""
-    if hasattr(attack, "describe"):
-        return attack.describe()
-    extra = [f"{k}={getattr(attack, k)}" for k in ("steps", "restarts") if isinstance(getattr(attack, k, None), int)]
-    return " ".join([repr(attack), *extra])
 
 
 def _models(model: Any) -> dict[str, nn.Module]:

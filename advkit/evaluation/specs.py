@@ -8,7 +8,6 @@ one report covers several models, since an attack object is bound to its model).
 from __future__ import annotations
 
 import copy
-import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -17,10 +16,7 @@ from torch import nn
 from ..attacks import ATTACKS, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from .autoattack import AUTOATTACK, build_autoattack
-
-#: Evaluation budgets for attacks built by name (the issue's PGD-40; others keep their defaults).
-NAME_DEFAULTS: dict[str, dict[str, Any]] = {"pgd": {"steps": 40}}
-
+from .construct import by_name
 
 def valid_names() -> list[str]:
     """Every attack name ``evaluate`` accepts right now (the registry grows as attacks land)."""
@@ -64,15 +60,6 @@ def _spec(label: str | None, entry: Any) -> AttackSpec:
     if callable(entry):
         return AttackSpec(label or getattr(entry, "__name__", "attack"), lambda model, _n, _c, f=entry: _built(f, model))
     raise TypeError(f"attacks entries must be names, attack objects or callables model -> attack; got {type(entry).__name__}")
-
-
-def by_name(cls: type, key: str, model: nn.Module, norm: str, **overrides: Any) -> Any:
-    """``cls(model, norm=norm)`` with the evaluation defaults for ``key``; keyword arguments the
-    class does not take are left out (attacks differ in what they accept)."""
-    params = inspect.signature(cls).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    wanted = {"norm": norm, **NAME_DEFAULTS.get(key, {}), **overrides}
-    return cls(model, **{k: v for k, v in wanted.items() if takes_any or k in params})
 
 
 def bound(attack: Any, model: nn.Module) -> Any:
