@@ -8,6 +8,7 @@ construction, so monotonicity is also tested by re-attacking fooled samples at t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,12 +57,21 @@ def probe_indices(clean: Tensor, probe: int, seed: int) -> Tensor:
     return correct[order[:probe]].sort().values
 
 
+@dataclass
 class _Context:
-    """What every check needs, and fresh attacks on probe rows."""
+    """What every check needs (``idx``: the probe rows), and fresh attacks on probe rows."""
 
-    def __init__(self, result, model, attacks, x, y, idx, norm, seed, batch_size, device, queries):
-        self.result, self.model, self.attacks, self.x, self.y, self.idx = result, model, attacks, x, y, idx
-        self.norm, self.seed, self.batch_size, self.device, self.queries = norm, seed, batch_size, device, queries
+    result: ModelResult
+    model: nn.Module
+    attacks: dict[str, Any]
+    x: Tensor
+    y: Tensor
+    idx: Tensor
+    norm: str
+    seed: int
+    batch_size: int
+    device: torch.device
+    queries: int
 
     def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``."""
