@@ -9,7 +9,8 @@ Run (the allocator settings matter on small CPUs, see DESIGN.md):
 Both sides attack the same mnist5k test images with the same cached SmallCNN (see
 benchmarks/attacks.py) on a 7-point L-inf grid, with the same PGD-40 (alpha = 2.5 eps / 40,
 random start). Repetitions are interleaved (ours, theirs, ours, ...) so background load hits both
-alike; times are medians, and the verdict uses the median of the per-repetition ratios. The target (issue 3): ours <= 1/3 of the time, with equal or lower
+alike; times are medians, and the verdict uses the median of the per-repetition ratios. The
+target (issue 3): ours <= 1/3 of the time, with equal or lower
 robust accuracy at every eps. ``--full`` adds advkit with survivors=False, which separates the
 survivors saving from the engine's own speed (per-sample early stopping).
 """
