@@ -16,10 +16,10 @@ QUICK_STEPS, FULL_STEPS = 60, 400
 
 
 def demo_section(out_dir: Path, quick: bool, seed: int) -> dict:
-    """Train a small conditional GAN through the core with GANTrainer's default recipe (quick: 60
-    steps of a width-16 DCGAN, about 9 CPU seconds; full: 400 steps of width 32, about 85 CPU
-    seconds, so under 20 s and 90 s on 2 cores) and describe it. The full run is a preview, not the
-    benchmark: this early its samples vary little within a class (see benchmarks/gan_mnist.py).
+    """Train a small conditional GAN through the core with GANTrainer's default recipe and describe
+    it. Quick: 60 steps of a width-16 DCGAN, about 9 CPU seconds; full: 400 steps of width 32, about
+    85 CPU seconds (both on one thread; the budgets are 20 s and 90 s on 2 cores). The full run is a
+    preview, not the benchmark: this early its samples vary little within a class.
 
     Returns ``{"title", "markdown", "images"}``; the images (sample grid: row i asks for digit i,
     loss curve) are written into ``out_dir``.
