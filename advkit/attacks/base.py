@@ -42,8 +42,10 @@ class Run:
     """
 
     def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
-                 generator: torch.Generator):
+                 generator: torch.Generator, sample_seeds: Tensor | None = None):
         self.attack, self.x, self.eps, self.generator = attack, x, eps, generator
+        self.sample_generators = None if sample_seeds is None else [
+            torch.Generator().manual_seed(int(s)) for s in sample_seeds.tolist()]
         self.loss_fn = get_loss(attack.loss)
         self.targeted = target is not None or bool(attack.targeted)
         self._given_labels, self._given_target = labels, target
@@ -79,7 +81,7 @@ class Run:
         elif self.attack.targeted == "least-likely":
             self.labels = logits.detach().argmin(1)
         elif self.attack.targeted == "random":
-            offset = torch.randint(1, self.num_classes, y.shape, generator=self.generator, device=self.generator.device)
+            offset = self.draw((), lambda t, g: t.random_(1, self.num_classes, generator=g)).long()
             self.labels = (y + offset.to(y.device)) % self.num_classes
         else:
             self.labels = y
@@ -167,15 +169,25 @@ class Run:
     def random_start(self, norm: str, eps: float) -> Tensor:
         """A uniform point of the L-inf ball, or a uniform direction with uniform radius in the L2
         ball, clipped to [0, 1]: a fresh leaf tensor to optimise."""
-        x, g = self.x, self.generator
+        x = self.x
         if norm == "linf":
-            noise = torch.empty(x.shape, device=g.device, dtype=x.dtype).uniform_(-eps, eps, generator=g)
+            noise = self.draw(x.shape[1:], lambda t, g: t.uniform_(-eps, eps, generator=g))
         else:
-            direction = torch.randn(x.shape, device=g.device, dtype=x.dtype, generator=g)
+            direction = self.draw(x.shape[1:], lambda t, g: t.normal_(generator=g))
             direction /= direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-            radius = torch.rand(len(x), device=g.device, dtype=x.dtype, generator=g) * eps
+            radius = self.draw((), lambda t, g: t.uniform_(0, eps, generator=g))
             noise = direction * radius.view(-1, *([1] * (x.ndim - 1)))
-        return (x + noise.to(x.device)).clamp_(0, 1).requires_grad_(True)
+        return (x + noise).clamp_(0, 1).requires_grad_(True)
+
+    def draw(self, row_shape: tuple[int, ...], fill: Callable[[Tensor, torch.Generator], Tensor]) -> Tensor:
+        """Random rows of ``row_shape``, one per sample, filled in place by ``fill(tensor, generator)``:
+        from the run's generator, or row by row from per-sample generators when the call gave
+        per-sample seeds (then a sample's draws do not depend on which samples share its batch)."""
+        if self.sample_generators is None:
+            g = self.generator
+            return fill(torch.empty((len(self.x), *row_shape), device=g.device, dtype=self.x.dtype), g).to(self.x.device)
+        rows = [fill(torch.empty(row_shape, dtype=self.x.dtype), g) for g in self.sample_generators]
+        return torch.stack(rows).to(self.x.device)
 
 
 class Attack:
@@ -205,16 +217,24 @@ class Attack:
         return self.run(x, y, target, check_success=False).x_adv
 
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
-            seed: int | None = None, check_success: bool = True) -> AttackResult:
+            seed: int | Tensor | None = None, check_success: bool = True) -> AttackResult:
         """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
-        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device."""
+        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device.
+
+        ``seed``: an int (default: the attack's), or one seed per sample, shape (N,), so that each
+        sample's random start is the same whichever batch it is attacked in (``evaluate`` relies
+        on this to attack survivors exactly as it would attack everyone)."""
         x = check_images(x)
         eps = self.eps if eps is None else check_eps(eps)
         y = None if y is None else check_labels(y, len(x), x.device)
         target = None if target is None else check_labels(target, len(x), x.device, "target")
-        gen = torch.Generator(device=x.device).manual_seed(self.seed if seed is None else int(seed))
+        sample_seeds = seed if isinstance(seed, Tensor) and seed.ndim == 1 else None
+        if sample_seeds is not None and len(sample_seeds) != len(x):
+            raise ValueError(f"seed must be an int or one seed per sample ({len(x)}); got shape {tuple(seed.shape)}")
+        base_seed = self.seed if seed is None else int(seed[0] if sample_seeds is not None else seed)
+        gen = torch.Generator(device=x.device).manual_seed(base_seed)
         with frozen(self.model), torch.enable_grad():
-            run = Run(self, x.detach(), eps, y, target, gen)
+            run = Run(self, x.detach(), eps, y, target, gen, sample_seeds)
             if eps > 0:
                 self.perturb(run)
             run.clean()

@@ -21,9 +21,9 @@ def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch
     survived = torch.ones(len(x), dtype=torch.bool)
     cost = Cost(attacked=len(todo))
     t0 = time.perf_counter()
-    for b, start in enumerate(range(0, len(todo), batch_size)):
+    for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]
-        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=point_seed(seed, j, b))
+        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=sample_seeds(seed, j, idx))
         fooled = res.success.cpu()
         survived[idx] = ~fooled
         cost.forwards, cost.backwards = cost.forwards + res.forwards, cost.backwards + res.backwards
@@ -36,9 +36,11 @@ def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch
     return survived, cost
 
 
-def point_seed(seed: int, eps_index: int, batch: int) -> int:
-    """A distinct reproducible seed per (eps, batch), so no two points share random starts."""
-    return int(np.random.SeedSequence([seed, eps_index, batch]).generate_state(1)[0])
+def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:
+    """One reproducible seed per (eps, sample): a sample gets the same random start whether it is
+    attacked with everyone or among the survivors, so survivors-only is never above full."""
+    base = int(np.random.SeedSequence([seed, eps_index]).generate_state(1)[0])
+    return (base + rows.long() * 1_000_003) % (2**62)
 
 
 @torch.no_grad()
