@@ -48,6 +48,25 @@ class Row:
     theirs: AttackFn | None
 
 
+def common_args(parser: argparse.ArgumentParser, n: int, batch_size: int) -> None:
+    """The options every benchmark shares: device, data size, repetitions, threads, cached model."""
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--n", type=int, default=n, help="mnist5k test images")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions; medians are reported")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_smallcnn_mnist5k.pt")
+
+
+def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.device]:
+    """Threads, device, the cached model and the first ``n`` mnist5k test images (on the CPU)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    x, y = advkit.data.load("mnist5k")[1].tensors
+    return load_model(args.model, device), x[:args.n], y[:args.n], device
+
+
 def load_model(path: Path, device: torch.device) -> torch.nn.Module:
     """The cached SmallCNN, or train one on mnist5k (8 epochs, seed 0) and cache it atomically."""
     model = advkit.models.SmallCNN()
@@ -146,21 +165,12 @@ def print_table(results: list[dict], title: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    common_args(parser, n=256, batch_size=128)
     parser.add_argument("--amp", action="store_true", help="on CUDA: also measure under bf16 autocast")
     parser.add_argument("--eps", type=float, default=0.1, help="L-inf budget (0.1: a fair share of images survive)")
-    parser.add_argument("--n", type=int, default=256, help="mnist5k test images")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions; medians are reported")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_smallcnn_mnist5k.pt")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model = load_model(args.model, device)
-    x, y = advkit.data.load("mnist5k")[1].tensors
-    x, y = x[:args.n].to(device), y[:args.n].to(device)
+    model, x, y, device = setup(args)
+    x, y = x.to(device), y.to(device)
     batches = [(x[i:i + args.batch_size], y[i:i + args.batch_size]) for i in range(0, len(x), args.batch_size)]
     info = f"{device} ({torch.get_num_threads()} threads), {len(x)} images in batches of {args.batch_size}, eps={args.eps}, {args.reps} reps"
     modes = [False, True] if args.amp and device.type == "cuda" else [False]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from advkit.attacks import PGD
 from advkit.core import frozen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from attacks import load_model  # noqa: E402  (the benchmarks share one cached model)
+from attacks import common_args, setup  # noqa: E402  (the benchmarks share one cached model)
 
 #: The 7-point MNIST grid of the design notes; eps 0 (clean accuracy) costs each side one forward.
 GRID = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
@@ -67,22 +66,12 @@ def theirs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: list[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--n", type=int, default=500, help="mnist5k test images")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions; medians are reported")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    common_args(parser, n=500, batch_size=256)
     parser.add_argument("--grid", type=lambda t: [float(e) for e in t.split(",")], default=GRID,
                         help="comma-separated eps grid (default: %(default)s)")
     parser.add_argument("--full", action="store_true", help="also time advkit with survivors=False")
-    parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_smallcnn_mnist5k.pt")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    model = load_model(args.model, device)
-    x, y = advkit.data.load("mnist5k")[1].tensors
-    x, y = x[:args.n], y[:args.n]
+    model, x, y, device = setup(args)
 
     grid = sorted(args.grid)
     sides = {"advkit (survivors)": lambda: ours(model, x, y, grid, args.batch_size, args.device),
