@@ -116,8 +116,11 @@ class APGD(Attack):
 
     ``steps`` iterations from a random start, initial step ``2 * eps``, momentum 0.75, and the
     step-halving checkpoints with parameter ``rho``; ``restarts`` fresh starts for the samples not
-    yet fooled, each sample keeping its strongest result.
+    yet fooled, each sample keeping its strongest result. A warm start (``run(x_init=...)``)
+    replaces the first random start.
     """
+
+    warm_starts = True
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  loss: str = "ce", restarts: int = 1, rho: float = 0.75, **kwargs):
@@ -136,7 +139,7 @@ class APGD(Attack):
                 break
             eta = torch.full((len(run.x),), 2 * run.eps, device=run.x.device, dtype=run.x.dtype)
             schedule = StepSizeSchedule(eta, self.steps, self.rho)
-            x_adv = run.random_start(self.norm, run.eps)
+            x_adv = run.start(self.norm)
             player = Player([x_adv], APGDStep(schedule, self.norm, feasible), feasible, maximize=True)
             play(player, run.objective(x_adv, on_losses=schedule.observe), k=self.steps)
             run.finish(x_adv)
@@ -153,6 +156,7 @@ class APGDT(APGD):
     """
 
     losses = ("dlr",)
+    warm_starts = False  # each target class gets its own fresh search
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, restarts: int = 1, rho: float = 0.75, *, loss: str = "dlr", **kwargs):

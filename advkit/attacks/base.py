@@ -42,8 +42,8 @@ class Run:
     """
 
     def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
-                 generator: torch.Generator, sample_seeds: Tensor | None = None):
-        self.attack, self.x, self.eps, self.generator = attack, x, eps, generator
+                 generator: torch.Generator, sample_seeds: Tensor | None = None, x_init: Tensor | None = None):
+        self.attack, self.x, self.eps, self.generator, self.x_init = attack, x, eps, generator, x_init
         self.sample_generators = None if sample_seeds is None else [
             torch.Generator().manual_seed(int(s)) for s in sample_seeds.tolist()]
         self.loss_fn = get_loss(attack.loss)
@@ -166,10 +166,20 @@ class Run:
         logits = self.logits(xa)
         self.observe(idx, xa, logits, self.loss_fn(logits, self.labels[idx], self.targeted))
 
-    def random_start(self, norm: str, eps: float) -> Tensor:
-        """A uniform point of the L-inf ball, or a uniform direction with uniform radius in the L2
-        ball, clipped to [0, 1]: a fresh leaf tensor to optimise."""
-        x = self.x
+    def start(self, norm: str, random: bool = True) -> Tensor:
+        """A fresh leaf tensor to optimise from: the call's warm start ``x_init`` the first time
+        (projected onto the ball and [0, 1]), else a uniform point of the ball (``random``), else x.
+
+        A uniform point of the L-inf ball, or a uniform direction with a uniform radius in the L2
+        ball, clipped to [0, 1]."""
+        if self.x_init is None and not random:
+            return self.x.clone().requires_grad_(True)
+        self.clean()  # the start is not x, so the clean forward cannot double as the first step's
+        if self.x_init is not None:
+            x0, self.x_init = self.x_init.detach().clone(), None
+            (ball(norm, self.x, self.eps) & Box(0.0, 1.0))(x0)
+            return x0.requires_grad_(True)
+        x, eps = self.x, self.eps
         if norm == "linf":
             noise = self.draw(x.shape[1:], lambda t, g: t.uniform_(-eps, eps, generator=g))
         else:
@@ -201,6 +211,8 @@ class Attack:
 
     norms: tuple[str, ...] = ("linf", "l2")
     losses: tuple[str, ...] = ("ce", "margin", "dlr")
+    #: True for attacks whose search starts from one point (``Run.start``): ``run(x_init=...)`` sets it.
+    warm_starts: bool = False
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
                  targeted: bool | str = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
@@ -217,13 +229,16 @@ class Attack:
         return self.run(x, y, target, check_success=False).x_adv
 
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
-            seed: int | Tensor | None = None, check_success: bool = True) -> AttackResult:
+            seed: int | Tensor | None = None, check_success: bool = True, x_init: Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
         eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device.
 
         ``seed``: an int (default: the attack's), or one seed per sample, shape (N,), so that each
         sample's random start is the same whichever batch it is attacked in (``evaluate`` relies
-        on this to attack survivors exactly as it would attack everyone)."""
+        on this to attack survivors exactly as it would attack everyone).
+
+        ``x_init``: where to start instead of a random point (a warm start, e.g. the result at a
+        smaller eps), for attacks with ``warm_starts``; it is projected onto the ball first."""
         x = check_images(x)
         eps = self.eps if eps is None else check_eps(eps)
         y = None if y is None else check_labels(y, len(x), x.device)
@@ -231,10 +246,17 @@ class Attack:
         sample_seeds = seed if isinstance(seed, Tensor) and seed.ndim == 1 else None
         if sample_seeds is not None and len(sample_seeds) != len(x):
             raise ValueError(f"seed must be an int or one seed per sample ({len(x)}); got shape {tuple(seed.shape)}")
+        if x_init is not None:
+            if not self.warm_starts:
+                raise ValueError(f"x_init: {type(self).__name__} does not start from a point; warm starts are for "
+                                 "attacks with warm_starts=True (PGD, APGD)")
+            x_init = check_images(x_init, "x_init").to(x.device, x.dtype)
+            if x_init.shape != x.shape:
+                raise ValueError(f"x_init must have x's shape {tuple(x.shape)}, got {tuple(x_init.shape)}")
         base_seed = self.seed if seed is None else int(seed[0] if sample_seeds is not None else seed)
         gen = torch.Generator(device=x.device).manual_seed(base_seed)
         with frozen(self.model), torch.enable_grad():
-            run = Run(self, x.detach(), eps, y, target, gen, sample_seeds)
+            run = Run(self, x.detach(), eps, y, target, gen, sample_seeds, x_init)
             if eps > 0:
                 self.perturb(run)
             run.clean()

@@ -15,8 +15,11 @@ class PGD(Attack):
     signed gradient; "l2": normalised gradient), each projected onto the eps-ball and [0, 1].
 
     ``random_start`` draws the start uniformly in the ball; ``restarts`` runs that many starts and
-    keeps each sample's strongest result (only samples not yet fooled are restarted).
+    keeps each sample's strongest result (only samples not yet fooled are restarted). A warm start
+    (``run(x_init=...)``) replaces the first start.
     """
+
+    warm_starts = True
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None,
                  random_start: bool = True, restarts: int = 1, **kwargs):
@@ -32,11 +35,7 @@ class PGD(Attack):
         step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
         feasible = ball(self.norm, run.x, run.eps) & Box(0.0, 1.0)
         for restart in range(self.restarts):
-            if self.random_start:
-                run.clean()
-                x_adv = run.random_start(self.norm, run.eps)
-            else:
-                x_adv = run.x.clone().requires_grad_(True)
+            x_adv = run.start(self.norm, self.random_start)
             play(Player([x_adv], step, feasible, maximize=True), run.objective(x_adv), k=self.steps)
             run.finish(x_adv, evaluate=restart + 1 < self.restarts)
             if bool(run.success.all()):

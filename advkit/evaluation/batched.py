@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,27 +13,25 @@ from .results import Cost
 
 
 def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int, device: torch.device,
-              seed: int, j: int = 0, shown: Sequence[int] = (), kept: dict | None = None, last: bool = False) -> tuple[Tensor, Cost]:
-    """Attack rows ``todo`` at ``eps`` (the ``j``-th point of a grid) in batches: the survival mask
-    over all rows (rows not attacked count as survivors) and what it cost. For rows in ``shown``,
-    ``kept`` receives ``index -> (x_adv, eps, fooled)`` when fooled, or on the ``last`` eps."""
-    kept = {} if kept is None else kept
+              seed: int, j: int = 0, starts: Tensor | None = None) -> tuple[Tensor, Cost, Tensor]:
+    """Attack rows ``todo`` at ``eps`` (the ``j``-th point of a grid) in batches, each row from its
+    row of ``starts`` when given (a warm start). Returns the survival mask over all rows (rows not
+    attacked count as survivors), what it cost, and where each attacked row ended (x elsewhere)."""
     survived = torch.ones(len(x), dtype=torch.bool)
+    ends = x.clone()
     cost = Cost(attacked=len(todo))
     t0 = time.perf_counter()
     for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]
-        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=sample_seeds(seed, j, idx))
-        fooled = res.success.cpu()
-        survived[idx] = ~fooled
+        warm = {} if starts is None else {"x_init": starts[idx].to(device)}
+        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=sample_seeds(seed, j, idx), **warm)
+        survived[idx] = ~res.success.cpu()
+        ends[idx] = res.x_adv.detach().cpu()
         cost.forwards, cost.backwards = cost.forwards + res.forwards, cost.backwards + res.backwards
-        for row, i in enumerate(idx.tolist()):
-            if i in shown and (fooled[row] or last) and not kept.get(i, (None, 0, False))[2]:
-                kept[i] = (res.x_adv[row].detach().cpu(), eps, bool(fooled[row]))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     cost.seconds = time.perf_counter() - t0
-    return survived, cost
+    return survived, cost, ends
 
 
 def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:

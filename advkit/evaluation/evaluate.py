@@ -5,6 +5,13 @@ grows), and a sample the model gets wrong needs no attack. So each attack walks 
 upward and, at each eps, attacks only the samples that survived the previous one; the curve is
 non-increasing by construction and costs a fraction of re-attacking everything at every eps
 (what foolbox and torchattacks users do). ``survivors=False`` does the latter, for comparison.
+
+The walk is also one search rather than several: an attack that starts from a point (PGD, APGD)
+starts each sample at the next eps where its attack at the previous eps ended, the highest-loss
+point found so far, which lies inside the larger ball (``warm_start``). Fooling then takes a few
+steps instead of a fresh search, and the search is stronger than a random restart. Both modes
+warm-start, and a sample's start and seed never depend on the others, so survivors-only equals
+attacking everyone for these attacks (and is never above it for any attack).
 """
 from __future__ import annotations
 
@@ -47,6 +54,7 @@ def evaluate(
     progress: bool = True,
     *,
     survivors: bool = True,
+    warm_start: bool = True,
     checks: bool = True,
     probe: int = 100,
     queries: int = 500,
@@ -61,7 +69,8 @@ def evaluate(
     (ours or torchattacks'), or factories ``model -> attack``; a dict names them. ``eps`` may
     include 0 (clean accuracy); it is sorted. ``device``: where to compute (default CUDA when
     available); the models are moved there and back. ``survivors=False`` attacks every sample at
-    every eps. ``probe`` samples feed the sanity checks (``checks=False`` skips them; ``queries``
+    every eps; ``warm_start=False`` starts every attack afresh (a random point) at every eps.
+    ``probe`` samples feed the sanity checks (``checks=False`` skips them; ``queries``
     is the budget of their gradient-free attack) and
     ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers.
     """
@@ -80,16 +89,16 @@ def evaluate(
     for name, net in models.items():
         with placed(net, device):
             results.append(evaluate_model(name, net, specs, x, y, grid, norm=norm, batch_size=batch_size, seed=seed,
-                                          device=device, survivors=survivors, checks=checks, probe=probe,
+                                          device=device, survivors=survivors, warm_start=warm_start, checks=checks, probe=probe,
                                           queries=queries, examples=examples, progress=progress))
     config = {"attacks": [s.name for s in specs], "eps": grid, "norm": norm, "n": len(x), "batch_size": batch_size,
-              "seed": seed, "survivors": survivors, "probe": probe, "queries": queries}
+              "seed": seed, "survivors": survivors, "warm_start": warm_start, "probe": probe, "queries": queries}
     return Report(results, config, run_metadata(device, time.perf_counter() - start))
 
 
 def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tensor, y: Tensor, eps: list[float], *,
                    norm: str, batch_size: int, seed: int, device: torch.device, survivors: bool = True,
-                   checks: bool = True, probe: int = 100, queries: int = 500, examples: int = 8,
+                   warm_start: bool = True, checks: bool = True, probe: int = 100, queries: int = 500, examples: int = 8,
                    progress: bool = True) -> ModelResult:
     """One model's curves, checks and examples (``model`` already on ``device``)."""
     t0 = time.perf_counter()
@@ -104,7 +113,7 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
         attack = built[spec.name] = spec.build(model, norm, num_classes)
         records[spec.name], adversarials[spec.name] = attack_curve(
             attack, spec.name, x, y, clean, eps, batch_size=batch_size, seed=seed, device=device,
-            survivors=survivors, shown=shown, bar=bar)
+            survivors=survivors, warm_start=warm_start, shown=shown, bar=bar)
         seconds[spec.name] = time.perf_counter() - t0
     bar.close()
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
@@ -120,28 +129,43 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
 
 
 def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, eps: list[float], *, batch_size: int,
-                 seed: int, device: torch.device, survivors: bool = True, shown: Sequence[int] = (),
-                 bar: tqdm | None = None) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
+                 seed: int, device: torch.device, survivors: bool = True, warm_start: bool = True,
+                 shown: Sequence[int] = (), bar: tqdm | None = None
+                 ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
     """Walk the eps grid upward with ``attack``. Survivors mode attacks, at each eps, only the
-    samples still standing; otherwise every sample at every eps. Returns the record and, for the
-    ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the first eps that fooled them (or the
-    last eps tried)."""
+    samples still standing; otherwise every sample at every eps. With ``warm_start`` (and an
+    attack that ``warm_starts``) each sample starts where its attack at the previous eps ended.
+    Returns the record and, for the ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the
+    first eps that fooled them (or the last eps tried)."""
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
     alive, costs, kept = clean.clone(), [], {}
+    warm, ends = warm_start and getattr(attack, "warm_starts", False), None
     for j, e in enumerate(eps):
         if e == 0:
             robust[:, j], cost = clean, Cost()
         else:
             todo = alive.nonzero().squeeze(1) if survivors else torch.arange(len(x))
-            survived, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, shown, kept,
-                                        last=j == len(eps) - 1)
+            survived, cost, ends = attack_at(attack, x, y, todo, e, batch_size, device, seed, j,
+                                             starts=ends if warm else None)
             robust[:, j] = (alive if survivors else clean) & survived
+            keep_examples(kept, shown, todo, survived, ends, e, last=j == len(eps) - 1)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[:, j].float().mean()):.3f}")
         costs.append(cost)
         alive = robust[:, j]
     return AttackRecord(name, describe(attack), robust, costs), kept
+
+
+def keep_examples(kept: dict[int, tuple[Tensor, float, bool]], shown: Sequence[int], todo: Tensor, survived: Tensor,
+                  ends: Tensor, eps: float, last: bool) -> None:
+    """For the shown samples attacked at ``eps``: keep ``(x_adv, eps, fooled)`` the first time one is
+    fooled, or at the ``last`` eps if it never was."""
+    attacked = set(todo.tolist())
+    for i in shown:
+        fooled = not bool(survived[i])
+        if i in attacked and (fooled or last) and not kept.get(i, (None, 0.0, False))[2]:
+            kept[i] = (ends[i], eps, fooled)
 
 
 def pick_examples(y: Tensor, clean: Tensor, k: int) -> list[int]:

@@ -66,10 +66,11 @@ def test_pgd_matches_the_closed_form_curve_and_survivors_equal_full(linear_probl
     assert spent(fast) < spent(full)
 
 
-def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch):
+@pytest.mark.parametrize("warm_start", [True, False], ids=["warm", "fresh"])
+def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch, warm_start):
     x, y = test_batch[0][:96], test_batch[1][:96]
     kwargs = dict(attacks={"fgsm": "fgsm", "pgd": pgd10}, eps=[0, 0.05, 0.1, 0.2], progress=False, checks=False,
-                  device="cpu", examples=0)
+                  device="cpu", examples=0, warm_start=warm_start)
     fast = advkit.evaluate(trained_cnn, (x, y), **kwargs)
     full = advkit.evaluate(trained_cnn, (x, y), survivors=False, **kwargs)
     for name in ("fgsm", "pgd", "worst"):
@@ -77,8 +78,22 @@ def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch):
             assert a <= b + 1e-12, (name, e, a, b)
         accs = [a for _, a in fast.curve[name]]
         assert accs == sorted(accs, reverse=True)  # non-increasing by construction
+    if warm_start:  # each eps continues the last one's search, in both modes: they agree exactly
+        assert fast.curve["pgd"] == full.curve["pgd"]
     res = fast["model"]
     assert torch.equal(res.robust("worst"), res.robust("fgsm") & res.robust("pgd"))  # per-sample worst case
+
+
+def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch):
+    x, y = test_batch[0][:96], test_batch[1][:96]
+    kwargs = dict(attacks={"pgd": pgd10}, eps=[0, 0.05, 0.1, 0.15, 0.2], progress=False, checks=False,
+                  device="cpu", examples=0)
+    warm, fresh = (advkit.evaluate(trained_cnn, (x, y), warm_start=w, **kwargs) for w in (True, False))
+    passes = lambda rep: [p["backwards"] for p in rep.to_dict()["models"]["model"]["curves"]["pgd"]]
+    assert passes(warm)[:2] == passes(fresh)[:2]  # eps 0 and the first eps: nothing to start from yet
+    assert all(w <= f for w, f in zip(passes(warm)[2:], passes(fresh)[2:]))  # measured: 1857 vs 2114 in all
+    assert sum(passes(warm)) < 0.95 * sum(passes(fresh))
+    assert warm.to_dict()["config"]["warm_start"] is True and fresh.to_dict()["config"]["warm_start"] is False
 
 
 def test_data_forms_agree_and_eps_zero_is_clean(trained_cnn, test_batch):
