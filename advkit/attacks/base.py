@@ -168,10 +168,8 @@ class Run:
 
     def start(self, norm: str, random: bool = True) -> Tensor:
         """A fresh leaf tensor to optimise from: the call's warm start ``x_init`` the first time
-        (projected onto the ball and [0, 1]), else a uniform point of the ball (``random``), else x.
-
-        A uniform point of the L-inf ball, or a uniform direction with a uniform radius in the L2
-        ball, clipped to [0, 1]."""
+        (projected onto the ball and [0, 1]); else, with ``random``, a uniform point of the L-inf
+        ball or a uniform direction with a uniform radius in the L2 ball, clipped to [0, 1]; else x."""
         if self.x_init is None and not random:
             return self.x.clone().requires_grad_(True)
         self.clean()  # the start is not x, so the clean forward cannot double as the first step's
@@ -211,7 +209,7 @@ class Attack:
 
     norms: tuple[str, ...] = ("linf", "l2")
     losses: tuple[str, ...] = ("ce", "margin", "dlr")
-    #: True for attacks whose search starts from one point (``Run.start``): ``run(x_init=...)`` sets it.
+    #: True for attacks whose search starts from one point (``Run.start``): they take ``run(x_init=...)``.
     warm_starts: bool = False
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",

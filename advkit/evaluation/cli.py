@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fresh-starts", action="store_true",
+                   help="start each eps's attack from a random point, not where the previous eps's search ended")
     p.add_argument("--probe", type=int, default=100, help="samples for the sanity checks (0: no checks)")
     p.add_argument("--queries", type=int, default=500, help="query budget of the checks' gradient-free attack")
     p.add_argument("--out", type=Path, default=Path("advkit-report"), help="report folder")
@@ -50,7 +52,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model.load_state_dict(torch.load(args.model, map_location="cpu", weights_only=True))
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
-                      checks=args.probe > 0, probe=args.probe, queries=args.queries)
+                      warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries)
     return _show(report, report.save(args.out))
 
 

@@ -79,11 +79,13 @@ def test_cli_evaluate_writes_the_report(trained_cnn, tmp_path, capsys):
     ckpt = tmp_path / "cnn.pt"
     torch.save(trained_cnn.state_dict(), ckpt)
     rc = main(["evaluate", "--model", str(ckpt), "--arch", "smallcnn", "--data", "mnist5k", "--attacks", "fgsm",
-               "--eps", "0,0.1", "--n", "24", "--probe", "8", "--queries", "50", "--device", "cpu", "--out", str(tmp_path / "rep"), "--no-progress"])
+               "--eps", "0,0.1", "--n", "24", "--probe", "8", "--queries", "50", "--device", "cpu", "--out", str(tmp_path / "rep"), "--no-progress",
+               "--fresh-starts"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| eps | fgsm | worst |" in printed and str((tmp_path / "rep" / "report.html").resolve()) in printed
-    assert json.loads((tmp_path / "rep" / "report.json").read_text())["config"]["n"] == 24
+    config = json.loads((tmp_path / "rep" / "report.json").read_text())["config"]
+    assert config["n"] == 24 and config["warm_start"] is False
 
 
 def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monkeypatch):
