@@ -1,6 +1,9 @@
-"""Square Attack (Andriushchenko et al. 2020), L-inf: gradient-free random search. Each query
-redraws one random square window of the perturbation to +-eps per channel and keeps it where
-the margin loss improves; the square shrinks on a fixed schedule."""
+"""Square Attack (Andriushchenko et al. 2020): gradient-free random search in square windows,
+keeping each proposal where the margin loss improves; the square shrinks on a fixed schedule.
+
+L-inf: each query redraws one window of the perturbation to +-eps per channel. L2: each query
+moves the perturbation's mass from a second window into the first, reshaped as a signed
+pseudo-Gaussian "dipole", and rescales the whole perturbation to norm eps."""
 from __future__ import annotations
 
 import math
@@ -36,13 +39,42 @@ def as_images(t: Tensor) -> Tensor:
     return t if t.ndim == 4 else t.view(len(t), 1, 1, -1)
 
 
+def bump(h: int, w: int) -> Tensor:
+    """A pseudo-Gaussian bump on an ``h x w`` rectangle, unit L2 norm: the pixel at Chebyshev
+    distance d from the centre weighs sum_{k >= d} 1/(k+1)^2, so the mass gathers in the middle."""
+    k = max(h, w) // 2 + 1
+    tail = (1.0 / torch.arange(1, k + 1, dtype=torch.float64) ** 2).flip(0).cumsum(0).flip(0)  # tail[d]
+    rows, cols = (torch.arange(n) - n // 2 for n in (h, w))
+    d = torch.maximum(rows.abs()[:, None], cols.abs()[None, :])
+    out = tail[d]
+    return (out / out.norm()).float()
+
+
+def dipole(h: int, w: int, transpose: bool = False) -> Tensor:
+    """The L2 proposal's shape: +bump on one half of the ``h x w`` window and -bump on the other
+    (split across rows, or across columns when ``transpose`` or the window is one row), unit norm."""
+    if h == 1 or transpose:
+        half = w // 2
+        out = torch.cat([bump(h, half), -bump(h, w - half)], 1) if half else bump(h, w)
+    else:
+        half = h // 2
+        out = torch.cat([bump(half, w), -bump(h - half, w)], 0)
+    return out / out.norm()
+
+
+def channel_norms(t: Tensor) -> Tensor:
+    """L2 norm over each (sample, channel) of an (N, C, H, W) tensor, shaped (N, C, 1, 1)."""
+    return t.flatten(2).norm(dim=2)[:, :, None, None]
+
+
 class Square(Attack):
-    """Square Attack in L-inf: at most ``n_queries`` model queries per sample (one of them the
-    vertical-stripe start), only for the samples not yet fooled. ``p_init`` is the share of pixels
-    the first squares change. The default loss is the margin, as in the paper.
+    """Square Attack in L-inf or L2: at most ``n_queries`` model queries per sample (one of them
+    the start: vertical stripes in L-inf, a tiling of dipoles in L2), only for the samples not yet
+    fooled. ``p_init`` is the share of pixels the first squares change. The default loss is the
+    margin, as in the paper.
     """
 
-    norms = ("linf",)
+    norms = ("linf", "l2")
 
     def __init__(self, model: nn.Module, eps: float, n_queries: int = 5000, p_init: float = 0.8, *,
                  norm: str = "linf", loss: str = "margin", **kwargs):
@@ -58,7 +90,11 @@ class Square(Attack):
             if len(idx) == 0:
                 return
             p = fraction(self.p_init, i, self.n_queries)
-            self._query(run, idx, self._stripes(run, idx) if i == 0 else self._square(run, idx, p))
+            if self.norm == "linf":
+                proposal = self._stripes(run, idx) if i == 0 else self._square(run, idx, p)
+            else:
+                proposal = self._tiles(run, idx) if i == 0 else self._move_mass(run, idx, p)
+            self._query(run, idx, proposal)
 
     @staticmethod
     def _survivors(run: Run) -> Tensor:
@@ -97,6 +133,51 @@ class Square(Attack):
         x_new = best.clone()
         x_new[win] = patch
         return x_new.view_as(run.x[idx])
+
+    def _tiles(self, run: Run, idx: Tensor) -> Tensor:
+        """The L2 start: the image tiled with dipoles (side h/5) of random sign per channel, scaled
+        to norm eps."""
+        x = as_images(run.x[idx])
+        n, c, h, w = x.shape
+        sh, sw = (1, max(w // 5, 1)) if h == 1 else (max(h // 5, 1),) * 2
+        delta = torch.zeros_like(x)
+        for top in range((h % sh) // 2, h - sh + 1, sh):
+            for left in range((w % sw) // 2, w - sw + 1, sw):
+                pattern = dipole(sh, sw).to(x)
+                delta[:, :, top:top + sh, left:left + sw] = pattern * self._signs(run, (n, c, 1, 1))
+        return self._place(run, x, delta).view_as(run.x[idx])
+
+    def _move_mass(self, run: Run, idx: Tensor, p: float) -> Tensor:
+        """The L2 proposal: window 1 gets a signed dipole plus its current content (each of unit norm
+        per channel), rescaled to hold window 1's and window 2's mass and the budget still unused;
+        window 2 is emptied. The two windows have an odd side >= 3, at random places."""
+        x, best = as_images(run.x[idx]), as_images(run.best[idx])
+        n, c, h, w = x.shape
+        delta = best - x
+        sh, sw = window_side(p, h, w)
+        sh, sw = (1, min(max(sw, 3), w)) if h == 1 else (min(max(sh, 3) | 1, h, w),) * 2
+        gen = run.generator
+        (t1, l1), (t2, l2) = ((int(torch.randint(0, size - side + 1, (1,), generator=gen, device=gen.device))
+                               for size, side in ((h, sh), (w, sw))) for _ in range(2))
+        w1 = (slice(None), slice(None), slice(t1, t1 + sh), slice(l1, l1 + sw))
+        w2 = (slice(None), slice(None), slice(t2, t2 + sh), slice(l2, l2 + sw))
+        both = torch.zeros_like(x, dtype=torch.bool)
+        both[w1] = both[w2] = True
+        unused = (run.eps ** 2 - delta.flatten(1).pow(2).sum(1)).clamp_min(0).view(-1, 1, 1, 1) / c
+        budget = (unused + channel_norms(delta * both) ** 2).sqrt()
+        transpose = bool(torch.randint(0, 2, (1,), generator=gen, device=gen.device))
+        shape = dipole(sh, sw, transpose and sh == sw).to(x) * self._signs(run, (n, c, 1, 1))
+        new = shape + delta[w1] / channel_norms(delta[w1]).clamp_min(1e-12)
+        new = new / channel_norms(new).clamp_min(1e-12) * budget
+        delta[w2] = 0
+        delta[w1] = new
+        return self._place(run, x, delta).view_as(run.x[idx])
+
+    @staticmethod
+    def _place(run: Run, x: Tensor, delta: Tensor) -> Tensor:
+        """``x + delta`` with delta rescaled to L2 norm eps, clipped to [0, 1]."""
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return (x + delta * (run.eps / norms)).clamp(0, 1)
 
     @staticmethod
     @torch.no_grad()

@@ -40,7 +40,7 @@ class Ensemble:
         self.model, self.components, self.norm = model, components, norm
 
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
-            seed: int | None = None, check_success: bool = True) -> AttackResult:
+            seed: int | Tensor | None = None, check_success: bool = True) -> AttackResult:
         if target is not None:
             raise ValueError("target: the AutoAttack ensemble is untargeted (APGD-T and FAB-T pick their own targets)")
         x_adv = x.detach().clone()
@@ -50,7 +50,8 @@ class Ensemble:
             idx = (~success).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
-            res = part.attack.run(x[idx], None if y is None else y[idx], eps=eps, seed=seed, check_success=check_success)
+            part_seed = seed[idx] if isinstance(seed, Tensor) and seed.ndim == 1 else seed  # per-sample seeds follow
+            res = part.attack.run(x[idx], None if y is None else y[idx], eps=eps, seed=part_seed, check_success=check_success)
             x_adv[idx], success[idx] = res.x_adv, res.success
             forwards, backwards = forwards + res.forwards, backwards + res.backwards
         return AttackResult(x_adv, success, forwards, backwards)

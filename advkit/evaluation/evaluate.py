@@ -34,7 +34,7 @@ from .checks import run_checks
 from .construct import describe
 from .report import Report, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
-from .specs import AttackSpec, resolve
+from .specs import AttackSpec, check_norm, resolve
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +106,15 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
     clean = clean_pred == y
     shown = pick_examples(y, clean, examples)
     seconds = {"clean": time.perf_counter() - t0}
-    records, built, adversarials = {}, {}, {}
+    built = {spec.name: check_norm(spec.name, spec.build(model, norm, num_classes), norm) for spec in specs}
+    records, adversarials = {}, {}
     bar = tqdm(total=len(specs) * sum(e > 0 for e in eps), desc=f"evaluate {name}", disable=not progress, leave=False)
-    for spec in specs:
+    for attack_name, attack in built.items():
         t0 = time.perf_counter()
-        attack = built[spec.name] = spec.build(model, norm, num_classes)
-        records[spec.name], adversarials[spec.name] = attack_curve(
-            attack, spec.name, x, y, clean, eps, batch_size=batch_size, seed=seed, device=device,
+        records[attack_name], adversarials[attack_name] = attack_curve(
+            attack, attack_name, x, y, clean, eps, batch_size=batch_size, seed=seed, device=device,
             survivors=survivors, warm_start=warm_start, shown=shown, bar=bar)
-        seconds[spec.name] = time.perf_counter() - t0
+        seconds[attack_name] = time.perf_counter() - t0
     bar.close()
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)

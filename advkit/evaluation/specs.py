@@ -8,6 +8,7 @@ one report covers several models, since an attack object is bound to its model).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -88,3 +89,14 @@ def stronger(attack: Any) -> Any | None:
     more = copy.copy(attack)
     more.steps = attack.steps * 2
     return more
+
+
+def check_norm(name: str, attack: Any, norm: str) -> Any:
+    """``attack`` itself, once its threat model is the evaluation's: a bounded attack in another
+    norm would be reported under the wrong one (a factory ``model -> attack`` must pass ``norm``)."""
+    own, eps = getattr(attack, "norm", None), getattr(attack, "eps", 0.0)
+    if own is not None and own != norm and not (isinstance(eps, float) and math.isinf(eps)):
+        raise ValueError(f"attack {name!r} works in norm {own!r} but the evaluation's norm is {norm!r}; "
+                         f"build it with norm={norm!r}")
+    return attack
+

@@ -1,12 +1,12 @@
-"""Square Attack: breaks a standard model at eps=0.3 within a small budget, never spends more
-than its query budget per sample (and only on survivors), and is as strong as torchattacks'."""
+"""Square Attack: breaks a standard model within a small budget, never spends more than its query
+budget per sample (and only on survivors), and is as strong as torchattacks', in L-inf and L2."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from advkit.attacks import Square
-from advkit.attacks.square import fraction, window_side
+from advkit.attacks.square import bump, dipole, fraction, window_side
 
 torchattacks = pytest.importorskip("torchattacks")
 
@@ -30,17 +30,40 @@ def test_breaks_a_standard_model_at_eps_03_and_queries_only_survivors(trained_cn
     assert res.forwards <= len(x) * 301 and res.forwards < len(x) * 60
 
 
-def test_query_budget_is_exact_when_nobody_is_fooled(trained_cnn, test_batch):
+def test_l2_proposal_shapes_have_unit_norm_and_opposite_halves():
+    b = bump(5, 5)
+    assert float(b.norm()) == pytest.approx(1.0) and int(b.argmax()) == 12  # peak in the centre
+    assert torch.equal(b, b.flip(0)) and torch.equal(b, b.T)
+    for h, w, transpose in ((5, 5, False), (5, 5, True), (7, 7, False), (1, 6, False)):
+        d = dipole(h, w, transpose)
+        assert float(d.norm()) == pytest.approx(1.0)
+        halves = (d[:, : w // 2], d[:, w // 2:]) if transpose or h == 1 else (d[: h // 2], d[h // 2:])
+        assert bool((halves[0] > 0).all()) and bool((halves[1] < 0).all())
+
+
+def test_l2_breaks_a_standard_model_within_the_ball(trained_cnn, test_batch):
+    x, y = test_batch[0][:100], test_batch[1][:100]
+    res = Square(trained_cnn, eps=3.0, n_queries=500, norm="l2").run(x, y)
+    assert res.success.float().mean() > 0.85  # measured 0.89 (0.80 at 300 queries)
+    assert float((res.x_adv - x).flatten(1).norm(dim=1).max()) <= 3.0 + 1e-4
+    assert 0 <= float(res.x_adv.min()) and float(res.x_adv.max()) <= 1
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_query_budget_is_exact_when_nobody_is_fooled(trained_cnn, test_batch, norm):
     x, y = test_batch[0][:20], test_batch[1][:20]
-    res = Square(trained_cnn, eps=1e-3, n_queries=25).run(x, y, check_success=False)  # no final re-check forward
+    res = Square(trained_cnn, eps=1e-3, n_queries=25, norm=norm).run(x, y, check_success=False)  # no re-check
     assert not res.success.any()
     assert res.forwards == len(x) * (1 + 25)  # the clean forward, then exactly the budget
 
 
-def test_at_least_as_strong_as_torchattacks(trained_cnn, test_batch):
+@pytest.mark.parametrize("norm,eps,slack", [("linf", 0.2, 0.0), ("l2", 2.0, 0.02)])
+def test_at_least_as_strong_as_torchattacks(trained_cnn, test_batch, norm, eps, slack):
+    """L2 (measured over 4 seeds on 200 images at 300 queries: 59.9% ours, 60.4% theirs) varies by
+    a few samples from seed to seed, hence its slack of 2 samples in 100."""
     x, y = test_batch[0][:100], test_batch[1][:100]
-    ours = 1 - Square(trained_cnn, eps=0.2, n_queries=100).run(x, y).success.float().mean().item()
-    x_ta = torchattacks.Square(trained_cnn, eps=0.2, n_queries=100, seed=0)(x, y)
+    ours = 1 - Square(trained_cnn, eps=eps, n_queries=100, norm=norm).run(x, y).success.float().mean().item()
+    x_ta = torchattacks.Square(trained_cnn, eps=eps, n_queries=100, seed=0, norm="Linf" if norm == "linf" else "L2")(x, y)
     with torch.no_grad():
         theirs = (trained_cnn(x_ta).argmax(1) == y).float().mean().item()
-    assert ours <= theirs
+    assert ours <= theirs + slack, (ours, theirs)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import advkit
-from advkit.attacks import FGSM, PGD
+from advkit.attacks import FGSM, PGD, Square
 
 
 class BinaryLinear(nn.Module):
@@ -147,3 +147,35 @@ def test_autoattack_resolves_to_the_standard_ensemble(trained_cnn):
     x = torch.rand(4, 1, 28, 28)
     res = ensemble.run(x, eps=0.0)  # eps 0: nothing moves, nothing is fooled (labels = predictions)
     assert torch.equal(res.x_adv, x) and not bool(res.success.any())
+
+
+def test_ensemble_components_get_the_seeds_of_the_samples_they_attack(trained_cnn, test_batch):
+    """A later component sees only the samples the earlier ones missed, with those samples' seeds."""
+    from advkit.evaluation.autoattack import Component, Ensemble
+    from advkit.evaluation.batched import sample_seeds
+
+    x, y = test_batch[0][:48], test_batch[1][:48]
+    fgsm, pgd = FGSM(trained_cnn), PGD(trained_cnn, steps=5)
+    ensemble = Ensemble(trained_cnn, [Component("fgsm", fgsm, "advkit"), Component("pgd", pgd, "advkit")], "linf")
+    seeds = sample_seeds(0, 1, torch.arange(len(x)))
+    res = ensemble.run(x, y, eps=0.1, seed=seeds)
+    first = fgsm.run(x, y, eps=0.1, seed=seeds).success
+    rest = (~first).nonzero().squeeze(1)
+    assert 0 < len(rest) < len(x)
+    second = pgd.run(x[rest], y[rest], eps=0.1, seed=seeds[rest]).success
+    expected = first.clone()
+    expected[rest] = second
+    assert torch.equal(res.success, expected)
+
+
+def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, test_batch):
+    x, y = test_batch[0][:48], test_batch[1][:48]
+    attacks = {"pgd": lambda m: PGD(m, steps=10, norm="l2"), "square": lambda m: Square(m, 1.0, 100, norm="l2")}
+    rep = advkit.evaluate(trained_cnn, (x, y), attacks=attacks, eps=[0, 1.0, 2.0, 3.0], norm="l2", probe=24,
+                          queries=100, progress=False, device="cpu", examples=0)
+    pgd = [a for _, a in rep.curve["pgd"]]
+    assert pgd[0] > 0.9 and 0.4 < pgd[1] < pgd[0] and pgd[3] < 0.1  # L2 budgets: a gradual fall, not a cliff
+    assert all(c.passed for c in rep.checks), [(c.name, c.message) for c in rep.checks]
+    with pytest.raises(ValueError, match="attack 'pgd' works in norm 'linf' but the evaluation's norm is 'l2'"):
+        advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False)
+
