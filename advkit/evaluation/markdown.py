@@ -17,7 +17,8 @@ def header_lines(report: "Report") -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v and k != "platform")
     return [
         f"Attacks: {', '.join(cfg['attacks'])}; norm {cfg['norm']}; eps {', '.join(f'{e:g}' for e in cfg['eps'])}; "
-        f"{cfg['n']} samples; seed {cfg['seed']}; {'survivors only' if cfg['survivors'] else 'every sample at every eps'}.",
+        f"{cfg['n']} samples; seed {cfg['seed']}; {'survivors only' if cfg['survivors'] else 'every sample at every eps'}"
+        f"{', each eps warm-started from the last' if cfg['warm_start'] else ', fresh starts at each eps'}.",
         f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
         f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.",
     ]

@@ -27,7 +27,7 @@ def model_tables(res: ModelResult) -> list[Table]:
             cells.append(f"{k / n:.1%} [{lo:.1%}, {hi:.1%}]")
         accuracy.rows.append([f"{eps:g}", *cells, f"{res.clean_accuracy - res.accuracy(WORST)[j]:.1%}"])
     checks = Table("Sanity checks", ["check", "status", "message"], [[c.name, c.status, c.message] for c in res.checks])
-    cost = Table("Cost (per-image passes; survivors only)", ["attack", "eps", "attacked", "forwards", "backwards", "seconds"],
+    cost = Table("Cost (per-image passes)", ["attack", "eps", "attacked", "forwards", "backwards", "seconds"],
                  [[a, f"{eps:g}", str(c.attacked), str(c.forwards), str(c.backwards), f"{c.seconds:.2f}"]
                   for a, rec in res.attacks.items() for eps, c in zip(res.eps, rec.costs) if eps > 0])
     per_class = Table("Per-class accuracy (worst case)", ["class", *(f"{e:g}" for e in res.eps)],

@@ -44,6 +44,7 @@ def test_files_exist_and_parse(saved):
     assert data["sections"][0]["images"] == ["extra.png"]
     md = (out / "report.md").read_text()
     assert "| eps | fgsm | pgd-5 | worst |" in md and "![accuracy versus eps](curve.png)" in md
+    assert "survivors only, each eps warm-started from the last." in md
     for png in ("curve.png", "examples_model.png", "extra.png"):
         assert matplotlib.image.imread(out / png).ndim == 3
     page = html_path.read_text()
