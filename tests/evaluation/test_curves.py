@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import advkit
-from advkit.attacks import FGSM, PGD, Square
+from advkit.attacks import APGD, FGSM, PGD, Square
 
 
 class BinaryLinear(nn.Module):
@@ -179,3 +179,22 @@ def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, t
     with pytest.raises(ValueError, match="attack 'pgd' works in norm 'linf' but the evaluation's norm is 'l2'"):
         advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False)
 
+
+
+def test_autoattack_through_evaluate_runs_every_component_on_the_survivors(trained_cnn, test_batch, monkeypatch):
+    """The whole path (ensemble, our APGDs and Square, torchattacks' FAB-T) on small budgets: the
+    paper's take minutes on a CPU. Each later component attacks only what the earlier ones left."""
+    from advkit.evaluation import autoattack
+
+    monkeypatch.setattr(autoattack, "STEPS", 3)
+    monkeypatch.setattr(autoattack, "QUERIES", 20)
+    x, y = test_batch[0][:24], test_batch[1][:24]
+    attacks = {"autoattack": "autoattack", "apgd-ce": lambda m: APGD(m, steps=3)}
+    rep = advkit.evaluate(trained_cnn, (x, y), attacks=attacks, eps=[0, 0.1], checks=False, progress=False,
+                          device="cpu", examples=0)
+    res = rep["model"]
+    ensemble, alone = res.robust("autoattack")[:, 1], res.robust("apgd-ce")[:, 1]
+    assert bool((ensemble <= alone).all()) and ensemble.sum() < alone.sum()  # APGD-CE first, then more
+    parts = res.attacks["autoattack"].description
+    assert [c["name"] for c in parts] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [c["source"].split()[0] for c in parts] == ["advkit", "advkit", "torchattacks", "advkit"]
