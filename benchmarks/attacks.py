@@ -75,9 +75,7 @@ def load_model(path: Path, device: torch.device) -> torch.nn.Module:
     else:
         print(f"training a SmallCNN on mnist5k (cached at {path}) ...")
         advkit.train.fit(model, advkit.data.load("mnist5k")[0], epochs=8, seed=0, device="cpu")
-        tmp = path.with_suffix(".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(path)
+        advkit.files.save_tensors(model.state_dict(), path)
     return model.to(device).eval()
 
 

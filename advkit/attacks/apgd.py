@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import Box, L2Step, Player, Projection, SignStep, ball, per_sample, play
+from ..core import L2Step, Player, Projection, SignStep, per_sample, play
 from .base import Attack, Run
 
 
@@ -132,15 +132,14 @@ class APGD(Attack):
         self.steps, self.restarts, self.rho = steps, restarts, rho
 
     def perturb(self, run: Run) -> None:
-        feasible = ball(self.norm, run.x, run.eps) & Box(0.0, 1.0)
         run.clean()
         for _ in range(self.restarts):
             if bool(run.success.all()):
                 break
             eta = torch.full((len(run.x),), 2 * run.eps, device=run.x.device, dtype=run.x.dtype)
             schedule = StepSizeSchedule(eta, self.steps, self.rho)
-            x_adv = run.start(self.norm)
-            player = Player([x_adv], APGDStep(schedule, self.norm, feasible), feasible, maximize=True)
+            x_adv = run.start()
+            player = Player([x_adv], APGDStep(schedule, self.norm, run.feasible), run.feasible, maximize=True)
             play(player, run.objective(x_adv, on_losses=schedule.observe), k=self.steps)
             run.finish(x_adv)
 

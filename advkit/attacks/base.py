@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..core import Box, ball, frozen
+from ..core import Box, ball, flat_norm, frozen, per_sample
 from .checks import check_choice, check_eps, check_images, check_label_range, check_labels, check_logits
 from .losses import get_loss, succeeded
 
@@ -38,14 +38,16 @@ class Run:
 
     A sample that succeeds keeps that iterate and stops moving (``early_stop``); the others carry
     their highest-loss iterate across restarts. ``objective(x_adv)`` is the closure
-    :func:`advkit.core.play` calls: it forwards only the samples still active.
+    :func:`advkit.core.play` calls: it forwards only the samples still active. ``feasible`` is the
+    projection onto the eps-ball around x and the [0, 1] box, the set every iterate must stay in.
     """
 
     def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
                  generator: torch.Generator, sample_seeds: Tensor | None = None, x_init: Tensor | None = None):
         self.attack, self.x, self.eps, self.generator, self.x_init = attack, x, eps, generator, x_init
-        self.sample_generators = None if sample_seeds is None else [
-            torch.Generator().manual_seed(int(s)) for s in sample_seeds.tolist()]
+        self.feasible = ball(attack.norm, x, eps) & Box(0.0, 1.0)
+        self.sample_seeds = sample_seeds
+        self._sample_generators: list[torch.Generator] | None = None  # made at the first draw
         self.loss_fn = get_loss(attack.loss)
         self.targeted = target is not None or bool(attack.targeted)
         self._given_labels, self._given_target = labels, target
@@ -166,7 +168,7 @@ class Run:
         logits = self.logits(xa)
         self.observe(idx, xa, logits, self.loss_fn(logits, self.labels[idx], self.targeted))
 
-    def start(self, norm: str, random: bool = True) -> Tensor:
+    def start(self, random: bool = True) -> Tensor:
         """A fresh leaf tensor to optimise from: the call's warm start ``x_init`` the first time
         (projected onto the ball and [0, 1]); else, with ``random``, a uniform point of the L-inf
         ball or a uniform direction with a uniform radius in the L2 ball, clipped to [0, 1]; else x."""
@@ -175,26 +177,27 @@ class Run:
         self.clean()  # the start is not x, so the clean forward cannot double as the first step's
         if self.x_init is not None:
             x0, self.x_init = self.x_init.detach().clone(), None
-            (ball(norm, self.x, self.eps) & Box(0.0, 1.0))(x0)
+            self.feasible(x0)
             return x0.requires_grad_(True)
         x, eps = self.x, self.eps
-        if norm == "linf":
+        if self.attack.norm == "linf":
             noise = self.draw(x.shape[1:], lambda t, g: t.uniform_(-eps, eps, generator=g))
         else:
             direction = self.draw(x.shape[1:], lambda t, g: t.normal_(generator=g))
-            direction /= direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (x.ndim - 1)))
-            radius = self.draw((), lambda t, g: t.uniform_(0, eps, generator=g))
-            noise = direction * radius.view(-1, *([1] * (x.ndim - 1)))
+            direction /= flat_norm(direction).clamp_min(1e-12)
+            noise = direction * per_sample(self.draw((), lambda t, g: t.uniform_(0, eps, generator=g)), x)
         return (x + noise).clamp_(0, 1).requires_grad_(True)
 
     def draw(self, row_shape: tuple[int, ...], fill: Callable[[Tensor, torch.Generator], Tensor]) -> Tensor:
         """Random rows of ``row_shape``, one per sample, filled in place by ``fill(tensor, generator)``:
         from the run's generator, or row by row from per-sample generators when the call gave
         per-sample seeds (then a sample's draws do not depend on which samples share its batch)."""
-        if self.sample_generators is None:
+        if self.sample_seeds is None:
             g = self.generator
             return fill(torch.empty((len(self.x), *row_shape), device=g.device, dtype=self.x.dtype), g).to(self.x.device)
-        rows = [fill(torch.empty(row_shape, dtype=self.x.dtype), g) for g in self.sample_generators]
+        if self._sample_generators is None:
+            self._sample_generators = [torch.Generator().manual_seed(int(s)) for s in self.sample_seeds.tolist()]
+        rows = [fill(torch.empty(row_shape, dtype=self.x.dtype), g) for g in self._sample_generators]
         return torch.stack(rows).to(self.x.device)
 
 
@@ -259,7 +262,7 @@ class Attack:
                 self.perturb(run)
             run.clean()
             x_adv = run.best.clone()
-            (ball(self.norm, x, eps) & Box(0.0, 1.0))(x_adv)
+            run.feasible(x_adv)
             moved = (x_adv != run.best).flatten(1).any(1)
             success = run.success & ~moved
             if check_success:

@@ -1,7 +1,7 @@
 """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps."""
 from __future__ import annotations
 
-from ..core import Box, Player, SignStep, L2Step, ball, play
+from ..core import L2Step, Player, SignStep, play
 from .base import Attack, Run
 
 
@@ -17,6 +17,6 @@ class FGSM(Attack):
     def perturb(self, run: Run) -> None:
         x_adv = run.x.clone().requires_grad_(True)
         step = SignStep(run.eps) if self.norm == "linf" else L2Step(run.eps)
-        player = Player([x_adv], step, ball(self.norm, run.x, run.eps) & Box(0.0, 1.0), maximize=True)
+        player = Player([x_adv], step, run.feasible, maximize=True)
         play(player, run.objective(x_adv), k=1)
         run.finish(x_adv, evaluate=False)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..core import Box, MomentumStep, Player, ball, play
+from ..core import MomentumStep, Player, play
 from .base import Attack, Run
 
 
@@ -30,6 +30,5 @@ class MIFGSM(Attack):
         alpha = self.alpha if self.alpha is not None else run.eps / self.steps
         x_adv = run.x.clone().requires_grad_(True)
         step = MomentumStep(alpha, self.decay, self.norm)
-        play(Player([x_adv], step, ball(self.norm, run.x, run.eps) & Box(0.0, 1.0), maximize=True),
-             run.objective(x_adv), k=self.steps)
+        play(Player([x_adv], step, run.feasible, maximize=True), run.objective(x_adv), k=self.steps)
         run.finish(x_adv, evaluate=False)

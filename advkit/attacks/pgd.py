@@ -1,7 +1,7 @@
 """PGD (Madry et al. 2018): projected steepest ascent on the loss from a random start, with restarts."""
 from __future__ import annotations
 
-from ..core import Box, L2Step, Player, SignStep, ball, play
+from ..core import L2Step, Player, SignStep, play
 from .base import Attack, Run
 
 
@@ -33,10 +33,9 @@ class PGD(Attack):
     def perturb(self, run: Run) -> None:
         alpha = self.alpha if self.alpha is not None else madry_step_size(run.eps, self.steps)
         step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
-        feasible = ball(self.norm, run.x, run.eps) & Box(0.0, 1.0)
         for restart in range(self.restarts):
-            x_adv = run.start(self.norm, self.random_start)
-            play(Player([x_adv], step, feasible, maximize=True), run.objective(x_adv), k=self.steps)
+            x_adv = run.start(self.random_start)
+            play(Player([x_adv], step, run.feasible, maximize=True), run.objective(x_adv), k=self.steps)
             run.finish(x_adv, evaluate=restart + 1 < self.restarts)
             if bool(run.success.all()):
                 break

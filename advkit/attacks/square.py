@@ -6,11 +6,13 @@ moves the perturbation's mass from a second window into the first, reshaped as a
 pseudo-Gaussian "dipole", and rescales the whole perturbation to norm eps."""
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import Tensor, nn
 
+from ..core import flat_norm
 from .base import Attack, Run
 
 #: Iterations (on the paper's 10,000-query scale) after which the square's area halves.
@@ -50,9 +52,11 @@ def bump(h: int, w: int) -> Tensor:
     return (out / out.norm()).float()
 
 
+@functools.lru_cache(maxsize=64)
 def dipole(h: int, w: int, transpose: bool = False) -> Tensor:
     """The L2 proposal's shape: +bump on one half of the ``h x w`` window and -bump on the other
-    (split across rows, or across columns when ``transpose`` or the window is one row), unit norm."""
+    (split across rows, or across columns when ``transpose`` or the window is one row), unit norm.
+    Cached: the L2 search asks for the same few shapes at every query (callers must not modify it)."""
     if h == 1 or transpose:
         half = w // 2
         out = torch.cat([bump(h, half), -bump(h, w - half)], 1) if half else bump(h, w)
@@ -119,10 +123,7 @@ class Square(Attack):
         ``x +- eps`` per sample and channel, redrawing the signs until the window changes."""
         x, best = as_images(run.x[idx]), as_images(run.best[idx])
         n, c, h, w = x.shape
-        sh, sw = window_side(p, h, w)
-        top, left = (int(torch.randint(0, size - side + 1, (1,), generator=run.generator, device=run.generator.device))
-                     for size, side in ((h, sh), (w, sw)))
-        win = (slice(None), slice(None), slice(top, top + sh), slice(left, left + sw))
+        win = self._window(run, h, w, *window_side(p, h, w))
         signs = self._signs(run, (n, c, 1, 1))
         for _ in range(MAX_REDRAWS):
             patch = (x[win] + run.eps * signs).clamp(0, 1)
@@ -140,10 +141,10 @@ class Square(Attack):
         x = as_images(run.x[idx])
         n, c, h, w = x.shape
         sh, sw = (1, max(w // 5, 1)) if h == 1 else (max(h // 5, 1),) * 2
+        pattern = dipole(sh, sw).to(x)
         delta = torch.zeros_like(x)
         for top in range((h % sh) // 2, h - sh + 1, sh):
             for left in range((w % sw) // 2, w - sw + 1, sw):
-                pattern = dipole(sh, sw).to(x)
                 delta[:, :, top:top + sh, left:left + sw] = pattern * self._signs(run, (n, c, 1, 1))
         return self._place(run, x, delta).view_as(run.x[idx])
 
@@ -156,17 +157,13 @@ class Square(Attack):
         delta = best - x
         sh, sw = window_side(p, h, w)
         sh, sw = (1, min(max(sw, 3), w)) if h == 1 else (min(max(sh, 3) | 1, h, w),) * 2
-        gen = run.generator
-        (t1, l1), (t2, l2) = ((int(torch.randint(0, size - side + 1, (1,), generator=gen, device=gen.device))
-                               for size, side in ((h, sh), (w, sw))) for _ in range(2))
-        w1 = (slice(None), slice(None), slice(t1, t1 + sh), slice(l1, l1 + sw))
-        w2 = (slice(None), slice(None), slice(t2, t2 + sh), slice(l2, l2 + sw))
+        w1, w2 = self._window(run, h, w, sh, sw), self._window(run, h, w, sh, sw)
         both = torch.zeros_like(x, dtype=torch.bool)
         both[w1] = both[w2] = True
-        unused = (run.eps ** 2 - delta.flatten(1).pow(2).sum(1)).clamp_min(0).view(-1, 1, 1, 1) / c
+        unused = (run.eps ** 2 - flat_norm(delta) ** 2).clamp_min(0) / c
         budget = (unused + channel_norms(delta * both) ** 2).sqrt()
-        transpose = bool(torch.randint(0, 2, (1,), generator=gen, device=gen.device))
-        shape = dipole(sh, sw, transpose and sh == sw).to(x) * self._signs(run, (n, c, 1, 1))
+        transpose = bool(torch.randint(0, 2, (1,), generator=run.generator, device=run.generator.device))
+        shape = dipole(sh, sw, transpose).to(x) * self._signs(run, (n, c, 1, 1))
         new = shape + delta[w1] / channel_norms(delta[w1]).clamp_min(1e-12)
         new = new / channel_norms(new).clamp_min(1e-12) * budget
         delta[w2] = 0
@@ -174,10 +171,17 @@ class Square(Attack):
         return self._place(run, x, delta).view_as(run.x[idx])
 
     @staticmethod
+    def _window(run: Run, h: int, w: int, sh: int, sw: int) -> tuple[slice, ...]:
+        """An ``sh x sw`` window at a uniformly random place (the same for the whole batch)."""
+        g = run.generator
+        top, left = (int(torch.randint(0, size - side + 1, (1,), generator=g, device=g.device))
+                     for size, side in ((h, sh), (w, sw)))
+        return slice(None), slice(None), slice(top, top + sh), slice(left, left + sw)
+
+    @staticmethod
     def _place(run: Run, x: Tensor, delta: Tensor) -> Tensor:
         """``x + delta`` with delta rescaled to L2 norm eps, clipped to [0, 1]."""
-        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return (x + delta * (run.eps / norms)).clamp(0, 1)
+        return (x + delta * (run.eps / flat_norm(delta).clamp_min(1e-12))).clamp(0, 1)
 
     @staticmethod
     @torch.no_grad()

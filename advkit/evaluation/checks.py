@@ -75,9 +75,7 @@ class _Context:
 
     def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``."""
-        if len(rows) == 0:
-            return torch.zeros(0, dtype=torch.bool)
-        return attack_at(attack, self.x, self.y, rows, eps, self.batch_size, self.device, self.seed)[0][rows]
+        return ~attack_at(attack, self.x, self.y, rows, eps, self.batch_size, self.device, self.seed)[0]
 
     @property
     def mid(self) -> tuple[int, float] | None:

@@ -140,16 +140,20 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, ep
     first eps that fooled them (or the last eps tried)."""
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
     alive, costs, kept = clean.clone(), [], {}
-    warm, ends = warm_start and getattr(attack, "warm_starts", False), None
+    reached = x.clone() if warm_start and getattr(attack, "warm_starts", False) else None  # where each search ended
+    starts = None  # no warm start before the first attacked eps
     for j, e in enumerate(eps):
         if e == 0:
             robust[:, j], cost = clean, Cost()
         else:
             todo = alive.nonzero().squeeze(1) if survivors else torch.arange(len(x))
-            survived, cost, ends = attack_at(attack, x, y, todo, e, batch_size, device, seed, j,
-                                             starts=ends if warm else None)
-            robust[:, j] = (alive if survivors else clean) & survived
-            keep_examples(kept, shown, todo, survived, ends, e, last=j == len(eps) - 1)
+            fooled, ends, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, starts=starts)
+            robust[:, j] = alive if survivors else clean
+            robust[todo[fooled], j] = False
+            keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)
+            if reached is not None:
+                reached[todo] = ends
+                starts = reached
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[:, j].float().mean()):.3f}")
@@ -158,22 +162,23 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, ep
     return AttackRecord(name, describe(attack), robust, costs), kept
 
 
-def keep_examples(kept: dict[int, tuple[Tensor, float, bool]], shown: Sequence[int], todo: Tensor, survived: Tensor,
+def keep_examples(kept: dict[int, tuple[Tensor, float, bool]], shown: Sequence[int], todo: Tensor, fooled: Tensor,
                   ends: Tensor, eps: float, last: bool) -> None:
-    """For the shown samples attacked at ``eps``: keep ``(x_adv, eps, fooled)`` the first time one is
-    fooled, or at the ``last`` eps if it never was."""
-    attacked = set(todo.tolist())
+    """For the shown samples among ``todo`` (attacked at ``eps``; ``fooled`` and ``ends`` in its
+    order): keep ``(x_adv, eps, fooled)`` the first time one is fooled, or at the ``last`` eps."""
+    position = {i: k for k, i in enumerate(todo.tolist())}
     for i in shown:
-        fooled = not bool(survived[i])
-        if i in attacked and (fooled or last) and not kept.get(i, (None, 0.0, False))[2]:
-            kept[i] = (ends[i], eps, fooled)
+        k = position.get(i)
+        if k is not None and (fooled[k] or last) and not kept.get(i, (None, 0.0, False))[2]:
+            kept[i] = (ends[k].clone(), eps, bool(fooled[k]))
 
 
 def pick_examples(y: Tensor, clean: Tensor, k: int) -> list[int]:
     """Up to ``k`` correctly classified samples, one per class first (in class order), then the next ones."""
     correct = clean.nonzero().squeeze(1).tolist()
     firsts = sorted({int(y[i]): i for i in reversed(correct)}.values(), key=lambda i: int(y[i]))
-    rest = [i for i in correct if i not in set(firsts)]
+    chosen = set(firsts)
+    rest = [i for i in correct if i not in chosen]
     return (firsts + rest)[:k]
 
 

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..files import write_text
 from .html import render_html
 from .markdown import render as render_markdown
 from .plot import curve_figure, examples_figure, examples_file, save_png
@@ -119,8 +120,9 @@ class Report:
         label = (lambda m, a: a) if len(self.results) == 1 else (lambda m, a: f"{m}/{a}")
         head = "| eps | " + " | ".join(label(m, a) for m, a in cols) + " |"
         rows = [head, "|" + "---|" * (len(cols) + 1)]
+        accs = [self.results[m].accuracy(a) for m, a in cols]
         for j, eps in enumerate(self.config["eps"]):
-            rows.append(f"| {eps:g} | " + " | ".join(f"{self.results[m].accuracy(a)[j]:.1%}" for m, a in cols) + " |")
+            rows.append(f"| {eps:g} | " + " | ".join(f"{acc[j]:.1%}" for acc in accs) + " |")
         return "\n".join(rows)
 
     def markdown(self) -> str:
@@ -140,9 +142,9 @@ class Report:
             for img in section["images"]:
                 if Path(img).resolve().parent != out.resolve():
                     shutil.copy(img, out / Path(img).name)
-        _atomic_write(out / "report.json", json.dumps(self.to_dict(), indent=2))
-        _atomic_write(out / "report.md", self.markdown())
-        _atomic_write(out / "report.html", render_html(self, out))
+        write_text(out / "report.json", json.dumps(self.to_dict(), indent=2))
+        write_text(out / "report.md", self.markdown())
+        write_text(out / "report.html", render_html(self, out))
         log.info("report written to %s", out)
         return out / "report.html"
 
@@ -173,12 +175,6 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
 
 def _renamed(res: ModelResult, name: str) -> ModelResult:
     return dataclasses.replace(res, name=name, checks=[dataclasses.replace(c, model=name) for c in res.checks])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _version(package: str) -> str | None:

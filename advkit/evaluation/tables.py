@@ -5,7 +5,6 @@ import json
 from dataclasses import dataclass
 
 from .results import WORST, ModelResult
-from .stats import wilson
 
 
 @dataclass
@@ -17,15 +16,11 @@ class Table:
 
 def model_tables(res: ModelResult) -> list[Table]:
     """Accuracy (with 95% intervals and the worst-case drop), checks, cost, per-class accuracy, attacks."""
-    n = len(res.labels)
-    accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)"], [])
-    for j, eps in enumerate(res.eps):
-        cells = []
-        for attack in res.names:
-            k = int(res.robust(attack)[:, j].sum())
-            lo, hi = wilson(k, n)
-            cells.append(f"{k / n:.1%} [{lo:.1%}, {hi:.1%}]")
-        accuracy.rows.append([f"{eps:g}", *cells, f"{res.clean_accuracy - res.accuracy(WORST)[j]:.1%}"])
+    points = {attack: res.points(attack) for attack in res.names}
+    accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)"], [
+        [f"{eps:g}", *(f"{p['accuracy']:.1%} [{p['ci95'][0]:.1%}, {p['ci95'][1]:.1%}]" for p in (points[a][j] for a in res.names)),
+         f"{points[WORST][j]['drop']:.1%}"]
+        for j, eps in enumerate(res.eps)])
     checks = Table("Sanity checks", ["check", "status", "message"], [[c.name, c.status, c.message] for c in res.checks])
     cost = Table("Cost (per-image passes)", ["attack", "eps", "attacked", "forwards", "backwards", "seconds"],
                  [[a, f"{eps:g}", str(c.attacked), str(c.forwards), str(c.backwards), f"{c.seconds:.2f}"]

@@ -1,12 +1,13 @@
-"""Atomic GAN checkpoints: write to a temp file, fsync, ``os.replace``; load with ``weights_only``."""
+"""Atomic GAN checkpoints (:func:`advkit.files.save_tensors`), the newest few kept; loaded with ``weights_only``."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..files import save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,7 @@ def save(state: dict[str, Any], directory: str | Path, step: int, keep: int = 3)
     """Write ``state`` as the checkpoint of ``step`` atomically (a reader never sees half a file),
     then delete all but the newest ``keep`` checkpoints."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = path_for(directory, step)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    path = save_tensors(state, path_for(directory, step))
     for old in sorted(directory.glob("gan_*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
     return path

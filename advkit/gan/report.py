@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import models, train
+from ..files import save_tensors
 from ..data import as_tensors
 from . import metrics
 from .trainer import GANTrainer
@@ -63,10 +64,7 @@ def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path
     model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
     train.fit(model, data, epochs=epochs, seed=seed, device="cpu", progress=False)
     if cache is not None:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(str(cache) + ".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(cache)
+        save_tensors(model.state_dict(), cache)
     return model.cpu().eval()
 
 
