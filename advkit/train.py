@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import Hook, OptimizerStep, Player, play, trainable_params
+from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
 from .progress import ProgressHook
 
@@ -25,18 +25,18 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
 
 def batch_stream(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
     """Endless shuffled mini-batches of ``(x, y)``, a new permutation each epoch, moved to ``device``
-    (from pinned memory, asynchronously, when that is a GPU). The last partial batch is dropped
-    unless the dataset is smaller than one batch."""
+    (each batch gathered into pinned memory and copied asynchronously when that is a GPU, as
+    DataLoader's pin_memory does). The last partial batch is dropped unless the dataset is smaller
+    than one batch."""
     pin = device.type == "cuda"
-    if pin:
-        x, y = x.pin_memory(), y.pin_memory()
     n = len(x)
     size = min(batch_size, n)
     while True:
         order = torch.randperm(n, generator=generator)
         for start in range(0, n - size + 1, size):
             idx = order[start:start + size]
-            yield x[idx].to(device, non_blocking=pin), y[idx].to(device, non_blocking=pin)
+            xb, yb = (xb.pin_memory() for xb in (x[idx], y[idx])) if pin else (x[idx], y[idx])
+            yield xb.to(device, non_blocking=pin), yb.to(device, non_blocking=pin)
 
 
 def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:
@@ -113,8 +113,6 @@ def fit(
 @torch.no_grad()
 def accuracy(model: nn.Module, data, batch_size: int = 1000, device: str | torch.device | None = None) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode; the model's mode is restored)."""
-    from .core import frozen
-
     x, y = as_tensors(data)
     device = next(model.parameters()).device if device is None else torch.device(device)
     with frozen(model):

@@ -11,7 +11,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .results import WORST, Example, ModelResult
-from .stats import wilson
 
 _STYLES = ("-", "--", ":", "-.")
 
@@ -28,10 +27,9 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
         style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
         for attack in res.attacks:
             ax.plot(res.eps, res.accuracy(attack), style, marker="o", ms=3, color=colours[attack], label=prefix + attack)
-        worst, n = res.accuracy(WORST), len(res.labels)
-        band = [wilson(round(a * n), n) for a in worst]
-        ax.plot(res.eps, worst, style, color="black", lw=2.2, label=prefix + "worst case")
-        ax.fill_between(res.eps, [b[0] for b in band], [b[1] for b in band], color="black", alpha=0.12, lw=0)
+        worst = res.points(WORST)
+        ax.plot(res.eps, [p["accuracy"] for p in worst], style, color="black", lw=2.2, label=prefix + "worst case")
+        ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst], color="black", alpha=0.12, lw=0)
         ax.axhline(res.clean_accuracy, ls=style, color="grey", lw=0.8)
         ax.annotate(f"{prefix}clean {res.clean_accuracy:.1%}", (res.eps[-1], res.clean_accuracy), fontsize=7,
                     color="grey", ha="right", va="bottom")

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .. import data as datasets
+from ..files import write_text
 from ..core import Hook
 from .models import Discriminator, Translator, dcgan
 from .report import plot_losses, quality, reference_classifier, save_grid, translation_quality
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
               "rollbacks": history["rollbacks"], "final_d_loss": history["d_loss"][-1:], "final_g_loss": history["g_loss"][-1:],
               "loss_curve": str(plot_losses(history, out / "losses.png")),
               "samples": str(save_grid(grid_samples(trainer, grid_condition), out / "samples_final.png"))}
-    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    write_text(out / "metrics.json", json.dumps(report, indent=2, default=str))
     log.info("wrote %s", out)
     print(json.dumps(report["metrics"], indent=2))
     return 0

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core import per_sample
+
 
 def d_minimax(real: Tensor, fake: Tensor) -> Tensor:
     """``-E log D(x) - E log(1 - D(G(z)))``: the original GAN discriminator (binary cross-entropy)."""
@@ -89,8 +91,7 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     one weight per batch and took one norm over the whole batch). ``critic`` maps a batch to logits;
     ``create_graph`` keeps the penalty differentiable for the critic's update.
     """
-    alpha = torch.rand(real.shape[0], generator=generator).to(real.device, real.dtype)
-    alpha = alpha.view(-1, *([1] * (real.ndim - 1)))
+    alpha = per_sample(torch.rand(real.shape[0], generator=generator), real)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()

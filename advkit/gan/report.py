@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import models, train
-from ..files import save_tensors
 from ..data import as_tensors
+from ..files import save_tensors
 from . import metrics
 from .trainer import GANTrainer
 
