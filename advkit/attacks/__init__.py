@@ -6,6 +6,7 @@ from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
 from .base import Attack, AttackResult, Run
 from .cw import CW
+from .errors import GradientMaskingError
 from .fgsm import FGSM
 from .generate import generate
 from .losses import LOSSES, get_loss, succeeded
@@ -17,5 +18,5 @@ ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, 
                                     "apgd-t": APGDT, "square": Square}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
-__all__ += ["from_torchattacks", "generate"]
+__all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "Square"]

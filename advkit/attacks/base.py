@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..core import Box, ball, flat_norm, frozen, per_sample
 from .checks import check_choice, check_eps, check_images, check_label_range, check_labels, check_logits
+from .errors import GradientMaskingError
 from .losses import get_loss, succeeded
 
 TARGET_MODES = (False, "random", "least-likely")
@@ -67,6 +68,11 @@ class Run:
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
             out = self.attack.model(x)
         self.forwards += len(x)
+        if x.requires_grad and torch.is_grad_enabled() and isinstance(out, Tensor) and not out.requires_grad:
+            raise GradientMaskingError(
+                f"gradient masking: {type(self.attack.model).__name__}'s output has no gradient with respect to its "
+                f"input (torch.no_grad, detach or argmax inside forward), so {type(self.attack).__name__} cannot "
+                "attack it; use a gradient-free attack (advkit.attacks.Square, or 'square' in advkit.evaluate)")
         return out.float() if isinstance(out, Tensor) else out
 
     def resolve(self, logits: Tensor) -> None:
@@ -220,8 +226,8 @@ class Attack:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.eps = check_eps(eps)
         self.norm = check_choice(norm, self.norms, "norm")
+        self.eps = check_eps(eps, norm=self.norm)
         self.loss = check_choice(loss, self.losses, "loss")
         self.targeted = check_choice(targeted, TARGET_MODES, "targeted")
         self.early_stop, self.seed, self.amp = bool(early_stop), int(seed), bool(amp)
@@ -241,7 +247,7 @@ class Attack:
         ``x_init``: where to start instead of a random point (a warm start, e.g. the result at a
         smaller eps), for attacks with ``warm_starts``; it is projected onto the ball first."""
         x = check_images(x)
-        eps = self.eps if eps is None else check_eps(eps)
+        eps = self.eps if eps is None else check_eps(eps, norm=self.norm)
         y = None if y is None else check_labels(y, len(x), x.device)
         target = None if target is None else check_labels(target, len(x), x.device, "target")
         sample_seeds = seed if isinstance(seed, Tensor) and seed.ndim == 1 else None

@@ -45,8 +45,9 @@ def check_label_range(y: Tensor, num_classes: int, name: str = "y") -> None:
         raise ValueError(f"{name} must lie in [0, {num_classes}); saw {int(y.min())}..{int(y.max())}")
 
 
-def check_eps(eps, name: str = "eps") -> float:
-    """A finite, non-negative perturbation budget."""
+def check_eps(eps, name: str = "eps", norm: str | None = None) -> float:
+    """A finite, non-negative perturbation budget; under ``norm="linf"`` a budget above 1 (the whole
+    [0, 1] range, so most likely meant in pixel units such as 8 for 8/255) gets a warning."""
     if isinstance(eps, Tensor):
         if eps.numel() != 1:
             raise TypeError(f"{name} must be a number")
@@ -55,6 +56,9 @@ def check_eps(eps, name: str = "eps") -> float:
         raise TypeError(f"{name} must be a number, got {type(eps).__name__}")
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {eps}")
+    if norm == "linf" and eps > 1:
+        warnings.warn(f"{name}={eps:g} exceeds 1, the whole [0, 1] pixel range under L-inf: images are in [0, 1], "
+                      f"so a budget in pixel units needs dividing by 255 ({eps:g}/255 = {eps / 255:.4g})", stacklevel=3)
     return float(eps)
 
 

@@ -76,8 +76,8 @@ def evaluate(
     ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers.
     """
     models = _models(model)
-    grid = _grid(eps)
     norm = check_choice(norm, NORMS, "norm")
+    grid = _grid(eps, norm)
     specs = resolve(attacks)
     if batch_size < 1 or (n is not None and n < 1) or probe < 0 or examples < 0:
         raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; got {batch_size}, {n}, {probe}, {examples}")
@@ -209,12 +209,12 @@ def _models(model: Any) -> dict[str, nn.Module]:
     return models
 
 
-def _grid(eps: Any) -> list[float]:
+def _grid(eps: Any, norm: str) -> list[float]:
     if isinstance(eps, (int, float)) and not isinstance(eps, bool):
         eps = [eps]
     if not isinstance(eps, Sequence) or not eps:
         raise ValueError(f"eps must be a non-empty list of budgets, got {eps!r}")
-    return sorted({check_eps(e) for e in eps})
+    return sorted({check_eps(e, norm=norm) for e in eps})
 
 
 @contextmanager
