@@ -13,10 +13,13 @@ from .results import Cost
 
 
 def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int, device: torch.device,
-              seed: int, j: int = 0, starts: Tensor | None = None) -> tuple[Tensor, Tensor, Cost]:
+              seed: int, j: int = 0, starts: Tensor | None = None, model: nn.Module | None = None
+              ) -> tuple[Tensor, Tensor, Cost]:
     """Attack rows ``todo`` of ``x`` at ``eps`` (the ``j``-th point of a grid) in batches, each row
     from its row of ``starts`` when given (a warm start). Returns, in ``todo``'s order, which rows
-    were fooled and where each ended (on the CPU), and what it cost."""
+    were fooled and where each ended (on the CPU), and what it cost. With ``model``, the fooled
+    rows' adversarial inputs are forwarded once more to count non-finite logits (``Cost.nonfinite``:
+    a NaN output is counted as fooled, so the checks must see it)."""
     fooled, ends = [], []
     cost = Cost(attacked=len(todo))
     t0 = time.perf_counter()
@@ -27,12 +30,21 @@ def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch
         fooled.append(res.success.cpu())
         ends.append(res.x_adv.detach().cpu())
         cost.forwards, cost.backwards = cost.forwards + res.forwards, cost.backwards + res.backwards
+        if model is not None and bool(res.success.any()):
+            cost.nonfinite += count_nonfinite(model, res.x_adv[res.success].detach())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     cost.seconds = time.perf_counter() - t0
     if not fooled:
         return torch.zeros(0, dtype=torch.bool), x[:0].clone(), cost
     return torch.cat(fooled), torch.cat(ends), cost
+
+
+@torch.no_grad()
+def count_nonfinite(model: nn.Module, x: Tensor) -> int:
+    """How many rows of ``x`` the model gives a NaN or Inf logit on."""
+    with frozen(model):
+        return int((~torch.isfinite(model(x).float()).all(1)).sum())
 
 
 def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:
@@ -43,11 +55,18 @@ def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> tuple[Tensor, int]:
-    """The model's clean predictions (on the CPU) and its number of classes."""
+    """The model's clean predictions (on the CPU) and its number of classes. Logits of the wrong
+    shape, or NaN/Inf logits on a clean sample, are an error (no accuracy can be measured)."""
     with frozen(model):
-        logits = [model(x[s:s + batch_size].to(device)).float() for s in range(0, len(x), batch_size)]
-    if logits[0].ndim != 2 or logits[0].shape[1] < 2:
-        raise TypeError(f"model must return logits of shape (N, num_classes >= 2); got {tuple(logits[0].shape)}")
-    return torch.cat(logits).argmax(1).cpu(), logits[0].shape[1]
+        logits = [model(x[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
+    if not isinstance(logits[0], Tensor) or logits[0].ndim != 2 or logits[0].shape[1] < 2:
+        shape = tuple(logits[0].shape) if isinstance(logits[0], Tensor) else type(logits[0]).__name__
+        raise TypeError(f"model must return logits of shape (N, num_classes >= 2); got {shape}")
+    logits = torch.cat(logits).float()
+    bad = (~torch.isfinite(logits).all(1)).nonzero().squeeze(1)
+    if len(bad):
+        raise ValueError(f"model returned NaN or Inf logits on {len(bad)} of {len(x)} clean samples (first: index "
+                         f"{int(bad[0])}); fix the model or leave those samples out")
+    return logits.argmax(1).cpu(), logits.shape[1]
 
 

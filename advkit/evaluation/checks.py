@@ -4,9 +4,11 @@ Each check looks for a sign that the attacks, not the model, are the weak side (
 unconverged or broken attacks). They run on a seeded probe of correctly classified samples, with
 fresh attacks where the curve alone cannot tell (survivors mode makes the curve monotone by
 construction, so monotonicity is also tested by re-attacking fooled samples at the next eps).
+Every comparison is between integer counts of samples, with slack for the attacks' randomness.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from ..attacks import PGD
+from ..attacks import PGD, GradientMaskingError
 from ..core import frozen
 from .autoattack import AUTOATTACK, square
 from .batched import attack_at
@@ -30,24 +33,45 @@ REATTACK = 32
 MONOTONE_SLACK = 0.10
 #: Share of the probe a stronger or gradient-free attack may add before a check fails.
 SLACK = 0.02
+#: Standard deviations of the sign test between two randomized attacks on the same samples: a
+#: stronger attack's survivors may exceed the curve's by this many sqrt(disagreements) by chance.
+SIGN_TEST_Z = 3.0
 #: At most this many probe samples left standing by the gradient attacks go to the Square attack.
 SQUARE_ROWS = 50
 #: Share of probe samples allowed an exactly-zero input gradient.
 ZERO_GRAD_SLACK = 0.01
 
 
+log = logging.getLogger(__name__)
+
+
 def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor, *, norm: str,
-               seed: int, probe: int, batch_size: int, device: torch.device, queries: int = 500) -> list[Check]:
-    """All sanity checks for one evaluated model (``attacks``: the objects that made its curves)."""
+               seed: int, probe: int, batch_size: int, device: torch.device, queries: int = 500,
+               progress: bool = False) -> list[Check]:
+    """All sanity checks for one evaluated model (``attacks``: the objects that made its curves;
+    attacks that could not run are in ``result.masked``), one progress step per check."""
     idx = probe_indices(result.clean, probe, seed)
     ctx = _Context(result, model, attacks, x, y, idx, norm, seed, batch_size, device, queries)
-    if len(idx) == 0:
-        checks = [Check(name, True, "skipped: no correctly classified sample to probe", skipped=True) for name in CHECKS]
-    else:
-        checks = [check(ctx) for check in CHECKS.values()]
+    checks = []
+    with tqdm(CHECKS.items(), desc=f"checks {result.name}", disable=not progress, leave=False) as bar:
+        for name, check in bar:
+            bar.set_postfix_str(name)
+            log.info("%s: sanity check %s on %d probe samples", result.name, name, len(idx))
+            checks.append(_one(name, check, ctx))
     for check in checks:
         check.model = result.name
     return checks
+
+
+def _one(name: str, check: Any, ctx: "_Context") -> Check:
+    """One check; a check whose own attack the model's hidden gradient stops fails, saying so."""
+    if len(ctx.idx) == 0:
+        return Check(name, True, "skipped: no correctly classified sample to probe", skipped=True)
+    try:
+        return check(ctx)
+    except GradientMaskingError as err:
+        return Check(name, False, f"the check's gradient attack could not run: {err}",
+                     details={"masked": True})
 
 
 def probe_indices(clean: Tensor, probe: int, seed: int) -> Tensor:
@@ -72,10 +96,15 @@ class _Context:
     batch_size: int
     device: torch.device
     queries: int
+    fooled: int = 0  # samples the checks' own attacks fooled,
+    nonfinite: int = 0  # and on how many of those the model's logits were NaN/Inf
 
     def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``."""
-        return ~attack_at(attack, self.x, self.y, rows, eps, self.batch_size, self.device, self.seed)[0]
+        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, self.batch_size, self.device, self.seed,
+                                    model=self.model)
+        self.fooled, self.nonfinite = self.fooled + int(fooled.sum()), self.nonfinite + cost.nonfinite
+        return ~fooled
 
     @property
     def mid(self) -> tuple[int, float] | None:
@@ -118,10 +147,11 @@ def check_large_eps(ctx: _Context) -> Check:
     reachable, so accuracy must fall to chance or below."""
     eps = 1.0 if ctx.norm == "linf" else math.sqrt(ctx.x[0].numel())
     attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.seed)
-    acc = float(ctx.survived(attack, ctx.idx, eps).float().mean())
-    chance = 1.0 / ctx.result.num_classes
-    passed = acc <= chance + 1e-12
-    msg = f"PGD-20 at {ctx.norm} eps={eps:g} leaves {acc:.1%} accuracy on {len(ctx.idx)} samples (chance {chance:.1%})"
+    n = len(ctx.idx)
+    left = int(ctx.survived(attack, ctx.idx, eps).sum())
+    acc, chance = left / n, 1.0 / ctx.result.num_classes
+    passed = left * ctx.result.num_classes <= n  # accuracy <= chance, in integers
+    msg = f"PGD-20 at {ctx.norm} eps={eps:g} leaves {left}/{n} samples correct ({acc:.1%}; chance {chance:.1%})"
     if not passed:
         msg += ": an attack that cannot reach any image is broken, or the model hides its gradients"
     return Check("large-eps", passed, msg, details={"eps": eps, "accuracy": acc, "chance": chance})
@@ -129,35 +159,53 @@ def check_large_eps(ctx: _Context) -> Check:
 
 def check_more_budget(ctx: _Context) -> Check:
     """Twice the steps must not raise accuracy: the stronger attack runs fresh on the probe and is
-    compared with the curve's accuracy there (a drop means the curve's attack had not converged)."""
+    compared with the curve's survivors there, sample by sample. Both are randomized, so on the
+    samples where they disagree the stronger one may win fewer by chance: it fails only when its
+    extra survivors exceed the curve's by more than ``SIGN_TEST_Z`` sqrt(disagreements) and a
+    ``SLACK`` share of the probe (a sign test on integer counts)."""
     mid = ctx.mid
     pairs = [(name, attack, stronger(attack)) for name, attack in ctx.attacks.items()]
     pairs = [(name, a, s) for name, a, s in pairs if s is not None]
     if mid is None or not pairs:
         return Check("more-budget", True, "skipped: needs an eps > 0 and a multi-step attack with a `steps` setting", skipped=True)
     j, eps = mid
-    allowed = max(1, math.ceil(SLACK * len(ctx.idx))) / len(ctx.idx)
+    n = len(ctx.idx)
     rows, failed, drops = [], [], {}
+    lowered = False
     for name, attack, more in pairs:
-        base = float(ctx.result.robust(name)[ctx.idx, j].float().mean())
-        strong = float(ctx.survived(more, ctx.idx, eps).float().mean())
-        rows.append(f"{name} {base:.1%} -> {strong:.1%}")
-        drops[name] = base - strong
-        if strong > base + allowed + 1e-12:
+        base = ctx.result.robust(name)[ctx.idx, j]
+        strong = ctx.survived(more, ctx.idx, eps)
+        only_strong, only_base = int((strong & ~base).sum()), int((base & ~strong).sum())
+        allowed = sign_test_slack(only_strong + only_base, n)
+        rows.append(f"{name} {int(base.sum())}/{n} -> {int(strong.sum())}/{n}")
+        drops[name] = {"base": int(base.sum()), "stronger": int(strong.sum()), "allowed": allowed}
+        if only_strong - only_base > allowed:
             failed.append(name)
-    msg = f"2x steps at eps={eps:g} on {len(ctx.idx)} samples: " + ", ".join(rows)
+        lowered |= only_base - only_strong > allowed
+    msg = f"2x steps at eps={eps:g} on {n} samples, survivors: " + ", ".join(rows)
     if failed:
         msg += f"; more steps raised accuracy for {', '.join(failed)}: the attack is erratic (step size, masking)"
-    elif max(drops.values()) > allowed:
+    elif lowered:
         msg += "; more steps lowered accuracy: the curve's attacks had not converged, prefer stronger budgets"
-    return Check("more-budget", not failed, msg, details={"eps": eps, "failed": failed, "drop": drops})
+    return Check("more-budget", not failed, msg, details={"eps": eps, "failed": failed, "counts": drops})
+
+
+def sign_test_slack(disagreements: int, n: int) -> int:
+    """How many more samples one of two equally strong randomized attacks may leave standing than
+    the other on the same ``n`` samples, when they disagree on ``disagreements`` of them: the sign
+    test's ``SIGN_TEST_Z`` standard deviations, and at least a ``SLACK`` share of ``n`` (at least 1)."""
+    return max(1, math.ceil(SLACK * n), math.ceil(SIGN_TEST_Z * math.sqrt(disagreements)))
 
 
 def check_gradient_free(ctx: _Context) -> Check:
     """A gradient-free attack must not find adversarial examples the gradient attacks missed: if it
     does, gradients are misleading (masked, obfuscated) and the gradient curves overstate robustness."""
     mid, res = ctx.mid, ctx.result
-    gradient = [name for name in ctx.attacks if name not in GRADIENT_FREE]
+    if res.masked:
+        return Check("gradient-free", False, "gradient masking: " + ", ".join(res.masked) + " could not run (the "
+                     "model's output has no gradient with respect to its input); only gradient-free attacks "
+                     "measure this model, and the worst case comes from them", details={"masked": list(res.masked)})
+    gradient = [name for name in ctx.attacks if not name.startswith(GRADIENT_FREE)]
     if mid is None or not gradient:
         return Check("gradient-free", True, "skipped: needs an eps > 0 and a gradient attack", skipped=True)
     j, eps = mid
@@ -186,18 +234,38 @@ def check_gradients(ctx: _Context) -> Check:
             rows = ctx.idx[start:start + ctx.batch_size]
             xb = ctx.x[rows].to(ctx.device).requires_grad_(True)
             loss = F.cross_entropy(ctx.model(xb).float(), ctx.y[rows].to(ctx.device), reduction="sum")
+            if not loss.requires_grad:
+                n = len(ctx.idx)
+                return Check("gradients", False, f"gradient masking: the model's output has no gradient with respect "
+                             f"to its input on any of the {n} samples (torch.no_grad, detach or argmax inside forward)",
+                             details={"zero": n, "non_finite": 0, "n": n, "masked": True})
             (grad,) = torch.autograd.grad(loss, xb)
             flat = grad.flatten(1)
             finite = torch.isfinite(flat).all(1)
             bad += int((~finite).sum())
             zero += int((finite & (flat == 0).all(1)).sum())
     n = len(ctx.idx)
-    passed = bad == 0 and zero <= ZERO_GRAD_SLACK * n
+    passed = bad == 0 and zero <= math.floor(ZERO_GRAD_SLACK * n)
     msg = f"input gradients on {n} samples: {zero} exactly zero, {bad} non-finite"
     if not passed:
         msg += ": the model masks its gradients (quantised input, saturated softmax, non-differentiable layer)"
     return Check("gradients", passed, msg, details={"zero": zero, "non_finite": bad, "n": n})
 
 
+def check_finite_logits(ctx: _Context) -> Check:
+    """Every adversarial input counted as fooled (on the curves and in the checks above) must get
+    finite logits: NaN or Inf off the data manifold counts as a misclassification without a real
+    wrong class, so the accuracies would be lowered by a numerical fault, not by the attacks."""
+    curves = sum(c.nonfinite for rec in ctx.result.attacks.values() for c in rec.costs)
+    bad = curves + ctx.nonfinite
+    msg = (f"NaN/Inf logits on {curves} of the adversarial inputs that fooled the model on the curves and on "
+           f"{ctx.nonfinite} of the {ctx.fooled} that fooled it in the checks above")
+    if bad:
+        msg += (": the model returns NaN/Inf off the data manifold and those samples count as misclassified; "
+                "the accuracies are not a robustness measure until the model is numerically stable there")
+    return Check("finite-logits", bad == 0, msg,
+                 details={"curves": curves, "checks": ctx.nonfinite, "checks_fooled": ctx.fooled})
+
+
 CHECKS = {"monotone": check_monotone, "large-eps": check_large_eps, "more-budget": check_more_budget,
-          "gradient-free": check_gradient_free, "gradients": check_gradients}
+          "gradient-free": check_gradient_free, "gradients": check_gradients, "finite-logits": check_finite_logits}

@@ -1,30 +1,52 @@
-"""Building attacks by registry name with evaluation defaults, and describing them for reports."""
+"""Building attacks by registry name, and describing what an attack ran for reports."""
 from __future__ import annotations
 
 import inspect
-from typing import Any
+import re
+from typing import Any, Sequence
 
 from torch import nn
 
 #: The eps attacks are built with; every call of the evaluation passes the grid's eps instead.
 BUILD_EPS = 8 / 255
-#: Evaluation budgets for attacks built by name (the issue's PGD-40; others keep their defaults).
-NAME_DEFAULTS: dict[str, dict[str, Any]] = {"pgd": {"steps": 40}}
+#: The step size an attack uses when built without ``alpha`` (its class's documented rule).
+DEFAULT_STEP_RULES = {"PGD": "2.5·eps/{steps}", "MIFGSM": "eps/{steps}"}
+
+
+def accepts(cls: type, name: str) -> bool:
+    """Whether ``cls``'s constructor (or a base class's) takes the keyword argument ``name``."""
+    return any(name in inspect.signature(vars(klass)["__init__"]).parameters
+               for klass in cls.__mro__ if "__init__" in vars(klass))
 
 
 def by_name(cls: type, key: str, model: nn.Module, norm: str, **overrides: Any) -> Any:
-    """``cls(model, BUILD_EPS, norm=norm)`` with the evaluation defaults for ``key``; keyword arguments that
-    neither the class nor its bases name are left out (attacks differ in what they accept)."""
-    named = {name for klass in cls.__mro__ if "__init__" in vars(klass)
-             for name in inspect.signature(vars(klass)["__init__"]).parameters}
-    wanted = {"norm": norm, **NAME_DEFAULTS.get(key, {}), **overrides}
-    return cls(model, BUILD_EPS, **{k: v for k, v in wanted.items() if k in named})
+    """``cls(model, BUILD_EPS, norm=norm, **overrides)``; keyword arguments the class does not take
+    are left out (attacks differ in what they accept). ``key`` is the registry name, for messages."""
+    wanted = {"norm": norm, **overrides}
+    return cls(model, BUILD_EPS, **{k: v for k, v in wanted.items() if accepts(cls, k)})
 
 
-def describe(attack: Any) -> Any:
-    """An attack's settings for the report: its repr plus its step budget (its own eps is replaced
-    by the grid's at each point); an ensemble lists its components."""
+def describe(attack: Any, eps: Sequence[float] | None = None) -> Any:
+    """What ``attack`` ran, for the report: ``"PGD-40, alpha 2.5·eps/40, eps ∈ {0.1, 0.2}; PGD(...)"``
+    (steps, step-size rule, the grid's eps in place of the eps it was built with, then its other
+    settings). An attack with its own ``describe`` (an ensemble) describes itself."""
     if hasattr(attack, "describe"):
         return attack.describe()
-    extra = [f"{k}={getattr(attack, k)}" for k in ("steps", "restarts", "n_queries") if isinstance(getattr(attack, k, None), int)]
-    return " ".join([repr(attack), *extra])
+    kind = type(attack).__name__
+    steps = getattr(attack, "steps", None)
+    parts = [f"{kind}-{steps}" if isinstance(steps, int) else kind]
+    alpha = getattr(attack, "alpha", None)
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        parts.append(f"alpha {alpha:g}")
+    elif kind in DEFAULT_STEP_RULES and isinstance(steps, int):
+        parts.append("alpha " + DEFAULT_STEP_RULES[kind].format(steps=steps))
+    restarts = getattr(attack, "restarts", None)
+    if isinstance(restarts, int) and restarts > 1:
+        parts.append(f"{restarts} restarts")
+    queries = getattr(attack, "n_queries", None)
+    if isinstance(queries, int):
+        parts.append(f"{queries} queries")
+    if eps is not None:
+        parts.append("eps ∈ {" + ", ".join(f"{e:g}" for e in eps if e > 0) + "}")
+    settings = re.sub(r"\beps=[^,()]*(, )?", "", repr(attack)).replace(", )", ")")
+    return ", ".join(parts) + "; " + settings

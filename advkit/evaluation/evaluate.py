@@ -17,14 +17,17 @@ attacking everyone for these attacks (and is never above it for any attack).
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.checks import check_choice, check_eps, check_images, check_labels
 from ..attacks.generate import model_device
 from ..core import frozen
@@ -32,7 +35,7 @@ from ..data import as_tensors
 from ..train import default_device
 from .batched import attack_at, predict
 from .checks import run_checks
-from .construct import describe
+from .construct import by_name, describe
 from .report import Report, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .specs import AttackSpec, check_norm, resolve
@@ -45,8 +48,8 @@ NORMS = ("linf", "l2")
 def evaluate(
     model: nn.Module | Mapping[str, nn.Module],
     data: Any,
-    attacks: Sequence[Any] | Mapping[str, Any] = ("fgsm", "pgd"),
-    eps: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
+    attacks: Sequence[Any] | Mapping[str, Any] | str = ("fgsm", "pgd-40"),
+    eps: Sequence[float] | float = (0.0, 0.1, 0.2, 0.3),
     norm: str = "linf",
     n: int | None = None,
     batch_size: int = 256,
@@ -66,14 +69,21 @@ def evaluate(
 
     ``model``: a classifier returning logits on [0, 1] inputs, or a dict name -> model (one report,
     one plot). ``data``: a Dataset, a DataLoader or an ``(x, y)`` pair; ``n`` keeps the first n
-    samples. ``attacks``: names (see :func:`advkit.evaluation.specs.valid_names`), attack objects
-    (ours or torchattacks'), or factories ``model -> attack``; a dict names them. ``eps`` may
-    include 0 (clean accuracy); it is sorted. ``device``: where to compute (default CUDA when
+    samples; labels must be class indices of the model's outputs. ``attacks``: names (see
+    :func:`advkit.evaluation.specs.valid_names`; ``"pgd-40"`` sets the steps, ``"pgd"`` is PGD's
+    default), attack objects (ours or torchattacks'), or factories ``model -> attack``; a dict
+    names them; one name or object alone is a list of one. ``eps``: a number or a list (numpy
+    arrays too); it may include 0 (clean accuracy) and is sorted. ``device``: where to compute (default CUDA when
     available); the models are moved there and back. ``survivors=False`` attacks every sample at
     every eps; ``warm_start=False`` starts every attack afresh (a random point) at every eps.
     ``probe`` samples feed the sanity checks (``checks=False`` skips them; ``queries``
     is the budget of their gradient-free attack) and
     ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers.
+
+    A gradient attack that cannot run because the model hides its input gradient
+    (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
+    of the worst case; the gradient-free Square attack (``queries`` queries) is then added so the
+    worst case stays an upper bound, and the checks fail, naming gradient masking.
     """
     models = _models(model)
     norm = check_choice(norm, NORMS, "norm")
@@ -81,9 +91,9 @@ def evaluate(
     specs = resolve(attacks)
     if batch_size < 1 or (n is not None and n < 1) or probe < 0 or examples < 0:
         raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; got {batch_size}, {n}, {probe}, {examples}")
-    x, y = as_tensors(data, limit=n)
+    x, y = as_tensors(_numpy_pair(data), limit=n)
     x = check_images(x, "data images")
-    y = check_labels(y, len(x), torch.device("cpu"), "data labels")
+    y = check_labels(torch.as_tensor(y) if isinstance(y, np.ndarray) else y, len(x), torch.device("cpu"), "data labels")
     device = default_device(device)
     start = time.perf_counter()
     results = []
@@ -103,41 +113,68 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
                    progress: bool = True) -> ModelResult:
     """One model's curves, checks and examples (``model`` already on ``device``)."""
     t0 = time.perf_counter()
+    x = x.to(model_dtype(model))
     clean_pred, num_classes = predict(model, x, batch_size, device)
+    check_label_range(y, num_classes)
     clean = clean_pred == y
     shown = pick_examples(y, clean, examples)
     seconds = {"clean": time.perf_counter() - t0}
     built = {spec.name: check_norm(spec.name, spec.build(model, norm, num_classes), norm) for spec in specs}
-    records, adversarials = {}, {}
+    records, adversarials, ran = {}, {}, {}
     bar = tqdm(total=len(specs) * sum(e > 0 for e in eps), desc=f"evaluate {name}", disable=not progress, leave=False)
-    for attack_name, attack in built.items():
+
+    def run(attack_name: str, attack: Any, note: str = "") -> None:
         t0 = time.perf_counter()
-        records[attack_name], adversarials[attack_name] = attack_curve(
-            attack, attack_name, x, y, clean, eps, batch_size=batch_size, seed=seed, device=device,
-            survivors=survivors, warm_start=warm_start, shown=shown, bar=bar)
+        try:
+            records[attack_name], adversarials[attack_name] = attack_curve(
+                attack, attack_name, x, y, clean, eps, batch_size=batch_size, seed=seed, device=device,
+                survivors=survivors, warm_start=warm_start, shown=shown, bar=bar, model=model)
+            records[attack_name].note, ran[attack_name] = note, attack
+        except GradientMaskingError as err:
+            log.warning("%s: %s could not run: %s", name, attack_name, err)
+            records[attack_name] = AttackRecord(attack_name, describe(attack, eps), None, [], masked=str(err))
         seconds[attack_name] = time.perf_counter() - t0
+
+    for attack_name, attack in built.items():
+        run(attack_name, attack)
+    fallback = fallback_name(records)
+    if fallback:
+        bar.total += sum(e > 0 for e in eps)
+        note = (f"added by the evaluation: {', '.join(n for n, r in records.items() if r.masked)} could not run "
+                "(gradient masking), so the gradient-free Square attack keeps the worst case an upper bound")
+        run(fallback, by_name(ATTACKS["square"], "square", model, norm, n_queries=queries, seed=seed), note)
     bar.close()
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
     if checks:
         t0 = time.perf_counter()
-        result.checks = run_checks(result, model, built, x, y, norm=norm, seed=seed, probe=probe,
-                                   batch_size=batch_size, device=device, queries=queries)
+        result.checks = run_checks(result, model, ran, x, y, norm=norm, seed=seed, probe=probe,
+                                   batch_size=batch_size, device=device, queries=queries, progress=progress)
         seconds["checks"] = time.perf_counter() - t0
     for row in zip(eps, *(result.accuracy(a) for a in result.names)):
         log.info("%s eps=%g: %s", name, row[0], ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:])))
     return result
 
 
+def fallback_name(records: Mapping[str, AttackRecord]) -> str | None:
+    """The name for the gradient-free attack to add when some attack was masked and no Square ran
+    (``"square"``, or ``"square (added)"`` if the user's attack took that name); None otherwise."""
+    if not any(r.masked for r in records.values()) or any(n.startswith("square") and not r.masked
+                                                           for n, r in records.items()):
+        return None
+    return "square" if "square" not in records else "square (added)"
+
+
 def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, eps: list[float], *, batch_size: int,
                  seed: int, device: torch.device, survivors: bool = True, warm_start: bool = True,
-                 shown: Sequence[int] = (), bar: tqdm | None = None
+                 shown: Sequence[int] = (), bar: tqdm | None = None, model: nn.Module | None = None
                  ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
     """Walk the eps grid upward with ``attack``. Survivors mode attacks, at each eps, only the
     samples still standing; otherwise every sample at every eps. With ``warm_start`` (and an
     attack that ``warm_starts``) each sample starts where its attack at the previous eps ended.
     Returns the record and, for the ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the
-    first eps that fooled them (or the last eps tried)."""
+    first eps that fooled them (or the last eps tried). ``model`` (optional) has the fooled
+    samples' logits checked for NaN/Inf (``Cost.nonfinite``)."""
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
     alive, costs, kept = clean.clone(), [], {}
     reached = x.clone() if warm_start and getattr(attack, "warm_starts", False) else None  # where each search ended
@@ -147,7 +184,7 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, ep
             robust[:, j], cost = clean, Cost()
         else:
             todo = alive.nonzero().squeeze(1) if survivors else torch.arange(len(x))
-            fooled, ends, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, starts=starts)
+            fooled, ends, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, starts=starts, model=model)
             robust[:, j] = alive if survivors else clean
             robust[todo[fooled], j] = False
             keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)
@@ -159,7 +196,7 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, ep
                 bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[:, j].float().mean()):.3f}")
         costs.append(cost)
         alive = robust[:, j]
-    return AttackRecord(name, describe(attack), robust, costs), kept
+    return AttackRecord(name, describe(attack, eps), robust, costs), kept
 
 
 def keep_examples(kept: dict[int, tuple[Tensor, float, bool]], shown: Sequence[int], todo: Tensor, fooled: Tensor,
@@ -210,11 +247,45 @@ def _models(model: Any) -> dict[str, nn.Module]:
 
 
 def _grid(eps: Any, norm: str) -> list[float]:
-    if isinstance(eps, (int, float)) and not isinstance(eps, bool):
+    """The sorted, de-duplicated eps grid from a number, a list, or a numpy array / tensor of numbers."""
+    if isinstance(eps, (np.ndarray, Tensor)):
+        if eps.ndim > 1:
+            raise ValueError(f"eps must be a number or a 1-D list of budgets, got an array of shape {tuple(eps.shape)}")
+        eps = eps.tolist()
+    if _is_number(eps):
         eps = [eps]
-    if not isinstance(eps, Sequence) or not eps:
-        raise ValueError(f"eps must be a non-empty list of budgets, got {eps!r}")
-    return sorted({check_eps(e, norm=norm) for e in eps})
+    if isinstance(eps, (str, bytes)) or not isinstance(eps, (Sequence, set, frozenset)) or not eps:
+        raise ValueError(f"eps must be a number or a non-empty list of budgets such as [0, 0.1, 0.2], got {eps!r}")
+    bad = [e for e in eps if not _is_number(e)]
+    if bad:
+        raise TypeError(f"eps must hold numbers, got {bad[0]!r} ({type(bad[0]).__name__})")
+    return sorted({check_eps(float(e), norm=norm) for e in eps})
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _numpy_pair(data: Any) -> Any:
+    """An ``(x, y)`` pair with numpy arrays in it, as tensors (other data forms pass through)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and any(isinstance(t, np.ndarray) for t in data):
+        return tuple(torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in data)
+    return data
+
+
+def check_label_range(y: Tensor, num_classes: int) -> None:
+    """Labels must index the model's ``num_classes`` outputs: a label out of range would count as
+    misclassified and silently lower every accuracy."""
+    bad = ((y < 0) | (y >= num_classes)).nonzero().squeeze(1)
+    if len(bad):
+        raise ValueError(f"data labels must be class indices in [0, {num_classes}) for a model with {num_classes} "
+                         f"outputs; {len(bad)} are not (first: label {int(y[bad[0]])} at index {int(bad[0])})")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The floating dtype of the model's parameters (float32 for a model without any): data of
+    another precision is converted to it."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 @contextmanager

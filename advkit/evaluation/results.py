@@ -15,22 +15,30 @@ WORST = "worst"
 
 @dataclass
 class Cost:
-    """Work spent on one (attack, eps) point: samples attacked, per-image passes, seconds."""
+    """Work spent on one (attack, eps) point: samples attacked, per-image passes, seconds, and how
+    many of the samples it fooled the model gave non-finite (NaN/Inf) logits on (``nonfinite``)."""
 
     attacked: int = 0
     forwards: int = 0
     backwards: int = 0
     seconds: float = 0.0
+    nonfinite: int = 0
 
 
 @dataclass
 class AttackRecord:
-    """One attack over the eps grid: ``robust[i, j]`` is True when sample i survived at eps j."""
+    """One attack over the eps grid: ``robust[i, j]`` is True when sample i survived at eps j.
+
+    ``masked``: why the attack could not run (the model hides its input gradient); such a record
+    has no ``robust`` and no costs, and no curve or worst case counts it. ``note``: why the
+    evaluation added the attack itself (a gradient-free fallback)."""
 
     name: str
     description: Any
-    robust: Tensor
+    robust: Tensor | None
     costs: list[Cost]
+    masked: str = ""
+    note: str = ""
 
 
 @dataclass
@@ -80,14 +88,28 @@ class ModelResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def robust(self, attack: str) -> Tensor:
-        """``(n, len(eps))`` survival mask of ``attack``; ``"worst"``: survived every attack."""
+        """``(n, len(eps))`` survival mask of ``attack``; ``"worst"``: survived every attack that ran."""
         if attack == WORST:
-            return torch.stack([r.robust for r in self.attacks.values()]).all(0)
+            ran = [self.attacks[a].robust for a in self.ran]
+            return torch.stack(ran).all(0) if ran else self.clean[:, None].expand(-1, len(self.eps))
+        if self.attacks[attack].masked:
+            raise KeyError(f"attack {attack!r} did not run: {self.attacks[attack].masked}")
         return self.attacks[attack].robust
 
     @property
+    def ran(self) -> list[str]:
+        """The attacks that ran (not masked), in order."""
+        return [a for a, rec in self.attacks.items() if not rec.masked]
+
+    @property
+    def masked(self) -> dict[str, str]:
+        """Attacks that could not run on this model, with the reason."""
+        return {a: rec.masked for a, rec in self.attacks.items() if rec.masked}
+
+    @property
     def names(self) -> list[str]:
-        return [*self.attacks, WORST]
+        """The curves: every attack that ran, then the worst case."""
+        return [*self.ran, WORST]
 
     @property
     def clean_accuracy(self) -> float:
@@ -110,7 +132,8 @@ class ModelResult:
             row = {"eps": eps, "accuracy": k / n, "ci95": [lo, hi], "drop": clean - k / n}
             if attack != WORST:
                 cost = self.attacks[attack].costs[j]
-                row.update(attacked=cost.attacked, forwards=cost.forwards, backwards=cost.backwards, seconds=cost.seconds)
+                row.update(attacked=cost.attacked, forwards=cost.forwards, backwards=cost.backwards, seconds=cost.seconds,
+                           nonfinite=cost.nonfinite)
             rows.append(row)
         return rows
 

@@ -1,7 +1,8 @@
 """Turning what the user passes as ``attacks`` into attack objects, one set per model.
 
 An entry is a name (``"fgsm"``, ``"pgd"``, any key of :data:`advkit.attacks.ATTACKS`, or
-``"autoattack"``), an attack object (ours or a torchattacks one, wrapped with
+``"autoattack"``), optionally with a step count for attacks that take ``steps`` (``"pgd-40"``,
+``"apgd-100"``; a bare ``"pgd"`` means PGD's own default), an attack object (ours or a torchattacks one, wrapped with
 :func:`advkit.attacks.from_torchattacks`), or a factory ``model -> attack`` (what to pass when
 one report covers several models, since an attack object is bound to its model).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
@@ -17,11 +19,34 @@ from torch import nn
 from ..attacks import ATTACKS, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from .autoattack import AUTOATTACK, build_autoattack
-from .construct import by_name
+from .construct import accepts, by_name
+
+#: A registry name with a step count: "pgd-40", "apgd-t-100".
+_WITH_STEPS = re.compile(r"^(?P<base>.+)-(?P<steps>\d+)$")
+
 
 def valid_names() -> list[str]:
-    """Every attack name ``evaluate`` accepts right now (the registry grows as attacks land)."""
+    """Every attack name ``evaluate`` accepts right now (the registry grows as attacks land); those
+    that take ``steps`` also accept a step count, ``"pgd-40"``."""
     return sorted(ATTACKS) + [AUTOATTACK]
+
+
+def parse_name(entry: str) -> tuple[str, int | None]:
+    """``"pgd-40"`` -> ``("pgd", 40)``; ``"pgd"`` -> ``("pgd", None)`` (the class's default steps).
+    Unknown names and step counts on attacks without ``steps`` are a ValueError listing valid names."""
+    key = entry.strip().lower()
+    if key in ATTACKS or key == AUTOATTACK:
+        return key, None
+    match = _WITH_STEPS.match(key)
+    if match and match["base"] in ATTACKS:
+        base, steps = match["base"], int(match["steps"])
+        if not accepts(ATTACKS[base], "steps"):
+            raise ValueError(f"attack {entry!r}: {base!r} has no step count; use {base!r}")
+        if steps < 1:
+            raise ValueError(f"attack {entry!r}: the step count must be >= 1")
+        return base, steps
+    raise ValueError(f"unknown attack {entry!r}; valid names: {', '.join(valid_names())} "
+                     "(those with steps also as name-STEPS, e.g. 'pgd-40')")
 
 
 @dataclass
@@ -34,6 +59,8 @@ class AttackSpec:
 
 def resolve(attacks: Iterable[Any] | Mapping[str, Any]) -> list[AttackSpec]:
     """Validate ``attacks`` (a list, or a dict name -> entry) before any work; names must be unique."""
+    if isinstance(attacks, str) or not isinstance(attacks, (Mapping, Iterable)):
+        attacks = [attacks]  # one attack: "pgd", an attack object or a factory
     items = list(attacks.items()) if isinstance(attacks, Mapping) else [(None, a) for a in attacks]
     if not items:
         raise ValueError(f"attacks must name at least one attack; valid names: {', '.join(valid_names())}")
@@ -47,13 +74,15 @@ def resolve(attacks: Iterable[Any] | Mapping[str, Any]) -> list[AttackSpec]:
 
 
 def _spec(label: str | None, entry: Any) -> AttackSpec:
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"attacks: dict keys name the attacks and must be strings, got {label!r}")
     if isinstance(entry, str):
-        key = entry.lower()
+        key, steps = parse_name(entry)
+        name = label or entry.strip().lower()
         if key == AUTOATTACK:
-            return AttackSpec(label or key, build_autoattack)
-        if key not in ATTACKS:
-            raise ValueError(f"unknown attack {entry!r}; valid names: {', '.join(valid_names())}")
-        return AttackSpec(label or key, lambda model, norm, _c, cls=ATTACKS[key], key=key: by_name(cls, key, model, norm))
+            return AttackSpec(name, build_autoattack)
+        settings = {} if steps is None else {"steps": steps}
+        return AttackSpec(name, lambda model, norm, _c, cls=ATTACKS[key], key=key: by_name(cls, key, model, norm, **settings))
     if is_torchattacks(entry):
         entry = from_torchattacks(entry)
     if hasattr(entry, "run"):
