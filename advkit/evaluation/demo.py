@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,6 @@ from typing import Any
 
 import torch
 
-from ..attacks import PGD
 from ..data import load
 from ..models import SmallCNN
 from ..train import accuracy, default_device, fit
@@ -46,10 +46,10 @@ QUICK = DemoConfig(epochs=2, n=200, eps=(0.0, 0.05, 0.1, 0.2, 0.3), pgd_steps=10
 
 def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: str | torch.device | None = None,
              progress: bool = True) -> Report:
-    """Train, evaluate, add the later parts' sections, save; returns the saved report."""
+    """Train, evaluate, add the later parts' sections, save into ``out_dir`` (as a whole, see
+    :meth:`Report.save`); returns the saved report."""
     cfg = QUICK if quick else FULL
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     device = default_device(device)
     t0 = time.perf_counter()
     train, test = load("mnist5k", seed=seed)
@@ -57,20 +57,22 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: st
     model = SmallCNN()
     fit(model, train, epochs=cfg.epochs, seed=seed, device=device, progress=progress)
     log.info("trained SmallCNN in %.1f s: test accuracy %.3f", time.perf_counter() - t0, accuracy(model, test))
-    attacks: dict[str, Any] = {"fgsm": "fgsm", f"pgd-{cfg.pgd_steps}": lambda m: PGD(m, steps=cfg.pgd_steps)}
+    attacks = ["fgsm", f"pgd-{cfg.pgd_steps}"]
     if device.type == "cuda":  # AutoAttack on ~1,000 samples is beyond the CPU time budget
-        attacks["autoattack"] = "autoattack"
+        attacks.append("autoattack")
     report = evaluate({"standard": model}, test, attacks=attacks, eps=cfg.eps, n=cfg.n, device=device, seed=seed,
                       progress=progress, probe=cfg.probe, queries=cfg.queries)
     report.meta["train_seconds"] = time.perf_counter() - t0 - report.meta["seconds"]
-    for section in extra_sections(out, quick, seed):
-        report.add_section(section["title"], section["markdown"], section.get("images", ()))
+    with tempfile.TemporaryDirectory(prefix="advkit-demo-sections-") as scratch:  # the report keeps the images
+        for section in extra_sections(Path(scratch), quick, seed):
+            report.add_section(section["title"], section["markdown"], section.get("images", ()))
     report.save(out)
     return report
 
 
 def extra_sections(out: Path, quick: bool, seed: int) -> list[dict[str, Any]]:
-    """The sections of every provider module that is installed and defines ``demo_section``."""
+    """The sections of every provider module that is installed and defines ``demo_section``; their
+    images are written into ``out`` (a scratch folder: the report copies them into its own)."""
     sections = []
     for name in SECTION_PROVIDERS:
         try:

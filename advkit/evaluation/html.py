@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .markdown import header_lines
+from .markdown import IMAGE, header_lines, unshown_images
 from .plot import examples_file
 from .tables import Table, model_tables
 
@@ -26,7 +27,7 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-al
 th { background: #f4f4f4; } tr:nth-child(even) td { background: #fafafa; }
 .pass { color: #1a7f37; font-weight: bold; } .FAIL { color: #c62828; font-weight: bold; } .skip { color: #888; }
 .summary { padding: .6em 1em; background: #f6f8fa; border-radius: 6px; }
-img { max-width: 100%; } .md { white-space: pre-wrap; font-family: inherit; }
+img { max-width: 100%; } .note { color: #8a4b00; }
 """
 
 _SCRIPT = """
@@ -42,7 +43,8 @@ def render_html(report: "Report", folder: Path) -> str:
     """The page for ``report``; pictures are read from ``folder`` (where ``save`` wrote them)."""
     esc = html.escape
     parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',
-             *(f"<p>{esc(line)}</p>" for line in header_lines(report)), "</div>",
+             *(f'<p class="note">{esc(line)}</p>' if line.startswith("Gradient masking") else f"<p>{esc(line)}</p>"
+               for line in header_lines(report)), "</div>",
              _img(folder / "curve.png", "accuracy versus eps")]
     for name, res in report.results.items():
         parts.append(f"<h2>{esc(name)}: clean accuracy {res.clean_accuracy:.1%}</h2>")
@@ -51,11 +53,62 @@ def render_html(report: "Report", folder: Path) -> str:
             parts += ["<h3>Examples (clean / adversarial / amplified perturbation)</h3>",
                       _img(folder / examples_file(name), f"examples for {name}")]
     for section in report.sections:
-        parts += [f"<h2>{esc(section['title'])}</h2>", f'<div class="md">{esc(section["markdown"])}</div>']
-        parts += [_img(folder / Path(p).name, Path(p).name) for p in section["images"]]
+        parts += [f"<h2>{esc(section['title'])}</h2>", markdown_html(section["markdown"], folder)]
+        parts += [_img(folder / p.name, p.name) for p in unshown_images(section)]
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>advkit robustness report</title>'
             f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")
+
+
+_LIST_MARK = re.compile(r"^\s*([-*]|\d+\.)\s+")
+
+
+def markdown_html(text: str, folder: Path) -> str:
+    """HTML for the Markdown subset sections use: paragraphs, ``#`` headings, ``-``/``*``/``1.``
+    lists, pipe tables, images (read from ``folder``, embedded), ``**strong**``, ``*emphasis*``,
+    ``_emphasis_`` and ``code``. Everything else is shown as text, escaped (no raw HTML)."""
+    out = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.splitlines()
+        if all(line.lstrip().startswith("|") for line in lines) and len(lines) >= 2 and set(lines[1]) <= set("|-: "):
+            rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+            head = "".join(f"<th>{_inline(c, folder)}</th>" for c in rows[0])
+            body = "".join("<tr>" + "".join(f"<td>{_inline(c, folder)}</td>" for c in r) + "</tr>" for r in rows[2:])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif all(_LIST_MARK.match(line) for line in lines):
+            tag = "ol" if re.match(r"\s*\d+\.", lines[0]) else "ul"
+            items = "".join(f"<li>{_inline(_LIST_MARK.sub('', line), folder)}</li>" for line in lines)
+            out.append(f"<{tag}>{items}</{tag}>")
+        elif re.match(r"#{1,6}\s", block) and len(lines) == 1:
+            level = min(len(block) - len(block.lstrip("#")) + 2, 6)  # below the section's own <h2>
+            out.append(f"<h{level}>{_inline(block.lstrip('#').strip(), folder)}</h{level}>")
+        else:
+            out.append(f"<p>{_inline(' '.join(line.strip() for line in lines), folder)}</p>")
+    return "\n".join(out)
+
+
+def _inline(text: str, folder: Path) -> str:
+    """Escape ``text``, then turn its images, code, strong and emphasis marks into HTML."""
+    pieces, last = [], 0
+    for m in IMAGE.finditer(text):
+        pieces += [_marks(text[last:m.start()]), _picture(folder / Path(m["src"]).name, m["alt"])]
+        last = m.end()
+    return "".join(pieces) + _marks(text[last:])
+
+
+def _marks(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*(\S(?:.*?\S)?)\*\*", r"<strong>\1</strong>", text)
+    text = re.sub(r"(?<![\w*])\*(\S(?:.*?\S)?)\*(?![\w*])", r"<em>\1</em>", text)
+    return re.sub(r"(?<!\w)_(\S(?:.*?\S)?)_(?!\w)", r"<em>\1</em>", text)
+
+
+def _picture(path: Path, alt: str) -> str:
+    """An embedded picture, or its caption in brackets when the report holds no such file."""
+    if not path.is_file():
+        return html.escape(f"[{alt or path.name}: picture not in the report]")
+    return _img(path, alt or path.name, block=False)
 
 
 def _table(table: Table) -> str:
@@ -67,8 +120,9 @@ def _table(table: Table) -> str:
     return f"<h3>{esc(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
-def _img(path: Path, alt: str) -> str:
+def _img(path: Path, alt: str, block: bool = True) -> str:
     mime = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
             ".svg": "image/svg+xml"}.get(path.suffix.lower(), "application/octet-stream")
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<p><img src="data:{mime};base64,{data}" alt="{html.escape(alt)}"></p>'
+    img = f'<img src="data:{mime};base64,{data}" alt="{html.escape(alt)}">'
+    return f"<p>{img}</p>" if block else img

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -13,29 +12,35 @@ from matplotlib.figure import Figure
 from .results import WORST, Example, ModelResult
 
 _STYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
-    """Accuracy versus eps: one colour per attack, one line style per model, the worst case in
-    black with its 95% Wilson band, and each model's clean accuracy as a dotted level."""
+    """Accuracy versus eps: one colour and marker per attack, one line style per model; the worst
+    case underneath as a broad translucent black line with its 95% Wilson band (so an attack
+    that equals it stays visible on top), and each model's clean accuracy as a grey level. Every
+    element is in the legend, the clean levels too (no labels on the plot to collide)."""
     fig = Figure(figsize=(7, 4.5), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    attacks = list(dict.fromkeys(a for r in results for a in r.attacks))
+    attacks = list(dict.fromkeys(a for r in results for a in r.ran))
     colours = {a: f"C{i}" for i, a in enumerate(attacks)}
+    markers = {a: _MARKERS[i % len(_MARKERS)] for i, a in enumerate(attacks)}
     for m, res in enumerate(results):
         style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
-        for attack in res.attacks:
-            ax.plot(res.eps, res.accuracy(attack), style, marker="o", ms=3, color=colours[attack], label=prefix + attack)
         worst = res.points(WORST)
-        ax.plot(res.eps, [p["accuracy"] for p in worst], style, color="black", lw=2.2, label=prefix + "worst case")
-        ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst], color="black", alpha=0.12, lw=0)
-        ax.axhline(res.clean_accuracy, ls=style, color="grey", lw=0.8)
-        ax.annotate(f"{prefix}clean {res.clean_accuracy:.1%}", (res.eps[-1], res.clean_accuracy), fontsize=7,
-                    color="grey", ha="right", va="bottom")
+        ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst], color="black",
+                        alpha=0.10, lw=0, zorder=1, label=prefix + "worst case, 95% interval")
+        ax.plot(res.eps, [p["accuracy"] for p in worst], style, color="black", lw=5, alpha=0.3, zorder=2,
+                label=prefix + "worst case")
+        ax.axhline(res.clean_accuracy, ls=style, color="grey", lw=0.8, zorder=1,
+                   label=f"{prefix}clean {res.clean_accuracy:.1%}")
+        for attack in res.ran:
+            ax.plot(res.eps, res.accuracy(attack), style, marker=markers[attack], ms=4, lw=1.3, color=colours[attack],
+                    zorder=3, label=prefix + attack)
     ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02), title="Robust accuracy versus perturbation size")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return fig
 
@@ -74,11 +79,6 @@ def png_bytes(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
-
-
-def save_png(fig: Figure, path: Path) -> Path:
-    path.write_bytes(png_bytes(fig))
-    return path
 
 
 def examples_file(model: str) -> str:

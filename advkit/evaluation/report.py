@@ -1,7 +1,8 @@
 """The evaluation report: curves, checks and examples for one or more models, and its files.
 
-``Report.save(dir)`` writes ``report.json`` (machine-readable), ``report.md`` (tables),
-``curve.png`` (one plot for every model) and ``report.html`` (one self-contained page).
+``Report.save(dir)`` writes ``report.json`` (machine-readable, with the list of the report's
+files), ``report.md`` (tables), ``curve.png`` (one plot for every model), the example grids and
+``report.html`` (one self-contained page), as a whole (see :mod:`advkit.evaluation.folder`).
 """
 from __future__ import annotations
 
@@ -12,17 +13,16 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..files import write_text
+from .folder import write_folder
 from .html import render_html
 from .markdown import render as render_markdown
-from .plot import curve_figure, examples_figure, examples_file, save_png
+from .plot import curve_figure, examples_figure, examples_file, png_bytes
 from .results import WORST, Check, ModelResult
 from .stats import wilson
 
@@ -44,8 +44,9 @@ class Report:
     """Results of :func:`advkit.evaluate` for one or more models on one eps grid.
 
     ``curve``: ``{attack: [(eps, accuracy), ...], "worst": [...]}`` (with several models the keys
-    are ``"model/attack"``); ``checks``: every sanity check; ``sections``: extra demo sections
-    (dicts with "title", "markdown", "images").
+    are ``"model/attack"``; attacks that could not run have no curve); ``checks``: every sanity
+    check; ``sections``: extra demo sections (dicts with "title", "markdown", "images", and
+    "files": the images' bytes by file name, read when the section is added).
     """
 
     def __init__(self, results: Sequence[ModelResult], config: dict[str, Any], meta: dict[str, Any],
@@ -97,8 +98,15 @@ class Report:
         return cls(results, first.config, meta, [s for _, r in items for s in r.sections])
 
     def add_section(self, title: str, markdown: str, images: Sequence[str | Path] = ()) -> None:
-        """Append a section (a later part of the demo: defenses, GANs) to the saved report."""
-        self.sections.append({"title": title, "markdown": markdown, "images": [Path(p) for p in images]})
+        """Append a section (a later part of the demo: defenses, GANs) to the saved report. The
+        images are read now (the report keeps them even if their files go); ``markdown`` may show
+        them by file name, ``![caption](name.png)``, and those it does not show follow it."""
+        paths = [Path(p) for p in images]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"section {title!r}: image files not found: {', '.join(missing)}")
+        self.sections.append({"title": title, "markdown": markdown, "images": paths,
+                              "files": {p.name: p.read_bytes() for p in paths}})
 
     # -- output -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -129,24 +137,32 @@ class Report:
         return render_markdown(self)
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write report.json, report.md, curve.png, examples pictures and report.html into
-        ``out_dir`` (created); section images are copied in. Returns the report.html path."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        save_png(curve_figure(list(self.results.values()), self.config["norm"]), out / "curve.png")
-        for name, res in self.results.items():
-            if res.examples:
-                save_png(examples_figure(res.examples, f"{name}: clean / adversarial / perturbation"),
-                         out / examples_file(name))
-        for section in self.sections:
-            for img in section["images"]:
-                if Path(img).resolve().parent != out.resolve():
-                    shutil.copy(img, out / Path(img).name)
-        write_text(out / "report.json", json.dumps(self.to_dict(), indent=2))
-        write_text(out / "report.md", self.markdown())
-        write_text(out / "report.html", render_html(self, out))
+        """Write report.json, report.md, curve.png, the example grids, the sections' images and
+        report.html into ``out_dir``, as a whole: afterwards the folder holds the old report or
+        this one, never a mix, and no file of the old report that this one does not write. Files
+        of yours in an earlier report's folder stay; a non-empty folder that holds no advkit
+        report is refused (FileExistsError). Returns the report.html path."""
+        out = write_folder(out_dir, self._write)
         log.info("report written to %s", out)
         return out / "report.html"
+
+    def _write(self, folder: Path) -> list[str]:
+        """Every file of the report into the (new, empty) ``folder``; returns their names."""
+        files = {"curve.png": png_bytes(curve_figure(list(self.results.values()), self.config["norm"]))}
+        for name, res in self.results.items():
+            if res.examples:
+                files[examples_file(name)] = png_bytes(
+                    examples_figure(res.examples, f"{name}: clean / adversarial / perturbation"))
+        for section in self.sections:
+            for img in section["images"]:
+                files.setdefault(Path(img).name, section.get("files", {}).get(Path(img).name) or Path(img).read_bytes())
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
+        (folder / "report.html").write_text(render_html(self, folder), encoding="utf-8")
+        names = [*files, "report.md", "report.html", "report.json"]
+        (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
+        return names
 
     def __repr__(self) -> str:
         counts = self.check_counts
@@ -165,6 +181,8 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
         "curves": {a: res.points(a) for a in res.names},
         "per_class": {a: {str(c): accs for c, accs in res.per_class(a).items()} for a in res.names},
         "attacks": {a: rec.description for a, rec in res.attacks.items()},
+        "masked": res.masked,
+        "notes": {a: rec.note for a, rec in res.attacks.items() if rec.note},
         "cost": {key: sum(getattr(c, key) for rec in res.attacks.values() for c in rec.costs)
                  for key in ("attacked", "forwards", "backwards")},
         "seconds": res.seconds,

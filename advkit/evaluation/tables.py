@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .results import WORST, ModelResult
+from .results import WORST, AttackRecord, ModelResult
 
 
 @dataclass
@@ -27,10 +27,16 @@ def model_tables(res: ModelResult) -> list[Table]:
                   for a, rec in res.attacks.items() for eps, c in zip(res.eps, rec.costs) if eps > 0])
     per_class = Table("Per-class accuracy (worst case)", ["class", *(f"{e:g}" for e in res.eps)],
                       [[str(c), *(f"{a:.0%}" for a in accs)] for c, accs in res.per_class(WORST).items()])
-    attacks = Table("Attacks", ["name", "configuration"],
-                    [[a, rec.description if isinstance(rec.description, str) else json.dumps(rec.description)]
+    attacks = Table("Attacks (what ran)", ["name", "outcome", "configuration"],
+                    [[a, _status(rec), rec.description if isinstance(rec.description, str) else json.dumps(rec.description)]
                      for a, rec in res.attacks.items()])
     return [accuracy, checks, cost, per_class, attacks]
+
+
+def _status(rec: AttackRecord) -> str:
+    if rec.masked:
+        return "masked: could not run (the model hides its input gradient); no curve, not in the worst case"
+    return f"ran; {rec.note}" if rec.note else "ran"
 
 
 def to_markdown(table: Table) -> str:
