@@ -5,7 +5,8 @@ The new report is built in a hidden sibling folder (``.NAME.new-*``), then swapp
 renames: the old folder is moved aside (``.NAME.old-*``), the new one takes its name, and the old
 one is removed. Files in the old folder that its report did not write (a user's notes) move into
 the new folder; files the old report wrote and the new one does not (another model's example
-grid) go away with it. A non-empty folder that holds no advkit report is never replaced.
+grid) go away with it. A non-empty folder that holds no advkit report is never replaced, unless
+all it holds are files the new report writes itself (its pictures, put there before saving).
 
 An interrupt while the new report is being built removes the hidden folder and leaves the old
 report untouched; an interrupt during the swap is held back until the swap is done (main thread).
@@ -47,14 +48,15 @@ def report_files(folder: Path) -> set[str] | None:
     return _LEGACY_FILES | images | examples
 
 
-def write_folder(out: str | Path, write: Callable[[Path], Iterable[str]]) -> Path:
-    """Build a report with ``write(folder)`` (it returns the names it wrote) in a hidden sibling of
-    ``out`` and swap it in for ``out`` as described in the module docstring. Returns ``out``."""
+def write_folder(out: str | Path, write: Callable[[Path], Iterable[str]], names: Iterable[str] = ()) -> Path:
+    """Build a report with ``write(folder)`` (it returns the names it wrote; ``names``: those it will
+    write, known beforehand) in a hidden sibling of ``out`` and swap it in for ``out`` as described
+    in the module docstring. Returns ``out``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"out_dir {out} exists and is not a folder; choose a folder name")
     old = report_files(out) if out.exists() else set()
-    if old is None and any(out.iterdir()):
+    if old is None and not {p.name for p in out.iterdir()} <= set(names):
         raise FileExistsError(f"out_dir {out} is not empty and holds no advkit report: refusing to replace it; "
                               "choose a new or empty folder, or the folder of an earlier report")
     out.parent.mkdir(parents=True, exist_ok=True)

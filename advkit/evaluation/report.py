@@ -142,9 +142,15 @@ class Report:
         this one, never a mix, and no file of the old report that this one does not write. Files
         of yours in an earlier report's folder stay; a non-empty folder that holds no advkit
         report is refused (FileExistsError). Returns the report.html path."""
-        out = write_folder(out_dir, self._write)
+        out = write_folder(out_dir, self._write, self.file_names())
         log.info("report written to %s", out)
         return out / "report.html"
+
+    def file_names(self) -> list[str]:
+        """The names of the files :meth:`save` writes."""
+        pictures = ["curve.png", *(examples_file(n) for n, r in self.results.items() if r.examples),
+                    *(Path(img).name for s in self.sections for img in s["images"])]
+        return [*dict.fromkeys(pictures), "report.md", "report.html", "report.json"]
 
     def _write(self, folder: Path) -> list[str]:
         """Every file of the report into the (new, empty) ``folder``; returns their names."""
@@ -160,7 +166,7 @@ class Report:
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
         (folder / "report.html").write_text(render_html(self, folder), encoding="utf-8")
-        names = [*files, "report.md", "report.html", "report.json"]
+        names = self.file_names()
         (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
         return names
 

@@ -1,11 +1,16 @@
 """Sanity checks flag models that mask gradients and leave a plain model alone."""
 from __future__ import annotations
 
+import copy
+
+import pytest
 import torch
 from torch import nn
 
 import advkit
-from advkit.attacks import PGD
+from advkit.attacks import PGD, AttackResult
+from advkit.evaluation.checks import CHECKS, run_checks, sign_test_slack
+from advkit.evaluation.specs import resolve
 
 
 class RoundInput(nn.Module):
@@ -27,24 +32,74 @@ def by_model(report, name):
 
 
 def test_checks_flag_gradient_masking_and_pass_a_plain_model(trained_cnn, test_batch):
-    """One evaluation of three models (one test, so xdist workers do not each repeat it)."""
+    """One evaluation of three models (one test, so xdist workers do not each repeat it). Only
+    flags with a wide margin are asserted; measured on 32 probe samples (seeds 0 and 1): both
+    masked models 32/32 zero gradients (allowed 0); saturated: Square fools 31 of the 32 samples
+    the gradient attacks leave (allowed 1); rounded: 10/32 left at large eps (allowed 3). The
+    saturated model's large-eps result (5/32 left, allowed 3) is too close to assert."""
     x, y = test_batch[0][:100], test_batch[1][:100]
     models = {"plain": trained_cnn, "rounded": nn.Sequential(RoundInput(), trained_cnn),
               "saturated": nn.Sequential(trained_cnn, Saturate())}
     report = advkit.evaluate(models, (x, y), attacks={"fgsm": "fgsm", "pgd": lambda m: PGD(m, steps=10)},
                              eps=[0, 0.1, 0.2, 0.3], probe=32, queries=200, progress=False, device="cpu", examples=0)
     plain = by_model(report, "plain")
-    assert set(plain) == {"monotone", "large-eps", "more-budget", "gradient-free", "gradients"}
+    assert set(plain) == set(CHECKS) == {"monotone", "large-eps", "more-budget", "gradient-free", "gradients",
+                                         "finite-logits"}
     assert all(c.passed and not c.skipped for c in plain.values()), {n: c.message for n, c in plain.items()}
-    expected = {"rounded": {"gradients", "large-eps"},  # binarised MNIST is nearly robust to Square at 0.3 too
-                "saturated": {"gradients", "large-eps", "gradient-free"}}
+    expected = {"rounded": {"gradients", "large-eps"}, "saturated": {"gradients", "gradient-free"}}
     for name, flags in expected.items():
         checks = by_model(report, name)
         failed = {n for n, c in checks.items() if not c.passed}
         assert flags <= failed, (name, {n: c.message for n, c in checks.items()})
         assert "masks" in checks["gradients"].message
+    assert by_model(report, "saturated")["gradient-free"].details["extra"] >= 16  # allowed: 1
     for check in report.checks:
         assert check.status in ("pass", "FAIL", "skip") and check.message
     counts = report.check_counts
-    assert counts["passed"] + counts["failed"] + counts["skipped"] == len(report.checks) == 15
+    assert counts["passed"] + counts["failed"] + counts["skipped"] == len(report.checks) == 18
     assert counts["failed"] >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_check_passes_on_a_plain_model(trained_cnn, mnist5k, seed):
+    """No false alarms: a plainly trained model passes every check on another sample of the test
+    set per seed, with the probe at 100 (every correct sample) and at 32."""
+    x, y = mnist5k[1].tensors
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:104]
+    rep = advkit.evaluate(trained_cnn, (x[rows], y[rows]), attacks=["fgsm", "pgd"], eps=[0, 0.1, 0.2], probe=100,
+                          queries=200, seed=seed, progress=False, device="cpu", examples=0)
+    res = rep["model"]
+    attacks = {s.name: s.build(trained_cnn, "linf", 10) for s in resolve(["fgsm", "pgd"])}
+    small = run_checks(res, trained_cnn, attacks, x[rows], y[rows], norm="linf", seed=seed, probe=32, batch_size=256,
+                       device=torch.device("cpu"), queries=200)
+    for probe, checks in ((100, rep.checks), (32, small)):
+        assert [c.name for c in checks] == list(CHECKS)
+        assert all(c.passed and not c.skipped for c in checks), (probe, [(c.name, c.message) for c in checks])
+
+
+def test_the_sign_test_slack_is_a_count():
+    """The issue's cases: a two-sample difference on 100 samples passes for any base value."""
+    assert sign_test_slack(0, 100) == 2 and sign_test_slack(2, 100) == 5 and sign_test_slack(0, 10) == 1
+    assert sign_test_slack(100, 100) == 30
+
+
+class Erratic(PGD):
+    """PGD whose doubled budget gives up (the mark of an erratic attack the check must catch)."""
+
+    def run(self, x, y=None, *args, **kwargs):
+        if self.steps > 5:
+            return AttackResult(x.clone(), torch.zeros(len(x), dtype=torch.bool), len(x), 0)
+        return super().run(x, y, *args, **kwargs)
+
+
+def test_more_budget_fails_when_more_steps_raise_accuracy(trained_cnn, test_batch):
+    x, y = test_batch[0][:64], test_batch[1][:64]
+    attack = Erratic(trained_cnn, steps=5)
+    rep = advkit.evaluate(trained_cnn, (x, y), attacks={"erratic": attack}, eps=[0, 0.15], probe=48,
+                          queries=20, progress=False, device="cpu", examples=0)
+    check = {c.name: c for c in rep.checks}["more-budget"]
+    counts = check.details["counts"]["erratic"]
+    assert counts["stronger"] == 48 and counts["base"] < 48 - counts["allowed"]
+    assert not check.passed and "more steps raised accuracy for erratic" in check.message
+    assert copy.copy(attack).steps == 5  # the check doubled a copy, not the attack itself

@@ -198,3 +198,52 @@ def test_autoattack_through_evaluate_runs_every_component_on_the_survivors(train
     parts = res.attacks["autoattack"].description
     assert [c["name"] for c in parts] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert [c["source"].split()[0] for c in parts] == ["advkit", "advkit", "torchattacks", "advkit"]
+
+
+def test_names_say_the_steps_and_one_name_is_a_list(trained_cnn, test_batch):
+    import inspect
+
+    import numpy as np
+
+    from advkit.evaluation.specs import parse_name
+
+    assert inspect.signature(advkit.evaluate).parameters["attacks"].default == ("fgsm", "pgd-40")
+    assert parse_name("pgd") == ("pgd", None) and parse_name("PGD-40") == ("pgd", 40)
+    assert parse_name("apgd-t-100") == ("apgd-t", 100) and parse_name("apgd-t") == ("apgd-t", None)
+    for bad, message in (("fgsm-3", "'fgsm' has no step count"), ("pgd-0", "step count must be >= 1"),
+                         ("p", "unknown attack 'p'"), ("pgd-x", "unknown attack 'pgd-x'")):
+        with pytest.raises(ValueError, match=message):
+            parse_name(bad)
+    x, y = test_batch[0][:16], test_batch[1][:16]
+    kwargs = dict(progress=False, checks=False, device="cpu", examples=0)
+    rep = advkit.evaluate(trained_cnn, (x.numpy(), y.numpy()), attacks="pgd", eps=np.array([0.2, 0.0, 0.1]), **kwargs)
+    assert list(rep.curve) == ["pgd", "worst"] and rep.config["eps"] == [0.0, 0.1, 0.2]
+    description = rep["model"].attacks["pgd"].description
+    assert description.startswith("PGD-10, alpha 2.5·eps/10, eps ∈ {0.1, 0.2}; PGD(") and "0.031" not in description
+    named = advkit.evaluate(trained_cnn, (x, y), attacks=["pgd-3"], eps=np.float32(0.1), **kwargs)
+    assert named["model"].attacks["pgd-3"].description.startswith("PGD-3, alpha 2.5·eps/3, eps ∈ {0.1}")
+    assert named.config["eps"] == [pytest.approx(0.1)]
+    assert advkit.evaluate(trained_cnn, (x.double(), y), attacks="fgsm", eps=[0, 0.1], **kwargs).curve == \
+        advkit.evaluate(trained_cnn, (x, y), attacks="fgsm", eps=[0, 0.1], **kwargs).curve  # float64 data: converted
+    for eps, error in (([[0.1]], "must hold numbers"), ("0.1", "a number or a non-empty list"), ([0.1, "a"], "must hold numbers"),
+                       (np.zeros((2, 2)), "1-D")):
+        with pytest.raises((ValueError, TypeError), match=error):
+            advkit.evaluate(trained_cnn, (x, y), attacks="fgsm", eps=eps, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [42, -3])
+def test_labels_out_of_range_are_an_error(trained_cnn, test_batch, bad):
+    x, y = test_batch[0][:16], test_batch[1][:16].clone()
+    y[5] = bad
+    with pytest.raises(ValueError, match=rf"labels must be class indices in \[0, 10\).*label {bad} at index 5"):
+        advkit.evaluate(trained_cnn, (x, y), attacks="fgsm", progress=False, device="cpu")
+
+
+def test_progress_covers_the_checks_and_is_silent_when_off(trained_cnn, test_batch, capsys):
+    x, y = test_batch[0][:16], test_batch[1][:16]
+    kwargs = dict(attacks="fgsm", eps=[0, 0.1], probe=8, queries=10, device="cpu", examples=0)
+    advkit.evaluate(trained_cnn, (x, y), progress=True, **kwargs)
+    shown = capsys.readouterr().err
+    assert "evaluate model" in shown and "checks model" in shown and "finite-logits" in shown
+    advkit.evaluate(trained_cnn, (x, y), progress=False, **kwargs)
+    assert capsys.readouterr().err == ""

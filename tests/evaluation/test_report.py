@@ -25,7 +25,8 @@ def saved(trained_cnn, test_batch, tmp_path_factory):
                           eps=[0, 0.1, 0.2], probe=16, queries=100, progress=False, device="cpu")
     picture = out / "extra.png"
     matplotlib.image.imsave(picture, torch.rand(8, 8).numpy())
-    rep.add_section("Extra part", "Some *markdown* <b>escaped</b>.", [picture])
+    rep.add_section("Extra part", "Some *markdown* <b>escaped</b>.\n\n![Extra picture](extra.png)\n\n- a *list*",
+                    [picture])
     return rep, rep.save(out)
 
 
@@ -35,21 +36,46 @@ def test_files_exist_and_parse(saved):
     data = json.loads((out / "report.json").read_text())
     assert data["config"]["eps"] == [0.0, 0.1, 0.2] and data["seed"] == 0
     assert {"advkit", "torch", "torchattacks"} <= set(data["versions"]) and data["device"] == "cpu"
-    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == 5
+    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == 6
     model = data["models"]["model"]
     assert set(model["curves"]) == {"fgsm", "pgd-5", "worst"} and model["seconds"]["checks"] > 0
     point = model["curves"]["pgd-5"][1]
     assert point["ci95"][0] <= point["accuracy"] <= point["ci95"][1] and point["forwards"] > 0
     assert [p["accuracy"] for p in model["curves"]["worst"]] == [a for _, a in rep.curve["worst"]]
     assert data["sections"][0]["images"] == ["extra.png"]
+    assert data["files"] == ["curve.png", "examples_model.png", "extra.png", "report.md", "report.html", "report.json"]
     md = (out / "report.md").read_text()
     assert "| eps | fgsm | pgd-5 | worst |" in md and "![accuracy versus eps](curve.png)" in md
+    assert md.count("(extra.png)") == 1  # the section shows its picture; save does not add it again
+    assert "| pgd-5 | ran | PGD-5, alpha 2.5·eps/5, eps ∈ {0.1, 0.2}; PGD(" in md and "eps=0.031" not in md
     assert "survivors only, each eps warm-started from the last." in md
     for png in ("curve.png", "examples_model.png", "extra.png"):
         assert matplotlib.image.imread(out / png).ndim == 3
     page = html_path.read_text()
     assert page.count("data:image/png;base64,") == 3 and "src=\"http" not in page
-    assert "&lt;b&gt;escaped&lt;/b&gt;" in page
+    assert "<p>Some <em>markdown</em> &lt;b&gt;escaped&lt;/b&gt;.</p>" in page
+    assert '<p><img src="data:image/png;base64,' in page and 'alt="Extra picture"' in page and "![" not in page
+    assert "<ul><li>a <em>list</em></li></ul>" in page
+
+
+def test_curve_legend_shows_the_band_and_each_clean_level_and_attacks_lie_on_top(saved):
+    import dataclasses
+
+    from advkit.evaluation.plot import curve_figure
+
+    res = saved[0]["model"]
+    fig = curve_figure([dataclasses.replace(res, name="a"), dataclasses.replace(res, name="b")], "linf")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    clean = f"{res.clean_accuracy:.1%}"
+    for model in ("a", "b"):
+        assert {f"{model}: worst case, 95% interval", f"{model}: worst case", f"{model}: clean {clean}",
+                f"{model}: fgsm", f"{model}: pgd-5"} <= set(labels)
+    assert len(ax.texts) == 0  # no labels drawn on the plot, where two models' would collide
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["a: pgd-5"].get_zorder() > lines["a: worst case"].get_zorder()
+    assert lines["a: pgd-5"].get_marker() != lines["a: fgsm"].get_marker() != "None"
+    assert lines["a: pgd-5"].get_linestyle() != lines["b: pgd-5"].get_linestyle()
 
 
 def render(path, tmp_path):

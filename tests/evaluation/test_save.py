@@ -98,3 +98,19 @@ def test_a_folder_that_is_not_a_report_is_refused(reports, tmp_path):
     assert one.save(empty) == empty / "report.html" and (empty / "examples_c.png").is_file()
     nested = tmp_path / "a" / "b"
     assert one.save(nested).is_file()
+
+
+def test_pictures_put_in_the_folder_before_saving_are_not_in_the_way(reports, tmp_path):
+    """A section whose picture was written into the report folder itself (no report there yet)."""
+    import matplotlib.image
+    import torch
+
+    _, one = reports
+    out = tmp_path / "rep"
+    out.mkdir()
+    matplotlib.image.imsave(out / "gan.png", torch.rand(4, 4).numpy())
+    rep = advkit.evaluation.Report(list(one.results.values()), one.config, one.meta)
+    rep.add_section("GAN", "![GAN samples](gan.png)", [out / "gan.png"])
+    rep.save(out)
+    assert "gan.png" in json.loads((out / "report.json").read_text())["files"]
+    assert (out / "report.md").read_text().count("(gan.png)") == 1
