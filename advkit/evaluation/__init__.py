@@ -5,4 +5,4 @@ from .report import Report
 from .results import Check, ModelResult
 from .specs import valid_names
 
-__all__ = ["evaluate", "Report", "Check", "ModelResult", "valid_names"]
+__all__ = ["Check", "ModelResult", "Report", "evaluate", "valid_names"]

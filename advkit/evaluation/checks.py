@@ -63,7 +63,7 @@ def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x
     return checks
 
 
-def _one(name: str, check: Any, ctx: "_Context") -> Check:
+def _one(name: str, check: Any, ctx: _Context) -> Check:
     """One check; a check whose own attack the model's hidden gradient stops fails, saying so."""
     if len(ctx.idx) == 0:
         return Check(name, True, "skipped: no correctly classified sample to probe", skipped=True)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import numbers
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -184,7 +185,8 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, ep
             robust[:, j], cost = clean, Cost()
         else:
             todo = alive.nonzero().squeeze(1) if survivors else torch.arange(len(x))
-            fooled, ends, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, starts=starts, model=model)
+            fooled, ends, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, starts=starts,
+                                           model=model)
             robust[:, j] = alive if survivors else clean
             robust[todo[fooled], j] = False
             keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)

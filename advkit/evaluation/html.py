@@ -39,7 +39,7 @@ window.addEventListener("load", function () {
 """
 
 
-def render_html(report: "Report", folder: Path) -> str:
+def render_html(report: Report, folder: Path) -> str:
     """The page for ``report``; pictures are read from ``folder`` (where ``save`` wrote them)."""
     esc = html.escape
     parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',

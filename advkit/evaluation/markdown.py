@@ -21,7 +21,7 @@ def unshown_images(section: dict) -> list[Path]:
     return [p for p in map(Path, section["images"]) if p.name not in shown]
 
 
-def header_lines(report: "Report") -> list[str]:
+def header_lines(report: Report) -> list[str]:
     """Configuration, environment and check counts: the lines both the Markdown and HTML reports open with."""
     cfg, meta, counts = report.config, report.meta, report.check_counts
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v and k != "platform")
@@ -29,15 +29,15 @@ def header_lines(report: "Report") -> list[str]:
                "curve; " + "; ".join(f"{a}: {rec.note}" for a, rec in res.attacks.items() if rec.note) + "."
                for name, res in report.results.items() if res.masked]
     return [*masking,
-        f"Attacks: {', '.join(cfg['attacks'])}; norm {cfg['norm']}; eps {', '.join(f'{e:g}' for e in cfg['eps'])}; "
+        (f"Attacks: {', '.join(cfg['attacks'])}; norm {cfg['norm']}; eps {', '.join(f'{e:g}' for e in cfg['eps'])}; "
         f"{cfg['n']} samples; seed {cfg['seed']}; {'survivors only' if cfg['survivors'] else 'every sample at every eps'}"
-        f"{', each eps warm-started from the last' if cfg['warm_start'] else ', fresh starts at each eps'}.",
+        f"{', each eps warm-started from the last' if cfg['warm_start'] else ', fresh starts at each eps'}."),
         f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
         f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.",
     ]
 
 
-def render(report: "Report") -> str:
+def render(report: Report) -> str:
     out = ["# advkit robustness report", "", *header_lines(report), "", "![accuracy versus eps](curve.png)", ""]
     for name, res in report.results.items():
         out += [f"## {name}: clean accuracy {res.clean_accuracy:.1%}", ""]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg

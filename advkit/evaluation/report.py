@@ -14,8 +14,9 @@ import logging
 import os
 import platform
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -78,7 +79,7 @@ class Report:
 
     # -- combining ------------------------------------------------------------------------------
     @classmethod
-    def compare(cls, reports: Mapping[str, "Report"] | Sequence["Report"]) -> "Report":
+    def compare(cls, reports: Mapping[str, Report] | Sequence[Report]) -> Report:
         """One report (one plot, one page) for several evaluations on the same eps grid and norm:
         before/after a defense. With a dict, each single-model report's model takes its key as name."""
         items = list(reports.items()) if isinstance(reports, Mapping) else [(None, r) for r in reports]
@@ -208,4 +209,4 @@ def _version(package: str) -> str | None:
         return None
 
 
-__all__ = ["Report", "run_metadata", "WORST"]
+__all__ = ["WORST", "Report", "run_metadata"]

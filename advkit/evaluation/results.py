@@ -132,8 +132,8 @@ class ModelResult:
             row = {"eps": eps, "accuracy": k / n, "ci95": [lo, hi], "drop": clean - k / n}
             if attack != WORST:
                 cost = self.attacks[attack].costs[j]
-                row.update(attacked=cost.attacked, forwards=cost.forwards, backwards=cost.backwards, seconds=cost.seconds,
-                           nonfinite=cost.nonfinite)
+                row.update(attacked=cost.attacked, forwards=cost.forwards, backwards=cost.backwards,
+                           seconds=cost.seconds, nonfinite=cost.nonfinite)
             rows.append(row)
         return rows
 

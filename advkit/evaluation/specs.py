@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -82,7 +83,8 @@ def _spec(label: str | None, entry: Any) -> AttackSpec:
         if key == AUTOATTACK:
             return AttackSpec(name, build_autoattack)
         settings = {} if steps is None else {"steps": steps}
-        return AttackSpec(name, lambda model, norm, _c, cls=ATTACKS[key], key=key: by_name(cls, key, model, norm, **settings))
+        return AttackSpec(name, lambda model, norm, _c, cls=ATTACKS[key], key=key:
+                          by_name(cls, key, model, norm, **settings))
     if is_torchattacks(entry):
         entry = from_torchattacks(entry)
     if hasattr(entry, "run"):

@@ -27,8 +27,10 @@ def model_tables(res: ModelResult) -> list[Table]:
                   for a, rec in res.attacks.items() for eps, c in zip(res.eps, rec.costs) if eps > 0])
     per_class = Table("Per-class accuracy (worst case)", ["class", *(f"{e:g}" for e in res.eps)],
                       [[str(c), *(f"{a:.0%}" for a in accs)] for c, accs in res.per_class(WORST).items()])
+    grid = "eps ∈ {" + ", ".join(f"{e:g}" for e in res.eps if e > 0) + "}"
     attacks = Table("Attacks (what ran)", ["name", "outcome", "configuration"],
-                    [[a, _status(rec), rec.description if isinstance(rec.description, str) else json.dumps(rec.description)]
+                    [[a, _status(rec), rec.description if isinstance(rec.description, str)
+                      else f"{grid}; {json.dumps(rec.description, ensure_ascii=False)}"]
                      for a, rec in res.attacks.items()])
     return [accuracy, checks, cost, per_class, attacks]
 

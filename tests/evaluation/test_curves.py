@@ -54,7 +54,7 @@ def pgd10(m):
 
 def test_pgd_matches_the_closed_form_curve_and_survivors_equal_full(linear_problem):
     model, x, y, distance = linear_problem
-    kwargs = dict(attacks={"pgd": pgd10}, eps=EPS, progress=False, checks=False, device="cpu")
+    kwargs = {"attacks": {"pgd": pgd10}, "eps": EPS, "progress": False, "checks": False, "device": "cpu"}
     fast = advkit.evaluate(model, (x, y), **kwargs)
     full = advkit.evaluate(model, (x, y), survivors=False, **kwargs)
     expected = analytic(y, model, x, distance, EPS)
@@ -69,8 +69,8 @@ def test_pgd_matches_the_closed_form_curve_and_survivors_equal_full(linear_probl
 @pytest.mark.parametrize("warm_start", [True, False], ids=["warm", "fresh"])
 def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch, warm_start):
     x, y = test_batch[0][:96], test_batch[1][:96]
-    kwargs = dict(attacks={"fgsm": "fgsm", "pgd": pgd10}, eps=[0, 0.05, 0.1, 0.2], progress=False, checks=False,
-                  device="cpu", examples=0, warm_start=warm_start)
+    kwargs = {"attacks": {"fgsm": "fgsm", "pgd": pgd10}, "eps": [0, 0.05, 0.1, 0.2], "progress": False, "checks": False,
+                  "device": "cpu", "examples": 0, "warm_start": warm_start}
     fast = advkit.evaluate(trained_cnn, (x, y), **kwargs)
     full = advkit.evaluate(trained_cnn, (x, y), survivors=False, **kwargs)
     for name in ("fgsm", "pgd", "worst"):
@@ -86,8 +86,8 @@ def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch, warm_start
 
 def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch):
     x, y = test_batch[0][:96], test_batch[1][:96]
-    kwargs = dict(attacks={"pgd": pgd10}, eps=[0, 0.05, 0.1, 0.15, 0.2], progress=False, checks=False,
-                  device="cpu", examples=0)
+    kwargs = {"attacks": {"pgd": pgd10}, "eps": [0, 0.05, 0.1, 0.15, 0.2], "progress": False, "checks": False,
+                  "device": "cpu", "examples": 0}
     warm, fresh = (advkit.evaluate(trained_cnn, (x, y), warm_start=w, **kwargs) for w in (True, False))
     passes = lambda rep: [p["backwards"] for p in rep.to_dict()["models"]["model"]["curves"]["pgd"]]
     assert passes(warm)[:2] == passes(fresh)[:2]  # eps 0 and the first eps: nothing to start from yet
@@ -98,7 +98,7 @@ def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch)
 
 def test_data_forms_agree_and_eps_zero_is_clean(trained_cnn, test_batch):
     x, y = test_batch[0][:40], test_batch[1][:40]
-    kwargs = dict(attacks=["fgsm"], eps=[0.1, 0], progress=False, checks=False, device="cpu", examples=0)
+    kwargs = {"attacks": ["fgsm"], "eps": [0.1, 0], "progress": False, "checks": False, "device": "cpu", "examples": 0}
     curves = [advkit.evaluate(trained_cnn, data, **kwargs).curve
               for data in ((x, y), TensorDataset(x, y), DataLoader(TensorDataset(x, y), batch_size=16))]
     assert curves[0] == curves[1] == curves[2]
@@ -107,7 +107,7 @@ def test_data_forms_agree_and_eps_zero_is_clean(trained_cnn, test_batch):
 
 def test_several_models_share_one_report_and_compare_merges(trained_cnn, test_batch):
     x, y = test_batch[0][:32], test_batch[1][:32]
-    kwargs = dict(attacks=["fgsm"], eps=[0, 0.1], progress=False, checks=False, device="cpu", examples=0)
+    kwargs = {"attacks": ["fgsm"], "eps": [0, 0.1], "progress": False, "checks": False, "device": "cpu", "examples": 0}
     both = advkit.evaluate({"a": trained_cnn, "b": nn.Sequential(trained_cnn)}, (x, y), **kwargs)
     assert set(both.curve) == {"a/fgsm", "a/worst", "b/fgsm", "b/worst"}
     assert both.curve["a/fgsm"] == both.curve["b/fgsm"]
@@ -122,7 +122,7 @@ def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
     import torchattacks
 
     x, y = test_batch[0][:16], test_batch[1][:16]
-    kwargs = dict(eps=[0, 0.1], progress=False, checks=False, device="cpu", examples=0)
+    kwargs = {"eps": [0, 0.1], "progress": False, "checks": False, "device": "cpu", "examples": 0}
     ours = advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(trained_cnn)], **kwargs)
     theirs = advkit.evaluate(trained_cnn, (x, y), attacks={"ta-fgsm": torchattacks.FGSM(trained_cnn)}, **kwargs)
     assert ours.curve["fgsm"] == theirs.curve["ta-fgsm"]  # same single step, same result
@@ -215,7 +215,7 @@ def test_names_say_the_steps_and_one_name_is_a_list(trained_cnn, test_batch):
         with pytest.raises(ValueError, match=message):
             parse_name(bad)
     x, y = test_batch[0][:16], test_batch[1][:16]
-    kwargs = dict(progress=False, checks=False, device="cpu", examples=0)
+    kwargs = {"progress": False, "checks": False, "device": "cpu", "examples": 0}
     rep = advkit.evaluate(trained_cnn, (x.numpy(), y.numpy()), attacks="pgd", eps=np.array([0.2, 0.0, 0.1]), **kwargs)
     assert list(rep.curve) == ["pgd", "worst"] and rep.config["eps"] == [0.0, 0.1, 0.2]
     description = rep["model"].attacks["pgd"].description
@@ -241,7 +241,7 @@ def test_labels_out_of_range_are_an_error(trained_cnn, test_batch, bad):
 
 def test_progress_covers_the_checks_and_is_silent_when_off(trained_cnn, test_batch, capsys):
     x, y = test_batch[0][:16], test_batch[1][:16]
-    kwargs = dict(attacks="fgsm", eps=[0, 0.1], probe=8, queries=10, device="cpu", examples=0)
+    kwargs = {"attacks": "fgsm", "eps": [0, 0.1], "probe": 8, "queries": 10, "device": "cpu", "examples": 0}
     advkit.evaluate(trained_cnn, (x, y), progress=True, **kwargs)
     shown = capsys.readouterr().err
     assert "evaluate model" in shown and "checks model" in shown and "finite-logits" in shown

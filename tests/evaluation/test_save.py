@@ -17,7 +17,7 @@ from advkit.evaluation import folder, report
 def reports(trained_cnn, test_batch):
     """Two cheap reports: models "a" and "b" in one, model "c" in the other (each with an example grid)."""
     x, y = test_batch[0][:16], test_batch[1][:16]
-    kwargs = dict(attacks=["fgsm"], eps=[0, 0.1], progress=False, checks=False, device="cpu", examples=2)
+    kwargs = {"attacks": ["fgsm"], "eps": [0, 0.1], "progress": False, "checks": False, "device": "cpu", "examples": 2}
     two = advkit.evaluate({"a": trained_cnn, "b": nn.Sequential(trained_cnn)}, (x, y), **kwargs)
     one = advkit.evaluate({"c": trained_cnn}, (x, y), **kwargs)
     return two, one
