@@ -194,7 +194,9 @@ def test_autoattack_through_evaluate_runs_every_component_on_the_survivors(train
                           device="cpu", examples=0)
     res = rep["model"]
     ensemble, alone = res.robust("autoattack")[:, 1], res.robust("apgd-ce")[:, 1]
-    assert bool((ensemble <= alone).all()) and ensemble.sum() < alone.sum()  # APGD-CE first, then more
+    assert bool((ensemble <= alone).all())  # APGD-CE first, then the others on what it left
+    spent = {a: rep.to_dict()["models"]["model"]["curves"][a][1]["forwards"] for a in ("autoattack", "apgd-ce")}
+    assert spent["autoattack"] > spent["apgd-ce"]  # (whether 3 steps of them fool more is not a stable bar)
     parts = res.attacks["autoattack"].description
     assert [c["name"] for c in parts] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert [c["source"].split()[0] for c in parts] == ["advkit", "advkit", "torchattacks", "advkit"]
