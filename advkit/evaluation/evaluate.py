@@ -116,7 +116,7 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
     t0 = time.perf_counter()
     x = x.to(model_dtype(model))
     clean_pred, num_classes = predict(model, x, batch_size, device)
-    check_label_range(y, num_classes)
+    check_data_labels(y, num_classes)
     clean = clean_pred == y
     shown = pick_examples(y, clean, examples)
     seconds = {"clean": time.perf_counter() - t0}
@@ -275,7 +275,7 @@ def _numpy_pair(data: Any) -> Any:
     return data
 
 
-def check_label_range(y: Tensor, num_classes: int) -> None:
+def check_data_labels(y: Tensor, num_classes: int) -> None:
     """Labels must index the model's ``num_classes`` outputs: a label out of range would count as
     misclassified and silently lower every accuracy."""
     bad = ((y < 0) | (y >= num_classes)).nonzero().squeeze(1)
