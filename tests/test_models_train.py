@@ -28,9 +28,9 @@ def test_model_shapes_and_features():
 
 @pytest.mark.slow
 def test_fit_reaches_high_accuracy_on_mnist5k(mnist5k):
-    """The default schedule reaches >= 96% test accuracy. Measured on seeds 0-3: 97.9%, 97.6%, 97.5%,
-    97.5% (1,000 test digits: a binomial spread of 0.5 points), so the bar sits 3 spreads below the mean
-    and 15 samples below the worst seed."""
+    """The default schedule reaches >= 96% test accuracy. Measured on seeds 0-4: 97.9%, 97.6%, 97.5%,
+    97.5%, 97.8% (1,000 test digits: a binomial spread of 0.5 points), so the bar sits over 3 spreads
+    below the mean and 15 samples below the worst seed."""
     train, test = mnist5k
     torch.manual_seed(0)
     model = SmallCNN()

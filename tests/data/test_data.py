@@ -15,6 +15,7 @@ def test_mnist5k_is_a_stratified_4000_1000_split_in_unit_range(mnist5k):
     assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
     assert xtr.dtype == torch.float32 and float(xtr.min()) == 0.0 and float(xtr.max()) == 1.0
     assert torch.equal(torch.bincount(yte), torch.full((10,), 100))
+    assert torch.equal(torch.bincount(ytr), torch.full((10,), 400))
 
 
 def test_digits_and_seeded_splits():
