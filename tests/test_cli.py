@@ -168,3 +168,28 @@ def test_factory_must_return_a_module(files, capsys):
     (files / "notmodule.py").write_text("def make():\n    return 3\n")
     assert "must return a torch.nn.Module, got int" in fails(["evaluate", *FAST, "--model-factory", "notmodule:make"], capsys)
     assert isinstance(advkit.models.from_factory("userfactory:make"), nn.Module)
+
+
+@pytest.mark.slow  # one epoch of training and a tiny evaluation: a few seconds
+def test_demo_announces_each_phase_and_passes_progress_to_sections(tmp_path, capsys, monkeypatch):
+    """The demo's phase lines (on stderr, numbered, each with its result), on tiny budgets; a section
+    provider that takes ``progress`` gets it."""
+    import types
+
+    from advkit.evaluation import demo
+
+    seen = {}
+
+    def demo_section(out_dir, quick, seed, progress=True):
+        seen["progress"] = progress
+        return {"title": "Fake part", "markdown": "text"}
+
+    monkeypatch.setitem(sys.modules, "fake_part", types.SimpleNamespace(demo_section=demo_section))
+    monkeypatch.setattr(demo, "SECTION_PROVIDERS", ("fake_part",))
+    monkeypatch.setattr(demo, "QUICK", demo.DemoConfig(epochs=1, n=32, eps=(0.0, 0.1), pgd_steps=2, probe=16, queries=20))
+    demo.run_demo(tmp_path, quick=True, device="cpu", progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
+    assert [line[:5] for line in lines] == ["[1/3]", "[1/3]", "[2/3]", "[2/3]", "[3/3]", "[3/3]"]
+    assert "training a SmallCNN on mnist5k (1 epochs, cpu)" in lines[0] and "trained: test accuracy" in lines[1]
+    assert "fgsm, pgd-2 at 2 eps on 32 test digits" in lines[2] and "checks passed" in lines[3]
+    assert "Fake part: done" in lines[5] and seen == {"progress": True}
