@@ -86,7 +86,7 @@ def test_readme_examples_call_the_real_api():
             assert set(keywords) <= set(params), f"{text}: {sorted(set(keywords) - set(params))} not accepted"
 
 
-@pytest.mark.slow  # trains the SmallCNN for 8 epochs and runs PGD-40 on 500 digits: about 15 s on 2 cores
+@pytest.mark.slow  # trains the SmallCNN for 8 epochs and runs PGD-40 on 500 digits
 def test_first_example_prints_what_it_claims(tmp_path):
     """The first example runs as written and prints each claimed accuracy within three binomial
     standard deviations (1,000 test digits for the clean accuracy, 500 for PGD)."""
