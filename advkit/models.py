@@ -139,7 +139,7 @@ def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except RuntimeError as err:
-        raise ValueError(f"{path} is not a readable TorchScript archive: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"{path} is not a readable TorchScript archive: {str(err).splitlines()[0]}") from err
 
 
 def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
@@ -150,7 +150,7 @@ def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - unpickling arbitrary bytes fails in many ways (KeyError on text)
-        raise ValueError(_unreadable(path, err)) from None
+        raise ValueError(_unreadable(path, err)) from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; save one with "
                          "torch.save(model.state_dict(), path)")

@@ -24,7 +24,7 @@ from .specs import resolve
 
 DEMO_HELP = """\
 The main job on the embedded MNIST-5k digits (no download), in one report folder:
-  1. train a SmallCNN (4,000 training digits; about 98% test accuracy);
+  1. train a SmallCNN (4,000 training digits; about 97% test accuracy);
   2. its robustness curve: accuracy under FGSM and PGD-40 (quick: PGD-10) versus eps
      on 500 test digits (quick: 200), with the per-sample worst case over both;
   3. sanity checks for gradient masking and a failed attack (more steps, more eps,
@@ -112,7 +112,7 @@ def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:
             out = model.eval()(sample.unsqueeze(0))
     except RuntimeError as err:
         raise UsageError(f"the model cannot take --data {args.data}'s images of shape {tuple(sample.shape)}: "
-                         f"{str(err).strip().splitlines()[0]}") from None
+                         f"{str(err).strip().splitlines()[0]}") from err
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise UsageError(f"the model must return logits of shape (N, num_classes); for one image it returned {shape}")
