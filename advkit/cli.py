@@ -38,7 +38,8 @@ class UsageError(ValueError):
 
 #: Exceptions that mean the user's input is wrong: answered with one line and exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, GradientMaskingError,
+    ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+    GradientMaskingError,
 )
 
 
@@ -51,7 +52,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="advkit", description="Adversarial robustness for PyTorch: attack, evaluate, defend, train GANs.")
+    parser = Parser(prog="advkit",
+                    description="Adversarial robustness for PyTorch: attack, evaluate, defend, train GANs.")
     parser.add_argument("--version", action="version", version=f"advkit {__version__} (torch {torch.__version__})")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

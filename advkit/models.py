@@ -149,7 +149,7 @@ def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
     _exists(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - unpickling arbitrary bytes fails in many ways (KeyError on text)
+    except Exception as err:  # unpickling arbitrary bytes fails in many ways (KeyError on a text file)
         raise ValueError(_unreadable(path, err)) from err
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; save one with "
@@ -166,21 +166,27 @@ def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor], shown:
     entries, a few of each named), or "" when it fits."""
     own = model.state_dict()
     parts = []
-    for what, keys in (("missing", [k for k in own if k not in state]), ("unexpected", [k for k in state if k not in own])):
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    for what, keys in (("missing", missing), ("unexpected", unexpected)):
         if keys:
-            parts.append(f"{len(keys)} {what} entries ({', '.join(keys[:shown])}{', ...' if len(keys) > shown else ''})")
+            parts.append(f"{len(keys)} {what} entries ({_few(keys, shown, ', ')})")
     shapes = [f"{k} {tuple(state[k].shape)} in the file vs {tuple(v.shape)}" for k, v in own.items()
               if k in state and state[k].shape != v.shape]
     if shapes:
-        parts.append(f"{len(shapes)} shape mismatches ({'; '.join(shapes[:shown])}{'; ...' if len(shapes) > shown else ''})")
+        parts.append(f"{len(shapes)} shape mismatches ({_few(shapes, shown, '; ')})")
     return ", ".join(parts)
+
+
+def _few(items: list[str], shown: int, sep: str) -> str:
+    return sep.join(items[:shown]) + (f"{sep}..." if len(items) > shown else "")
 
 
 def _unreadable(path: str | Path, err: Exception) -> str:
     """Why ``torch.load(path, weights_only=True)`` failed, and what to save instead."""
     if zipfile.is_zipfile(path) and isinstance(err, pickle.UnpicklingError):
         return (f"{path} holds Python objects besides tensors (a whole pickled model?); advkit reads state dicts "
-                "with weights_only=True, which never runs code from a file: save it with torch.save(model.state_dict(), path), "
+                "with weights_only=True, which never runs code from a file: save it with "
+                "torch.save(model.state_dict(), path), "
                 "or the whole model with torch.jit.save")
     return (f"{path} is not a state dict written by torch.save, or it is damaged ({type(err).__name__}); save one "
             "with torch.save(model.state_dict(), path), or the whole model with torch.jit.save")

@@ -68,7 +68,8 @@ def fails(argv, capsys) -> str:
     (["--model", "{d}"], "is not a file"),
     (["--model", "{d}/garbage.pt"], "not a state dict written by torch.save"),
     (["--model", "{d}/whole.pt"], "whole pickled model"),
-    (["--model", "{d}/narrow.pt"], "another architecture than SmallCNN: 5 shape mismatches (conv.0.weight (8, 1, 3, 3) in the file vs (32, 1, 3, 3)"),
+    (["--model", "{d}/narrow.pt"],
+     "another architecture than SmallCNN: 5 shape mismatches (conv.0.weight (8, 1, 3, 3) in the file vs (32, 1, 3, 3)"),
     (["--model", "{d}/scripted.pt", "--arch", "smallcnn"], "TorchScript file, which carries its own architecture"),
     (["--model-factory", "nosuchmodule:make"], "no module named 'nosuchmodule'"),
     (["--model-factory", "userfactory:absent"], "has no function 'absent'"),
@@ -166,7 +167,8 @@ def test_model_must_fit_the_data(files, capsys):
 
 def test_factory_must_return_a_module(files, capsys):
     (files / "notmodule.py").write_text("def make():\n    return 3\n")
-    assert "must return a torch.nn.Module, got int" in fails(["evaluate", *FAST, "--model-factory", "notmodule:make"], capsys)
+    message = fails(["evaluate", *FAST, "--model-factory", "notmodule:make"], capsys)
+    assert "must return a torch.nn.Module, got int" in message
     assert isinstance(advkit.models.from_factory("userfactory:make"), nn.Module)
 
 
@@ -186,7 +188,8 @@ def test_demo_announces_each_phase_and_passes_progress_to_sections(tmp_path, cap
 
     monkeypatch.setitem(sys.modules, "fake_part", types.SimpleNamespace(demo_section=demo_section))
     monkeypatch.setattr(demo, "SECTION_PROVIDERS", ("fake_part",))
-    monkeypatch.setattr(demo, "QUICK", demo.DemoConfig(epochs=1, n=32, eps=(0.0, 0.1), pgd_steps=2, probe=16, queries=20))
+    tiny = demo.DemoConfig(epochs=1, n=32, eps=(0.0, 0.1), pgd_steps=2, probe=16, queries=20)
+    monkeypatch.setattr(demo, "QUICK", tiny)
     demo.run_demo(tmp_path, quick=True, device="cpu", progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
     assert [line[:5] for line in lines] == ["[1/3]", "[1/3]", "[2/3]", "[2/3]", "[3/3]", "[3/3]"]

@@ -63,7 +63,8 @@ def test_fit_checks_labels_before_training():
     model = SmallCNN(input_size=8)
     before = [p.detach().clone() for p in model.parameters()]
     fit = advkit.train.fit
-    with pytest.raises(ValueError, match=r"data labels \(the model returns 10 logits\) must lie in \[0, 10\); saw -3..42"):
+    out_of_range = r"data labels \(the model returns 10 logits\) must lie in \[0, 10\); saw -3..42"
+    with pytest.raises(ValueError, match=out_of_range):
         fit(model, (x, torch.tensor([0, 1, 2, 3, 4, 5, -3, 42])), epochs=1, device="cpu", progress=False)
     with pytest.raises(TypeError, match="data labels must hold integer class indices, got dtype torch.float32"):
         fit(model, (x, torch.zeros(8)), epochs=1, device="cpu", progress=False)

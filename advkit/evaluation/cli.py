@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, default=None,
                    help="a state dict (torch.save(model.state_dict()); loaded with weights_only=True) or a TorchScript "
                         "archive (torch.jit.save)")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHS), help="architecture of the state dict (default smallcnn)")
+    p.add_argument("--arch", default=None, choices=sorted(ARCHS),
+                   help="architecture of the state dict (default smallcnn)")
     p.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
                    help="a function returning the nn.Module to evaluate, e.g. mymodels:resnet (./mymodels.py); "
                         "--model, if given, is loaded into it")
@@ -54,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attacks", default="fgsm,pgd-40", type=_names,
                    help="comma-separated attack names, e.g. fgsm,pgd-40,apgd-ce,square or autoattack")
     p.add_argument("--eps", default="0,0.1,0.2,0.3", type=_floats,
-                   help="comma-separated budgets in [0, 1] pixel units, fractions allowed (0,2/255,8/255); 0 is clean accuracy")
+                   help="comma-separated budgets in [0, 1] pixel units, fractions allowed (0,2/255,8/255); "
+                        "0 is clean accuracy")
     p.add_argument("--norm", default="linf", choices=("linf", "l2"))
     p.add_argument("--n", type=_positive, default=None, help="evaluate the first N test samples")
     p.add_argument("--batch-size", type=_positive, default=256)
@@ -92,19 +94,22 @@ def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:
     """The model that ``--model``, ``--arch`` and ``--model-factory`` describe, checked to take
     ``sample`` (one image of the data set) and return one row of logits."""
     if args.model is None and args.model_factory is None:
-        raise UsageError("give the model: --model FILE (a state dict or a TorchScript file) and/or --model-factory MODULE:FUNCTION")
+        raise UsageError("give the model: --model FILE (a state dict or a TorchScript file) and/or "
+                         "--model-factory MODULE:FUNCTION")
     if args.arch is not None and args.model_factory is not None:
         raise UsageError("give --arch or --model-factory, not both: the factory builds the architecture")
     if args.model is not None and args.model.is_file() and is_torchscript(args.model):
         if args.arch is not None or args.model_factory is not None:
-            raise UsageError(f"{args.model} is a TorchScript file, which carries its own architecture: drop --arch/--model-factory")
+            raise UsageError(f"{args.model} is a TorchScript file, which carries its own architecture: "
+                             "drop --arch/--model-factory")
         model = load_torchscript(args.model)
     else:
         if args.model_factory is not None:
             model = from_factory(args.model_factory)
         else:
             arch = args.arch or "smallcnn"
-            model = build(arch, in_channels=sample.shape[0], **({"input_size": sample.shape[-1]} if arch == "smallcnn" else {}))
+            sized = {"input_size": sample.shape[-1]} if arch == "smallcnn" else {}
+            model = build(arch, in_channels=sample.shape[0], **sized)
         if args.model is not None:
             load_state_dict(model, args.model)
     try:
