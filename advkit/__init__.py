@@ -3,4 +3,4 @@ from . import attacks, core, data, evaluation, gan, models, train
 from .evaluation import evaluate
 
 __version__ = "0.1.0"
-__all__ = ["attacks", "core", "data", "evaluation", "evaluate", "gan", "models", "train", "__version__"]
+__all__ = ["__version__", "attacks", "core", "data", "evaluate", "evaluation", "gan", "models", "train"]

@@ -2,21 +2,61 @@
 
 Each part registers its own subcommand: ``register(subparsers)`` in ``advkit.<part>.cli``
 adds a parser whose ``func(args) -> int`` does the work.
+
+A user's mistake (a missing or unreadable file, an unknown name, a bad number, a device this
+machine lacks) is answered here, in one place: one line ``advkit: error: ...`` on stderr and exit
+status 2. Only the exceptions that mean "this input is wrong" are answered so
+(:data:`USER_ERRORS`); anything else is a bug and keeps its traceback. ``-v`` or the environment
+variable ``ADVKIT_TRACEBACK=1`` prints the traceback of a user error too.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
+from typing import NoReturn
+
+import torch
+
+from . import __version__
+from .attacks.errors import GradientMaskingError
 
 PARTS = ("advkit.evaluation.cli", "advkit.gan.cli")
+TRACEBACK_ENV = "ADVKIT_TRACEBACK"
+#: Longest message printed for a user error; the rest is behind ``-v``.
+MAX_MESSAGE = 600
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+
+class UsageError(ValueError):
+    """An input on the command line cannot be used (a file, a device, an option's value). Subcommands
+    raise it with a message that says what was wrong and what to do instead."""
+
+
+#: Exceptions that mean the user's input is wrong: answered with one line and exit status 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+    GradientMaskingError,
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`UsageError` (one line, answered by :func:`main`)
+    instead of a usage block and ``sys.exit``."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="advkit", description="Adversarial robustness for PyTorch: attack, evaluate, defend, train GANs.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="advkit",
+                    description="Adversarial robustness for PyTorch: attack, evaluate, defend, train GANs.")
+    parser.add_argument("--version", action="version", version=f"advkit {__version__} (torch {torch.__version__})")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in PARTS:
         try:
             module = importlib.import_module(name)
@@ -25,13 +65,60 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    for command in sub.choices.values():  # `advkit evaluate ... -v` works as well as `advkit -v evaluate ...`
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="as advkit -v")
     return parser
 
 
+def check_device(name: str | None) -> None:
+    """Raise :class:`UsageError` unless ``name`` (a ``--device`` value; None means automatic) is a
+    device this machine has."""
+    if name is None:
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name} asks for a CUDA GPU but this machine has none that torch can use "
+                             "(torch.cuda.is_available() is False); use --device cpu or leave --device out")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered 0..{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError(f"--device {name}: Apple's MPS backend is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {name}: advkit runs on cpu, cuda or mps devices")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return int(args.func(args) or 0)
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status on success and
+    raises ``SystemExit(2)`` after a one-line message when the input is wrong."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = bool(os.environ.get(TRACEBACK_ENV)) or any(a in ("-v", "--verbose") for a in argv)
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        check_device(getattr(args, "device", None))
+        return int(args.func(args) or 0)
+    except USER_ERRORS as err:
+        _fail(err, verbose)
+    except KeyboardInterrupt:
+        print("advkit: interrupted", file=sys.stderr)
+        raise SystemExit(EXIT_INTERRUPTED) from None
+
+
+def _fail(err: BaseException, verbose: bool) -> NoReturn:
+    if verbose:
+        traceback.print_exc()
+    message = " ".join(str(err).split()) or type(err).__name__
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE] + "... (the whole message with -v)"
+    print(f"advkit: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
+#: Every data set above has ten classes.
+NUM_CLASSES = 10
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
@@ -37,15 +39,27 @@ def load(name: str, root: str | Path | None = None, download: bool = False, seed
     raise ValueError(f"name must be one of {', '.join(NAMES)}; got {name!r}")
 
 
-def _split(x: np.ndarray, y: np.ndarray, test_size: float | int, seed: int) -> tuple[TensorDataset, TensorDataset]:
+def _split(x: np.ndarray, y: np.ndarray, test_size: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
     from sklearn.model_selection import train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
     return _tensors(x_tr, y_tr), _tensors(x_te, y_te)
 
 
-def _tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
-    return TensorDataset(torch.as_tensor(x, dtype=torch.float32).contiguous(), torch.as_tensor(y, dtype=torch.long))
+def _tensors(x: np.ndarray, y, source: str = "the data") -> TensorDataset:
+    return TensorDataset(torch.as_tensor(x, dtype=torch.float32).contiguous(), _labels(y, len(x), source))
+
+
+def _labels(y, n: int, source: str) -> torch.Tensor:
+    """``y`` as int64 class indices, checked: one per image, integers in [0, NUM_CLASSES)."""
+    labels = np.asarray(y)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels of {source} must be {n} integer class indices; got dtype {labels.dtype}, "
+                         f"shape {labels.shape} (a damaged file?)")
+    if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise ValueError(f"labels of {source} must lie in [0, {NUM_CLASSES}); saw {labels.min()}..{labels.max()} "
+                         "(a damaged file?)")
+    return torch.as_tensor(labels, dtype=torch.long)
 
 
 def _torchvision(name: str, root: str | Path | None, download: bool, train: bool) -> TensorDataset:
@@ -67,7 +81,8 @@ def _torchvision(name: str, root: str | Path | None, download: bool, train: bool
             f"or copy torchvision's {cls.__name__} folder there."
         ) from None
     images = torch.as_tensor(np.asarray(ds.data)).unsqueeze(1)
-    return TensorDataset(images.float().div_(255.0).contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.long))
+    return TensorDataset(images.float().div_(255.0).contiguous(),
+                         _labels(np.asarray(ds.targets), len(images), f"{name} under root={str(root)!r}"))
 
 
 def _cifar10(folder: Path, train: bool) -> TensorDataset:
@@ -84,7 +99,7 @@ def _cifar10(folder: Path, train: bool) -> TensorDataset:
             batch = pickle.load(handle, encoding="latin1")
         images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(batch["labels"])
-    return _tensors(np.concatenate(images) / 255.0, np.asarray(labels))
+    return _tensors(np.concatenate(images) / 255.0, labels, f"cifar10 in {str(folder)!r}")
 
 
 def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

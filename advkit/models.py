@@ -1,7 +1,14 @@
-"""Reference classifiers and the ``Normalize`` layer (normalisation belongs to the model)."""
+"""Reference classifiers, the ``Normalize`` layer (normalisation belongs to the model), and loading
+a model from files: a state dict into a module, a factory named ``package.module:function``, or a
+TorchScript archive."""
 from __future__ import annotations
 
-from typing import Sequence
+import importlib
+import pickle
+import sys
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -90,3 +97,102 @@ def build(arch: str, **kwargs) -> nn.Module:
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     return ARCHS[arch](**kwargs)
+
+
+def from_factory(spec: str) -> nn.Module:
+    """Call the function named ``"package.module:function"`` (no arguments) and return the module it
+    builds. The current folder is searched too, so ``mymodels:make`` finds ``./mymodels.py``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"model factory must be 'package.module:function', got {spec!r}")
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.append("")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is None or not module_name.startswith(err.name):
+            raise  # the factory's module exists but one of its own imports is missing: its traceback helps
+        raise ValueError(f"model factory {spec!r}: no module named {err.name!r} on the Python path "
+                         "(the current folder and PYTHONPATH are searched)") from None
+    if not hasattr(module, attr):
+        raise ValueError(f"model factory {spec!r}: {module_name} has no function {attr!r}")
+    factory = getattr(module, attr)
+    if not callable(factory):
+        raise TypeError(f"model factory {spec!r}: {module_name}.{attr} is a {type(factory).__name__}, not a function")
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model factory {spec!r} must return a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), not a ``torch.save`` file."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
+def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
+    """The TorchScript module saved at ``path``, on the CPU."""
+    _exists(path)
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except RuntimeError as err:
+        raise ValueError(f"{path} is not a readable TorchScript archive: {str(err).splitlines()[0]}") from err
+
+
+def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load the state dict saved at ``path`` (``torch.save(model.state_dict(), path)``) into ``model``,
+    read with ``weights_only=True``. A file that is not a state dict, or one of another architecture
+    (missing, unexpected or differently shaped entries), is a ``ValueError`` that says which."""
+    _exists(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling arbitrary bytes fails in many ways (KeyError on a text file)
+        raise ValueError(_unreadable(path, err)) from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; save one with "
+                         "torch.save(model.state_dict(), path)")
+    mismatch = state_dict_mismatch(model, state)
+    if mismatch:
+        raise ValueError(f"{path} is a state dict of another architecture than {type(model).__name__}: {mismatch}")
+    model.load_state_dict(state)
+    return model
+
+
+def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """What keeps ``state`` from loading into ``model`` (missing, unexpected, differently shaped
+    entries, a few of each named), or "" when it fits."""
+    own = model.state_dict()
+    parts = []
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    for what, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            parts.append(f"{len(keys)} {what} entries ({_few(keys, shown, ', ')})")
+    shapes = [f"{k} {tuple(state[k].shape)} in the file vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and state[k].shape != v.shape]
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches ({_few(shapes, shown, '; ')})")
+    return ", ".join(parts)
+
+
+def _few(items: list[str], shown: int, sep: str) -> str:
+    return sep.join(items[:shown]) + (f"{sep}..." if len(items) > shown else "")
+
+
+def _unreadable(path: str | Path, err: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, and what to save instead."""
+    if zipfile.is_zipfile(path) and isinstance(err, pickle.UnpicklingError):
+        return (f"{path} holds Python objects besides tensors (a whole pickled model?); advkit reads state dicts "
+                "with weights_only=True, which never runs code from a file: save it with "
+                "torch.save(model.state_dict(), path), "
+                "or the whole model with torch.jit.save")
+    return (f"{path} is not a state dict written by torch.save, or it is damaged ({type(err).__name__}); save one "
+            "with torch.save(model.state_dict(), path), or the whole model with torch.jit.save")
+
+
+def _exists(path: str | Path) -> None:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model file {str(path)!r} does not exist" if not Path(path).exists()
+                                else f"model file {str(path)!r} is not a file")

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .attacks.checks import check_label_range, check_labels
 from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
 from .progress import ProgressHook
@@ -77,7 +78,9 @@ def fit(
     """Train ``model`` on ``data`` with AdamW and a one-cycle learning rate; returns per-step losses.
 
     Runs through :func:`advkit.core.play` with the network as the only (outer) player. ``shift``
-    randomly translates each training image by up to that many pixels (0 turns it off).
+    randomly translates each training image by up to that many pixels (0 turns it off). Labels must
+    be integer class indices below the model's number of outputs (a ``TypeError``/``ValueError``
+    before any training otherwise).
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs, batch_size and lr must be positive; got {epochs}, {batch_size}, {lr}")
@@ -85,7 +88,9 @@ def fit(
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x, y = as_tensors(data)
-    model.to(device).train()
+    model.to(device)
+    y = check_model_labels(model, x, y, device)
+    model.train()
     steps_per_epoch = max(1, len(x) // batch_size)
     rounds = epochs * steps_per_epoch
     opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
@@ -108,6 +113,19 @@ def fit(
     history = torch.stack(losses).tolist() if losses else []
     log.info("fit: %d steps, final loss %.4f", rounds, history[-1] if history else math.nan)
     return history
+
+
+@torch.no_grad()
+def check_model_labels(model: nn.Module, x: Tensor, y: Tensor, device: torch.device) -> Tensor:
+    """``y`` as int64, once it holds one integer label per sample of ``x``, each below the number of
+    logits ``model`` returns (one eval-mode forward of one sample; the model's mode is restored)."""
+    if len(x) == 0:
+        raise ValueError("data is empty")
+    y = check_labels(y, len(x), y.device, "data labels")
+    with frozen(model):
+        classes = model(x[:1].to(device)).shape[-1]
+    check_label_range(y, classes, f"data labels (the model returns {classes} logits)")
+    return y
 
 
 @torch.no_grad()

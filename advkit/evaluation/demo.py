@@ -1,19 +1,24 @@
 """``advkit demo``, the main job: train a SmallCNN on the embedded MNIST-5k, evaluate it, write
 the report folder. Later parts add their sections: a module in :data:`SECTION_PROVIDERS` that
 defines ``demo_section(out_dir, quick, seed) -> {"title", "markdown", "images"}`` is called and
-its section lands in the same report.
+its section lands in the same report (``progress=`` is passed too when the function takes it).
+Each long phase announces itself and its result on one line (``[2/3] ...``).
 """
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data import load
 from ..models import SmallCNN
@@ -47,38 +52,71 @@ QUICK = DemoConfig(epochs=2, n=200, eps=(0.0, 0.05, 0.1, 0.2, 0.3), pgd_steps=10
 def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: str | torch.device | None = None,
              progress: bool = True) -> Report:
     """Train, evaluate, add the later parts' sections, save into ``out_dir`` (as a whole, see
-    :meth:`Report.save`); returns the saved report."""
+    :meth:`Report.save`); returns the saved report. With ``progress`` each phase prints a start and an
+    end line (through tqdm, beside its bars) on stderr; without, the lines are logged at INFO."""
     cfg = QUICK if quick else FULL
     out = Path(out_dir)
     device = default_device(device)
+    providers = section_providers()
+    phases = Phases(2 + len(providers), progress)
     t0 = time.perf_counter()
+    phases.start(f"training a SmallCNN on mnist5k ({cfg.epochs} epochs, {device.type})")
     train, test = load("mnist5k", seed=seed)
     torch.manual_seed(seed)
     model = SmallCNN()
     fit(model, train, epochs=cfg.epochs, seed=seed, device=device, progress=progress)
-    log.info("trained SmallCNN in %.1f s: test accuracy %.3f", time.perf_counter() - t0, accuracy(model, test))
+    phases.end(f"trained: test accuracy {accuracy(model, test):.1%}")
     attacks = ["fgsm", f"pgd-{cfg.pgd_steps}"]
     if device.type == "cuda":  # AutoAttack on ~1,000 samples is beyond the CPU time budget
         attacks.append("autoattack")
+    phases.start(f"robustness curve: {', '.join(attacks)} at {len(cfg.eps)} eps on {cfg.n} test digits, "
+                 f"then the sanity checks on {cfg.probe}")
     report = evaluate({"standard": model}, test, attacks=attacks, eps=cfg.eps, n=cfg.n, device=device, seed=seed,
                       progress=progress, probe=cfg.probe, queries=cfg.queries)
+    statuses = [c.status for c in report.checks]
+    phases.end(f"evaluated: {statuses.count('pass')} checks passed, {statuses.count('FAIL')} failed, "
+               f"{statuses.count('skip')} skipped")
     report.meta["train_seconds"] = time.perf_counter() - t0 - report.meta["seconds"]
     with tempfile.TemporaryDirectory(prefix="advkit-demo-sections-") as scratch:  # the report keeps the images
-        for section in extra_sections(Path(scratch), quick, seed):
+        for name, provider in providers:
+            phases.start(f"{name.rsplit('.', 1)[-1].upper()} section ({name}.demo_section)")
+            section = call_provider(provider, Path(scratch), quick, seed, progress)
             report.add_section(section["title"], section["markdown"], section.get("images", ()))
+            phases.end(f"{section['title']}: done")
     report.save(out)
     return report
 
 
-def extra_sections(out: Path, quick: bool, seed: int) -> list[dict[str, Any]]:
-    """The sections of every provider module that is installed and defines ``demo_section``; their
-    images are written into ``out`` (a scratch folder: the report copies them into its own)."""
-    sections = []
+class Phases:
+    """Numbered one-line announcements of a run's long phases and how long each took."""
+
+    def __init__(self, total: int, enabled: bool, say: Callable[[str], None] | None = None):
+        self.total, self.index, self.started = total, 0, time.perf_counter()
+        self.say = say or ((lambda line: tqdm.write(line, file=sys.stderr)) if enabled else log.info)
+
+    def start(self, what: str) -> None:
+        self.index += 1
+        self.started = time.perf_counter()
+        self.say(f"[{self.index}/{self.total}] {what} ...")
+
+    def end(self, result: str) -> None:
+        self.say(f"[{self.index}/{self.total}] {result} ({time.perf_counter() - self.started:.0f} s)")
+
+
+def section_providers() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
+    """``(module name, demo_section)`` of every provider module that is installed and defines it."""
+    found = []
     for name in SECTION_PROVIDERS:
         try:
-            provider = importlib.import_module(name).demo_section
+            found.append((name, importlib.import_module(name).demo_section))
         except (ImportError, AttributeError):
             log.info("demo: no section from %s", name)
-            continue
-        sections.append(provider(out, quick, seed))
-    return sections
+    return found
+
+
+def call_provider(provider: Callable[..., dict[str, Any]], out: Path, quick: bool, seed: int,
+                  progress: bool) -> dict[str, Any]:
+    """``provider(out, quick, seed)``, with ``progress=`` when it takes that argument."""
+    if "progress" in inspect.signature(provider).parameters:
+        return provider(out, quick, seed, progress=progress)
+    return provider(out, quick, seed)

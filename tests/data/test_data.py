@@ -15,6 +15,7 @@ def test_mnist5k_is_a_stratified_4000_1000_split_in_unit_range(mnist5k):
     assert xtr.shape == (4000, 1, 28, 28) and xte.shape == (1000, 1, 28, 28)
     assert xtr.dtype == torch.float32 and float(xtr.min()) == 0.0 and float(xtr.max()) == 1.0
     assert torch.equal(torch.bincount(yte), torch.full((10,), 100))
+    assert torch.equal(torch.bincount(ytr), torch.full((10,), 400))
 
 
 def test_digits_and_seeded_splits():
@@ -83,3 +84,20 @@ def test_as_tensors_accepts_datasets_loaders_and_pairs(mnist5k):
         assert torch.equal(bx, x) and torch.equal(by, y)
     with pytest.raises(TypeError, match="data must be"):
         advkit.data.as_tensors([1, 2, 3])
+
+
+def test_labels_out_of_range_in_a_data_file_are_a_clear_error(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in {"train": 4, "t10k": 3}.items():
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.array([0, 12, 3, 1][:n]))
+    with pytest.raises(ValueError, match=r"labels of mnist under root=.* must lie in \[0, 10\); saw 0..12"):
+        advkit.data.load("mnist", root=tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [-1, 4]}, f)
+    with pytest.raises(ValueError, match=r"labels of cifar10 in .* must lie in \[0, 10\); saw -1..4"):
+        advkit.data.load("cifar10", root=tmp_path)
