@@ -1,7 +1,7 @@
 """Robustness curve cost: advkit.evaluate (survivors only) versus the torchattacks way (the same
 PGD-40 on every sample at every eps), side by side in one process.
 
-Run (the allocator settings matter on small CPUs, see DESIGN.md):
+Run (the allocator settings matter on small CPUs, see docs/ARCHITECTURE.md):
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 python benchmarks/evaluate.py
     ... python benchmarks/evaluate.py --device cuda --n 1000

@@ -1,4 +1,4 @@
-"""The promises every attack makes (DESIGN.md, Conventions), checked for every class registered in
+"""The promises every attack makes (docs/ARCHITECTURE.md, Conventions), checked for every class registered in
 ``advkit.attacks.ATTACKS`` (read at collection time, so a newly registered attack is covered
 without touching this file) and for a torchattacks attack behind ``from_torchattacks``:
 
