@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks import PGD
+from ..attacks.autoattack import AUTOATTACK, square
 from ..core import frozen
-from .autoattack import AUTOATTACK, square
 from .batched import attack_at
 from .results import WORST, Check, ModelResult
 from .specs import stronger

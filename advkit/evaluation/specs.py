@@ -16,7 +16,7 @@ from torch import nn
 
 from ..attacks import ATTACKS, from_torchattacks
 from ..attacks.adapter import is_torchattacks
-from .autoattack import AUTOATTACK, build_autoattack
+from ..attacks.autoattack import AUTOATTACK, build_autoattack
 from .construct import by_name
 
 def valid_names() -> list[str]:
