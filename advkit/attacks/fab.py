@@ -6,9 +6,12 @@ Each step linearises the decision boundary between the true class ``y`` and a ta
 It projects both the iterate and the clean point ``x0`` onto that hyperplane (the smallest
 move in the attack's norm that also stays in [0, 1]), giving ``d1`` and ``d2``, and steps to
 ``(1 - a) (x + eta d1) + a (x0 + eta d2)`` with ``a = min(|d1| / (|d1| + |d2|), alpha_max)``:
-biased towards the clean point, so the search stays close to it. An iterate that crosses the
-boundary is pulled back towards ``x0`` by the factor ``beta``. FAB minimises the distortion;
-as a fixed-eps attack a sample counts as fooled once an iterate inside the eps-ball is.
+biased towards the clean point, so the search stays close to it. An iterate that crossed the
+boundary outside the eps-ball is pulled back towards ``x0`` by the factor ``beta`` and steps on
+from there with the same linearisation, so each step costs one forward and one backward pass
+(the authors' code spends a second forward on each step's check and a new gradient after each
+pull-back). FAB minimises the distortion; as a fixed-eps attack a sample counts as fooled once
+an iterate inside the eps-ball is.
 """
 from __future__ import annotations
 
@@ -58,8 +61,9 @@ def dist(d: Tensor, norm: str) -> Tensor:
 
 
 class FABStep:
-    """One FAB move for the rows the last objective evaluated (``state``): the boundary step, or
-    for rows whose iterate had crossed the boundary outside the ball, the pull back to ``x0``."""
+    """One FAB move for the rows the last objective evaluated (``search.idx``). A row whose iterate
+    crossed the boundary outside the ball is first pulled back towards ``x0`` by ``beta``; every
+    row then steps with the boundary linearised at the evaluated iterate."""
 
     def __init__(self, attack: FAB, search: _Search):
         self.attack, self.search = attack, search
@@ -67,36 +71,24 @@ class FABStep:
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
         (x,), (grad,) = params, grads
         s, atk = self.search, self.attack
-        idx, back = s.idx, s.back
-        x0 = s.x0[idx].flatten(1)
-        xi = x[idx].flatten(1)
-        pulled = x0 + atk.beta * (xi - x0)
+        idx = s.idx
+        x0, seen = s.x0[idx].flatten(1), x[idx].flatten(1)
+        xi = torch.where(s.back[:, None], x0 + atk.beta * (seen - x0), seen)
         g, f = grad[idx].flatten(1), s.f
-        both = hyperplane_step(torch.cat([xi, x0]), torch.cat([g, g]), torch.cat([-f, -f - (g * (x0 - xi)).sum(1)]),
-                               atk.norm)
+        offsets = torch.cat([((xi - seen) * g).sum(1), ((x0 - seen) * g).sum(1)])
+        both = hyperplane_step(torch.cat([xi, x0]), torch.cat([g, g]), -f.repeat(2) - offsets, atk.norm)
         d1, d2 = both[:len(idx)], both[len(idx):]
         a1, a2 = dist(d1, atk.norm).clamp_min(1e-8), dist(d2, atk.norm).clamp_min(1e-8)
         alpha = (a1 / (a1 + a2)).clamp(0, atk.alpha_max)[:, None]
-        stepped = ((xi + atk.eta * d1) * (1 - alpha) + (x0 + atk.eta * d2) * alpha).clamp(0, 1)
-        x[idx] = torch.where(back[:, None], pulled, stepped).view_as(x[idx])
-        s.steps_done[idx] += (~back).long()
-        s.just_pulled[idx] = back
+        x[idx] = ((xi + atk.eta * d1) * (1 - alpha) + (x0 + atk.eta * d2) * alpha).clamp(0, 1).view_as(x[idx])
 
 
 class _Search:
-    """One FAB run towards ``target`` (N,): each sample gets ``steps`` boundary steps; a pull back
-    towards ``x0`` after a crossing outside the ball does not count as one."""
+    """One FAB run of ``steps`` steps towards ``target`` (N,), for the samples not yet fooled."""
 
     def __init__(self, attack: FAB, run: Run, target: Tensor):
-        self.attack, self.run, self.target = attack, run, target
-        n = len(run.x)
-        self.x0 = run.x
-        self.steps_done = torch.zeros(n, dtype=torch.long, device=run.x.device)
-        self.just_pulled = torch.zeros(n, dtype=torch.bool, device=run.x.device)
+        self.attack, self.run, self.target, self.x0 = attack, run, target, run.x
         self.idx = self.back = self.f = None
-
-    def todo(self) -> Tensor:
-        return (~self.run.success & (self.steps_done < self.attack.steps)).nonzero().squeeze(1)
 
     def record(self, idx: Tensor, x_now: Tensor, logits: Tensor) -> Tensor:
         """Count as fooled the rows of ``x_now`` that cross inside the eps-ball; returns which
@@ -114,13 +106,13 @@ class _Search:
         run = self.run
 
         def loss() -> Tensor | None:
-            idx = self.todo()
+            idx = (~run.success).nonzero().squeeze(1)
             if len(idx) == 0:
                 return None
             xa = x[idx]
             logits = run.logits(xa)
             crossed = self.record(idx, xa.detach(), logits.detach())
-            self.idx, self.back = idx, crossed & ~self.just_pulled[idx]
+            self.idx, self.back = idx, crossed
             target = self.target[idx]
             rival = run.true_labels[idx] if not run.targeted else logits.detach().scatter(
                 1, target[:, None], float("-inf")).argmax(1)  # the class the target must overtake
@@ -182,9 +174,10 @@ class FAB(Attack):
         search = _Search(self, run, target)
         x = run.x.clone().requires_grad_(True)
         player = Player([x], FABStep(self, search), Box(0.0, 1.0), maximize=True)
-        play(player, search.objective(x), k=2 * self.steps)
+        play(player, search.objective(x), k=self.steps)
         search.finish(x.detach())
 
     def __repr__(self) -> str:
         return (f"FAB(eps={self.eps}, norm={self.norm!r}, steps={self.steps}, "
-                f"n_target_classes={self.n_target_classes}, alpha_max={self.alpha_max}, eta={self.eta}, beta={self.beta})")
+                f"n_target_classes={self.n_target_classes}, alpha_max={self.alpha_max}, eta={self.eta}, "
+                f"beta={self.beta})")
