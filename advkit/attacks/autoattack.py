@@ -92,7 +92,7 @@ class AutoAttack(Attack):
     def perturb(self, run: Run) -> None:
         run.clean()
         x_init, run.x_init = run.x_init, None
-        seed = int(torch.randint(2**31, (1,), generator=run.generator, device=run.generator.device))
+        seed = run.generator.initial_seed()  # the call's seed, given to every component as the official code does
         tried = torch.zeros(len(run.x), dtype=torch.bool, device=run.x.device)
         for part in self.components:
             idx = (~run.success).nonzero().squeeze(1)
