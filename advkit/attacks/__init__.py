@@ -4,9 +4,11 @@
 """
 from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
+from .autoattack import AutoAttack
 from .base import Attack, AttackResult, Run
 from .cw import CW
 from .errors import GradientMaskingError
+from .fab import FAB
 from .fgsm import FGSM
 from .generate import generate
 from .losses import LOSSES, get_loss, succeeded
@@ -15,8 +17,9 @@ from .pgd import PGD
 from .square import Square
 
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
-                                    "apgd-t": APGDT, "square": Square}
+                                    "apgd-t": APGDT, "fab-t": FAB, "square": Square}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
-__all__ += ["MIFGSM", "CW", "APGD", "APGDT", "Square"]
+__all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square"]
+__all__ += ["AutoAttack"]

@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attacks import PGD, GradientMaskingError
+from ..attacks.autoattack import AUTOATTACK, square
 from ..core import frozen
-from .autoattack import AUTOATTACK, square
 from .batched import attack_at
 from .results import WORST, Check, ModelResult
 from .specs import stronger

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..attacks import ATTACKS, from_torchattacks
 from ..attacks.adapter import is_torchattacks
-from .autoattack import AUTOATTACK, build_autoattack
+from ..attacks.autoattack import AUTOATTACK, build_autoattack
 from .construct import accepts, by_name
 
 #: A registry name with a step count: "pgd-40", "apgd-t-100".

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import advkit
-from advkit.attacks import APGD, FGSM, PGD, Square
+from advkit.attacks import FGSM, PGD, Square
 
 
 class BinaryLinear(nn.Module):
@@ -138,36 +138,6 @@ def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
         advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False)
 
 
-def test_autoattack_resolves_to_the_standard_ensemble(trained_cnn):
-    from advkit.evaluation.specs import resolve
-
-    (spec,) = resolve(["autoattack"])
-    ensemble = spec.build(trained_cnn, "linf", 10)
-    assert [c["name"] for c in ensemble.describe()] == ["apgd-ce", "apgd-t", "fab-t", "square"]
-    x = torch.rand(4, 1, 28, 28)
-    res = ensemble.run(x, eps=0.0)  # eps 0: nothing moves, nothing is fooled (labels = predictions)
-    assert torch.equal(res.x_adv, x) and not bool(res.success.any())
-
-
-def test_ensemble_components_get_the_seeds_of_the_samples_they_attack(trained_cnn, test_batch):
-    """A later component sees only the samples the earlier ones missed, with those samples' seeds."""
-    from advkit.evaluation.autoattack import Component, Ensemble
-    from advkit.evaluation.batched import sample_seeds
-
-    x, y = test_batch[0][:48], test_batch[1][:48]
-    fgsm, pgd = FGSM(trained_cnn), PGD(trained_cnn, steps=5)
-    ensemble = Ensemble(trained_cnn, [Component("fgsm", fgsm, "advkit"), Component("pgd", pgd, "advkit")], "linf")
-    seeds = sample_seeds(0, 1, torch.arange(len(x)))
-    res = ensemble.run(x, y, eps=0.1, seed=seeds)
-    first = fgsm.run(x, y, eps=0.1, seed=seeds).success
-    rest = (~first).nonzero().squeeze(1)
-    assert 0 < len(rest) < len(x)
-    second = pgd.run(x[rest], y[rest], eps=0.1, seed=seeds[rest]).success
-    expected = first.clone()
-    expected[rest] = second
-    assert torch.equal(res.success, expected)
-
-
 def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, test_batch):
     x, y = test_batch[0][:48], test_batch[1][:48]
     attacks = {"pgd": lambda m: PGD(m, steps=10, norm="l2"), "square": lambda m: Square(m, 1.0, 100, norm="l2")}
@@ -179,27 +149,6 @@ def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, t
     with pytest.raises(ValueError, match="attack 'pgd' works in norm 'linf' but the evaluation's norm is 'l2'"):
         advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False)
 
-
-
-def test_autoattack_through_evaluate_runs_every_component_on_the_survivors(trained_cnn, test_batch, monkeypatch):
-    """The whole path (ensemble, our APGDs and Square, torchattacks' FAB-T) on small budgets: the
-    paper's take minutes on a CPU. Each later component attacks only what the earlier ones left."""
-    from advkit.evaluation import autoattack
-
-    monkeypatch.setattr(autoattack, "STEPS", 3)
-    monkeypatch.setattr(autoattack, "QUERIES", 20)
-    x, y = test_batch[0][:24], test_batch[1][:24]
-    attacks = {"autoattack": "autoattack", "apgd-ce": lambda m: APGD(m, steps=3)}
-    rep = advkit.evaluate(trained_cnn, (x, y), attacks=attacks, eps=[0, 0.1], checks=False, progress=False,
-                          device="cpu", examples=0)
-    res = rep["model"]
-    ensemble, alone = res.robust("autoattack")[:, 1], res.robust("apgd-ce")[:, 1]
-    assert bool((ensemble <= alone).all())  # APGD-CE first, then the others on what it left
-    spent = {a: rep.to_dict()["models"]["model"]["curves"][a][1]["forwards"] for a in ("autoattack", "apgd-ce")}
-    assert spent["autoattack"] > spent["apgd-ce"]  # (whether 3 steps of them fool more is not a stable bar)
-    parts = res.attacks["autoattack"].description
-    assert [c["name"] for c in parts] == ["apgd-ce", "apgd-t", "fab-t", "square"]
-    assert [c["source"].split()[0] for c in parts] == ["advkit", "advkit", "torchattacks", "advkit"]
 
 
 def test_names_say_the_steps_and_one_name_is_a_list(trained_cnn, test_batch):

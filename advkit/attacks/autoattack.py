@@ -1,0 +1,133 @@
+"""AutoAttack (Croce & Hein, ICML 2020), standard version: APGD-CE, APGD-T, FAB-T and Square, each
+run on the samples the previous ones did not fool, with the paper's budgets; all four are ours.
+
+:data:`STANDARD` is the one place for the components and their budgets. The official code
+(``pip install 'advkit[autoattack]'``, import name ``pyautoattack``) is the reference that
+``tests/attacks/test_autoattack_official.py`` and ``benchmarks/autoattack.py`` compare against.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .apgd import APGD, APGDT
+from .base import Attack, AttackResult, Run
+from .fab import FAB
+from .square import Square
+
+log = logging.getLogger(__name__)
+
+AUTOATTACK = "autoattack"
+VERSIONS = ("standard",)
+#: The standard version's budgets: iterations of APGD-CE, APGD-T and FAB-T, Square's queries,
+#: target classes of APGD-T and FAB-T, restarts. Read when an AutoAttack is built.
+STEPS, QUERIES, TARGETS, RESTARTS = 100, 5000, 9, 1
+
+
+def standard() -> list[tuple[str, type[Attack], dict[str, Any]]]:
+    """The standard version's components in order: (name, class, settings besides eps and norm)."""
+    return [
+        ("apgd-ce", APGD, {"steps": STEPS, "restarts": RESTARTS, "loss": "ce", "rho": 0.75}),
+        ("apgd-t", APGDT, {"steps": STEPS, "restarts": RESTARTS, "n_target_classes": TARGETS, "rho": 0.75}),
+        ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}),
+        ("square", Square, {"n_queries": QUERIES, "p_init": 0.8}),
+    ]
+
+
+@dataclass
+class Component:
+    """One member of the ensemble: its name in the paper, the attack, and its settings."""
+
+    name: str
+    attack: Attack
+    settings: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"{self.name}(" + ", ".join(f"{k}={v!r}" for k, v in self.settings.items()) + ")"
+
+
+def component(name: str, model: nn.Module, eps: float, norm: str, seed: int = 0, amp: bool = False,
+              **overrides: Any) -> Component:
+    """The standard version's component ``name`` for ``model``, with ``overrides`` of its settings."""
+    table = {n: (cls, settings) for n, cls, settings in standard()}
+    if name not in table:
+        raise ValueError(f"AutoAttack has no component {name!r}; its components: {', '.join(table)}")
+    cls, settings = table[name]
+    settings = {**settings, **overrides}
+    return Component(name, cls(model, eps, norm=norm, seed=seed, amp=amp, **settings), settings)
+
+
+class AutoAttack(Attack):
+    """The standard AutoAttack ensemble as one attack: each component attacks only the samples no
+    earlier one fooled, and a sample counts as fooled if any component fooled it inside the ball.
+
+    Untargeted (APGD-T and FAB-T pick their own targets). ``seed`` seeds every component, as in the
+    official code; per-sample seeds given to :meth:`run` go to the components row by row. A warm
+    start (``run(x_init=...)``) goes to APGD-CE, the first component. A sample no component fooled
+    is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf" or "l2".
+    """
+
+    warm_starts = True
+    losses = ("ce",)
+
+    def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
+                 seed: int = 0, amp: bool = False):
+        super().__init__(model, eps, norm=norm, seed=seed, amp=amp)
+        if version not in VERSIONS:
+            raise ValueError(f"version must be one of {', '.join(map(repr, VERSIONS))}, got {version!r}")
+        self.version = version
+        self.components = [component(name, model, self.eps, self.norm, self.seed, self.amp)
+                           for name, _, _ in standard()]
+
+    def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, **kwargs: Any) -> AttackResult:
+        if target is not None:
+            raise ValueError("target: AutoAttack is untargeted (APGD-T and FAB-T pick their own targets); "
+                             "use advkit.attacks.APGDT or FAB for a targeted attack")
+        return super().run(x, y, **kwargs)
+
+    def perturb(self, run: Run) -> None:
+        run.clean()
+        x_init, run.x_init = run.x_init, None
+        seed = run.generator.initial_seed()  # the call's seed, given to every component as the official code does
+        tried = torch.zeros(len(run.x), dtype=torch.bool, device=run.x.device)
+        for part in self.components:
+            idx = (~run.success).nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            warm = {"x_init": x_init[idx]} if x_init is not None and part.attack.warm_starts else {}
+            x_init = None
+            res = part.attack.run(run.x[idx], run.true_labels[idx], eps=run.eps,
+                                  seed=seed if run.sample_seeds is None else run.sample_seeds[idx], **warm)
+            run.forwards, run.backwards = run.forwards + res.forwards, run.backwards + res.backwards
+            keep = res.success | ~tried[idx]  # successes, and the first component's point for the others
+            run.best[idx[keep]] = res.x_adv[keep]
+            run.success[idx] |= res.success
+            tried[idx] = True
+            log.info("autoattack %s: %d of %d samples still standing", part.name, int((~run.success).sum()), len(run.x))
+
+    def describe(self) -> list[dict[str, str]]:
+        """Each component and its settings, in the order they run (for reports)."""
+        return [{"name": c.name, "attack": str(c)} for c in self.components]
+
+    def __repr__(self) -> str:
+        parts = ", ".join(map(str, self.components))
+        return f"AutoAttack(version={self.version!r}, eps={self.eps}, norm={self.norm!r}, seed={self.seed}: {parts})"
+
+
+def build_autoattack(model: nn.Module, norm: str, num_classes: int) -> AutoAttack:
+    """The standard AutoAttack for ``model`` under ``norm`` (what ``evaluate`` builds for "autoattack")."""
+    if num_classes < 2:
+        raise ValueError("AutoAttack needs at least 2 classes")
+    return AutoAttack(model, norm=norm)
+
+
+def square(model: nn.Module, norm: str, queries: int = QUERIES) -> Component:
+    """AutoAttack's Square component with ``queries`` queries (the gradient-free check's attack)."""
+    return component("square", model, 8 / 255, norm, n_queries=queries)
+
+
+__all__ = ["AUTOATTACK", "AutoAttack", "Component", "build_autoattack", "component", "square", "standard"]

@@ -1,0 +1,183 @@
+"""FAB-T (Croce & Hein, ICML 2020, "Minimally distorted adversarial examples with a fast adaptive
+boundary attack"), the targeted version that AutoAttack runs.
+
+Each step linearises the decision boundary between the true class ``y`` and a target ``t``,
+``f(x) = z_t(x) - z_y(x)``, at the iterate ``x``: the hyperplane ``f(x) + g . (z - x) = 0``.
+It projects both the iterate and the clean point ``x0`` onto that hyperplane (the smallest
+move in the attack's norm that also stays in [0, 1]), giving ``d1`` and ``d2``, and steps to
+``(1 - a) (x + eta d1) + a (x0 + eta d2)`` with ``a = min(|d1| / (|d1| + |d2|), alpha_max)``:
+biased towards the clean point, so the search stays close to it. An iterate that crossed the
+boundary outside the eps-ball is pulled back towards ``x0`` by the factor ``beta`` and steps on
+from there with the same linearisation, so each step costs one forward and one backward pass
+(the authors' code spends a second forward on each step's check and a new gradient after each
+pull-back). FAB minimises the distortion; as a fixed-eps attack a sample counts as fooled once
+an iterate inside the eps-ball is.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..core import Box, Player, play
+from .base import Attack, Run
+from .losses import succeeded
+
+
+def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
+    """The smallest ``d`` (L-inf or L2 norm) with ``w . d = c`` and ``t + d`` in [0, 1], row by row
+    (``t``, ``w``: (N, D); ``c``: (N,)). Where the box makes the plane unreachable, the move that
+    gets closest: every coordinate pushed to the bound it favours.
+
+    With ``c >= 0`` (flip the signs otherwise) the minimiser is ``d_i = sign(w_i) min(lam g_i, r_i)``
+    where ``r_i`` is the room to the favoured bound, ``g_i = 1`` (L-inf) or ``|w_i|`` (L2), and
+    ``lam`` the smallest value reaching ``c``: ``w . d`` is piecewise linear and increasing in
+    ``lam`` with breakpoints ``r_i / g_i``, so sorting them locates ``lam`` exactly."""
+    flip = torch.where(c < 0, -1.0, 1.0).to(w.dtype)
+    w, c = w * flip[:, None], c * flip
+    a = w.abs()
+    room = torch.where(w > 0, 1 - t, t).clamp_min(0)
+    g = torch.ones_like(a) if norm == "linf" else a
+    live = a > 0
+    breaks = torch.where(live, room / g.clamp_min(1e-30), torch.full_like(a, float("inf")))
+    breaks, order = breaks.sort(1)
+    a_s, g_s, room_s = a.gather(1, order), g.gather(1, order), room.gather(1, order)
+    saturated = (a_s * room_s).cumsum(1) - a_s * room_s  # coordinates before k at their bound
+    slope = (a_s * g_s).flip(1).cumsum(1).flip(1)  # coordinates from k on still growing with lam
+    value = torch.where(slope > 0, saturated + breaks.nan_to_num(posinf=0.0) * slope, saturated + a_s * room_s)
+    k = (value < c[:, None]).sum(1, keepdim=True)  # first breakpoint at which w . d reaches c
+    reachable = k.squeeze(1) < a.shape[1]
+    k = k.clamp_max(a.shape[1] - 1)
+    lam = (c[:, None] - saturated.gather(1, k)) / slope.gather(1, k).clamp_min(1e-30)
+    lam = torch.where(reachable[:, None], lam.clamp_min(0), torch.full_like(lam, float("inf")))
+    move = torch.where(live, torch.minimum(lam * g, room), torch.zeros_like(a))
+    return torch.sign(w) * move
+
+
+def dist(d: Tensor, norm: str) -> Tensor:
+    """Per-sample L-inf or L2 norm of a flat (N, D) tensor."""
+    return d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
+
+
+class FABStep:
+    """One FAB move for the rows the last objective evaluated (``search.idx``). A row whose iterate
+    crossed the boundary outside the ball is first pulled back towards ``x0`` by ``beta``; every
+    row then steps with the boundary linearised at the evaluated iterate."""
+
+    def __init__(self, attack: FAB, search: _Search):
+        self.attack, self.search = attack, search
+
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
+        (x,), (grad,) = params, grads
+        s, atk = self.search, self.attack
+        idx = s.idx
+        x0, seen = s.x0[idx].flatten(1), x[idx].flatten(1)
+        xi = torch.where(s.back[:, None], x0 + atk.beta * (seen - x0), seen)
+        g, f = grad[idx].flatten(1), s.f
+        offsets = torch.cat([((xi - seen) * g).sum(1), ((x0 - seen) * g).sum(1)])
+        both = hyperplane_step(torch.cat([xi, x0]), torch.cat([g, g]), -f.repeat(2) - offsets, atk.norm)
+        d1, d2 = both[:len(idx)], both[len(idx):]
+        a1, a2 = dist(d1, atk.norm).clamp_min(1e-8), dist(d2, atk.norm).clamp_min(1e-8)
+        alpha = (a1 / (a1 + a2)).clamp(0, atk.alpha_max)[:, None]
+        x[idx] = ((xi + atk.eta * d1) * (1 - alpha) + (x0 + atk.eta * d2) * alpha).clamp(0, 1).view_as(x[idx])
+
+
+class _Search:
+    """One FAB run of ``steps`` steps towards ``target`` (N,), for the samples not yet fooled."""
+
+    def __init__(self, attack: FAB, run: Run, target: Tensor):
+        self.attack, self.run, self.target, self.x0 = attack, run, target, run.x
+        self.idx = self.back = self.f = None
+
+    def record(self, idx: Tensor, x_now: Tensor, logits: Tensor) -> Tensor:
+        """Count as fooled the rows of ``x_now`` that cross inside the eps-ball; returns which
+        crossed outside it (to be pulled back)."""
+        run = self.run
+        hit = succeeded(logits, run.labels[idx], run.targeted)
+        inside = dist((x_now - self.x0[idx]).flatten(1), self.attack.norm) <= run.eps
+        if bool(inside.any()):
+            rows = inside.nonzero().squeeze(1)
+            lg = logits[rows]
+            run.observe(idx[rows], x_now[rows], lg, run.loss_fn(lg, run.labels[idx[rows]], run.targeted))
+        return hit & ~inside
+
+    def objective(self, x: Tensor):
+        run = self.run
+
+        def loss() -> Tensor | None:
+            idx = (~run.success).nonzero().squeeze(1)
+            if len(idx) == 0:
+                return None
+            xa = x[idx]
+            logits = run.logits(xa)
+            crossed = self.record(idx, xa.detach(), logits.detach())
+            self.idx, self.back = idx, crossed
+            target = self.target[idx]
+            rival = run.true_labels[idx] if not run.targeted else logits.detach().scatter(
+                1, target[:, None], float("-inf")).argmax(1)  # the class the target must overtake
+            rows = torch.arange(len(idx), device=idx.device)
+            f = logits[rows, target] - logits[rows, rival]
+            self.f = f.detach()
+            run.backwards += len(idx)
+            return f.sum()
+
+        return loss
+
+    @torch.no_grad()
+    def finish(self, x: Tensor) -> None:
+        """Judge the last iterates (after the last step no objective saw them)."""
+        idx = (~self.run.success).nonzero().squeeze(1)
+        if len(idx):
+            self.record(idx, x[idx], self.run.logits(x[idx]))
+
+
+class FAB(Attack):
+    """FAB-T: for each of the ``n_target_classes`` classes the clean model ranks highest after its
+    prediction, in turn, a FAB run of ``steps`` steps from the clean point towards the boundary
+    between the true class and that class, on the samples still unbroken. Success is any wrong
+    class (untargeted). Given a target per sample (``targeted`` mode or ``target=``), one run
+    towards the boundary between the target and its strongest rival class; success is the target.
+    A sample stops at its first success inside the ball.
+
+    ``alpha_max`` caps the pull towards the clean point, ``eta`` overshoots each projection,
+    ``beta`` shrinks an iterate that crossed the boundary outside the ball towards the clean point.
+    """
+
+    losses = ("margin",)
+
+    def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
+                 n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
+                 *, loss: str = "margin", **kwargs):
+        super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
+        if steps < 1 or n_target_classes < 1:
+            raise ValueError(f"steps and n_target_classes must be >= 1, got {steps} and {n_target_classes}")
+        if not 0 <= alpha_max <= 1 or not eta > 0 or not 0 < beta < 1:
+            raise ValueError(f"need 0 <= alpha_max <= 1, eta > 0 and 0 < beta < 1; got alpha_max={alpha_max}, "
+                             f"eta={eta}, beta={beta}")
+        self.steps, self.n_target_classes = steps, n_target_classes
+        self.alpha_max, self.eta, self.beta = alpha_max, eta, beta
+
+    def perturb(self, run: Run) -> None:
+        with torch.no_grad():
+            clean = run.logits(run.x)
+        run.resolve(clean)
+        if run.targeted:
+            return self._search(run, run.labels)
+        ranked = clean.argsort(1, descending=True)
+        for k in range(1, min(self.n_target_classes, run.num_classes - 1) + 1):
+            if bool(run.success.all()):
+                return
+            self._search(run, ranked[:, k])
+
+    def _search(self, run: Run, target: Tensor) -> None:
+        search = _Search(self, run, target)
+        x = run.x.clone().requires_grad_(True)
+        player = Player([x], FABStep(self, search), Box(0.0, 1.0), maximize=True)
+        play(player, search.objective(x), k=self.steps)
+        search.finish(x.detach())
+
+    def __repr__(self) -> str:
+        return (f"FAB(eps={self.eps}, norm={self.norm!r}, steps={self.steps}, "
+                f"n_target_classes={self.n_target_classes}, alpha_max={self.alpha_max}, eta={self.eta}, "
+                f"beta={self.beta})")
