@@ -10,8 +10,6 @@ import torch
 
 from advkit.attacks import CW
 
-torchattacks = pytest.importorskip("torchattacks")
-
 
 def correct(model, x, y, n):
     """The first ``n`` samples the model classifies correctly."""
@@ -28,7 +26,7 @@ def l2_or_inf(model, x, y, x_adv):
     return torch.where(fooled, dist, torch.full_like(dist, math.inf))
 
 
-def test_defaults_fool_a_standard_model_with_smaller_l2_than_torchattacks(trained_cnn, test_batch):
+def test_defaults_fool_a_standard_model_with_smaller_l2_than_torchattacks(trained_cnn, test_batch, torchattacks):
     x, y = correct(trained_cnn, *test_batch, n=20)
     atk = CW(trained_cnn)
     ours = l2_or_inf(trained_cnn, x, y, atk(x, y))
