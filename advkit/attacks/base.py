@@ -281,7 +281,9 @@ class Attack:
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
             seed: int | Tensor | None = None, check_success: bool = True, x_init: Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
-        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device.
+        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device. An input of another
+        floating dtype than the model's (float64 or float16 for a float32 model) is attacked in the
+        model's dtype and returned in its own, projected there (up to that dtype's rounding).
 
         ``seed``: an int (default: the attack's), or one seed per sample, shape (N,), so that each
         sample's random start is the same whichever batch it is attacked in (``evaluate`` relies

@@ -262,12 +262,12 @@ def test_model_with_wrong_output_gets_a_helpful_message(name, make):
 #: rate minus three binomial standard deviations. A mode an attack cannot do is absent from its
 #: ``targets`` and must be refused; every registered attack needs a row here.
 MEASURED_TARGETED = {
-    "fgsm": {"given": 0.39, "random": 0.42, "least-likely": 0.12},  # one signed step of 0.3
+    "fgsm": {"given": 0.48, "random": 0.47, "least-likely": 0.10},  # one signed step of 0.3
     "pgd": {"given": 0.97, "random": 0.98, "least-likely": 0.95},
-    "mifgsm": {"given": 0.92, "random": 0.91, "least-likely": 0.67},  # the paper's alpha = eps/steps, from x
+    "mifgsm": {"given": 0.92, "random": 0.90, "least-likely": 0.67},  # the paper's alpha = eps/steps, from x
     "apgd": {"given": 0.97, "random": 0.98, "least-likely": 0.97},
     "apgd-t": {"given": 0.94, "random": 0.98, "least-likely": 0.87},
-    "square": {"given": 0.77, "random": 0.75, "least-likely": 0.44},  # 300 queries of random search
+    "square": {"given": 0.76, "random": 0.75, "least-likely": 0.43},  # 300 queries of random search
     "cw": {"given": 1.0, "random": 1.0, "least-likely": 1.0},
 }
 #: Budgets long enough for a targeted attack to land (still small on mnist).
