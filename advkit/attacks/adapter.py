@@ -100,8 +100,8 @@ class TorchAttack(Attack):
             yield
 
     def __repr__(self) -> str:
-        shown = [k for k in ("steps", "alpha", "n_queries", "c", "lr") if isinstance(getattr(self.ta_attack, k, None), (int, float))]
-        extras = "".join(f", {k}={_show(getattr(self.ta_attack, k))}" for k in shown)
+        values = {k: getattr(self.ta_attack, k, None) for k in ("steps", "alpha", "n_queries", "c", "lr")}
+        extras = "".join(f", {k}={_show(v)}" for k, v in values.items() if isinstance(v, (int, float)))
         return f"from_torchattacks({self.ta_attack.attack}, eps={_show(self.eps)}, norm={self.norm!r}{extras})"
 
 

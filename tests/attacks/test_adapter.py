@@ -83,7 +83,8 @@ def test_targeted_modes_map_to_advkit_and_targets_are_reached(trained_cnn, test_
 
 
 @pytest.mark.parametrize("configure", [lambda ta: ta.set_mode_targeted_by_label(quiet=True),
-                                       lambda ta: ta.set_normalization_used([0.5], [0.5])], ids=["label-mode", "normalized"])
+                                       lambda ta: ta.set_normalization_used([0.5], [0.5])],
+                         ids=["label-mode", "normalized"])
 def test_unsupported_torchattacks_settings_are_refused_with_advice(configure, torchattacks):
     ta = torchattacks.PGD(tiny_model(), eps=0.1)
     configure(ta)
@@ -106,3 +107,8 @@ def test_advkit_imports_without_torchattacks():
     code = ("import sys; sys.modules['torchattacks'] = None; import advkit, advkit.attacks; "
             "assert 'from_torchattacks' in advkit.attacks.__all__")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_repr_shows_the_wrapped_budget_and_steps(torchattacks):
+    atk = from_torchattacks(torchattacks.PGD(tiny_model(), eps=0.1, alpha=0.01, steps=5))
+    assert repr(atk) == "from_torchattacks(PGD, eps=0.1, norm='linf', steps=5, alpha=0.01)"

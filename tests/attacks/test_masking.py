@@ -44,7 +44,8 @@ class OneHot(NoGrad):
 
 MASKED = {"no_grad": NoGrad, "detach": Detached, "argmax-one-hot": OneHot}
 GRADIENT_ATTACKS = {
-    "pgd": lambda m: PGD(m, eps=0.1, steps=3), "pgd-no-random-start": lambda m: PGD(m, eps=0.1, steps=3, random_start=False),
+    "pgd": lambda m: PGD(m, eps=0.1, steps=3),
+    "pgd-no-random-start": lambda m: PGD(m, eps=0.1, steps=3, random_start=False),
     "fgsm": lambda m: FGSM(m, eps=0.1), "apgd": lambda m: APGD(m, eps=0.1, steps=3),
     "apgd-t": lambda m: APGDT(m, eps=0.1, steps=3, n_target_classes=2), "mifgsm": lambda m: MIFGSM(m, eps=0.1, steps=3),
     "cw": lambda m: CW(m, steps=3, binary_steps=1), "cw-bounded": lambda m: CW(m, eps=1.0, steps=3, binary_steps=1),

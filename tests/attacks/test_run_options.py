@@ -44,7 +44,7 @@ class Recorder:
 
     def __init__(self, model: nn.Module):
         self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-        model.register_forward_hook(lambda m, inp, out: self.calls.append((inp[0].detach().clone(), out.detach().clone())))
+        model.register_forward_hook(lambda m, inp, out: self.calls.append((inp[0].detach().clone(), out.detach())))
 
 
 def test_without_early_stop_every_sample_moves_every_step_and_keeps_its_best_iterate():

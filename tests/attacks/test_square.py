@@ -75,7 +75,8 @@ def test_at_least_as_strong_as_torchattacks(trained_cnn, test_batch, torchattack
     ours = theirs = 0
     for seed in SEEDS:
         ours += int((~Square(trained_cnn, eps=eps, n_queries=100, norm=norm, seed=seed).run(x, y).success).sum())
-        ta = torchattacks.Square(trained_cnn, eps=eps, n_queries=100, seed=seed, norm="Linf" if norm == "linf" else "L2")
+        ta_norm = "Linf" if norm == "linf" else "L2"
+        ta = torchattacks.Square(trained_cnn, eps=eps, n_queries=100, seed=seed, norm=ta_norm)
         with torch.no_grad():
             theirs += int((trained_cnn(ta(x, y)).argmax(1) == y).sum())
     n = len(x) * len(SEEDS)
