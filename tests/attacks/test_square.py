@@ -13,7 +13,7 @@ from advkit.attacks import Square
 from advkit.attacks.square import bump, dipole, fraction, window_side
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from stats import binomial_slack  # noqa: E402
+from stats import binomial_bar, binomial_slack  # noqa: E402
 
 
 def test_square_schedule_and_sides_follow_the_paper():
@@ -28,7 +28,7 @@ def test_square_schedule_and_sides_follow_the_paper():
 def test_breaks_a_standard_model_at_eps_03_and_queries_only_survivors(trained_cnn, test_batch):
     x, y = test_batch[0][:100], test_batch[1][:100]
     res = Square(trained_cnn, eps=0.3, n_queries=300).run(x, y, check_success=False)
-    assert res.success.float().mean() > 0.95
+    assert res.success.float().mean() > 0.95  # measured 100/100 on seeds 0-2
     assert ((res.x_adv - x).abs().flatten(1).amax(1) <= 0.3 + 1e-6).all()
     assert res.backwards == 0
     # one clean forward plus at most 300 queries each; fooled samples stop early, so far fewer
@@ -49,7 +49,7 @@ def test_l2_proposal_shapes_have_unit_norm_and_opposite_halves():
 def test_l2_breaks_a_standard_model_within_the_ball(trained_cnn, test_batch):
     x, y = test_batch[0][:100], test_batch[1][:100]
     res = Square(trained_cnn, eps=3.0, n_queries=500, norm="l2").run(x, y)
-    assert res.success.float().mean() > 0.85  # measured 0.89 (0.80 at 300 queries)
+    assert res.success.float().mean() >= binomial_bar(0.87, len(x))  # measured 0.87-0.89 on seeds 0-2
     assert float((res.x_adv - x).flatten(1).norm(dim=1).max()) <= 3.0 + 1e-4
     assert 0 <= float(res.x_adv.min()) and float(res.x_adv.max()) <= 1
 
