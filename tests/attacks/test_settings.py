@@ -111,7 +111,8 @@ def test_numpy_labels_and_targets_are_accepted():
 
 
 DLR_ATTACKS = {"apgd-dlr": lambda m: APGD(m, eps=0.1, steps=2, loss="dlr"),
-               "apgd-t": lambda m: APGDT(m, eps=0.1, steps=2), "pgd-dlr": lambda m: PGD(m, eps=0.1, steps=2, loss="dlr")}
+               "apgd-t": lambda m: APGDT(m, eps=0.1, steps=2),
+               "pgd-dlr": lambda m: PGD(m, eps=0.1, steps=2, loss="dlr")}
 
 
 @pytest.mark.parametrize("name", sorted(DLR_ATTACKS))
@@ -156,9 +157,11 @@ def test_attack_result_prints_a_summary_not_tensors():
 
 
 # -- progress ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make,desc,total", [(lambda m, p: CW(m, steps=20, binary_steps=2, progress=p), "CW", 40),
-                                             (lambda m, p: Square(m, eps=0.01, n_queries=200, progress=p), "Square", 200)],
-                         ids=["cw", "square"])
+PROGRESS_CASES = [(lambda m, p: CW(m, steps=20, binary_steps=2, progress=p), "CW", 40),
+                  (lambda m, p: Square(m, eps=0.01, n_queries=200, progress=p), "Square", 200)]
+
+
+@pytest.mark.parametrize("make,desc,total", PROGRESS_CASES, ids=["cw", "square"])
 def test_cw_and_square_show_progress_on_long_calls_and_not_when_off(make, desc, total, monkeypatch, capsys):
     bars = []
 
