@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from advkit.attacks import APGD, APGDT, PGD
@@ -64,6 +65,7 @@ def test_dlr_and_l2_variants_attack(trained_cnn, test_batch):
     assert l2_apgd < 0.6
 
 
+@pytest.mark.slow
 def test_apgd_t_is_at_least_as_strong_as_apgd_dlr(trained_cnn, test_batch):
     """Robust samples summed over three seeds: APGD-T may exceed APGD-DLR by no more than two
     binomial standard deviations of the count (one seed had them equal, 59 each of 100)."""
