@@ -19,7 +19,8 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from .base import Attack, Run
+from .base import TARGET_SOURCES, Attack, Run, _show
+from .errors import check_input_gradient
 
 #: torchattacks' attack_mode names for the targeted modes advkit shares with it.
 _TA_TARGET_MODES = {"default": False, "targeted(random)": "random", "targeted(least-likely)": "least-likely"}
@@ -58,6 +59,7 @@ class TorchAttack(Attack):
             raise ValueError(f"ta_attack is in torchattacks mode {mode!r}: wrap it in default mode and pass "
                              "target= to the call (or use a random / least-likely mode)")
         eps, norm = _budget(ta_attack)
+        self.targets = TARGET_SOURCES if "targeted" in getattr(ta_attack, "supported_mode", ()) else ()
         super().__init__(ta_attack.model, 0.0 if math.isinf(eps) else eps, norm=norm,
                          targeted=_TA_TARGET_MODES[mode], early_stop=early_stop, seed=seed, amp=amp)
         self.eps = eps  # math.inf: no ball, the final projection is onto the box alone
@@ -83,8 +85,6 @@ class TorchAttack(Attack):
     def _borrowed(self, run: Run, device: torch.device) -> Iterator[None]:
         """Set the torchattacks object (and its sub-attacks) to this call's eps, device and label
         mode under a forked, seeded global RNG; restore every attribute and the RNG afterwards."""
-        if run.targeted and "targeted" not in getattr(self.ta_attack, "supported_mode", ()):
-            raise ValueError(f"{type(self.ta_attack).__name__} does not support targeted attacks")
         attrs = {"device": device, "attack_mode": "targeted(label)" if run.targeted else "default",
                  "targeted": run.targeted, "_target_map_function": "function is a string" if run.targeted else None}
         if not math.isinf(run.eps):
@@ -100,7 +100,9 @@ class TorchAttack(Attack):
             yield
 
     def __repr__(self) -> str:
-        return f"from_torchattacks({self.ta_attack.attack}, eps={self.eps}, norm={self.norm!r})"
+        values = {k: getattr(self.ta_attack, k, None) for k in ("steps", "alpha", "n_queries", "c", "lr")}
+        extras = "".join(f", {k}={_show(v)}" for k, v in values.items() if isinstance(v, (int, float)))
+        return f"from_torchattacks({self.ta_attack.attack}, eps={_show(self.eps)}, norm={self.norm!r}{extras})"
 
 
 def _budget(ta_attack: Any) -> tuple[float, str]:
@@ -161,9 +163,12 @@ def _kept_state(model: torch.nn.Module) -> Iterator[None]:
 
 @contextmanager
 def _counting(model: torch.nn.Module, run: Run) -> Iterator[None]:
-    """Count per-image forward passes and gradients through the model's output into ``run``."""
+    """Count per-image forward passes and gradients through the model's output into ``run``, and
+    raise :class:`GradientMaskingError` where an input that needs a gradient gets an output without one."""
 
     def hook(module, inputs, out) -> None:
+        if inputs and isinstance(inputs[0], Tensor):
+            check_input_gradient(inputs[0], out, model, run.attack.ta_attack)
         if isinstance(out, Tensor):
             run.forwards += len(out)
             if out.requires_grad:

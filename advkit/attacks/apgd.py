@@ -10,13 +10,14 @@ inside the step rule, which sees the gradient, not in a hook after the step.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..core import L2Step, Player, Projection, SignStep, per_sample, play
 from .base import Attack, Run
+from .checks import check_number
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -38,15 +39,15 @@ class StepSizeSchedule:
     def __init__(self, eta: Tensor, steps: int, rho: float = 0.75):
         self.eta, self.rho = eta, rho
         self.checkpoints = set(checkpoints(steps)) - {0}
-        self.loss = torch.zeros_like(eta)
+        self.loss = torch.zeros(eta.shape, device=eta.device)  # the losses' dtype (float32), whatever eta's
         self.i = self.last_checkpoint = 0
 
     def observe(self, idx: Tensor | None, losses: Tensor) -> None:
         """The per-sample loss of the current iterate (rows ``idx``; None: all)."""
         if idx is None:
-            self.loss = losses.clone()
+            self.loss = losses.to(self.loss.dtype, copy=True)
         else:
-            self.loss[idx] = losses
+            self.loss[idx] = losses.to(self.loss.dtype)
 
     def before_step(self, x: Tensor, g: Tensor) -> Tensor:
         """Update the best point with the current iterate ``x`` (gradient ``g``), apply the checkpoint
@@ -121,22 +122,23 @@ class APGD(Attack):
     """
 
     warm_starts = True
+    settings = ("steps", "eta", "restarts", "rho")
+    eta = None  # the initial step size, always the paper's rule
+    derived: ClassVar[dict] = {"eta": ("2·eps, halved where progress stalls", lambda atk, eps: 2 * eps)}
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  loss: str = "ce", restarts: int = 1, rho: float = 0.75, **kwargs):
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
-        if steps < 1 or restarts < 1:
-            raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-        if not 0 <= rho <= 1:
-            raise ValueError(f"rho must lie in [0, 1], got {rho}")
-        self.steps, self.restarts, self.rho = steps, restarts, rho
+        self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
+        self.restarts = check_number(restarts, "restarts", low=1, low_open=False, integer=True)
+        self.rho = check_number(rho, "rho", low_open=False, high=1)
 
     def perturb(self, run: Run) -> None:
         run.clean()
         for _ in range(self.restarts):
             if bool(run.success.all()):
                 break
-            eta = torch.full((len(run.x),), 2 * run.eps, device=run.x.device, dtype=run.x.dtype)
+            eta = torch.full((len(run.x),), self.setting("eta", run.eps), device=run.x.device, dtype=run.x.dtype)
             schedule = StepSizeSchedule(eta, self.steps, self.rho)
             x_adv = run.start()
             player = Player([x_adv], APGDStep(schedule, self.norm, run.feasible), run.feasible, maximize=True)
@@ -156,13 +158,12 @@ class APGDT(APGD):
 
     losses = ("dlr",)
     warm_starts = False  # each target class gets its own fresh search
+    settings = ("steps", "eta", "n_target_classes", "restarts", "rho")
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, restarts: int = 1, rho: float = 0.75, *, loss: str = "dlr", **kwargs):
-        if n_target_classes < 1:
-            raise ValueError(f"n_target_classes must be >= 1, got {n_target_classes}")
         super().__init__(model, eps, steps, norm, loss, restarts, rho, **kwargs)
-        self.n_target_classes = n_target_classes
+        self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
 
     def perturb(self, run: Run) -> None:
         if run.targeted:

@@ -8,22 +8,41 @@ and [0, 1] with its success re-checked.
 """
 from __future__ import annotations
 
+import itertools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..core import Box, ball, flat_norm, frozen, per_sample
-from .checks import check_choice, check_eps, check_images, check_label_range, check_labels, check_logits
-from .errors import GradientMaskingError
+from .checks import (
+    check_choice,
+    check_classes_for_loss,
+    check_eps,
+    check_images,
+    check_label_range,
+    check_labels,
+    check_logits,
+)
+from .errors import check_input_gradient
 from .losses import get_loss, succeeded
 
 TARGET_MODES = (False, "random", "least-likely")
+#: The three ways targets are chosen: ``target=`` at the call, or the ``targeted`` modes.
+TARGET_SOURCES = ("given", "random", "least-likely")
 
 
-@dataclass
+def model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    """The dtype of the model's first floating parameter or buffer (``default`` for a model with none)."""
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return default
+
+
+@dataclass(repr=False)
 class AttackResult:
     """What one attack call produced: the adversarial batch, which samples it fooled (checked on
     the returned tensor) and the cost in per-image forward and backward passes."""
@@ -32,6 +51,12 @@ class AttackResult:
     success: Tensor
     forwards: int
     backwards: int
+
+    def __repr__(self) -> str:
+        n, fooled = len(self.success), int(self.success.sum())
+        rate = f"{fooled / n:.1%}" if n else "n/a"
+        return (f"AttackResult(n={n}, success={fooled}/{n} ({rate}), forwards={self.forwards}, "
+                f"backwards={self.backwards})")
 
 
 class Run:
@@ -68,17 +93,14 @@ class Run:
         with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
             out = self.attack.model(x)
         self.forwards += len(x)
-        if x.requires_grad and torch.is_grad_enabled() and isinstance(out, Tensor) and not out.requires_grad:
-            raise GradientMaskingError(
-                f"gradient masking: {type(self.attack.model).__name__}'s output has no gradient with respect to its "
-                f"input (torch.no_grad, detach or argmax inside forward), so {type(self.attack).__name__} cannot "
-                "attack it; use a gradient-free attack (advkit.attacks.Square, or 'square' in advkit.evaluate)")
+        check_input_gradient(x, out, self.attack.model, self.attack)
         return out.float() if isinstance(out, Tensor) else out
 
     def resolve(self, logits: Tensor) -> None:
         """From the clean logits: validate the output, fix labels and targets, mark clean successes."""
         logits = check_logits(logits, len(self.x))
         self.num_classes = logits.shape[1]
+        check_classes_for_loss(self.attack.loss, self.num_classes)
         pred = logits.detach().argmax(1)
         y = pred if self._given_labels is None else self._given_labels
         check_label_range(y, self.num_classes)
@@ -220,6 +242,13 @@ class Attack:
     losses: tuple[str, ...] = ("ce", "margin", "dlr")
     #: True for attacks whose search starts from one point (``Run.start``): they take ``run(x_init=...)``.
     warm_starts: bool = False
+    #: How targets may be chosen for this attack (a subset of :data:`TARGET_SOURCES`); others are refused.
+    targets: tuple[str, ...] = TARGET_SOURCES
+    #: The settings ``repr`` shows after eps and norm: attribute names, in order.
+    settings: tuple[str, ...] = ()
+    #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,
+    #: used where the attribute is None (see :meth:`setting`).
+    derived: ClassVar[dict[str, tuple[str, Callable[[Attack, float], float]]]] = {}
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
                  targeted: bool | str = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
@@ -230,7 +259,21 @@ class Attack:
         self.eps = check_eps(eps, norm=self.norm)
         self.loss = check_choice(loss, self.losses, "loss")
         self.targeted = check_choice(targeted, TARGET_MODES, "targeted")
+        if self.targeted and self.targeted not in self.targets:
+            raise ValueError(self._unsupported_target(f"targeted={self.targeted!r}"))
         self.early_stop, self.seed, self.amp = bool(early_stop), int(seed), bool(amp)
+
+    def _unsupported_target(self, what: str) -> str:
+        supported = ", ".join(self.targets) if self.targets else "none"
+        return f"{what}: {type(self).__name__} does not support this target choice (supported: {supported})"
+
+    def setting(self, name: str, eps: float | None = None):
+        """Setting ``name`` as it runs at ``eps`` (default: the attack's): the attribute, or, where it
+        is None, its rule from :attr:`derived` applied to eps."""
+        value = getattr(self, name, None)
+        if value is None and name in self.derived:
+            return self.derived[name][1](self, self.eps if eps is None else eps)
+        return value
 
     def __call__(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None) -> Tensor:
         return self.run(x, y, target, check_success=False).x_adv
@@ -238,7 +281,9 @@ class Attack:
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
             seed: int | Tensor | None = None, check_success: bool = True, x_init: Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
-        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device.
+        eps-ball around ``x`` and in [0, 1], with x's shape, dtype and device. An input of another
+        floating dtype than the model's (float64 or float16 for a float32 model) is attacked in the
+        model's dtype and returned in its own, projected there (up to that dtype's rounding).
 
         ``seed``: an int (default: the attack's), or one seed per sample, shape (N,), so that each
         sample's random start is the same whichever batch it is attacked in (``evaluate`` relies
@@ -249,7 +294,10 @@ class Attack:
         x = check_images(x)
         eps = self.eps if eps is None else check_eps(eps, norm=self.norm)
         y = None if y is None else check_labels(y, len(x), x.device)
+        if target is not None and "given" not in self.targets:
+            raise ValueError(self._unsupported_target("target"))
         target = None if target is None else check_labels(target, len(x), x.device, "target")
+        work = model_dtype(self.model, x.dtype)  # the model's dtype: float64/float16 inputs are converted
         sample_seeds = seed if isinstance(seed, Tensor) and seed.ndim == 1 else None
         if sample_seeds is not None and len(sample_seeds) != len(x):
             raise ValueError(f"seed must be an int or one seed per sample ({len(x)}); got shape {tuple(seed.shape)}")
@@ -257,23 +305,31 @@ class Attack:
             if not self.warm_starts:
                 raise ValueError(f"x_init: {type(self).__name__} does not start from a point; warm starts are for "
                                  "attacks with warm_starts=True (PGD, APGD)")
-            x_init = check_images(x_init, "x_init").to(x.device, x.dtype)
+            x_init = check_images(x_init, "x_init").to(x.device, work)
             if x_init.shape != x.shape:
                 raise ValueError(f"x_init must have x's shape {tuple(x.shape)}, got {tuple(x_init.shape)}")
         base_seed = self.seed if seed is None else int(seed[0] if sample_seeds is not None else seed)
         gen = torch.Generator(device=x.device).manual_seed(base_seed)
         with frozen(self.model), torch.enable_grad():
-            run = Run(self, x.detach(), eps, y, target, gen, sample_seeds, x_init)
+            run = Run(self, x.detach().to(work), eps, y, target, gen, sample_seeds, x_init)
             if eps > 0:
                 self.perturb(run)
             run.clean()
             x_adv = run.best.clone()
             run.feasible(x_adv)
+            out = x_adv if work == x.dtype else self._in_dtype_of(x, x_adv - run.x, eps)
+            x_adv = out.to(work)  # what the model sees of the returned tensor
             moved = (x_adv != run.best).flatten(1).any(1)
             success = run.success & ~moved
             if check_success:
                 success = self._recheck(run, x_adv, success, unsettled=moved | (run.unjudged & ~run.success))
-        return AttackResult(x_adv.detach().to(x.dtype), success, run.forwards, run.backwards)
+        return AttackResult(out.detach(), success, run.forwards, run.backwards)
+
+    def _in_dtype_of(self, x: Tensor, delta: Tensor, eps: float) -> Tensor:
+        """``x + delta`` in x's dtype, projected there onto the eps-ball and [0, 1] (an untouched row is x exactly)."""
+        out = x.detach() + delta.to(x.dtype)
+        (ball(self.norm, x.detach(), eps) & Box(0.0, 1.0))(out)
+        return out
 
     @torch.no_grad()
     def _recheck(self, run: Run, x_adv: Tensor, success: Tensor, unsettled: Tensor) -> Tensor:
@@ -291,4 +347,19 @@ class Attack:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(eps={self.eps}, norm={self.norm!r}, loss={self.loss!r}, targeted={self.targeted!r})"
+        """What runs: eps, norm, the class's :attr:`settings` (derived ones with their rule), the loss,
+        and whichever of targeted, early_stop, seed and amp differ from their defaults."""
+        parts = [f"eps={_show(self.eps)}", f"norm={self.norm!r}"]
+        for name in self.settings:
+            value = self.setting(name)
+            rule = f" ({self.derived[name][0]})" if getattr(self, name, None) is None and name in self.derived else ""
+            parts.append(f"{name}={_show(value)}{rule}")
+        parts.append(f"loss={self.loss!r}")
+        defaults = {"targeted": False, "early_stop": True, "seed": 0, "amp": False}
+        parts += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def _show(value) -> str:
+    """Floats to 4 significant digits (0.03137 for 8/255); everything else as its repr."""
+    return f"{value:.4g}" if isinstance(value, float) else repr(value)

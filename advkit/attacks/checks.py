@@ -1,11 +1,20 @@
-"""Input validation shared by every attack: clear errors that name the argument, before any work."""
+"""Input validation shared by every attack: clear errors that name the argument, before any work.
+
+Numeric settings (step sizes, decays, counts) go through :func:`check_number`, the core's one
+helper, so an attack and the step rule it builds reject NaN, Inf and out-of-range values alike."""
 from __future__ import annotations
 
 import math
 import warnings
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from ..core.checks import check_number
+
+__all__ = ["check_choice", "check_classes_for_loss", "check_eps", "check_images", "check_label_range", "check_labels",
+           "check_logits", "check_number"]
 
 RANGE_TOLERANCE = 1e-6
 
@@ -30,9 +39,13 @@ def check_images(x, name: str = "x") -> Tensor:
 
 
 def check_labels(y, n: int, device: torch.device, name: str = "y") -> Tensor:
-    """Integer class labels of shape (n,)."""
+    """Integer class labels of shape (n,): a tensor or a numpy array of integers."""
+    if isinstance(y, np.ndarray):
+        if y.dtype.kind not in "iu":
+            raise TypeError(f"{name} must hold integer class indices, got a numpy array of dtype {y.dtype}")
+        y = torch.from_numpy(y.astype(np.int64))
     if not isinstance(y, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of class indices, got {type(y).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor (or numpy array) of class indices, got {type(y).__name__}")
     if y.dtype.is_floating_point or y.dtype == torch.bool:
         raise TypeError(f"{name} must hold integer class indices, got dtype {y.dtype}")
     if y.shape != (n,):
@@ -43,6 +56,13 @@ def check_labels(y, n: int, device: torch.device, name: str = "y") -> Tensor:
 def check_label_range(y: Tensor, num_classes: int, name: str = "y") -> None:
     if bool(((y < 0) | (y >= num_classes)).any()):
         raise ValueError(f"{name} must lie in [0, {num_classes}); saw {int(y.min())}..{int(y.max())}")
+
+
+def check_classes_for_loss(loss: str, num_classes: int) -> None:
+    """The DLR loss divides by the gap between the top logit and the third: it needs >= 3 classes."""
+    if loss == "dlr" and num_classes < 3:
+        raise ValueError(f"loss='dlr' needs at least 3 classes and the model returns {num_classes}; "
+                         "use loss='ce' or loss='margin'")
 
 
 def check_eps(eps, name: str = "eps", norm: str | None = None) -> float:

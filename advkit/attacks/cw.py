@@ -10,7 +10,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core import OptimizerStep, Player, play
+from ..progress import InnerStepBar, long_work_bar
 from .base import Attack, Run
+from .checks import check_number
 from .losses import margin, succeeded
 
 #: pixels are mapped into tanh's open range, so that x itself has a finite preimage
@@ -49,21 +51,26 @@ class CW(Attack):
     MNIST CNN on every sample with a median L2 of 1.2-1.5, where torchattacks.CW with 500 steps
     fools 42% (c=1) or 96% (c=10, median 2.2 over its successes); tests/attacks/test_cw.py checks
     it. Fewer steps per search cost more than they save: 50 steps give a median of about 2.0.
+
+    ``progress``: a bar over the Adam steps, shown once a call has run for a few seconds.
     """
 
     norms = ("l2",)
     losses = ("margin",)
+    settings = ("c", "kappa", "steps", "lr", "binary_steps")
 
     def __init__(self, model: nn.Module, eps: float | None = None, c: float = 1.0, kappa: float = 0.0,
                  steps: int = 100, lr: float = 0.1, binary_steps: int = 5, *, norm: str = "l2",
-                 loss: str = "margin", **kwargs):
+                 loss: str = "margin", progress: bool = True, **kwargs):
         super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
         if eps is None:
             self.eps = math.inf  # unbounded: the base class's final L2 projection leaves every result as is
-        if c <= 0 or kappa < 0 or lr <= 0 or steps < 1 or binary_steps < 1:
-            raise ValueError(f"need c > 0, kappa >= 0, lr > 0, steps >= 1 and binary_steps >= 1; got c={c}, "
-                             f"kappa={kappa}, lr={lr}, steps={steps}, binary_steps={binary_steps}")
-        self.c, self.kappa, self.steps, self.lr, self.binary_steps = c, kappa, steps, lr, binary_steps
+        self.c = check_number(c, "c")
+        self.kappa = check_number(kappa, "kappa", low_open=False)
+        self.lr = check_number(lr, "lr")
+        self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
+        self.binary_steps = check_number(binary_steps, "binary_steps", low=1, low_open=False, integer=True)
+        self.progress = bool(progress)
 
     def perturb(self, run: Run) -> None:
         run.clean()
@@ -74,14 +81,18 @@ class CW(Attack):
         best = Smallest(x)
         c = torch.full((len(x),), float(self.c), device=x.device)
         lower, upper = torch.zeros_like(c), torch.full_like(c, math.inf)
-        for _ in range(self.binary_steps):
-            found = torch.zeros_like(c, dtype=torch.bool)
-            w = to_tanh_space(x).requires_grad_(True)
-            adam = OptimizerStep(torch.optim.Adam([w], lr=self.lr))
-            play(Player([w], adam, maximize=False), self._objective(run, w, x, labels, c, best, found), k=self.steps)
-            lower = torch.where(found, lower, torch.maximum(lower, c))
-            upper = torch.where(found, torch.minimum(upper, c), upper)
-            c = torch.where(upper < math.inf, (lower + upper) / 2, c * 10)
+        with long_work_bar(self.binary_steps * self.steps, "CW", self.progress, unit="step") as bar:
+            shown = InnerStepBar(bar)
+            for _ in range(self.binary_steps):
+                found = torch.zeros_like(c, dtype=torch.bool)
+                w = to_tanh_space(x).requires_grad_(True)
+                adam = OptimizerStep(torch.optim.Adam([w], lr=self.lr))
+                play(Player([w], adam, maximize=False), self._objective(run, w, x, labels, c, best, found),
+                     k=self.steps, hooks=[shown])
+                shown.flush()
+                lower = torch.where(found, lower, torch.maximum(lower, c))
+                upper = torch.where(found, torch.minimum(upper, c), upper)
+                c = torch.where(upper < math.inf, (lower + upper) / 2, c * 10)
         run.best[todo] = best.x_adv
         run.success[todo] = best.dist < math.inf
 

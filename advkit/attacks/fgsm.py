@@ -1,6 +1,8 @@
 """FGSM (Goodfellow et al. 2015): one signed-gradient step of size eps."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..core import L2Step, Player, SignStep, play
 from .base import Attack, Run
 
@@ -11,12 +13,17 @@ class FGSM(Attack):
     One forward and one backward: the clean forward doubles as the gradient's.
     """
 
+    settings = ("steps", "alpha")
+    steps, alpha = 1, None
+    derived: ClassVar[dict] = {"alpha": ("eps", lambda atk, eps: eps)}
+
     def __init__(self, model, eps: float = 8 / 255, **kwargs):
         super().__init__(model, eps, **kwargs)
 
     def perturb(self, run: Run) -> None:
         x_adv = run.x.clone().requires_grad_(True)
-        step = SignStep(run.eps) if self.norm == "linf" else L2Step(run.eps)
+        alpha = self.setting("alpha", run.eps)
+        step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
         player = Player([x_adv], step, run.feasible, maximize=True)
         play(player, run.objective(x_adv), k=1)
         run.finish(x_adv, evaluate=False)

@@ -35,12 +35,19 @@ def margin(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
 
 def dlr(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     """Difference of Logits Ratio (Croce & Hein 2020): the margin divided by the spread of the top
-    logits, so it is invariant to rescaling the logits (the targeted form uses the target)."""
+    logits, so it is invariant to rescaling the logits (the targeted form uses the target).
+    Needs at least 3 classes (a ValueError otherwise)."""
+    if logits.shape[1] < 3:
+        raise ValueError(f"the DLR loss needs at least 3 classes, got logits of shape {tuple(logits.shape)}; "
+                         "use the 'ce' or 'margin' loss")
     top = logits.sort(1, descending=True).values
-    scale = (top[:, 0] - (top[:, 3] + top[:, 2]) / 2 if targeted else top[:, 0] - top[:, 2]).clamp_min(1e-12)
-    if logits.shape[1] < 4 or (not targeted and logits.shape[1] < 3):
-        scale = (top[:, 0] - top[:, -1]).clamp_min(1e-12)
-    return margin(logits, labels, targeted) / scale
+    if targeted and logits.shape[1] >= 4:
+        scale = top[:, 0] - (top[:, 2] + top[:, 3]) / 2
+    elif targeted:  # 3 classes: no fourth logit, the spread of all three instead
+        scale = top[:, 0] - top[:, -1]
+    else:
+        scale = top[:, 0] - top[:, 2]
+    return margin(logits, labels, targeted) / scale.clamp_min(1e-12)
 
 
 LOSSES: dict[str, Loss] = {"ce": ce, "margin": margin, "dlr": dlr}

@@ -1,10 +1,13 @@
 """MI-FGSM (Dong et al. 2018): iterative FGSM whose steps follow an accumulated, L1-normalised gradient."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from torch import nn
 
 from ..core import MomentumStep, Player, play
 from .base import Attack, Run
+from .checks import check_number
 
 
 class MIFGSM(Attack):
@@ -15,20 +18,18 @@ class MIFGSM(Attack):
     which is what makes the examples transfer better than PGD's.
     """
 
+    settings = ("steps", "alpha", "decay")
+    derived: ClassVar[dict] = {"alpha": ("eps/steps", lambda atk, eps: eps / atk.steps)}
+
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None,
                  decay: float = 1.0, **kwargs):
         super().__init__(model, eps, **kwargs)
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        if alpha is not None and alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
-        if decay < 0:
-            raise ValueError(f"decay must be >= 0, got {decay}")
-        self.steps, self.alpha, self.decay = steps, alpha, decay
+        self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
+        self.alpha = None if alpha is None else check_number(alpha, "alpha")
+        self.decay = check_number(decay, "decay", low_open=False)  # 0: no momentum, iterative FGSM
 
     def perturb(self, run: Run) -> None:
-        alpha = self.alpha if self.alpha is not None else run.eps / self.steps
         x_adv = run.x.clone().requires_grad_(True)
-        step = MomentumStep(alpha, self.decay, self.norm)
+        step = MomentumStep(self.setting("alpha", run.eps), self.decay, self.norm)
         play(Player([x_adv], step, run.feasible, maximize=True), run.objective(x_adv), k=self.steps)
         run.finish(x_adv, evaluate=False)

@@ -1,8 +1,11 @@
 """PGD (Madry et al. 2018): projected steepest ascent on the loss from a random start, with restarts."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from ..core import L2Step, Player, SignStep, play
 from .base import Attack, Run
+from .checks import check_number
 
 
 def madry_step_size(eps: float, steps: int) -> float:
@@ -20,18 +23,19 @@ class PGD(Attack):
     """
 
     warm_starts = True
+    settings = ("steps", "alpha", "random_start", "restarts")
+    derived: ClassVar[dict] = {"alpha": ("2.5·eps/steps", lambda atk, eps: madry_step_size(eps, atk.steps))}
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None,
                  random_start: bool = True, restarts: int = 1, **kwargs):
         super().__init__(model, eps, **kwargs)
-        if steps < 1 or restarts < 1:
-            raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-        if alpha is not None and alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {alpha}")
-        self.steps, self.alpha, self.random_start, self.restarts = steps, alpha, random_start, restarts
+        self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
+        self.restarts = check_number(restarts, "restarts", low=1, low_open=False, integer=True)
+        self.alpha = None if alpha is None else check_number(alpha, "alpha")
+        self.random_start = bool(random_start)
 
     def perturb(self, run: Run) -> None:
-        alpha = self.alpha if self.alpha is not None else madry_step_size(run.eps, self.steps)
+        alpha = self.setting("alpha", run.eps)
         step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
         for restart in range(self.restarts):
             x_adv = run.start(self.random_start)

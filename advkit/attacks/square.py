@@ -13,11 +13,15 @@ import torch
 from torch import Tensor, nn
 
 from ..core import flat_norm
+from ..progress import long_work_bar
 from .base import Attack, Run
+from .checks import check_number
 
 #: Iterations (on the paper's 10,000-query scale) after which the square's area halves.
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 MAX_REDRAWS = 100
+#: Queries between progress-bar updates.
+BAR_EVERY = 100
 
 
 def fraction(p_init: float, i: int, n_queries: int) -> float:
@@ -75,30 +79,36 @@ class Square(Attack):
     """Square Attack in L-inf or L2: at most ``n_queries`` model queries per sample (one of them
     the start: vertical stripes in L-inf, a tiling of dipoles in L2), only for the samples not yet
     fooled. ``p_init`` is the share of pixels the first squares change. The default loss is the
-    margin, as in the paper.
+    margin, as in the paper. ``progress``: a bar over the queries, shown once a call has run for a
+    few seconds.
     """
 
     norms = ("linf", "l2")
+    settings = ("n_queries", "p_init")
 
     def __init__(self, model: nn.Module, eps: float, n_queries: int = 5000, p_init: float = 0.8, *,
-                 norm: str = "linf", loss: str = "margin", **kwargs):
+                 norm: str = "linf", loss: str = "margin", progress: bool = True, **kwargs):
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
-        if n_queries < 1 or not 0 < p_init <= 1:
-            raise ValueError(f"need n_queries >= 1 and 0 < p_init <= 1, got n_queries={n_queries}, p_init={p_init}")
-        self.n_queries, self.p_init = n_queries, p_init
+        self.n_queries = check_number(n_queries, "n_queries", low=1, low_open=False, integer=True)
+        self.p_init = check_number(p_init, "p_init", high=1)
+        self.progress = bool(progress)
 
     def perturb(self, run: Run) -> None:
         run.clean()
-        for i in range(self.n_queries):
-            idx = self._survivors(run)
-            if len(idx) == 0:
-                return
-            p = fraction(self.p_init, i, self.n_queries)
-            if self.norm == "linf":
-                proposal = self._stripes(run, idx) if i == 0 else self._square(run, idx, p)
-            else:
-                proposal = self._tiles(run, idx) if i == 0 else self._move_mass(run, idx, p)
-            self._query(run, idx, proposal)
+        with long_work_bar(self.n_queries, "Square", self.progress, unit="query") as bar:
+            for i in range(self.n_queries):
+                idx = self._survivors(run)
+                if len(idx) == 0:
+                    return
+                p = fraction(self.p_init, i, self.n_queries)
+                if self.norm == "linf":
+                    proposal = self._stripes(run, idx) if i == 0 else self._square(run, idx, p)
+                else:
+                    proposal = self._tiles(run, idx) if i == 0 else self._move_mass(run, idx, p)
+                self._query(run, idx, proposal)
+                if (i + 1) % BAR_EVERY == 0:
+                    bar.update(BAR_EVERY)
+                    bar.set_postfix(active=len(idx), refresh=False)
 
     @staticmethod
     def _survivors(run: Run) -> Tensor:

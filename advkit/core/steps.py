@@ -11,11 +11,17 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
+from .checks import check_number
 from .constraints import Bound, flat_norm, per_sample
 
 
 class StepRule(Protocol):
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None: ...
+
+
+def step_size(alpha: Bound, name: str = "alpha") -> Bound:
+    """A step size: a finite float > 0 (checked here), or a per-sample tensor (its owner keeps it valid)."""
+    return alpha if isinstance(alpha, Tensor) else check_number(alpha, name)
 
 
 def move(p: Tensor, direction: Tensor, size: Bound, ascend: bool) -> None:
@@ -32,7 +38,7 @@ class SignStep:
     """``p += alpha * sign(g)``: steepest ascent under the L-inf norm (FGSM, PGD-Linf)."""
 
     def __init__(self, alpha: Bound):
-        self.alpha = alpha
+        self.alpha = step_size(alpha)
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
         for p, g in zip(params, grads):
@@ -46,7 +52,7 @@ class L2Step:
     """
 
     def __init__(self, alpha: Bound):
-        self.alpha = alpha
+        self.alpha = step_size(alpha)
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
         for p, g in zip(params, grads):
@@ -57,7 +63,7 @@ class MomentumStep:
     """MI-FGSM (Dong et al. 2018): ``m = decay*m + g/||g||_1``, then a sign (or L2) step along ``m``."""
 
     def __init__(self, alpha: Bound, decay: float = 1.0, norm: str = "linf"):
-        self.alpha, self.decay = alpha, decay
+        self.alpha, self.decay = step_size(alpha), check_number(decay, "decay", low_open=False)
         self.direction = SignStep(alpha) if norm == "linf" else L2Step(alpha)
         self.momentum: list[Tensor] | None = None
 

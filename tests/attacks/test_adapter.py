@@ -15,10 +15,8 @@ from advkit.attacks import Attack, AttackResult, from_torchattacks
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
 from test_guarantees import assert_same, l2, sample_x, snapshot, tiny_model  # noqa: E402
 
-torchattacks = pytest.importorskip("torchattacks")
 
-
-def test_wraps_into_an_advkit_attack_with_its_eps_and_norm():
+def test_wraps_into_an_advkit_attack_with_its_eps_and_norm(torchattacks):
     model = tiny_model()
     linf = from_torchattacks(torchattacks.PGD(model, eps=0.2))
     l2_atk = from_torchattacks(torchattacks.PGDL2(model, eps=1.5))
@@ -27,7 +25,7 @@ def test_wraps_into_an_advkit_attack_with_its_eps_and_norm():
     assert (l2_atk.eps, l2_atk.norm) == (1.5, "l2") and (apgd.eps, apgd.norm) == (0.7, "l2")
 
 
-def test_run_returns_a_rechecked_result_with_counted_passes():
+def test_run_returns_a_rechecked_result_with_counted_passes(torchattacks):
     model, x = tiny_model(), sample_x("cnn", 8)
     res = from_torchattacks(torchattacks.PGD(model, eps=0.3, alpha=0.05, steps=4)).run(x, torch.arange(8))
     assert isinstance(res, AttackResult)
@@ -36,13 +34,13 @@ def test_run_returns_a_rechecked_result_with_counted_passes():
     assert res.forwards > 0 and res.backwards > 0
 
 
-def test_pgd_l2_at_eps_zero_returns_x_not_nan():
+def test_pgd_l2_at_eps_zero_returns_x_not_nan(torchattacks):
     """torchattacks' PGDL2 divides 0 by 0 at eps=0 once a gradient vanishes; the wrapper returns x."""
     model, x = tiny_model(), sample_x("cnn", 4)
     assert torch.equal(from_torchattacks(torchattacks.PGDL2(model, eps=0.0))(x, torch.arange(4)), x)
 
 
-def test_attack_without_eps_is_held_to_the_box_only():
+def test_attack_without_eps_is_held_to_the_box_only(torchattacks):
     model, x = tiny_model(), sample_x("cnn", 4)
     atk = from_torchattacks(torchattacks.CW(model, c=1.0, steps=3))
     assert math.isinf(atk.eps)
@@ -51,7 +49,7 @@ def test_attack_without_eps_is_held_to_the_box_only():
     assert (l2(atk.run(x, torch.arange(4), eps=0.01).x_adv - x) <= 0.01 + 1e-6).all()
 
 
-def test_bn_statistics_kept_even_when_torchattacks_runs_the_model_in_train_mode():
+def test_bn_statistics_kept_even_when_torchattacks_runs_the_model_in_train_mode(torchattacks):
     model = tiny_model().train()
     ta = torchattacks.PGD(model, eps=0.1, steps=2)
     ta.set_model_training_mode(model_training=True, batchnorm_training=True)
@@ -60,7 +58,7 @@ def test_bn_statistics_kept_even_when_torchattacks_runs_the_model_in_train_mode(
     assert_same(before, snapshot(model))
 
 
-def test_torchattacks_object_and_global_rng_are_left_as_they_were():
+def test_torchattacks_object_and_global_rng_are_left_as_they_were(torchattacks):
     model = tiny_model()
     ta = torchattacks.APGD(model, eps=0.1, steps=2, seed=5)  # APGD reseeds the global RNG itself
     state = dict(vars(ta))
@@ -72,7 +70,7 @@ def test_torchattacks_object_and_global_rng_are_left_as_they_were():
     assert all(getattr(ta, k) is v or getattr(ta, k) == v for k, v in state.items() if k != "_attacks")
 
 
-def test_targeted_modes_map_to_advkit_and_targets_are_reached(trained_cnn, test_batch):
+def test_targeted_modes_map_to_advkit_and_targets_are_reached(trained_cnn, test_batch, torchattacks):
     x, y = test_batch[0][:32], test_batch[1][:32]
     ta = torchattacks.PGD(trained_cnn, eps=0.3, alpha=0.02, steps=30)
     ta.set_mode_targeted_least_likely(quiet=True)
@@ -85,15 +83,16 @@ def test_targeted_modes_map_to_advkit_and_targets_are_reached(trained_cnn, test_
 
 
 @pytest.mark.parametrize("configure", [lambda ta: ta.set_mode_targeted_by_label(quiet=True),
-                                       lambda ta: ta.set_normalization_used([0.5], [0.5])], ids=["label-mode", "normalized"])
-def test_unsupported_torchattacks_settings_are_refused_with_advice(configure):
+                                       lambda ta: ta.set_normalization_used([0.5], [0.5])],
+                         ids=["label-mode", "normalized"])
+def test_unsupported_torchattacks_settings_are_refused_with_advice(configure, torchattacks):
     ta = torchattacks.PGD(tiny_model(), eps=0.1)
     configure(ta)
     with pytest.raises(ValueError, match="ta_attack"):
         from_torchattacks(ta)
 
 
-def test_untargetable_attack_refuses_targets():
+def test_untargetable_attack_refuses_targets(torchattacks):
     atk = from_torchattacks(torchattacks.APGD(tiny_model(), eps=0.1, steps=2))
     with pytest.raises(ValueError, match="target"):
         atk.run(sample_x("cnn", 2), torch.arange(2), target=torch.tensor([3, 4]))
@@ -108,3 +107,8 @@ def test_advkit_imports_without_torchattacks():
     code = ("import sys; sys.modules['torchattacks'] = None; import advkit, advkit.attacks; "
             "assert 'from_torchattacks' in advkit.attacks.__all__")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_repr_shows_the_wrapped_budget_and_steps(torchattacks):
+    atk = from_torchattacks(torchattacks.PGD(tiny_model(), eps=0.1, alpha=0.01, steps=5))
+    assert repr(atk) == "from_torchattacks(PGD, eps=0.1, norm='linf', steps=5, alpha=0.01)"

@@ -2,10 +2,17 @@
 least APGD-DLR's."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import pytest
 import torch
 
 from advkit.attacks import APGD, APGDT, PGD
 from advkit.attacks.apgd import StepSizeSchedule, checkpoints
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from stats import binomial_slack  # noqa: E402
 
 
 def robust_accuracy(atk, x, y) -> float:
@@ -58,14 +65,20 @@ def test_dlr_and_l2_variants_attack(trained_cnn, test_batch):
     assert l2_apgd < 0.6
 
 
+@pytest.mark.slow
 def test_apgd_t_is_at_least_as_strong_as_apgd_dlr(trained_cnn, test_batch):
+    """Robust samples summed over three seeds: APGD-T may exceed APGD-DLR by no more than two
+    binomial standard deviations of the count (one seed had them equal, 59 each of 100)."""
     x, y = test_batch[0][:100], test_batch[1][:100]
-    apgd_t = APGDT(trained_cnn, eps=0.1, steps=20, n_target_classes=3)
-    res = apgd_t.run(x, y)
-    with torch.no_grad():
-        assert torch.equal(res.success, trained_cnn(res.x_adv).argmax(1) != y)  # success: any wrong class
-    apgd_dlr = robust_accuracy(APGD(trained_cnn, eps=0.1, steps=20, loss="dlr"), x, y)
-    assert 1 - res.success.float().mean().item() <= apgd_dlr
+    robust_t = robust_dlr = 0
+    for seed in (0, 1, 2):
+        res = APGDT(trained_cnn, eps=0.1, steps=20, n_target_classes=3, seed=seed).run(x, y)
+        with torch.no_grad():
+            assert torch.equal(res.success, trained_cnn(res.x_adv).argmax(1) != y)  # success: any wrong class
+        robust_t += int((~res.success).sum())
+        robust_dlr += int((~APGD(trained_cnn, eps=0.1, steps=20, loss="dlr", seed=seed).run(x, y).success).sum())
+    n = 3 * len(x)
+    assert robust_t <= robust_dlr + binomial_slack(robust_dlr / n, n), (robust_t, robust_dlr)
 
 
 def test_apgd_t_with_a_given_target_is_targeted_apgd_dlr(trained_cnn, test_batch):

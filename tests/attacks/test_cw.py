@@ -4,13 +4,16 @@ sample's result, and a finite eps clips to the L2 ball."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from advkit.attacks import CW
 
-torchattacks = pytest.importorskip("torchattacks")
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from stats import binomial_bar  # noqa: E402
 
 
 def correct(model, x, y, n):
@@ -28,13 +31,15 @@ def l2_or_inf(model, x, y, x_adv):
     return torch.where(fooled, dist, torch.full_like(dist, math.inf))
 
 
-def test_defaults_fool_a_standard_model_with_smaller_l2_than_torchattacks(trained_cnn, test_batch):
+def test_defaults_fool_a_standard_model_with_smaller_l2_than_torchattacks(trained_cnn, test_batch, torchattacks):
+    """Both are deterministic (they start from x); measured on 20 images: ours fools 20 with a
+    median L2 of 1.24, torchattacks (c=10, same 500 steps) fools 18 with a median of 1.95."""
     x, y = correct(trained_cnn, *test_batch, n=20)
     atk = CW(trained_cnn)
     ours = l2_or_inf(trained_cnn, x, y, atk(x, y))
     budget = atk.steps * atk.binary_steps  # the same number of gradient steps for both
     theirs = l2_or_inf(trained_cnn, x, y, torchattacks.CW(trained_cnn, c=10, steps=budget, lr=0.01)(x, y))
-    assert (ours < math.inf).float().mean() >= 0.95
+    assert (ours < math.inf).float().mean() >= binomial_bar(1.0, len(x))
     assert ours.median() < 2.0  # minimal L2 on MNIST for a standard CNN is around 1.5
     assert ours.median() <= theirs.median()  # failures count as inf, so a weak attack cannot win by skipping
 

@@ -1,6 +1,10 @@
 """Square Attack: breaks a standard model within a small budget, never spends more than its query
-budget per sample (and only on survivors), and is as strong as torchattacks', in L-inf and L2."""
+budget per sample (and only on survivors), and is as strong as torchattacks', in L-inf and L2,
+over several seeds within the binomial spread."""
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +12,8 @@ import torch
 from advkit.attacks import Square
 from advkit.attacks.square import bump, dipole, fraction, window_side
 
-torchattacks = pytest.importorskip("torchattacks")
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from stats import binomial_bar, binomial_slack  # noqa: E402
 
 
 def test_square_schedule_and_sides_follow_the_paper():
@@ -23,7 +28,7 @@ def test_square_schedule_and_sides_follow_the_paper():
 def test_breaks_a_standard_model_at_eps_03_and_queries_only_survivors(trained_cnn, test_batch):
     x, y = test_batch[0][:100], test_batch[1][:100]
     res = Square(trained_cnn, eps=0.3, n_queries=300).run(x, y, check_success=False)
-    assert res.success.float().mean() > 0.95
+    assert res.success.float().mean() > 0.95  # measured 100/100 on seeds 0-2
     assert ((res.x_adv - x).abs().flatten(1).amax(1) <= 0.3 + 1e-6).all()
     assert res.backwards == 0
     # one clean forward plus at most 300 queries each; fooled samples stop early, so far fewer
@@ -44,7 +49,7 @@ def test_l2_proposal_shapes_have_unit_norm_and_opposite_halves():
 def test_l2_breaks_a_standard_model_within_the_ball(trained_cnn, test_batch):
     x, y = test_batch[0][:100], test_batch[1][:100]
     res = Square(trained_cnn, eps=3.0, n_queries=500, norm="l2").run(x, y)
-    assert res.success.float().mean() > 0.85  # measured 0.89 (0.80 at 300 queries)
+    assert res.success.float().mean() >= binomial_bar(0.87, len(x))  # measured 0.87-0.89 on seeds 0-2
     assert float((res.x_adv - x).flatten(1).norm(dim=1).max()) <= 3.0 + 1e-4
     assert 0 <= float(res.x_adv.min()) and float(res.x_adv.max()) <= 1
 
@@ -57,13 +62,22 @@ def test_query_budget_is_exact_when_nobody_is_fooled(trained_cnn, test_batch, no
     assert res.forwards == len(x) * (1 + 25)  # the clean forward, then exactly the budget
 
 
-@pytest.mark.parametrize("norm,eps,slack", [("linf", 0.2, 0.0), ("l2", 2.0, 0.02)])
-def test_at_least_as_strong_as_torchattacks(trained_cnn, test_batch, norm, eps, slack):
-    """L2 (measured over 4 seeds on 200 images at 300 queries: 59.9% ours, 60.4% theirs) varies by
-    a few samples from seed to seed, hence its slack of 2 samples in 100."""
+SEEDS = (0, 1, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("norm,eps", [("linf", 0.2), ("l2", 2.0)])
+def test_at_least_as_strong_as_torchattacks(trained_cnn, test_batch, torchattacks, norm, eps):
+    """Robust samples summed over three seeds of each: ours may exceed theirs by no more than two
+    binomial standard deviations of the count (both are random searches; a single seed swings by
+    several samples in 100, e.g. 46 vs 54 on one CPU and 56 vs 54 on another)."""
     x, y = test_batch[0][:100], test_batch[1][:100]
-    ours = 1 - Square(trained_cnn, eps=eps, n_queries=100, norm=norm).run(x, y).success.float().mean().item()
-    x_ta = torchattacks.Square(trained_cnn, eps=eps, n_queries=100, seed=0, norm="Linf" if norm == "linf" else "L2")(x, y)
-    with torch.no_grad():
-        theirs = (trained_cnn(x_ta).argmax(1) == y).float().mean().item()
-    assert ours <= theirs + slack, (ours, theirs)
+    ours = theirs = 0
+    for seed in SEEDS:
+        ours += int((~Square(trained_cnn, eps=eps, n_queries=100, norm=norm, seed=seed).run(x, y).success).sum())
+        ta_norm = "Linf" if norm == "linf" else "L2"
+        ta = torchattacks.Square(trained_cnn, eps=eps, n_queries=100, seed=seed, norm=ta_norm)
+        with torch.no_grad():
+            theirs += int((trained_cnn(ta(x, y)).argmax(1) == y).sum())
+    n = len(x) * len(SEEDS)
+    assert ours <= theirs + binomial_slack(theirs / n, n), (ours, theirs, n)

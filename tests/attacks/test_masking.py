@@ -1,0 +1,118 @@
+"""Gradient masking: a model whose output carries no input gradient makes every gradient attack
+raise GradientMaskingError (naming the problem and the gradient-free attack), never a raw
+autograd error or a silent weak result; Square, which needs no gradient, still runs on it."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advkit.attacks import APGD, APGDT, CW, FGSM, MIFGSM, PGD, GradientMaskingError, Square, from_torchattacks
+
+
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+
+class NoGrad(nn.Module):
+    """``torch.no_grad()`` inside forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = net()
+
+    def forward(self, x):
+        with torch.no_grad():
+            return self.net(x)
+
+
+class Detached(NoGrad):
+    def forward(self, x):
+        return self.net(x.detach())
+
+
+class OneHot(NoGrad):
+    """Returns the one-hot argmax: piecewise constant, no gradient at all."""
+
+    def forward(self, x):
+        return F.one_hot(self.net(x).argmax(1), 10).float() * 10
+
+
+MASKED = {"no_grad": NoGrad, "detach": Detached, "argmax-one-hot": OneHot}
+GRADIENT_ATTACKS = {
+    "pgd": lambda m: PGD(m, eps=0.1, steps=3),
+    "pgd-no-random-start": lambda m: PGD(m, eps=0.1, steps=3, random_start=False),
+    "fgsm": lambda m: FGSM(m, eps=0.1), "apgd": lambda m: APGD(m, eps=0.1, steps=3),
+    "apgd-t": lambda m: APGDT(m, eps=0.1, steps=3, n_target_classes=2), "mifgsm": lambda m: MIFGSM(m, eps=0.1, steps=3),
+    "cw": lambda m: CW(m, steps=3, binary_steps=1), "cw-bounded": lambda m: CW(m, eps=1.0, steps=3, binary_steps=1),
+}
+
+
+def batch(n: int = 6):
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0)), torch.arange(n) % 10
+
+
+@pytest.mark.parametrize("masking", sorted(MASKED))
+@pytest.mark.parametrize("attack", sorted(GRADIENT_ATTACKS))
+def test_gradient_attacks_raise_a_clear_gradient_masking_error(attack, masking):
+    x, y = batch()
+    atk = GRADIENT_ATTACKS[attack](MASKED[masking]())
+    with pytest.raises(GradientMaskingError, match=r"gradient masking.*gradient-free attack.*Square"):
+        atk.run(x, y)
+
+
+def test_cw_raises_although_its_loss_has_a_gradient_through_the_distance():
+    """CW's loss is ||x' - x||^2 + c * margin: the distance alone has a gradient, so without the
+    check CW would run and only shrink the perturbation (it used to return 6% success)."""
+    x, y = batch()
+    with pytest.raises(GradientMaskingError):
+        CW(NoGrad(), steps=5, binary_steps=2)(x, y)
+
+
+@pytest.mark.parametrize("masking", sorted(MASKED))
+def test_square_runs_on_a_masked_model(masking):
+    x, y = batch(8)
+    model = MASKED[masking]()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    res = Square(model, eps=0.3, n_queries=100).run(x, y)
+    assert res.backwards == 0 and float((res.x_adv - x).abs().max()) <= 0.3 + 1e-6
+    with torch.no_grad():
+        assert torch.equal(res.success, model(res.x_adv).argmax(1) != y)
+    if masking != "argmax-one-hot":  # informative logits behind the mask: random search breaks a linear model
+        assert res.success.float().mean() >= 0.5
+
+
+def test_a_masked_model_with_the_error_is_left_as_it_was():
+    model = NoGrad().train()
+    with pytest.raises(GradientMaskingError):
+        PGD(model, eps=0.1, steps=2)(*batch())
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+def test_torchattacks_attack_on_a_masked_model_raises_the_same_error(torchattacks):
+    x, y = batch()
+    with pytest.raises(GradientMaskingError, match="gradient masking"):
+        from_torchattacks(torchattacks.PGD(NoGrad(), eps=0.1, steps=2)).run(x, y)
+
+
+def test_an_ordinary_model_raises_nothing_and_is_attacked():
+    x, y = batch()
+    model = net()
+    for make in GRADIENT_ATTACKS.values():
+        make(model).run(x, y)
+
+
+def test_linf_eps_in_pixel_units_warns():
+    with pytest.warns(UserWarning, match=r"eps=8 exceeds 1.*8/255"):
+        PGD(net(), eps=8)
+    with pytest.warns(UserWarning, match="exceeds 1"):
+        FGSM(net(), eps=0.1).run(*batch(), eps=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PGD(net(), eps=8 / 255)  # a budget in [0, 1]: no warning
+        PGD(net(), eps=3.0, norm="l2")  # L2 budgets above 1 are ordinary
