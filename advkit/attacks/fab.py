@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ..core import Box, Player, play
 from .base import Attack, Run
+from .checks import check_number
 from .losses import succeeded
 
 
@@ -145,18 +146,19 @@ class FAB(Attack):
     """
 
     losses = ("margin",)
+    settings = ("steps", "n_target_classes", "alpha_max", "eta", "beta")
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
                  *, loss: str = "margin", **kwargs):
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
-        if steps < 1 or n_target_classes < 1:
-            raise ValueError(f"steps and n_target_classes must be >= 1, got {steps} and {n_target_classes}")
-        if not 0 <= alpha_max <= 1 or not eta > 0 or not 0 < beta < 1:
-            raise ValueError(f"need 0 <= alpha_max <= 1, eta > 0 and 0 < beta < 1; got alpha_max={alpha_max}, "
-                             f"eta={eta}, beta={beta}")
-        self.steps, self.n_target_classes = steps, n_target_classes
-        self.alpha_max, self.eta, self.beta = alpha_max, eta, beta
+        self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
+        self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
+        self.alpha_max = check_number(alpha_max, "alpha_max", low_open=False, high=1.0)
+        self.eta = check_number(eta, "eta")
+        self.beta = check_number(beta, "beta", high=1.0)
+        if self.beta == 1.0:
+            raise ValueError("beta must be < 1 (it shrinks an overshooting iterate towards the clean point), got 1.0")
 
     def perturb(self, run: Run) -> None:
         with torch.no_grad():
@@ -176,8 +178,3 @@ class FAB(Attack):
         player = Player([x], FABStep(self, search), Box(0.0, 1.0), maximize=True)
         play(player, search.objective(x), k=self.steps)
         search.finish(x.detach())
-
-    def __repr__(self) -> str:
-        return (f"FAB(eps={self.eps}, norm={self.norm!r}, steps={self.steps}, "
-                f"n_target_classes={self.n_target_classes}, alpha_max={self.alpha_max}, eta={self.eta}, "
-                f"beta={self.beta})")

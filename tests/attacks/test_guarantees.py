@@ -269,6 +269,7 @@ MEASURED_TARGETED = {
     "apgd-t": {"given": 0.94, "random": 0.98, "least-likely": 0.87},
     "square": {"given": 0.76, "random": 0.75, "least-likely": 0.43},  # 300 queries of random search
     "cw": {"given": 1.0, "random": 1.0, "least-likely": 1.0},
+    "fab-t": {"given": 0.92, "random": 0.98, "least-likely": 0.81},  # deterministic: no random start
 }
 #: Budgets long enough for a targeted attack to land (still small on mnist).
 TARGETED_BUDGET = {"steps": 40, "n_queries": 300, "queries": 300, "binary_steps": 2, "binary_search_steps": 2}
