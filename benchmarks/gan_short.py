@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import json
 import statistics
 import time
@@ -21,7 +22,9 @@ from pathlib import Path
 import torch
 
 import advkit
+from advkit.core import Hook
 from advkit.gan import GANTrainer, dcgan
+from advkit.gan.models import Generator
 from advkit.gan.report import quality, reference_classifier, save_grid
 
 
@@ -36,6 +39,21 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+class ExtraEMAs(Hook):
+    """EMAs of the generator with other ramps, kept beside the trainer's own in the same run."""
+
+    def __init__(self, trainer: GANTrainer, ramps: list[float]):
+        self.trainer, self.ramps = trainer, ramps
+        self.copies = [copy.deepcopy(trainer.ema) for _ in ramps]
+
+    def outer_step(self, r: int, loss) -> None:
+        own, ramp = self.trainer.ema, self.trainer.ema_ramp
+        for copy_, extra in zip(self.copies, self.ramps):
+            self.trainer.ema, self.trainer.ema_ramp = copy_, extra
+            self.trainer.update_ema(r)
+        self.trainer.ema, self.trainer.ema_ramp = own, ramp
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=400)
@@ -43,6 +61,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--set", nargs="*", default=[], help="GANTrainer overrides, name=value")
+    p.add_argument("--ramps", type=float, nargs="*", default=[], help="also score EMAs with these ramps (same run)")
+    p.add_argument("--plain-norm", action="store_true", help="the generator's BatchNorm ignores the class (the old DCGAN)")
     p.add_argument("--out", default="out/gan_short")
     args = p.parse_args()
     out = Path(args.out)
@@ -53,10 +73,19 @@ def main() -> None:
     for seed in args.seeds:
         torch.manual_seed(seed)
         G, D = dcgan(num_classes=10, width=args.width)
+        if args.plain_norm:
+            G = Generator(num_classes=10, width=args.width, class_norm=False)
         trainer = GANTrainer(G, D, conditional="class", device="cpu", seed=seed, **overrides)
         cpu = time.process_time()
-        trainer.fit(train, steps=args.steps, batch_size=args.batch_size, progress=False)
+        extra = ExtraEMAs(trainer, args.ramps) if args.ramps else None
+        trainer.fit(train, steps=args.steps, batch_size=args.batch_size, progress=False, hooks=[extra] if extra else [])
         cpu = time.process_time() - cpu
+        for ramp, ema_copy in zip(args.ramps, extra.copies if extra else []):
+            own, trainer.ema = trainer.ema, ema_copy
+            scores = quality(trainer, classifier, train, test, n=1000)
+            trainer.ema = own
+            print(json.dumps({"seed": seed, "ema_ramp": ramp, **{k: round(scores[k], 3) for k in
+                                                                ("conditional_accuracy", "spread_ratio", "fid_ratio")}}), flush=True)
         ema = quality(trainer, classifier, train, test, n=1000)
         raw = quality(trainer, classifier, train, test, n=1000, ema=False) if trainer.ema is not None else ema
         save_grid(trainer.sample(labels=torch.arange(10).repeat_interleave(10), seed=seed), out / f"samples_seed{seed}.png")

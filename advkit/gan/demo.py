@@ -23,14 +23,14 @@ from .trainer import GANTrainer
 
 log = logging.getLogger(__name__)
 
-RING_STEPS, DIGIT_STEPS, DIGIT_WIDTH, JUDGE_EPOCHS = 1500, 400, 32, 4
+RING_STEPS, DIGIT_STEPS, DIGIT_WIDTH, JUDGE_EPOCHS = 2000, 400, 32, 4
 TITLE = "GAN on the same engine"
 ENGINE = "the discriminator is the inner (max) player, the generator the outer (min) player"
 
 
 def demo_section(out_dir: Path, quick: bool, seed: int, progress: bool = True) -> dict:
     """Train the demo GAN of the mode and describe it; returns ``{"title", "markdown", "images"}`` with
-    the images written into ``out_dir``. Quick: the ring of 8 Gaussians, about 10 CPU seconds; full: 400
+    the images written into ``out_dir``. Quick: the ring of 8 Gaussians, about 16 CPU seconds; full: 400
     steps of the width-32 class-conditional DCGAN plus a 4-epoch judge, about 1.5 CPU minutes."""
     out_dir = Path(out_dir)
     return _ring_section(out_dir, seed, progress) if quick else _digits_section(out_dir, seed, progress)

@@ -64,6 +64,7 @@ class GANTrainer:
         betas: tuple[float, float] = (0.0, 0.9),
         conditional: str | None = None,
         l1_weight: float = 0.0,
+        mode_seeking: float = 0.0,
         gp_weight: float = 10.0,
         clip: float = 0.01,
         ema_decay: float | None = 0.999,
@@ -86,7 +87,7 @@ class GANTrainer:
         _check_count("max_rollbacks", max_rollbacks, 0)
         for name, value in (("lr_g", lr_g), ("lr_d", lr_d), ("clip", clip), ("ema_ramp", ema_ramp)):
             _check_real(name, value, "> 0", lambda v: 0 < v < math.inf)
-        for name, value in (("l1_weight", l1_weight), ("gp_weight", gp_weight)):
+        for name, value in (("l1_weight", l1_weight), ("gp_weight", gp_weight), ("mode_seeking", mode_seeking)):
             _check_real(name, value, ">= 0", lambda v: 0 <= v < math.inf)
         _check_real("lr_backoff", lr_backoff, "in (0, 1)", lambda v: 0 < v < 1)
         _check_real("max_abs_logit", max_abs_logit, "> 0 (inf turns the check off)", lambda v: v > 0)
@@ -96,7 +97,9 @@ class GANTrainer:
             raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         for i, beta in enumerate(betas):
             _check_real(f"betas[{i}]", beta, "in [0, 1)", lambda v: 0 <= v < 1)
-        self.loss_name, self.n_critic, self.conditional = loss, n_critic, conditional
+        if mode_seeking and conditional == "image":
+            raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
+        self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
         self.l1_weight, self.gp_weight, self.clip, self.ema_decay, self.ema_ramp = l1_weight, gp_weight, clip, ema_decay, ema_ramp
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
         self.base_lr = {"g": lr_g, "d": lr_d}
@@ -247,9 +250,19 @@ class GANTrainer:
         return loss
 
     def g_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term."""
-        fake = self.generate(self.noise(len(real)), cond)
+        """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term.
+
+        With ``mode_seeking``, the second half of the batch repeats the first half's labels and the loss
+        adds ``mode_seeking / (ratio + 1e-5)``, ratio = mean |G(z1, y) - G(z2, y)| / mean |z1 - z2| over
+        those pairs (MSGAN, Mao et al. 2019): two noises for one label must give different samples."""
+        z, half = self.noise(len(real)), len(real) // 2
+        if self.mode_seeking and half and cond is not None:
+            cond = torch.cat([cond[:half], cond[:half], cond[2 * half:]])
+        fake = self.generate(z, cond)
         loss = self.loss.g(self.judge(fake, cond))
+        if self.mode_seeking and half:
+            ratio = (fake[:half] - fake[half:2 * half]).abs().mean() / (z[:half] - z[half:2 * half]).abs().mean()
+            loss = loss + self.mode_seeking / (ratio + 1e-5)
         if self.conditional != "image":
             return loss, None
         l1 = F.l1_loss(fake, real)

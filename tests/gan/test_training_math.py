@@ -47,7 +47,7 @@ def test_ema_value_after_known_updates():
     assert float(trainer.ema.value) == pytest.approx(3.8)
     assert float(trainer.ema.stat) == pytest.approx(38.0)  # float buffers (BatchNorm statistics) are averaged too
     assert int(trainer.ema.count) == 5  # counters are copied
-    assert float(trainer.G.value) == 5.0
+    assert float(trainer.G.value.detach()) == 5.0
 
 
 def test_ema_of_a_fit_tracks_the_generator_within_its_window():
