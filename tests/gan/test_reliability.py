@@ -219,7 +219,7 @@ def test_resume_with_nothing_loadable_is_an_error_not_a_restart(tiny_mnist, tmp_
 @pytest.mark.parametrize("option,value", [
     ("lr_g", float("nan")), ("lr_d", 0.0), ("lr_g", float("inf")), ("lr_d", -1e-3), ("ema_decay", float("nan")),
     ("ema_decay", 1.0), ("ema_ramp", 0.0), ("lr_backoff", 1.5), ("lr_backoff", float("nan")), ("gp_weight", float("nan")),
-    ("gp_weight", -1.0), ("clip", float("nan")), ("clip", 0.0), ("l1_weight", float("inf")), ("max_abs_logit", float("nan")),
+    ("gp_weight", -1.0), ("mode_seeking", float("nan")), ("clip", float("nan")), ("clip", 0.0), ("l1_weight", float("inf")), ("max_abs_logit", float("nan")),
     ("n_critic", 0), ("max_rollbacks", -1), ("betas", (0.5, float("nan"))), ("betas", (1.0, 0.9)),
 ])
 def test_trainer_rejects_bad_hyper_parameters_by_name(option, value):

@@ -86,3 +86,50 @@ def test_discriminator_training_separates_real_from_fake(loss):
         assert d_real - d_fake > 0.05
     if loss == "lsgan":
         assert 0 < d_real <= 1.0 and d_fake < 0.5  # pulled towards the targets 1 and 0
+
+
+class Scale(nn.Module):
+    """G(z) = a z: two noises differ by |a| times as much in the sample."""
+
+    latent_dim = 4
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(a))
+
+    def forward(self, z, y=None):
+        return self.a * z
+
+
+@pytest.mark.parametrize("a", [0.5, 2.0])
+def test_mode_seeking_term_is_weight_over_the_sample_to_noise_ratio(a):
+    real = torch.zeros(8, 4)
+    losses = []
+    for weight in (0.0, 0.3):
+        torch.manual_seed(0)  # the same discriminator both times
+        trainer = GANTrainer(Scale(a), MLPDiscriminator(dim=4), mode_seeking=weight, device="cpu", seed=0)
+        loss, _ = trainer.g_loss(real, None)
+        losses.append(float(loss.detach()))
+    assert losses[1] - losses[0] == pytest.approx(0.3 / (a + 1e-5), rel=1e-5)
+
+
+def test_mode_seeking_pairs_share_their_labels():
+    seen = []
+
+    class Recorder(nn.Module):
+        latent_dim, num_classes = 2, 10
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(1))
+
+        def forward(self, z, y):
+            seen.append(y.clone())
+            return self.w * z
+
+    D = MLPDiscriminator(dim=2)
+    trainer = GANTrainer(Recorder(), D, conditional="class", mode_seeking=1.0, device="cpu")
+    trainer.g_loss(torch.zeros(7, 2), torch.arange(7))
+    assert seen[-1].tolist() == [0, 1, 2, 0, 1, 2, 6]
+    with pytest.raises(ValueError, match="mode_seeking"):
+        GANTrainer(Recorder(), D, conditional="image", mode_seeking=1.0)
