@@ -32,58 +32,33 @@ def _check_sizes(**sizes: int | None) -> None:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
 
 
-class ClassBatchNorm(nn.Module):
-    """BatchNorm without its own affine part, then a scale and shift per class (conditional BatchNorm,
-    as in SNGAN and BigGAN's generators): the label steers every feature map, not only the input."""
-
-    def __init__(self, features: int, num_classes: int):
-        super().__init__()
-        self.norm = nn.BatchNorm2d(features, affine=False)
-        self.scale, self.shift = nn.Embedding(num_classes, features), nn.Embedding(num_classes, features)
-        nn.init.ones_(self.scale.weight)
-        nn.init.zeros_(self.shift.weight)
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.norm(x) * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
-
-
 class Generator(nn.Module):
     """DCGAN generator: linear to a (2w, s/4, s/4) map, two stride-2 transposed convs with BatchNorm,
-    a sigmoid so samples land in [0, 1] (``output_range``). With ``num_classes``, ``forward(z, y)`` takes
-    labels: a label embedding joins the noise and every BatchNorm is class-conditional (:class:`ClassBatchNorm`)."""
+    a sigmoid so samples land in [0, 1] (``output_range``). With ``num_classes``, ``forward(z, y)`` takes labels."""
 
     output_range = (0.0, 1.0)
 
-    def __init__(self, latent_dim: int = 64, channels: int = 1, size: int = 28, num_classes: int | None = None, width: int = 64,
-                 class_norm: bool = True):
+    def __init__(self, latent_dim: int = 64, channels: int = 1, size: int = 28, num_classes: int | None = None, width: int = 64):
         super().__init__()
         _check_sizes(latent_dim=latent_dim, channels=channels, num_classes=num_classes, width=width)
         self.latent_dim, self.num_classes, self.base = latent_dim, num_classes, _check_size(size)
         embed_dim = 0 if num_classes is None else min(latent_dim, 32)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
-        conditional_norm = bool(num_classes) and class_norm
-
-        def norm(features: int) -> nn.Module:
-            return ClassBatchNorm(features, num_classes) if conditional_norm else nn.BatchNorm2d(features)
-
-        self.project = nn.Linear(latent_dim + embed_dim, 2 * width * self.base ** 2, bias=False)
-        self.norm1, self.norm2 = norm(2 * width), norm(width)
-        self.up1 = nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False)
-        self.up2 = nn.ConvTranspose2d(width, channels, 4, 2, 1)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + embed_dim, 2 * width * self.base ** 2, bias=False),
+            nn.Unflatten(1, (2 * width, self.base, self.base)), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        )
+        self.up = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Sigmoid(),
+        )
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         if self.embed is not None:
             if y is None:
                 raise ValueError("this generator is class-conditional: pass labels y")
             z = torch.cat([z, self.embed(y)], dim=1)
-        h = self.project(z).view(len(z), -1, self.base, self.base)
-        h = F.relu(self._norm(self.norm1, h, y))
-        h = F.relu(self._norm(self.norm2, self.up1(h), y))
-        return torch.sigmoid(self.up2(h))
-
-    @staticmethod
-    def _norm(norm: nn.Module, h: Tensor, y: Tensor | None) -> Tensor:
-        return norm(h, y) if isinstance(norm, ClassBatchNorm) else norm(h)
+        return self.up(self.project(z))
 
 
 def _sn(module: nn.Module, on: bool) -> nn.Module:

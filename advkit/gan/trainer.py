@@ -40,6 +40,8 @@ class GANTrainer:
     the labels), ``"image"`` (pix2pix: data ``(x, y)`` with x the condition image and y the target;
     D sees ``(y, x)`` pairs and G adds ``l1_weight * |y - G(z, x)|``). ``clip`` is WGAN's weight
     clip (used by ``"wgan"`` only), ``gp_weight`` WGAN-GP's penalty weight (``"wgan-gp"`` only).
+    ``mode_seeking`` weighs MSGAN's diversity term (see :meth:`g_loss`); None means 0.01, or 0 for
+    ``conditional="image"``; it keeps the samples of one class varied from the first steps on.
     ``ema_decay`` keeps an exponential moving average of G for sampling (None turns it off); its decay
     ramps up with the step count t as ``min(ema_decay, 1 - 1/(ema_ramp * (t + 1)))``, so the EMA
     averages about the last ``ema_ramp`` share of the steps done (StyleGAN2's ramp-up), never mostly
@@ -64,7 +66,7 @@ class GANTrainer:
         betas: tuple[float, float] = (0.0, 0.9),
         conditional: str | None = None,
         l1_weight: float = 0.0,
-        mode_seeking: float = 0.0,
+        mode_seeking: float | None = None,
         gp_weight: float = 10.0,
         clip: float = 0.01,
         ema_decay: float | None = 0.999,
@@ -97,6 +99,8 @@ class GANTrainer:
             raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         for i, beta in enumerate(betas):
             _check_real(f"betas[{i}]", beta, "in [0, 1)", lambda v: 0 <= v < 1)
+        if mode_seeking is None:
+            mode_seeking = 0.0 if conditional == "image" else 0.01
         if mode_seeking and conditional == "image":
             raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
