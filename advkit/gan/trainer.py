@@ -85,6 +85,8 @@ class GANTrainer:
             raise TypeError("generator must have an integer attribute latent_dim (the noise size)")
         if latent_dim < 1:
             raise ValueError(f"generator.latent_dim must be >= 1; got {latent_dim}")
+        if mode_seeking is None:
+            mode_seeking = 0.0 if conditional == "image" else 0.01
         _check_count("n_critic", n_critic, 1)
         _check_count("max_rollbacks", max_rollbacks, 0)
         for name, value in (("lr_g", lr_g), ("lr_d", lr_d), ("clip", clip), ("ema_ramp", ema_ramp)):
@@ -99,8 +101,6 @@ class GANTrainer:
             raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         for i, beta in enumerate(betas):
             _check_real(f"betas[{i}]", beta, "in [0, 1)", lambda v: 0 <= v < 1)
-        if mode_seeking is None:
-            mode_seeking = 0.0 if conditional == "image" else 0.01
         if mode_seeking and conditional == "image":
             raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
