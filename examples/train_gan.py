@@ -1,7 +1,8 @@
 """Train a class-conditional GAN on the embedded MNIST-5k and save a sample grid (row i = digit i).
 
     python examples/train_gan.py --steps 3000 --out out/example_gan
-Interrupt it and run it again with --resume to continue bit-exactly from the last checkpoint.
+Interrupt it and run it again with --resume to continue bit-exactly from the last checkpoint. A new
+run refuses a folder that holds another run's checkpoints: pick another --out, or delete them.
 """
 import argparse
 from pathlib import Path

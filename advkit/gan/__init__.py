@@ -4,10 +4,23 @@ The discriminator is the inner (max) player, the generator the outer (min) playe
 :class:`GANTrainer`. ``demo_section`` gives ``advkit demo`` its short GAN part.
 """
 from . import losses, metrics, models
+from .demo import demo_section
 from .losses import LOSSES, get_loss
 from .models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, Translator, dcgan
-from .demo import demo_section
 from .trainer import GANTrainer
 
-__all__ = ["GANTrainer", "demo_section", "LOSSES", "get_loss", "losses", "metrics", "models", "Generator", "Discriminator",
-           "Translator", "MLPGenerator", "MLPDiscriminator", "dcgan"]
+__all__ = [
+           "LOSSES",
+           "Discriminator",
+           "GANTrainer",
+           "Generator",
+           "MLPDiscriminator",
+           "MLPGenerator",
+           "Translator",
+           "dcgan",
+           "demo_section",
+           "get_loss",
+           "losses",
+           "metrics",
+           "models",
+]

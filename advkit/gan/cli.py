@@ -1,19 +1,22 @@
 """``advkit gan``: train a GAN on a named data set and write sample grids per checkpoint, a loss
 curve, metrics and checkpoints into one folder. A thin shell over :class:`GANTrainer`; the training
-hyper-parameters default to GANTrainer's own defaults (read from its signature, one place)."""
+hyper-parameters default to GANTrainer's own defaults (read from its signature, one place). User
+mistakes (a zero width, a folder holding another run, nothing to resume) raise ValueError or
+FileNotFoundError, which the ``advkit`` command prints as one line."""
 from __future__ import annotations
 
 import argparse
 import inspect
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
 from .. import data as datasets
-from ..files import write_text
 from ..core import Hook
+from ..files import write_text
 from .models import Discriminator, Translator, dcgan
 from .report import plot_losses, quality, reference_classifier, save_grid, translation_quality
 from .tasks import TASKS, paired
@@ -41,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--checkpoint-every", type=int, default=None)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run whose checkpoints are in OUT/checkpoints (an error when none loads)")
     p.add_argument("--device", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -72,7 +76,7 @@ def grid_samples(trainer: GANTrainer, condition: torch.Tensor | None) -> torch.T
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     train, test = datasets.load(args.data, root=args.root, seed=args.seed)
-    x, y = train.tensors
+    x, _ = train.tensors
     torch.manual_seed(args.seed)
     if args.conditional == "image":
         train_data, test_pairs = paired(train, args.task), paired(test, args.task)
@@ -86,11 +90,14 @@ def run(args: argparse.Namespace) -> int:
     l1 = args.l1_weight if args.conditional == "image" else 0.0
     trainer = GANTrainer(G, D, loss=args.loss, n_critic=args.n_critic, lr_g=args.lr_g, lr_d=args.lr_d,
                          conditional=args.conditional, l1_weight=l1, device=args.device, seed=args.seed)
-    every = args.checkpoint_every or max(1, args.steps // 10)
+    every = args.checkpoint_every if args.checkpoint_every is not None else max(1, args.steps // 10)
     history = trainer.fit(train_data, steps=args.steps, batch_size=args.batch_size, checkpoint_dir=out / "checkpoints",
                           checkpoint_every=every, resume=args.resume, progress=not args.no_progress,
                           hooks=[GridPerCheckpoint(trainer, every, out, grid_condition)])
-    classifier = reference_classifier(train, seed=args.seed, cache=out / "classifier.pt")
+    cache = out / "classifier.pt"
+    if not cache.exists() and not args.no_progress:  # stderr, beside the bars: stdout carries the metrics JSON
+        print(f"advkit gan: training the reference classifier for the metrics (a SmallCNN on {args.data})", file=sys.stderr)
+    classifier = reference_classifier(train, seed=args.seed, cache=cache, progress=not args.no_progress)
     if args.conditional == "image":
         cond, target = test_pairs.tensors
         scores = translation_quality(trainer, classifier, cond, target, test.tensors[1])

@@ -7,8 +7,8 @@ exact and never takes the log of 0; a past bug elsewhere used ``log sigmoid(1 - 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -106,5 +106,18 @@ def flat_logits(logits: Tensor) -> Tensor:
     return logits
 
 
-__all__ = ["GANLoss", "LOSSES", "get_loss", "gradient_penalty", "flat_logits", "d_minimax", "g_minimax",
-           "g_non_saturating", "d_wasserstein", "g_wasserstein", "d_hinge", "d_least_squares", "g_least_squares"]
+__all__ = [
+    "LOSSES",
+    "GANLoss",
+    "d_hinge",
+    "d_least_squares",
+    "d_minimax",
+    "d_wasserstein",
+    "flat_logits",
+    "g_least_squares",
+    "g_minimax",
+    "g_non_saturating",
+    "g_wasserstein",
+    "get_loss",
+    "gradient_penalty",
+]

@@ -8,7 +8,7 @@ so compare them only at equal sizes.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -99,9 +99,35 @@ def conditional_accuracy(classifier: nn.Module, samples: Tensor, labels: Tensor)
     return float((predict(classifier, samples).argmax(1) == labels.cpu()).double().mean())
 
 
+def within_class_spread(x: Tensor, labels: Tensor) -> float:
+    """Mean over classes of the mean pairwise L2 distance between the (flattened) samples of one
+    class: how varied each class is (0 when every class collapses to one sample). Classes with fewer
+    than two samples are skipped."""
+    x, labels = x.detach().flatten(1).double().cpu(), torch.as_tensor(labels).cpu()
+    if len(x) != len(labels):
+        raise ValueError(f"x and labels differ in number: {len(x)} vs {len(labels)}")
+    spreads = []
+    for c in labels.unique():
+        members = x[labels == c]
+        if len(members) >= 2:
+            n = len(members)
+            spreads.append(float(torch.pdist(members).sum() / (n * (n - 1) / 2)))
+    if not spreads:
+        raise ValueError("need at least one class with two or more samples")
+    return sum(spreads) / len(spreads)
+
+
 def _device_of(module) -> torch.device:
     params = list(module.parameters()) if isinstance(module, nn.Module) else []
     return params[0].device if params else torch.device("cpu")
 
 
-__all__ = ["frechet_distance", "extract", "classifier_fid", "predict", "class_statistics", "conditional_accuracy"]
+__all__ = [
+    "class_statistics",
+    "classifier_fid",
+    "conditional_accuracy",
+    "extract",
+    "frechet_distance",
+    "predict",
+    "within_class_spread",
+]

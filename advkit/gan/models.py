@@ -25,12 +25,22 @@ def _check_size(size: int) -> int:
     return size // 4
 
 
+def _check_sizes(**sizes: int | None) -> None:
+    """ValueError naming the first layer size that is not a positive integer (None is allowed: absent)."""
+    for name, value in sizes.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+
+
 class Generator(nn.Module):
     """DCGAN generator: linear to a (2w, s/4, s/4) map, two stride-2 transposed convs with BatchNorm,
-    a sigmoid so samples land in [0, 1]. With ``num_classes``, ``forward(z, y)`` takes labels."""
+    a sigmoid so samples land in [0, 1] (``output_range``). With ``num_classes``, ``forward(z, y)`` takes labels."""
+
+    output_range = (0.0, 1.0)
 
     def __init__(self, latent_dim: int = 64, channels: int = 1, size: int = 28, num_classes: int | None = None, width: int = 64):
         super().__init__()
+        _check_sizes(latent_dim=latent_dim, channels=channels, num_classes=num_classes, width=width)
         self.latent_dim, self.num_classes, self.base = latent_dim, num_classes, _check_size(size)
         embed_dim = 0 if num_classes is None else min(latent_dim, 32)
         self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
@@ -68,6 +78,9 @@ class Discriminator(nn.Module):
         super().__init__()
         if num_classes and cond_channels:
             raise ValueError("a discriminator is conditioned on classes or on an image, not both")
+        _check_sizes(channels=channels, num_classes=num_classes, width=width)
+        if cond_channels < 0:
+            raise ValueError(f"cond_channels must be >= 0; got {cond_channels}")
         base = _check_size(size)
         self.num_classes, self.cond_channels = num_classes, cond_channels
         self.body = nn.Sequential(
@@ -99,8 +112,11 @@ class Translator(nn.Module):
     to an image (N, out_channels, s, s) in [0, 1]. Two stride-2 encoder convs, the noise broadcast
     over the bottleneck, two decoder transposed convs with a skip connection."""
 
+    output_range = (0.0, 1.0)
+
     def __init__(self, in_channels: int = 1, out_channels: int = 1, latent_dim: int = 8, width: int = 32):
         super().__init__()
+        _check_sizes(in_channels=in_channels, out_channels=out_channels, latent_dim=latent_dim, width=width)
         self.latent_dim = latent_dim
         self.enc1 = nn.Sequential(nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2))
         self.enc2 = nn.Sequential(nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2))
@@ -120,6 +136,7 @@ class MLPGenerator(nn.Module):
 
     def __init__(self, latent_dim: int = 2, dim: int = 2, hidden: int = 128, depth: int = 3):
         super().__init__()
+        _check_sizes(latent_dim=latent_dim, dim=dim, hidden=hidden, depth=depth)
         self.latent_dim = latent_dim
         self.net = _mlp(latent_dim, dim, hidden, depth, nn.ReLU)
 
@@ -132,6 +149,7 @@ class MLPDiscriminator(nn.Module):
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3):
         super().__init__()
+        _check_sizes(dim=dim, hidden=hidden, depth=depth)
         self.net = _mlp(dim, 1, hidden, depth, lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -151,4 +169,4 @@ def dcgan(channels: int = 1, size: int = 28, num_classes: int | None = None, lat
             Discriminator(channels, size, num_classes, width=width))
 
 
-__all__ = ["Generator", "Discriminator", "Translator", "MLPGenerator", "MLPDiscriminator", "dcgan"]
+__all__ = ["Discriminator", "Generator", "MLPDiscriminator", "MLPGenerator", "Translator", "dcgan"]

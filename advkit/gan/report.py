@@ -52,9 +52,33 @@ def plot_losses(history: dict[str, list], path: str | Path) -> Path:
     return path
 
 
-def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path | None = None) -> nn.Module:
-    """A SmallCNN trained on ``data`` (through ``advkit.train.fit``), the feature extractor and judge
-    of the offline metrics; kept in ``cache`` (a state_dict file) when given, so runs can share it."""
+def plot_points(samples: Tensor, centres: Tensor, path: str | Path, title: str = "") -> Path:
+    """A scatter plot of 2-D ``samples`` with the mixture's ``centres`` marked, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    points = samples.detach().cpu()
+    ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, label="generated")
+    ax.scatter(centres[:, 0], centres[:, 1], marker="x", color="red", s=60, label="true modes")
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path | None = None,
+                         progress: bool = False) -> nn.Module:
+    """A SmallCNN trained on ``data`` (through ``advkit.train.fit``, a progress bar with ``progress``), the
+    feature extractor and judge of the offline metrics; kept in ``cache`` (a state_dict file) when
+    given, so runs can share it."""
     x, _ = as_tensors(data)
     model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
     if cache is not None and Path(cache).exists():
@@ -62,7 +86,7 @@ def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path
         return model.eval()
     torch.manual_seed(seed)
     model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
-    train.fit(model, data, epochs=epochs, seed=seed, device="cpu", progress=False)
+    train.fit(model, data, epochs=epochs, seed=seed, device="cpu", progress=progress)
     if cache is not None:
         save_tensors(model.state_dict(), cache)
     return model.cpu().eval()
@@ -72,9 +96,11 @@ def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n
             ema: bool = True) -> dict[str, float]:
     """Classifier-FID of ``n`` samples vs the test split next to the FID of ``n`` train images vs the
     test split (same sizes, so the small-sample bias is the same), their ratio, class statistics of
-    the samples (from the EMA generator unless ``ema=False``) and, for a class-conditional trainer, the classifier's accuracy on the requested labels."""
+    the samples (from the EMA generator unless ``ema=False``) and, for a class-conditional trainer, the
+    classifier's accuracy on the requested labels and the within-class spread of the samples relative
+    to that of the test images (``spread_ratio``; 1 means as varied as real data)."""
     x_train, _ = as_tensors(train_data)
-    x_test, _ = as_tensors(test_data)
+    x_test, y_test = as_tensors(test_data)
     n = min(n or len(x_train), len(x_train))
     labels = torch.arange(n) % trainer.num_classes if trainer.conditional == "class" else None
     samples = trainer.sample(n, labels=labels, seed=seed, ema=ema)
@@ -85,6 +111,7 @@ def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n
            **metrics.class_statistics(classifier, samples)}
     if labels is not None:
         out["conditional_accuracy"] = metrics.conditional_accuracy(classifier, samples, labels)
+        out["spread_ratio"] = metrics.within_class_spread(samples, labels) / metrics.within_class_spread(x_test, y_test)
     return out
 
 

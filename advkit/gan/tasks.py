@@ -16,6 +16,12 @@ from torch.utils.data import TensorDataset
 
 from ..data import as_tensors
 
+#: GANTrainer options for the ring with the MLPs of ``advkit.gan.models``: the DCGAN optimiser for
+#: networks without spectral norm (GANTrainer's defaults are SNGAN's, for image GANs), one D step per
+#: G step and no EMA (its average of points on a ring falls between the modes).
+RING_RECIPE = {"loss": "non-saturating", "n_critic": 1, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999), "ema_decay": None,
+               "mode_seeking": 0.0}
+
 
 def ring_modes(modes: int = 8, radius: float = 2.0) -> Tensor:
     """The (modes, 2) centres of the ring, evenly spaced on a circle."""
@@ -76,4 +82,4 @@ def paired(data, task: str) -> TensorDataset:
     return TensorDataset(TASKS[task](x), x)
 
 
-__all__ = ["ring_modes", "ring_of_gaussians", "mode_statistics", "edges", "downsample", "greyscale", "TASKS", "paired"]
+__all__ = ["RING_RECIPE", "TASKS", "downsample", "edges", "greyscale", "mode_statistics", "paired", "ring_modes", "ring_of_gaussians"]

@@ -11,23 +11,26 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, frozen, play, trainable_params
 from ..data import as_tensors
 from ..progress import ProgressHook
 from ..train import default_device
-from . import checkpoint
 from .losses import flat_logits, get_loss, gradient_penalty
 
 log = logging.getLogger(__name__)
 
 CONDITIONS = (None, "class", "image")
+CHECKPOINT_PREFIX = "gan"
 
 
 class GANTrainer:
@@ -37,7 +40,12 @@ class GANTrainer:
     the labels), ``"image"`` (pix2pix: data ``(x, y)`` with x the condition image and y the target;
     D sees ``(y, x)`` pairs and G adds ``l1_weight * |y - G(z, x)|``). ``clip`` is WGAN's weight
     clip (used by ``"wgan"`` only), ``gp_weight`` WGAN-GP's penalty weight (``"wgan-gp"`` only).
-    ``ema_decay`` keeps an exponential moving average of G for sampling (None turns it off).
+    ``mode_seeking`` weighs MSGAN's diversity term (see :meth:`g_loss`); None means 0.01, or 0 for
+    ``conditional="image"``; it keeps the samples of one class varied from the first steps on.
+    ``ema_decay`` keeps an exponential moving average of G for sampling (None turns it off); its decay
+    ramps up with the step count t as ``min(ema_decay, 1 - 1/(ema_ramp * (t + 1)))``, so the EMA
+    averages about the last ``ema_ramp`` share of the steps done (StyleGAN2's ramp-up), never mostly
+    the untrained generators of a short run.
     The optimiser defaults are SNGAN's for hinge + spectral norm (Adam betas (0, 0.9), two D steps
     per G step) at twice its learning rate: on mnist5k, Adam(0.5, 0.999) with one D step collapsed
     each class to one sample, and 4e-4 reached a given FID in about half the steps of 2e-4
@@ -58,9 +66,11 @@ class GANTrainer:
         betas: tuple[float, float] = (0.0, 0.9),
         conditional: str | None = None,
         l1_weight: float = 0.0,
+        mode_seeking: float | None = None,
         gp_weight: float = 10.0,
         clip: float = 0.01,
         ema_decay: float | None = 0.999,
+        ema_ramp: float = 0.1,
         max_abs_logit: float = 1e4,
         lr_backoff: float = 0.5,
         max_rollbacks: int = 5,
@@ -70,15 +80,31 @@ class GANTrainer:
         self.loss = get_loss(loss)
         if conditional not in CONDITIONS:
             raise ValueError(f"conditional must be one of {CONDITIONS}; got {conditional!r}")
-        if not isinstance(getattr(generator, "latent_dim", None), int):
+        latent_dim = getattr(generator, "latent_dim", None)
+        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool):
             raise TypeError("generator must have an integer attribute latent_dim (the noise size)")
-        if n_critic < 1 or min(lr_g, lr_d) <= 0 or l1_weight < 0 or gp_weight < 0 or clip <= 0:
-            raise ValueError(f"need n_critic >= 1, lr_g, lr_d, clip > 0 and l1_weight, gp_weight >= 0; got "
-                             f"n_critic={n_critic}, lr_g={lr_g}, lr_d={lr_d}, clip={clip}, l1_weight={l1_weight}, gp_weight={gp_weight}")
-        if ema_decay is not None and not 0 < ema_decay < 1:
-            raise ValueError(f"ema_decay must be in (0, 1) or None; got {ema_decay}")
-        self.loss_name, self.n_critic, self.conditional = loss, n_critic, conditional
-        self.l1_weight, self.gp_weight, self.clip, self.ema_decay = l1_weight, gp_weight, clip, ema_decay
+        if latent_dim < 1:
+            raise ValueError(f"generator.latent_dim must be >= 1; got {latent_dim}")
+        if mode_seeking is None:
+            mode_seeking = 0.0 if conditional == "image" else 0.01
+        _check_count("n_critic", n_critic, 1)
+        _check_count("max_rollbacks", max_rollbacks, 0)
+        for name, value in (("lr_g", lr_g), ("lr_d", lr_d), ("clip", clip), ("ema_ramp", ema_ramp)):
+            _check_real(name, value, "> 0", lambda v: 0 < v < math.inf)
+        for name, value in (("l1_weight", l1_weight), ("gp_weight", gp_weight), ("mode_seeking", mode_seeking)):
+            _check_real(name, value, ">= 0", lambda v: 0 <= v < math.inf)
+        _check_real("lr_backoff", lr_backoff, "in (0, 1)", lambda v: 0 < v < 1)
+        _check_real("max_abs_logit", max_abs_logit, "> 0 (inf turns the check off)", lambda v: v > 0)
+        if ema_decay is not None:
+            _check_real("ema_decay", ema_decay, "in (0, 1) or None", lambda v: 0 < v < 1)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
+        for i, beta in enumerate(betas):
+            _check_real(f"betas[{i}]", beta, "in [0, 1)", lambda v: 0 <= v < 1)
+        if mode_seeking and conditional == "image":
+            raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
+        self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
+        self.l1_weight, self.gp_weight, self.clip, self.ema_decay, self.ema_ramp = l1_weight, gp_weight, clip, ema_decay, ema_ramp
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
         self.base_lr = {"g": lr_g, "d": lr_d}
         self.device, self.seed = default_device(device), seed
@@ -88,6 +114,7 @@ class GANTrainer:
         self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas) if g_params else None
         self.opt_d = torch.optim.Adam(trainable_params(self.D), lr=lr_d, betas=betas)
         self.rng = torch.Generator().manual_seed(seed)
+        self.run_id = new_run_id()  # names this run's checkpoints; a resumed run takes its checkpoint's
         self.step, self.batches_drawn, self.lr_scale = 0, 0, 1.0
         self.history: dict[str, list] = {"d_loss": [], "g_loss": [], "l1": [], "rollbacks": []}
         self.num_classes: int | None = getattr(generator, "num_classes", None)
@@ -104,17 +131,25 @@ class GANTrainer:
         """Play until ``steps`` rounds (generator steps) in total; returns the history.
 
         Checkpoints go to ``checkpoint_dir`` every ``checkpoint_every`` rounds (default: a tenth of
-        ``steps``) and at the end. ``resume=True`` first loads the newest checkpoint there. ``hooks``
-        are extra core hooks (round numbers are global steps).
+        ``steps``) and at the end, named by this run's id (:mod:`advkit.checkpoints`); the newest three
+        of this run are kept. A folder holding another run's checkpoints is refused unless
+        ``resume=True``, which first loads the newest valid checkpoint of the run there (an error when
+        none loads). ``hooks`` are extra core hooks (round numbers are global steps). When the
+        divergence guard gives up, the trainer is left at its last good state.
         """
-        if steps < 0 or batch_size < 1:
-            raise ValueError(f"steps must be >= 0 and batch_size >= 1; got {steps}, {batch_size}")
+        _check_count("steps", steps, 0)
+        _check_count("batch_size", batch_size, 1)
+        if checkpoint_every is not None:
+            _check_count("checkpoint_every", checkpoint_every, 1)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
         self._warn_if_distributed()
         real, cond = self._prepare(data)
+        folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
         if resume:
-            self._resume(checkpoint_dir)
+            self._resume(folder)
+        elif folder is not None:
+            folder.claim(self.run_id)
         every = checkpoint_every or max(1, steps // 10)
         self._good = copy.deepcopy(self.state_dict())
         self.G.train(), self.D.train()
@@ -125,7 +160,7 @@ class GANTrainer:
             inner = Player(trainable_params(self.D), OptimizerStep(self.opt_d),
                            WeightClip(self.clip) if self.loss.clip else Identity(), maximize=True)
             outer = Player(trainable_params(self.G), OptimizerStep(self.opt_g), maximize=False) if self.opt_g else None
-            game_hooks = [_Guard(self), _Bookkeeper(self, batches, every, checkpoint_dir),
+            game_hooks = [_Guard(self), _Bookkeeper(self, batches, every, folder),
                           ProgressHook(steps - self.step, "gan", progress, self.history["g_loss"]), *hooks]
             play(inner, batches.d_objective, outer, batches.g_objective if outer else None, rounds=steps, k=self.n_critic,
                  hooks=game_hooks, start=self.step)
@@ -133,29 +168,64 @@ class GANTrainer:
                 break
             rollbacks += 1
             if rollbacks > self.max_rollbacks:
-                raise RuntimeError(f"GAN training diverged {rollbacks} times ({self._diverged}); giving up at step {self.step}")
+                failed_at = self.step
+                self.load_state_dict(copy.deepcopy(self._good))
+                raise RuntimeError(f"GAN training diverged {rollbacks} times ({self._diverged}); gave up at step {failed_at} "
+                                   f"and restored the last good state, step {self.step}")
             self._rollback(self._diverged)
-        if checkpoint_dir is not None and not checkpoint.path_for(checkpoint_dir, self.step).exists():
-            self._checkpoint(checkpoint_dir)
+        if folder is not None and not folder.path_for(self.run_id, self.step).exists():
+            self._checkpoint(folder)
         return self.history
 
     def _prepare(self, data) -> tuple[Tensor, Tensor | None]:
-        """(samples D must call real, condition or None), checked, on the CPU."""
+        """(samples D must call real, condition or None), checked against the models, on the CPU."""
         x, y = as_tensors(data)
         if len(x) == 0 or len(x) != len(y):
             raise ValueError(f"data must hold as many samples as targets, at least one; got {len(x)} and {len(y)}")
+        if not x.is_floating_point():
+            raise TypeError(f"data samples must be floating point (images in [0, 1]); got {x.dtype}")
         if not torch.isfinite(x).all() or (y.is_floating_point() and not torch.isfinite(y).all()):
             raise ValueError("data holds NaN or Inf values")
         if self.conditional is None:
-            return x, None
-        if self.conditional == "class":
+            real, cond = x, None
+        elif self.conditional == "class":
             if y.is_floating_point() or y.ndim != 1 or y.min() < 0:
                 raise ValueError("conditional='class' needs non-negative integer labels of shape (N,)")
+            classes = [n for n in (getattr(self.G, "num_classes", None), getattr(self.D, "num_classes", None)) if n]
+            if classes and int(y.max()) >= min(classes):
+                raise ValueError(f"data has label {int(y.max())} but the models know {min(classes)} classes (labels "
+                                 f"0..{min(classes) - 1}); build them with num_classes={int(y.max()) + 1} or relabel the data")
             self.num_classes = self.num_classes or int(y.max()) + 1
-            return x, y
-        if not y.is_floating_point() or y.ndim != x.ndim:
-            raise ValueError("conditional='image' needs data of (condition image, target image) pairs")
-        return y, x
+            real, cond = x, y
+        else:
+            if not y.is_floating_point() or y.ndim != x.ndim:
+                raise ValueError("conditional='image' needs data of (condition image, target image) pairs")
+            real, cond = y, x
+        self._check_models_fit(real, cond)
+        return real, cond
+
+    def _check_models_fit(self, real: Tensor, cond: Tensor | None) -> None:
+        """ValueError, before training, when G's samples differ in shape from the data's, the data leave
+        the range G can produce (its ``output_range`` attribute, when it has one) or D cannot judge them."""
+        low, high = getattr(self.G, "output_range", (-math.inf, math.inf))
+        tol = 1e-4
+        if float(real.min()) < low - tol or float(real.max()) > high + tol:
+            raise ValueError(f"the data's samples lie in [{float(real.min()):.3g}, {float(real.max()):.3g}] but the generator "
+                             f"produces values in [{low}, {high}]; rescale the data to that range (images in [0, 1])")
+        c = None if cond is None else cond[:2].to(self.device)
+        with frozen(self.G), frozen(self.D), torch.no_grad():
+            try:
+                fake = self.generate(torch.zeros(len(real[:2]), self.G.latent_dim, device=self.device), c)
+            except (RuntimeError, IndexError) as err:
+                raise ValueError(f"the generator fails on the data's conditions (shape {tuple(cond.shape[1:])}): {err}") from err
+            if fake.shape[1:] != real.shape[1:]:
+                raise ValueError(f"the generator makes samples of shape {tuple(fake.shape[1:])} but the data's samples have "
+                                 f"shape {tuple(real.shape[1:])}; build the models for the data (e.g. "
+                                 f"dcgan(channels=..., size=...)) or resize the data")
+            try:
+                self.judge(real[:2].to(self.device), c)
+            except (RuntimeError, IndexError) as err:
+                raise ValueError(f"the discriminator fails on the data's samples (shape {tuple(real.shape[1:])}): {err}") from err
 
     # ---- moves -------------------------------------------------------------------------------------
 
@@ -184,13 +254,39 @@ class GANTrainer:
         return loss
 
     def g_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term."""
-        fake = self.generate(self.noise(len(real)), cond)
+        """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term.
+
+        With ``mode_seeking``, the second half of the batch repeats the first half's labels and the loss
+        adds ``mode_seeking / (ratio + 1e-5)``, ratio = mean |G(z1, y) - G(z2, y)| / mean |z1 - z2| over
+        those pairs (MSGAN, Mao et al. 2019): two noises for one label must give different samples."""
+        z, half = self.noise(len(real)), len(real) // 2
+        if self.mode_seeking and half and cond is not None:
+            cond = torch.cat([cond[:half], cond[:half], cond[2 * half:]])
+        fake = self.generate(z, cond)
         loss = self.loss.g(self.judge(fake, cond))
+        if self.mode_seeking and half:
+            ratio = (fake[:half] - fake[half:2 * half]).abs().mean() / (z[:half] - z[half:2 * half]).abs().mean()
+            loss = loss + self.mode_seeking / (ratio + 1e-5)
         if self.conditional != "image":
             return loss, None
         l1 = F.l1_loss(fake, real)
         return loss + self.l1_weight * l1, l1
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """Move the EMA generator towards G with the ramped decay of ``step`` (see :func:`ema_decay_at`)."""
+        if self.ema is None:
+            return
+        decay = ema_decay_at(step, self.ema_decay, self.ema_ramp)
+        for avg, live in zip(self.ema.parameters(), self.G.parameters()):
+            avg.lerp_(live, 1 - decay)
+        for avg, live in zip(self.ema.buffers(), self.G.buffers()):
+            # BatchNorm statistics are averaged like the weights they normalise (copying the live
+            # ones would pair averaged weights with the statistics of other weights); counters are copied
+            if avg.is_floating_point():
+                avg.lerp_(live, 1 - decay)
+            else:
+                avg.copy_(live)
 
     # ---- sampling ----------------------------------------------------------------------------------
 
@@ -239,7 +335,7 @@ class GANTrainer:
             "opt_g": self.opt_g.state_dict() if self.opt_g else {}, "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
             "step": self.step, "batches_drawn": self.batches_drawn, "lr_scale": self.lr_scale,
-            "num_classes": self.num_classes or 0, "history": self.history,
+            "num_classes": self.num_classes or 0, "history": self.history, "run_id": self.run_id,
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -260,30 +356,28 @@ class GANTrainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.batches_drawn, self.lr_scale = state["step"], state["batches_drawn"], state["lr_scale"]
         self.num_classes = state["num_classes"] or self.num_classes
+        self.run_id = state.get("run_id", self.run_id)
         self.history = copy.deepcopy(state["history"])
 
     def _finite(self) -> bool:
         models = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
         return all(torch.isfinite(t).all() for m in models for t in (*m.parameters(), *m.buffers()) if t.is_floating_point())
 
-    def _checkpoint(self, directory: str | Path | None) -> None:
+    def _checkpoint(self, folder: CheckpointFolder | None) -> None:
         """Remember the current state as the last good one (and write it) unless a weight is non-finite."""
         if not self._finite():
             self._diverged = "non-finite weights"
             return
         self._good = copy.deepcopy(self.state_dict())
-        if directory is not None:
-            path = checkpoint.save(self._good, directory, self.step)
+        if folder is not None:
+            path = folder.save(self._good, self.run_id, self.step)
             log.info("checkpoint at step %d: %s", self.step, path)
 
-    def _resume(self, directory: str | Path) -> None:
-        found = checkpoint.load_latest(directory)
-        if found is None:
-            log.info("no checkpoint in %s: starting from step 0", directory)
-            return
-        state, path = found
+    def _resume(self, folder: CheckpointFolder) -> None:
+        """Load the newest valid checkpoint of this trainer's run in ``folder`` (or of the only run there)."""
+        state, path = folder.load_latest(folder.resumable_run(self.run_id))
         self.load_state_dict(state)
-        log.info("resumed from %s at step %d", path, self.step)
+        log.info("resumed run %s from %s at step %d", self.run_id, path, self.step)
 
     def _rollback(self, reason: str) -> None:
         """Back to the last good state, both learning rates times ``lr_backoff``, logged in the history."""
@@ -372,28 +466,39 @@ class _Guard(Hook):
 class _Bookkeeper(Hook):
     """After each G move: the EMA update; after each round: the step counter and checkpoints."""
 
-    def __init__(self, trainer: GANTrainer, batches: _Batches, every: int, directory: str | Path | None):
-        self.t, self.batches, self.every, self.directory = trainer, batches, every, directory
+    def __init__(self, trainer: GANTrainer, batches: _Batches, every: int, folder: CheckpointFolder | None):
+        self.t, self.batches, self.every, self.folder = trainer, batches, every, folder
 
-    @torch.no_grad()
     def outer_step(self, r: int, loss: Tensor) -> None:
-        t = self.t
-        if t.ema is None or t._diverged:
-            return
-        decay = min(t.ema_decay, (1 + r) / (10 + r))
-        for avg, live in zip(t.ema.parameters(), t.G.parameters()):
-            avg.lerp_(live, 1 - decay)
-        for avg, live in zip(t.ema.buffers(), t.G.buffers()):
-            # BatchNorm statistics are averaged like the weights they normalise (copying the live
-            # ones would pair averaged weights with the statistics of other weights); counters are copied
-            if avg.is_floating_point():
-                avg.lerp_(live, 1 - decay)
-            else:
-                avg.copy_(live)
+        if not self.t._diverged:
+            self.t.update_ema(r)
 
     def round_end(self, r: int) -> bool:
         self.batches.end_round()
         self.t.step = r + 1
         if self.t.step % self.every == 0:
-            self.t._checkpoint(self.directory)
+            self.t._checkpoint(self.folder)
         return self.t._diverged is not None
+
+
+def ema_decay_at(step: int, decay: float, ramp: float) -> float:
+    """The EMA decay after the generator step ``step`` (0-based): ``min(decay, 1 - 1/(ramp * (step + 1)))``,
+    at least 0 (the first steps copy the generator)."""
+    return max(0.0, min(decay, 1.0 - 1.0 / (ramp * (step + 1))))
+
+
+def _check_real(name: str, value, rule: str, ok) -> None:
+    """TypeError unless ``value`` is a real number; ValueError unless it is not NaN and ``ok(value)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r}")
+    if math.isnan(value) or not ok(value):
+        raise ValueError(f"{name} must be finite and {rule}; got {value!r}" if "inf" not in rule
+                         else f"{name} must be {rule}; got {value!r}")
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    """TypeError unless ``value`` is an integer; ValueError below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator
-from advkit.gan.tasks import mode_statistics, ring_of_gaussians
+from advkit.gan.tasks import RING_RECIPE, mode_statistics, ring_of_gaussians
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,7 @@ def test_discriminator_approaches_optimum_for_fixed_generator():
 
 def train_ring(loss: str, steps: int = 2000) -> dict[str, float]:
     torch.manual_seed(0)
-    # the DCGAN recipe for an MLP without spectral norm (the trainer's defaults are SNGAN's, for image GANs)
-    trainer = GANTrainer(MLPGenerator(latent_dim=2), MLPDiscriminator(), loss=loss, n_critic=1, lr_g=1e-3, lr_d=1e-3,
-                         betas=(0.5, 0.999), ema_decay=None, device="cpu", seed=0)
+    trainer = GANTrainer(MLPGenerator(latent_dim=2), MLPDiscriminator(), **{**RING_RECIPE, "loss": loss}, device="cpu", seed=0)
     trainer.fit(ring_of_gaussians(20000), steps=steps, batch_size=256, progress=False)
     stats = mode_statistics(trainer.sample(2000))
     log.warning("ring of 8 Gaussians, %s, %d steps: %s", loss, steps, stats)
