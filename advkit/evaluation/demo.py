@@ -1,13 +1,12 @@
 """``advkit demo``, the main job: train a SmallCNN on the embedded MNIST-5k, evaluate it, write
 the report folder. Later parts add their sections: a module in :data:`SECTION_PROVIDERS` that
-defines ``demo_section(out_dir, quick, seed) -> {"title", "markdown", "images"}`` is called and
-its section lands in the same report (``progress=`` is passed too when the function takes it).
+defines ``demo_section(out_dir, quick, seed, progress) -> {"title", "markdown", "images"}`` is called
+and its section lands in the same report.
 Each long phase announces itself and its result on one line (``[2/3] ...``).
 """
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import sys
 import tempfile
@@ -80,7 +79,7 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: st
     with tempfile.TemporaryDirectory(prefix="advkit-demo-sections-") as scratch:  # the report keeps the images
         for name, provider in providers:
             phases.start(f"{name.rsplit('.', 1)[-1].upper()} section ({name}.demo_section)")
-            section = call_provider(provider, Path(scratch), quick, seed, progress)
+            section = provider(Path(scratch), quick, seed, progress=progress)
             report.add_section(section["title"], section["markdown"], section.get("images", ()))
             phases.end(f"{section['title']}: done")
     report.save(out)
@@ -112,11 +111,3 @@ def section_providers() -> list[tuple[str, Callable[..., dict[str, Any]]]]:
         except (ImportError, AttributeError):
             log.info("demo: no section from %s", name)
     return found
-
-
-def call_provider(provider: Callable[..., dict[str, Any]], out: Path, quick: bool, seed: int,
-                  progress: bool) -> dict[str, Any]:
-    """``provider(out, quick, seed)``, with ``progress=`` when it takes that argument."""
-    if "progress" in inspect.signature(provider).parameters:
-        return provider(out, quick, seed, progress=progress)
-    return provider(out, quick, seed)

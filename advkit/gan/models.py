@@ -1,7 +1,7 @@
 """DCGAN-style generators and discriminators for 28x28x1 and 32x32x3 images, plus small MLPs for
 2-D toy data.
 
-The contract (see DESIGN.md): a generator has an integer ``latent_dim`` and maps noise of shape
+The contract (see docs/ARCHITECTURE.md): a generator has an integer ``latent_dim`` and maps noise of shape
 ``(N, latent_dim)``, plus labels or a condition image when conditional, to samples in [0, 1]; a
 discriminator maps samples, plus the same condition, to one logit per sample, shape (N,).
 
