@@ -72,7 +72,8 @@ class Run:
                  generator: torch.Generator, sample_seeds: Tensor | None = None, x_init: Tensor | None = None):
         self.attack, self.x, self.eps, self.generator, self.x_init = attack, x, eps, generator, x_init
         self.feasible = ball(attack.norm, x, eps) & Box(0.0, 1.0)
-        self.sample_seeds = sample_seeds
+        # on x's device like every per-sample tensor of the run, so rows index it with the same indices
+        self.sample_seeds = None if sample_seeds is None else sample_seeds.to(x.device)
         self._sample_generators: list[torch.Generator] | None = None  # made at the first draw
         self.loss_fn = get_loss(attack.loss)
         self.targeted = target is not None or bool(attack.targeted)

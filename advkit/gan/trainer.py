@@ -40,7 +40,7 @@ class GANTrainer:
     the labels), ``"image"`` (pix2pix: data ``(x, y)`` with x the condition image and y the target;
     D sees ``(y, x)`` pairs and G adds ``l1_weight * |y - G(z, x)|``). ``clip`` is WGAN's weight
     clip (used by ``"wgan"`` only), ``gp_weight`` WGAN-GP's penalty weight (``"wgan-gp"`` only).
-    ``mode_seeking`` weighs MSGAN's diversity term (see :meth:`g_loss`); None means 0.01, or 0 for
+    ``mode_seeking`` weighs MSGAN's diversity term (see :meth:`g_loss`); None means 0.005, or 0 for
     ``conditional="image"``; it keeps the samples of one class varied from the first steps on.
     ``ema_decay`` keeps an exponential moving average of G for sampling (None turns it off); its decay
     ramps up with the step count t as ``min(ema_decay, 1 - 1/(ema_ramp * (t + 1)))``, so the EMA
@@ -70,7 +70,7 @@ class GANTrainer:
         gp_weight: float = 10.0,
         clip: float = 0.01,
         ema_decay: float | None = 0.999,
-        ema_ramp: float = 0.1,
+        ema_ramp: float = 0.2,
         max_abs_logit: float = 1e4,
         lr_backoff: float = 0.5,
         max_rollbacks: int = 5,
@@ -86,7 +86,7 @@ class GANTrainer:
         if latent_dim < 1:
             raise ValueError(f"generator.latent_dim must be >= 1; got {latent_dim}")
         if mode_seeking is None:
-            mode_seeking = 0.0 if conditional == "image" else 0.01
+            mode_seeking = 0.0 if conditional == "image" else 0.005
         _check_count("n_critic", n_critic, 1)
         _check_count("max_rollbacks", max_rollbacks, 0)
         for name, value in (("lr_g", lr_g), ("lr_d", lr_d), ("clip", clip), ("ema_ramp", ema_ramp)):

@@ -307,13 +307,19 @@ def test_targeted_modes_reach_their_targets_or_are_refused(name, mode, trained_c
         return
     res = build(name, trained_cnn, eps, budget=budget, norm=norm, targeted=targeted).run(x, y, target)
     with torch.no_grad():
-        pred = trained_cnn(res.x_adv).argmax(1)
+        adv_logits = trained_cnn(res.x_adv)
+        pred = adv_logits.argmax(1)
         logits = trained_cnn(x)
     expected = target if mode == "given" else None
     if mode == "least-likely":
         expected = logits.argmin(1)
     if expected is not None:
-        assert torch.equal(res.success, pred == expected)
+        # A minimal-distortion attack (FAB, CW) may stop on the decision boundary itself, where a forward
+        # over another batch size rounds the other way: only such exact ties may disagree with the attack.
+        disagree = res.success != (pred == expected)
+        rivals = adv_logits.scatter(1, expected[:, None], float("-inf")).amax(1)
+        margin = adv_logits.gather(1, expected[:, None]).squeeze(1) - rivals
+        assert bool((margin[disagree].abs() < 1e-3).all()), margin[disagree]
     else:  # random targets: never the true class, and success means the model says some other class
         assert bool((pred[res.success] != y[res.success]).all())
     rate = (WRAPPED_ROW if name == WRAPPED else MEASURED_TARGETED[name])[mode]

@@ -118,7 +118,7 @@ def test_cli_evaluate_writes_the_report(trained_cnn, tmp_path, capsys):
 def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monkeypatch):
     from advkit.evaluation import demo
 
-    def demo_section(out_dir, quick, seed):
+    def demo_section(out_dir, quick, seed, progress):
         picture = out_dir / "gan.png"
         matplotlib.image.imsave(picture, torch.rand(4, 4).numpy())
         return {"title": "GAN", "markdown": f"quick={quick} seed={seed}", "images": [picture]}
