@@ -3,14 +3,18 @@ raise GradientMaskingError (naming the problem and the gradient-free attack), ne
 autograd error or a silent weak result; Square, which needs no gradient, still runs on it."""
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from advkit.attacks import APGD, APGDT, CW, FGSM, MIFGSM, PGD, GradientMaskingError, Square, from_torchattacks
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
+from masked import MASKED, NoGrad  # noqa: E402
 
 
 def net() -> nn.Module:
@@ -18,31 +22,6 @@ def net() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
 
 
-class NoGrad(nn.Module):
-    """``torch.no_grad()`` inside forward."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = net()
-
-    def forward(self, x):
-        with torch.no_grad():
-            return self.net(x)
-
-
-class Detached(NoGrad):
-    def forward(self, x):
-        return self.net(x.detach())
-
-
-class OneHot(NoGrad):
-    """Returns the one-hot argmax: piecewise constant, no gradient at all."""
-
-    def forward(self, x):
-        return F.one_hot(self.net(x).argmax(1), 10).float() * 10
-
-
-MASKED = {"no_grad": NoGrad, "detach": Detached, "argmax-one-hot": OneHot}
 GRADIENT_ATTACKS = {
     "pgd": lambda m: PGD(m, eps=0.1, steps=3),
     "pgd-no-random-start": lambda m: PGD(m, eps=0.1, steps=3, random_start=False),
@@ -60,7 +39,7 @@ def batch(n: int = 6):
 @pytest.mark.parametrize("attack", sorted(GRADIENT_ATTACKS))
 def test_gradient_attacks_raise_a_clear_gradient_masking_error(attack, masking):
     x, y = batch()
-    atk = GRADIENT_ATTACKS[attack](MASKED[masking]())
+    atk = GRADIENT_ATTACKS[attack](MASKED[masking](net()))
     with pytest.raises(GradientMaskingError, match=r"gradient masking.*gradient-free attack.*Square"):
         atk.run(x, y)
 
@@ -70,13 +49,13 @@ def test_cw_raises_although_its_loss_has_a_gradient_through_the_distance():
     check CW would run and only shrink the perturbation (it used to return 6% success)."""
     x, y = batch()
     with pytest.raises(GradientMaskingError):
-        CW(NoGrad(), steps=5, binary_steps=2)(x, y)
+        CW(NoGrad(net()), steps=5, binary_steps=2)(x, y)
 
 
 @pytest.mark.parametrize("masking", sorted(MASKED))
 def test_square_runs_on_a_masked_model(masking):
     x, y = batch(8)
-    model = MASKED[masking]()
+    model = MASKED[masking](net())
     with torch.no_grad():
         y = model(x).argmax(1)
     res = Square(model, eps=0.3, n_queries=100).run(x, y)
@@ -88,7 +67,7 @@ def test_square_runs_on_a_masked_model(masking):
 
 
 def test_a_masked_model_with_the_error_is_left_as_it_was():
-    model = NoGrad().train()
+    model = NoGrad(net()).train()
     with pytest.raises(GradientMaskingError):
         PGD(model, eps=0.1, steps=2)(*batch())
     assert model.training and all(p.requires_grad for p in model.parameters())
@@ -97,7 +76,7 @@ def test_a_masked_model_with_the_error_is_left_as_it_was():
 def test_torchattacks_attack_on_a_masked_model_raises_the_same_error(torchattacks):
     x, y = batch()
     with pytest.raises(GradientMaskingError, match="gradient masking"):
-        from_torchattacks(torchattacks.PGD(NoGrad(), eps=0.1, steps=2)).run(x, y)
+        from_torchattacks(torchattacks.PGD(NoGrad(net()), eps=0.1, steps=2)).run(x, y)
 
 
 def test_an_ordinary_model_raises_nothing_and_is_attacked():
