@@ -156,9 +156,7 @@ class FAB(Attack):
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
         self.alpha_max = check_number(alpha_max, "alpha_max", low_open=False, high=1.0)
         self.eta = check_number(eta, "eta")
-        self.beta = check_number(beta, "beta", high=1.0)
-        if self.beta == 1.0:
-            raise ValueError("beta must be < 1 (it shrinks an overshooting iterate towards the clean point), got 1.0")
+        self.beta = check_number(beta, "beta", high=1.0, high_open=True)
 
     def perturb(self, run: Run) -> None:
         with torch.no_grad():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoints import CheckpointFolder, new_run_id
-from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, frozen, play, trainable_params
+from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, check_number, frozen, play, trainable_params
 from ..data import as_tensors
 from ..progress import ProgressHook
 from ..train import default_device
@@ -87,20 +86,21 @@ class GANTrainer:
             raise ValueError(f"generator.latent_dim must be >= 1; got {latent_dim}")
         if mode_seeking is None:
             mode_seeking = 0.0 if conditional == "image" else 0.005
-        _check_count("n_critic", n_critic, 1)
-        _check_count("max_rollbacks", max_rollbacks, 0)
+        check_number(n_critic, "n_critic", low=1, low_open=False, integer=True)
+        check_number(max_rollbacks, "max_rollbacks", low_open=False, integer=True)
         for name, value in (("lr_g", lr_g), ("lr_d", lr_d), ("clip", clip), ("ema_ramp", ema_ramp)):
-            _check_real(name, value, "> 0", lambda v: 0 < v < math.inf)
+            check_number(value, name)
         for name, value in (("l1_weight", l1_weight), ("gp_weight", gp_weight), ("mode_seeking", mode_seeking)):
-            _check_real(name, value, ">= 0", lambda v: 0 <= v < math.inf)
-        _check_real("lr_backoff", lr_backoff, "in (0, 1)", lambda v: 0 < v < 1)
-        _check_real("max_abs_logit", max_abs_logit, "> 0 (inf turns the check off)", lambda v: v > 0)
+            check_number(value, name, low_open=False)
+        check_number(lr_backoff, "lr_backoff", high=1.0, high_open=True)
+        if max_abs_logit != math.inf:  # inf turns the runaway-discriminator check off
+            check_number(max_abs_logit, "max_abs_logit")
         if ema_decay is not None:
-            _check_real("ema_decay", ema_decay, "in (0, 1) or None", lambda v: 0 < v < 1)
+            check_number(ema_decay, "ema_decay", high=1.0, high_open=True)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"betas must be a pair (beta1, beta2); got {betas!r}")
         for i, beta in enumerate(betas):
-            _check_real(f"betas[{i}]", beta, "in [0, 1)", lambda v: 0 <= v < 1)
+            check_number(beta, f"betas[{i}]", low_open=False, high=1.0, high_open=True)
         if mode_seeking and conditional == "image":
             raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
@@ -137,10 +137,10 @@ class GANTrainer:
         none loads). ``hooks`` are extra core hooks (round numbers are global steps). When the
         divergence guard gives up, the trainer is left at its last good state.
         """
-        _check_count("steps", steps, 0)
-        _check_count("batch_size", batch_size, 1)
+        check_number(steps, "steps", low_open=False, integer=True)
+        check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
         if checkpoint_every is not None:
-            _check_count("checkpoint_every", checkpoint_every, 1)
+            check_number(checkpoint_every, "checkpoint_every", low=1, low_open=False, integer=True)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
         self._warn_if_distributed()
@@ -485,20 +485,3 @@ def ema_decay_at(step: int, decay: float, ramp: float) -> float:
     """The EMA decay after the generator step ``step`` (0-based): ``min(decay, 1 - 1/(ramp * (step + 1)))``,
     at least 0 (the first steps copy the generator)."""
     return max(0.0, min(decay, 1.0 - 1.0 / (ramp * (step + 1))))
-
-
-def _check_real(name: str, value, rule: str, ok) -> None:
-    """TypeError unless ``value`` is a real number; ValueError unless it is not NaN and ``ok(value)``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number; got {value!r}")
-    if math.isnan(value) or not ok(value):
-        raise ValueError(f"{name} must be finite and {rule}; got {value!r}" if "inf" not in rule
-                         else f"{name} must be {rule}; got {value!r}")
-
-
-def _check_count(name: str, value, minimum: int) -> None:
-    """TypeError unless ``value`` is an integer; ValueError below ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")

@@ -51,8 +51,8 @@ def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
 
 @pytest.mark.parametrize("change,message", [
     ({"width": "0"}, "width must be a positive integer"), ({"latent_dim": "0"}, "latent_dim must be a positive integer"),
-    ({"checkpoint_every": "0"}, "checkpoint_every must be >= 1"), ({"steps": "-1"}, "steps must be >= 0"),
-    ({"lr_g": "nan"}, "lr_g must be finite and > 0"),
+    ({"checkpoint_every": "0"}, "checkpoint_every must be a finite integer >= 1"), ({"steps": "-1"}, "steps must be a finite integer >= 0"),
+    ({"lr_g": "nan"}, "lr_g must be a finite number > 0"),
 ])
 def test_gan_command_mistakes_are_value_errors(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):

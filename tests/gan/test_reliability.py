@@ -239,6 +239,6 @@ def test_trainer_rejects_wrongly_typed_hyper_parameters():
 def test_fit_rejects_bad_counts_before_training(tiny_mnist, tmp_path, option, value):
     trainer = make_trainer(init_seed=0)
     kwargs = {"steps": 2, "batch_size": 32, "checkpoint_dir": tmp_path, "progress": False, option: value}
-    with pytest.raises(ValueError, match=f"{option} must be >= "):
+    with pytest.raises(ValueError, match=f"{option} must be a finite integer >= "):
         trainer.fit(tiny_mnist, **kwargs)
     assert trainer.step == 0 and not list(tmp_path.iterdir())
