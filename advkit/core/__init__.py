@@ -1,6 +1,17 @@
 """advkit.core: the one min-max engine shared by attacks, training, defenses and GANs."""
 from .checks import check_number
-from .constraints import Box, Identity, Intersection, L2Ball, LinfBall, Projection, WeightClip, ball, flat_norm, per_sample
+from .constraints import (
+    Box,
+    Identity,
+    Intersection,
+    L2Ball,
+    LinfBall,
+    Projection,
+    WeightClip,
+    ball,
+    flat_norm,
+    per_sample,
+)
 from .freeze import frozen
 from .game import Hook, Objective, Player, play, trainable_params
 from .steps import L2Step, MomentumStep, OptimizerStep, SignStep, StepRule

@@ -3,7 +3,7 @@ attacks that start from a point, and is refused by the others."""
 import pytest
 import torch
 
-from advkit.attacks import APGD, FGSM, PGD, APGDT
+from advkit.attacks import APGD, APGDT, FGSM, PGD
 
 
 @pytest.mark.parametrize("make", [lambda m: PGD(m, steps=10), lambda m: APGD(m, steps=10)], ids=["pgd", "apgd"])
