@@ -103,8 +103,11 @@ def _cifar10(folder: Path, train: bool) -> TensorDataset:
 
 
 def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All ``(x, y)`` of a TensorDataset, a Dataset, a DataLoader or an ``(x, y)`` pair, as two tensors."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+    """All ``(x, y)`` of a TensorDataset, a Dataset, a DataLoader or an ``(x, y)`` pair (tensors or
+    numpy arrays), as two tensors."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        data = tuple(torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in data)
+    if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
     elif isinstance(data, TensorDataset):
         x, y = data.tensors[:2]

@@ -347,18 +347,25 @@ class Attack:
         ``finish``); the base class picks each sample's best."""
         raise NotImplementedError
 
-    def __repr__(self) -> str:
-        """What runs: eps, norm, the class's :attr:`settings` (derived ones with their rule), the loss,
-        and whichever of targeted, early_stop, seed and amp differ from their defaults."""
-        parts = [f"eps={_show(self.eps)}", f"norm={self.norm!r}"]
+    def settings_text(self, eps: float | None = None) -> str:
+        """The settings that run, after eps: norm, the class's :attr:`settings`, the loss, and whichever
+        of targeted, early_stop, seed and amp differ from their defaults. A setting derived from eps
+        shows its value at ``eps`` with its rule, or (``eps=None``, for a whole eps grid) its rule alone."""
+        parts = [f"norm={self.norm!r}"]
         for name in self.settings:
-            value = self.setting(name)
-            rule = f" ({self.derived[name][0]})" if getattr(self, name, None) is None and name in self.derived else ""
-            parts.append(f"{name}={_show(value)}{rule}")
+            if getattr(self, name, None) is None and name in self.derived:
+                rule = self.derived[name][0]
+                parts.append(f"{name}={rule}" if eps is None else f"{name}={_show(self.setting(name, eps))} ({rule})")
+            else:
+                parts.append(f"{name}={_show(getattr(self, name, None))}")
         parts.append(f"loss={self.loss!r}")
         defaults = {"targeted": False, "early_stop": True, "seed": 0, "amp": False}
         parts += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
-        return f"{type(self).__name__}({', '.join(parts)})"
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        """What runs: eps, then :meth:`settings_text` at that eps."""
+        return f"{type(self).__name__}(eps={_show(self.eps)}, {self.settings_text(self.eps)})"
 
 
 def _show(value) -> str:

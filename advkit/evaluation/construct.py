@@ -8,10 +8,10 @@ from typing import Any
 
 from torch import nn
 
+from ..attacks import Attack
+
 #: The eps attacks are built with; every call of the evaluation passes the grid's eps instead.
 BUILD_EPS = 8 / 255
-#: The step size an attack uses when built without ``alpha`` (its class's documented rule).
-DEFAULT_STEP_RULES = {"PGD": "2.5·eps/{steps}", "MIFGSM": "eps/{steps}"}
 
 
 def accepts(cls: type, name: str) -> bool:
@@ -37,10 +37,11 @@ def describe(attack: Any, eps: Sequence[float] | None = None) -> Any:
     steps = getattr(attack, "steps", None)
     parts = [f"{kind}-{steps}" if isinstance(steps, int) else kind]
     alpha = getattr(attack, "alpha", None)
+    rule = getattr(attack, "derived", {}).get("alpha")
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         parts.append(f"alpha {alpha:g}")
-    elif kind in DEFAULT_STEP_RULES and isinstance(steps, int):
-        parts.append("alpha " + DEFAULT_STEP_RULES[kind].format(steps=steps))
+    elif rule is not None and isinstance(steps, int):
+        parts.append("alpha " + rule[0].replace("steps", str(steps)))
     restarts = getattr(attack, "restarts", None)
     if isinstance(restarts, int) and restarts > 1:
         parts.append(f"{restarts} restarts")
@@ -49,5 +50,8 @@ def describe(attack: Any, eps: Sequence[float] | None = None) -> Any:
         parts.append(f"{queries} queries")
     if eps is not None:
         parts.append("eps ∈ {" + ", ".join(f"{e:g}" for e in eps if e > 0) + "}")
-    settings = re.sub(r"\beps=[^,()]*(, )?", "", repr(attack)).replace(", )", ")")
+    if isinstance(attack, Attack):
+        settings = f"{kind}({attack.settings_text()})"
+    else:  # a wrapped attack: its repr without the eps it was built with
+        settings = re.sub(r"\beps=[^,()]*(, )?", "", repr(attack)).replace(", )", ")")
     return ", ".join(parts) + "; " + settings

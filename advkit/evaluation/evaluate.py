@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, GradientMaskingError
+from ..attacks.base import model_dtype
 from ..attacks.checks import check_choice, check_eps, check_images, check_labels
 from ..attacks.generate import model_device
 from ..core import frozen
@@ -92,9 +93,9 @@ def evaluate(
     specs = resolve(attacks)
     if batch_size < 1 or (n is not None and n < 1) or probe < 0 or examples < 0:
         raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; got {batch_size}, {n}, {probe}, {examples}")
-    x, y = as_tensors(_numpy_pair(data), limit=n)
+    x, y = as_tensors(data, limit=n)
     x = check_images(x, "data images")
-    y = check_labels(torch.as_tensor(y) if isinstance(y, np.ndarray) else y, len(x), torch.device("cpu"), "data labels")
+    y = check_labels(y, len(x), torch.device("cpu"), "data labels")
     device = default_device(device)
     start = time.perf_counter()
     results = []
@@ -114,7 +115,7 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
                    progress: bool = True) -> ModelResult:
     """One model's curves, checks and examples (``model`` already on ``device``)."""
     t0 = time.perf_counter()
-    x = x.to(model_dtype(model))
+    x = x.to(model_dtype(model, torch.float32))
     clean_pred, num_classes = predict(model, x, batch_size, device)
     check_data_labels(y, num_classes)
     clean = clean_pred == y
@@ -268,13 +269,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
-def _numpy_pair(data: Any) -> Any:
-    """An ``(x, y)`` pair with numpy arrays in it, as tensors (other data forms pass through)."""
-    if isinstance(data, (tuple, list)) and len(data) == 2 and any(isinstance(t, np.ndarray) for t in data):
-        return tuple(torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in data)
-    return data
-
-
 def check_data_labels(y: Tensor, num_classes: int) -> None:
     """Labels must index the model's ``num_classes`` outputs: a label out of range would count as
     misclassified and silently lower every accuracy."""
@@ -282,12 +276,6 @@ def check_data_labels(y: Tensor, num_classes: int) -> None:
     if len(bad):
         raise ValueError(f"data labels must be class indices in [0, {num_classes}) for a model with {num_classes} "
                          f"outputs; {len(bad)} are not (first: label {int(y[bad[0]])} at index {int(bad[0])})")
-
-
-def model_dtype(model: nn.Module) -> torch.dtype:
-    """The floating dtype of the model's parameters (float32 for a model without any): data of
-    another precision is converted to it."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 @contextmanager
