@@ -23,7 +23,7 @@ from .jpeg import jpeg_quantise
 __all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt"]
 
 SEVERITIES = (1, 2, 3, 4, 5)
-#: Image side (pixels) at which the blur's sigmas are given.
+#: Image side (pixels) at which the blur's sigmas and the pixelation's blocks are given.
 REFERENCE_SIDE = 28
 
 Corruption = Callable[[Tensor, int, torch.Generator], Tensor]
@@ -138,8 +138,8 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     """``x`` (NCHW, floating, values in [0, 1]) with corruption ``name`` at ``severity`` 1..5 (0 returns a copy).
 
     The result has ``x``'s shape, dtype and device and lies in [0, 1]; the work is batched on that
-    device (half precision computes in float32). The random corruptions draw from one
-    ``torch.Generator`` on ``x``'s device seeded with ``seed``: the same call gives the same result on
+    device (half precision computes in float32). The random corruptions (gaussian-noise, fog, affine; the
+    others draw nothing) draw from one ``torch.Generator`` on ``x``'s device seeded with ``seed``: the same call gives the same result on
     the same device. A sample's result depends on its own pixels, the seed, its index in the batch
     and the batch's shape, never on the other samples' pixels; corrupting a batch in parts therefore
     draws differently from corrupting it whole. The same seed draws the same noise at every severity,
