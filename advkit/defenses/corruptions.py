@@ -139,10 +139,11 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
 
     The result has ``x``'s shape, dtype and device and lies in [0, 1]; the work is batched on that
     device (half precision computes in float32). The random corruptions (gaussian-noise, fog, affine; the
-    others draw nothing) draw from one ``torch.Generator`` on ``x``'s device seeded with ``seed``: the same call gives the same result on
-    the same device. A sample's result depends on its own pixels, the seed, its index in the batch
-    and the batch's shape, never on the other samples' pixels; corrupting a batch in parts therefore
-    draws differently from corrupting it whole. The same seed draws the same noise at every severity,
+    others draw nothing) draw from one ``torch.Generator`` on ``x``'s device seeded with ``seed``: the
+    same call gives the same result on the same device. A sample's result depends on its own pixels,
+    the seed, its index in the batch and the batch's shape, never on the other samples' pixels;
+    corrupting a batch in parts therefore draws differently from corrupting it whole. The same seed
+    draws the same noise at every severity,
     so a higher severity is the same corruption made stronger.
     """
     check_choice(name, tuple(CORRUPTIONS), "name")
