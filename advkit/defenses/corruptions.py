@@ -143,8 +143,7 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     same call gives the same result on the same device. A sample's result depends on its own pixels,
     the seed, its index in the batch and the batch's shape, never on the other samples' pixels;
     corrupting a batch in parts therefore draws differently from corrupting it whole. The same seed
-    draws the same noise at every severity,
-    so a higher severity is the same corruption made stronger.
+    draws the same noise at every severity, so a higher severity is the same corruption made stronger.
     """
     check_choice(name, tuple(CORRUPTIONS), "name")
     if isinstance(severity, bool) or not isinstance(severity, numbers.Integral):

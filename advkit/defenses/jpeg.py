@@ -30,7 +30,8 @@ YCBCR_TO_RGB = ((1.0, 0.0, 1.402), (1.0, -0.344136, -0.714136), (1.0, 1.772, 0.0
 
 
 def dct_basis(n: int = BLOCK, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
-    """The orthonormal DCT-II matrix ``D`` (``n x n``): ``D @ b @ D.T`` transforms a block ``b``, ``D.T @ c @ D`` inverts."""
+    """The orthonormal DCT-II matrix ``D`` (``n x n``): ``D @ b @ D.T`` transforms a block ``b``,
+    ``D.T @ c @ D`` inverts."""
     k = torch.arange(n, dtype=torch.float64).view(n, 1)
     i = torch.arange(n, dtype=torch.float64).view(1, n)
     basis = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
