@@ -1,0 +1,4 @@
+"""Defenses: augmentation with common corruptions (``CORRUPTIONS``, ``corrupt``)."""
+from .corruptions import CORRUPTIONS, corrupt
+
+__all__ = ["CORRUPTIONS", "corrupt"]
