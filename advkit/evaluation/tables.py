@@ -66,14 +66,13 @@ def header_lines(results: Mapping[str, ModelResult], config: Mapping[str, Any], 
     masking = [f"Gradient masking on {name}: {', '.join(res.masked)} could not run (no input gradient) and have no "
                "curve; " + "; ".join(f"{a}: {rec.note}" for a, rec in res.attacks.items() if rec.note) + "."
                for name, res in results.items() if res.masked]
-    return [*masking,
-        (f"Attacks: {', '.join(config['attacks'])}; norm {config['norm']}; eps {', '.join(f'{e:g}' for e in config['eps'])}; "
-        f"{config['n']} samples; seed {config['seed']}; "
-        f"{'survivors only' if config['survivors'] else 'every sample at every eps'}"
-        f"{', each eps warm-started from the last' if config['warm_start'] else ', fresh starts at each eps'}."),
-        f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
-        f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped.",
-    ]
+    setup = (f"Attacks: {', '.join(config['attacks'])}; norm {config['norm']}; "
+             f"eps {', '.join(f'{e:g}' for e in config['eps'])}; {config['n']} samples; seed {config['seed']}; "
+             f"{'survivors only' if config['survivors'] else 'every sample at every eps'}"
+             f"{', each eps warm-started from the last' if config['warm_start'] else ', fresh starts at each eps'}.")
+    return [*masking, setup,
+            f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
+            f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped."]
 
 
 def unshown_images(section: Mapping[str, Any]) -> list[Path]:

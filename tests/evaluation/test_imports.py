@@ -27,8 +27,8 @@ def circle(graph: dict[str, set[str]]) -> list[str] | None:
         state[module] = "open"
         for dep in sorted(graph.get(module, ())):
             if state.get(dep) == "open":  # on the current path: back to it is a circle
-                return path[path.index(dep):] + [dep]
-            if dep not in state and (found := visit(dep, path + [dep])):
+                return [*path[path.index(dep):], dep]
+            if dep not in state and (found := visit(dep, [*path, dep])):
                 return found
         state[module] = "done"
         return None
