@@ -22,6 +22,7 @@ from ..attacks import PGD, GradientMaskingError
 from ..attacks.autoattack import AUTOATTACK, square
 from ..core import frozen
 from .batched import attack_at
+from .options import EvaluationOptions
 from .results import WORST, Check, ModelResult
 from .specs import stronger
 
@@ -45,15 +46,15 @@ ZERO_GRAD_SLACK = 0.01
 log = logging.getLogger(__name__)
 
 
-def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor, *, norm: str,
-               seed: int, probe: int, batch_size: int, device: torch.device, queries: int = 500,
-               progress: bool = False) -> list[Check]:
+def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor,
+               options: EvaluationOptions) -> list[Check]:
     """All sanity checks for one evaluated model (``attacks``: the objects that made its curves;
-    attacks that could not run are in ``result.masked``), one progress step per check."""
-    idx = probe_indices(result.clean, probe, seed)
-    ctx = _Context(result, model, attacks, x, y, idx, norm, seed, batch_size, device, queries)
+    attacks that could not run are in ``result.masked``) on ``options.probe`` samples, one
+    progress step per check."""
+    idx = probe_indices(result.clean, options.probe, options.seed)
+    ctx = _Context(result, model, attacks, x, y, idx, options)
     checks = []
-    with tqdm(CHECKS.items(), desc=f"checks {result.name}", disable=not progress, leave=False) as bar:
+    with tqdm(CHECKS.items(), desc=f"checks {result.name}", disable=not options.progress, leave=False) as bar:
         for name, check in bar:
             bar.set_postfix_str(name)
             log.info("%s: sanity check %s on %d probe samples", result.name, name, len(idx))
@@ -83,7 +84,8 @@ def probe_indices(clean: Tensor, probe: int, seed: int) -> Tensor:
 
 @dataclass
 class _Context:
-    """What every check needs (``idx``: the probe rows), and fresh attacks on probe rows."""
+    """What every check needs (``idx``: the probe rows; ``options``: the evaluation's), and fresh
+    attacks on probe rows."""
 
     result: ModelResult
     model: nn.Module
@@ -91,17 +93,19 @@ class _Context:
     x: Tensor
     y: Tensor
     idx: Tensor
-    norm: str
-    seed: int
-    batch_size: int
-    device: torch.device
-    queries: int
+    options: EvaluationOptions
     fooled: int = 0  # samples the checks' own attacks fooled,
     nonfinite: int = 0  # and on how many of those the model's logits were NaN/Inf
 
+    @property
+    def norm(self) -> str:
+        """The evaluation's norm."""
+        return self.options.norm
+
     def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``."""
-        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, self.batch_size, self.device, self.seed,
+        opts = self.options
+        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, opts.batch_size, opts.device, opts.seed,
                                     model=self.model)
         self.fooled, self.nonfinite = self.fooled + int(fooled.sum()), self.nonfinite + cost.nonfinite
         return ~fooled
@@ -146,7 +150,7 @@ def check_large_eps(ctx: _Context) -> Check:
     """At a budget covering the whole [0, 1] box (L-inf 1.0; L2 the box's diagonal) any input is
     reachable, so accuracy must fall to chance or below."""
     eps = 1.0 if ctx.norm == "linf" else math.sqrt(ctx.x[0].numel())
-    attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.seed)
+    attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.options.seed)
     n = len(ctx.idx)
     left = int(ctx.survived(attack, ctx.idx, eps).sum())
     acc, chance = left / n, 1.0 / ctx.result.num_classes
@@ -211,12 +215,13 @@ def check_gradient_free(ctx: _Context) -> Check:
     j, eps = mid
     standing = torch.stack([res.robust(name)[:, j] for name in gradient]).all(0)
     rows = ctx.idx[standing[ctx.idx]][:SQUARE_ROWS]
-    attack = ctx.attacks["square"] if "square" in ctx.attacks else square(ctx.model, ctx.norm, ctx.queries).attack
+    queries = ctx.options.queries
+    attack = ctx.attacks["square"] if "square" in ctx.attacks else square(ctx.model, ctx.norm, queries).attack
     extra = int((~ctx.survived(attack, rows, eps)).sum())
     allowed = max(1, math.ceil(SLACK * len(ctx.idx)))
     passed = extra <= allowed
-    msg = (f"Square ({ctx.queries} queries) at eps={eps:g} fooled {extra} of the {len(rows)} probe samples (of {len(ctx.idx)}) "
-           f"that every gradient attack ({', '.join(gradient)}) missed")
+    msg = (f"Square ({queries} queries) at eps={eps:g} fooled {extra} of the {len(rows)} probe samples "
+           f"(of {len(ctx.idx)}) that every gradient attack ({', '.join(gradient)}) missed")
     if not passed:
         msg += ": gradients mislead the attacks (gradient masking); trust the gradient-free or AutoAttack numbers"
     return Check("gradient-free", passed, msg, details={"eps": eps, "extra": extra, "standing": len(rows)})
@@ -226,11 +231,12 @@ def check_gradients(ctx: _Context) -> Check:
     """Input gradients of the cross-entropy must be finite and non-zero; zero gradients mean a
     quantised input or a saturated softmax, and NaN/Inf a numerically broken model."""
     zero = bad = 0
+    batch_size, device = ctx.options.batch_size, ctx.options.device
     with frozen(ctx.model), torch.enable_grad():
-        for start in range(0, len(ctx.idx), ctx.batch_size):
-            rows = ctx.idx[start:start + ctx.batch_size]
-            xb = ctx.x[rows].to(ctx.device).requires_grad_(True)
-            loss = F.cross_entropy(ctx.model(xb).float(), ctx.y[rows].to(ctx.device), reduction="sum")
+        for start in range(0, len(ctx.idx), batch_size):
+            rows = ctx.idx[start:start + batch_size]
+            xb = ctx.x[rows].to(device).requires_grad_(True)
+            loss = F.cross_entropy(ctx.model(xb).float(), ctx.y[rows].to(device), reduction="sum")
             if not loss.requires_grad:
                 n = len(ctx.idx)
                 return Check("gradients", False, f"gradient masking: the model's output has no gradient with respect "

@@ -17,34 +17,30 @@ attacking everyone for these attacks (and is never above it for any attack).
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
-from ..attacks.checks import check_choice, check_eps, check_images, check_labels
+from ..attacks.checks import check_images, check_labels
 from ..attacks.generate import model_device
 from ..core import frozen
 from ..data import as_tensors
-from ..train import default_device
 from .batched import attack_at, predict
 from .checks import run_checks
 from .construct import by_name, describe
+from .options import EvaluationOptions
 from .report import Report, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
-from .specs import AttackSpec, check_norm, resolve
+from .specs import check_norm
 
 log = logging.getLogger(__name__)
-
-NORMS = ("linf", "l2")
 
 
 def evaluate(
@@ -80,7 +76,9 @@ def evaluate(
     every eps; ``warm_start=False`` starts every attack afresh (a random point) at every eps.
     ``probe`` samples feed the sanity checks (``checks=False`` skips them; ``queries``
     is the budget of their gradient-free attack) and
-    ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers.
+    ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers. The
+    options are checked together, as one :class:`~advkit.evaluation.options.EvaluationOptions`
+    (what the report's ``config`` records), before the data is read or a model runs.
 
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
@@ -88,49 +86,40 @@ def evaluate(
     worst case stays an upper bound, and the checks fail, naming gradient masking.
     """
     models = _models(model)
-    norm = check_choice(norm, NORMS, "norm")
-    grid = _grid(eps, norm)
-    specs = resolve(attacks)
-    if batch_size < 1 or (n is not None and n < 1) or probe < 0 or examples < 0:
-        raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; got {batch_size}, {n}, {probe}, {examples}")
-    x, y = as_tensors(data, limit=n)
+    options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
+                                seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
+                                probe=probe, queries=queries, examples=examples)
+    x, y = as_tensors(data, limit=options.n)
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
-    device = default_device(device)
     start = time.perf_counter()
     results = []
     for name, net in models.items():
-        with placed(net, device):
-            results.append(evaluate_model(name, net, specs, x, y, grid, norm=norm, batch_size=batch_size, seed=seed,
-                                          device=device, survivors=survivors, warm_start=warm_start, checks=checks, probe=probe,
-                                          queries=queries, examples=examples, progress=progress))
-    config = {"attacks": [s.name for s in specs], "eps": grid, "norm": norm, "n": len(x), "batch_size": batch_size,
-              "seed": seed, "survivors": survivors, "warm_start": warm_start, "probe": probe, "queries": queries}
-    return Report(results, config, run_metadata(device, time.perf_counter() - start))
+        with placed(net, options.device):
+            results.append(evaluate_model(name, net, x, y, options))
+    return Report(results, options.config(len(x)), run_metadata(options.device, time.perf_counter() - start))
 
 
-def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tensor, y: Tensor, eps: list[float], *,
-                   norm: str, batch_size: int, seed: int, device: torch.device, survivors: bool = True,
-                   warm_start: bool = True, checks: bool = True, probe: int = 100, queries: int = 500, examples: int = 8,
-                   progress: bool = True) -> ModelResult:
-    """One model's curves, checks and examples (``model`` already on ``device``)."""
+def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions) -> ModelResult:
+    """One model's curves, checks and examples (``model`` already on ``options.device``)."""
     t0 = time.perf_counter()
+    norm, eps, device = options.norm, list(options.eps), options.device
     x = x.to(model_dtype(model, torch.float32))
-    clean_pred, num_classes = predict(model, x, batch_size, device)
+    clean_pred, num_classes = predict(model, x, options.batch_size, device)
     check_data_labels(y, num_classes)
     clean = clean_pred == y
-    shown = pick_examples(y, clean, examples)
+    shown = pick_examples(y, clean, options.examples)
     seconds = {"clean": time.perf_counter() - t0}
-    built = {spec.name: check_norm(spec.name, spec.build(model, norm, num_classes), norm) for spec in specs}
+    built = {spec.name: check_norm(spec.name, spec.build(model, norm, num_classes), norm) for spec in options.attacks}
     records, adversarials, ran = {}, {}, {}
-    bar = tqdm(total=len(specs) * sum(e > 0 for e in eps), desc=f"evaluate {name}", disable=not progress, leave=False)
+    bar = tqdm(total=len(built) * sum(e > 0 for e in eps), desc=f"evaluate {name}", disable=not options.progress,
+               leave=False)
 
     def run(attack_name: str, attack: Any, note: str = "") -> None:
         t0 = time.perf_counter()
         try:
             records[attack_name], adversarials[attack_name] = attack_curve(
-                attack, attack_name, x, y, clean, eps, batch_size=batch_size, seed=seed, device=device,
-                survivors=survivors, warm_start=warm_start, shown=shown, bar=bar, model=model)
+                attack, attack_name, x, y, clean, options, shown=shown, bar=bar, model=model)
             records[attack_name].note, ran[attack_name] = note, attack
         except GradientMaskingError as err:
             log.warning("%s: %s could not run: %s", name, attack_name, err)
@@ -144,14 +133,14 @@ def evaluate_model(name: str, model: nn.Module, specs: list[AttackSpec], x: Tens
         bar.total += sum(e > 0 for e in eps)
         note = (f"added by the evaluation: {', '.join(n for n, r in records.items() if r.masked)} could not run "
                 "(gradient masking), so the gradient-free Square attack keeps the worst case an upper bound")
-        run(fallback, by_name(ATTACKS["square"], "square", model, norm, n_queries=queries, seed=seed), note)
+        run(fallback, by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries, seed=options.seed),
+            note)
     bar.close()
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
-    if checks:
+    if options.checks:
         t0 = time.perf_counter()
-        result.checks = run_checks(result, model, ran, x, y, norm=norm, seed=seed, probe=probe,
-                                   batch_size=batch_size, device=device, queries=queries, progress=progress)
+        result.checks = run_checks(result, model, ran, x, y, options)
         seconds["checks"] = time.perf_counter() - t0
     for row in zip(eps, *(result.accuracy(a) for a in result.names)):
         log.info("%s eps=%g: %s", name, row[0], ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:])))
@@ -167,27 +156,28 @@ def fallback_name(records: Mapping[str, AttackRecord]) -> str | None:
     return "square" if "square" not in records else "square (added)"
 
 
-def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, eps: list[float], *, batch_size: int,
-                 seed: int, device: torch.device, survivors: bool = True, warm_start: bool = True,
+def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, options: EvaluationOptions, *,
                  shown: Sequence[int] = (), bar: tqdm | None = None, model: nn.Module | None = None
                  ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
-    """Walk the eps grid upward with ``attack``. Survivors mode attacks, at each eps, only the
-    samples still standing; otherwise every sample at every eps. With ``warm_start`` (and an
-    attack that ``warm_starts``) each sample starts where its attack at the previous eps ended.
+    """Walk the eps grid upward with ``attack``. Survivors mode (``options.survivors``) attacks,
+    at each eps, only the samples still standing; otherwise every sample at every eps. With
+    ``options.warm_start`` (and an attack that ``warm_starts``) each sample starts where its attack
+    at the previous eps ended.
     Returns the record and, for the ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the
     first eps that fooled them (or the last eps tried). ``model`` (optional) has the fooled
     samples' logits checked for NaN/Inf (``Cost.nonfinite``)."""
+    eps, survivors, warm = list(options.eps), options.survivors, options.warm_start
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
     alive, costs, kept = clean.clone(), [], {}
-    reached = x.clone() if warm_start and getattr(attack, "warm_starts", False) else None  # where each search ended
+    reached = x.clone() if warm and getattr(attack, "warm_starts", False) else None  # where each search ended
     starts = None  # no warm start before the first attacked eps
     for j, e in enumerate(eps):
         if e == 0:
             robust[:, j], cost = clean, Cost()
         else:
             todo = alive.nonzero().squeeze(1) if survivors else torch.arange(len(x))
-            fooled, ends, cost = attack_at(attack, x, y, todo, e, batch_size, device, seed, j, starts=starts,
-                                           model=model)
+            fooled, ends, cost = attack_at(attack, x, y, todo, e, options.batch_size, options.device, options.seed, j,
+                                           starts=starts, model=model)
             robust[:, j] = alive if survivors else clean
             robust[todo[fooled], j] = False
             keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)
@@ -247,26 +237,6 @@ def _models(model: Any) -> dict[str, nn.Module]:
         if not isinstance(net, nn.Module):
             raise TypeError(f"model {name!r} must be a torch.nn.Module, got {type(net).__name__}")
     return models
-
-
-def _grid(eps: Any, norm: str) -> list[float]:
-    """The sorted, de-duplicated eps grid from a number, a list, or a numpy array / tensor of numbers."""
-    if isinstance(eps, (np.ndarray, Tensor)):
-        if eps.ndim > 1:
-            raise ValueError(f"eps must be a number or a 1-D list of budgets, got an array of shape {tuple(eps.shape)}")
-        eps = eps.tolist()
-    if _is_number(eps):
-        eps = [eps]
-    if isinstance(eps, (str, bytes)) or not isinstance(eps, (Sequence, set, frozenset)) or not eps:
-        raise ValueError(f"eps must be a number or a non-empty list of budgets such as [0, 0.1, 0.2], got {eps!r}")
-    bad = [e for e in eps if not _is_number(e)]
-    if bad:
-        raise TypeError(f"eps must hold numbers, got {bad[0]!r} ({type(bad[0]).__name__})")
-    return sorted({check_eps(float(e), norm=norm) for e in eps})
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def check_data_labels(y: Tensor, num_classes: int) -> None:

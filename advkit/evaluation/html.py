@@ -8,15 +8,13 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from .markdown import IMAGE, header_lines, unshown_images
 from .plot import examples_file
-from .tables import Table, model_tables
-
-if TYPE_CHECKING:
-    from .report import Report
+from .results import ModelResult
+from .tables import IMAGE, Table, model_tables, unshown_images
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -39,20 +37,22 @@ window.addEventListener("load", function () {
 """
 
 
-def render_html(report: Report, folder: Path) -> str:
-    """The page for ``report``; pictures are read from ``folder`` (where ``save`` wrote them)."""
+def render_html(header: Sequence[str], results: Mapping[str, ModelResult], sections: Sequence[Mapping[str, Any]],
+                folder: Path) -> str:
+    """The page: the ``header`` lines, each model's tables and examples, then the ``sections``;
+    pictures are read from ``folder`` (where the report's files were written)."""
     esc = html.escape
     parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',
              *(f'<p class="note">{esc(line)}</p>' if line.startswith("Gradient masking") else f"<p>{esc(line)}</p>"
-               for line in header_lines(report)), "</div>",
+               for line in header), "</div>",
              _img(folder / "curve.png", "accuracy versus eps")]
-    for name, res in report.results.items():
+    for name, res in results.items():
         parts.append(f"<h2>{esc(name)}: clean accuracy {res.clean_accuracy:.1%}</h2>")
         parts += [_table(t) for t in model_tables(res)]
         if res.examples:
             parts += ["<h3>Examples (clean / adversarial / amplified perturbation)</h3>",
                       _img(folder / examples_file(name), f"examples for {name}")]
-    for section in report.sections:
+    for section in sections:
         parts += [f"<h2>{esc(section['title'])}</h2>", markdown_html(section["markdown"], folder)]
         parts += [_img(folder / p.name, p.name) for p in unshown_images(section)]
     body = "\n".join(parts)

@@ -26,6 +26,7 @@ from .markdown import render as render_markdown
 from .plot import curve_figure, examples_figure, examples_file, png_bytes
 from .results import WORST, Check, ModelResult
 from .stats import wilson
+from .tables import header_lines
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,11 @@ class Report:
         return "\n".join(rows)
 
     def markdown(self) -> str:
-        return render_markdown(self)
+        """report.md's text."""
+        return render_markdown(self._header(), self.results, self.sections)
+
+    def _header(self) -> list[str]:
+        return header_lines(self.results, self.config, self.meta, self.check_counts)
 
     def save(self, out_dir: str | Path) -> Path:
         """Write report.json, report.md, curve.png, the example grids, the sections' images and
@@ -166,7 +171,7 @@ class Report:
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (folder / "report.html").write_text(render_html(self, folder), encoding="utf-8")
+        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder), encoding="utf-8")
         names = self.file_names()
         (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
         return names

@@ -1,10 +1,19 @@
-"""The report's tables as data (title, header, rows of strings), rendered to Markdown or HTML."""
+"""What report.md and report.html both show, as data: the opening lines, the tables (title,
+header, rows of strings) and the pictures a section's text does not show. The two renderers
+format these; neither knows the :class:`~advkit.evaluation.report.Report`."""
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from .results import WORST, AttackRecord, ModelResult
+
+#: A Markdown image, ``![alt](source)``.
+IMAGE = re.compile(r"!\[(?P<alt>[^\]]*)\]\((?P<src>[^)\s]+)\)")
 
 
 @dataclass
@@ -47,3 +56,26 @@ def to_markdown(table: Table) -> str:
 
     return "\n".join([f"### {table.title}", "", line(table.header), "|" + "---|" * len(table.header),
                       *(line(r) for r in table.rows)])
+
+
+def header_lines(results: Mapping[str, ModelResult], config: Mapping[str, Any], meta: Mapping[str, Any],
+                 counts: Mapping[str, int]) -> list[str]:
+    """The lines both reports open with: gradient-masking warnings, the configuration, the
+    environment and the check counts (``counts``: passed, failed, skipped)."""
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v and k != "platform")
+    masking = [f"Gradient masking on {name}: {', '.join(res.masked)} could not run (no input gradient) and have no "
+               "curve; " + "; ".join(f"{a}: {rec.note}" for a, rec in res.attacks.items() if rec.note) + "."
+               for name, res in results.items() if res.masked]
+    setup = (f"Attacks: {', '.join(config['attacks'])}; norm {config['norm']}; "
+             f"eps {', '.join(f'{e:g}' for e in config['eps'])}; {config['n']} samples; seed {config['seed']}; "
+             f"{'survivors only' if config['survivors'] else 'every sample at every eps'}"
+             f"{', each eps warm-started from the last' if config['warm_start'] else ', fresh starts at each eps'}.")
+    return [*masking, setup,
+            f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
+            f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped."]
+
+
+def unshown_images(section: Mapping[str, Any]) -> list[Path]:
+    """The section's images its Markdown does not already show (they follow the text)."""
+    shown = {Path(m["src"]).name for m in IMAGE.finditer(section["markdown"])}
+    return [p for p in map(Path, section["images"]) if p.name not in shown]

@@ -10,6 +10,7 @@ from torch import nn
 import advkit
 from advkit.attacks import PGD, AttackResult
 from advkit.evaluation.checks import CHECKS, run_checks, sign_test_slack
+from advkit.evaluation.options import EvaluationOptions
 from advkit.evaluation.specs import resolve
 
 
@@ -71,8 +72,9 @@ def test_every_check_passes_on_a_plain_model(trained_cnn, mnist5k, seed):
                           queries=200, seed=seed, progress=False, device="cpu", examples=0)
     res = rep["model"]
     attacks = {s.name: s.build(trained_cnn, "linf", 10) for s in resolve(["fgsm", "pgd"])}
-    small = run_checks(res, trained_cnn, attacks, x[rows], y[rows], norm="linf", seed=seed, probe=32, batch_size=256,
-                       device=torch.device("cpu"), queries=200)
+    small = run_checks(res, trained_cnn, attacks, x[rows], y[rows],
+                       EvaluationOptions(norm="linf", seed=seed, probe=32, batch_size=256, device="cpu", queries=200,
+                                         progress=False))
     for probe, checks in ((100, rep.checks), (32, small)):
         assert [c.name for c in checks] == list(CHECKS)
         assert all(c.passed and not c.skipped for c in checks), (probe, [(c.name, c.message) for c in checks])

@@ -1,0 +1,91 @@
+"""How an evaluation runs: the options of :func:`advkit.evaluate`, checked once and read-only.
+
+The options travel as one object from ``evaluate`` to each model's evaluation, its curves and
+its sanity checks, and the report records them (:meth:`EvaluationOptions.config`). A new option
+is a field here (with its check in ``__post_init__`` when it needs one) and a keyword of ``evaluate``.
+"""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..attacks.checks import check_choice, check_eps
+from ..train import default_device
+from .specs import AttackSpec, resolve
+
+NORMS = ("linf", "l2")
+#: Field metadata of the options the report's ``config`` leaves out.
+UNRECORDED = {"recorded": False}
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """The options of :func:`advkit.evaluate` (see there for their meaning), validated when built.
+
+    Built from what ``evaluate`` accepts and kept normalised: ``attacks`` as resolved
+    :class:`~advkit.evaluation.specs.AttackSpec` s, ``eps`` as the sorted, de-duplicated grid,
+    ``device`` as a ``torch.device`` (``None``: CUDA when available). A bad option raises
+    ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again.
+    The fields the report records come first, in the order its ``config`` lists them.
+    """
+
+    attacks: tuple[AttackSpec, ...] = ("fgsm", "pgd-40")
+    eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+    norm: str = "linf"
+    n: int | None = None
+    batch_size: int = 256
+    seed: int = 0
+    survivors: bool = True
+    warm_start: bool = True
+    probe: int = 100
+    queries: int = 500
+    device: torch.device = field(default=None, metadata=UNRECORDED)
+    progress: bool = field(default=True, metadata=UNRECORDED)
+    checks: bool = field(default=True, metadata=UNRECORDED)
+    examples: int = field(default=8, metadata=UNRECORDED)
+
+    def __post_init__(self) -> None:
+        norm = check_choice(self.norm, NORMS, "norm")
+        grid = _grid(self.eps, norm)
+        specs = self.attacks if _resolved(self.attacks) else tuple(resolve(self.attacks))
+        if self.batch_size < 1 or (self.n is not None and self.n < 1) or self.probe < 0 or self.examples < 0:
+            raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; "
+                             f"got {self.batch_size}, {self.n}, {self.probe}, {self.examples}")
+        for name, value in (("eps", grid), ("attacks", specs), ("device", default_device(self.device))):
+            object.__setattr__(self, name, value)
+
+    def config(self, samples: int) -> dict[str, Any]:
+        """The report's ``config``: the recorded options as JSON-ready values (attacks by name,
+        lists for tuples), with ``n`` the number of samples evaluated (``samples``)."""
+        recorded = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("recorded", True)}
+        return {**recorded, "attacks": [s.name for s in self.attacks], "eps": list(self.eps), "n": samples}
+
+
+def _resolved(attacks: Any) -> bool:
+    return isinstance(attacks, tuple) and bool(attacks) and all(isinstance(a, AttackSpec) for a in attacks)
+
+
+def _grid(eps: Any, norm: str) -> tuple[float, ...]:
+    """The sorted, de-duplicated eps grid from a number, a list, or a numpy array / tensor of numbers."""
+    if isinstance(eps, (np.ndarray, Tensor)):
+        if eps.ndim > 1:
+            raise ValueError(f"eps must be a number or a 1-D list of budgets, got an array of shape {tuple(eps.shape)}")
+        eps = eps.tolist()
+    if _is_number(eps):
+        eps = [eps]
+    if isinstance(eps, (str, bytes)) or not isinstance(eps, (Sequence, set, frozenset)) or not eps:
+        raise ValueError(f"eps must be a number or a non-empty list of budgets such as [0, 0.1, 0.2], got {eps!r}")
+    bad = [e for e in eps if not _is_number(e)]
+    if bad:
+        raise TypeError(f"eps must hold numbers, got {bad[0]!r} ({type(bad[0]).__name__})")
+    return tuple(sorted({check_eps(float(e), norm=norm) for e in eps}))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
