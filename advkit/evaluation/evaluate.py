@@ -3,16 +3,12 @@
 A perturbation that fools the model at eps1 stays valid at every eps2 > eps1 (the ball only
 grows), and a sample the model gets wrong needs no attack. So each attack walks the eps grid
 upward and, at each eps, attacks only the samples that survived the previous one; the curve is
-non-increasing by construction and costs a fraction of re-attacking everything at every eps
-(what foolbox and torchattacks users do). ``survivors=False`` does the latter, for comparison.
+non-increasing by construction. ``survivors=False`` attacks every sample at every eps instead.
 
-The walk is also one search rather than several: an attack that starts from a point (PGD, APGD)
-starts each sample at the next eps where its attack at the previous eps ended (the result it
-returned: PGD's last iterate, APGD's best), which lies inside the larger ball (``warm_start``).
-Fooling then takes a few steps instead of a fresh search, and measured on a standard MNIST CNN
-the search is stronger than a random restart (benchmarks/evaluate.py). Both modes
-warm-start, and a sample's start and seed never depend on the others, so survivors-only equals
-attacking everyone for these attacks (and is never above it for any attack).
+With ``warm_start``, an attack that starts from a point (``warm_starts``: PGD, APGD) starts each
+sample at the next eps where its attack at the previous eps ended (the result it returned), which
+lies inside the larger ball. A sample's start and seed never depend on the others, so for these
+attacks survivors-only equals attacking everyone, and it is never above it for any attack.
 """
 from __future__ import annotations
 
