@@ -91,7 +91,7 @@ def fit(
         return out
 
     outer = Player(trainable_params(model), OptimizerStep(opt), maximize=False)
-    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress, losses)]
+    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress)]
     play(outer=outer, outer_loss=loss, rounds=rounds, hooks=hooks)
     model.eval()
     history = torch.stack(losses).tolist() if losses else []

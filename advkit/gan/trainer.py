@@ -161,7 +161,7 @@ class GANTrainer:
                            WeightClip(self.clip) if self.loss.clip else Identity(), maximize=True)
             outer = Player(trainable_params(self.G), OptimizerStep(self.opt_g), maximize=False) if self.opt_g else None
             game_hooks = [_Guard(self), _Bookkeeper(self, batches, every, folder),
-                          ProgressHook(steps - self.step, "gan", progress, self.history["g_loss"]), *hooks]
+                          ProgressHook(steps - self.step, "gan", progress), *hooks]
             play(inner, batches.d_objective, outer, batches.g_objective if outer else None, rounds=steps, k=self.n_critic,
                  hooks=game_hooks, start=self.step)
             if self._diverged is None:
