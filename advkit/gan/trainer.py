@@ -24,7 +24,7 @@ from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, check_numb
 from ..data import as_tensors
 from ..progress import ProgressHook
 from ..train import default_device
-from .losses import flat_logits, get_loss, gradient_penalty
+from .losses import flat_logits, gan_loss, gradient_penalty
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class GANTrainer:
         device: str | torch.device | None = None,
         seed: int = 0,
     ):
-        self.loss = get_loss(loss)
+        self.loss = gan_loss(loss)
         if conditional not in CONDITIONS:
             raise ValueError(f"conditional must be one of {CONDITIONS}; got {conditional!r}")
         latent_dim = getattr(generator, "latent_dim", None)
