@@ -24,6 +24,7 @@ from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, check_numb
 from ..data import as_tensors
 from ..progress import ProgressHook
 from ..train import default_device
+from .ema import EMA
 from .losses import flat_logits, gan_loss, gradient_penalty
 
 log = logging.getLogger(__name__)
@@ -104,12 +105,12 @@ class GANTrainer:
         if mode_seeking and conditional == "image":
             raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
-        self.l1_weight, self.gp_weight, self.clip, self.ema_decay, self.ema_ramp = l1_weight, gp_weight, clip, ema_decay, ema_ramp
+        self.l1_weight, self.gp_weight, self.clip = l1_weight, gp_weight, clip
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
         self.base_lr = {"g": lr_g, "d": lr_d}
         self.device, self.seed = default_device(device), seed
         self.G, self.D = generator.to(self.device), discriminator.to(self.device)
-        self.ema = copy.deepcopy(self.G).eval().requires_grad_(False) if ema_decay else None
+        self.ema = EMA(self.G, ema_decay, ema_ramp) if ema_decay else None
         g_params = trainable_params(self.G)  # none: G is fixed and only D learns (theory checks)
         self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas) if g_params else None
         self.opt_d = torch.optim.Adam(trainable_params(self.D), lr=lr_d, betas=betas)
@@ -272,22 +273,6 @@ class GANTrainer:
         l1 = F.l1_loss(fake, real)
         return loss + self.l1_weight * l1, l1
 
-    @torch.no_grad()
-    def update_ema(self, step: int) -> None:
-        """Move the EMA generator towards G with the ramped decay of ``step`` (see :func:`ema_decay_at`)."""
-        if self.ema is None:
-            return
-        decay = ema_decay_at(step, self.ema_decay, self.ema_ramp)
-        for avg, live in zip(self.ema.parameters(), self.G.parameters()):
-            avg.lerp_(live, 1 - decay)
-        for avg, live in zip(self.ema.buffers(), self.G.buffers()):
-            # BatchNorm statistics are averaged like the weights they normalise (copying the live
-            # ones would pair averaged weights with the statistics of other weights); counters are copied
-            if avg.is_floating_point():
-                avg.lerp_(live, 1 - decay)
-            else:
-                avg.copy_(live)
-
     # ---- sampling ----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -304,7 +289,7 @@ class GANTrainer:
         if n is None or n < 0:
             raise ValueError(f"n must be a non-negative number of samples; got {n}")
         rng = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        model = self.ema if (ema and self.ema is not None) else self.G
+        model = self.ema.model if (ema and self.ema is not None) else self.G
         with frozen(model):
             parts = [self.generate(self.noise(min(batch_size, n - i), rng), None if cond is None else cond[i:i + batch_size].to(self.device), model).cpu()
                      for i in range(0, n, batch_size)]
@@ -360,7 +345,7 @@ class GANTrainer:
         self.history = copy.deepcopy(state["history"])
 
     def _finite(self) -> bool:
-        models = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
+        models = [self.G, self.D] + ([self.ema.model] if self.ema is not None else [])
         return all(torch.isfinite(t).all() for m in models for t in (*m.parameters(), *m.buffers()) if t.is_floating_point())
 
     def _checkpoint(self, folder: CheckpointFolder | None) -> None:
@@ -470,8 +455,8 @@ class _Bookkeeper(Hook):
         self.t, self.batches, self.every, self.folder = trainer, batches, every, folder
 
     def outer_step(self, r: int, loss: Tensor) -> None:
-        if not self.t._diverged:
-            self.t.update_ema(r)
+        if not self.t._diverged and self.t.ema is not None:
+            self.t.ema.update(self.t.G, r)
 
     def round_end(self, r: int) -> bool:
         self.batches.end_round()
@@ -479,9 +464,3 @@ class _Bookkeeper(Hook):
         if self.t.step % self.every == 0:
             self.t._checkpoint(self.folder)
         return self.t._diverged is not None
-
-
-def ema_decay_at(step: int, decay: float, ramp: float) -> float:
-    """The EMA decay after the generator step ``step`` (0-based): ``min(decay, 1 - 1/(ramp * (step + 1)))``,
-    at least 0 (the first steps copy the generator)."""
-    return max(0.0, min(decay, 1.0 - 1.0 / (ramp * (step + 1))))
