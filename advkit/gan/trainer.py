@@ -426,13 +426,12 @@ class _Objectives:
         return loss
 
     def start_round(self) -> None:
-        """Forget the D losses of a round the guard cut short."""
+        """A round starts with no D losses (a round the guard cut short leaves some)."""
         self.d_losses = []
 
     def end_round(self) -> None:
         """The round's mean D loss goes into the history."""
         self.t.history["d_loss"].append(sum(self.d_losses) / len(self.d_losses))
-        self.d_losses = []
 
 
 class _Bookkeeper(Hook):
