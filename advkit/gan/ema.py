@@ -34,9 +34,9 @@ class EMA:
     def update(self, model: nn.Module, step: int) -> None:
         """Move the average towards ``model`` (the live one it copies) with the decay of ``step``."""
         decay = ema_decay_at(step, self.decay, self.ramp)
-        for avg, live in zip(self.model.parameters(), model.parameters()):
+        for avg, live in zip(self.model.parameters(), model.parameters(), strict=False):
             avg.lerp_(live, 1 - decay)
-        for avg, live in zip(self.model.buffers(), model.buffers()):
+        for avg, live in zip(self.model.buffers(), model.buffers(), strict=False):
             # BatchNorm statistics are averaged like the weights they normalise (copying the live
             # ones would pair averaged weights with the statistics of other weights); counters are copied
             if avg.is_floating_point():

@@ -40,7 +40,8 @@ def test_a_restored_average_continues_exactly():
             fresh.update(live, step)
         else:
             first.update(live, step)
-    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), fresh.state_dict().values(), strict=True))
+    pairs = zip(straight.state_dict().values(), fresh.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 @pytest.mark.parametrize("option,value", [("decay", 1.0), ("decay", 0.0), ("decay", float("nan")), ("ramp", 0.0)])
