@@ -34,15 +34,19 @@ class InnerStepBar(Hook):
 
 
 class ProgressHook(Hook):
-    """Advances a bar once per round; shows the latest recorded loss every ``every`` rounds."""
+    """Advances a bar once per round and shows the outer player's latest loss every ``every`` rounds."""
 
-    def __init__(self, total: int, desc: str, enabled: bool = True, losses: list[Tensor] | None = None, every: int = 25):
+    def __init__(self, total: int, desc: str, enabled: bool = True, every: int = 25):
         self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=False)
-        self.losses, self.every = losses, every
+        self.every = every
+        self.loss: Tensor | None = None  # detached; read (a device sync) only when shown
+
+    def outer_step(self, r: int, loss: Tensor) -> None:
+        self.loss = loss
 
     def round_end(self, r: int) -> None:
         self.bar.update(1)
-        if self.losses and r % self.every == 0:
-            self.bar.set_postfix(loss=f"{float(self.losses[-1]):.4f}")
+        if self.loss is not None and r % self.every == 0:
+            self.bar.set_postfix(loss=f"{float(self.loss):.4f}")
         if self.bar.n >= self.bar.total:
             self.bar.close()

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attacks.checks import check_label_range, check_labels
+from .batches import BatchOrder, batch_stream
 from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
 from .progress import ProgressHook
@@ -22,22 +22,6 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def batch_stream(x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
-    """Endless shuffled mini-batches of ``(x, y)``, a new permutation each epoch, moved to ``device``
-    (each batch gathered into pinned memory and copied asynchronously when that is a GPU, as
-    DataLoader's pin_memory does). The last partial batch is dropped unless the dataset is smaller
-    than one batch."""
-    pin = device.type == "cuda"
-    n = len(x)
-    size = min(batch_size, n)
-    while True:
-        order = torch.randperm(n, generator=generator)
-        for start in range(0, n - size + 1, size):
-            idx = order[start:start + size]
-            xb, yb = (xb.pin_memory() for xb in (x[idx], y[idx])) if pin else (x[idx], y[idx])
-            yield xb.to(device, non_blocking=pin), yb.to(device, non_blocking=pin)
 
 
 def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:
@@ -95,8 +79,8 @@ def fit(
     rounds = epochs * steps_per_epoch
     opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=rounds, pct_start=0.25)
-    batches = batch_stream(x, y, batch_size, gen, device)
-    losses: list[float] = []
+    batches = batch_stream((x, y), batch_size, BatchOrder(generator=gen), device)  # gen also shifts the images
+    losses: list[Tensor] = []
 
     def loss() -> Tensor:
         bx, by = next(batches)
@@ -107,7 +91,7 @@ def fit(
         return out
 
     outer = Player(trainable_params(model), OptimizerStep(opt), maximize=False)
-    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress, losses)]
+    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress)]
     play(outer=outer, outer_loss=loss, rounds=rounds, hooks=hooks)
     model.eval()
     history = torch.stack(losses).tolist() if losses else []

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import copy
 import json
 import statistics
 import time
@@ -32,6 +31,7 @@ import torch
 import advkit
 from advkit.core import Hook
 from advkit.gan import GANTrainer, dcgan
+from advkit.gan.ema import EMA
 from advkit.gan.report import quality, reference_classifier, save_grid
 
 
@@ -51,14 +51,11 @@ class ExtraEMAs(Hook):
 
     def __init__(self, trainer: GANTrainer, ramps: list[float]):
         self.trainer, self.ramps = trainer, ramps
-        self.copies = [copy.deepcopy(trainer.ema) for _ in ramps]
+        self.copies = [EMA(trainer.G, trainer.ema.decay, ramp) for ramp in ramps]
 
     def outer_step(self, r: int, loss) -> None:
-        own, ramp = self.trainer.ema, self.trainer.ema_ramp
-        for copy_, extra in zip(self.copies, self.ramps):
-            self.trainer.ema, self.trainer.ema_ramp = copy_, extra
-            self.trainer.update_ema(r)
-        self.trainer.ema, self.trainer.ema_ramp = own, ramp
+        for ema in self.copies:
+            ema.update(self.trainer.G, r)
 
 
 def main() -> None:

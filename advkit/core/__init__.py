@@ -14,11 +14,13 @@ from .constraints import (
 )
 from .freeze import frozen
 from .game import Hook, Objective, Player, play, trainable_params
+from .guard import DivergenceGuard, Limit, Stateful
 from .steps import L2Step, MomentumStep, OptimizerStep, SignStep, StepRule
 
 __all__ = [
     "check_number",
     "Box", "Identity", "Intersection", "L2Ball", "LinfBall", "Projection", "WeightClip", "ball",
     "flat_norm", "per_sample", "frozen", "Hook", "Objective", "Player", "play", "trainable_params",
+    "DivergenceGuard", "Limit", "Stateful",
     "L2Step", "MomentumStep", "OptimizerStep", "SignStep", "StepRule",
 ]

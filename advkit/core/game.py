@@ -7,7 +7,7 @@ and a GAN (the discriminator climbs k = n_critic times, then the generator desce
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Literal, Optional
 
 import torch
 from torch import Tensor
@@ -38,10 +38,21 @@ class Player:
                 self.project(p)
 
 
+Role = Literal["inner", "outer"]
+
+
 class Hook:
-    """Callbacks around the loop; a method that returns True ends the game after that event."""
+    """Callbacks around the loop; each receives the move's loss detached from its graph.
+
+    ``round_start``, ``inner_step``, ``outer_step`` and ``round_end`` returning True end the game after
+    that event. ``before_update`` is the exception: it runs after a player's objective, before its
+    move, and returning True there SKIPS that one move (the parameters stay as they are) while the
+    game goes on; the move's ``inner_step``/``outer_step`` event still follows, with the same loss.
+    """
 
     def round_start(self, r: int) -> bool | None: ...
+
+    def before_update(self, r: int, role: Role, loss: Tensor) -> bool | None: ...
 
     def inner_step(self, r: int, i: int, loss: Tensor) -> bool | None: ...
 
@@ -64,7 +75,8 @@ def play(
     """Play rounds ``start .. rounds-1``: each is ``k`` inner (max) moves, then one outer (min) move.
 
     An objective returns the scalar to differentiate, or None when its player has nothing left to
-    do (every sample of an attack already fooled): the game then ends. Returns the number of
+    do (every sample of an attack already fooled): the game then ends. ``hooks`` see every event
+    (:class:`Hook`) in their order; all of them are called even when one returns True. Returns the number of
     rounds completed (``start`` counts as completed), so an interrupted run resumes from there.
     """
     if (inner is None) != (inner_loss is None) or (outer is None) != (outer_loss is None):
@@ -78,6 +90,13 @@ def play(
     def fire(event: str, *args) -> bool:
         return any([bool(getattr(h, event)(*args)) for h in hooks])
 
+    def move(player: Player, role: Role, loss: Tensor, r: int) -> Tensor:
+        """The player's update unless a hook skips it; the detached loss for the step's event."""
+        seen = loss.detach()
+        if not fire("before_update", r, role, seen):
+            player.update(loss)
+        return seen
+
     for r in range(start, rounds):
         if fire("round_start", r):
             return r
@@ -86,15 +105,13 @@ def play(
                 loss = inner_loss()
                 if loss is None:
                     return r
-                inner.update(loss)
-                if fire("inner_step", r, i, loss):
+                if fire("inner_step", r, i, move(inner, "inner", loss, r)):
                     return r + 1
         if outer is not None:
             loss = outer_loss()
             if loss is None:
                 return r
-            outer.update(loss)
-            if fire("outer_step", r, loss):
+            if fire("outer_step", r, move(outer, "outer", loss, r)):
                 return r + 1
         if fire("round_end", r):
             return r + 1
@@ -106,4 +123,4 @@ def trainable_params(*modules: torch.nn.Module) -> list[Tensor]:
     return [p for m in modules for p in m.parameters() if p.requires_grad]
 
 
-__all__ = ["Player", "Hook", "play", "trainable_params", "Objective"]
+__all__ = ["Player", "Hook", "Role", "play", "trainable_params", "Objective"]

@@ -5,7 +5,7 @@ The discriminator is the inner (max) player, the generator the outer (min) playe
 """
 from . import losses, metrics, models
 from .demo import demo_section
-from .losses import LOSSES, get_loss
+from .losses import LOSSES, gan_loss
 from .models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, Translator, dcgan
 from .trainer import GANTrainer
 
@@ -19,7 +19,7 @@ __all__ = [
            "Translator",
            "dcgan",
            "demo_section",
-           "get_loss",
+           "gan_loss",
            "losses",
            "metrics",
            "models",

@@ -77,8 +77,9 @@ LOSSES: dict[str, GANLoss] = {
 }
 
 
-def get_loss(name: str) -> GANLoss:
-    """The loss pair called ``name``; a ValueError lists the known names."""
+def gan_loss(name: str) -> GANLoss:
+    """The GAN loss pair (the discriminator's and the generator's loss) called ``name``; a ValueError lists the
+    known names."""
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")
     return LOSSES[name]
@@ -118,6 +119,6 @@ __all__ = [
     "g_minimax",
     "g_non_saturating",
     "g_wasserstein",
-    "get_loss",
+    "gan_loss",
     "gradient_penalty",
 ]

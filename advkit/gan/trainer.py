@@ -1,10 +1,11 @@
 """GAN training as a game on :func:`advkit.core.play`: the discriminator is the inner (max) player
 with ``n_critic`` optimizer steps per round, the generator the outer (min) player with one step.
 
-The trainer owns what makes a long run dependable: its own ``torch.Generator`` for noise, batch
-order and gradient-penalty weights (so a checkpoint can restore it and a resumed run is bit-exact
-on CPU), atomic checkpoints holding every stateful thing, an EMA of the generator, and a
-divergence guard that rolls back to the last good state with lower learning rates.
+The trainer owns what makes a long run dependable: its own ``torch.Generator`` for noise and
+gradient-penalty weights and a seeded batch order (so a checkpoint can restore them and a resumed
+run is bit-exact on CPU), atomic checkpoints holding every stateful thing, an EMA of the generator
+(:mod:`advkit.gan.ema`), and a divergence guard (:class:`advkit.core.DivergenceGuard`) that rolls
+back to the last good state with lower learning rates.
 """
 from __future__ import annotations
 
@@ -19,12 +20,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id
-from ..core import Hook, Identity, OptimizerStep, Player, WeightClip, check_number, frozen, play, trainable_params
+from ..core import (
+    DivergenceGuard,
+    Hook,
+    Identity,
+    Limit,
+    OptimizerStep,
+    Player,
+    WeightClip,
+    check_number,
+    frozen,
+    play,
+    trainable_params,
+)
 from ..data import as_tensors
 from ..progress import ProgressHook
 from ..train import default_device
-from .losses import flat_logits, get_loss, gradient_penalty
+from .ema import EMA
+from .losses import flat_logits, gan_loss, gradient_penalty
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +91,7 @@ class GANTrainer:
         device: str | torch.device | None = None,
         seed: int = 0,
     ):
-        self.loss = get_loss(loss)
+        self.loss = gan_loss(loss)
         if conditional not in CONDITIONS:
             raise ValueError(f"conditional must be one of {CONDITIONS}; got {conditional!r}")
         latent_dim = getattr(generator, "latent_dim", None)
@@ -104,24 +119,21 @@ class GANTrainer:
         if mode_seeking and conditional == "image":
             raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
-        self.l1_weight, self.gp_weight, self.clip, self.ema_decay, self.ema_ramp = l1_weight, gp_weight, clip, ema_decay, ema_ramp
+        self.l1_weight, self.gp_weight, self.clip = l1_weight, gp_weight, clip
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
         self.base_lr = {"g": lr_g, "d": lr_d}
         self.device, self.seed = default_device(device), seed
         self.G, self.D = generator.to(self.device), discriminator.to(self.device)
-        self.ema = copy.deepcopy(self.G).eval().requires_grad_(False) if ema_decay else None
+        self.ema = EMA(self.G, ema_decay, ema_ramp) if ema_decay else None
         g_params = trainable_params(self.G)  # none: G is fixed and only D learns (theory checks)
         self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas) if g_params else None
         self.opt_d = torch.optim.Adam(trainable_params(self.D), lr=lr_d, betas=betas)
         self.rng = torch.Generator().manual_seed(seed)
+        self.order = BatchOrder(seed=seed)  # which real samples each D step takes
         self.run_id = new_run_id()  # names this run's checkpoints; a resumed run takes its checkpoint's
-        self.step, self.batches_drawn, self.lr_scale = 0, 0, 1.0
+        self.step, self.lr_scale = 0, 1.0
         self.history: dict[str, list] = {"d_loss": [], "g_loss": [], "l1": [], "rollbacks": []}
         self.num_classes: int | None = getattr(generator, "num_classes", None)
-        self._perm: tuple[int, Tensor] | None = None
-        self._good: dict[str, Any] | None = None
-        self._diverged: str | None = None
-        self._logit_scale = 0.0
 
     # ---- the game ------------------------------------------------------------------------------
 
@@ -151,31 +163,32 @@ class GANTrainer:
         elif folder is not None:
             folder.claim(self.run_id)
         every = checkpoint_every or max(1, steps // 10)
-        self._good = copy.deepcopy(self.state_dict())
+        objectives = _Objectives(self, real, cond, batch_size)
+        guard = self._guard(objectives)
         self.G.train(), self.D.train()
-        rollbacks = 0
         while self.step < steps:
-            self._diverged = None
-            batches = _Batches(self, real, cond, batch_size)
             inner = Player(trainable_params(self.D), OptimizerStep(self.opt_d),
                            WeightClip(self.clip) if self.loss.clip else Identity(), maximize=True)
             outer = Player(trainable_params(self.G), OptimizerStep(self.opt_g), maximize=False) if self.opt_g else None
-            game_hooks = [_Guard(self), _Bookkeeper(self, batches, every, folder),
-                          ProgressHook(steps - self.step, "gan", progress, self.history["g_loss"]), *hooks]
-            play(inner, batches.d_objective, outer, batches.g_objective if outer else None, rounds=steps, k=self.n_critic,
-                 hooks=game_hooks, start=self.step)
-            if self._diverged is None:
+            game_hooks = [guard, _Bookkeeper(self, objectives, guard, every, folder),
+                          ProgressHook(steps - self.step, "gan", progress), *hooks]
+            play(inner, objectives.d_objective, outer, objectives.g_objective if outer else None, rounds=steps,
+                 k=self.n_critic, hooks=game_hooks, start=self.step)
+            if guard.reason is None:
                 break
-            rollbacks += 1
-            if rollbacks > self.max_rollbacks:
-                failed_at = self.step
-                self.load_state_dict(copy.deepcopy(self._good))
-                raise RuntimeError(f"GAN training diverged {rollbacks} times ({self._diverged}); gave up at step {failed_at} "
-                                   f"and restored the last good state, step {self.step}")
-            self._rollback(self._diverged)
+            self._rollback(guard)
         if folder is not None and not folder.path_for(self.run_id, self.step).exists():
-            self._checkpoint(folder)
+            self._checkpoint(guard, folder)
         return self.history
+
+    def _guard(self, objectives: _Objectives) -> DivergenceGuard:
+        """The divergence guard of one ``fit``: non-finite losses, a runaway discriminator and non-finite
+        weights at a checkpoint stop the game; its first good state is the one ``fit`` starts from."""
+        runaway = Limit("runaway discriminator", "mean |logit|", lambda: objectives.logit_scale, self.max_abs_logit,
+                        role="inner")
+        weights = [self.G, self.D] + ([self.ema.model] if self.ema is not None else [])
+        return DivergenceGuard(self, weights, limits=[runaway], max_rollbacks=self.max_rollbacks, step=self.step,
+                               roles={"inner": "D", "outer": "G"}, name="GAN training")
 
     def _prepare(self, data) -> tuple[Tensor, Tensor | None]:
         """(samples D must call real, condition or None), checked against the models, on the CPU."""
@@ -242,16 +255,17 @@ class GANTrainer:
         model = model or self.G
         return model(z) if cond is None else model(z, cond)
 
-    def d_loss(self, real: Tensor, cond: Tensor | None) -> Tensor:
-        """The discriminator's loss on one real batch and as many fresh fakes (plus its penalty)."""
+    def d_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, float]:
+        """The discriminator's loss on one real batch and as many fresh fakes (plus its penalty), and the
+        larger of its mean |logit| on the real and on the fake samples (what the guard watches)."""
         with torch.no_grad():
             fake = self.generate(self.noise(len(real)), cond)
         logits_real, logits_fake = self.judge(real, cond), self.judge(fake, cond)
-        self._logit_scale = float(torch.maximum(logits_real.detach().abs().mean(), logits_fake.detach().abs().mean()))
+        logit_scale = float(torch.maximum(logits_real.detach().abs().mean(), logits_fake.detach().abs().mean()))
         loss = self.loss.d(logits_real, logits_fake)
         if self.loss.penalty:
             loss = loss + self.gp_weight * gradient_penalty(lambda t: self.judge(t, cond), real, fake, self.rng)
-        return loss
+        return loss, logit_scale
 
     def g_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term.
@@ -272,22 +286,6 @@ class GANTrainer:
         l1 = F.l1_loss(fake, real)
         return loss + self.l1_weight * l1, l1
 
-    @torch.no_grad()
-    def update_ema(self, step: int) -> None:
-        """Move the EMA generator towards G with the ramped decay of ``step`` (see :func:`ema_decay_at`)."""
-        if self.ema is None:
-            return
-        decay = ema_decay_at(step, self.ema_decay, self.ema_ramp)
-        for avg, live in zip(self.ema.parameters(), self.G.parameters()):
-            avg.lerp_(live, 1 - decay)
-        for avg, live in zip(self.ema.buffers(), self.G.buffers()):
-            # BatchNorm statistics are averaged like the weights they normalise (copying the live
-            # ones would pair averaged weights with the statistics of other weights); counters are copied
-            if avg.is_floating_point():
-                avg.lerp_(live, 1 - decay)
-            else:
-                avg.copy_(live)
-
     # ---- sampling ----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -304,7 +302,7 @@ class GANTrainer:
         if n is None or n < 0:
             raise ValueError(f"n must be a non-negative number of samples; got {n}")
         rng = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        model = self.ema if (ema and self.ema is not None) else self.G
+        model = self.ema.model if (ema and self.ema is not None) else self.G
         with frozen(model):
             parts = [self.generate(self.noise(min(batch_size, n - i), rng), None if cond is None else cond[i:i + batch_size].to(self.device), model).cpu()
                      for i in range(0, n, batch_size)]
@@ -334,7 +332,7 @@ class GANTrainer:
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "opt_g": self.opt_g.state_dict() if self.opt_g else {}, "opt_d": self.opt_d.state_dict(),
             "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
-            "step": self.step, "batches_drawn": self.batches_drawn, "lr_scale": self.lr_scale,
+            "step": self.step, "batches_drawn": self.order.drawn, "lr_scale": self.lr_scale,
             "num_classes": self.num_classes or 0, "history": self.history, "run_id": self.run_id,
         }
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -354,23 +352,16 @@ class GANTrainer:
         torch.set_rng_state(state["torch_rng"])
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.step, self.batches_drawn, self.lr_scale = state["step"], state["batches_drawn"], state["lr_scale"]
+        self.step, self.order.drawn, self.lr_scale = state["step"], state["batches_drawn"], state["lr_scale"]
         self.num_classes = state["num_classes"] or self.num_classes
         self.run_id = state.get("run_id", self.run_id)
         self.history = copy.deepcopy(state["history"])
 
-    def _finite(self) -> bool:
-        models = [self.G, self.D] + ([self.ema] if self.ema is not None else [])
-        return all(torch.isfinite(t).all() for m in models for t in (*m.parameters(), *m.buffers()) if t.is_floating_point())
-
-    def _checkpoint(self, folder: CheckpointFolder | None) -> None:
-        """Remember the current state as the last good one (and write it) unless a weight is non-finite."""
-        if not self._finite():
-            self._diverged = "non-finite weights"
-            return
-        self._good = copy.deepcopy(self.state_dict())
-        if folder is not None:
-            path = folder.save(self._good, self.run_id, self.step)
+    def _checkpoint(self, guard: DivergenceGuard, folder: CheckpointFolder | None) -> None:
+        """The current state becomes the guard's last good one (and is written) unless a weight is non-finite."""
+        good = guard.remember(self.step)
+        if good is not None and folder is not None:
+            path = folder.save(good, self.run_id, self.step)
             log.info("checkpoint at step %d: %s", self.step, path)
 
     def _resume(self, folder: CheckpointFolder) -> None:
@@ -379,19 +370,25 @@ class GANTrainer:
         self.load_state_dict(state)
         log.info("resumed run %s from %s at step %d", self.run_id, path, self.step)
 
-    def _rollback(self, reason: str) -> None:
-        """Back to the last good state, both learning rates times ``lr_backoff``, logged in the history."""
-        failed_at, scale = self.step, self.lr_scale * self.lr_backoff
+    def _rollback(self, guard: DivergenceGuard) -> None:
+        """Back to the guard's last good state, both learning rates times ``lr_backoff``, logged in the
+        history. When the guard gives up (its RuntimeError), the restored state keeps the record of the
+        rollbacks made before."""
+        failed_at, reason, scale = self.step, guard.reason, self.lr_scale * self.lr_backoff
         events = self.history["rollbacks"]
-        self.load_state_dict(copy.deepcopy(self._good))
+        try:
+            guard.rollback(failed_at)
+        except RuntimeError:
+            self.history["rollbacks"] = events
+            raise
         self.lr_scale = scale
         for opt, key in ((self.opt_g, "g"), (self.opt_d, "d")):
             for group in opt.param_groups if opt else ():
                 group["lr"] = self.base_lr[key] * scale
         event = {"step": failed_at, "back_to": self.step, "reason": reason, "lr_scale": scale}
         self.history["rollbacks"] = events + [event]
-        self._good["history"]["rollbacks"] = list(self.history["rollbacks"])
-        log.warning("GAN diverged at step %d (%s): restored step %d, learning rates x%.3g", failed_at, reason, self.step, scale)
+        log.warning("GAN diverged at step %d (%s): restored step %d, learning rates x%.3g",
+                    failed_at, reason, self.step, scale)
 
     @staticmethod
     def _warn_if_distributed() -> None:
@@ -399,33 +396,24 @@ class GANTrainer:
             log.warning("GANTrainer.fit does not shard under torchrun yet: every rank trains its own copy")
 
 
-class _Batches:
-    """The two objectives of one game: each D move takes the next real batch; the G move reuses the
-    last batch's conditions (and targets, for L1). Batch order is a pure function of the seed and the
-    number of batches drawn, so resuming needs only that counter."""
+class _Objectives:
+    """The two objectives of one ``fit``: each D move takes the next real batch of the trainer's batch
+    order; the G move reuses the last batch's conditions (and targets, for L1). Each round's D losses
+    are averaged into the history; the latest D move's mean |logit| is kept for the guard."""
 
     def __init__(self, trainer: GANTrainer, real: Tensor, cond: Tensor | None, batch_size: int):
-        self.t, self.real, self.cond = trainer, real, cond
-        self.size = min(batch_size, len(real))
-        self.per_epoch = len(real) // self.size
+        self.t = trainer
+        tensors = (real,) if cond is None else (real, cond)
+        self.batches = batch_stream(tensors, batch_size, trainer.order, trainer.device)
         self.last: tuple[Tensor, Tensor | None] | None = None
         self.d_losses: list[float] = []
-
-    def next_batch(self) -> tuple[Tensor, Tensor | None]:
-        t = self.t
-        epoch, j = divmod(t.batches_drawn, self.per_epoch)
-        if t._perm is None or t._perm[0] != (t.seed, epoch):
-            gen = torch.Generator().manual_seed(t.seed * 1_000_003 + epoch)
-            t._perm = ((t.seed, epoch), torch.randperm(len(self.real), generator=gen))
-        idx = t._perm[1][j * self.size:(j + 1) * self.size]
-        t.batches_drawn += 1
-        dev = t.device
-        return self.real[idx].to(dev), None if self.cond is None else self.cond[idx].to(dev)
+        self.logit_scale = 0.0
 
     def d_objective(self) -> Tensor:
         """What D climbs: minus its loss."""
-        self.last = self.next_batch()
-        loss = self.t.d_loss(*self.last)
+        real, *cond = next(self.batches)
+        self.last = real, cond[0] if cond else None
+        loss, self.logit_scale = self.t.d_loss(*self.last)
         self.d_losses.append(float(loss.detach()))
         return -loss
 
@@ -437,51 +425,32 @@ class _Batches:
             self.t.history["l1"].append(float(l1.detach()))
         return loss
 
+    def start_round(self) -> None:
+        """A round starts with no D losses (a round the guard cut short leaves some)."""
+        self.d_losses = []
+
     def end_round(self) -> None:
         """The round's mean D loss goes into the history."""
         self.t.history["d_loss"].append(sum(self.d_losses) / len(self.d_losses))
-        self.d_losses = []
-
-
-class _Guard(Hook):
-    """Stops the game on a non-finite loss or a runaway discriminator; ``fit`` then rolls back."""
-
-    def __init__(self, trainer: GANTrainer):
-        self.t = trainer
-
-    def _check(self, loss: Tensor, who: str) -> bool:
-        if not math.isfinite(float(loss.detach())):
-            self.t._diverged = f"non-finite {who} loss"
-        elif who == "D" and self.t._logit_scale > self.t.max_abs_logit:
-            self.t._diverged = f"runaway discriminator (mean |logit| {self.t._logit_scale:.3g})"
-        return self.t._diverged is not None
-
-    def inner_step(self, r: int, i: int, loss: Tensor) -> bool:
-        return self._check(loss, "D")
-
-    def outer_step(self, r: int, loss: Tensor) -> bool:
-        return self._check(loss, "G")
 
 
 class _Bookkeeper(Hook):
-    """After each G move: the EMA update; after each round: the step counter and checkpoints."""
+    """After each G move: the EMA update; after each round: the mean D loss, the step counter and checkpoints."""
 
-    def __init__(self, trainer: GANTrainer, batches: _Batches, every: int, folder: CheckpointFolder | None):
-        self.t, self.batches, self.every, self.folder = trainer, batches, every, folder
+    def __init__(self, trainer: GANTrainer, objectives: _Objectives, guard: DivergenceGuard, every: int,
+                 folder: CheckpointFolder | None):
+        self.t, self.objectives, self.guard, self.every, self.folder = trainer, objectives, guard, every, folder
+
+    def round_start(self, r: int) -> None:
+        self.objectives.start_round()
 
     def outer_step(self, r: int, loss: Tensor) -> None:
-        if not self.t._diverged:
-            self.t.update_ema(r)
+        if self.guard.reason is None and self.t.ema is not None:
+            self.t.ema.update(self.t.G, r)
 
     def round_end(self, r: int) -> bool:
-        self.batches.end_round()
+        self.objectives.end_round()
         self.t.step = r + 1
         if self.t.step % self.every == 0:
-            self.t._checkpoint(self.folder)
-        return self.t._diverged is not None
-
-
-def ema_decay_at(step: int, decay: float, ramp: float) -> float:
-    """The EMA decay after the generator step ``step`` (0-based): ``min(decay, 1 - 1/(ramp * (step + 1)))``,
-    at least 0 (the first steps copy the generator)."""
-    return max(0.0, min(decay, 1.0 - 1.0 / (ramp * (step + 1))))
+            self.t._checkpoint(self.guard, self.folder)
+        return self.guard.reason is not None

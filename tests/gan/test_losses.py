@@ -56,7 +56,7 @@ def test_registry_names_and_constraints():
     assert losses.LOSSES["wgan"].clip and losses.LOSSES["wgan-gp"].penalty
     assert losses.LOSSES["hinge"].g is losses.g_wasserstein
     with pytest.raises(ValueError, match="loss must be one of"):
-        losses.get_loss("vanilla")
+        losses.gan_loss("vanilla")
 
 
 def test_gradient_penalty_uses_per_sample_norms():

@@ -8,7 +8,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from advkit.gan import LOSSES, GANTrainer, MLPDiscriminator, MLPGenerator
-from advkit.gan.trainer import ema_decay_at
+from advkit.gan.ema import ema_decay_at
 
 
 def test_ema_decay_ramps_with_the_steps_done():
@@ -41,12 +41,12 @@ def test_ema_value_after_known_updates():
             trainer.G.value.fill_(step)
             trainer.G.stat.fill_(10 * step)
             trainer.G.count.fill_(step)
-        trainer.update_ema(step)
+        trainer.ema.update(trainer.G, step)
     # decays 1 - 2/(t+1) clipped to [0, 0.6]: 0, 0, 1/3, 1/2, 0.6, 0.6
     # EMA: 0, 1, 1/3*1 + 2/3*2 = 5/3, (5/3 + 3)/2 = 7/3, 0.6*7/3 + 0.4*4 = 3, 0.6*3 + 0.4*5 = 3.8
-    assert float(trainer.ema.value) == pytest.approx(3.8)
-    assert float(trainer.ema.stat) == pytest.approx(38.0)  # float buffers (BatchNorm statistics) are averaged too
-    assert int(trainer.ema.count) == 5  # counters are copied
+    assert float(trainer.ema.model.value) == pytest.approx(3.8)
+    assert float(trainer.ema.model.stat) == pytest.approx(38.0)  # float buffers (BatchNorm statistics) are averaged too
+    assert int(trainer.ema.model.count) == 5  # counters are copied
     assert float(trainer.G.value.detach()) == 5.0
 
 
@@ -56,7 +56,7 @@ def test_ema_of_a_fit_tracks_the_generator_within_its_window():
     trainer = GANTrainer(MLPGenerator(latent_dim=2, hidden=16, depth=1), MLPDiscriminator(hidden=16, depth=1), device="cpu")
     trainer.fit(data, steps=5, batch_size=64, progress=False)
     # five steps of a 0.1 ramp: every decay is 0, so the EMA equals the live generator exactly
-    assert all(torch.equal(a, b) for a, b in zip(trainer.ema.parameters(), trainer.G.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(trainer.ema.model.parameters(), trainer.G.parameters()))
 
 
 class Shifted(nn.Module):
