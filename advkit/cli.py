@@ -23,6 +23,7 @@ import torch
 
 from . import __version__
 from .attacks.errors import GradientMaskingError
+from .devices import device_problem
 
 PARTS = ("advkit.evaluation.cli", "advkit.gan.cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
@@ -73,24 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 def check_device(name: str | None) -> None:
     """Raise :class:`UsageError` unless ``name`` (a ``--device`` value; None means automatic) is a
     device this machine has."""
-    if name is None:
-        return
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device name; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name} asks for a CUDA GPU but this machine has none that torch can use "
-                             "(torch.cuda.is_available() is False); use --device cpu or leave --device out")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                             f"numbered 0..{torch.cuda.device_count() - 1}")
-    elif device.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise UsageError(f"--device {name}: Apple's MPS backend is not available here; use --device cpu")
-    elif device.type != "cpu":
-        raise UsageError(f"--device {name}: advkit runs on cpu, cuda or mps devices")
+    problem = None if name is None else device_problem(name)
+    if problem:
+        raise UsageError(f"--device {problem}")
 
 
 def main(argv: list[str] | None = None) -> int:

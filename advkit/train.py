@@ -12,16 +12,10 @@ from .attacks.checks import check_label_range, check_labels
 from .batches import BatchOrder, batch_stream
 from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
+from .devices import default_device
 from .progress import ProgressHook
 
 log = logging.getLogger(__name__)
-
-
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or CUDA when available, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:

@@ -2,7 +2,6 @@
 experiments, or data augmentation)."""
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from ..data import as_tensors
+from ..devices import model_device
 from .adapter import from_torchattacks, is_torchattacks
 from .base import Attack
 
@@ -43,11 +43,3 @@ def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.
                    seed=batch_seed(atk.seed, i), check_success=False).x_adv.cpu()
            for i, s in enumerate(tqdm(starts, desc=f"generate {type(atk).__name__}", disable=not progress, leave=False))]
     return TensorDataset(torch.cat(adv) if adv else x[:0].clone(), y.clone())
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    """Where the model's first parameter or buffer lives; CUDA when available for a stateless model."""
-    first = next(itertools.chain(model.parameters(), model.buffers()), None)
-    if first is not None:
-        return first.device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

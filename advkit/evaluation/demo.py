@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import load
+from ..devices import default_device
 from ..models import SmallCNN
-from ..train import accuracy, default_device, fit
+from ..train import accuracy, fit
 from .evaluate import evaluate
 from .report import Report
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -25,9 +24,9 @@ from tqdm.auto import tqdm
 from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
 from ..attacks.checks import check_images, check_labels
-from ..attacks.generate import model_device
 from ..core import frozen
 from ..data import as_tensors
+from ..devices import placed
 from .batched import attack_at, predict
 from .checks import run_checks
 from .construct import by_name, describe
@@ -242,14 +241,3 @@ def check_data_labels(y: Tensor, num_classes: int) -> None:
     if len(bad):
         raise ValueError(f"data labels must be class indices in [0, {num_classes}) for a model with {num_classes} "
                          f"outputs; {len(bad)} are not (first: label {int(y[bad[0]])} at index {int(bad[0])})")
-
-
-@contextmanager
-def placed(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Move ``model`` to ``device`` for the block and back to where it was afterwards."""
-    home = model_device(model)
-    model.to(device)
-    try:
-        yield
-    finally:
-        model.to(home)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..attacks.checks import check_choice, check_eps
-from ..train import default_device
+from ..devices import default_device
 from .specs import AttackSpec, resolve
 
 NORMS = ("linf", "l2")

@@ -36,8 +36,8 @@ from ..core import (
     trainable_params,
 )
 from ..data import as_tensors
+from ..devices import default_device
 from ..progress import ProgressHook
-from ..train import default_device
 from .ema import EMA
 from .losses import flat_logits, gan_loss, gradient_penalty
 
