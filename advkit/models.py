@@ -27,7 +27,7 @@ class Normalize(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two conv blocks and two linear layers: fast on a CPU, ~98% on mnist5k.
+    """Two conv blocks and two linear layers, small enough to train and attack on a CPU.
 
     ``input_size`` is the side of the square input (28 for MNIST, 32 for CIFAR, 8 for digits).
     ``features(x)`` gives the penultimate activations (used for classifier-FID).

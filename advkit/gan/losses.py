@@ -3,7 +3,7 @@
 Each discriminator loss ``d_*(real, fake)`` and generator loss ``g_*(fake)`` takes logits of shape
 (N,) and returns the scalar that player *minimises*. The log-sigmoid terms are written with
 ``softplus`` (``-log sigmoid(t) = softplus(-t)``, ``-log(1 - sigmoid(t)) = softplus(t)``), which is
-exact and never takes the log of 0; a past bug elsewhere used ``log sigmoid(1 - t)`` instead.
+exact and never takes the log of 0.
 """
 from __future__ import annotations
 

@@ -61,9 +61,7 @@ class GANTrainer:
     averages about the last ``ema_ramp`` share of the steps done (StyleGAN2's ramp-up), never mostly
     the untrained generators of a short run.
     The optimiser defaults are SNGAN's for hinge + spectral norm (Adam betas (0, 0.9), two D steps
-    per G step) at twice its learning rate: on mnist5k, Adam(0.5, 0.999) with one D step collapsed
-    each class to one sample, and 4e-4 reached a given FID in about half the steps of 2e-4
-    (benchmarks/gan_mnist.py).
+    per G step) at twice its learning rate; benchmarks/gan_mnist.py measures why.
     The divergence guard rolls back when a loss is non-finite or the mean |logit| of D passes
     ``max_abs_logit`` (a runaway discriminator), multiplying both learning rates by ``lr_backoff``;
     after ``max_rollbacks`` rollbacks in one ``fit`` it gives up with a RuntimeError.
