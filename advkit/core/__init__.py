@@ -8,17 +8,19 @@ from .constraints import (
     LinfBall,
     Projection,
     WeightClip,
-    ball,
     flat_norm,
     per_sample,
 )
 from .freeze import frozen
 from .game import Hook, Objective, Player, play, trainable_params
-from .steps import L2Step, MomentumStep, OptimizerStep, SignStep, StepRule
+from .momentum import MomentumStep
+from .norms import L2, NORMS, Linf, Norm, ball, get_norm
+from .steps import L2Step, OptimizerStep, SignStep, StepRule
 
 __all__ = [
     "check_number",
     "Box", "Identity", "Intersection", "L2Ball", "LinfBall", "Projection", "WeightClip", "ball",
     "flat_norm", "per_sample", "frozen", "Hook", "Objective", "Player", "play", "trainable_params",
     "L2Step", "MomentumStep", "OptimizerStep", "SignStep", "StepRule",
+    "L2", "Linf", "NORMS", "Norm", "get_norm",
 ]
