@@ -71,6 +71,7 @@ class AutoAttack(Attack):
     is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf" or "l2".
     """
 
+    norms = ("linf", "l2")  # FAB-T's and Square's
     warm_starts = True
     losses = ("ce",)
 
