@@ -135,7 +135,7 @@ class APGD(Attack):
         self.rho = check_number(rho, "rho", low_open=False, high=1)
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
         for _ in range(self.restarts):
             if bool(run.success.all()):
                 break

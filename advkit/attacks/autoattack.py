@@ -91,7 +91,7 @@ class AutoAttack(Attack):
         return super().run(x, y, **kwargs)
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
         x_init, run.x_init = run.x_init, None
         seed = run.generator.initial_seed()  # the call's seed, given to every component as the official code does
         tried = torch.zeros(len(run.x), dtype=torch.bool, device=run.x.device)

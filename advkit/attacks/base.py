@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -27,11 +27,23 @@ from .checks import (
     check_logits,
 )
 from .errors import check_input_gradient
-from .losses import get_loss, succeeded
+from .losses import sample_loss, succeeded
 
-TARGET_MODES = (False, "random", "least-likely")
+#: How an attack chooses its targets by itself: not at all (False: untargeted, or ``target=`` given
+#: at the call), a random wrong class per sample, or the class the model ranks lowest.
+TargetMode = Literal[False, "random", "least-likely"]
+TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
 #: The three ways targets are chosen: ``target=`` at the call, or the ``targeted`` modes.
 TARGET_SOURCES = ("given", "random", "least-likely")
+
+
+def check_target_mode(targeted) -> TargetMode:
+    """``targeted`` as one of :data:`TARGET_MODES`; ``True`` is refused with what to pass instead."""
+    if targeted is True:
+        raise ValueError("targeted=True does not say how to choose the targets: pass targeted='random' (a random "
+                         "wrong class per sample) or targeted='least-likely' (the class the model ranks lowest), "
+                         "or give the targets yourself with target= at the call")
+    return check_choice(targeted, TARGET_MODES, "targeted")
 
 
 def model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
@@ -75,7 +87,7 @@ class Run:
         # on x's device like every per-sample tensor of the run, so rows index it with the same indices
         self.sample_seeds = None if sample_seeds is None else sample_seeds.to(x.device)
         self._sample_generators: list[torch.Generator] | None = None  # made at the first draw
-        self.loss_fn = get_loss(attack.loss)
+        self.loss_fn = sample_loss(attack.loss)
         self.targeted = target is not None or bool(attack.targeted)
         self._given_labels, self._given_target = labels, target
         self.labels: Tensor | None = None  # the classes the loss uses: true labels or targets
@@ -118,8 +130,9 @@ class Run:
             self.labels = y
         self.success |= succeeded(logits.detach(), self.labels, self.targeted)
 
-    def clean(self) -> None:
-        """One no-grad forward of the clean batch (attacks that start away from x call this first)."""
+    def forward_clean(self) -> None:
+        """One no-grad forward of the clean batch, resolving labels and targets, unless a forward
+        already did (attacks that start away from x call this first)."""
         if self.labels is None:
             with torch.no_grad():
                 self.resolve(self.logits(self.x))
@@ -204,7 +217,7 @@ class Run:
         clipped to [0, 1] (the norm's :meth:`~advkit.core.Norm.random_start`); else x."""
         if self.x_init is None and not random:
             return self.x.clone().requires_grad_(True)
-        self.clean()  # the start is not x, so the clean forward cannot double as the first step's
+        self.forward_clean()  # the start is not x, so the clean forward cannot double as the first step's
         if self.x_init is not None:
             x0, self.x_init = self.x_init.detach().clone(), None
             self.feasible(x0)
@@ -248,14 +261,14 @@ class Attack:
     derived: ClassVar[dict[str, tuple[str, Callable[[Attack, float], float]]]] = {}
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
-                 targeted: bool | str = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
+                 targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.norm = norm
         self.eps = check_eps(eps, norm=self.geometry)
         self.loss = check_choice(loss, self.losses, "loss")
-        self.targeted = check_choice(targeted, TARGET_MODES, "targeted")
+        self.targeted = check_target_mode(targeted)
         if self.targeted and self.targeted not in self.targets:
             raise ValueError(self._unsupported_target(f"targeted={self.targeted!r}"))
         self.early_stop, self.seed, self.amp = bool(early_stop), int(seed), bool(amp)
@@ -323,7 +336,7 @@ class Attack:
             run = Run(self, x.detach().to(work), eps, y, target, gen, sample_seeds, x_init)
             if eps > 0:
                 self.perturb(run)
-            run.clean()
+            run.forward_clean()
             x_adv = run.best.clone()
             run.feasible(x_adv)
             out = x_adv if work == x.dtype else self._in_dtype_of(x, x_adv - run.x, eps)

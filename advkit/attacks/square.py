@@ -94,7 +94,7 @@ class Square(Attack):
         self.progress = bool(progress)
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
         # the norm's first proposal and its proposal at each later query
         start, propose = {"linf": (self._stripes, self._square), "l2": (self._tiles, self._move_mass)}[self.norm]
         with long_work_bar(self.n_queries, "Square", self.progress, unit="query") as bar:
