@@ -6,6 +6,7 @@ from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
 from .autoattack import AutoAttack
 from .base import Attack, AttackResult, Run, TargetMode
+from .contract import AttackLike
 from .cw import CW
 from .errors import GradientMaskingError
 from .fab import FAB
@@ -22,4 +23,4 @@ ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "sample_loss", "succeeded"]
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square"]
-__all__ += ["AutoAttack", "TargetMode"]
+__all__ += ["AutoAttack", "AttackLike", "TargetMode"]

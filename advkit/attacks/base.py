@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal, get_args
+from typing import Callable, ClassVar, Literal, final, get_args
 
 import torch
 from torch import Tensor, nn
@@ -297,9 +297,12 @@ class Attack:
             return self.derived[name][1](self, self.eps if eps is None else eps)
         return value
 
+    @final
     def __call__(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None) -> Tensor:
+        """The adversarial batch alone: ``run(x, y, target, check_success=False).x_adv``."""
         return self.run(x, y, target, check_success=False).x_adv
 
+    @final
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
             seed: int | Tensor | None = None, check_success: bool = True, x_init: Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
@@ -312,7 +315,9 @@ class Attack:
         on this to attack survivors exactly as it would attack everyone).
 
         ``x_init``: where to start instead of a random point (a warm start, e.g. the result at a
-        smaller eps), for attacks with ``warm_starts``; it is projected onto the ball first."""
+        smaller eps), for attacks with ``warm_starts``; it is projected onto the ball first.
+
+        Final: subclasses implement :meth:`perturb` (and refuse target choices through :attr:`targets`)."""
         x = check_images(x)
         eps = self.eps if eps is None else check_eps(eps, norm=self.geometry)
         y = None if y is None else check_labels(y, len(x), x.device)
