@@ -25,5 +25,5 @@ class MomentumStep:
         if self.momentum is None:
             self.momentum = normed
         else:
-            self.momentum = [m.mul_(self.decay).add_(g) for m, g in zip(self.momentum, normed)]
+            self.momentum = [m.mul_(self.decay).add_(g) for m, g in zip(self.momentum, normed, strict=True)]
         self.direction(params, self.momentum, ascend)
