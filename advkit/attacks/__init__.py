@@ -5,13 +5,14 @@
 from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
 from .autoattack import AutoAttack
-from .base import Attack, AttackResult, Run
+from .base import Attack, AttackResult, Run, TargetMode
+from .contract import AttackLike
 from .cw import CW
 from .errors import GradientMaskingError
 from .fab import FAB
 from .fgsm import FGSM
 from .generate import generate
-from .losses import LOSSES, get_loss, succeeded
+from .losses import LOSSES, sample_loss, succeeded
 from .mifgsm import MIFGSM
 from .pgd import PGD
 from .square import Square
@@ -19,7 +20,7 @@ from .square import Square
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
                                     "apgd-t": APGDT, "fab-t": FAB, "square": Square}
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "get_loss", "succeeded"]
+__all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "sample_loss", "succeeded"]
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square"]
-__all__ += ["AutoAttack"]
+__all__ += ["AutoAttack", "AttackLike", "TargetMode"]

@@ -68,7 +68,7 @@ class TorchAttack(Attack):
     def perturb(self, run: Run) -> None:
         """Hand the samples still to attack to torchattacks with advkit's labels (true classes, or
         targets in torchattacks' "targeted(label)" mode), seeded, then record its answer."""
-        run.clean()
+        run.forward_clean()
         idx = run.active()
         if idx is not None and len(idx) == 0:
             return

@@ -15,7 +15,7 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import L2Step, Player, Projection, SignStep, per_sample, play
+from ..core import Norm, Player, Projection, per_sample, play
 from .base import Attack, Run
 from .checks import check_number
 
@@ -94,11 +94,12 @@ class StepSizeSchedule:
 class APGDStep:
     """Lines 7-8 of Algorithm 1: ``z = P(x + eta * s(g))``, then
     ``x <- x + a (z - x) + (1 - a)(x - x_prev)`` with ``a = momentum`` (1 on the first step);
-    ``s`` is the sign (linf) or the L2-normalised gradient. The player projects the result."""
+    ``s`` is the norm's steepest-ascent direction (the sign under L-inf, the normalised gradient under
+    L2). The player projects the result."""
 
-    def __init__(self, schedule: StepSizeSchedule, norm: str, project: Projection, momentum: float = 0.75):
+    def __init__(self, schedule: StepSizeSchedule, norm: Norm, project: Projection, momentum: float = 0.75):
         self.schedule, self.project, self.momentum = schedule, project, momentum
-        self.direction = SignStep(schedule.eta) if norm == "linf" else L2Step(schedule.eta)
+        self.direction = norm.step(schedule.eta)
         self.prev: Tensor | None = None
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
@@ -134,14 +135,14 @@ class APGD(Attack):
         self.rho = check_number(rho, "rho", low_open=False, high=1)
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
         for _ in range(self.restarts):
             if bool(run.success.all()):
                 break
             eta = torch.full((len(run.x),), self.setting("eta", run.eps), device=run.x.device, dtype=run.x.dtype)
             schedule = StepSizeSchedule(eta, self.steps, self.rho)
             x_adv = run.start()
-            player = Player([x_adv], APGDStep(schedule, self.norm, run.feasible), run.feasible, maximize=True)
+            player = Player([x_adv], APGDStep(schedule, self.geometry, run.feasible), run.feasible, maximize=True)
             play(player, run.objective(x_adv, on_losses=schedule.observe), k=self.steps)
             run.finish(x_adv)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .apgd import APGD, APGDT
-from .base import Attack, AttackResult, Run
+from .base import Attack, Run
 from .fab import FAB
 from .square import Square
 
@@ -71,8 +71,10 @@ class AutoAttack(Attack):
     is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf" or "l2".
     """
 
+    norms = ("linf", "l2")  # FAB-T's and Square's
     warm_starts = True
     losses = ("ce",)
+    targets = ()  # untargeted: APGD-T and FAB-T choose their own targets
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
                  seed: int = 0, amp: bool = False):
@@ -83,14 +85,12 @@ class AutoAttack(Attack):
         self.components = [component(name, model, self.eps, self.norm, self.seed, self.amp)
                            for name, _, _ in standard()]
 
-    def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, **kwargs: Any) -> AttackResult:
-        if target is not None:
-            raise ValueError("target: AutoAttack is untargeted (APGD-T and FAB-T pick their own targets); "
-                             "use advkit.attacks.APGDT or FAB for a targeted attack")
-        return super().run(x, y, **kwargs)
+    def _unsupported_target(self, what: str) -> str:
+        return (f"{what}: AutoAttack is untargeted (APGD-T and FAB-T pick their own targets); "
+                "use advkit.attacks.APGDT or FAB for a targeted attack")
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
         x_init, run.x_init = run.x_init, None
         seed = run.generator.initial_seed()  # the call's seed, given to every component as the official code does
         tried = torch.zeros(len(run.x), dtype=torch.bool, device=run.x.device)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import itertools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Literal, final, get_args
 
 import torch
 from torch import Tensor, nn
 
-from ..core import Box, ball, flat_norm, frozen, per_sample
+from ..core import NORMS, Box, Norm, frozen, get_norm
 from .checks import (
     check_choice,
     check_classes_for_loss,
@@ -27,11 +27,23 @@ from .checks import (
     check_logits,
 )
 from .errors import check_input_gradient
-from .losses import get_loss, succeeded
+from .losses import sample_loss, succeeded
 
-TARGET_MODES = (False, "random", "least-likely")
+#: How an attack chooses its targets by itself: not at all (False: untargeted, or ``target=`` given
+#: at the call), a random wrong class per sample, or the class the model ranks lowest.
+TargetMode = Literal[False, "random", "least-likely"]
+TARGET_MODES: tuple[TargetMode, ...] = get_args(TargetMode)
 #: The three ways targets are chosen: ``target=`` at the call, or the ``targeted`` modes.
 TARGET_SOURCES = ("given", "random", "least-likely")
+
+
+def check_target_mode(targeted) -> TargetMode:
+    """``targeted`` as one of :data:`TARGET_MODES`; ``True`` is refused with what to pass instead."""
+    if targeted is True:
+        raise ValueError("targeted=True does not say how to choose the targets: pass targeted='random' (a random "
+                         "wrong class per sample) or targeted='least-likely' (the class the model ranks lowest), "
+                         "or give the targets yourself with target= at the call")
+    return check_choice(targeted, TARGET_MODES, "targeted")
 
 
 def model_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
@@ -71,11 +83,11 @@ class Run:
     def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
                  generator: torch.Generator, sample_seeds: Tensor | None = None, x_init: Tensor | None = None):
         self.attack, self.x, self.eps, self.generator, self.x_init = attack, x, eps, generator, x_init
-        self.feasible = ball(attack.norm, x, eps) & Box(0.0, 1.0)
+        self.feasible = attack.geometry.ball(x, eps) & Box(0.0, 1.0)
         # on x's device like every per-sample tensor of the run, so rows index it with the same indices
         self.sample_seeds = None if sample_seeds is None else sample_seeds.to(x.device)
         self._sample_generators: list[torch.Generator] | None = None  # made at the first draw
-        self.loss_fn = get_loss(attack.loss)
+        self.loss_fn = sample_loss(attack.loss)
         self.targeted = target is not None or bool(attack.targeted)
         self._given_labels, self._given_target = labels, target
         self.labels: Tensor | None = None  # the classes the loss uses: true labels or targets
@@ -118,8 +130,9 @@ class Run:
             self.labels = y
         self.success |= succeeded(logits.detach(), self.labels, self.targeted)
 
-    def clean(self) -> None:
-        """One no-grad forward of the clean batch (attacks that start away from x call this first)."""
+    def forward_clean(self) -> None:
+        """One no-grad forward of the clean batch, resolving labels and targets, unless a forward
+        already did (attacks that start away from x call this first)."""
         if self.labels is None:
             with torch.no_grad():
                 self.resolve(self.logits(self.x))
@@ -138,7 +151,8 @@ class Run:
         hit = succeeded(logits, labels, self.targeted)
         old_success = self.success if idx is None else self.success[idx]
         old_loss = self.best_loss if idx is None else self.best_loss[idx]
-        better = (hit & ~old_success) | ((hit == old_success) & (losses > old_loss) & ~(old_success & self.attack.early_stop))
+        frozen_success = old_success & self.attack.early_stop
+        better = (hit & ~old_success) | ((hit == old_success) & (losses > old_loss) & ~frozen_success)
         mask = better.view(-1, *([1] * (x_now.ndim - 1)))
         if idx is None:
             self.best = torch.where(mask, x_now, self.best)
@@ -199,23 +213,16 @@ class Run:
 
     def start(self, random: bool = True) -> Tensor:
         """A fresh leaf tensor to optimise from: the call's warm start ``x_init`` the first time
-        (projected onto the ball and [0, 1]); else, with ``random``, a uniform point of the L-inf
-        ball or a uniform direction with a uniform radius in the L2 ball, clipped to [0, 1]; else x."""
+        (projected onto the ball and [0, 1]); else, with ``random``, a random point of the ball
+        clipped to [0, 1] (the norm's :meth:`~advkit.core.Norm.random_start`); else x."""
         if self.x_init is None and not random:
             return self.x.clone().requires_grad_(True)
-        self.clean()  # the start is not x, so the clean forward cannot double as the first step's
+        self.forward_clean()  # the start is not x, so the clean forward cannot double as the first step's
         if self.x_init is not None:
             x0, self.x_init = self.x_init.detach().clone(), None
             self.feasible(x0)
             return x0.requires_grad_(True)
-        x, eps = self.x, self.eps
-        if self.attack.norm == "linf":
-            noise = self.draw(x.shape[1:], lambda t, g: t.uniform_(-eps, eps, generator=g))
-        else:
-            direction = self.draw(x.shape[1:], lambda t, g: t.normal_(generator=g))
-            direction /= flat_norm(direction).clamp_min(1e-12)
-            noise = direction * per_sample(self.draw((), lambda t, g: t.uniform_(0, eps, generator=g)), x)
-        return (x + noise).clamp_(0, 1).requires_grad_(True)
+        return self.attack.geometry.random_start(self.x, self.eps, self.draw).requires_grad_(True)
 
     def draw(self, row_shape: tuple[int, ...], fill: Callable[[Tensor, torch.Generator], Tensor]) -> Tensor:
         """Random rows of ``row_shape``, one per sample, filled in place by ``fill(tensor, generator)``:
@@ -223,7 +230,8 @@ class Run:
         per-sample seeds (then a sample's draws do not depend on which samples share its batch)."""
         if self.sample_seeds is None:
             g = self.generator
-            return fill(torch.empty((len(self.x), *row_shape), device=g.device, dtype=self.x.dtype), g).to(self.x.device)
+            rows = torch.empty((len(self.x), *row_shape), device=g.device, dtype=self.x.dtype)
+            return fill(rows, g).to(self.x.device)
         if self._sample_generators is None:
             self._sample_generators = [torch.Generator().manual_seed(int(s)) for s in self.sample_seeds.tolist()]
         rows = [fill(torch.empty(row_shape, dtype=self.x.dtype), g) for g in self._sample_generators]
@@ -239,7 +247,8 @@ class Attack:
     the call to choose the classes yourself. Same ``seed``, same result on the CPU.
     """
 
-    norms: tuple[str, ...] = ("linf", "l2")
+    #: The norms the attack works in (names in :data:`advkit.core.NORMS`); ``norm`` must be one of them.
+    norms: tuple[str, ...] = tuple(NORMS)
     losses: tuple[str, ...] = ("ce", "margin", "dlr")
     #: True for attacks whose search starts from one point (``Run.start``): they take ``run(x_init=...)``.
     warm_starts: bool = False
@@ -252,17 +261,29 @@ class Attack:
     derived: ClassVar[dict[str, tuple[str, Callable[[Attack, float], float]]]] = {}
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
-                 targeted: bool | str = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
+                 targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
-        self.norm = check_choice(norm, self.norms, "norm")
-        self.eps = check_eps(eps, norm=self.norm)
+        self.norm = norm
+        self.eps = check_eps(eps, norm=self.geometry)
         self.loss = check_choice(loss, self.losses, "loss")
-        self.targeted = check_choice(targeted, TARGET_MODES, "targeted")
+        self.targeted = check_target_mode(targeted)
         if self.targeted and self.targeted not in self.targets:
             raise ValueError(self._unsupported_target(f"targeted={self.targeted!r}"))
         self.early_stop, self.seed, self.amp = bool(early_stop), int(seed), bool(amp)
+
+    @property
+    def norm(self) -> str:
+        """The threat model's norm by name ("linf", "l2"); :attr:`geometry` is its :class:`~advkit.core.Norm`."""
+        return self.geometry.name
+
+    @norm.setter
+    def norm(self, name: str) -> None:
+        """Choose the norm by name: an unknown name or one outside :attr:`norms` is a ValueError."""
+        geometry = get_norm(name)
+        check_choice(name, self.norms, "norm")
+        self.geometry: Norm = geometry
 
     def _unsupported_target(self, what: str) -> str:
         supported = ", ".join(self.targets) if self.targets else "none"
@@ -276,9 +297,12 @@ class Attack:
             return self.derived[name][1](self, self.eps if eps is None else eps)
         return value
 
+    @final
     def __call__(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None) -> Tensor:
+        """The adversarial batch alone: ``run(x, y, target, check_success=False).x_adv``."""
         return self.run(x, y, target, check_success=False).x_adv
 
+    @final
     def run(self, x: Tensor, y: Tensor | None = None, target: Tensor | None = None, *, eps: float | None = None,
             seed: int | Tensor | None = None, check_success: bool = True, x_init: Tensor | None = None) -> AttackResult:
         """Attack ``x`` (labels ``y``) at ``eps`` (default: the attack's). The result lies in the
@@ -291,9 +315,11 @@ class Attack:
         on this to attack survivors exactly as it would attack everyone).
 
         ``x_init``: where to start instead of a random point (a warm start, e.g. the result at a
-        smaller eps), for attacks with ``warm_starts``; it is projected onto the ball first."""
+        smaller eps), for attacks with ``warm_starts``; it is projected onto the ball first.
+
+        Final: subclasses implement :meth:`perturb` (and refuse target choices through :attr:`targets`)."""
         x = check_images(x)
-        eps = self.eps if eps is None else check_eps(eps, norm=self.norm)
+        eps = self.eps if eps is None else check_eps(eps, norm=self.geometry)
         y = None if y is None else check_labels(y, len(x), x.device)
         if target is not None and "given" not in self.targets:
             raise ValueError(self._unsupported_target("target"))
@@ -315,7 +341,7 @@ class Attack:
             run = Run(self, x.detach().to(work), eps, y, target, gen, sample_seeds, x_init)
             if eps > 0:
                 self.perturb(run)
-            run.clean()
+            run.forward_clean()
             x_adv = run.best.clone()
             run.feasible(x_adv)
             out = x_adv if work == x.dtype else self._in_dtype_of(x, x_adv - run.x, eps)
@@ -329,7 +355,7 @@ class Attack:
     def _in_dtype_of(self, x: Tensor, delta: Tensor, eps: float) -> Tensor:
         """``x + delta`` in x's dtype, projected there onto the eps-ball and [0, 1] (an untouched row is x exactly)."""
         out = x.detach() + delta.to(x.dtype)
-        (ball(self.norm, x.detach(), eps) & Box(0.0, 1.0))(out)
+        (self.geometry.ball(x.detach(), eps) & Box(0.0, 1.0))(out)
         return out
 
     @torch.no_grad()

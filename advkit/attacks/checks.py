@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..core.checks import check_number
+from ..core.norms import Norm, get_norm
 
 __all__ = ["check_choice", "check_classes_for_loss", "check_eps", "check_images", "check_label_range", "check_labels",
            "check_logits", "check_number"]
@@ -65,9 +66,10 @@ def check_classes_for_loss(loss: str, num_classes: int) -> None:
                          "use loss='ce' or loss='margin'")
 
 
-def check_eps(eps, name: str = "eps", norm: str | None = None) -> float:
-    """A finite, non-negative perturbation budget; under ``norm="linf"`` a budget above 1 (the whole
-    [0, 1] range, so most likely meant in pixel units such as 8 for 8/255) gets a warning."""
+def check_eps(eps, name: str = "eps", norm: str | Norm | None = None) -> float:
+    """A finite, non-negative perturbation budget. Under a ``norm`` whose ball covers the whole
+    [0, 1] range beyond some eps whatever the input size (:attr:`~advkit.core.Norm.whole_range_eps`:
+    1 under L-inf), a budget above it is most likely meant in pixel units (8 for 8/255): a warning."""
     if isinstance(eps, Tensor):
         if eps.numel() != 1:
             raise TypeError(f"{name} must be a number")
@@ -76,9 +78,11 @@ def check_eps(eps, name: str = "eps", norm: str | None = None) -> float:
         raise TypeError(f"{name} must be a number, got {type(eps).__name__}")
     if not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{name} must be finite and >= 0, got {eps}")
-    if norm == "linf" and eps > 1:
-        warnings.warn(f"{name}={eps:g} exceeds 1, the whole [0, 1] pixel range under L-inf: images are in [0, 1], "
-                      f"so a budget in pixel units needs dividing by 255 ({eps:g}/255 = {eps / 255:.4g})", stacklevel=3)
+    geometry = None if norm is None else get_norm(norm)
+    if geometry is not None and geometry.whole_range_eps is not None and eps > geometry.whole_range_eps:
+        warnings.warn(f"{name}={eps:g} exceeds {geometry.whole_range_eps:g}, the whole [0, 1] pixel range under "
+                      f"{geometry.label}: images are in [0, 1], so a budget in pixel units needs dividing by 255 "
+                      f"({eps:g}/255 = {eps / 255:.4g})", stacklevel=3)
     return float(eps)
 
 

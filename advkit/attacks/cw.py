@@ -73,7 +73,7 @@ class CW(Attack):
         self.progress = bool(progress)
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
         todo = (~run.success).nonzero().squeeze(1)  # samples the model already gets wrong need nothing
         if len(todo) == 0:
             return

@@ -20,26 +20,27 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import Box, Player, play
+from ..core import Box, Norm, Player, get_norm, play
 from .base import Attack, Run
 from .checks import check_number
 from .losses import succeeded
 
 
-def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
-    """The smallest ``d`` (L-inf or L2 norm) with ``w . d = c`` and ``t + d`` in [0, 1], row by row
-    (``t``, ``w``: (N, D); ``c``: (N,)). Where the box makes the plane unreachable, the move that
-    gets closest: every coordinate pushed to the bound it favours.
+def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str | Norm) -> Tensor:
+    """The smallest ``d`` in ``norm`` (L-inf or L2; a name or a geometry) with ``w . d = c`` and
+    ``t + d`` in [0, 1], row by row (``t``, ``w``: (N, D); ``c``: (N,)). Where the box makes the
+    plane unreachable, the move that gets closest: every coordinate pushed to the bound it favours.
 
     With ``c >= 0`` (flip the signs otherwise) the minimiser is ``d_i = sign(w_i) min(lam g_i, r_i)``
-    where ``r_i`` is the room to the favoured bound, ``g_i = 1`` (L-inf) or ``|w_i|`` (L2), and
+    where ``r_i`` is the room to the favoured bound, ``g_i`` the norm's least-norm direction
+    (:meth:`~advkit.core.Norm.least_norm_direction`: 1 under L-inf, ``|w_i|`` under L2), and
     ``lam`` the smallest value reaching ``c``: ``w . d`` is piecewise linear and increasing in
     ``lam`` with breakpoints ``r_i / g_i``, so sorting them locates ``lam`` exactly."""
     flip = torch.where(c < 0, -1.0, 1.0).to(w.dtype)
     w, c = w * flip[:, None], c * flip
     a = w.abs()
     room = torch.where(w > 0, 1 - t, t).clamp_min(0)
-    g = torch.ones_like(a) if norm == "linf" else a
+    g = get_norm(norm).least_norm_direction(a)
     live = a > 0
     breaks = torch.where(live, room / g.clamp_min(1e-30), torch.full_like(a, float("inf")))
     breaks, order = breaks.sort(1)
@@ -54,11 +55,6 @@ def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str) -> Tensor:
     lam = torch.where(reachable[:, None], lam.clamp_min(0), torch.full_like(lam, float("inf")))
     move = torch.where(live, torch.minimum(lam * g, room), torch.zeros_like(a))
     return torch.sign(w) * move
-
-
-def dist(d: Tensor, norm: str) -> Tensor:
-    """Per-sample L-inf or L2 norm of a flat (N, D) tensor."""
-    return d.abs().amax(1) if norm == "linf" else d.norm(dim=1)
 
 
 class FABStep:
@@ -77,9 +73,9 @@ class FABStep:
         xi = torch.where(s.back[:, None], x0 + atk.beta * (seen - x0), seen)
         g, f = grad[idx].flatten(1), s.f
         offsets = torch.cat([((xi - seen) * g).sum(1), ((x0 - seen) * g).sum(1)])
-        both = hyperplane_step(torch.cat([xi, x0]), torch.cat([g, g]), -f.repeat(2) - offsets, atk.norm)
+        both = hyperplane_step(torch.cat([xi, x0]), torch.cat([g, g]), -f.repeat(2) - offsets, atk.geometry)
         d1, d2 = both[:len(idx)], both[len(idx):]
-        a1, a2 = dist(d1, atk.norm).clamp_min(1e-8), dist(d2, atk.norm).clamp_min(1e-8)
+        a1, a2 = atk.geometry.distance(d1).clamp_min(1e-8), atk.geometry.distance(d2).clamp_min(1e-8)
         alpha = (a1 / (a1 + a2)).clamp(0, atk.alpha_max)[:, None]
         x[idx] = ((xi + atk.eta * d1) * (1 - alpha) + (x0 + atk.eta * d2) * alpha).clamp(0, 1).view_as(x[idx])
 
@@ -96,7 +92,7 @@ class _Search:
         crossed outside it (to be pulled back)."""
         run = self.run
         hit = succeeded(logits, run.labels[idx], run.targeted)
-        inside = dist((x_now - self.x0[idx]).flatten(1), self.attack.norm) <= run.eps
+        inside = self.attack.geometry.distance(x_now - self.x0[idx]) <= run.eps
         if bool(inside.any()):
             rows = inside.nonzero().squeeze(1)
             lg = logits[rows]
@@ -145,6 +141,7 @@ class FAB(Attack):
     ``beta`` shrinks an iterate that crossed the boundary outside the ball towards the clean point.
     """
 
+    norms = ("linf", "l2")  # hyperplane_step's breakpoint search finds the least-norm move in these
     losses = ("margin",)
     settings = ("steps", "n_target_classes", "alpha_max", "eta", "beta")
 

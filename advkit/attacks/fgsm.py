@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..core import L2Step, Player, SignStep, play
+from ..core import Player, play
 from .base import Attack, Run
 
 
@@ -23,7 +23,7 @@ class FGSM(Attack):
     def perturb(self, run: Run) -> None:
         x_adv = run.x.clone().requires_grad_(True)
         alpha = self.setting("alpha", run.eps)
-        step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
+        step = self.geometry.step(alpha)
         player = Player([x_adv], step, run.feasible, maximize=True)
         play(player, run.objective(x_adv), k=1)
         run.finish(x_adv, evaluate=False)

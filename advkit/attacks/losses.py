@@ -53,7 +53,8 @@ def dlr(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
 LOSSES: dict[str, Loss] = {"ce": ce, "margin": margin, "dlr": dlr}
 
 
-def get_loss(name: str) -> Loss:
+def sample_loss(name: str) -> Loss:
+    """The per-sample attack loss called ``name`` (a key of :data:`LOSSES`); any other name is a ValueError."""
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {name!r}")
     return LOSSES[name]

@@ -30,6 +30,6 @@ class MIFGSM(Attack):
 
     def perturb(self, run: Run) -> None:
         x_adv = run.x.clone().requires_grad_(True)
-        step = MomentumStep(self.setting("alpha", run.eps), self.decay, self.norm)
+        step = MomentumStep(self.setting("alpha", run.eps), self.decay, self.geometry)
         play(Player([x_adv], step, run.feasible, maximize=True), run.objective(x_adv), k=self.steps)
         run.finish(x_adv, evaluate=False)

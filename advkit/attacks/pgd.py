@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..core import L2Step, Player, SignStep, play
+from ..core import Player, play
 from .base import Attack, Run
 from .checks import check_number
 
@@ -14,8 +14,8 @@ def madry_step_size(eps: float, steps: int) -> float:
 
 
 class PGD(Attack):
-    """``steps`` projected steps of size ``alpha`` (default 2.5*eps/steps) under ``norm`` ("linf":
-    signed gradient; "l2": normalised gradient), each projected onto the eps-ball and [0, 1].
+    """``steps`` projected steps of size ``alpha`` (default 2.5*eps/steps), each the norm's steepest
+    ascent ("linf": signed gradient; "l2": normalised gradient) projected onto the eps-ball and [0, 1].
 
     ``random_start`` draws the start uniformly in the ball; ``restarts`` runs that many starts and
     keeps each sample's strongest result (only samples not yet fooled are restarted). A warm start
@@ -36,7 +36,7 @@ class PGD(Attack):
 
     def perturb(self, run: Run) -> None:
         alpha = self.setting("alpha", run.eps)
-        step = SignStep(alpha) if self.norm == "linf" else L2Step(alpha)
+        step = self.geometry.step(alpha)
         for restart in range(self.restarts):
             x_adv = run.start(self.random_start)
             play(Player([x_adv], step, run.feasible, maximize=True), run.objective(x_adv), k=self.steps)

@@ -94,18 +94,16 @@ class Square(Attack):
         self.progress = bool(progress)
 
     def perturb(self, run: Run) -> None:
-        run.clean()
+        run.forward_clean()
+        # the norm's first proposal and its proposal at each later query
+        start, propose = {"linf": (self._stripes, self._square), "l2": (self._tiles, self._move_mass)}[self.norm]
         with long_work_bar(self.n_queries, "Square", self.progress, unit="query") as bar:
             for i in range(self.n_queries):
                 idx = self._survivors(run)
                 if len(idx) == 0:
                     return
                 p = fraction(self.p_init, i, self.n_queries)
-                if self.norm == "linf":
-                    proposal = self._stripes(run, idx) if i == 0 else self._square(run, idx, p)
-                else:
-                    proposal = self._tiles(run, idx) if i == 0 else self._move_mass(run, idx, p)
-                self._query(run, idx, proposal)
+                self._query(run, idx, start(run, idx) if i == 0 else propose(run, idx, p))
                 if (i + 1) % BAR_EVERY == 0:
                     bar.update(BAR_EVERY)
                     bar.set_postfix(active=len(idx), refresh=False)

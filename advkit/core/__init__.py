@@ -8,14 +8,15 @@ from .constraints import (
     LinfBall,
     Projection,
     WeightClip,
-    ball,
     flat_norm,
     per_sample,
 )
 from .freeze import frozen
 from .game import Hook, Objective, Player, play, trainable_params
 from .guard import DivergenceGuard, Limit, Stateful
-from .steps import L2Step, MomentumStep, OptimizerStep, SignStep, StepRule
+from .momentum import MomentumStep
+from .norms import L2, NORMS, Linf, Norm, ball, get_norm
+from .steps import L2Step, OptimizerStep, SignStep, StepRule
 
 __all__ = [
     "check_number",
@@ -23,4 +24,5 @@ __all__ = [
     "flat_norm", "per_sample", "frozen", "Hook", "Objective", "Player", "play", "trainable_params",
     "DivergenceGuard", "Limit", "Stateful",
     "L2Step", "MomentumStep", "OptimizerStep", "SignStep", "StepRule",
+    "L2", "Linf", "NORMS", "Norm", "get_norm",
 ]

@@ -102,15 +102,6 @@ class WeightClip(Projection):
         t.clamp_(-self.c, self.c)
 
 
-def ball(norm: str, center: Tensor, eps: Bound) -> Projection:
-    """The eps-ball of ``norm`` ("linf" or "l2") around ``center``."""
-    if norm == "linf":
-        return LinfBall(center, eps)
-    if norm == "l2":
-        return L2Ball(center, eps)
-    raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
-
-
 def _tighter(a: Bound, b: Bound, lower: bool) -> Bound:
     """The tighter of two bounds: the larger lower bound or the smaller upper bound."""
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):

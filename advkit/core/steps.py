@@ -59,23 +59,6 @@ class L2Step:
             move(p, g / flat_norm(g).clamp_min(1e-12), self.alpha, ascend)
 
 
-class MomentumStep:
-    """MI-FGSM (Dong et al. 2018): ``m = decay*m + g/||g||_1``, then a sign (or L2) step along ``m``."""
-
-    def __init__(self, alpha: Bound, decay: float = 1.0, norm: str = "linf"):
-        self.alpha, self.decay = step_size(alpha), check_number(decay, "decay", low_open=False)
-        self.direction = SignStep(alpha) if norm == "linf" else L2Step(alpha)
-        self.momentum: list[Tensor] | None = None
-
-    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
-        normed = [g / flat_norm(g, p=1).clamp_min(1e-12) for g in grads]
-        if self.momentum is None:
-            self.momentum = normed
-        else:
-            self.momentum = [m.mul_(self.decay).add_(g) for m, g in zip(self.momentum, normed)]
-        self.direction(params, self.momentum, ascend)
-
-
 class OptimizerStep:
     """A ``torch.optim`` optimizer's step: the gradients are handed over through ``.grad``
     for the duration of the step only, so no ``.grad`` is left behind."""

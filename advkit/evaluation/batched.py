@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..attacks.contract import AttackLike
 from ..attacks.generate import batch_seed
 from ..core import frozen
 from .results import Cost
 
 
-def attack_at(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int, device: torch.device,
-              seed: int, j: int = 0, starts: Tensor | None = None, model: nn.Module | None = None
-              ) -> tuple[Tensor, Tensor, Cost]:
+def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int,
+              device: torch.device, seed: int, j: int = 0, starts: Tensor | None = None,
+              model: nn.Module | None = None) -> tuple[Tensor, Tensor, Cost]:
     """Attack rows ``todo`` of ``x`` at ``eps`` (the ``j``-th point of a grid) in batches, each row
     from its row of ``starts`` when given (a warm start). Returns, in ``todo``'s order, which rows
     were fooled and where each ended (on the CPU), and what it cost. With ``model``, the fooled

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..attacks import PGD, GradientMaskingError
 from ..attacks.autoattack import AUTOATTACK, square
-from ..core import frozen
+from ..core import frozen, get_norm
 from .batched import attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, ModelResult
@@ -149,7 +149,7 @@ def check_monotone(ctx: _Context) -> Check:
 def check_large_eps(ctx: _Context) -> Check:
     """At a budget covering the whole [0, 1] box (L-inf 1.0; L2 the box's diagonal) any input is
     reachable, so accuracy must fall to chance or below."""
-    eps = 1.0 if ctx.norm == "linf" else math.sqrt(ctx.x[0].numel())
+    eps = get_norm(ctx.norm).covering_radius(ctx.x[0].numel())
     attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.options.seed)
     n = len(ctx.idx)
     left = int(ctx.survived(attack, ctx.idx, eps).sum())

@@ -332,7 +332,7 @@ class _UntargetedOnly(Attack):
     targets = ()
 
     def perturb(self, run):
-        run.clean()
+        run.forward_clean()
 
 
 def test_a_target_choice_the_attack_lacks_is_refused_before_any_work():

@@ -1,0 +1,140 @@
+"""Norm geometries: what the norm of a threat model means to an attack, chosen once by name.
+
+A :class:`Norm` carries the steepest-ascent step rule, the projection onto the eps-ball, a
+random start inside the ball, the per-sample distance, the radius at which a ball covers the
+whole [0, 1] box, and the shape of the least-norm move onto a hyperplane. :func:`get_norm` is
+the one place a norm name is checked. A new norm is one subclass here and its entry in :data:`NORMS`.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from .constraints import Bound, L2Ball, LinfBall, Projection, flat_norm, per_sample
+from .steps import L2Step, SignStep, StepRule
+
+#: ``draw(row_shape, fill)``: a tensor with one row of ``row_shape`` per sample, each filled in
+#: place by ``fill(tensor, generator)`` (an attack call's seeded draws: ``advkit.attacks.Run.draw``).
+Draw = Callable[[tuple[int, ...], Callable[[Tensor, torch.Generator], Tensor]], Tensor]
+
+
+class Norm(ABC):
+    """The geometry of one norm. Stateless: :data:`NORMS` holds the one instance of each."""
+
+    #: The norm's name in the API ("linf", "l2").
+    name: ClassVar[str]
+    #: The norm as messages write it ("L-inf", "L2").
+    label: ClassVar[str]
+    #: The eps at which the ball around any point covers the whole [0, 1] box whatever the input
+    #: size, or None where that radius grows with the size (see :meth:`covering_radius`).
+    whole_range_eps: ClassVar[float | None] = None
+
+    @abstractmethod
+    def step(self, alpha: Bound) -> StepRule:
+        """The steepest-ascent step rule of size ``alpha`` (a float or a per-sample (N,) tensor)."""
+
+    @abstractmethod
+    def ball(self, center: Tensor, eps: Bound) -> Projection:
+        """The projection onto the eps-ball around ``center`` (eps a float or a per-sample tensor)."""
+
+    @abstractmethod
+    def random_delta(self, x: Tensor, eps: float, draw: Draw) -> Tensor:
+        """A random perturbation in the eps-ball, one per row of ``x``, from ``draw``."""
+
+    def random_start(self, x: Tensor, eps: float, draw: Draw) -> Tensor:
+        """A random point of the eps-ball around ``x`` clipped to [0, 1]: clipping moves each
+        coordinate towards ``x`` (which lies in the box), so the point stays in the ball."""
+        return (x + self.random_delta(x, eps, draw)).clamp_(0, 1)
+
+    @abstractmethod
+    def distance(self, delta: Tensor) -> Tensor:
+        """Per-sample norm of ``delta`` over all but the first dimension, shape (N,)."""
+
+    @abstractmethod
+    def covering_radius(self, dim: int) -> float:
+        """The smallest eps whose ball around any point of ``[0, 1]^dim`` holds the whole box."""
+
+    @abstractmethod
+    def least_norm_direction(self, magnitude: Tensor) -> Tensor:
+        """Per coordinate, how far the least-norm move onto a hyperplane goes relative to the
+        others, given the magnitudes of the plane's weights: ``magnitude^(q-1)`` for the dual
+        exponent q (before the box's bounds cut coordinates short)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Linf(Norm):
+    """The L-inf norm: sign steps, a box around the center, the largest coordinate as distance."""
+
+    name, label, whole_range_eps = "linf", "L-inf", 1.0
+
+    def step(self, alpha: Bound) -> StepRule:
+        return SignStep(alpha)
+
+    def ball(self, center: Tensor, eps: Bound) -> Projection:
+        return LinfBall(center, eps)
+
+    def random_delta(self, x: Tensor, eps: float, draw: Draw) -> Tensor:
+        """Uniform in the box ``[-eps, eps]^D``."""
+        return draw(x.shape[1:], lambda t, g: t.uniform_(-eps, eps, generator=g))
+
+    def distance(self, delta: Tensor) -> Tensor:
+        return delta.flatten(1).abs().amax(1)
+
+    def covering_radius(self, dim: int) -> float:
+        return 1.0
+
+    def least_norm_direction(self, magnitude: Tensor) -> Tensor:
+        return torch.ones_like(magnitude)
+
+
+class L2(Norm):
+    """The L2 norm: normalised-gradient steps, a Euclidean ball, the Euclidean length as distance."""
+
+    name, label = "l2", "L2"
+
+    def step(self, alpha: Bound) -> StepRule:
+        return L2Step(alpha)
+
+    def ball(self, center: Tensor, eps: Bound) -> Projection:
+        return L2Ball(center, eps)
+
+    def random_delta(self, x: Tensor, eps: float, draw: Draw) -> Tensor:
+        """A uniform direction (a normalised Gaussian) times a radius uniform in [0, eps]."""
+        direction = draw(x.shape[1:], lambda t, g: t.normal_(generator=g))
+        direction /= flat_norm(direction).clamp_min(1e-12)
+        return direction * per_sample(draw((), lambda t, g: t.uniform_(0, eps, generator=g)), x)
+
+    def distance(self, delta: Tensor) -> Tensor:
+        return delta.flatten(1).norm(dim=1)
+
+    def covering_radius(self, dim: int) -> float:
+        return math.sqrt(dim)
+
+    def least_norm_direction(self, magnitude: Tensor) -> Tensor:
+        return magnitude
+
+
+#: Every norm advkit knows, by name.
+NORMS: dict[str, Norm] = {norm.name: norm for norm in (Linf(), L2())}
+
+
+def get_norm(norm: str | Norm) -> Norm:
+    """The geometry of ``norm`` (a name in :data:`NORMS`, or a geometry, returned as is); any other
+    name is a ValueError listing the known ones."""
+    if isinstance(norm, Norm):
+        return norm
+    if not isinstance(norm, str) or norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(map(repr, NORMS))}; got {norm!r}")
+    return NORMS[norm]
+
+
+def ball(norm: str | Norm, center: Tensor, eps: Bound) -> Projection:
+    """The eps-ball of ``norm`` around ``center``: ``get_norm(norm).ball(center, eps)``."""
+    return get_norm(norm).ball(center, eps)

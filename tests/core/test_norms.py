@@ -1,0 +1,156 @@
+"""The norm geometries: each one's step, ball, random start, distance, covering radius and least-norm
+direction do what the norm means; an unknown name fails in one place, naming the known ones."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advkit.core import NORMS, Box, MomentumStep, Norm, ball, get_norm
+
+#: The exponent p of each norm and that of its dual norm, q (1/p + 1/q = 1).
+EXPONENTS = {"linf": (math.inf, 1.0), "l2": (2.0, 2.0)}
+TOL = 1e-5
+
+
+def vector_norm(t: torch.Tensor, p: float) -> torch.Tensor:
+    return torch.linalg.vector_norm(t.flatten(1), ord=p, dim=1)
+
+
+def seeded_draw(seed: int, n: int, dtype=torch.float32):
+    """A ``draw`` like an attack run's: one row of ``row_shape`` per sample from one generator."""
+    g = torch.Generator().manual_seed(seed)
+    return lambda row_shape, fill: fill(torch.empty((n, *row_shape), dtype=dtype), g)
+
+
+def test_the_registry_holds_one_geometry_per_name_and_is_the_only_way_in():
+    assert sorted(NORMS) == ["l2", "linf"]
+    for name, geometry in NORMS.items():
+        assert isinstance(geometry, Norm) and geometry.name == name
+        assert get_norm(name) is geometry and get_norm(geometry) is geometry
+
+
+@pytest.mark.parametrize("bad", ["l3", "Linf", "", None, 2])
+def test_an_unknown_norm_fails_naming_the_known_ones(bad):
+    with pytest.raises(ValueError, match=r"^norm must be one of 'linf', 'l2'; got "):
+        get_norm(bad)
+
+
+@pytest.mark.parametrize("bad", ["l3", "L2"])
+def test_every_norm_argument_rejects_an_unknown_name(bad):
+    """Before the geometry, another string silently meant L2 in the momentum step."""
+    for build in (lambda: MomentumStep(0.1, norm=bad), lambda: ball(bad, torch.zeros(1, 3), 0.1)):
+        with pytest.raises(ValueError, match="norm must be one of 'linf', 'l2'"):
+            build()
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.floats(1e-3, 2.0))
+def test_step_moves_alpha_in_the_norm_along_the_steepest_ascent(name, seed, alpha):
+    """Each sample moves by exactly alpha in the norm, and the first-order gain g . d reaches
+    alpha * ||g||_q (the dual norm), the most any move of that size can gain."""
+    geometry, (p, q) = get_norm(name), EXPONENTS[name]
+    g = torch.randn(5, 2, 3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    x = torch.zeros_like(g)
+    geometry.step(alpha)([x], [g], ascend=True)
+    assert torch.allclose(vector_norm(x, p), torch.full((5,), alpha, dtype=g.dtype), rtol=1e-9)
+    gain = (g * x).flatten(1).sum(1)
+    assert torch.allclose(gain, alpha * vector_norm(g, q), rtol=1e-9)
+    # no random move of the same size gains more
+    other = torch.randn(200, *g.shape[1:], generator=torch.Generator().manual_seed(seed + 1), dtype=g.dtype)
+    other = other / vector_norm(other, p).view(-1, 1, 1, 1) * alpha
+    assert bool(((other.unsqueeze(1) * g).flatten(2).sum(2) <= gain + 1e-9).all())
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 3.0), scale=st.floats(0.0, 4.0))
+def test_ball_moves_a_point_to_the_nearer_of_itself_and_the_sphere(name, seed, eps, scale):
+    """Projected, a point keeps its distance when inside and ends exactly at eps when outside; in
+    the box too, the result is within eps."""
+    geometry = get_norm(name)
+    gen = torch.Generator().manual_seed(seed)
+    center = torch.rand(4, 1, 5, 5, generator=gen)
+    point = center + scale * torch.randn(center.shape, generator=gen)
+    out = point.clone()
+    geometry.ball(center, eps)(out)
+    before, after = geometry.distance(point - center), geometry.distance(out - center)
+    assert torch.allclose(after, before.clamp_max(eps), atol=TOL)
+    boxed = point.clone()
+    (geometry.ball(center, eps) & Box(0.0, 1.0))(boxed)
+    assert bool((geometry.distance(boxed - center) <= eps + TOL).all()) and 0 <= boxed.min() and boxed.max() <= 1
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+@pytest.mark.parametrize("shape", [(64, 1, 6, 6), (64, 20)], ids=["images", "flat"])
+def test_random_start_lies_in_the_ball_and_box_and_follows_the_draw(name, shape):
+    geometry, eps = get_norm(name), 0.3
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    starts = [geometry.random_start(x, eps, seeded_draw(seed, len(x))) for seed in (1, 1, 2)]
+    for start in starts:
+        assert start.shape == x.shape and start.dtype == x.dtype
+        assert bool((geometry.distance(start - x) <= eps + 1e-6).all())
+        assert 0 <= float(start.min()) and float(start.max()) <= 1
+    # the draw alone decides the start (no other random source)
+    assert torch.equal(starts[0], starts[1]) and not torch.equal(starts[0], starts[2])
+
+
+def test_random_delta_fills_the_ball():
+    """Before clipping: L-inf coordinates uniform in [-eps, eps] (mean |d| = eps/2); L2 radii uniform
+    in [0, eps] (mean eps/2) along a uniform direction (mean of each coordinate 0)."""
+    eps, n = 0.5, 4000
+    x = torch.full((n, 1, 4, 4), 0.5)
+    linf = get_norm("linf").random_delta(x, eps, seeded_draw(0, n))
+    assert float(linf.abs().max()) <= eps and abs(float(linf.abs().mean()) - eps / 2) < 0.01
+    l2 = get_norm("l2").random_delta(x, eps, seeded_draw(0, n))
+    radii = vector_norm(l2, 2)
+    assert float(radii.max()) <= eps + 1e-6 and abs(float(radii.mean()) - eps / 2) < 0.015  # sd eps/sqrt(12n) = 0.002
+    assert float(l2.flatten(1).mean(0).abs().max()) < 0.01
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+@pytest.mark.parametrize("shape", [(6, 3, 4, 4), (6, 17)], ids=["images", "flat"])
+def test_distance_is_the_per_sample_norm(name, shape):
+    delta = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(get_norm(name).distance(delta), vector_norm(delta, EXPONENTS[name][0]))
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+@pytest.mark.parametrize("dim", [1, 10, 784])
+def test_covering_radius_reaches_the_far_corner_of_the_box_and_no_further(name, dim):
+    geometry = get_norm(name)
+    x = torch.rand(100, dim, generator=torch.Generator().manual_seed(dim))
+    far = (x < 0.5).to(x.dtype)  # the corner farthest from each point
+    assert bool((geometry.distance(far - x) <= geometry.covering_radius(dim) + 1e-6).all())
+    corner = torch.zeros(1, dim)
+    assert math.isclose(float(geometry.distance(1 - corner)), geometry.covering_radius(dim), rel_tol=1e-6)
+
+
+def test_only_a_size_free_covering_radius_is_a_whole_range_eps():
+    assert get_norm("linf").whole_range_eps == get_norm("linf").covering_radius(3) == 1.0
+    assert get_norm("l2").whole_range_eps is None
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_least_norm_direction_reaches_a_hyperplane_with_the_least_norm(name):
+    """Without the box, the least-norm d with w . d = c has norm |c| / ||w||_q: moving along
+    sign(w) * least_norm_direction(|w|) reaches the plane at exactly that norm."""
+    geometry, (_, q) = get_norm(name), EXPONENTS[name]
+    gen = torch.Generator().manual_seed(0)
+    w, c = torch.randn(50, 30, generator=gen, dtype=torch.float64), torch.randn(50, generator=gen, dtype=torch.float64)
+    profile = torch.sign(w) * geometry.least_norm_direction(w.abs())
+    d = profile * (c / (w * profile).sum(1))[:, None]
+    assert torch.allclose((w * d).sum(1), c)
+    assert torch.allclose(geometry.distance(d), c.abs() / vector_norm(w, q))
+
+
+def test_momentum_step_takes_a_geometry_or_its_name():
+    g = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    for name in NORMS:
+        by_name, by_geometry = torch.zeros(3, 8), torch.zeros(3, 8)
+        MomentumStep(0.1, norm=name)([by_name], [g], ascend=True)
+        MomentumStep(0.1, norm=get_norm(name))([by_geometry], [g], ascend=True)
+        assert torch.equal(by_name, by_geometry)
+        assert torch.allclose(get_norm(name).distance(by_name), torch.full((3,), 0.1))
