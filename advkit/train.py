@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attacks.checks import check_label_range, check_labels
 from .batches import BatchOrder, batch_stream
 from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
 from .devices import default_device
 from .progress import ProgressHook
+from .validation import check_label_range, check_labels
 
 log = logging.getLogger(__name__)
 

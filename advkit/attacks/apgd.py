@@ -15,9 +15,8 @@ from typing import ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import Norm, Player, Projection, per_sample, play
+from ..core import Norm, Player, Projection, check_number, per_sample, play
 from .base import Attack, Run
-from .checks import check_number
 
 
 def checkpoints(steps: int) -> list[int]:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import NORMS, Box, Norm, frozen, get_norm
-from .checks import (
+from ..validation import (
     check_choice,
     check_classes_for_loss,
     check_eps,

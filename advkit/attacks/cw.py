@@ -9,10 +9,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..core import OptimizerStep, Player, play
+from ..core import OptimizerStep, Player, check_number, play
 from ..progress import InnerStepBar, long_work_bar
 from .base import Attack, Run
-from .checks import check_number
 from .losses import margin, succeeded
 
 #: pixels are mapped into tanh's open range, so that x itself has a finite preimage

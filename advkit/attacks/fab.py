@@ -20,9 +20,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..core import Box, Norm, Player, get_norm, play
+from ..core import Box, Norm, Player, check_number, get_norm, play
 from .base import Attack, Run
-from .checks import check_number
 from .losses import succeeded
 
 

@@ -5,9 +5,8 @@ from typing import ClassVar
 
 from torch import nn
 
-from ..core import MomentumStep, Player, play
+from ..core import MomentumStep, Player, check_number, play
 from .base import Attack, Run
-from .checks import check_number
 
 
 class MIFGSM(Attack):

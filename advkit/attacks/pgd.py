@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..core import Player, play
+from ..core import Player, check_number, play
 from .base import Attack, Run
-from .checks import check_number
 
 
 def madry_step_size(eps: float, steps: int) -> float:

@@ -12,10 +12,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..core import flat_norm
+from ..core import check_number, flat_norm
 from ..progress import long_work_bar
 from .base import Attack, Run
-from .checks import check_number
 
 #: Iterations (on the paper's 10,000-query scale) after which the square's area halves.
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)

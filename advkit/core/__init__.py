@@ -1,5 +1,4 @@
 """advkit.core: the one min-max engine shared by attacks, training, defenses and GANs."""
-from .checks import check_number
 from .constraints import (
     Box,
     Identity,
@@ -16,6 +15,7 @@ from .game import Hook, Objective, Player, play, trainable_params
 from .guard import DivergenceGuard, Limit, Stateful
 from .momentum import MomentumStep
 from .norms import L2, NORMS, Linf, Norm, ball, get_norm
+from .numbers import check_number
 from .steps import L2Step, OptimizerStep, SignStep, StepRule
 
 __all__ = [

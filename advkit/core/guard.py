@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from .checks import check_number
 from .game import Hook, Role
+from .numbers import check_number
 
 log = logging.getLogger(__name__)
 

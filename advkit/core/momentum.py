@@ -5,9 +5,9 @@ from collections.abc import Sequence
 
 from torch import Tensor
 
-from .checks import check_number
 from .constraints import Bound, flat_norm
 from .norms import Norm, get_norm
+from .numbers import check_number
 from .steps import step_size
 
 

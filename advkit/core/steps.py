@@ -11,8 +11,8 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
-from .checks import check_number
 from .constraints import Bound, flat_norm, per_sample
+from .numbers import check_number
 
 
 class StepRule(Protocol):

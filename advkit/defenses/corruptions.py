@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..attacks.checks import check_choice, check_images
-from ..core.checks import check_number
+from ..core import check_number
+from ..validation import check_choice, check_images
 from .jpeg import jpeg_quantise
 
 __all__ = ["CORRUPTIONS", "SEVERITIES", "corrupt"]

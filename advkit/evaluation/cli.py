@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..cli import UsageError
+from ..core import NORMS
 from ..data import NAMES, load
 from ..models import (
     ARCHS,
@@ -58,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", default="0,0.1,0.2,0.3", type=_floats,
                    help="comma-separated budgets in [0, 1] pixel units, fractions allowed (0,2/255,8/255); "
                         "0 is clean accuracy")
-    p.add_argument("--norm", default="linf", choices=("linf", "l2"))
+    p.add_argument("--norm", default="linf", choices=tuple(NORMS))
     p.add_argument("--n", type=_positive, default=None, help="evaluate the first N test samples")
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")

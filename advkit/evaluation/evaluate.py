@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 
 from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
-from ..attacks.checks import check_images, check_labels
 from ..core import frozen
 from ..data import as_tensors
 from ..devices import placed
+from ..validation import check_images, check_labels
 from .batched import attack_at, predict
 from .checks import run_checks
 from .construct import by_name, describe

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..attacks.checks import check_choice, check_eps
+from ..core import get_norm
 from ..devices import default_device
+from ..validation import check_eps
 from .specs import AttackSpec, resolve
 
-NORMS = ("linf", "l2")
 #: Field metadata of the options the report's ``config`` leaves out.
 UNRECORDED = {"recorded": False}
 
@@ -51,7 +51,7 @@ class EvaluationOptions:
     examples: int = field(default=8, metadata=UNRECORDED)
 
     def __post_init__(self) -> None:
-        norm = check_choice(self.norm, NORMS, "norm")
+        norm = get_norm(self.norm).name
         grid = _grid(self.eps, norm)
         specs = self.attacks if _resolved(self.attacks) else tuple(resolve(self.attacks))
         if self.batch_size < 1 or (self.n is not None and self.n < 1) or self.probe < 0 or self.examples < 0:

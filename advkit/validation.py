@@ -1,4 +1,6 @@
-"""Input validation shared by every attack: clear errors that name the argument, before any work.
+"""Validation of what users pass in (images, labels, budgets, choices, a model's logits): clear
+errors that name the argument, raised before any work, shared by attacks, training, evaluation and
+defenses.
 
 Numeric settings (step sizes, decays, counts) go through :func:`check_number`, the core's one
 helper, so an attack and the step rule it builds reject NaN, Inf and out-of-range values alike."""
@@ -11,8 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.checks import check_number
-from ..core.norms import Norm, get_norm
+from .core import check_number
+from .core.norms import Norm, get_norm
 
 __all__ = ["check_choice", "check_classes_for_loss", "check_eps", "check_images", "check_label_range", "check_labels",
            "check_logits", "check_number"]
@@ -97,8 +99,8 @@ def check_logits(out, n: int) -> Tensor:
     if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[0] != n:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise TypeError(f"model must return logits of shape (N, num_classes) = ({n}, C); got {shape}. "
-                        "Wrap it, e.g. nn.Sequential(model, PickLogits()) for a dict/tuple output, or give a "
-                        "binary model two logits (torch.cat([-z, z], 1)).")
+                        "For a dict or tuple output, wrap the model in an nn.Module whose forward returns only the "
+                        "logits tensor; give a binary model two logits (torch.cat([-z, z], 1)).")
     if out.shape[1] < 2:
         raise TypeError("model must return at least 2 logits per sample; for one binary logit z return torch.cat([-z, z], 1)")
     if not bool(torch.isfinite(out).all()):
