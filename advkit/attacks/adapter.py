@@ -2,10 +2,9 @@
 
 ``from_torchattacks(ta_atk)`` returns an :class:`~advkit.attacks.Attack`, so the torchattacks
 attack gets what every advkit attack has: input checks before any work, the model borrowed
-unchanged (torchattacks switches the whole model to eval and back with ``model.train()``, may run
-it in train mode, and reseeds the global RNG), ``y=None`` meaning the model's predictions,
-advkit's targeted modes, a seed, ``eps=0`` returning x unchanged (torchattacks' PGDL2 returns
-NaN there), and a result projected onto the eps-ball and [0, 1] with its success re-checked.
+unchanged (its mode, flags and the global RNG state restored), ``y=None`` meaning the model's
+predictions, advkit's targeted modes, a seed, ``eps=0`` returning x unchanged, and a result
+projected onto the eps-ball and [0, 1] with its success re-checked.
 
 torchattacks is imported by nobody here: the wrapper only reads attributes of the object it is
 given, so the rest of advkit works without it installed.

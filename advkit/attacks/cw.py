@@ -46,10 +46,7 @@ class CW(Attack):
     Each of ``binary_steps`` searches runs ``steps`` Adam steps (learning rate ``lr``) from ``x``;
     ``c`` starts at ``c`` for every sample, then halves towards the last failure after a success
     and grows tenfold (or bisects) after a failure. ``kappa`` is the confidence margin a success
-    needs. The defaults (c=1, 100 steps, lr=0.1, 5 searches: 500 gradient steps) fool a standard
-    MNIST CNN on every sample with a median L2 of 1.2-1.5, where torchattacks.CW with 500 steps
-    fools 42% (c=1) or 96% (c=10, median 2.2 over its successes); tests/attacks/test_cw.py checks
-    it. Fewer steps per search cost more than they save: 50 steps give a median of about 2.0.
+    needs. The defaults spend 500 gradient steps in all (benchmarks/README.md says why these).
 
     ``progress``: a bar over the Adam steps, shown once a call has run for a few seconds.
     """
