@@ -23,16 +23,20 @@ from .tasks import TASKS, paired
 from .trainer import GANTrainer
 
 log = logging.getLogger(__name__)
-DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.__init__).parameters.items() if p.default is not p.empty}
-FIT_DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.fit).parameters.items() if p.default is not p.empty}
+DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.__init__).parameters.items()
+            if p.default is not p.empty}
+FIT_DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.fit).parameters.items()
+                if p.default is not p.empty}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``gan`` subcommand."""
-    p = sub.add_parser("gan", help="train a GAN (unconditional, class-conditional or pix2pix) and write samples and metrics")
+    p = sub.add_parser("gan",
+                       help="train a GAN (unconditional, class-conditional or pix2pix) and write samples and metrics")
     p.add_argument("--data", default="mnist5k", choices=datasets.NAMES)
     p.add_argument("--root", default=None, help="folder of the torchvision data sets")
-    p.add_argument("--loss", default=DEFAULTS["loss"], choices=["minimax", "non-saturating", "wgan", "wgan-gp", "hinge", "lsgan"])
+    p.add_argument("--loss", default=DEFAULTS["loss"],
+                   choices=["minimax", "non-saturating", "wgan", "wgan-gp", "hinge", "lsgan"])
     p.add_argument("--conditional", default=None, choices=["class", "image"])
     p.add_argument("--task", default="edges", choices=list(TASKS), help="paired task for --conditional image")
     p.add_argument("--steps", type=int, default=2000)
@@ -40,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-critic", type=int, default=DEFAULTS["n_critic"])
     p.add_argument("--lr-g", type=float, default=DEFAULTS["lr_g"])
     p.add_argument("--lr-d", type=float, default=DEFAULTS["lr_d"])
-    p.add_argument("--l1-weight", type=float, default=100.0, help="L1 weight for --conditional image (pix2pix uses 100)")
+    p.add_argument("--l1-weight", type=float, default=100.0,
+                   help="L1 weight for --conditional image (pix2pix uses 100)")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--latent-dim", type=int, default=64)
     p.add_argument("--checkpoint-every", type=int, default=None)
@@ -96,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
                           hooks=[GridPerCheckpoint(trainer, every, out, grid_condition)])
     cache = out / "classifier.pt"
     if not cache.exists() and not args.no_progress:  # stderr, beside the bars: stdout carries the metrics JSON
-        print(f"advkit gan: training the reference classifier for the metrics (a SmallCNN on {args.data})", file=sys.stderr)
+        print(f"advkit gan: training the reference classifier for the metrics (a SmallCNN on {args.data})",
+              file=sys.stderr)
     classifier = reference_classifier(train, seed=args.seed, cache=cache, progress=not args.no_progress)
     if args.conditional == "image":
         cond, target = test_pairs.tensors
@@ -104,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         scores = quality(trainer, classifier, train, test)
     report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "steps": trainer.step, "metrics": scores,
-              "rollbacks": history["rollbacks"], "final_d_loss": history["d_loss"][-1:], "final_g_loss": history["g_loss"][-1:],
+              "rollbacks": history["rollbacks"], "final_d_loss": history["d_loss"][-1:],
+              "final_g_loss": history["g_loss"][-1:],
               "loss_curve": str(plot_losses(history, out / "losses.png")),
               "samples": str(save_grid(grid_samples(trainer, grid_condition), out / "samples_final.png"))}
     write_text(out / "metrics.json", json.dumps(report, indent=2, default=str))

@@ -72,11 +72,13 @@ def _digits_section(out_dir: Path, seed: int, progress: bool) -> dict:
     log.info("demo GAN: training the judge, a SmallCNN (%d epochs)", JUDGE_EPOCHS)
     judge = reference_classifier(train, epochs=JUDGE_EPOCHS, seed=seed, progress=progress)
     scores = quality(trainer, judge, train, test, n=1000)
-    grid = save_grid(trainer.sample(labels=torch.arange(10).repeat_interleave(10), seed=seed), out_dir / "gan_samples.png")
+    grid = save_grid(trainer.sample(labels=torch.arange(10).repeat_interleave(10), seed=seed),
+                     out_dir / "gan_samples.png")
     curve = plot_losses(history, out_dir / "gan_losses.png")
     markdown = (
         f"A class-conditional DCGAN (hinge loss, projection discriminator, width {DIGIT_WIDTH}) trained on mnist5k for "
-        f"{DIGIT_STEPS} generator steps ({seconds:.0f} s) with GANTrainer's default recipe (with a small mode-seeking term that keeps each digit varied), on the same min-max engine "
+        f"{DIGIT_STEPS} generator steps ({seconds:.0f} s) with GANTrainer's default recipe (with a small "
+        "mode-seeking term that keeps each digit varied), on the same min-max engine "
         f"as the attacks: {ENGINE}. Row i of the grid asks for digit i; the samples come from the generator's EMA.\n\n"
         f"Judged on 1,000 samples (100 per digit) by a separately trained SmallCNN (test accuracy "
         f"{accuracy(judge, test):.1%}):\n\n"

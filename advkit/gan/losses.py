@@ -85,7 +85,8 @@ def gan_loss(name: str) -> GANLoss:
     return LOSSES[name]
 
 
-def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
+                     generator: torch.Generator | None = None) -> Tensor:
     """WGAN-GP's ``E (||grad_x f(x_hat)||_2 - 1)^2`` (Gulrajani et al. 2017).
 
     Each sample gets its own interpolation weight and its own gradient norm (torchgan once drew
@@ -103,7 +104,8 @@ def flat_logits(logits: Tensor) -> Tensor:
     if logits.ndim == 2 and logits.shape[1] == 1:
         return logits[:, 0]
     if logits.ndim != 1:
-        raise ValueError(f"a discriminator must return one logit per sample, shape (N,) or (N, 1); got {tuple(logits.shape)}")
+        raise ValueError("a discriminator must return one logit per sample, shape (N,) or (N, 1); "
+                         f"got {tuple(logits.shape)}")
     return logits
 
 

@@ -28,7 +28,8 @@ def frechet_distance(feats_a: Tensor, feats_b: Tensor) -> float:
     """
     a, b = (torch.as_tensor(f).detach().double().flatten(1).cpu() for f in (feats_a, feats_b))
     if a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"need two sets of >= 2 feature vectors of the same width; got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError("need two sets of >= 2 feature vectors of the same width; "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(b.shape[1], -1)
     root_a = _psd_sqrt(cov_a)
@@ -57,7 +58,8 @@ def extract(extractor: nn.Module | Extractor, x: Tensor, batch_size: int = 500) 
     return run()
 
 
-def classifier_fid(extractor: nn.Module | Extractor, samples: Tensor, reference: Tensor, batch_size: int = 500) -> float:
+def classifier_fid(extractor: nn.Module | Extractor, samples: Tensor, reference: Tensor,
+                   batch_size: int = 500) -> float:
     """Fréchet distance between ``samples`` and ``reference`` images in the extractor's feature space."""
     return frechet_distance(extract(extractor, samples, batch_size), extract(extractor, reference, batch_size))
 
@@ -67,7 +69,8 @@ def predict(classifier: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
     """Softmax class probabilities (N, C) on the CPU, the classifier in eval mode (restored after)."""
     device = _device_of(classifier)
     with frozen(classifier):
-        return torch.cat([classifier(x[i:i + batch_size].to(device)).softmax(1).cpu() for i in range(0, len(x), batch_size)])
+        return torch.cat([classifier(x[i:i + batch_size].to(device)).softmax(1).cpu()
+                          for i in range(0, len(x), batch_size)])
 
 
 def class_statistics(classifier: nn.Module, samples: Tensor, min_share: float = 0.01) -> dict[str, float]:

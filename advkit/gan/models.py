@@ -38,7 +38,8 @@ class Generator(nn.Module):
 
     output_range = (0.0, 1.0)
 
-    def __init__(self, latent_dim: int = 64, channels: int = 1, size: int = 28, num_classes: int | None = None, width: int = 64):
+    def __init__(self, latent_dim: int = 64, channels: int = 1, size: int = 28, num_classes: int | None = None,
+                 width: int = 64):
         super().__init__()
         _check_sizes(latent_dim=latent_dim, channels=channels, num_classes=num_classes, width=width)
         self.latent_dim, self.num_classes, self.base = latent_dim, num_classes, _check_size(size)
@@ -97,7 +98,8 @@ class Discriminator(nn.Module):
         if self.cond_channels:
             if cond is None:
                 raise ValueError("this discriminator judges (condition, image) pairs: pass the condition image")
-            x = torch.cat([x, F.interpolate(cond, size=x.shape[-2:], mode="nearest") if cond.shape[-2:] != x.shape[-2:] else cond], 1)
+            x = torch.cat([x, F.interpolate(cond, size=x.shape[-2:], mode="nearest")
+                           if cond.shape[-2:] != x.shape[-2:] else cond], 1)
         h = self.body(x)
         logit = self.head(h)[:, 0]
         if self.embed is not None:
@@ -120,7 +122,8 @@ class Translator(nn.Module):
         self.latent_dim = latent_dim
         self.enc1 = nn.Sequential(nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2))
         self.enc2 = nn.Sequential(nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2))
-        self.dec2 = nn.Sequential(nn.ConvTranspose2d(2 * width + latent_dim, width, 4, 2, 1), nn.BatchNorm2d(width), nn.ReLU())
+        self.dec2 = nn.Sequential(nn.ConvTranspose2d(2 * width + latent_dim, width, 4, 2, 1), nn.BatchNorm2d(width),
+                                  nn.ReLU())
         self.dec1 = nn.Sequential(nn.ConvTranspose2d(2 * width, out_channels, 4, 2, 1), nn.Sigmoid())
 
     def forward(self, z: Tensor, cond: Tensor) -> Tensor:
@@ -163,7 +166,8 @@ def _mlp(d_in: int, d_out: int, hidden: int, depth: int, act) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Linear(hidden, d_out))
 
 
-def dcgan(channels: int = 1, size: int = 28, num_classes: int | None = None, latent_dim: int = 64, width: int = 64) -> tuple[Generator, Discriminator]:
+def dcgan(channels: int = 1, size: int = 28, num_classes: int | None = None, latent_dim: int = 64,
+          width: int = 64) -> tuple[Generator, Discriminator]:
     """A matching (generator, discriminator) pair for ``channels`` x ``size`` x ``size`` images."""
     return (Generator(latent_dim, channels, size, num_classes, width),
             Discriminator(channels, size, num_classes, width=width))

@@ -19,8 +19,8 @@ from ..data import as_tensors
 #: GANTrainer options for the ring with the MLPs of ``advkit.gan.models``: the DCGAN optimiser for
 #: networks without spectral norm (GANTrainer's defaults are SNGAN's, for image GANs), one D step per
 #: G step and no EMA (its average of points on a ring falls between the modes).
-RING_RECIPE = {"loss": "non-saturating", "n_critic": 1, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999), "ema_decay": None,
-               "mode_seeking": 0.0}
+RING_RECIPE = {"loss": "non-saturating", "n_critic": 1, "lr_g": 1e-3, "lr_d": 1e-3, "betas": (0.5, 0.999),
+               "ema_decay": None, "mode_seeking": 0.0}
 
 
 def ring_modes(modes: int = 8, radius: float = 2.0) -> Tensor:
@@ -37,7 +37,8 @@ def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 
     return TensorDataset(points, which)
 
 
-def mode_statistics(samples: Tensor, modes: int = 8, radius: float = 2.0, std: float = 0.05, min_share: float = 0.01) -> dict[str, float]:
+def mode_statistics(samples: Tensor, modes: int = 8, radius: float = 2.0, std: float = 0.05,
+                    min_share: float = 0.01) -> dict[str, float]:
     """``high_quality``: share of samples within 3 std of their nearest mode; ``modes_covered``: modes
     that receive at least ``min_share`` of the samples as high-quality samples (VEEGAN's protocol)."""
     centres = ring_modes(modes, radius)
@@ -82,4 +83,5 @@ def paired(data, task: str) -> TensorDataset:
     return TensorDataset(TASKS[task](x), x)
 
 
-__all__ = ["RING_RECIPE", "TASKS", "downsample", "edges", "greyscale", "mode_statistics", "paired", "ring_modes", "ring_of_gaussians"]
+__all__ = ["RING_RECIPE", "TASKS", "downsample", "edges", "greyscale", "mode_statistics", "paired", "ring_modes",
+           "ring_of_gaussians"]

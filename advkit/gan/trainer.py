@@ -115,7 +115,8 @@ class GANTrainer:
         for i, beta in enumerate(betas):
             check_number(beta, f"betas[{i}]", low_open=False, high=1.0, high_open=True)
         if mode_seeking and conditional == "image":
-            raise ValueError("mode_seeking pairs samples of one condition; it is not available with conditional='image'")
+            raise ValueError("mode_seeking pairs samples of one condition; "
+                             "it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
         self.l1_weight, self.gp_weight, self.clip = l1_weight, gp_weight, clip
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
@@ -205,7 +206,8 @@ class GANTrainer:
             classes = [n for n in (getattr(self.G, "num_classes", None), getattr(self.D, "num_classes", None)) if n]
             if classes and int(y.max()) >= min(classes):
                 raise ValueError(f"data has label {int(y.max())} but the models know {min(classes)} classes (labels "
-                                 f"0..{min(classes) - 1}); build them with num_classes={int(y.max()) + 1} or relabel the data")
+                                 f"0..{min(classes) - 1}); build them with num_classes={int(y.max()) + 1} "
+                                 "or relabel the data")
             self.num_classes = self.num_classes or int(y.max()) + 1
             real, cond = x, y
         else:
@@ -221,22 +223,25 @@ class GANTrainer:
         low, high = getattr(self.G, "output_range", (-math.inf, math.inf))
         tol = 1e-4
         if float(real.min()) < low - tol or float(real.max()) > high + tol:
-            raise ValueError(f"the data's samples lie in [{float(real.min()):.3g}, {float(real.max()):.3g}] but the generator "
-                             f"produces values in [{low}, {high}]; rescale the data to that range (images in [0, 1])")
+            raise ValueError(f"the data's samples lie in [{float(real.min()):.3g}, {float(real.max()):.3g}] "
+                             f"but the generator produces values in [{low}, {high}]; rescale the data to that range "
+                             "(images in [0, 1])")
         c = None if cond is None else cond[:2].to(self.device)
         with frozen(self.G), frozen(self.D), torch.no_grad():
             try:
                 fake = self.generate(torch.zeros(len(real[:2]), self.G.latent_dim, device=self.device), c)
             except (RuntimeError, IndexError) as err:
-                raise ValueError(f"the generator fails on the data's conditions (shape {tuple(cond.shape[1:])}): {err}") from err
+                raise ValueError(f"the generator fails on the data's conditions (shape {tuple(cond.shape[1:])}): "
+                                 f"{err}") from err
             if fake.shape[1:] != real.shape[1:]:
-                raise ValueError(f"the generator makes samples of shape {tuple(fake.shape[1:])} but the data's samples have "
-                                 f"shape {tuple(real.shape[1:])}; build the models for the data (e.g. "
+                raise ValueError(f"the generator makes samples of shape {tuple(fake.shape[1:])} but the data's "
+                                 f"samples have shape {tuple(real.shape[1:])}; build the models for the data (e.g. "
                                  f"dcgan(channels=..., size=...)) or resize the data")
             try:
                 self.judge(real[:2].to(self.device), c)
             except (RuntimeError, IndexError) as err:
-                raise ValueError(f"the discriminator fails on the data's samples (shape {tuple(real.shape[1:])}): {err}") from err
+                raise ValueError(f"the discriminator fails on the data's samples (shape {tuple(real.shape[1:])}): "
+                                 f"{err}") from err
 
     # ---- moves -------------------------------------------------------------------------------------
 
@@ -302,7 +307,8 @@ class GANTrainer:
         rng = torch.Generator().manual_seed(self.seed if seed is None else seed)
         model = self.ema.model if (ema and self.ema is not None) else self.G
         with frozen(model):
-            parts = [self.generate(self.noise(min(batch_size, n - i), rng), None if cond is None else cond[i:i + batch_size].to(self.device), model).cpu()
+            parts = [self.generate(self.noise(min(batch_size, n - i), rng),
+                                   None if cond is None else cond[i:i + batch_size].to(self.device), model).cpu()
                      for i in range(0, n, batch_size)]
         return torch.cat(parts) if parts else torch.empty(0)
 
