@@ -83,8 +83,8 @@ class CheckpointFolder:
         if run_id in runs:
             return run_id
         if not runs:
-            raise FileNotFoundError(f"resume=True but {self.directory} holds no {self.prefix} checkpoint to resume from; "
-                                    f"start without resume, or point to the folder of the run to continue")
+            raise FileNotFoundError(f"resume=True but {self.directory} holds no {self.prefix} checkpoint to resume "
+                                    f"from; start without resume, or point to the folder of the run to continue")
         if len(runs) > 1:
             raise ValueError(f"{self.directory} holds checkpoints of several runs ({', '.join(sorted(runs))}); "
                              f"keep only the run to resume in that folder")
@@ -98,10 +98,11 @@ class CheckpointFolder:
         files = self.runs().get(run_id, [])
         if not files:
             raise FileNotFoundError(f"{self.directory} holds no checkpoint of run {run_id}")
-        for step, path in reversed(files):
+        for _step, path in reversed(files):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
-            except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:  # torn or corrupt: try older
+            except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+                # torn or corrupt: try older
                 log.warning("skipping unreadable checkpoint %s: %s", path, err)
                 continue
             if not isinstance(state, dict) or state.get("run_id") != run_id:

@@ -18,7 +18,8 @@ NUM_CLASSES = 10
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-def load(name: str, root: str | Path | None = None, download: bool = False, seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+def load(name: str, root: str | Path | None = None, download: bool = False,
+         seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
     """``(train, test)`` datasets of ``(image, label)`` pairs, images float32 NCHW in [0, 1].
 
     The embedded sets are split stratified by class with ``seed`` (mnist5k: 4,000 / 1,000;
@@ -112,10 +113,10 @@ def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tens
     elif isinstance(data, TensorDataset):
         x, y = data.tensors[:2]
     elif isinstance(data, torch.utils.data.DataLoader):
-        xs, ys = zip(*[(bx, by) for bx, by in data])
+        xs, ys = zip(*[(bx, by) for bx, by in data], strict=True)
         x, y = torch.cat(xs), torch.cat(ys)
     elif isinstance(data, torch.utils.data.Dataset):
-        xs, ys = zip(*[data[i] for i in range(len(data) if limit is None else min(limit, len(data)))])
+        xs, ys = zip(*[data[i] for i in range(len(data) if limit is None else min(limit, len(data)))], strict=True)
         x, y = torch.stack(xs), torch.as_tensor(ys)
     else:
         raise TypeError(f"data must be a Dataset, a DataLoader or an (x, y) pair of tensors; got {type(data).__name__}")

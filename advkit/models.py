@@ -33,7 +33,8 @@ class SmallCNN(nn.Module):
     ``features(x)`` gives the penultimate activations (used for classifier-FID).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 32, hidden: int = 128):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 32,
+                 hidden: int = 128):
         super().__init__()
         self.conv = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

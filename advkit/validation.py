@@ -102,7 +102,8 @@ def check_logits(out, n: int) -> Tensor:
                         "For a dict or tuple output, wrap the model in an nn.Module whose forward returns only the "
                         "logits tensor; give a binary model two logits (torch.cat([-z, z], 1)).")
     if out.shape[1] < 2:
-        raise TypeError("model must return at least 2 logits per sample; for one binary logit z return torch.cat([-z, z], 1)")
+        raise TypeError("model must return at least 2 logits per sample; "
+                        "for one binary logit z return torch.cat([-z, z], 1)")
     if not bool(torch.isfinite(out).all()):
         raise ValueError("model returned NaN or Inf logits on the clean input")
     row_sums = out.detach().float().sum(1)

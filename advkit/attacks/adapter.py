@@ -92,7 +92,8 @@ class TorchAttack(Attack):
         amp = self.amp and device.type == "cuda"
         with ExitStack() as stack:
             for atk in _all_attacks(self.ta_attack):
-                stack.enter_context(_patched(atk, {k: v for k, v in attrs.items() if k != "eps" or hasattr(atk, "eps")}))
+                stack.enter_context(_patched(atk, {k: v for k, v in attrs.items()
+                                                   if k != "eps" or hasattr(atk, "eps")}))
             stack.enter_context(torch.random.fork_rng(devices=devices))
             torch.manual_seed(run.generator.initial_seed())
             stack.enter_context(torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext())

@@ -41,5 +41,6 @@ def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.
     starts = range(0, len(x), batch_size)
     adv = [atk.run(x[s:s + batch_size].to(device), y[s:s + batch_size].to(device),
                    seed=batch_seed(atk.seed, i), check_success=False).x_adv.cpu()
-           for i, s in enumerate(tqdm(starts, desc=f"generate {type(atk).__name__}", disable=not progress, leave=False))]
+           for i, s in enumerate(tqdm(starts, desc=f"generate {type(atk).__name__}", disable=not progress,
+                                      leave=False))]
     return TensorDataset(torch.cat(adv) if adv else x[:0].clone(), y.clone())

@@ -31,7 +31,7 @@ class Player:
         """One move: gradients by ``autograd.grad`` (nobody else's ``.grad`` is touched),
         a step up or down, then the projection back onto the feasible set."""
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
         with torch.no_grad():
             self.step(self.params, grads, self.maximize)
             for p in self.params:

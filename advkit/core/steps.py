@@ -41,7 +41,7 @@ class SignStep:
         self.alpha = step_size(alpha)
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             move(p, g.sign(), self.alpha, ascend)
 
 
@@ -55,7 +55,7 @@ class L2Step:
         self.alpha = step_size(alpha)
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             move(p, g / flat_norm(g).clamp_min(1e-12), self.alpha, ascend)
 
 
@@ -67,7 +67,7 @@ class OptimizerStep:
         self.optimizer = optimizer
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
-        for p, g in zip(params, grads):
+        for p, g in zip(params, grads, strict=True):
             p.grad = -g if ascend else g
         self.optimizer.step()
         for p in params:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -116,7 +117,7 @@ class _Context:
         accuracy, where stronger attacks have the most room to differ; on ties the largest eps
         (a flat curve, the mark of masking, is probed where the budget is largest)."""
         acc, half = self.result.accuracy(WORST), self.result.clean_accuracy / 2
-        points = [(abs(a - half), -j) for j, (e, a) in enumerate(zip(self.result.eps, acc)) if e > 0]
+        points = [(abs(a - half), -j) for j, (e, a) in enumerate(zip(self.result.eps, acc, strict=True)) if e > 0]
         if not points:
             return None
         j = -min(points)[1]
@@ -127,7 +128,7 @@ def check_monotone(ctx: _Context) -> Check:
     """Accuracy is non-increasing in eps: on every curve, and for fresh attacks at the next eps on
     samples the attack fooled at the smaller one (a larger ball contains the smaller one)."""
     res = ctx.result
-    bumps = [name for name in res.names if any(b > a + 1e-12 for a, b in zip(res.accuracy(name), res.accuracy(name)[1:]))]
+    bumps = [name for name in res.names if any(b > a + 1e-12 for a, b in pairwise(res.accuracy(name)))]
     tested = missed = 0
     for name, attack in ctx.attacks.items():
         robust = res.robust(name)
@@ -138,7 +139,8 @@ def check_monotone(ctx: _Context) -> Check:
             tested, missed = tested + len(rows), missed + int(ctx.survived(attack, rows, res.eps[j]).sum())
     allowed = max(1, math.floor(MONOTONE_SLACK * tested))
     passed = not bumps and missed <= allowed
-    msg = ("accuracy rises with eps on " + ", ".join(bumps) + "; ") if bumps else "every curve is non-increasing in eps; "
+    msg = (("accuracy rises with eps on " + ", ".join(bumps) + "; ") if bumps
+           else "every curve is non-increasing in eps; ")
     msg += (f"fresh attacks at the next eps fooled {tested - missed}/{tested} samples they fooled at the smaller eps"
             if tested else "no eps pair to re-attack")
     if missed > allowed:
@@ -171,12 +173,13 @@ def check_more_budget(ctx: _Context) -> Check:
     pairs = [(name, attack, stronger(attack)) for name, attack in ctx.attacks.items()]
     pairs = [(name, a, s) for name, a, s in pairs if s is not None]
     if mid is None or not pairs:
-        return Check("more-budget", True, "skipped: needs an eps > 0 and a multi-step attack with a `steps` setting", skipped=True)
+        return Check("more-budget", True, "skipped: needs an eps > 0 and a multi-step attack with a `steps` setting",
+                     skipped=True)
     j, eps = mid
     n = len(ctx.idx)
     rows, failed, drops = [], [], {}
     lowered = False
-    for name, attack, more in pairs:
+    for name, _attack, more in pairs:
         base = ctx.result.robust(name)[ctx.idx, j]
         strong = ctx.survived(more, ctx.idx, eps)
         only_strong, only_base = int((strong & ~base).sum()), int((base & ~strong).sum())

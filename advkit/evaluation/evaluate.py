@@ -137,8 +137,9 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
         t0 = time.perf_counter()
         result.checks = run_checks(result, model, ran, x, y, options)
         seconds["checks"] = time.perf_counter() - t0
-    for row in zip(eps, *(result.accuracy(a) for a in result.names)):
-        log.info("%s eps=%g: %s", name, row[0], ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:])))
+    for row in zip(eps, *(result.accuracy(a) for a in result.names), strict=True):
+        log.info("%s eps=%g: %s", name, row[0],
+                 ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:], strict=True)))
     return result
 
 
@@ -209,7 +210,8 @@ def pick_examples(y: Tensor, clean: Tensor, k: int) -> list[int]:
 
 @torch.no_grad()
 def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor, shown: list[int],
-                     adversarials: dict[str, dict[int, tuple[Tensor, float, bool]]], device: torch.device) -> list[Example]:
+                     adversarials: dict[str, dict[int, tuple[Tensor, float, bool]]],
+                     device: torch.device) -> list[Example]:
     """For each shown sample, the adversarial image from the smallest fooling eps over attacks
     (ties: the first attack), with the model's prediction on it."""
     out = []

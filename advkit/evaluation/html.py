@@ -30,7 +30,9 @@ img { max-width: 100%; } .note { color: #8a4b00; }
 
 _SCRIPT = """
 window.addEventListener("load", function () {
-  var broken = Array.prototype.filter.call(document.images, function (img) { return !img.complete || img.naturalWidth === 0; });
+  var broken = Array.prototype.filter.call(document.images, function (img) {
+    return !img.complete || img.naturalWidth === 0;
+  });
   broken.forEach(function (img) { console.error("advkit report: image failed to load: " + img.alt); });
   document.body.setAttribute("data-images-ok", broken.length === 0 ? "yes" : "no");
 });

@@ -38,7 +38,8 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
         for attack in res.ran:
             ax.plot(res.eps, res.accuracy(attack), style, marker=markers[attack], ms=4, lw=1.3, color=colours[attack],
                     zorder=3, label=prefix + attack)
-    ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02), title="Robust accuracy versus perturbation size")
+    ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02),
+           title="Robust accuracy versus perturbation size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
@@ -56,9 +57,10 @@ def examples_figure(examples: Sequence[Example], title: str) -> Figure:
         adv = ex.x if ex.x_adv is None else ex.x_adv
         delta = adv - ex.x
         amplified = (0.5 + delta / (2 * float(delta.abs().max()))) if bool(delta.any()) else torch.full_like(delta, 0.5)
-        verdict = "not attacked" if ex.x_adv is None else (f"{ex.attack} {ex.eps:g}" if ex.fooled else f"robust {ex.eps:g}")
+        verdict = ("not attacked" if ex.x_adv is None
+                   else (f"{ex.attack} {ex.eps:g}" if ex.fooled else f"robust {ex.eps:g}"))
         captions = (f"y={ex.label} pred {ex.clean_pred}", f"pred {ex.adv_pred}\n{verdict}", "perturbation")
-        for r, (img, caption) in enumerate(zip((ex.x, adv, amplified), captions)):
+        for r, (img, caption) in enumerate(zip((ex.x, adv, amplified), captions, strict=True)):
             _show(axes[r][c], img, caption, red=(r == 1 and ex.fooled))
     for ax in axes.flat[len(examples) * 3:]:
         ax.axis("off")
@@ -69,7 +71,8 @@ def examples_figure(examples: Sequence[Example], title: str) -> Figure:
 
 def _show(ax, img: torch.Tensor, caption: str, red: bool) -> None:
     arr = img.detach().float().cpu().clamp(0, 1)
-    arr = arr[0] if arr.ndim == 3 and arr.shape[0] == 1 else (arr.permute(1, 2, 0) if arr.ndim == 3 else arr.view(1, -1))
+    arr = (arr[0] if arr.ndim == 3 and arr.shape[0] == 1
+           else (arr.permute(1, 2, 0) if arr.ndim == 3 else arr.view(1, -1)))
     ax.imshow(arr.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(caption, fontsize=7, color="crimson" if red else "black")
     ax.set_xticks([]), ax.set_yticks([])

@@ -37,7 +37,8 @@ def run_metadata(device: torch.device, seconds: float) -> dict[str, Any]:
     """Versions, device and wall time of an evaluation, for reproducing it."""
     versions = {"advkit": _version("advkit"), "torch": torch.__version__, "torchattacks": _version("torchattacks"),
                 "python": sys.version.split()[0], "platform": platform.platform()}
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)")
     return {"versions": versions, "device": str(device), "device_name": name, "seconds": seconds,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
@@ -91,9 +92,11 @@ class Report:
         for key, rep in items:
             if (rep.config["eps"], rep.config["norm"]) != (first.config["eps"], first.config["norm"]):
                 raise ValueError("reports must share the eps grid and norm to be compared; got "
-                                 f"{rep.config['eps']} {rep.config['norm']} vs {first.config['eps']} {first.config['norm']}")
+                                 f"{rep.config['eps']} {rep.config['norm']} vs "
+                                 f"{first.config['eps']} {first.config['norm']}")
             if key is not None and len(rep.results) != 1:
-                raise ValueError(f"reports[{key!r}] holds {len(rep.results)} models; name models with a list of reports instead")
+                raise ValueError(f"reports[{key!r}] holds {len(rep.results)} models; "
+                                 "name models with a list of reports instead")
             for res in rep.results.values():
                 results.append(res if key is None else _renamed(res, key))
         meta = {**first.meta, "seconds": sum(r.meta.get("seconds", 0.0) for _, r in items)}
@@ -171,7 +174,8 @@ class Report:
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder), encoding="utf-8")
+        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder),
+                                            encoding="utf-8")
         names = self.file_names()
         (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
         return names

@@ -120,7 +120,7 @@ class ModelResult:
         return [int(k) / len(self.labels) for k in self.robust(attack).sum(0)]
 
     def curve(self) -> dict[str, list[tuple[float, float]]]:
-        return {name: list(zip(self.eps, self.accuracy(name))) for name in self.names}
+        return {name: list(zip(self.eps, self.accuracy(name), strict=True)) for name in self.names}
 
     def points(self, attack: str) -> list[dict[str, Any]]:
         """Per eps: accuracy, its 95% Wilson interval, the drop from clean accuracy and the cost."""
@@ -140,4 +140,5 @@ class ModelResult:
     def per_class(self, attack: str) -> dict[int, list[float]]:
         """Accuracy of each class at each eps (a class the data lacks is left out)."""
         robust = self.robust(attack).float()
-        return {c: robust[self.labels == c].mean(0).tolist() for c in range(self.num_classes) if bool((self.labels == c).any())}
+        return {c: robust[self.labels == c].mean(0).tolist()
+                for c in range(self.num_classes) if bool((self.labels == c).any())}

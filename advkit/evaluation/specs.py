@@ -90,8 +90,10 @@ def _spec(label: str | None, entry: Any) -> AttackSpec:
     if hasattr(entry, "run"):
         return AttackSpec(label or type(entry).__name__.lower(), lambda model, _n, _c, obj=entry: bound(obj, model))
     if callable(entry):
-        return AttackSpec(label or getattr(entry, "__name__", "attack"), lambda model, _n, _c, f=entry: _built(f, model))
-    raise TypeError(f"attacks entries must be names, attack objects or callables model -> attack; got {type(entry).__name__}")
+        return AttackSpec(label or getattr(entry, "__name__", "attack"),
+                          lambda model, _n, _c, f=entry: _built(f, model))
+    raise TypeError("attacks entries must be names, attack objects or callables model -> attack; "
+                    f"got {type(entry).__name__}")
 
 
 def bound(attack: Any, model: nn.Module) -> Any:

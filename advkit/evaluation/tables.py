@@ -27,13 +27,14 @@ def model_tables(res: ModelResult) -> list[Table]:
     """Accuracy (with 95% intervals and the worst-case drop), checks, cost, per-class accuracy, attacks."""
     points = {attack: res.points(attack) for attack in res.names}
     accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)"], [
-        [f"{eps:g}", *(f"{p['accuracy']:.1%} [{p['ci95'][0]:.1%}, {p['ci95'][1]:.1%}]" for p in (points[a][j] for a in res.names)),
+        [f"{eps:g}",
+         *(f"{p['accuracy']:.1%} [{p['ci95'][0]:.1%}, {p['ci95'][1]:.1%}]" for p in (points[a][j] for a in res.names)),
          f"{points[WORST][j]['drop']:.1%}"]
         for j, eps in enumerate(res.eps)])
     checks = Table("Sanity checks", ["check", "status", "message"], [[c.name, c.status, c.message] for c in res.checks])
     cost = Table("Cost (per-image passes)", ["attack", "eps", "attacked", "forwards", "backwards", "seconds"],
                  [[a, f"{eps:g}", str(c.attacked), str(c.forwards), str(c.backwards), f"{c.seconds:.2f}"]
-                  for a, rec in res.attacks.items() for eps, c in zip(res.eps, rec.costs) if eps > 0])
+                  for a in res.ran for eps, c in zip(res.eps, res.attacks[a].costs, strict=True) if eps > 0])
     per_class = Table("Per-class accuracy (worst case)", ["class", *(f"{e:g}" for e in res.eps)],
                       [[str(c), *(f"{a:.0%}" for a in accs)] for c, accs in res.per_class(WORST).items()])
     grid = "eps ∈ {" + ", ".join(f"{e:g}" for e in res.eps if e > 0) + "}"
