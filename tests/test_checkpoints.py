@@ -44,7 +44,8 @@ def test_claim_refuses_other_runs_and_says_what_to_do(tmp_path):
     folder.claim("aaaa")  # an empty (even missing) folder is free
     folder.save(state(1), "aaaa", 1)
     folder.claim("aaaa")  # its own run may go on
-    with pytest.raises(ValueError, match="another run .*ckpt-aaaa-0000001.pt.*another checkpoint folder.*resume=True.*delete"):
+    with pytest.raises(ValueError,
+                       match="another run .*ckpt-aaaa-0000001.pt.*another checkpoint folder.*resume=True.*delete"):
         folder.claim("bbbb")
     CheckpointFolder(tmp_path, "other").claim("bbbb")  # other prefixes are other tools' files
 

@@ -70,6 +70,6 @@ def test_fit_checks_labels_before_training():
         fit(model, (x, torch.zeros(8)), epochs=1, device="cpu", progress=False)
     with pytest.raises(ValueError, match=r"data labels must have shape \(8,\)"):
         fit(model, (x, torch.zeros(7, dtype=torch.long)), epochs=1, device="cpu", progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     losses = fit(model, (x, torch.arange(8, dtype=torch.int32)), epochs=1, batch_size=4, device="cpu", progress=False)
     assert len(losses) == 2  # int32 labels are class indices too

@@ -97,6 +97,6 @@ def test_first_example_prints_what_it_claims(tmp_path):
     printed = [float(v) / 100 for v in re.findall(r": (\d+\.\d)%$", done.stdout, flags=re.MULTILINE)]
     claimed = [float(v) / 100 for v in re.findall(r"# about (\d+(?:\.\d)?)%", BLOCKS[0])]
     assert len(printed) == len(claimed) == 2, done.stdout
-    for value, claim, n in zip(printed, claimed, (1000, 500)):
+    for value, claim, n in zip(printed, claimed, (1000, 500), strict=True):
         assert abs(value - claim) <= 3 * math.sqrt(claim * (1 - claim) / n), (value, claim)
 

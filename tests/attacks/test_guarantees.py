@@ -108,7 +108,7 @@ def snapshot(model: nn.Module) -> dict:
 def assert_same(before: dict, after: dict) -> None:
     assert before["training"] == after["training"], "train/eval flags changed"
     assert before["requires_grad"] == after["requires_grad"], "requires_grad flags changed"
-    for a, b in zip(before["grad"], after["grad"]):
+    for a, b in zip(before["grad"], after["grad"], strict=True):
         assert (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b)), ".grad changed"
     for key, value in before["state"].items():
         assert torch.equal(value, after["state"][key]), f"{key} changed"

@@ -14,7 +14,8 @@ import torch
 from advkit.attacks import FGSM, PGD
 
 TOLERANCE = 0.01
-CASES = [("fgsm", eps, 1) for eps in (0.1, 0.2, 0.3)] + [("pgd", eps, steps) for eps in (0.1, 0.2, 0.3) for steps in (10, 40)]
+CASES = ([("fgsm", eps, 1) for eps in (0.1, 0.2, 0.3)]
+         + [("pgd", eps, steps) for eps in (0.1, 0.2, 0.3) for steps in (10, 40)])
 
 
 def robust_accuracy(model, x_adv, y) -> float:

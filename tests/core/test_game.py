@@ -18,7 +18,7 @@ def test_ascent_raises_and_descent_lowers_the_objective(make_step):
         p = torch.zeros(1, 3, requires_grad=True)
         player = Player([p], make_step(p), maximize=maximize)
         before = quadratic(p, target).item()
-        play(player, lambda: quadratic(p, target), k=5)
+        play(player, lambda p=p: quadratic(p, target), k=5)
         after = quadratic(p, target).item()
         assert (after > before) if maximize else (after < before)
         assert p.grad is None
@@ -59,7 +59,8 @@ def test_schedule_runs_exactly_k_inner_moves_per_outer_move():
 def test_outer_player_alone_and_resume_from_a_round():
     b = torch.ones(1, requires_grad=True)
     calls = []
-    done = play(outer=Player([b], SignStep(0.1)), outer_loss=lambda: calls.append(1) or (b ** 2).sum(), rounds=5, start=2)
+    done = play(outer=Player([b], SignStep(0.1)), outer_loss=lambda: calls.append(1) or (b ** 2).sum(),
+                rounds=5, start=2)
     assert done == 5 and len(calls) == 3
     assert torch.allclose(b.detach(), torch.tensor([0.7]))
 
@@ -67,8 +68,8 @@ def test_outer_player_alone_and_resume_from_a_round():
 def test_game_ends_when_an_objective_returns_none_or_a_hook_says_stop():
     p = torch.zeros(1, requires_grad=True)
     budget = iter(range(3))
-    played = play(Player([p], SignStep(1.0), maximize=True), lambda: p.sum() if next(budget, None) is not None else None,
-                  rounds=10)
+    played = play(Player([p], SignStep(1.0), maximize=True),
+                  lambda: p.sum() if next(budget, None) is not None else None, rounds=10)
     assert played == 3 and p.item() == 3.0
 
     class StopAfterTwo(Hook):

@@ -106,8 +106,8 @@ def test_cli_evaluate_writes_the_report(trained_cnn, tmp_path, capsys):
     ckpt = tmp_path / "cnn.pt"
     torch.save(trained_cnn.state_dict(), ckpt)
     rc = main(["evaluate", "--model", str(ckpt), "--arch", "smallcnn", "--data", "mnist5k", "--attacks", "fgsm",
-               "--eps", "0,0.1", "--n", "24", "--probe", "8", "--queries", "50", "--device", "cpu", "--out", str(tmp_path / "rep"), "--no-progress",
-               "--fresh-starts"])
+               "--eps", "0,0.1", "--n", "24", "--probe", "8", "--queries", "50", "--device", "cpu",
+               "--out", str(tmp_path / "rep"), "--no-progress", "--fresh-starts"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| eps | fgsm | worst |" in printed and str((tmp_path / "rep" / "report.html").resolve()) in printed

@@ -36,7 +36,8 @@ def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     report = json.loads((out / "metrics.json").read_text())
     assert report["steps"] == 4 and len(report["final_d_loss"]) == 1
     metrics = report["metrics"]
-    assert 0 <= metrics["conditional_accuracy"] <= 1 and metrics["classes_covered"] <= 10 and metrics["spread_ratio"] > 0
+    assert (0 <= metrics["conditional_accuracy"] <= 1 and metrics["classes_covered"] <= 10
+            and metrics["spread_ratio"] > 0)
     assert json.loads(capsys.readouterr().out) == metrics  # stdout carries the metrics as JSON, nothing else
     for name in ("samples_0000002.png", "samples_0000004.png", "samples_final.png", "losses.png", "classifier.pt"):
         assert (out / name).stat().st_size > 0, name
@@ -50,9 +51,10 @@ def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"width": "0"}, "width must be a positive integer"), ({"latent_dim": "0"}, "latent_dim must be a positive integer"),
-    ({"checkpoint_every": "0"}, "checkpoint_every must be a finite integer >= 1"), ({"steps": "-1"}, "steps must be a finite integer >= 0"),
-    ({"lr_g": "nan"}, "lr_g must be a finite number > 0"),
+    ({"width": "0"}, "width must be a positive integer"),
+    ({"latent_dim": "0"}, "latent_dim must be a positive integer"),
+    ({"checkpoint_every": "0"}, "checkpoint_every must be a finite integer >= 1"),
+    ({"steps": "-1"}, "steps must be a finite integer >= 0"), ({"lr_g": "nan"}, "lr_g must be a finite number > 0"),
 ])
 def test_gan_command_mistakes_are_value_errors(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
@@ -84,7 +86,7 @@ def test_full_demo_section_reports_its_quality_figures(tmp_path, monkeypatch):
     section = demo.demo_section(tmp_path, quick=False, seed=0, progress=False)
     text = section["markdown"]
     for pattern in (r"reads the digit asked for in [\d.]+% of the samples", r"classes covered: \d+ of 10",
-                    r"within-class spread .*: [\d.]+x that of real test digits", r"classifier-FID: [\d.]+ against [\d.]+",
-                    r"test accuracy [\d.]+%", r"for 3 generator steps"):
+                    r"within-class spread .*: [\d.]+x that of real test digits",
+                    r"classifier-FID: [\d.]+ against [\d.]+", r"test accuracy [\d.]+%", r"for 3 generator steps"):
         assert re.search(pattern, text), pattern
     assert all((tmp_path / name).stat().st_size > 0 for name in ("gan_samples.png", "gan_losses.png"))

@@ -62,8 +62,9 @@ def test_integer_images_are_refused_with_their_dtype():
 
 
 @pytest.mark.parametrize("build,name", [
-    (lambda: dcgan(width=0), "width"), (lambda: dcgan(latent_dim=0), "latent_dim"), (lambda: dcgan(channels=0), "channels"),
-    (lambda: Generator(num_classes=0), "num_classes"), (lambda: Discriminator(width=-2), "width"),
+    (lambda: dcgan(width=0), "width"), (lambda: dcgan(latent_dim=0), "latent_dim"),
+    (lambda: dcgan(channels=0), "channels"), (lambda: Generator(num_classes=0), "num_classes"),
+    (lambda: Discriminator(width=-2), "width"),
     (lambda: Translator(latent_dim=0), "latent_dim"), (lambda: MLPGenerator(latent_dim=0), "latent_dim"),
     (lambda: MLPDiscriminator(hidden=0), "hidden"),
 ])

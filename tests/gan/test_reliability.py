@@ -38,7 +38,8 @@ class Interrupt(Hook):
 
 def files(directory) -> dict[str, list[int]]:
     """Run id -> the steps of its checkpoints in ``directory``."""
-    return {run: [step for step, _ in found] for run, found in CheckpointFolder(directory, CHECKPOINT_PREFIX).runs().items()}
+    return {run: [step for step, _ in found]
+            for run, found in CheckpointFolder(directory, CHECKPOINT_PREFIX).runs().items()}
 
 
 def everything(trainer: GANTrainer) -> dict[str, torch.Tensor]:
@@ -77,7 +78,8 @@ def test_checkpoint_holds_everything_and_loads_weights_only(tiny_mnist, tmp_path
     trainer = make_trainer(init_seed=1)
     trainer.fit(tiny_mnist, steps=3, batch_size=32, checkpoint_dir=tmp_path, checkpoint_every=3, progress=False)
     state = torch.load(CheckpointFolder(tmp_path, CHECKPOINT_PREFIX).path_for(trainer.run_id, 3), weights_only=True)
-    for key in ("generator", "discriminator", "ema", "opt_g", "opt_d", "rng", "torch_rng", "step", "batches_drawn", "history"):
+    for key in ("generator", "discriminator", "ema", "opt_g", "opt_d", "rng", "torch_rng", "step", "batches_drawn",
+                "history"):
         assert key in state
     assert state["step"] == 3 and state["batches_drawn"] == 6 and state["run_id"] == trainer.run_id
     assert not list(tmp_path.glob("*.tmp"))
@@ -163,7 +165,8 @@ def test_fresh_run_refuses_a_folder_with_another_runs_checkpoints(tiny_mnist, tm
     fresh = make_trainer(init_seed=2)
     with pytest.raises(ValueError, match="another run.*another checkpoint folder.*resume=True.*delete"):
         fresh.fit(tiny_mnist, steps=2, batch_size=32, checkpoint_dir=tmp_path, progress=False)
-    assert fresh.step == 0 and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing trained or touched
+    # nothing trained or touched
+    assert fresh.step == 0 and {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     # files of older versions (no run id in the name) are another run too
     legacy = tmp_path / "legacy"
     legacy.mkdir()
@@ -193,13 +196,15 @@ def test_resume_skips_a_truncated_newest_checkpoint_with_a_warning(tiny_mnist, t
     straight.fit(tiny_mnist, steps=8, batch_size=32, progress=False)
 
     resumed = make_trainer(init_seed=2)
-    resumed.fit(tiny_mnist, steps=8, batch_size=32, checkpoint_dir=tmp_path, checkpoint_every=3, resume=True, progress=False)
+    resumed.fit(tiny_mnist, steps=8, batch_size=32, checkpoint_dir=tmp_path, checkpoint_every=3, resume=True,
+                progress=False)
     assert "skipping unreadable checkpoint" in caplog.text and folder.path_for(first.run_id, 6).name in caplog.text
     assert resumed.run_id == first.run_id and resumed.step == 8
     assert resumed.history["g_loss"] == straight.history["g_loss"]  # went on from step 3, bit-exact
     a, b = everything(straight), everything(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert files(tmp_path) == {first.run_id: [3, 6, 8]} and torch.load(folder.path_for(first.run_id, 6), weights_only=True)
+    assert files(tmp_path) == {first.run_id: [3, 6, 8]}
+    assert torch.load(folder.path_for(first.run_id, 6), weights_only=True)
 
 
 def test_resume_with_nothing_loadable_is_an_error_not_a_restart(tiny_mnist, tmp_path):
@@ -218,8 +223,9 @@ def test_resume_with_nothing_loadable_is_an_error_not_a_restart(tiny_mnist, tmp_
 
 @pytest.mark.parametrize("option,value", [
     ("lr_g", float("nan")), ("lr_d", 0.0), ("lr_g", float("inf")), ("lr_d", -1e-3), ("ema_decay", float("nan")),
-    ("ema_decay", 1.0), ("ema_ramp", 0.0), ("lr_backoff", 1.5), ("lr_backoff", float("nan")), ("gp_weight", float("nan")),
-    ("gp_weight", -1.0), ("mode_seeking", float("nan")), ("clip", float("nan")), ("clip", 0.0), ("l1_weight", float("inf")), ("max_abs_logit", float("nan")),
+    ("ema_decay", 1.0), ("ema_ramp", 0.0), ("lr_backoff", 1.5), ("lr_backoff", float("nan")),
+    ("gp_weight", float("nan")), ("gp_weight", -1.0), ("mode_seeking", float("nan")), ("clip", float("nan")),
+    ("clip", 0.0), ("l1_weight", float("inf")), ("max_abs_logit", float("nan")),
     ("n_critic", 0), ("max_rollbacks", -1), ("betas", (0.5, float("nan"))), ("betas", (1.0, 0.9)),
 ])
 def test_trainer_rejects_bad_hyper_parameters_by_name(option, value):
@@ -235,7 +241,8 @@ def test_trainer_rejects_wrongly_typed_hyper_parameters():
         make_trainer(init_seed=0, n_critic=2.5)
 
 
-@pytest.mark.parametrize("option,value", [("checkpoint_every", 0), ("checkpoint_every", -3), ("steps", -1), ("batch_size", 0)])
+@pytest.mark.parametrize("option,value",
+                         [("checkpoint_every", 0), ("checkpoint_every", -3), ("steps", -1), ("batch_size", 0)])
 def test_fit_rejects_bad_counts_before_training(tiny_mnist, tmp_path, option, value):
     trainer = make_trainer(init_seed=0)
     kwargs = {"steps": 2, "batch_size": 32, "checkpoint_dir": tmp_path, "progress": False, option: value}

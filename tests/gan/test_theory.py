@@ -53,7 +53,8 @@ def test_discriminator_approaches_optimum_for_fixed_generator():
 
 def train_ring(loss: str, steps: int = 2000) -> dict[str, float]:
     torch.manual_seed(0)
-    trainer = GANTrainer(MLPGenerator(latent_dim=2), MLPDiscriminator(), **{**RING_RECIPE, "loss": loss}, device="cpu", seed=0)
+    trainer = GANTrainer(MLPGenerator(latent_dim=2), MLPDiscriminator(), **{**RING_RECIPE, "loss": loss}, device="cpu",
+                         seed=0)
     trainer.fit(ring_of_gaussians(20000), steps=steps, batch_size=256, progress=False)
     stats = mode_statistics(trainer.sample(2000))
     log.warning("ring of 8 Gaussians, %s, %d steps: %s", loss, steps, stats)

@@ -53,10 +53,11 @@ def test_ema_value_after_known_updates():
 def test_ema_of_a_fit_tracks_the_generator_within_its_window():
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(512, 2) + 3, torch.zeros(512))
-    trainer = GANTrainer(MLPGenerator(latent_dim=2, hidden=16, depth=1), MLPDiscriminator(hidden=16, depth=1), device="cpu")
+    trainer = GANTrainer(MLPGenerator(latent_dim=2, hidden=16, depth=1), MLPDiscriminator(hidden=16, depth=1),
+                         device="cpu")
     trainer.fit(data, steps=5, batch_size=64, progress=False)
     # five steps of a 0.1 ramp: every decay is 0, so the EMA equals the live generator exactly
-    assert all(torch.equal(a, b) for a, b in zip(trainer.ema.model.parameters(), trainer.G.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(trainer.ema.model.parameters(), trainer.G.parameters(), strict=True))
 
 
 class Shifted(nn.Module):
