@@ -100,7 +100,8 @@ def rows(model: torch.nn.Module, eps: float, amp: bool) -> list[Row]:
     def pgd(steps: int) -> Row:
         alpha = 2.5 * eps / steps
         ours = {f"PGD-{steps}": PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp),
-                f"PGD-{steps} (no early stop)": PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp, early_stop=False)}
+                f"PGD-{steps} (no early stop)": PGD(model, eps=eps, steps=steps, alpha=alpha, amp=amp,
+                                                   early_stop=False)}
         return Row(steps, ours, torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps))
 
     table = [Row(1, {"FGSM": FGSM(model, eps=eps, amp=amp)}, torchattacks.FGSM(model, eps=eps)), pgd(10), pgd(40)]
@@ -110,7 +111,8 @@ def rows(model: torch.nn.Module, eps: float, amp: bool) -> list[Row]:
     return table
 
 
-def timed(fn: AttackFn, batches: list[tuple[torch.Tensor, torch.Tensor]], autocast: bool) -> tuple[float, list[torch.Tensor]]:
+def timed(fn: AttackFn, batches: list[tuple[torch.Tensor, torch.Tensor]],
+          autocast: bool) -> tuple[float, list[torch.Tensor]]:
     """Seconds to run ``fn`` over every batch (CUDA synchronised), and its outputs."""
     sync = torch.cuda.synchronize if batches[0][0].is_cuda else (lambda: None)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if autocast else nullcontext()
@@ -124,7 +126,7 @@ def timed(fn: AttackFn, batches: list[tuple[torch.Tensor, torch.Tensor]], autoca
 
 def robust_accuracy(model: torch.nn.Module, outs: list[torch.Tensor], batches) -> float:
     with torch.no_grad():
-        correct = sum(int((model(xa).argmax(1) == y).sum()) for xa, (_, y) in zip(outs, batches))
+        correct = sum(int((model(xa).argmax(1) == y).sum()) for xa, (_, y) in zip(outs, batches, strict=True))
     return correct / sum(len(y) for _, y in batches)
 
 
@@ -152,7 +154,8 @@ def measure(model, table: list[Row], batches, reps: int, amp: bool) -> list[dict
 
 def print_table(results: list[dict], title: str) -> None:
     print(f"\n{title}")
-    head = f"{'attack':<24}{'ours img/s':>11}{'theirs img/s':>13}{'ours/theirs':>12}{'ours/floor':>11}{'rob.acc ours/theirs':>21}"
+    head = (f"{'attack':<24}{'ours img/s':>11}{'theirs img/s':>13}{'ours/theirs':>12}{'ours/floor':>11}"
+            f"{'rob.acc ours/theirs':>21}")
     print(head + "\n" + "-" * len(head))
     for r in results:
         theirs = f"{r['n'] / r['theirs']:>13.0f}" if r["theirs"] else f"{'-':>13}"
@@ -170,7 +173,8 @@ def main() -> None:
     model, x, y, device = setup(args)
     x, y = x.to(device), y.to(device)
     batches = [(x[i:i + args.batch_size], y[i:i + args.batch_size]) for i in range(0, len(x), args.batch_size)]
-    info = f"{device} ({torch.get_num_threads()} threads), {len(x)} images in batches of {args.batch_size}, eps={args.eps}, {args.reps} reps"
+    info = (f"{device} ({torch.get_num_threads()} threads), {len(x)} images in batches of {args.batch_size}, "
+            f"eps={args.eps}, {args.reps} reps")
     modes = [False, True] if args.amp and device.type == "cuda" else [False]
     for amp in modes:
         results = measure(model, rows(model, args.eps, amp), batches, args.reps, amp)

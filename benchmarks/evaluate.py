@@ -111,7 +111,7 @@ def main() -> None:
     for n in names:
         print(f"| {n} | {med[n]:.2f} | {med[n] / med[ref]:.3f} |")
     # each repetition's ours/theirs ratio is measured back to back: its median resists load drifting between reps
-    ratio = statistics.median(a / b for a, b in zip(times[names[0]], times[ref]))
+    ratio = statistics.median(a / b for a, b in zip(times[names[0]], times[ref], strict=True))
     strength = all(curves[names[0]][j] <= curves[ref][j] for j in range(len(grid)))
     verdict = "PASS" if ratio <= 1 / 3 and strength else "FAIL"
     print(f"\n{verdict}: median per-repetition time ratio {ratio:.3f} (target <= 0.333), "

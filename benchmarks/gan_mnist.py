@@ -50,7 +50,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--minutes", type=float, default=10.0)
-    p.add_argument("--cores", type=int, default=2, help="cores the budget is counted on (run with OMP_NUM_THREADS=cores)")
+    p.add_argument("--cores", type=int, default=2,
+                   help="cores the budget is counted on (run with OMP_NUM_THREADS=cores)")
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--loss", default=DEFAULTS["loss"])
     p.add_argument("--n-critic", type=int, default=DEFAULTS["n_critic"])
@@ -68,8 +69,8 @@ def main() -> None:
     classifier = reference_classifier(train, cache=out / "classifier.pt")
     torch.manual_seed(args.seed)
     G, D = dcgan(num_classes=10, width=args.width)
-    trainer = GANTrainer(G, D, loss=args.loss, n_critic=args.n_critic, conditional="class", lr_g=args.lr_g, lr_d=args.lr_d,
-                         device="cpu", seed=args.seed)
+    trainer = GANTrainer(G, D, loss=args.loss, n_critic=args.n_critic, conditional="class", lr_g=args.lr_g,
+                         lr_d=args.lr_d, device="cpu", seed=args.seed)
     curve, clock = [], {}
 
     class Evaluate(Hook):

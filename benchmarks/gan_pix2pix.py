@@ -26,7 +26,8 @@ def run(l1_weight: float, args, train_pairs, test_pairs, labels, classifier, out
     torch.manual_seed(args.seed)
     G = Translator(1, 1, latent_dim=8, width=args.width)
     D = Discriminator(1, 28, cond_channels=1, width=args.width)
-    trainer = GANTrainer(G, D, loss=args.loss, conditional="image", l1_weight=l1_weight, ema_decay=None, device="cpu", seed=args.seed)
+    trainer = GANTrainer(G, D, loss=args.loss, conditional="image", l1_weight=l1_weight, ema_decay=None, device="cpu",
+                         seed=args.seed)
     cond, target = test_pairs.tensors
     rows: list[dict] = []
 
@@ -38,7 +39,8 @@ def run(l1_weight: float, args, train_pairs, test_pairs, labels, classifier, out
 
     trainer.fit(train_pairs, steps=args.steps, batch_size=64, progress=False, hooks=[Evaluate()])
     fake = trainer.sample(condition=cond[:30])
-    save_grid(torch.stack([cond[:30], fake, target[:30]], 1).flatten(0, 1), out / f"pairs_l1_{l1_weight:g}.png", nrow=15)
+    save_grid(torch.stack([cond[:30], fake, target[:30]], 1).flatten(0, 1), out / f"pairs_l1_{l1_weight:g}.png",
+              nrow=15)
     return rows
 
 
@@ -58,9 +60,11 @@ def main() -> None:
     train_pairs, test_pairs = paired(train, args.task), paired(test, args.task)
     results = {w: run(w, args, train_pairs, test_pairs, test.tensors[1], classifier, out) for w in (100.0, 0.0)}
     print(f"\n{'step':>6} | {'L1 (w=100)':>10} {'acc (w=100)':>11} | {'L1 (w=0)':>9} {'acc (w=0)':>9}")
-    for a, b in zip(results[100.0], results[0.0]):
-        print(f"{a['step']:>6} | {a['l1']:>10.4f} {a['classifier_accuracy']:>11.3f} | {b['l1']:>9.4f} {b['classifier_accuracy']:>9.3f}")
-    (out / "results.json").write_text(json.dumps({"args": vars(args), "l1_100": results[100.0], "l1_0": results[0.0]}, indent=2))
+    for a, b in zip(results[100.0], results[0.0], strict=True):
+        print(f"{a['step']:>6} | {a['l1']:>10.4f} {a['classifier_accuracy']:>11.3f} | "
+              f"{b['l1']:>9.4f} {b['classifier_accuracy']:>9.3f}")
+    (out / "results.json").write_text(json.dumps({"args": vars(args), "l1_100": results[100.0], "l1_0": results[0.0]},
+                                                 indent=2))
 
 
 if __name__ == "__main__":

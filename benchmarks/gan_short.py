@@ -81,24 +81,26 @@ def main() -> None:
         extra = ExtraEMAs(trainer, args.ramps) if args.ramps else None
         trainer.fit(train, steps=args.steps, batch_size=args.batch_size, progress=False, hooks=[extra] if extra else [])
         cpu = time.process_time() - cpu
-        for ramp, ema_copy in zip(args.ramps, extra.copies if extra else []):
+        for ramp, ema_copy in zip(args.ramps, extra.copies if extra else [], strict=True):
             own, trainer.ema = trainer.ema, ema_copy
             scores = quality(trainer, classifier, train, test, n=1000)
             trainer.ema = own
-            print(json.dumps({"seed": seed, "ema_ramp": ramp, **{k: round(scores[k], 3) for k in
-                                                                ("conditional_accuracy", "spread_ratio", "fid_ratio")}}), flush=True)
+            rounded = {k: round(scores[k], 3) for k in ("conditional_accuracy", "spread_ratio", "fid_ratio")}
+            print(json.dumps({"seed": seed, "ema_ramp": ramp, **rounded}), flush=True)
         ema = quality(trainer, classifier, train, test, n=1000)
         raw = quality(trainer, classifier, train, test, n=1000, ema=False) if trainer.ema is not None else ema
-        save_grid(trainer.sample(labels=torch.arange(10).repeat_interleave(10), seed=seed), out / f"samples_seed{seed}.png")
+        save_grid(trainer.sample(labels=torch.arange(10).repeat_interleave(10), seed=seed),
+                  out / f"samples_seed{seed}.png")
         row = {"seed": seed, "train_cpu_seconds": round(cpu, 1), "threads": torch.get_num_threads(),
-               "conditional_accuracy": round(ema["conditional_accuracy"], 3), "spread_ratio": round(ema["spread_ratio"], 3),
+               "conditional_accuracy": round(ema["conditional_accuracy"], 3),
+               "spread_ratio": round(ema["spread_ratio"], 3),
                "fid_ratio": round(ema["fid_ratio"], 2), "classes_covered": ema["classes_covered"],
                "no_ema": {k: round(raw[k], 3) for k in ("conditional_accuracy", "spread_ratio", "fid_ratio")},
                "rollbacks": len(trainer.history["rollbacks"])}
         print(json.dumps(row), flush=True)
         rows.append(row)
-    summary = {k: round(statistics.mean(r[k] for r in rows), 3) for k in ("conditional_accuracy", "spread_ratio", "fid_ratio",
-                                                                        "train_cpu_seconds")}
+    summary = {k: round(statistics.mean(r[k] for r in rows), 3)
+               for k in ("conditional_accuracy", "spread_ratio", "fid_ratio", "train_cpu_seconds")}
     summary["targets_met"] = summary["conditional_accuracy"] >= 0.8 and summary["spread_ratio"] >= 0.5
     print(json.dumps({"mean": summary, "overrides": overrides}), flush=True)
     (out / "metrics.json").write_text(json.dumps({"runs": rows, "mean": summary, "args": vars(args)}, indent=2))
