@@ -56,12 +56,11 @@ def corruption_figure(results: Sequence[ModelResult]) -> Figure:
     names = list(dict.fromkeys(c for r in results for c in r.corrupted))
     for m, res in enumerate(r for r in results if r.corrupted):
         style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
-        accuracy = res.corruption_accuracy()
-        severities = [0, *(s for s, _ in next(iter(accuracy.values())))]
-        mean = [res.clean_accuracy, *(sum(pts[j][1] for pts in accuracy.values()) / len(accuracy)
-                                      for j in range(len(severities) - 1))]
-        ax.plot(severities, mean, style, color="black", lw=5, alpha=0.3, zorder=2, label=prefix + "mean")
-        for name, points in accuracy.items():
+        means = res.corruption_means()
+        severities = [0, *(s for s, _ in means)]
+        ax.plot(severities, [res.clean_accuracy, *(a for _, a in means)], style, color="black", lw=5, alpha=0.3,
+                zorder=2, label=prefix + "mean")
+        for name, points in res.corruption_accuracy().items():
             k = names.index(name)
             ax.plot(severities, [res.clean_accuracy, *(a for _, a in points)], style,
                     marker=_MARKERS[k % len(_MARKERS)], ms=4, lw=1.3, color=f"C{k}", zorder=3, label=prefix + name)

@@ -150,6 +150,13 @@ class ModelResult:
         return [{"severity": j + 1, "accuracy": int(k) / n, "ci95": list(wilson(int(k), n)), "drop": clean - int(k) / n}
                 for j, k in enumerate(self.corrupted[name].sum(0))]
 
+    def corruption_means(self) -> list[tuple[int, float]]:
+        """``[(severity, accuracy), ...]``: the accuracy at each severity averaged over the corruptions."""
+        if not self.corrupted:
+            return []
+        right = torch.stack(list(self.corrupted.values())).float().mean((0, 1))
+        return [(j + 1, float(a)) for j, a in enumerate(right)]
+
     @property
     def mean_corruption_accuracy(self) -> float | None:
         """Accuracy over every corruption and severity evaluated (None when none was)."""

@@ -54,8 +54,7 @@ def corruption_tables(res: ModelResult) -> list[Table]:
     severities = [s for s, _ in next(iter(accuracy.values()))]
     rows = [[name, *(f"{a:.1%}" for _, a in points), f"{float(res.corrupted[name].float().mean()):.1%}"]
             for name, points in accuracy.items()]
-    by_severity = [sum(points[j][1] for points in accuracy.values()) / len(accuracy) for j in range(len(severities))]
-    rows.append(["mean", *(f"{a:.1%}" for a in by_severity), f"{res.mean_corruption_accuracy:.1%}"])
+    rows.append(["mean", *(f"{a:.1%}" for _, a in res.corruption_means()), f"{res.mean_corruption_accuracy:.1%}"])
     return [Table(f"Accuracy under corruptions (clean {res.clean_accuracy:.1%})",
                   ["corruption", *(f"severity {s}" for s in severities), "mean"], rows)]
 

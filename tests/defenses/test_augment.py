@@ -106,3 +106,28 @@ class Untouchable(torch.nn.Module):
 def test_bad_options_fail_before_training(bad, error, message):
     with pytest.raises(error, match=message):
         augmented_training(Untouchable(), small_data(8), progress=False, **bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_augmented_training_holds_clean_accuracy_and_raises_accuracy_under_corruptions(mnist5k, seed):
+    """2,000 mnist5k images, 3 epochs, judged on 500 test images under every corruption at severities
+    3 and 5. Measured over seeds 0-4 (augmented minus plain): corruption accuracy +8.4 to +11.8
+    points, clean accuracy -1.2 to +0.8 points (one accuracy on 500 images has a binomial sd of
+    about 1.1 points)."""
+    (x, y), (xt, yt) = mnist5k[0].tensors, mnist5k[1].tensors
+    train, test = (x[:2000], y[:2000]), (xt[:500], yt[:500])
+    results = []
+    for augmented in (False, True):
+        torch.manual_seed(seed)
+        model = SmallCNN()
+        options = {"epochs": 3, "batch_size": 64, "seed": seed, "device": "cpu", "progress": False}
+        if augmented:
+            augmented_training(model, train, **options)
+        else:
+            advkit.train.fit(model, train, **options)
+        masks = corruption_accuracy(model, *test, list(CORRUPTIONS), batch_size=100, severities=(3, 5))
+        results.append((advkit.train.accuracy(model, test), float(torch.cat(list(masks.values()), 1).float().mean())))
+    (plain_clean, plain_corrupted), (clean, corrupted) = results
+    assert corrupted - plain_corrupted >= 0.05, results
+    assert clean - plain_clean >= -0.04, results
