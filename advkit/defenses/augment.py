@@ -94,6 +94,7 @@ def augmented_training(
     names = _names(corruptions)
     share = check_number(share, "share", low=0, low_open=False, high=1)
     levels = _severities(severities)
+    batch_size = check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
     x, y = as_tensors(data)
     held_out = as_tensors(eval_data) if eval_data is not None else None
     steps_per_epoch = max(1, len(x) // batch_size)

@@ -87,8 +87,13 @@ def test_history_per_epoch_and_the_same_seed_the_same_model():
     assert history[-1]["clean_accuracy"] == advkit.train.accuracy(model, held_out)
     masks = corruption_accuracy(model, *held_out, ["fog", "jpeg"], batch_size=1000, seed=4)
     assert history[-1]["corruption_accuracy"] == pytest.approx(float(torch.cat(list(masks.values()), 1).float().mean()))
-    _, plain = augmented_training(SmallCNN(), data, epochs=1, batch_size=32, progress=False)
-    assert set(plain[0]) == {"epoch", "loss", "clean_accuracy"}
+    torch.manual_seed(0)
+    unjudged, plain = augmented_training(SmallCNN(), data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
+                                         progress=False)
+    assert set(plain[0]) == {"epoch", "loss", "clean_accuracy"} and [h["loss"] for h in plain] == \
+        [h["loss"] for h in history]
+    assert torch.equal(weights(unjudged), runs[0][0])  # measuring each epoch changes nothing in the training
+    assert plain[-1]["clean_accuracy"] == advkit.train.accuracy(unjudged, data)  # the training data (< 1000 images)
 
 
 class Untouchable(torch.nn.Module):
@@ -102,6 +107,7 @@ class Untouchable(torch.nn.Module):
     ({"share": 1.5}, ValueError, "share must be a finite number >= 0 and <= 1, got 1.5"),
     ({"severities": [0, 3]}, ValueError, r"severities must be a non-empty list of 1, 2, 3, 4, 5; got \[0, 3\]"),
     ({"severities": []}, ValueError, "severities must be a non-empty list"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a finite integer >= 1, got 0"),
 ])
 def test_bad_options_fail_before_training(bad, error, message):
     with pytest.raises(error, match=message):
