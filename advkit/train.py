@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -52,13 +53,18 @@ def fit(
     progress: bool = True,
     shift: int = 2,
     weight_decay: float = 5e-4,
+    augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> list[float]:
     """Train ``model`` on ``data`` with AdamW and a one-cycle learning rate; returns per-step losses.
 
     Runs through :func:`advkit.core.play` with the network as the only (outer) player. ``shift``
     randomly translates each training image by up to that many pixels (0 turns it off). Labels must
     be integer class indices below the model's number of outputs (a ``TypeError``/``ValueError``
-    before any training otherwise).
+    before any training otherwise). ``augment(x, generator)``, when given, maps each (shifted) batch
+    of images to the batch trained on, drawing any randomness from ``generator`` (the training's own,
+    seeded with ``seed``); without it the numbers are those of no augmentation. ``hooks`` see the
+    game's events after the learning-rate schedule and the progress bar (round r is step r).
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs, batch_size and lr must be positive; got {epochs}, {batch_size}, {lr}")
@@ -80,12 +86,14 @@ def fit(
         bx, by = next(batches)
         if shift and bx.ndim == 4:
             bx = random_shift(bx, shift, gen)
+        if augment is not None:
+            bx = augment(bx, gen)
         out = F.cross_entropy(model(bx), by)
         losses.append(out.detach())
         return out
 
     outer = Player(trainable_params(model), OptimizerStep(opt), maximize=False)
-    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress)]
+    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress), *hooks]
     play(outer=outer, outer_loss=loss, rounds=rounds, hooks=hooks)
     model.eval()
     history = torch.stack(losses).tolist() if losses else []

@@ -25,6 +25,8 @@ from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
 from ..core import frozen
 from ..data import as_tensors
+from ..defenses.corruptions import SEVERITIES
+from ..defenses.measure import corruption_accuracy
 from ..devices import placed
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
@@ -56,6 +58,7 @@ def evaluate(
     probe: int = 100,
     queries: int = 500,
     examples: int = 8,
+    corruptions: bool | Sequence[str] = False,
 ) -> Report:
     """Robust accuracy of ``model`` on ``data`` under each attack at each eps, plus the per-sample
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
@@ -71,7 +74,13 @@ def evaluate(
     every eps; ``warm_start=False`` starts every attack afresh (a random point) at every eps.
     ``probe`` samples feed the sanity checks (``checks=False`` skips them; ``queries``
     is the budget of their gradient-free attack) and
-    ``examples`` samples the report's picture grid. Same seed on the CPU, same numbers. The
+    ``examples`` samples the report's picture grid. ``corruptions`` (True: all of
+    :data:`advkit.defenses.CORRUPTIONS`, or a list of their names) adds each model's accuracy on the
+    samples under each corruption at severities 1..5 (see
+    :func:`advkit.defenses.measure.corruption_accuracy`; batches of ``batch_size``, on ``device``,
+    seeded with ``seed``): ``report.corruptions`` is ``{name: [(severity, accuracy), ...]}``, keyed
+    ``"model/name"`` with several models (``report[model].corruption_accuracy()`` is one model's),
+    with a table and a plot in the report. Same seed on the CPU, same numbers. The
     options are checked together, as one :class:`~advkit.evaluation.options.EvaluationOptions`
     (what the report's ``config`` records), before the data is read or a model runs.
 
@@ -83,7 +92,7 @@ def evaluate(
     models = _models(model)
     options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
                                 seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
-                                probe=probe, queries=queries, examples=examples)
+                                probe=probe, queries=queries, examples=examples, corruptions=corruptions)
     x, y = as_tensors(data, limit=options.n)
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
@@ -107,8 +116,8 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     seconds = {"clean": time.perf_counter() - t0}
     built = {spec.name: check_norm(spec.name, spec.build(model, norm, num_classes), norm) for spec in options.attacks}
     records, adversarials, ran = {}, {}, {}
-    bar = tqdm(total=len(built) * sum(e > 0 for e in eps), desc=f"evaluate {name}", disable=not options.progress,
-               leave=False)
+    bar = tqdm(total=len(built) * sum(e > 0 for e in eps) + len(options.corruptions) * len(SEVERITIES),
+               desc=f"evaluate {name}", disable=not options.progress, leave=False)
 
     def run(attack_name: str, attack: Any, note: str = "") -> None:
         t0 = time.perf_counter()
@@ -130,8 +139,12 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
                 "(gradient masking), so the gradient-free Square attack keeps the worst case an upper bound")
         run(fallback, by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries, seed=options.seed),
             note)
-    bar.close()
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
+    if options.corruptions:
+        t0 = time.perf_counter()
+        result.corrupted = corrupted_masks(model, x, y, options, bar)
+        seconds["corruptions"] = time.perf_counter() - t0
+    bar.close()
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
     if options.checks:
         t0 = time.perf_counter()
@@ -141,6 +154,17 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
         log.info("%s eps=%g: %s", name, row[0],
                  ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:], strict=True)))
     return result
+
+
+def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions, bar: tqdm) -> dict[str, Tensor]:
+    """Per corruption of ``options.corruptions``, which samples the model gets right at each severity."""
+    masks = {}
+    for corruption in options.corruptions:
+        masks.update(corruption_accuracy(model, x, y, [corruption], batch_size=options.batch_size,
+                                         device=options.device, seed=options.seed))
+        bar.update(len(SEVERITIES))
+        bar.set_postfix_str(f"{corruption} mean acc={float(masks[corruption].float().mean()):.3f}")
+    return masks
 
 
 def fallback_name(records: Mapping[str, AttackRecord]) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .plot import examples_file
+from .plot import CORRUPTIONS_FILE, examples_file
 from .results import ModelResult
 from .tables import IMAGE, Table, model_tables, unshown_images
 
@@ -48,6 +48,8 @@ def render_html(header: Sequence[str], results: Mapping[str, ModelResult], secti
              *(f'<p class="note">{esc(line)}</p>' if line.startswith("Gradient masking") else f"<p>{esc(line)}</p>"
                for line in header), "</div>",
              _img(folder / "curve.png", "accuracy versus eps")]
+    if any(res.corrupted for res in results.values()):
+        parts.append(_img(folder / CORRUPTIONS_FILE, "accuracy under corruptions"))
     for name, res in results.items():
         parts.append(f"<h2>{esc(name)}: clean accuracy {res.clean_accuracy:.1%}</h2>")
         parts += [_table(t) for t in model_tables(res)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .plot import examples_file
+from .plot import CORRUPTIONS_FILE, examples_file
 from .results import ModelResult
 from .tables import model_tables, to_markdown, unshown_images
 
@@ -12,6 +12,8 @@ from .tables import model_tables, to_markdown, unshown_images
 def render(header: Sequence[str], results: Mapping[str, ModelResult], sections: Sequence[Mapping[str, Any]]) -> str:
     """The Markdown page: the ``header`` lines, each model's tables and examples, then the ``sections``."""
     out = ["# advkit robustness report", "", *header, "", "![accuracy versus eps](curve.png)", ""]
+    if any(res.corrupted for res in results.values()):
+        out += [f"![accuracy under corruptions]({CORRUPTIONS_FILE})", ""]
     for name, res in results.items():
         out += [f"## {name}: clean accuracy {res.clean_accuracy:.1%}", ""]
         for table in model_tables(res):

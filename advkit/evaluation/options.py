@@ -16,12 +16,15 @@ import torch
 from torch import Tensor
 
 from ..core import get_norm
+from ..defenses.corruptions import CORRUPTIONS
 from ..devices import default_device
 from ..validation import check_eps
 from .specs import AttackSpec, resolve
 
 #: Field metadata of the options the report's ``config`` leaves out.
 UNRECORDED = {"recorded": False}
+#: Field metadata of the options the report's ``config`` records only when they are on (after the others).
+RECORDED_WHEN_SET = {"recorded": False, "when_set": True}
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,8 @@ class EvaluationOptions:
 
     Built from what ``evaluate`` accepts and kept normalised: ``attacks`` as resolved
     :class:`~advkit.evaluation.specs.AttackSpec` s, ``eps`` as the sorted, de-duplicated grid,
-    ``device`` as a ``torch.device`` (``None``: CUDA when available). A bad option raises
+    ``device`` as a ``torch.device`` (``None``: CUDA when available), ``corruptions`` as a tuple of
+    names of :data:`advkit.defenses.CORRUPTIONS` (``()``: off). A bad option raises
     ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again.
     The fields the report records come first, in the order its ``config`` lists them.
     """
@@ -49,6 +53,7 @@ class EvaluationOptions:
     progress: bool = field(default=True, metadata=UNRECORDED)
     checks: bool = field(default=True, metadata=UNRECORDED)
     examples: int = field(default=8, metadata=UNRECORDED)
+    corruptions: bool | Sequence[str] = field(default=False, metadata=RECORDED_WHEN_SET)
 
     def __post_init__(self) -> None:
         norm = get_norm(self.norm).name
@@ -57,14 +62,35 @@ class EvaluationOptions:
         if self.batch_size < 1 or (self.n is not None and self.n < 1) or self.probe < 0 or self.examples < 0:
             raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; "
                              f"got {self.batch_size}, {self.n}, {self.probe}, {self.examples}")
-        for name, value in (("eps", grid), ("attacks", specs), ("device", default_device(self.device))):
+        for name, value in (("eps", grid), ("attacks", specs), ("device", default_device(self.device)),
+                            ("corruptions", _corruptions(self.corruptions))):
             object.__setattr__(self, name, value)
 
     def config(self, samples: int) -> dict[str, Any]:
         """The report's ``config``: the recorded options as JSON-ready values (attacks by name,
-        lists for tuples), with ``n`` the number of samples evaluated (``samples``)."""
+        lists for tuples), with ``n`` the number of samples evaluated (``samples``); the options
+        recorded when set (``corruptions``) follow, only when they are on."""
         recorded = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("recorded", True)}
-        return {**recorded, "attacks": [s.name for s in self.attacks], "eps": list(self.eps), "n": samples}
+        when_set = {f.name: list(getattr(self, f.name)) for f in fields(self)
+                    if f.metadata.get("when_set") and getattr(self, f.name)}
+        return {**recorded, "attacks": [s.name for s in self.attacks], "eps": list(self.eps), "n": samples, **when_set}
+
+
+def _corruptions(value: Any) -> tuple[str, ...]:
+    """The corruption names to evaluate: False / None / an empty list are none, True is all of them,
+    a name or a list of names (repeats dropped) is checked against CORRUPTIONS."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return tuple(CORRUPTIONS)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, Sequence) or isinstance(names, bytes):
+        raise TypeError(f"corruptions must be True, False or a list of corruption names, got {type(value).__name__}")
+    for name in names:
+        if not isinstance(name, str) or name not in CORRUPTIONS:
+            raise ValueError(f"corruptions: unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)} "
+                             "(or True for all of them)")
+    return tuple(dict.fromkeys(names))
 
 
 def _resolved(attacks: Any) -> bool:

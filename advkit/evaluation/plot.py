@@ -12,6 +12,8 @@ from matplotlib.figure import Figure
 from .results import WORST, Example, ModelResult
 
 _STYLES = ("-", "--", ":", "-.")
+#: The file name of the report's plot of accuracy under corruptions.
+CORRUPTIONS_FILE = "corruptions.png"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
@@ -42,6 +44,30 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
            title="Robust accuracy versus perturbation size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def corruption_figure(results: Sequence[ModelResult]) -> Figure:
+    """Accuracy versus corruption severity (0: clean): one colour and marker per corruption, one line
+    style per model, and each model's mean over the corruptions as a broad translucent black line."""
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    names = list(dict.fromkeys(c for r in results for c in r.corrupted))
+    for m, res in enumerate(r for r in results if r.corrupted):
+        style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
+        means = res.corruption_means()
+        severities = [0, *(s for s, _ in means)]
+        ax.plot(severities, [res.clean_accuracy, *(a for _, a in means)], style, color="black", lw=5, alpha=0.3,
+                zorder=2, label=prefix + "mean")
+        for name, points in res.corruption_accuracy().items():
+            k = names.index(name)
+            ax.plot(severities, [res.clean_accuracy, *(a for _, a in points)], style,
+                    marker=_MARKERS[k % len(_MARKERS)], ms=4, lw=1.3, color=f"C{k}", zorder=3, label=prefix + name)
+    ax.set(xlabel="severity (0: clean)", ylabel="accuracy", ylim=(-0.02, 1.02), title="Accuracy under corruptions")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
 

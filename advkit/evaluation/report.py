@@ -2,7 +2,8 @@
 
 ``Report.save(dir)`` writes ``report.json`` (machine-readable, with the list of the report's
 files), ``report.md`` (tables), ``curve.png`` (one plot for every model), the example grids and
-``report.html`` (one self-contained page), as a whole (see :mod:`advkit.evaluation.folder`).
+``report.html`` (one self-contained page), with ``corruptions.png`` when corruptions were
+evaluated, as a whole (see :mod:`advkit.evaluation.folder`).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 from .folder import write_folder
 from .html import render_html
 from .markdown import render as render_markdown
-from .plot import curve_figure, examples_figure, examples_file, png_bytes
+from .plot import CORRUPTIONS_FILE, corruption_figure, curve_figure, examples_figure, examples_file, png_bytes
 from .results import WORST, Check, ModelResult
 from .stats import wilson
 from .tables import header_lines
@@ -47,7 +48,9 @@ class Report:
     """Results of :func:`advkit.evaluate` for one or more models on one eps grid.
 
     ``curve``: ``{attack: [(eps, accuracy), ...], "worst": [...]}`` (with several models the keys
-    are ``"model/attack"``; attacks that could not run have no curve); ``checks``: every sanity
+    are ``"model/attack"``; attacks that could not run have no curve); ``corruptions``:
+    ``{corruption: [(severity, accuracy), ...]}`` when evaluated (keys ``"model/corruption"`` with
+    several models; empty otherwise); ``checks``: every sanity
     check; ``sections``: extra demo sections (dicts with "title", "markdown", "images", and
     "files": the images' bytes by file name, read when the section is added).
     """
@@ -66,6 +69,12 @@ class Report:
         if len(self.results) == 1:
             return next(iter(self.results.values())).curve()
         return {f"{m}/{a}": pts for m, res in self.results.items() for a, pts in res.curve().items()}
+
+    @property
+    def corruptions(self) -> dict[str, list[tuple[int, float]]]:
+        if len(self.results) == 1:
+            return next(iter(self.results.values())).corruption_accuracy()
+        return {f"{m}/{c}": pts for m, res in self.results.items() for c, pts in res.corruption_accuracy().items()}
 
     @property
     def checks(self) -> list[Check]:
@@ -157,13 +166,16 @@ class Report:
 
     def file_names(self) -> list[str]:
         """The names of the files :meth:`save` writes."""
-        pictures = ["curve.png", *(examples_file(n) for n, r in self.results.items() if r.examples),
+        corrupted = [CORRUPTIONS_FILE] if any(r.corrupted for r in self.results.values()) else []
+        pictures = ["curve.png", *corrupted, *(examples_file(n) for n, r in self.results.items() if r.examples),
                     *(Path(img).name for s in self.sections for img in s["images"])]
         return [*dict.fromkeys(pictures), "report.md", "report.html", "report.json"]
 
     def _write(self, folder: Path) -> list[str]:
         """Every file of the report into the (new, empty) ``folder``; returns their names."""
         files = {"curve.png": png_bytes(curve_figure(list(self.results.values()), self.config["norm"]))}
+        if any(r.corrupted for r in self.results.values()):
+            files[CORRUPTIONS_FILE] = png_bytes(corruption_figure(list(self.results.values())))
         for name, res in self.results.items():
             if res.examples:
                 files[examples_file(name)] = png_bytes(
@@ -204,6 +216,8 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
         "seconds": res.seconds,
         "checks": [{"name": c.name, "status": c.status, "passed": c.passed, "skipped": c.skipped,
                     "message": c.message, "details": c.details} for c in res.checks],
+        **({"corruptions": {c: res.corruption_points(c) for c in res.corrupted},
+            "mean_corruption_accuracy": res.mean_corruption_accuracy} if res.corrupted else {}),
     }
 
 

@@ -75,7 +75,8 @@ class Check:
 
 @dataclass
 class ModelResult:
-    """Everything measured for one model on one eps grid."""
+    """Everything measured for one model on one eps grid. ``corrupted``: per corruption evaluated,
+    an ``(n, 5)`` mask, True where sample i is classified correctly at severity j + 1."""
 
     name: str
     eps: list[float]
@@ -86,6 +87,7 @@ class ModelResult:
     checks: list[Check] = field(default_factory=list)
     examples: list[Example] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    corrupted: dict[str, Tensor] = field(default_factory=dict)
 
     def robust(self, attack: str) -> Tensor:
         """``(n, len(eps))`` survival mask of ``attack``; ``"worst"``: survived every attack that ran."""
@@ -136,6 +138,31 @@ class ModelResult:
                            seconds=cost.seconds, nonfinite=cost.nonfinite)
             rows.append(row)
         return rows
+
+    def corruption_accuracy(self) -> dict[str, list[tuple[int, float]]]:
+        """``{corruption: [(severity, accuracy), ...]}`` for severities 1..5, as exact fractions k / n."""
+        n = len(self.labels)
+        return {name: [(j + 1, int(k) / n) for j, k in enumerate(mask.sum(0))] for name, mask in self.corrupted.items()}
+
+    def corruption_points(self, name: str) -> list[dict[str, Any]]:
+        """Per severity of corruption ``name``: accuracy, its 95% Wilson interval and the drop from clean accuracy."""
+        n, clean = len(self.labels), self.clean_accuracy
+        return [{"severity": j + 1, "accuracy": int(k) / n, "ci95": list(wilson(int(k), n)), "drop": clean - int(k) / n}
+                for j, k in enumerate(self.corrupted[name].sum(0))]
+
+    def corruption_means(self) -> list[tuple[int, float]]:
+        """``[(severity, accuracy), ...]``: the accuracy at each severity averaged over the corruptions."""
+        if not self.corrupted:
+            return []
+        right = torch.stack(list(self.corrupted.values())).float().mean((0, 1))
+        return [(j + 1, float(a)) for j, a in enumerate(right)]
+
+    @property
+    def mean_corruption_accuracy(self) -> float | None:
+        """Accuracy over every corruption and severity evaluated (None when none was)."""
+        if not self.corrupted:
+            return None
+        return float(torch.stack(list(self.corrupted.values())).float().mean())
 
     def per_class(self, attack: str) -> dict[int, list[float]]:
         """Accuracy of each class at each eps (a class the data lacks is left out)."""

@@ -24,7 +24,8 @@ class Table:
 
 
 def model_tables(res: ModelResult) -> list[Table]:
-    """Accuracy (with 95% intervals and the worst-case drop), checks, cost, per-class accuracy, attacks."""
+    """Accuracy (with 95% intervals and the worst-case drop), accuracy under corruptions (when
+    evaluated), checks, cost, per-class accuracy, attacks."""
     points = {attack: res.points(attack) for attack in res.names}
     accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)"], [
         [f"{eps:g}",
@@ -42,7 +43,21 @@ def model_tables(res: ModelResult) -> list[Table]:
                     [[a, _status(rec), rec.description if isinstance(rec.description, str)
                       else f"{grid}; {json.dumps(rec.description, ensure_ascii=False)}"]
                      for a, rec in res.attacks.items()])
-    return [accuracy, checks, cost, per_class, attacks]
+    return [accuracy, *corruption_tables(res), checks, cost, per_class, attacks]
+
+
+def corruption_tables(res: ModelResult) -> list[Table]:
+    """Accuracy under each corruption at each severity, with the mean per corruption and per severity
+    (no table when no corruption was evaluated)."""
+    if not res.corrupted:
+        return []
+    accuracy = res.corruption_accuracy()
+    severities = [s for s, _ in next(iter(accuracy.values()))]
+    rows = [[name, *(f"{a:.1%}" for _, a in points), f"{float(res.corrupted[name].float().mean()):.1%}"]
+            for name, points in accuracy.items()]
+    rows.append(["mean", *(f"{a:.1%}" for _, a in res.corruption_means()), f"{res.mean_corruption_accuracy:.1%}"])
+    return [Table(f"Accuracy under corruptions (clean {res.clean_accuracy:.1%})",
+                  ["corruption", *(f"severity {s}" for s in severities), "mean"], rows)]
 
 
 def _status(rec: AttackRecord) -> str:
@@ -71,7 +86,9 @@ def header_lines(results: Mapping[str, ModelResult], config: Mapping[str, Any], 
              f"eps {', '.join(f'{e:g}' for e in config['eps'])}; {config['n']} samples; seed {config['seed']}; "
              f"{'survivors only' if config['survivors'] else 'every sample at every eps'}"
              f"{', each eps warm-started from the last' if config['warm_start'] else ', fresh starts at each eps'}.")
-    return [*masking, setup,
+    corruptions = ([f"Corruptions: {', '.join(config['corruptions'])}; severities 1 to 5; seed {config['seed']}."]
+                   if config.get("corruptions") else [])
+    return [*masking, setup, *corruptions,
             f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
             f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped."]
 

@@ -40,7 +40,10 @@ BAD = [({"norm": "l3"}, ValueError, "norm must be one of 'linf', 'l2'; got 'l3'"
        ({"attacks": ["nope"]}, ValueError, "unknown attack 'nope'"),
        ({"batch_size": 0}, ValueError, r"batch_size and n must be >= 1, probe and examples >= 0; got 0, None, 100, 8"),
        ({"n": 0, "probe": 5}, ValueError, r"batch_size and n must be >= 1, probe and examples >= 0; got 256, 0, 5, 8"),
-       ({"examples": -1}, ValueError, r"got 256, None, 100, -1")]
+       ({"examples": -1}, ValueError, r"got 256, None, 100, -1"),
+       ({"corruptions": ["fog", "smog"]}, ValueError, "corruptions: unknown corruption 'smog'; choose from "
+        "gaussian-noise, gaussian-blur, fog, contrast, brightness, pixelate, jpeg, affine"),
+       ({"corruptions": 1}, TypeError, "corruptions must be True, False or a list of corruption names, got int")]
 
 
 @pytest.mark.parametrize(("bad", "error", "message"), BAD)

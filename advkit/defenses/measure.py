@@ -1,0 +1,35 @@
+"""How a model holds up under the corruptions: per-sample correctness at each severity, batched on a device."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..attacks.generate import batch_seed
+from ..core import frozen
+from .corruptions import SEVERITIES, corrupt
+
+__all__ = ["corruption_accuracy"]
+
+
+@torch.no_grad()
+def corruption_accuracy(model: nn.Module, x: Tensor, y: Tensor, names: Sequence[str], *, batch_size: int = 256,
+                        device: torch.device | str = "cpu", seed: int = 0,
+                        severities: Sequence[int] = SEVERITIES) -> dict[str, Tensor]:
+    """For each corruption in ``names``, an ``(n, len(severities))`` bool tensor on the CPU: whether
+    ``model`` (in eval mode, restored after) classifies sample i of ``x`` correctly at severity j.
+
+    Batch k (rows ``k * batch_size`` onward) is moved to ``device`` and corrupted there with
+    ``corrupt(batch, name, severity, seed=batch_seed(seed, k))`` (:func:`advkit.attacks.generate.batch_seed`):
+    the same arguments on the same device give the same result.
+    """
+    out = {name: torch.zeros(len(x), len(severities), dtype=torch.bool) for name in names}
+    with frozen(model):
+        for k, start in enumerate(range(0, len(x), batch_size)):
+            xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+            for name in names:
+                for j, severity in enumerate(severities):
+                    pred = model(corrupt(xb, name, severity, seed=batch_seed(seed, k))).argmax(1)
+                    out[name][start:start + len(xb), j] = (pred == yb).cpu()
+    return out

@@ -1,0 +1,139 @@
+"""Augmented training: fit's augment hook leaves fit's numbers alone when unused, the corruption mix
+corrupts the share it is given, and augmented training holds its clean accuracy while raising its
+accuracy under corruptions; clear errors before any training."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import advkit
+from advkit.defenses import CORRUPTIONS, augmented_training
+from advkit.defenses.augment import corruption_mix
+from advkit.defenses.measure import corruption_accuracy
+from advkit.models import SmallCNN
+
+
+def small_data(n: int = 64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, 1, 28, 28), generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_fit_with_an_augment_that_changes_nothing_is_fit_without_one():
+    data, runs = small_data(), []
+    for augment in (None, lambda x, generator: x):
+        torch.manual_seed(0)
+        model = SmallCNN()
+        losses = advkit.train.fit(model, data, epochs=2, batch_size=16, seed=0, device="cpu", progress=False,
+                                  augment=augment)
+        runs.append((weights(model), losses))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+
+
+def test_fit_trains_on_what_augment_returns_and_hooks_see_every_step():
+    data, seen = small_data(), []
+
+    class Steps(advkit.core.Hook):
+        def __init__(self):
+            self.rounds = []
+
+        def round_end(self, r):
+            self.rounds.append(r)
+
+    def blank(x, generator):
+        seen.append(x.shape)
+        return torch.zeros_like(x)
+
+    steps, models = Steps(), []
+    for images, augment, hooks in ((data[0], blank, [steps]), (torch.zeros_like(data[0]), None, [])):
+        torch.manual_seed(0)
+        models.append(SmallCNN())
+        advkit.train.fit(models[-1], (images, data[1]), epochs=2, batch_size=16, seed=0, device="cpu",
+                         progress=False, augment=augment, hooks=hooks)
+    assert seen == [torch.Size([16, 1, 28, 28])] * 8 and steps.rounds == list(range(8))
+    assert torch.equal(weights(models[0]), weights(models[1]))  # as if the data were blank
+
+
+def test_the_mix_corrupts_the_share_it_is_given_and_follows_the_generator():
+    x = small_data(400)[0]
+    mix = corruption_mix(list(CORRUPTIONS), 0.5, [1, 2, 3, 4, 5])
+    out = mix(x, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    changed = (out != x).flatten(1).any(1).float().mean()
+    assert abs(float(changed) - 0.5) < 0.1  # binomial sd on 400 draws: 0.025
+    assert torch.equal(out, mix(x, torch.Generator().manual_seed(1)))
+    assert not torch.equal(out, mix(x, torch.Generator().manual_seed(2)))
+    assert torch.equal(corruption_mix(["fog"], 0.0, [3])(x, torch.Generator()), x)
+    assert (corruption_mix(["fog"], 1.0, [3])(x, torch.Generator()) != x).flatten(1).any(1).all()
+
+
+def test_history_per_epoch_and_the_same_seed_the_same_model():
+    data, held_out = small_data(96), small_data(40, seed=1)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SmallCNN()
+        trained, history = augmented_training(model, data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
+                                              progress=False, eval_data=held_out)
+        assert trained is model and not model.training
+        runs.append((weights(model), history))
+    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    history = runs[0][1]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert set(history[0]) == {"epoch", "loss", "clean_accuracy", "corruption_accuracy"}
+    assert history[-1]["clean_accuracy"] == advkit.train.accuracy(model, held_out)
+    masks = corruption_accuracy(model, *held_out, ["fog", "jpeg"], batch_size=1000, seed=4)
+    assert history[-1]["corruption_accuracy"] == pytest.approx(float(torch.cat(list(masks.values()), 1).float().mean()))
+    torch.manual_seed(0)
+    unjudged, plain = augmented_training(SmallCNN(), data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
+                                         progress=False)
+    assert set(plain[0]) == {"epoch", "loss", "clean_accuracy"} and [h["loss"] for h in plain] == \
+        [h["loss"] for h in history]
+    assert torch.equal(weights(unjudged), runs[0][0])  # measuring each epoch changes nothing in the training
+    assert plain[-1]["clean_accuracy"] == advkit.train.accuracy(unjudged, data)  # the training data (< 1000 images)
+
+
+class Untouchable(torch.nn.Module):
+    def forward(self, x):
+        raise AssertionError("the model ran")
+
+
+@pytest.mark.parametrize(("bad", "error", "message"), [
+    ({"corruptions": ["fog", "smog"]}, ValueError, "corruptions must be one of 'gaussian-noise'.*got 'smog'"),
+    ({"corruptions": []}, ValueError, "corruptions must name at least one of gaussian-noise"),
+    ({"share": 1.5}, ValueError, "share must be a finite number >= 0 and <= 1, got 1.5"),
+    ({"severities": [0, 3]}, ValueError, r"severities must be a non-empty list of 1, 2, 3, 4, 5; got \[0, 3\]"),
+    ({"severities": []}, ValueError, "severities must be a non-empty list"),
+    ({"batch_size": 0}, ValueError, "batch_size must be a finite integer >= 1, got 0"),
+])
+def test_bad_options_fail_before_training(bad, error, message):
+    with pytest.raises(error, match=message):
+        augmented_training(Untouchable(), small_data(8), progress=False, **bad)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_augmented_training_holds_clean_accuracy_and_raises_accuracy_under_corruptions(mnist5k, seed):
+    """2,000 mnist5k images, 3 epochs, judged on 500 test images under every corruption at severities
+    3 and 5. Measured over seeds 0-4 (augmented minus plain): corruption accuracy +8.4 to +11.8
+    points, clean accuracy -1.2 to +0.8 points (one accuracy on 500 images has a binomial sd of
+    about 1.1 points)."""
+    (x, y), (xt, yt) = mnist5k[0].tensors, mnist5k[1].tensors
+    train, test = (x[:2000], y[:2000]), (xt[:500], yt[:500])
+    results = []
+    for augmented in (False, True):
+        torch.manual_seed(seed)
+        model = SmallCNN()
+        options = {"epochs": 3, "batch_size": 64, "seed": seed, "device": "cpu", "progress": False}
+        if augmented:
+            augmented_training(model, train, **options)
+        else:
+            advkit.train.fit(model, train, **options)
+        masks = corruption_accuracy(model, *test, list(CORRUPTIONS), batch_size=100, severities=(3, 5))
+        results.append((advkit.train.accuracy(model, test), float(torch.cat(list(masks.values()), 1).float().mean())))
+    (plain_clean, plain_corrupted), (clean, corrupted) = results
+    assert corrupted - plain_corrupted >= 0.05, results
+    assert clean - plain_clean >= -0.04, results
