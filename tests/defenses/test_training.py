@@ -57,8 +57,9 @@ def weights(model: nn.Module) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("method", ["pgd", "trades"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_adversarial_training_beats_standard_training_under_pgd(digits, torchattacks, method, seed):
-    """Measured on 3 seeds: standard training 0.5-1.4% under PGD-20 at eps 0.2 on the 360 test
-    digits, PGD-AT 42-47%, TRADES 42-45%; the bar of 25 points is 5 binomial standard errors below."""
+    """Measured on 3 seeds, PGD-20 at eps 0.2 on the 360 test digits (ours / torchattacks'): standard
+    training 0.6-1.4% / 0.8-1.1%, PGD-AT 45-46% / 42-44%, TRADES 43-45% / 44-47%, clean accuracy 93-95%.
+    The bar of 25 points lies 6 binomial standard errors below the smallest gap."""
     train_set, (x, y) = digits[0], digits[1].tensors
     standard = mlp(seed)
     advkit.train.fit(standard, train_set, epochs=10, lr=1e-2, seed=seed, shift=0, device="cpu", progress=False)
