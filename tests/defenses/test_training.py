@@ -174,6 +174,11 @@ def test_interrupted_training_resumes_to_the_same_weights(digits, tmp_path, meth
     assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(resumed).values()))
     strip = [{**vars(r), "seconds": 0} for r in ref_history], [{**vars(r), "seconds": 0} for r in history]
     assert strip[0] == strip[1]
+    finished = mlp(seed=7)  # resuming a finished run loads its weights and trains no further
+    count = count_forwards(finished)
+    finished, history = train(finished, data, checkpoint_dir=tmp_path / "a", resume=True, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(finished).values()))
+    assert len(history) == 3 and count[0] < 3  # the label check's forward, nothing more
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(digits):
