@@ -118,6 +118,8 @@ def adversarial_training(
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        log.warning("adversarial_training does not shard under torchrun yet: every rank trains its own copy")
     device = default_device(device)
     model.to(device)
     x, y = _checked_data(model, data, "data", device)
@@ -285,12 +287,14 @@ def _checked_data(model: nn.Module, data, name: str, device: torch.device) -> tu
     """``(x, y)`` of ``data``: images in [0, 1] and labels the model can output (errors name ``name``)."""
     try:
         x, y = as_tensors(data)
-    except TypeError as err:
-        raise TypeError(f"{name}: {err}") from None
-    if len(x) == 0:
-        raise ValueError(f"{name} is empty")
-    x = check_images(x, f"{name} images")
-    return x, check_model_labels(model, x, y, device)
+        if len(x) == 0:
+            raise ValueError("data is empty")
+        x = check_images(x, "data images")
+        return x, check_model_labels(model, x, y, device)
+    except (TypeError, ValueError) as err:
+        if name == "data":
+            raise
+        raise type(err)(f"{name}: {err}") from None
 
 
 def _hold_out(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:

@@ -290,6 +290,8 @@ def test_bad_data_fails_before_any_work(digits):
         train(mlp(), (x[:64] * 255, y[:64]))
     with pytest.raises(ValueError, match="data labels"):
         train(mlp(), (x[:64], y[:64] + 10))
+    with pytest.raises(ValueError, match=r"eval_data: data labels \(the model returns 10 logits\) must lie in"):
+        train(mlp(), (x[:64], y[:64]), eval_data=(x[:64], y[:64] + 10))
     model = mlp()
     with pytest.raises(ValueError, match="under norm='l2' but training is under norm='linf'"):
         train(model, (x[:64], y[:64]), attack=PGD(model, 0.2, norm="l2"))
