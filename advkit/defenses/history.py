@@ -26,9 +26,9 @@ class History:
     """The epochs of one adversarial-training run, in order; indexable and iterable like a list.
 
     ``evaluated_on`` says where the accuracies come from ("eval_data", or "training data" when no
-    evaluation data was given). ``guard_fired``: the epoch at which robust accuracy on the held-out
-    batch collapsed (None when it never did); ``best_epoch``: the epoch whose weights the model holds
-    when the guard restored them."""
+    evaluation data was given). Methods with a guard (FGSM-RS) set ``best_epoch``, the epoch of the best
+    robust accuracy on the held-out batch, whose weights the model ends with, and ``guard_fired``, the
+    epoch at which that accuracy collapsed and training stopped (None when it never did)."""
 
     method: str
     eps: float

@@ -29,6 +29,7 @@ from ..attacks.checks import check_choice, check_eps, check_images
 from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import Hook, OptimizerStep, Player, check_number, play, trainable_params
 from ..data import as_tensors
+from ..models import SmallCNN
 from ..progress import ProgressHook
 from ..train import (
     accuracy,
@@ -64,6 +65,13 @@ def one_cycle(step: int, total: int, peak: float, warm: float = 0.25) -> float:
     return peak * (1 + math.cos(math.pi * (step - up) / max(1.0, total - up))) / 2
 
 
+def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
+    """The model advkit's defenses train by default (benchmark, CLI, demo): a SmallCNN whose hidden layer
+    has 1,024 units, Madry et al.'s MNIST width, instead of 128. Robustness needs capacity (Madry et al.
+    2018); the wider layer costs little on a CPU, as the convolutions dominate."""
+    return SmallCNN(in_channels, num_classes, input_size, hidden=1024)
+
+
 def adversarial_training(
     model: nn.Module,
     data,
@@ -89,8 +97,8 @@ def adversarial_training(
     ``"trades"`` (Zhang et al. 2019: cross-entropy of clean examples plus ``beta`` times the KL
     divergence to the examples that maximise it) or ``"fgsm-rs"`` (Wong et al. 2020: one step of
     ``step``·eps from a random start; a guard runs PGD on a held-out batch of the training data
-    after each epoch and, when its accuracy falls ``guard_drop`` below the best seen, restores the
-    best epoch's weights and stops). ``attack`` replaces the method's attack: a name from
+    after each epoch, stops when its accuracy falls ``guard_drop`` below the best seen (catastrophic
+    overfitting), and the run ends with the weights of the best epoch). ``attack`` replaces the method's attack: a name from
     ``advkit.attacks.ATTACKS``, an advkit or torchattacks attack on ``model``, or a factory
     ``model -> attack`` called for each batch; its eps is the training eps of the step. The
     training eps ramps linearly from 0 to ``eps`` over the first ``warmup`` share of the steps;
@@ -166,12 +174,15 @@ class _Game(Hook):
     # ---- the game ------------------------------------------------------------------------------
 
     def play(self, folder: CheckpointFolder | None, progress: bool) -> None:
+        """Play the rounds left, then, under a guard, go back to the weights of its best epoch."""
         self.folder = folder
-        if self.stopped or self.step >= self.total:
-            return
-        outer = Player(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
-        bar = ProgressHook(self.total - self.step, f"adversarial training ({self.spec.name})", progress, self.losses)
-        play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
+        if not self.stopped and self.step < self.total:
+            outer = Player(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
+            bar = ProgressHook(self.total - self.step, f"adversarial training ({self.spec.name})", progress, self.losses)
+            play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
+        if self.best is not None:
+            self.model.load_state_dict(self.best["model"])
+            self.history.best_epoch = self.best["epoch"]
 
     def eps_at(self, step: int) -> float:
         """The training eps of ``step``: a linear ramp over the first ``warmup`` share of the steps."""
@@ -239,17 +250,16 @@ class _Game(Hook):
         return 1.0 - fooled / len(x)
 
     def guard(self, record: EpochRecord) -> None:
-        """Keep the weights of the best held-out robust accuracy; on a fall of ``guard_drop`` below it
-        (catastrophic overfitting), restore them and stop."""
+        """Remember the weights of the best held-out robust accuracy (the run ends with them); on a fall of
+        ``guard_drop`` below it (catastrophic overfitting), stop."""
         acc = record.guard_accuracy
         if self.best is None or acc >= self.best["accuracy"]:
             self.best = {"accuracy": acc, "epoch": record.epoch, "model": copy.deepcopy(self.model.state_dict())}
         elif acc < self.best["accuracy"] - self.opts["guard_drop"]:
-            self.model.load_state_dict(self.best["model"])
-            self.history.guard_fired, self.history.best_epoch = record.epoch, self.best["epoch"]
+            self.history.guard_fired = record.epoch
             self.stopped = True
             log.warning("adversarial training (%s): held-out PGD accuracy fell from %.3f to %.3f at epoch %d "
-                        "(catastrophic overfitting); restored epoch %d's weights and stopped", self.spec.name,
+                        "(catastrophic overfitting): stopped, the model keeps epoch %d's weights", self.spec.name,
                         self.best["accuracy"], acc, record.epoch, self.best["epoch"])
 
     # ---- checkpoints -------------------------------------------------------------------------------
