@@ -11,12 +11,23 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attacks import ATTACKS, Attack, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from ..attacks.pgd import madry_step_size
-from ..core import Box, L2Step, Player, SignStep, ball, frozen, play
+from ..core import (
+    Box,
+    L2Step,
+    Player,
+    SignStep,
+    ball,
+    flat_norm,
+    frozen,
+    per_sample,
+    play,
+)
 from .losses import kl_divergence
 
 
@@ -39,9 +50,8 @@ class AttackAdversary:
 
 class KLAdversary:
     """TRADES' inner maximisation (Zhang et al. 2019): from x plus N(0, ``start_std``²) noise,
-    ``steps`` projected steps up ``KL(p(x) || p(x_adv))`` with the clean distribution held fixed.
-    Step size ``alpha`` times eps (default 2.5/steps, Madry et al.'s rule). L-inf: signed steps; L2:
-    normalised steps. The model runs in eval mode and is left as it was."""
+    ``steps`` projected steps of ``alpha``·eps (default 2.5/steps, Madry et al.'s rule) up
+    ``KL(p(x) || p(x_adv))``, the clean distribution held fixed."""
 
     def __init__(self, model: nn.Module, norm: str, steps: int, alpha: float | None = None, start_std: float = 1e-3):
         self.model, self.norm, self.steps = model, norm, steps
@@ -52,17 +62,52 @@ class KLAdversary:
         if eps == 0:
             return x
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        feasible = ball(self.norm, x, eps) & Box(0.0, 1.0)
-        step = SignStep(self.alpha * eps) if self.norm == "linf" else L2Step(self.alpha * eps)
-        with frozen(self.model), torch.enable_grad():
-            with torch.no_grad():
-                clean = self.model(x)
-            x_adv = x + self.start_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-            feasible(x_adv)
-            x_adv.requires_grad_(True)
-            play(Player([x_adv], step, feasible, maximize=True),
-                 lambda: kl_divergence(clean, self.model(x_adv)).sum(), k=self.steps)
-        return x_adv.detach()
+        with frozen(self.model), torch.no_grad():
+            clean = self.model(x)
+        start = x + self.start_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        return ascend(self.model, x, start.clamp_(0, 1), eps, self.norm, self.alpha * eps, self.steps,
+                      lambda x_adv: kl_divergence(clean, self.model(x_adv)).sum())
+
+
+class FastAdversary:
+    """FGSM from a random start (Wong et al. 2020): a uniform point of the ball of radius ``noise``·eps
+    around x (clipped to [0, 1]), one step of ``step``·eps up the cross-entropy from there, projected
+    onto the eps-ball and [0, 1]. Wong et al. start inside the eps-ball (``noise=1``); a wider start
+    (de Jorge et al. 2022 take 2) puts more coordinates on random corners of the ball."""
+
+    def __init__(self, model: nn.Module, norm: str, step: float, noise: float):
+        self.model, self.norm, self.step, self.noise = model, norm, step, noise
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+        if eps == 0:
+            return x
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        start = (x + uniform_in_ball(x, self.noise * eps, self.norm, gen)).clamp_(0, 1)
+        return ascend(self.model, x, start, eps, self.norm, self.step * eps, 1,
+                      lambda x_adv: F.cross_entropy(self.model(x_adv), y, reduction="sum"))
+
+
+def uniform_in_ball(x: Tensor, radius: float, norm: str, gen: torch.Generator) -> Tensor:
+    """One random offset per sample of x: uniform in the L-inf ball of ``radius``, or, under L2, a uniform
+    direction times a uniform length up to ``radius`` (as advkit's attacks start)."""
+    if norm == "linf":
+        return torch.empty_like(x).uniform_(-radius, radius, generator=gen)
+    direction = torch.empty_like(x).normal_(generator=gen)
+    direction /= flat_norm(direction).clamp_min(1e-12)
+    return direction * per_sample(torch.empty(len(x), device=x.device, dtype=x.dtype).uniform_(0, radius, generator=gen), x)
+
+
+def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: str, alpha: float, steps: int,
+           objective: Callable[[Tensor], Tensor]) -> Tensor:
+    """``steps`` moves of the inner player from ``start``: steepest ascent of ``objective(x_adv)`` (signed
+    steps of ``alpha`` under L-inf, normalised ones under L2), each projected onto the eps-ball around x
+    and [0, 1], through :func:`advkit.core.play`; the model in eval mode and left as it was."""
+    feasible = ball(norm, x, eps) & Box(0.0, 1.0)
+    step = SignStep(alpha) if norm == "linf" else L2Step(alpha)
+    x_adv = start.detach().clone().requires_grad_(True)
+    with frozen(model), torch.enable_grad():
+        play(Player([x_adv], step, feasible, maximize=True), lambda: objective(x_adv), k=steps)
+    return x_adv.detach()
 
 
 def resolve_attack(attack: Any, model: nn.Module, norm: str, default: Adversary) -> Adversary:
@@ -103,4 +148,4 @@ def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> 
     return attack
 
 
-__all__ = ["Adversary", "AttackAdversary", "KLAdversary", "resolve_attack"]
+__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "resolve_attack", "uniform_in_ball"]

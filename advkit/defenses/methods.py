@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..attacks import LOSSES, PGD
 from ..attacks.checks import check_choice
 from ..core import check_number
-from .adversaries import Adversary, AttackAdversary, KLAdversary
+from .adversaries import Adversary, AttackAdversary, FastAdversary, KLAdversary
 from .losses import adversarial_ce, trades_loss
 
 
@@ -79,7 +79,7 @@ def _pgd(model: nn.Module, norm: str, opts: dict) -> Adversary:
 
 
 def _fgsm_rs(model: nn.Module, norm: str, opts: dict) -> Adversary:
-    return AttackAdversary(lambda eps: PGD(model, eps, steps=1, alpha=opts["step"] * eps, norm=norm, early_stop=False))
+    return FastAdversary(model, norm, opts["step"], opts["noise"])
 
 
 def _kl(model: nn.Module, norm: str, opts: dict) -> Adversary:
@@ -102,7 +102,8 @@ METHODS: dict[str, Method] = {
     "trades": Method("trades", epochs=20, lr=3e-3, adversary=_kl, loss=_trades_loss,
                      options={"steps": STEPS, "beta": Option(6.0, number(low_open=False))}),
     "fgsm-rs": Method("fgsm-rs", epochs=20, lr=3e-3, adversary=_fgsm_rs, loss=_ce_loss, guard=True,
-                      options={"step": Option(1.25, number()), "guard_drop": Option(0.2, number(high=1.0))}),
+                      options={"step": Option(1.25, number()), "noise": Option(1.0, number(low_open=False)),
+                               "guard_drop": Option(0.2, number(high=1.0))}),
 }
 
 
