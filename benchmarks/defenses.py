@@ -105,7 +105,9 @@ def run(method: str, seed: int, n: int, autoattacks: set[str], out: Path | None)
 
 
 def show(row: dict) -> str:
-    pct = lambda v: "   -  " if v is None else f"{100 * v:6.1f}"
+    def pct(v: float | None) -> str:
+        return "   -  " if v is None else f"{100 * v:6.1f}"
+
     fired = "" if row["guard_fired"] is None else f"  guard fired at epoch {row['guard_fired']}"
     return (f"{row['method']:8s}{row['seed']:5d}{row['epochs']:7d}{row['wall']:8.0f}{row['cpu']:8.0f}"
             f"{pct(row['clean'])}{pct(row['pgd40'])}{pct(row['autoattack'])}{pct(row['official'])}{fired}")

@@ -17,22 +17,16 @@ from torch import Tensor, nn
 from ..attacks import ATTACKS, Attack, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from ..attacks.pgd import madry_step_size
-from ..core import (
-    Box,
-    L2Step,
-    Player,
-    SignStep,
-    ball,
-    flat_norm,
-    frozen,
-    per_sample,
-    play,
-)
+from ..core import Box, Player, frozen, play
+from ..core.norms import Draw, Norm, get_norm
 from .losses import kl_divergence
 
 
 class Adversary(Protocol):
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor: ...
+    """``adversary(x, y, eps, seed, index)``: adversarial examples for the batch ``(x, y)``, whose rows
+    are the training samples numbered ``index``."""
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor: ...
 
 
 class AttackAdversary:
@@ -42,7 +36,7 @@ class AttackAdversary:
     def __init__(self, build: Callable[[float], Attack]):
         self.build = build
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
         if eps == 0:
             return x
         return self.build(eps).run(x, y, eps=eps, seed=seed, check_success=False).x_adv
@@ -54,59 +48,86 @@ class KLAdversary:
     ``KL(p(x) || p(x_adv))``, the clean distribution held fixed."""
 
     def __init__(self, model: nn.Module, norm: str, steps: int, alpha: float | None = None, start_std: float = 1e-3):
-        self.model, self.norm, self.steps = model, norm, steps
+        self.model, self.norm, self.steps = model, get_norm(norm), steps
         self.alpha = madry_step_size(1.0, steps) if alpha is None else alpha
         self.start_std = start_std
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
         if eps == 0:
             return x
         gen = torch.Generator(device=x.device).manual_seed(seed)
         with frozen(self.model), torch.no_grad():
             clean = self.model(x)
         start = x + self.start_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        return ascend(self.model, x, start.clamp_(0, 1), eps, self.norm, self.alpha * eps, self.steps,
+        return ascend(self.model, x, start, eps, self.norm, self.alpha * eps, self.steps,
                       lambda x_adv: kl_divergence(clean, self.model(x_adv)).sum())
 
 
 class FastAdversary:
-    """FGSM from a random start (Wong et al. 2020): a uniform point of the ball of radius ``noise``·eps
-    around x (clipped to [0, 1]), one step of ``step``·eps up the cross-entropy from there, projected
-    onto the eps-ball and [0, 1]. Wong et al. start inside the eps-ball (``noise=1``); a wider start
-    (de Jorge et al. 2022 take 2) puts more coordinates on random corners of the ball."""
+    """One FGSM step of ``step``·eps up the cross-entropy, projected onto the eps-ball and [0, 1].
 
-    def __init__(self, model: nn.Module, norm: str, step: float, noise: float):
-        self.model, self.norm, self.step, self.noise = model, norm, step, noise
+    It starts where ``start`` says: ``"random"`` (Wong et al. 2020, FGSM-RS) at a uniform point of the
+    ball of radius ``noise``·eps around x; ``"previous"`` (Zheng et al. 2020, ATTA; Jia et al. 2022,
+    FGSM-PGI) at the sample's own adversarial perturbation from its previous visit, cut to the
+    current ball, plus that noise; a sample's first visit starts at random in the eps-ball. Carried
+    over epochs, one step a visit accumulates into a many-step attack at the price of one, which
+    keeps FGSM training from overfitting to its own single step. The memory (one perturbation per
+    training sample, ``size`` of them) is part of :meth:`state_dict`, so resumed runs are exact."""
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int) -> Tensor:
+    def __init__(self, model: nn.Module, norm: str, step: float, noise: float, start: str = "random",
+                 size: int = 0):
+        self.model, self.norm, self.step, self.noise, self.start = model, get_norm(norm), step, noise, start
+        self.size = size
+        self.memory: Tensor | None = None  # (size, *sample shape) perturbations of the last visits
+        self.seen: Tensor | None = None  # (size,) bool: visited before
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
         if eps == 0:
             return x
         gen = torch.Generator(device=x.device).manual_seed(seed)
-        start = (x + uniform_in_ball(x, self.noise * eps, self.norm, gen)).clamp_(0, 1)
-        return ascend(self.model, x, start, eps, self.norm, self.step * eps, 1,
-                      lambda x_adv: F.cross_entropy(self.model(x_adv), y, reduction="sum"))
+        draw = seeded_draw(x, gen)
+        delta = self.norm.random_delta(x, self.noise * eps, draw) if self.noise else torch.zeros_like(x)
+        if self.start == "previous":
+            self._allocate(x)
+            seen = self.seen[index]
+            first = self.norm.random_delta(x, eps, draw)
+            delta += torch.where(seen.view(-1, *[1] * (x.ndim - 1)), self.memory[index].to(x.dtype), first)
+        x_adv = ascend(self.model, x, x + delta, eps, self.norm, self.step * eps, 1,
+                       lambda x_adv: F.cross_entropy(self.model(x_adv), y, reduction="sum"))
+        if self.start == "previous":
+            self.memory[index] = (x_adv - x).to(self.memory.dtype)
+            self.seen[index] = True
+        return x_adv
+
+    def _allocate(self, x: Tensor) -> None:
+        if self.memory is None:
+            self.memory = torch.zeros((self.size, *x.shape[1:]), device=x.device, dtype=x.dtype)
+            self.seen = torch.zeros(self.size, dtype=torch.bool, device=x.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.memory is None else {"memory": self.memory, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.memory, self.seen = state["memory"], state["seen"]
 
 
-def uniform_in_ball(x: Tensor, radius: float, norm: str, gen: torch.Generator) -> Tensor:
-    """One random offset per sample of x: uniform in the L-inf ball of ``radius``, or, under L2, a uniform
-    direction times a uniform length up to ``radius`` (as advkit's attacks start)."""
-    if norm == "linf":
-        return torch.empty_like(x).uniform_(-radius, radius, generator=gen)
-    direction = torch.empty_like(x).normal_(generator=gen)
-    direction /= flat_norm(direction).clamp_min(1e-12)
-    return direction * per_sample(torch.empty(len(x), device=x.device, dtype=x.dtype).uniform_(0, radius, generator=gen), x)
+def seeded_draw(x: Tensor, gen: torch.Generator) -> Draw:
+    """A :data:`advkit.core.norms.Draw` filling one row per sample of ``x`` from the one generator ``gen``."""
+    return lambda shape, fill: fill(torch.empty((len(x), *shape), device=x.device, dtype=x.dtype), gen)
 
 
-def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: str, alpha: float, steps: int,
+def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: Norm, alpha: float, steps: int,
            objective: Callable[[Tensor], Tensor]) -> Tensor:
-    """``steps`` moves of the inner player from ``start``: steepest ascent of ``objective(x_adv)`` (signed
-    steps of ``alpha`` under L-inf, normalised ones under L2), each projected onto the eps-ball around x
-    and [0, 1], through :func:`advkit.core.play`; the model in eval mode and left as it was."""
-    feasible = ball(norm, x, eps) & Box(0.0, 1.0)
-    step = SignStep(alpha) if norm == "linf" else L2Step(alpha)
-    x_adv = start.detach().clone().requires_grad_(True)
+    """``steps`` moves of the inner player from ``start`` projected onto the eps-ball around x and
+    [0, 1]: steepest ascent of ``objective(x_adv)`` under ``norm`` in steps of ``alpha``, each projected
+    again, through :func:`advkit.core.play`; the model in eval mode and left as it was."""
+    feasible = norm.ball(x, eps) & Box(0.0, 1.0)
+    x_adv = start.detach().clone()
+    feasible(x_adv)
+    x_adv.requires_grad_(True)
     with frozen(model), torch.enable_grad():
-        play(Player([x_adv], step, feasible, maximize=True), lambda: objective(x_adv), k=steps)
+        play(Player([x_adv], norm.step(alpha), feasible, maximize=True), lambda: objective(x_adv), k=steps)
     return x_adv.detach()
 
 
@@ -148,4 +169,4 @@ def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> 
     return attack
 
 
-__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "resolve_attack", "uniform_in_ball"]
+__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "resolve_attack", "seeded_draw"]

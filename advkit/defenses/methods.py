@@ -12,8 +12,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..attacks import LOSSES, PGD
-from ..attacks.checks import check_choice
 from ..core import check_number
+from ..validation import check_choice
 from .adversaries import Adversary, AttackAdversary, FastAdversary, KLAdversary
 from .losses import adversarial_ce, trades_loss
 
@@ -51,14 +51,15 @@ Loss = Callable[[nn.Module, Tensor, Tensor, Tensor, dict], Tensor]
 
 @dataclass(frozen=True)
 class Method:
-    """One adversarial-training method: ``adversary(model, norm, options)`` builds its default inner
-    player, ``loss(model, x, x_adv, y, options)`` is what the network descends (in train mode).
+    """One adversarial-training method: ``adversary(model, norm, options, n)`` builds its default inner
+    player for n training samples, ``loss(model, x, x_adv, y, options)`` is what the network descends
+    (in train mode).
     ``guard``: watch robust accuracy on a held-out batch each epoch and stop at a collapse."""
 
     name: str
     epochs: int
     lr: float
-    adversary: Callable[[nn.Module, str, dict], Adversary]
+    adversary: Callable[[nn.Module, str, dict, int], Adversary]
     loss: Loss
     options: dict[str, Option] = field(default_factory=dict)
     guard: bool = False
@@ -73,16 +74,16 @@ class Method:
         return {name: opt.check(given[name], name) if name in given else opt.default for name, opt in known.items()}
 
 
-def _pgd(model: nn.Module, norm: str, opts: dict) -> Adversary:
+def _pgd(model: nn.Module, norm: str, opts: dict, size: int) -> Adversary:
     atk = PGD(model, 0.0, steps=opts["steps"], norm=norm, loss=opts["loss"], early_stop=False)
     return AttackAdversary(lambda eps: atk)
 
 
-def _fgsm_rs(model: nn.Module, norm: str, opts: dict) -> Adversary:
-    return FastAdversary(model, norm, opts["step"], opts["noise"])
+def _fgsm_rs(model: nn.Module, norm: str, opts: dict, size: int) -> Adversary:
+    return FastAdversary(model, norm, opts["step"], opts["noise"], opts["start"], size)
 
 
-def _kl(model: nn.Module, norm: str, opts: dict) -> Adversary:
+def _kl(model: nn.Module, norm: str, opts: dict, size: int) -> Adversary:
     return KLAdversary(model, norm, opts["steps"])
 
 
@@ -102,7 +103,8 @@ METHODS: dict[str, Method] = {
     "trades": Method("trades", epochs=20, lr=3e-3, adversary=_kl, loss=_trades_loss,
                      options={"steps": STEPS, "beta": Option(6.0, number(low_open=False))}),
     "fgsm-rs": Method("fgsm-rs", epochs=20, lr=3e-3, adversary=_fgsm_rs, loss=_ce_loss, guard=True,
-                      options={"step": Option(1.25, number()), "noise": Option(1.0, number(low_open=False)),
+                      options={"step": Option(0.5, number()), "noise": Option(0.0, number(low_open=False)),
+                               "start": Option("previous", choice("previous", "random")),
                                "guard_drop": Option(0.2, number(high=1.0))}),
 }
 

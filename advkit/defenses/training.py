@@ -25,19 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from ..attacks import PGD
-from ..attacks.checks import check_choice, check_eps, check_images
+from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import Hook, OptimizerStep, Player, check_number, play, trainable_params
 from ..data import as_tensors
+from ..devices import default_device
 from ..models import SmallCNN
 from ..progress import ProgressHook
-from ..train import (
-    accuracy,
-    batch_stream,
-    check_model_labels,
-    default_device,
-    random_shift,
-)
+from ..train import accuracy, check_model_labels, random_shift
+from ..validation import check_choice, check_eps, check_images
 from .adversaries import resolve_attack
 from .history import EpochRecord, History
 from .methods import Method, get_method
@@ -98,7 +94,8 @@ def adversarial_training(
     divergence to the examples that maximise it) or ``"fgsm-rs"`` (Wong et al. 2020: one step of
     ``step``·eps from a random start; a guard runs PGD on a held-out batch of the training data
     after each epoch, stops when its accuracy falls ``guard_drop`` below the best seen (catastrophic
-    overfitting), and the run ends with the weights of the best epoch). ``attack`` replaces the method's attack: a name from
+    overfitting), and the run ends with the weights of the best epoch). ``attack`` replaces the
+    method's attack: a name from
     ``advkit.attacks.ATTACKS``, an advkit or torchattacks attack on ``model``, or a factory
     ``model -> attack`` called for each batch; its eps is the training eps of the step. The
     training eps ramps linearly from 0 to ``eps`` over the first ``warmup`` share of the steps;
@@ -135,7 +132,7 @@ def adversarial_training(
     if spec.guard:
         x, y, held_out = _hold_out(x, y, batch_size, seed)
     x_eval, y_eval = (x, y) if eval_data is None else _checked_data(model, eval_data, "eval_data", device)
-    adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts))
+    adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x)))
     history = History(method, eps, "training data" if eval_data is None else "eval_data")
     config = {"method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": opts}
@@ -178,7 +175,8 @@ class _Game(Hook):
         self.folder = folder
         if not self.stopped and self.step < self.total:
             outer = Player(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
-            bar = ProgressHook(self.total - self.step, f"adversarial training ({self.spec.name})", progress, self.losses)
+            title = f"adversarial training ({self.spec.name})"
+            bar = ProgressHook(self.total - self.step, title, progress)
             play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
         if self.best is not None:
             self.model.load_state_dict(self.best["model"])
@@ -194,13 +192,15 @@ class _Game(Hook):
         epoch, j = divmod(self.step, self.per_epoch)
         if j == 0 or self.batches is None:
             self.epoch_gen = torch.Generator().manual_seed(derived_seed(self.seed, _STREAM, epoch))
-            self.batches = batch_stream(self.x, self.y, self.config["batch_size"], self.epoch_gen, self.device)
+            order = BatchOrder(generator=self.epoch_gen)
+            numbers = torch.arange(len(self.x))
+            self.batches = batch_stream((self.x, self.y, numbers), self.config["batch_size"], order, self.device)
             self.losses.clear()
             self.epoch_start = time.perf_counter()
-        bx, by = next(self.batches)
+        bx, by, index = next(self.batches)
         if self.opts["shift"] and bx.ndim == 4:
             bx = random_shift(bx, self.opts["shift"], self.epoch_gen)
-        x_adv = self.adversary(bx, by, self.eps_at(self.step), derived_seed(self.seed, _ATTACK, self.step))
+        x_adv = self.adversary(bx, by, self.eps_at(self.step), derived_seed(self.seed, _ATTACK, self.step), index)
         self.model.train()
         loss = self.spec.loss(self.model, bx, x_adv, by, self.opts)
         self.losses.append(loss.detach())
@@ -268,10 +268,14 @@ class _Game(Hook):
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "torch_rng": torch.get_rng_state(),
                  "step": self.step, "stopped": self.stopped, "history": self.history.to_dict(),
-                 "best": self.best or {}, "config": self.config}
+                 "best": self.best or {}, "config": self.config, "adversary": self.adversary_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
+
+    def adversary_state(self) -> dict[str, Any]:
+        """What the inner player carries from step to step (FGSM's per-sample memory), else nothing."""
+        return self.adversary.state_dict() if hasattr(self.adversary, "state_dict") else {}
 
     def resume(self, folder: CheckpointFolder) -> None:
         """Load the newest valid checkpoint of the run in ``folder``; ValueError when it was written
@@ -289,6 +293,8 @@ class _Game(Hook):
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.step, self.stopped, self.best = state["step"], state["stopped"], state["best"] or None
+        if hasattr(self.adversary, "load_state_dict"):
+            self.adversary.load_state_dict(state["adversary"])
         self.history = History.from_dict(state["history"])
         log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
 

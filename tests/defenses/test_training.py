@@ -18,6 +18,7 @@ from torch import nn
 
 import advkit
 from advkit.attacks import PGD
+from advkit.defenses.adversaries import FastAdversary
 from advkit.defenses.losses import kl_divergence, trades_loss
 from advkit.defenses.training import EVAL_STEPS, adversarial_training
 
@@ -106,7 +107,8 @@ def test_attacks_are_crafted_in_eval_mode_and_the_loss_computed_in_train_mode(di
 # ---- TRADES' loss -------------------------------------------------------------------------------
 
 def test_trades_loss_matches_its_formula_on_a_hand_computed_case():
-    # sample 1: p(x) = (1/4, 3/4), p(x_adv) = (1/2, 1/2), label 1; sample 2: p(x) = (1/2, 1/2), p(x_adv) = (3/4, 1/4), label 0
+    # sample 1: p(x) = (1/4, 3/4), p(x_adv) = (1/2, 1/2), label 1
+    # sample 2: p(x) = (1/2, 1/2), p(x_adv) = (3/4, 1/4), label 0
     clean = torch.tensor([[0.0, math.log(3)], [0.0, 0.0]])
     adv = torch.tensor([[0.0, 0.0], [math.log(3), 0.0]])
     y = torch.tensor([1, 0])
@@ -128,8 +130,8 @@ def test_fgsm_rs_guard_fires_on_a_collapse_and_keeps_the_best_weights(digits, ca
     0.25-0.31 after epoch 1, 0.05-0.09 by epoch 2 to 5). The guard must stop there, with epoch 1's weights."""
     model, _ = train(mlp(), digits[0])
     with caplog.at_level(logging.WARNING, logger="advkit.defenses.training"):
-        model, history = train(model, digits[0], method="fgsm-rs", step=0.01, warmup=0.0, epochs=8,
-                               eval_data=digits[1])
+        model, history = train(model, digits[0], method="fgsm-rs", step=0.01, start="random", noise=1.0,
+                               warmup=0.0, epochs=8, eval_data=digits[1])
     assert history.guard_fired is not None and history.guard_fired == len(history) < 8
     best = history[history.best_epoch - 1]
     assert history[-1].guard_accuracy < best.guard_accuracy - 0.2
@@ -144,9 +146,11 @@ def epoch_robust_accuracy(model: nn.Module, eval_data, eval_size: int = 32, seed
 
 
 def test_fgsm_rs_ends_with_the_weights_of_its_best_epoch(digits):
-    """Seed 1 peaks on the held-out batch at epoch 4 (0.406), where the evaluation images' robust accuracy is
-    0.344 (0.375 at the last epoch): the returned weights give epoch 4's."""
-    model, history = train(mlp(1), digits[0], method="fgsm-rs", epochs=6, eval_data=digits[1], seed=1)
+    """Under Wong et al.'s recipe (random start, steps of 1.25·eps), seed 1 peaks on the held-out batch at
+    epoch 4 (0.406), where the evaluation images' robust accuracy is 0.344 (0.375 at the last epoch): the
+    returned weights give epoch 4's."""
+    model, history = train(mlp(1), digits[0], method="fgsm-rs", start="random", step=1.25, noise=1.0, epochs=6,
+                           eval_data=digits[1], seed=1)
     assert history.guard_fired is None and len(history) == 6
     best = max(history, key=lambda r: (r.guard_accuracy, r.epoch))
     assert history.best_epoch == best.epoch < 6 and best.robust_accuracy != history[-1].robust_accuracy
@@ -185,21 +189,22 @@ def test_interrupted_training_resumes_to_the_same_weights(digits, tmp_path, meth
     with pytest.raises(Interrupt):
         train(model, data, checkpoint_dir=tmp_path / "b", **kwargs)
     resumed, history = train(mlp(seed=7), data, checkpoint_dir=tmp_path / "b", resume=True, **kwargs)
-    assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(resumed).values()))
+    assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(resumed).values(), strict=True))
     strip = [{**vars(r), "seconds": 0} for r in ref_history], [{**vars(r), "seconds": 0} for r in history]
     assert strip[0] == strip[1]
     finished = mlp(seed=7)  # resuming a finished run loads its weights and trains no further
     count = count_forwards(finished)
     finished, history = train(finished, data, checkpoint_dir=tmp_path / "a", resume=True, **kwargs)
-    assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(finished).values()))
+    assert all(torch.equal(a, b) for a, b in zip(weights(reference).values(), weights(finished).values(), strict=True))
     assert len(history) == 3 and count[0] < 3  # the label check's forward, nothing more
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(digits):
     data = (digits[0].tensors[0][:256], digits[0].tensors[1][:256])
     runs = [train(mlp(), data, method="trades", epochs=2, seed=s, eval_size=8) for s in (0, 0, 1)]
-    same = [torch.equal(a, b) for a, b in zip(runs[0][0].state_dict().values(), runs[1][0].state_dict().values())]
-    other = [torch.equal(a, b) for a, b in zip(runs[0][0].state_dict().values(), runs[2][0].state_dict().values())]
+    values = [run[0].state_dict().values() for run in runs]
+    same = [torch.equal(a, b) for a, b in zip(values[0], values[1], strict=True)]
+    other = [torch.equal(a, b) for a, b in zip(values[0], values[2], strict=True)]
     assert all(same) and not any(other)
     assert runs[0][1][-1].train_loss == runs[1][1][-1].train_loss
 
@@ -309,3 +314,18 @@ def test_bad_data_fails_before_any_work(digits):
     model = mlp()
     with pytest.raises(ValueError, match="under norm='l2' but training is under norm='linf'"):
         train(model, (x[:64], y[:64]), attack=PGD(model, 0.2, norm="l2"))
+
+
+def test_fgsm_starting_from_the_previous_visit_carries_each_samples_perturbation():
+    """With a negligible step, a sample's second visit returns exactly where its first ended (cut to the new ball),
+    while its first visit starts at a random point of the eps-ball; other samples keep their own memory."""
+    model = mlp()
+    x = torch.rand(6, 1, 8, 8)
+    y = torch.zeros(6, dtype=torch.long)
+    adversary = FastAdversary(model, "linf", step=1e-6, noise=0.0, start="previous", size=10)
+    first = adversary(x[:3], y[:3], 0.3, seed=1, index=torch.tensor([0, 4, 9]))
+    assert 0.2 < float((first - x[:3]).abs().amax()) <= 0.3 + 1e-6
+    again = adversary(x[:3], y[:3], 0.1, seed=2, index=torch.tensor([0, 4, 9]))
+    assert torch.allclose(again, (x[:3] + (first - x[:3]).clamp(-0.1, 0.1)).clamp(0, 1), atol=1e-6)
+    other = adversary(x[:3], y[:3], 0.3, seed=1, index=torch.tensor([1, 2, 3]))
+    assert not torch.equal(adversary.memory[1:4], torch.zeros(3, 1, 8, 8)) and torch.allclose(other, first, atol=1e-6)
