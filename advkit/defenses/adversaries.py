@@ -1,0 +1,172 @@
+"""The inner player of adversarial training: what crafts each batch's adversarial examples.
+
+An adversary is called as ``adversary(x, y, eps, seed)`` and returns ``x_adv`` inside the eps-ball
+around x and [0, 1]. It attacks the live model (the weights of this very step) in eval mode and
+leaves it unchanged, as every advkit attack does. :func:`resolve_attack` turns what a user passes
+as ``attack=`` (a name, an attack object, a factory ``model -> attack``) into one.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..attacks import ATTACKS, Attack, from_torchattacks
+from ..attacks.adapter import is_torchattacks
+from ..attacks.pgd import madry_step_size
+from ..core import Box, Player, frozen, play
+from ..core.norms import Draw, Norm, get_norm
+from .losses import kl_divergence
+
+
+class Adversary(Protocol):
+    """``adversary(x, y, eps, seed, index)``: adversarial examples for the batch ``(x, y)``, whose rows
+    are the training samples numbered ``index``."""
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor: ...
+
+
+class AttackAdversary:
+    """Runs the attack ``build(eps)`` returns at each call (eps changes during the warm-up), at that
+    eps and seed, on the live model. A zero budget returns x without running anything."""
+
+    def __init__(self, build: Callable[[float], Attack]):
+        self.build = build
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+        if eps == 0:
+            return x
+        return self.build(eps).run(x, y, eps=eps, seed=seed, check_success=False).x_adv
+
+
+class KLAdversary:
+    """TRADES' inner maximisation (Zhang et al. 2019): from x plus N(0, ``start_std``²) noise,
+    ``steps`` projected steps of ``alpha``·eps (default 2.5/steps, Madry et al.'s rule) up
+    ``KL(p(x) || p(x_adv))``, the clean distribution held fixed."""
+
+    def __init__(self, model: nn.Module, norm: str, steps: int, alpha: float | None = None, start_std: float = 1e-3):
+        self.model, self.norm, self.steps = model, get_norm(norm), steps
+        self.alpha = madry_step_size(1.0, steps) if alpha is None else alpha
+        self.start_std = start_std
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+        if eps == 0:
+            return x
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        with frozen(self.model), torch.no_grad():
+            clean = self.model(x)
+        start = x + self.start_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        return ascend(self.model, x, start, eps, self.norm, self.alpha * eps, self.steps,
+                      lambda x_adv: kl_divergence(clean, self.model(x_adv)).sum())
+
+
+class FastAdversary:
+    """One FGSM step of ``step``·eps up the cross-entropy, projected onto the eps-ball and [0, 1].
+
+    It starts where ``start`` says: ``"random"`` (Wong et al. 2020, FGSM-RS) at a uniform point of the
+    ball of radius ``noise``·eps around x; ``"previous"`` (Zheng et al. 2020, ATTA; Jia et al. 2022,
+    FGSM-PGI) at the sample's own adversarial perturbation from its previous visit, cut to the
+    current ball, plus that noise; a sample's first visit starts at random in the eps-ball. Carried
+    over epochs, one step a visit accumulates into a many-step attack at the price of one, which
+    keeps FGSM training from overfitting to its own single step. The memory (one perturbation per
+    training sample, ``size`` of them) is part of :meth:`state_dict`, so resumed runs are exact."""
+
+    def __init__(self, model: nn.Module, norm: str, step: float, noise: float, start: str = "random",
+                 size: int = 0):
+        self.model, self.norm, self.step, self.noise, self.start = model, get_norm(norm), step, noise, start
+        self.size = size
+        self.memory: Tensor | None = None  # (size, *sample shape) perturbations of the last visits
+        self.seen: Tensor | None = None  # (size,) bool: visited before
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+        if eps == 0:
+            return x
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        draw = seeded_draw(x, gen)
+        delta = self.norm.random_delta(x, self.noise * eps, draw) if self.noise else torch.zeros_like(x)
+        if self.start == "previous":
+            self._allocate(x)
+            seen = self.seen[index]
+            first = self.norm.random_delta(x, eps, draw)
+            delta += torch.where(seen.view(-1, *[1] * (x.ndim - 1)), self.memory[index].to(x.dtype), first)
+        x_adv = ascend(self.model, x, x + delta, eps, self.norm, self.step * eps, 1,
+                       lambda x_adv: F.cross_entropy(self.model(x_adv), y, reduction="sum"))
+        if self.start == "previous":
+            self.memory[index] = (x_adv - x).to(self.memory.dtype)
+            self.seen[index] = True
+        return x_adv
+
+    def _allocate(self, x: Tensor) -> None:
+        if self.memory is None:
+            self.memory = torch.zeros((self.size, *x.shape[1:]), device=x.device, dtype=x.dtype)
+            self.seen = torch.zeros(self.size, dtype=torch.bool, device=x.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.memory is None else {"memory": self.memory, "seen": self.seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            self.memory, self.seen = state["memory"], state["seen"]
+
+
+def seeded_draw(x: Tensor, gen: torch.Generator) -> Draw:
+    """A :data:`advkit.core.norms.Draw` filling one row per sample of ``x`` from the one generator ``gen``."""
+    return lambda shape, fill: fill(torch.empty((len(x), *shape), device=x.device, dtype=x.dtype), gen)
+
+
+def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: Norm, alpha: float, steps: int,
+           objective: Callable[[Tensor], Tensor]) -> Tensor:
+    """``steps`` moves of the inner player from ``start`` projected onto the eps-ball around x and
+    [0, 1]: steepest ascent of ``objective(x_adv)`` under ``norm`` in steps of ``alpha``, each projected
+    again, through :func:`advkit.core.play`; the model in eval mode and left as it was."""
+    feasible = norm.ball(x, eps) & Box(0.0, 1.0)
+    x_adv = start.detach().clone()
+    feasible(x_adv)
+    x_adv.requires_grad_(True)
+    with frozen(model), torch.enable_grad():
+        play(Player([x_adv], norm.step(alpha), feasible, maximize=True), lambda: objective(x_adv), k=steps)
+    return x_adv.detach()
+
+
+def resolve_attack(attack: Any, model: nn.Module, norm: str, default: Adversary) -> Adversary:
+    """The adversary for ``attack=``: None gives ``default``; a name from ``advkit.attacks.ATTACKS``
+    builds that attack on ``model`` (every sample pushed for all its steps: ``early_stop=False``);
+    an advkit or torchattacks attack object must attack ``model`` itself; any other callable is a
+    factory ``model -> attack`` called for every batch. The attack's eps is replaced by the training
+    eps of the step. TypeError/ValueError (naming ``attack``) for anything else."""
+    if attack is None:
+        return default
+    if isinstance(attack, str):
+        if attack not in ATTACKS:
+            raise ValueError(f"attack must be one of {', '.join(map(repr, ATTACKS))}, an attack object or a factory "
+                             f"model -> attack; got {attack!r}")
+        atk = ATTACKS[attack](model, 0.0, norm=norm, early_stop=False)
+        return AttackAdversary(lambda eps: atk)
+    if isinstance(attack, Attack) or is_torchattacks(attack):
+        atk = _checked(attack, model, norm)
+        return AttackAdversary(lambda eps: atk)
+    if callable(attack) and not isinstance(attack, nn.Module):
+        _checked(attack(model), model, norm, "the attack factory's result")
+        return AttackAdversary(lambda eps: _checked(attack(model), model, norm, "the attack factory's result"))
+    raise TypeError(f"attack must be None, an attack name, an advkit or torchattacks attack, or a factory "
+                    f"model -> attack; got {type(attack).__name__}")
+
+
+def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> Attack:
+    """``attack`` as an advkit Attack on ``model`` under ``norm`` (torchattacks objects wrapped)."""
+    if is_torchattacks(attack):
+        attack = from_torchattacks(attack, early_stop=False)
+    if not isinstance(attack, Attack):
+        raise TypeError(f"{what} must be an advkit or torchattacks attack, got {type(attack).__name__}")
+    if not any(m is model for m in attack.model.modules()):
+        raise ValueError(f"{what} attacks another model than the one being trained; build it on that model, "
+                         "or pass a factory model -> attack")
+    if attack.norm != norm:
+        raise ValueError(f"{what} works under norm={attack.norm!r} but training is under norm={norm!r}")
+    return attack
+
+
+__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "resolve_attack", "seeded_draw"]

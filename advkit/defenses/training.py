@@ -1,0 +1,324 @@
+"""Adversarial training as one game on :func:`advkit.core.play`: each round the inner player (the
+attack, its own k-step game) crafts the batch's adversarial examples against the current weights,
+then the outer player (the network, an optimizer step) descends the method's loss.
+
+Attacks are crafted with the model in eval mode and the loss is computed in train mode (TRADES'
+reference code does the same; Madry et al.'s MNIST model has no BatchNorm or dropout, so there the
+choice does not matter): the inner player is then the very attack the model meets at test time,
+and k attack steps do not drag BatchNorm's running statistics towards adversarial batches.
+
+A run is reproducible and resumable: batch order, augmentation and attack seeds are pure functions
+of the seed, the epoch and the step, and a checkpoint at the end of every epoch holds the model,
+the optimizer, the torch RNG state and the history (the learning rate is a function of the step).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..attacks import PGD
+from ..batches import BatchOrder, batch_stream
+from ..checkpoints import CheckpointFolder, new_run_id
+from ..core import Hook, OptimizerStep, Player, check_number, play, trainable_params
+from ..data import as_tensors
+from ..devices import default_device
+from ..models import SmallCNN
+from ..progress import ProgressHook
+from ..train import accuracy, check_model_labels, random_shift
+from ..validation import check_choice, check_eps, check_images
+from .adversaries import resolve_attack
+from .history import EpochRecord, History
+from .methods import Method, get_method
+
+log = logging.getLogger(__name__)
+
+NORMS = ("linf", "l2")
+CHECKPOINT_PREFIX = "advtrain"
+#: PGD steps of the per-epoch robust accuracy and of the overfitting guard's check.
+EVAL_STEPS = 10
+_STREAM, _ATTACK = 1, 2  # purposes of derived seeds
+
+
+def derived_seed(seed: int, purpose: int, index: int) -> int:
+    """A reproducible seed for the ``index``-th use of the run's ``seed`` for ``purpose``."""
+    return int(np.random.SeedSequence([seed, purpose, index]).generate_state(1)[0])
+
+
+def one_cycle(step: int, total: int, peak: float, warm: float = 0.25) -> float:
+    """The learning rate of ``step`` of ``total``: a half cosine up from ``peak``/25 to ``peak`` over the
+    first ``warm`` share of the steps, then a half cosine down towards 0 (Smith's one-cycle shape)."""
+    up = max(1.0, warm * total)
+    if step < up:
+        return peak * (1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * step / up)) / 2)
+    return peak * (1 + math.cos(math.pi * (step - up) / max(1.0, total - up))) / 2
+
+
+def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
+    """The model advkit's defenses train by default (benchmark, CLI, demo): a SmallCNN whose hidden layer
+    has 1,024 units, Madry et al.'s MNIST width, instead of 128. Robustness needs capacity (Madry et al.
+    2018); the wider layer costs little on a CPU, as the convolutions dominate."""
+    return SmallCNN(in_channels, num_classes, input_size, hidden=1024)
+
+
+def adversarial_training(
+    model: nn.Module,
+    data,
+    method: str = "pgd",
+    eps: float = 0.3,
+    norm: str = "linf",
+    attack: Any = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    batch_size: int = 128,
+    eval_data=None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> tuple[nn.Module, History]:
+    """Train ``model`` in place to resist attacks of size ``eps`` under ``norm``; returns it in eval
+    mode with its :class:`History` (one record per epoch).
+
+    ``method``: ``"pgd"`` (Madry et al. 2018: descend the cross-entropy of PGD examples),
+    ``"trades"`` (Zhang et al. 2019: cross-entropy of clean examples plus ``beta`` times the KL
+    divergence to the examples that maximise it) or ``"fgsm-rs"`` (Wong et al. 2020: one step of
+    ``step``·eps from a random start; a guard runs PGD on a held-out batch of the training data
+    after each epoch, stops when its accuracy falls ``guard_drop`` below the best seen (catastrophic
+    overfitting), and the run ends with the weights of the best epoch). ``attack`` replaces the
+    method's attack: a name from
+    ``advkit.attacks.ATTACKS``, an advkit or torchattacks attack on ``model``, or a factory
+    ``model -> attack`` called for each batch; its eps is the training eps of the step. The
+    training eps ramps linearly from 0 to ``eps`` over the first ``warmup`` share of the steps;
+    AdamW follows a one-cycle learning rate peaking at ``lr`` (:func:`one_cycle`). ``epochs`` and ``lr`` default to the
+    method's. Method options (``options``): see ``advkit.defenses.methods``.
+
+    After each epoch: clean accuracy on ``eval_data`` (default: the training data) and PGD accuracy
+    at ``eps`` on its first ``eval_size`` images, then a checkpoint in ``checkpoint_dir`` when given.
+    ``resume=True`` continues the run checkpointed there and ends with the same weights as an
+    uninterrupted run (bit-identical on the CPU). Same ``seed``, same numbers on the CPU.
+    """
+    spec = get_method(method)
+    opts = spec.resolve(options)
+    norm = check_choice(norm, NORMS, "norm")
+    eps = check_eps(eps, norm=norm)
+    if eps == 0:
+        raise ValueError("eps must be > 0 for adversarial training (eps=0 is plain training: advkit.train.fit)")
+    epochs = spec.epochs if epochs is None else check_number(epochs, "epochs", low=1, low_open=False, integer=True)
+    lr = spec.lr if lr is None else check_number(lr, "lr")
+    check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
+    check_number(seed, "seed", low=None, integer=True)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not trainable_params(model):
+        raise ValueError("model has no trainable parameters (all have requires_grad=False)")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir to resume from")
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        log.warning("adversarial_training does not shard under torchrun yet: every rank trains its own copy")
+    device = default_device(device)
+    model.to(device)
+    x, y = _checked_data(model, data, "data", device)
+    held_out = None
+    if spec.guard:
+        x, y, held_out = _hold_out(x, y, batch_size, seed)
+    x_eval, y_eval = (x, y) if eval_data is None else _checked_data(model, eval_data, "eval_data", device)
+    adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x)))
+    history = History(method, eps, "training data" if eval_data is None else "eval_data")
+    config = {"method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+              "seed": seed, "train_size": len(x), "options": opts}
+    game = _Game(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device)
+    folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
+    if resume:
+        game.resume(folder)
+    elif folder is not None:
+        folder.claim(game.run_id)
+    game.play(folder, progress)
+    model.eval()
+    return model, game.history
+
+
+class _Game(Hook):
+    """The state of one run (what a checkpoint holds) and the hooks that drive its rounds."""
+
+    def __init__(self, model: nn.Module, spec: Method, opts: dict[str, Any], adversary, x: Tensor, y: Tensor,
+                 evaluation: tuple[Tensor, Tensor], held_out: tuple[Tensor, Tensor] | None, config: dict[str, Any],
+                 history: History, device: torch.device):
+        self.model, self.spec, self.opts, self.adversary = model, spec, opts, adversary
+        self.x, self.y, self.evaluation, self.held_out = x, y, evaluation, held_out
+        self.config, self.history, self.device = config, history, device
+        self.seed, self.eps = config["seed"], config["eps"]
+        self.per_epoch = max(1, len(x) // config["batch_size"])
+        self.total = config["epochs"] * self.per_epoch
+        torch.manual_seed(self.seed)
+        self.optimizer = torch.optim.AdamW(trainable_params(model), lr=config["lr"], weight_decay=opts["weight_decay"])
+        self.run_id = new_run_id()
+        self.step, self.stopped = 0, False
+        self.best: dict[str, Any] | None = None  # the guard's best weights and held-out accuracy
+        self.batches = self.epoch_gen = None
+        self.losses: list[Tensor] = []
+        self.epoch_start = 0.0
+
+    # ---- the game ------------------------------------------------------------------------------
+
+    def play(self, folder: CheckpointFolder | None, progress: bool) -> None:
+        """Play the rounds left, then, under a guard, go back to the weights of its best epoch."""
+        self.folder = folder
+        if not self.stopped and self.step < self.total:
+            outer = Player(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
+            title = f"adversarial training ({self.spec.name})"
+            bar = ProgressHook(self.total - self.step, title, progress)
+            play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
+        if self.best is not None:
+            self.model.load_state_dict(self.best["model"])
+            self.history.best_epoch = self.best["epoch"]
+
+    def eps_at(self, step: int) -> float:
+        """The training eps of ``step``: a linear ramp over the first ``warmup`` share of the steps."""
+        ramp = self.opts["warmup"] * self.total
+        return self.eps if ramp == 0 else self.eps * min(1.0, (step + 1) / ramp)
+
+    def objective(self) -> Tensor:
+        """The round's loss: the next batch, its adversarial examples, the method's loss in train mode."""
+        epoch, j = divmod(self.step, self.per_epoch)
+        if j == 0 or self.batches is None:
+            self.epoch_gen = torch.Generator().manual_seed(derived_seed(self.seed, _STREAM, epoch))
+            order = BatchOrder(generator=self.epoch_gen)
+            numbers = torch.arange(len(self.x))
+            self.batches = batch_stream((self.x, self.y, numbers), self.config["batch_size"], order, self.device)
+            self.losses.clear()
+            self.epoch_start = time.perf_counter()
+        bx, by, index = next(self.batches)
+        if self.opts["shift"] and bx.ndim == 4:
+            bx = random_shift(bx, self.opts["shift"], self.epoch_gen)
+        x_adv = self.adversary(bx, by, self.eps_at(self.step), derived_seed(self.seed, _ATTACK, self.step), index)
+        self.model.train()
+        loss = self.spec.loss(self.model, bx, x_adv, by, self.opts)
+        self.losses.append(loss.detach())
+        return loss
+
+    def round_start(self, r: int) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = one_cycle(r, self.total, self.config["lr"])
+
+    def round_end(self, r: int) -> bool:
+        self.step = r + 1
+        if self.step % self.per_epoch:
+            return False
+        self.end_epoch()
+        return self.stopped
+
+    # ---- epochs: evaluation, guard, checkpoint ----------------------------------------------------
+
+    def end_epoch(self) -> None:
+        epoch = self.step // self.per_epoch
+        self.model.eval()
+        x_eval, y_eval = self.evaluation
+        record = EpochRecord(
+            epoch=epoch, eps=self.eps_at(self.step - 1),
+            train_loss=float(torch.stack(self.losses).mean()) if self.losses else float("nan"),
+            clean_accuracy=accuracy(self.model, (x_eval, y_eval), device=self.device),
+            robust_accuracy=self.robust_accuracy(x_eval[:self.opts["eval_size"]], y_eval[:self.opts["eval_size"]]),
+            seconds=0.0)
+        if self.held_out is not None:
+            record.guard_accuracy = self.robust_accuracy(*self.held_out)
+            self.guard(record)
+        record.seconds = time.perf_counter() - self.epoch_start
+        self.history.records.append(record)
+        log.info("epoch %d: eps %.3g, loss %.4f, clean %.3f, robust %.3f (%.1f s)", epoch, record.eps,
+                 record.train_loss, record.clean_accuracy, record.robust_accuracy, record.seconds)
+        self.batches = None
+        if self.folder is not None:
+            path = self.folder.save(self.state_dict(), self.run_id, self.step)
+            log.info("checkpoint at epoch %d: %s", epoch, path)
+
+    def robust_accuracy(self, x: Tensor, y: Tensor) -> float:
+        """Accuracy under PGD (``EVAL_STEPS`` steps, a fixed seed) at the full eps, in batches."""
+        atk = PGD(self.model, self.eps, steps=EVAL_STEPS, norm=self.config["norm"], seed=self.seed)
+        size = self.config["batch_size"]
+        fooled = sum(int(atk.run(x[i:i + size].to(self.device), y[i:i + size].to(self.device)).success.sum())
+                     for i in range(0, len(x), size))
+        return 1.0 - fooled / len(x)
+
+    def guard(self, record: EpochRecord) -> None:
+        """Remember the weights of the best held-out robust accuracy (the run ends with them); on a fall of
+        ``guard_drop`` below it (catastrophic overfitting), stop."""
+        acc = record.guard_accuracy
+        if self.best is None or acc >= self.best["accuracy"]:
+            self.best = {"accuracy": acc, "epoch": record.epoch, "model": copy.deepcopy(self.model.state_dict())}
+        elif acc < self.best["accuracy"] - self.opts["guard_drop"]:
+            self.history.guard_fired = record.epoch
+            self.stopped = True
+            log.warning("adversarial training (%s): held-out PGD accuracy fell from %.3f to %.3f at epoch %d "
+                        "(catastrophic overfitting): stopped, the model keeps epoch %d's weights", self.spec.name,
+                        self.best["accuracy"], acc, record.epoch, self.best["epoch"])
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "torch_rng": torch.get_rng_state(),
+                 "step": self.step, "stopped": self.stopped, "history": self.history.to_dict(),
+                 "best": self.best or {}, "config": self.config, "adversary": self.adversary_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def adversary_state(self) -> dict[str, Any]:
+        """What the inner player carries from step to step (FGSM's per-sample memory), else nothing."""
+        return self.adversary.state_dict() if hasattr(self.adversary, "state_dict") else {}
+
+    def resume(self, folder: CheckpointFolder) -> None:
+        """Load the newest valid checkpoint of the run in ``folder``; ValueError when it was written
+        with other settings than this call's."""
+        self.run_id = folder.resumable_run(self.run_id)
+        state, path = folder.load_latest(self.run_id)
+        changed = [k for k, v in self.config.items() if state["config"].get(k) != v]
+        if changed:
+            raise ValueError(f"resume=True: the checkpoint {path.name} was written with other settings ("
+                             + ", ".join(f"{k}={state['config'].get(k)!r}, now {self.config[k]!r}" for k in changed)
+                             + "); pass the same arguments to continue it, or start a new run in another folder")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.step, self.stopped, self.best = state["step"], state["stopped"], state["best"] or None
+        if hasattr(self.adversary, "load_state_dict"):
+            self.adversary.load_state_dict(state["adversary"])
+        self.history = History.from_dict(state["history"])
+        log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
+
+
+def _checked_data(model: nn.Module, data, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` of ``data``: images in [0, 1] and labels the model can output (errors name ``name``)."""
+    try:
+        x, y = as_tensors(data)
+        if len(x) == 0:
+            raise ValueError("data is empty")
+        x = check_images(x, "data images")
+        return x, check_model_labels(model, x, y, device)
+    except (TypeError, ValueError) as err:
+        if name == "data":
+            raise
+        raise type(err)(f"{name}: {err}") from None
+
+
+def _hold_out(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+    """Split off a seeded held-out batch of ``size`` samples (at most a tenth of the data) for the guard."""
+    n = min(size, max(1, len(x) // 10))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    keep, out = order[n:].sort().values, order[:n].sort().values
+    return x[keep], y[keep], (x[out], y[out])
+
+
+__all__ = ["EpochRecord", "History", "adversarial_training"]
