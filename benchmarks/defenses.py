@@ -30,14 +30,25 @@ from advkit.core import Hook, OptimizerStep, Player, play, trainable_params
 from advkit.defenses.training import adversarial_training, defense_model
 
 EPS = 0.3
+HEADER = (f"{'method':8s}{'seed':>5s}{'epochs':>7s}{'wall s':>8s}{'cpu s':>8s}{'clean':>6s}{'PGD-40':>7s}"
+          f"{'AA':>6s}{'AA off':>7s}")
 
 
-def plain(model: torch.nn.Module, train, seed: int, epochs: int = 20, batch_size: int = 128) -> torch.nn.Module:
+def option_value(text: str) -> float | str:
+    """A --set value: a number where it reads as one, else the text."""
+    try:
+        return float(text) if "." in text or "e" in text else int(text)
+    except ValueError:
+        return text
+
+
+def plain(model: torch.nn.Module, train, seed: int, device: torch.device, epochs: int = 20,
+          batch_size: int = 128) -> torch.nn.Module:
     """Issue 10's reference loop: torchattacks' PGD-10 (step 2.5·eps/10, random start) inside Adam 1e-3
     with a one-cycle learning rate, eps ramped linearly over the first quarter of the steps."""
     import torchattacks
 
-    x, y = train.tensors
+    x, y = (t.to(device) for t in train.tensors)
     gen = torch.Generator().manual_seed(seed)
     per_epoch = len(x) // batch_size
     rounds = epochs * per_epoch
@@ -80,24 +91,27 @@ def official(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x_adv).argmax(1) == y).float().mean())
 
 
-def run(method: str, seed: int, n: int, autoattacks: set[str], out: Path | None) -> dict:
+def run(method: str, seed: int, n: int, autoattacks: set[str], out: Path | None, device: torch.device,
+        options: dict) -> dict:
     train, test = advkit.data.load("mnist5k")
     torch.manual_seed(seed)
-    model = advkit.models.SmallCNN() if method == "plain" else defense_model()
+    model = (advkit.models.SmallCNN() if method == "plain" else defense_model()).to(device)
     wall, cpu = time.perf_counter(), time.process_time()
     if method == "plain":
-        model, epochs, fired = plain(model, train, seed), 20, None
+        model, epochs, fired = plain(model, train, seed, device), 20, None
     else:
-        model, history = adversarial_training(model, train, method=method, eps=EPS, seed=seed, device="cpu",
-                                              progress=False)
+        model, history = adversarial_training(model, train, method=method, eps=EPS, seed=seed, device=device,
+                                              progress=False, **options)
         epochs, fired = len(history), history.guard_fired
-    row = {"method": method, "seed": seed, "epochs": epochs, "wall": time.perf_counter() - wall,
-           "cpu": time.process_time() - cpu, "guard_fired": fired}
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    label = method + "".join(f" {k}={v}" for k, v in options.items())
+    row = {"method": label, "seed": seed, "epochs": epochs, "wall": time.perf_counter() - wall,
+           "cpu": time.process_time() - cpu, "guard_fired": fired, "device": str(device)}
     if out is not None:
-        torch.save(model.state_dict(), out / f"{method}-{seed}.pt")
-    x, y = test.tensors
-    row["clean"] = advkit.train.accuracy(model, test)
-    x, y = x[:n], y[:n]
+        torch.save(model.state_dict(), out / f"{label.replace(' ', '_')}-{seed}.pt")
+    row["clean"] = advkit.train.accuracy(model, test, device=device)
+    x, y = (t[:n].to(device) for t in test.tensors)
     row["pgd40"] = robust(PGD(model, EPS, steps=40), x, y)
     row["autoattack"] = robust(AutoAttack(model, EPS), x, y) if "advkit" in autoattacks else None
     row["official"] = official(model, x, y) if "official" in autoattacks else None
@@ -109,7 +123,7 @@ def show(row: dict) -> str:
         return "   -  " if v is None else f"{100 * v:6.1f}"
 
     fired = "" if row["guard_fired"] is None else f"  guard fired at epoch {row['guard_fired']}"
-    return (f"{row['method']:8s}{row['seed']:5d}{row['epochs']:7d}{row['wall']:8.0f}{row['cpu']:8.0f}"
+    return (f"{row['method']:8s}{row['seed']:5d}{row['epochs']:7.0f}{row['wall']:8.0f}{row['cpu']:8.0f}"
             f"{pct(row['clean'])}{pct(row['pgd40'])}{pct(row['autoattack'])}{pct(row['official'])}{fired}")
 
 
@@ -122,22 +136,35 @@ def main() -> None:
                         help="comma-separated: advkit (ours), official (pyautoattack, the authors' code), or both")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="folder for the trained models and results.json")
+    parser.add_argument("--device", default="cpu", help="cpu (the targets' machine) or cuda")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
+                        help="a method option (e.g. beta=3, step=0.5); repeatable")
+    parser.add_argument("--table", nargs="+", type=Path, metavar="RESULTS_JSON",
+                        help="print the table of earlier runs' results.json files and exit")
     args = parser.parse_args()
+    if args.table:
+        summarize([row for path in args.table for row in json.loads(path.read_text())])
+        return
+    options = {k: option_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(args.threads)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-    header = (f"{'method':8s}{'seed':>5s}{'epochs':>7s}{'wall s':>8s}{'cpu s':>8s}{'clean':>6s}{'PGD-40':>7s}"
-              f"{'AA':>6s}{'AA off':>7s}")
     print(f"mnist5k, L-inf eps {EPS}, SmallCNN, {args.threads} thread(s); clean on 1000 test images, attacks on "
-          f"the first {args.n}\n{header}", flush=True)
+          f"the first {args.n}\n{HEADER}", flush=True)
     rows = []
     for seed in map(int, args.seeds.split(",")):
         for method in args.methods.split(","):
-            rows.append(run(method, seed, args.n, set(args.autoattack.split(",")), args.out))
+            rows.append(run(method, seed, args.n, set(args.autoattack.split(",")), args.out, torch.device(args.device),
+                            options))
             print(show(rows[-1]), flush=True)
             if args.out is not None:
                 (args.out / "results.json").write_text(json.dumps(rows, indent=1))
-    print(f"\nmedians over seeds\n{header}")
+    summarize(rows)
+
+
+def summarize(rows: list[dict]) -> None:
+    """Every run, then the medians over seeds of each method (with its options)."""
+    print(f"{HEADER}\n" + "\n".join(show(row) for row in rows) + f"\n\nmedians over seeds\n{HEADER}")
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         med = {k: statistics.median(r[k] for r in mine) if mine[0][k] is not None else None
