@@ -109,13 +109,35 @@ def run(method: str, seed: int, n: int, autoattacks: set[str], out: Path | None,
     row = {"method": label, "seed": seed, "epochs": epochs, "wall": time.perf_counter() - wall,
            "cpu": time.process_time() - cpu, "guard_fired": fired, "device": str(device)}
     if out is not None:
-        torch.save(model.state_dict(), out / f"{label.replace(' ', '_')}-{seed}.pt")
-    row["clean"] = advkit.train.accuracy(model, test, device=device)
+        torch.save(model.state_dict(), out / weights_name(row))
+    return measure(model, row, test, n, autoattacks, device)
+
+
+def weights_name(row: dict) -> str:
+    return f"{row['method'].replace(' ', '_')}-{row['seed']}.pt"
+
+
+def measure(model: torch.nn.Module, row: dict, test, n: int, autoattacks: set[str], device: torch.device) -> dict:
+    """``row`` with the model's clean accuracy on all test images and PGD-40 and AutoAttack accuracy on the first n."""
+    row = {**row, "clean": advkit.train.accuracy(model, test, device=device), "attacked_on": str(device)}
     x, y = (t[:n].to(device) for t in test.tensors)
     row["pgd40"] = robust(PGD(model, EPS, steps=40), x, y)
     row["autoattack"] = robust(AutoAttack(model, EPS), x, y) if "advkit" in autoattacks else None
     row["official"] = official(model, x, y) if "official" in autoattacks else None
     return row
+
+
+def reattack(folders: list[Path], n: int, autoattacks: set[str], device: torch.device) -> list[dict]:
+    """The rows of earlier runs saved with --out, measured again on ``device`` (their training times kept)."""
+    _, test = advkit.data.load("mnist5k")
+    rows = []
+    for folder in folders:
+        for row in json.loads((folder / "results.json").read_text()):
+            model = advkit.models.SmallCNN() if row["method"] == "plain" else defense_model()
+            model.load_state_dict(torch.load(folder / weights_name(row), map_location=device))
+            rows.append(measure(model.to(device).eval(), row, test, n, autoattacks, device))
+            print(show(rows[-1]), flush=True)
+    return rows
 
 
 def show(row: dict) -> str:
@@ -141,9 +163,18 @@ def main() -> None:
                         help="a method option (e.g. beta=3, step=0.5); repeatable")
     parser.add_argument("--table", nargs="+", type=Path, metavar="RESULTS_JSON",
                         help="print the table of earlier runs' results.json files and exit")
+    parser.add_argument("--reattack", nargs="+", type=Path, metavar="FOLDER",
+                        help="attack the models saved in these --out folders again (e.g. on a GPU) instead of training")
     args = parser.parse_args()
     if args.table:
         summarize([row for path in args.table for row in json.loads(path.read_text())])
+        return
+    if args.reattack:
+        rows = reattack(args.reattack, args.n, set(args.autoattack.split(",")), torch.device(args.device))
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "results.json").write_text(json.dumps(rows, indent=1))
+        summarize(rows)
         return
     options = {k: option_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     torch.set_num_threads(args.threads)
