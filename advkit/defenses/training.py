@@ -91,16 +91,19 @@ def adversarial_training(
 
     ``method``: ``"pgd"`` (Madry et al. 2018: descend the cross-entropy of PGD examples),
     ``"trades"`` (Zhang et al. 2019: cross-entropy of clean examples plus ``beta`` times the KL
-    divergence to the examples that maximise it) or ``"fgsm-rs"`` (Wong et al. 2020: one step of
-    ``step``·eps from a random start; a guard runs PGD on a held-out batch of the training data
+    divergence to the examples that maximise it) or ``"fgsm-rs"`` (fast adversarial training, Wong et
+    al. 2020: one FGSM step of ``step``·eps per batch; by default each sample starts from its own
+    perturbation of the previous epoch (``start="previous"``), Wong et al.'s uniform random start is
+    ``start="random", step=1.25, noise=1``; a guard runs PGD on a held-out batch of the training data
     after each epoch, stops when its accuracy falls ``guard_drop`` below the best seen (catastrophic
-    overfitting), and the run ends with the weights of the best epoch). ``attack`` replaces the
-    method's attack: a name from
-    ``advkit.attacks.ATTACKS``, an advkit or torchattacks attack on ``model``, or a factory
-    ``model -> attack`` called for each batch; its eps is the training eps of the step. The
-    training eps ramps linearly from 0 to ``eps`` over the first ``warmup`` share of the steps;
-    AdamW follows a one-cycle learning rate peaking at ``lr`` (:func:`one_cycle`). ``epochs`` and ``lr`` default to the
-    method's. Method options (``options``): see ``advkit.defenses.methods``.
+    overfitting), and the run ends with the weights of the best epoch).
+
+    ``attack`` replaces the method's attack: a name from ``advkit.attacks.ATTACKS``, an advkit or
+    torchattacks attack on ``model``, or a factory ``model -> attack`` called for each batch; its eps
+    is the training eps of the step. The training eps ramps linearly from 0 to ``eps`` over the first
+    ``warmup`` share of the steps; AdamW follows a one-cycle learning rate peaking at ``lr``
+    (:func:`one_cycle`). ``epochs`` and ``lr`` default to the method's. Method options
+    (``options``): see ``advkit.defenses.methods``.
 
     After each epoch: clean accuracy on ``eval_data`` (default: the training data) and PGD accuracy
     at ``eps`` on its first ``eval_size`` images, then a checkpoint in ``checkpoint_dir`` when given.
