@@ -26,7 +26,7 @@ from ..validation import check_images
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
 from .methods import METHODS, Method
-from .training import _checked_data, _Game, check_run, one_cycle
+from .training import _checked_data, _Game, check_run
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +34,7 @@ __all__ = ["FixedAdversary", "MixedAdversary", "finetune"]
 
 #: The defaults of fine-tuning: AdamW's peak learning rate (one-cycle), its weight decay, and how many
 #: evaluation images the per-epoch PGD accuracy attacks.
-LR = 1e-3
-#: The share of the steps over which the one-cycle learning rate rises to its peak.
-WARM = 0.25
+LR = 5e-3
 OPTIONS = {"warmup": 0.0, "shift": 0, "weight_decay": 5e-4, "eval_size": 256}
 
 
@@ -116,20 +114,12 @@ def finetune(
     config = {"method": "finetune", "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": {**OPTIONS, "mix": mix}}
     history = History("finetune", eps, "training data" if eval_data is None else "eval_data")
-    game = _FinetuneGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None, config,
+    game = _Game(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None, config,
                  history, device)
     history.records.append(_before(game))
     game.play(None, progress)
     model.eval()
     return model, history
-
-
-class _FinetuneGame(_Game):
-    """Adversarial training's game, with fine-tuning's learning-rate warm-up."""
-
-    def round_start(self, r: int) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = one_cycle(r, self.total, self.config["lr"], WARM)
 
 
 def _before(game: _Game) -> EpochRecord:
