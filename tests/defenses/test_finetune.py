@@ -177,15 +177,19 @@ def test_a_torchattacks_attack_works(digits, standard_weights, torchattacks):
 
 
 def test_a_factory_is_called_again_for_every_batch_on_the_model_being_tuned(digits, standard_weights):
+    """Called once more before training (a check of what it returns); each call sees the weights of its step."""
     model = standard(standard_weights)
     seen = []
 
     def factory(m: nn.Module) -> FGSM:
-        seen.append(m)
+        seen.append((m, m[1].weight.detach().clone()))
         return FGSM(m, EPS)
 
     tune(model, digits[0], attack=factory, epochs=2)
-    assert len(seen) == 2 * BATCHES + 1 and all(m is model for m in seen)  # one more: the check before training
+    assert len(seen) == 2 * BATCHES + 1 and all(m is model for m, _ in seen)
+    weights = [w for _, w in seen]
+    steps = zip(weights[1:-1], weights[2:], strict=True)
+    assert torch.equal(weights[0], weights[1]) and not any(torch.equal(a, b) for a, b in steps)
 
 
 def test_a_fixed_set_from_generate_is_trained_on_and_no_attack_runs(digits, standard_weights):
