@@ -92,7 +92,7 @@ def finetune(
     row for row, within ``eps`` of them; no attack runs while training then.
 
     The network descends the cross-entropy of the mixed batch with AdamW (weight decay 5e-4) under a
-    one-cycle learning rate peaking at ``lr`` (default :data:`LR`). ``history[0]`` (epoch 0) holds
+    one-cycle learning rate peaking at ``lr`` (default :data:`LR`). ``history[0]`` (epoch 0, no loss: NaN) holds
     the accuracies before fine-tuning, then one record per epoch: clean accuracy on ``eval_data``
     (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images. Same
     ``seed``, same weights on the CPU. Bad arguments raise a ``ValueError``/``TypeError`` naming them
