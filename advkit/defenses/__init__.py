@@ -1,9 +1,10 @@
-"""Defenses: adversarial training (``adversarial_training``) and augmentation with common corruptions
-(``CORRUPTIONS``, ``corrupt``, ``augmented_training``)."""
+"""Defenses: adversarial training (``adversarial_training``), adversarial fine-tuning (``finetune``) and
+augmentation with common corruptions (``CORRUPTIONS``, ``corrupt``, ``augmented_training``)."""
 from .augment import augmented_training
 from .corruptions import CORRUPTIONS, corrupt
+from .finetune import finetune
 from .history import EpochRecord, History
 from .training import adversarial_training, defense_model
 
 __all__ = ["CORRUPTIONS", "EpochRecord", "History", "adversarial_training", "augmented_training", "corrupt",
-           "defense_model"]
+           "defense_model", "finetune"]

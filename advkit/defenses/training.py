@@ -112,18 +112,9 @@ def adversarial_training(
     """
     spec = get_method(method)
     opts = spec.resolve(options)
-    norm = check_choice(norm, NORMS, "norm")
-    eps = check_eps(eps, norm=norm)
-    if eps == 0:
-        raise ValueError("eps must be > 0 for adversarial training (eps=0 is plain training: advkit.train.fit)")
+    norm, eps = check_run(model, norm, eps, batch_size, seed)
     epochs = spec.epochs if epochs is None else check_number(epochs, "epochs", low=1, low_open=False, integer=True)
     lr = spec.lr if lr is None else check_number(lr, "lr")
-    check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
-    check_number(seed, "seed", low=None, integer=True)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not trainable_params(model):
-        raise ValueError("model has no trainable parameters (all have requires_grad=False)")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -148,6 +139,22 @@ def adversarial_training(
     game.play(folder, progress)
     model.eval()
     return model, game.history
+
+
+def check_run(model: nn.Module, norm: str, eps: float, batch_size: int, seed: int) -> tuple[str, float]:
+    """``(norm, eps)`` checked for training ``model`` against attacks (eps > 0), once ``batch_size`` and
+    ``seed`` are integers and ``model`` a module with trainable parameters; errors name the argument."""
+    norm = check_choice(norm, NORMS, "norm")
+    eps = check_eps(eps, norm=norm)
+    if eps == 0:
+        raise ValueError("eps must be > 0 for adversarial training (eps=0 is plain training: advkit.train.fit)")
+    check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
+    check_number(seed, "seed", low=None, integer=True)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not trainable_params(model):
+        raise ValueError("model has no trainable parameters (all have requires_grad=False)")
+    return norm, eps
 
 
 class _Game(Hook):

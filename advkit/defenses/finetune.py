@@ -1,0 +1,164 @@
+"""Adversarial fine-tuning: an already trained network is trained on for a few epochs on batches in
+which a share ``mix`` of the images is replaced by adversarial examples.
+
+It is the game of adversarial training (:mod:`.training`: the attack as inner player, the network as
+outer player, one :func:`advkit.core.play`), with the adversary wrapped so that it attacks only the
+first ``mix`` share of each (shuffled) batch, no eps warm-up and no image shifts. The attack may be
+made once in advance (``advkit.attacks.generate``) and served from a fixed set: augmentation with
+attack data.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ..core import check_number
+from ..core.norms import get_norm
+from ..data import as_tensors
+from ..devices import default_device
+from ..train import accuracy
+from ..validation import check_images
+from .adversaries import Adversary, resolve_attack
+from .history import EpochRecord, History
+from .methods import METHODS, Method
+from .training import _checked_data, _Game, check_run
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FixedAdversary", "MixedAdversary", "finetune"]
+
+#: The defaults of fine-tuning: AdamW's peak learning rate (one-cycle), its weight decay, and how many
+#: evaluation images the per-epoch PGD accuracy attacks.
+LR = 5e-3
+OPTIONS = {"warmup": 0.0, "shift": 0, "weight_decay": 5e-4, "eval_size": 256}
+
+
+class MixedAdversary:
+    """Attacks the first ``round(mix * len(x))`` rows of each batch with ``adversary`` and leaves the others
+    clean (batches are shuffled, so which samples are attacked is random). ``mix=0`` runs nothing."""
+
+    def __init__(self, adversary: Adversary, mix: float):
+        self.adversary, self.mix = adversary, mix
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+        k = int(self.mix * len(x) + 0.5)
+        if k == 0:
+            return x
+        x_adv = self.adversary(x[:k], y[:k], eps, seed, index[:k])
+        return x_adv if k == len(x) else torch.cat([x_adv, x[k:]])
+
+
+class FixedAdversary:
+    """Serves adversarial examples made in advance: row ``i`` of ``x_adv`` for training sample ``i``."""
+
+    def __init__(self, x_adv: Tensor):
+        self.x_adv = x_adv
+
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+        return self.x_adv[index.to(self.x_adv.device)].to(x.device, x.dtype)
+
+
+def finetune(
+    model: nn.Module,
+    data: Any,
+    eps: float = 0.2,
+    attack: Any = "pgd",
+    epochs: int = 2,
+    mix: float = 0.5,
+    lr: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    norm: str = "linf",
+    batch_size: int = 128,
+    device: str | torch.device | None = None,
+    eval_data: Any = None,
+) -> tuple[nn.Module, History]:
+    """Fine-tune the trained ``model`` in place on ``data`` for ``epochs`` epochs, a share ``mix`` of
+    every batch replaced by adversarial examples of size ``eps`` under ``norm`` (0: plain training on
+    clean data, no attack runs; 1: adversarial examples only); returns the model in eval mode and its
+    :class:`History`.
+
+    ``attack``: a name from ``advkit.attacks.ATTACKS`` (default ``"pgd"``: 10 steps of 2.5·eps/10 from
+    a random start), an advkit or torchattacks attack on ``model``, or a factory ``model -> attack``
+    called for every batch (so the attack always meets the current weights); the attack runs at
+    ``eps``. Or a fixed set of adversarial examples of ``data``, made once: what
+    ``advkit.attacks.generate(atk, data)`` returns, or a tensor of the same shape as data's images,
+    row for row, within ``eps`` of them; no attack runs while training then.
+
+    The network descends the cross-entropy of the mixed batch with AdamW (weight decay 5e-4) under a
+    one-cycle learning rate peaking at ``lr`` (default :data:`LR`). ``history[0]`` (epoch 0, no loss: NaN) holds
+    the accuracies before fine-tuning, then one record per epoch: clean accuracy on ``eval_data``
+    (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images. Same
+    ``seed``, same weights on the CPU. Bad arguments raise a ``ValueError``/``TypeError`` naming them
+    before any work.
+    """
+    norm, eps = check_run(model, norm, eps, batch_size, seed)
+    epochs = check_number(epochs, "epochs", low=1, low_open=False, integer=True)
+    mix = check_number(mix, "mix", low=0, low_open=False, high=1)
+    lr = LR if lr is None else check_number(lr, "lr")
+    device = default_device(device)
+    model.to(device)
+    x, y = _checked_data(model, data, "data", device)
+    x_eval, y_eval = (x, y) if eval_data is None else _checked_data(model, eval_data, "eval_data", device)
+    if _is_fixed_set(attack):
+        adversary: Adversary = FixedAdversary(_fixed_set(attack, x, y, eps, norm).to(device))
+    else:
+        adversary = resolve_attack("pgd" if attack is None else attack, model, norm, default=None)
+    spec = Method("finetune", epochs=epochs, lr=lr, adversary=lambda *_: adversary, loss=METHODS["pgd"].loss)
+    config = {"method": "finetune", "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+              "seed": seed, "train_size": len(x), "options": {**OPTIONS, "mix": mix}}
+    history = History("finetune", eps, "training data" if eval_data is None else "eval_data")
+    game = _Game(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None, config,
+                 history, device)
+    history.records.append(_before(game))
+    game.play(None, progress)
+    model.eval()
+    return model, history
+
+
+def _before(game: _Game) -> EpochRecord:
+    """Epoch 0: the model's accuracies before fine-tuning, measured as every epoch's are."""
+    start = time.perf_counter()
+    x, y = game.evaluation
+    size = game.opts["eval_size"]
+    record = EpochRecord(epoch=0, eps=game.eps, train_loss=float("nan"),
+                         clean_accuracy=accuracy(game.model, (x, y), device=game.device),
+                         robust_accuracy=game.robust_accuracy(x[:size], y[:size]), seconds=0.0)
+    record.seconds = time.perf_counter() - start
+    log.info("before fine-tuning: clean %.3f, robust %.3f", record.clean_accuracy, record.robust_accuracy)
+    return record
+
+
+def _is_fixed_set(attack: Any) -> bool:
+    return isinstance(attack, (Tensor, Dataset))
+
+
+def _fixed_set(attack: Tensor | Dataset, x: Tensor, y: Tensor, eps: float, norm: str) -> Tensor:
+    """The adversarial images of a fixed set, once they match ``data`` row for row: the same shape, the
+    same labels (for a dataset) and each within ``eps`` of its clean image under ``norm``."""
+    how = "make it with advkit.attacks.generate(atk, data) on the very data fine-tuned on"
+    if isinstance(attack, Dataset):
+        try:
+            x_adv, y_adv = as_tensors(attack)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"attack (a fixed adversarial set): {err}") from None
+        if len(y_adv) != len(y) or not torch.equal(y_adv.cpu().long(), y.cpu().long()):
+            raise ValueError(f"attack: the adversarial set's labels do not match data's ({len(y_adv)} vs {len(y)} "
+                             f"samples); {how}")
+    else:
+        x_adv = attack
+    x_adv = check_images(x_adv.detach(), "attack (the adversarial images)")
+    if x_adv.shape != x.shape:
+        raise ValueError(f"attack: the adversarial images have shape {tuple(x_adv.shape)}, data's {tuple(x.shape)}; "
+                         f"{how}")
+    distance = float(get_norm(norm).distance(x_adv.cpu().to(x.dtype) - x.cpu()).max())
+    if distance > eps + 1e-5:
+        raise ValueError(f"attack: the adversarial images lie up to {distance:.4g} from data's under norm={norm!r}, "
+                         f"beyond eps={eps:g}; pass the eps they were made at, or {how}")
+    return x_adv
