@@ -79,7 +79,9 @@ def comparison_tables(comparison: Comparison) -> list[Table]:
     if comparison.mean_corruption_accuracy is not None:
         rows.append(["mean accuracy under corruptions", *_pair(*comparison.mean_corruption_accuracy)])
     failed = comparison.failed_checks
-    rows.append(["failed sanity checks", *(", ".join(failed[n]) or "none" for n in names), ""])
+    ran = {n: bool(r.checks) for n, r in zip(names, (before, after), strict=True)}
+    rows.append(["failed sanity checks", *(", ".join(failed[n]) or ("none" if ran[n] else "not run") for n in names),
+                 ""])
     summary = Table(f"Summary (change: {after.name} − {before.name}, in points)", ["", *names, "change"], rows)
     robust = Table("Robust accuracy: before → after (gain in points)", ["eps", *comparison.attacks], [
         [f"{eps:g}", *(_arrow(before.accuracy(a)[j], after.accuracy(a)[j]) for a in comparison.attacks)]
