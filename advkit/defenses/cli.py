@@ -36,7 +36,6 @@ from ..evaluation.cli import (
 from ..evaluation.demo import Phases
 from ..evaluation.folder import report_files
 from ..evaluation.specs import resolve
-from ..evaluation.tables import comparison_tables, to_markdown
 from ..files import save_tensors
 from ..models import ARCHS, is_torchscript
 from ..train import accuracy, fit
@@ -136,7 +135,6 @@ def run(args: argparse.Namespace) -> int:
     saved = [save_tensors(after.state_dict(), args.out / f"{AFTER}.pt")]
     if trained_here:
         saved.append(save_tensors(before.state_dict(), args.out / f"{BEFORE}.pt"))
-    print(to_markdown(comparison_tables(report.comparisons[AFTER])[0]) + "\n")
     print(f"weights: {', '.join(str(p) for p in saved)} (state dicts of {architecture})")
     return print_report(report, html)
 

@@ -66,16 +66,18 @@ def comparison_title(comparison: Comparison) -> str:
 
 
 def comparison_tables(comparison: Comparison) -> list[Table]:
-    """The defense at a glance (clean accuracy, worst case at the largest eps, mean accuracy under
-    corruptions, failed checks: before, after, change), the robust accuracy per eps and attack
+    """The defense at a glance (clean accuracy, worst case at the largest eps and averaged over the
+    grid, mean accuracy under corruptions, failed checks: before, after, change), the robust accuracy per eps and attack
     (before → after, gain) and, when both were evaluated on corruptions, the accuracy per corruption.
     Changes are after minus before, in percentage points."""
     before, after = comparison.before, comparison.after
     names = [before.name, after.name]
     largest = len(comparison.eps) - 1
     worst = (before.accuracy(WORST)[largest], after.accuracy(WORST)[largest])
+    means = [sum(r.accuracy(WORST)) / len(comparison.eps) for r in (before, after)]
     rows = [["clean accuracy", *_pair(before.clean_accuracy, after.clean_accuracy)],
-            [f"worst case at eps {comparison.eps[largest]:g}", *_pair(*worst)]]
+            [f"worst case at eps {comparison.eps[largest]:g}", *_pair(*worst)],
+            ["worst case, mean over the eps grid", *_pair(*means)]]
     if comparison.mean_corruption_accuracy is not None:
         rows.append(["mean accuracy under corruptions", *_pair(*comparison.mean_corruption_accuracy)])
     failed = comparison.failed_checks
