@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow  # trains a SmallCNN on the digits, one epoch of FGSM-RS, evaluates both: about 30 s
 def test_defend_and_compare_prints_the_history_the_comparison_and_the_report(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # one thread, as conftest gives each worker
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "defend_and_compare.py"), "--data", "digits",
                            "--method", "fgsm-rs", "--eps", "0.2", "--epochs", "1", "--n", "60",
                            "--out", str(tmp_path / "report")],
