@@ -32,7 +32,7 @@ from .report import Report
 
 log = logging.getLogger(__name__)
 
-#: Modules asked for a demo section, in report order (defenses will join the GAN part here).
+#: Modules asked for a demo section, in report order (the defense is part of the main job: it needs its model).
 SECTION_PROVIDERS: tuple[str, ...] = ("advkit.gan",)
 
 
