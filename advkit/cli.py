@@ -25,7 +25,7 @@ from . import __version__
 from .attacks.errors import GradientMaskingError
 from .devices import device_problem
 
-PARTS = ("advkit.evaluation.cli", "advkit.gan.cli")
+PARTS = ("advkit.evaluation.cli", "advkit.defenses.cli", "advkit.gan.cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
 #: Longest message printed for a user error; the rest is behind ``-v``.
 MAX_MESSAGE = 600

@@ -188,11 +188,13 @@ def test_demo_announces_each_phase_and_passes_progress_to_sections(tmp_path, cap
 
     monkeypatch.setitem(sys.modules, "fake_part", types.SimpleNamespace(demo_section=demo_section))
     monkeypatch.setattr(demo, "SECTION_PROVIDERS", ("fake_part",))
-    tiny = demo.DemoConfig(epochs=1, n=32, eps=(0.0, 0.1), pgd_steps=2, probe=16, queries=20)
+    tiny = demo.DemoConfig(epochs=1, n=32, eps=(0.0, 0.1), pgd_steps=2, probe=16, queries=20, defense_epochs=1)
     monkeypatch.setattr(demo, "QUICK", tiny)
     demo.run_demo(tmp_path, quick=True, device="cpu", progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
-    assert [line[:5] for line in lines] == ["[1/3]", "[1/3]", "[2/3]", "[2/3]", "[3/3]", "[3/3]"]
+    assert [line[:5] for line in lines] == ["[1/4]", "[1/4]", "[2/4]", "[2/4]", "[3/4]", "[3/4]", "[4/4]", "[4/4]"]
     assert "training a SmallCNN on mnist5k (1 epochs, cpu)" in lines[0] and "trained: test accuracy" in lines[1]
-    assert "fgsm, pgd-2 at 2 eps on 32 test digits" in lines[2] and "checks passed" in lines[3]
-    assert "Fake part: done" in lines[5] and seen == {"progress": True}
+    assert "fast adversarial training (FGSM-RS) at eps 0.2, 1 epochs" in lines[2] and "defended: test" in lines[3]
+    assert "fgsm, pgd-2 at 2 eps on 32 test digits" in lines[4] and "checks passed" in lines[5]
+    assert "worst case at eps 0.1 " in lines[5] and "points after the defense" in lines[5]
+    assert "Fake part: done" in lines[7] and seen == {"progress": True}

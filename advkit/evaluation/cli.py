@@ -12,6 +12,7 @@ from torch import nn
 from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
+from ..defenses.corruptions import CORRUPTIONS
 from ..models import (
     ARCHS,
     build,
@@ -22,20 +23,24 @@ from ..models import (
 )
 from .evaluate import evaluate
 from .specs import resolve
+from .tables import comparison_tables, to_markdown
 
 DEMO_HELP = """\
 The main job on the embedded MNIST-5k digits (no download), in one report folder:
   1. train a SmallCNN (4,000 training digits; about 97% test accuracy);
-  2. its robustness curve: accuracy under FGSM and PGD-40 (quick: PGD-10) versus eps
-     on 500 test digits (quick: 200), with the per-sample worst case over both;
-  3. sanity checks for gradient masking and a failed attack (more steps, more eps,
-     a gradient-free attack, ...), each passed or failed with its reason;
-  4. a GAN section, trained on the same min-max engine: quick, an MLP GAN on a ring
+  2. defend a copy of it: fast adversarial training (FGSM-RS) at eps 0.2 from its
+     weights, 2 epochs (quick: 1);
+  3. the robustness curves of both on one plot: accuracy under FGSM and PGD-40
+     (quick: PGD-10) versus eps on 500 test digits (quick: 200), with the per-sample
+     worst case over both, the defense's change in clean accuracy and robust gain;
+  4. sanity checks for gradient masking and a failed attack (more steps, more eps,
+     a gradient-free attack, ...) on both models, each passed or failed with its reason;
+  5. a GAN section, trained on the same min-max engine: quick, an MLP GAN on a ring
      of 8 Gaussians (modes covered); full, a class-conditional digit GAN (sample
      grid, loss curve, class accuracy, spread and FID judged by another classifier).
-Times on 2 CPU cores: --quick about 30 s, the full demo about 90 s; a GPU adds
-AutoAttack to the curve. The report (report.html, report.md, report.json,
-curve.png and the images) is written to --out (default ./advkit-demo)."""
+Times on 2 CPU cores: --quick about 40 s, the full demo about 2 minutes; a GPU adds
+AutoAttack to the curves. The report (report.html, report.md, report.json,
+curve.png, comparison.png and the images) is written to --out (default ./advkit-demo)."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,20 +59,21 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--model, if given, is loaded into it")
     p.add_argument("--data", default="mnist5k", choices=NAMES, help="dataset; its test split is evaluated")
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
-    p.add_argument("--attacks", default="fgsm,pgd-40", type=_names,
+    p.add_argument("--attacks", default="fgsm,pgd-40", type=attack_names,
                    help="comma-separated attack names, e.g. fgsm,pgd-40,apgd-ce,square or autoattack")
-    p.add_argument("--eps", default="0,0.1,0.2,0.3", type=_floats,
+    p.add_argument("--eps", default="0,0.1,0.2,0.3", type=eps_grid,
                    help="comma-separated budgets in [0, 1] pixel units, fractions allowed (0,2/255,8/255); "
                         "0 is clean accuracy")
     p.add_argument("--norm", default="linf", choices=tuple(NORMS))
-    p.add_argument("--n", type=_positive, default=None, help="evaluate the first N test samples")
-    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--n", type=positive_int, default=None, help="evaluate the first N test samples")
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh-starts", action="store_true",
                    help="start each eps's attack from a random point, not where the previous eps's search ended")
-    p.add_argument("--probe", type=_non_negative, default=100, help="samples for the sanity checks (0: no checks)")
-    p.add_argument("--queries", type=_positive, default=500, help="query budget of the checks' gradient-free attack")
+    p.add_argument("--probe", type=non_negative_int, default=100, help="samples for the sanity checks (0: no checks)")
+    p.add_argument("--queries", type=positive_int, default=500, help="query budget of the checks' gradient-free attack")
+    add_corruptions_option(p)
     p.add_argument("--out", type=Path, default=Path("advkit-report"), help="report folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
@@ -75,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="the main job: train a SmallCNN on MNIST-5k, evaluate it, write the report",
                        description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", type=Path, default=Path("advkit-demo"), help="report folder (default: ./advkit-demo)")
-    d.add_argument("--quick", action="store_true", help="smaller budgets: about 30 s instead of 90 s on 2 CPU cores")
+    d.add_argument("--quick", action="store_true",
+                   help="smaller budgets: about 40 s instead of 2 minutes on 2 CPU cores")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default=None)
     d.add_argument("--no-progress", action="store_true", help="no progress bars or phase lines")
@@ -88,8 +95,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = cli_model(args, test[0][0])
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
-                      warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries)
-    return _show(report, report.save(args.out))
+                      warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries,
+                      corruptions=args.corruptions)
+    return print_report(report, report.save(args.out))
 
 
 def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:
@@ -132,34 +140,54 @@ def _demo(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     report = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, progress=not args.no_progress)
     print(f"demo finished in {time.perf_counter() - start:.1f} s")
-    return _show(report, args.out / "report.html")
+    return print_report(report, args.out / "report.html")
 
 
-def _show(report, path: Path) -> int:
-    """Print the accuracy table, the checks and the report's path; exit status 0."""
+def add_corruptions_option(parser: argparse.ArgumentParser, default: bool | list[str] = False) -> None:
+    """``--corruptions [NAMES]``: accuracy under corruptions too (alone: all of them)."""
+    parser.add_argument("--corruptions", nargs="?", const=True, default=default, type=corruption_names,
+                        metavar="NAMES", help="also accuracy under common corruptions at severities 1 to 5: "
+                        f"comma-separated names ({', '.join(CORRUPTIONS)}), or the option alone for all")
+
+
+def corruption_names(text: str) -> list[str]:
+    """Comma-separated names of :data:`advkit.defenses.CORRUPTIONS`."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown corruption {unknown[0] if unknown else text!r}; "
+                                         f"choose from {', '.join(CORRUPTIONS)}")
+    return names
+
+
+def print_report(report, path: Path) -> int:
+    """Print the accuracy table, the before/after summary of each comparison, the checks and the
+    report's path; exit status 0."""
     print(report.table())
+    for comparison in report.comparisons.values():
+        print("\n" + to_markdown(comparison_tables(comparison)[0]) + "\n")
     for check in report.checks:
         print(f"[{check.status}] {check.model} {check.name}: {check.message}")
     print(f"report: {path.resolve()}")
     return 0
 
 
-def _names(text: str) -> list[str]:
+def attack_names(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",") if t.strip()]
     if not names:
         raise argparse.ArgumentTypeError("give at least one attack name")
     return names
 
 
-def _floats(text: str) -> list[float]:
+def eps_grid(text: str) -> list[float]:
     """Comma-separated finite non-negative numbers; each may be a fraction ``a/b`` (``8/255``)."""
-    values = [_number(t.strip()) for t in text.split(",") if t.strip()]
+    values = [eps_number(t.strip()) for t in text.split(",") if t.strip()]
     if not values:
         raise argparse.ArgumentTypeError("give at least one eps")
     return values
 
 
-def _number(text: str) -> float:
+def eps_number(text: str) -> float:
     try:
         parts = [float(p) for p in text.split("/")]
         value = parts[0] / parts[1] if len(parts) == 2 else (parts[0] if len(parts) == 1 else math.nan)
@@ -171,11 +199,11 @@ def _number(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     return _integer(text, 1)
 
 
-def _non_negative(text: str) -> int:
+def non_negative_int(text: str) -> int:
     return _integer(text, 0)
 
 

@@ -33,7 +33,7 @@ from .batched import attack_at, predict
 from .checks import run_checks
 from .construct import by_name, describe
 from .options import EvaluationOptions
-from .report import Report, run_metadata
+from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .specs import check_norm
 
@@ -59,6 +59,7 @@ def evaluate(
     queries: int = 500,
     examples: int = 8,
     corruptions: bool | Sequence[str] = False,
+    baseline: str | None = None,
 ) -> Report:
     """Robust accuracy of ``model`` on ``data`` under each attack at each eps, plus the per-sample
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
@@ -80,7 +81,12 @@ def evaluate(
     :func:`advkit.defenses.measure.corruption_accuracy`; batches of ``batch_size``, on ``device``,
     seeded with ``seed``): ``report.corruptions`` is ``{name: [(severity, accuracy), ...]}``, keyed
     ``"model/name"`` with several models (``report[model].corruption_accuracy()`` is one model's),
-    with a table and a plot in the report. Same seed on the CPU, same numbers. The
+    with a table and a plot in the report. ``baseline`` names the model of the dict the others are
+    compared with, before and after a defense (``evaluate({"before": m0, "after": m1}, data,
+    baseline="before")``): ``report.comparisons`` holds each other model's change in clean
+    accuracy and robust-accuracy gain per attack and eps (after minus before; see
+    :class:`~advkit.evaluation.comparison.Comparison`), with a plot and tables in every report
+    format. Same seed on the CPU, same numbers. The
     options are checked together, as one :class:`~advkit.evaluation.options.EvaluationOptions`
     (what the report's ``config`` records), before the data is read or a model runs.
 
@@ -90,6 +96,7 @@ def evaluate(
     worst case stays an upper bound, and the checks fail, naming gradient masking.
     """
     models = _models(model)
+    check_baseline(baseline, list(models))
     options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
                                 seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
                                 probe=probe, queries=queries, examples=examples, corruptions=corruptions)
@@ -101,7 +108,8 @@ def evaluate(
     for name, net in models.items():
         with placed(net, options.device):
             results.append(evaluate_model(name, net, x, y, options))
-    return Report(results, options.config(len(x)), run_metadata(options.device, time.perf_counter() - start))
+    return Report(results, options.config(len(x)), run_metadata(options.device, time.perf_counter() - start),
+                  baseline=baseline)
 
 
 def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions) -> ModelResult:

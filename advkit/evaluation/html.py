@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .plot import CORRUPTIONS_FILE, examples_file
+from .comparison import Comparison
+from .plot import COMPARISON_FILE, CORRUPTIONS_FILE, examples_file
 from .results import ModelResult
-from .tables import IMAGE, Table, model_tables, unshown_images
+from .tables import IMAGE, Table, comparison_tables, comparison_title, model_tables, unshown_images
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -40,9 +41,10 @@ window.addEventListener("load", function () {
 
 
 def render_html(header: Sequence[str], results: Mapping[str, ModelResult], sections: Sequence[Mapping[str, Any]],
-                folder: Path) -> str:
-    """The page: the ``header`` lines, each model's tables and examples, then the ``sections``;
-    pictures are read from ``folder`` (where the report's files were written)."""
+                folder: Path, comparisons: Sequence[Comparison] = ()) -> str:
+    """The page: the ``header`` lines, the ``comparisons`` with a baseline (before and after a defense),
+    each model's tables and examples, then the ``sections``; pictures are read from ``folder`` (where
+    the report's files were written)."""
     esc = html.escape
     parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',
              *(f'<p class="note">{esc(line)}</p>' if line.startswith("Gradient masking") else f"<p>{esc(line)}</p>"
@@ -50,6 +52,11 @@ def render_html(header: Sequence[str], results: Mapping[str, ModelResult], secti
              _img(folder / "curve.png", "accuracy versus eps")]
     if any(res.corrupted for res in results.values()):
         parts.append(_img(folder / CORRUPTIONS_FILE, "accuracy under corruptions"))
+    if comparisons:
+        parts.append(_img(folder / COMPARISON_FILE, "before and after"))
+    for comparison in comparisons:
+        parts.append(f"<h2>{esc(comparison_title(comparison))}</h2>")
+        parts += [_table(t) for t in comparison_tables(comparison)]
     for name, res in results.items():
         parts.append(f"<h2>{esc(name)}: clean accuracy {res.clean_accuracy:.1%}</h2>")
         parts += [_table(t) for t in model_tables(res)]

@@ -14,6 +14,8 @@ from .results import WORST, Example, ModelResult
 _STYLES = ("-", "--", ":", "-.")
 #: The file name of the report's plot of accuracy under corruptions.
 CORRUPTIONS_FILE = "corruptions.png"
+#: The file name of the report's before/after plot (a report with a baseline).
+COMPARISON_FILE = "comparison.png"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
@@ -44,6 +46,34 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
            title="Robust accuracy versus perturbation size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: str) -> Figure:
+    """Worst-case accuracy versus eps of the baseline ``before`` and of each model in ``afters`` on one
+    plot: one colour per model, each with its 95% Wilson band and its clean accuracy as a dashed level,
+    and the area between the baseline's curve and each other's hatched (the robust gain)."""
+    fig = Figure(figsize=(7, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    base = [p["accuracy"] for p in before.points(WORST)]
+    for m, res in enumerate([before, *afters]):
+        colour, worst = f"C{m}", res.points(WORST)
+        accuracy = [p["accuracy"] for p in worst]
+        ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst], color=colour,
+                        alpha=0.12, lw=0, zorder=1)
+        if m:
+            ax.fill_between(res.eps, base, accuracy, facecolor="none", edgecolor=colour, hatch="///", alpha=0.4,
+                            lw=0, zorder=1, label=f"gain of {res.name} over {before.name}")
+        ax.plot(res.eps, accuracy, "-", marker=_MARKERS[m % len(_MARKERS)], ms=4, lw=2, color=colour, zorder=3,
+                label=f"{res.name}: worst case (95% band)")
+        ax.axhline(res.clean_accuracy, ls="--", color=colour, lw=0.8, zorder=2,
+                   label=f"{res.name}: clean {res.clean_accuracy:.1%}")
+    ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02),
+           title="Before and after: worst-case accuracy versus perturbation size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
 

@@ -3,7 +3,8 @@
 ``Report.save(dir)`` writes ``report.json`` (machine-readable, with the list of the report's
 files), ``report.md`` (tables), ``curve.png`` (one plot for every model), the example grids and
 ``report.html`` (one self-contained page), with ``corruptions.png`` when corruptions were
-evaluated, as a whole (see :mod:`advkit.evaluation.folder`).
+evaluated and ``comparison.png`` when the report has a baseline, as a whole (see
+:mod:`advkit.evaluation.folder`).
 """
 from __future__ import annotations
 
@@ -21,10 +22,20 @@ from typing import Any
 
 import torch
 
+from .comparison import Comparison
 from .folder import write_folder
 from .html import render_html
 from .markdown import render as render_markdown
-from .plot import CORRUPTIONS_FILE, corruption_figure, curve_figure, examples_figure, examples_file, png_bytes
+from .plot import (
+    COMPARISON_FILE,
+    CORRUPTIONS_FILE,
+    comparison_figure,
+    corruption_figure,
+    curve_figure,
+    examples_figure,
+    examples_file,
+    png_bytes,
+)
 from .results import WORST, Check, ModelResult
 from .stats import wilson
 from .tables import header_lines
@@ -52,16 +63,23 @@ class Report:
     ``{corruption: [(severity, accuracy), ...]}`` when evaluated (keys ``"model/corruption"`` with
     several models; empty otherwise); ``checks``: every sanity
     check; ``sections``: extra demo sections (dicts with "title", "markdown", "images", and
-    "files": the images' bytes by file name, read when the section is added).
+    "files": the images' bytes by file name, read when the section is added). ``baseline``: the
+    name of the model the others are compared with (before a defense; None: no comparison);
+    ``comparisons``: ``{model: Comparison}`` of each other model with it (empty without a
+    baseline; see :class:`~advkit.evaluation.comparison.Comparison`), shown in every report format.
     """
 
     def __init__(self, results: Sequence[ModelResult], config: dict[str, Any], meta: dict[str, Any],
-                 sections: Sequence[dict[str, Any]] = ()):
+                 sections: Sequence[dict[str, Any]] = (), baseline: str | None = None):
         names = [r.name for r in results]
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be distinct, got {names}")
         self.results = {r.name: r for r in results}
         self.config, self.meta, self.sections = config, meta, list(sections)
+        check_baseline(baseline, names)
+        self.baseline = baseline
+        self.comparisons: dict[str, Comparison] = {} if baseline is None else {
+            name: Comparison(self.results[baseline], res) for name, res in self.results.items() if name != baseline}
 
     # -- views --------------------------------------------------------------------------------
     @property
@@ -90,9 +108,11 @@ class Report:
 
     # -- combining ------------------------------------------------------------------------------
     @classmethod
-    def compare(cls, reports: Mapping[str, Report] | Sequence[Report]) -> Report:
+    def compare(cls, reports: Mapping[str, Report] | Sequence[Report], baseline: str | None = None) -> Report:
         """One report (one plot, one page) for several evaluations on the same eps grid and norm:
-        before/after a defense. With a dict, each single-model report's model takes its key as name."""
+        before/after a defense. With a dict, each single-model report's model takes its key as name.
+        ``baseline`` names the model the others are compared with (see :attr:`comparisons`); the
+        compared models must have been evaluated on the same samples."""
         items = list(reports.items()) if isinstance(reports, Mapping) else [(None, r) for r in reports]
         if not items:
             raise ValueError("reports: nothing to compare")
@@ -109,7 +129,7 @@ class Report:
             for res in rep.results.values():
                 results.append(res if key is None else _renamed(res, key))
         meta = {**first.meta, "seconds": sum(r.meta.get("seconds", 0.0) for _, r in items)}
-        return cls(results, first.config, meta, [s for _, r in items for s in r.sections])
+        return cls(results, first.config, meta, [s for _, r in items for s in r.sections], baseline=baseline)
 
     def add_section(self, title: str, markdown: str, images: Sequence[str | Path] = ()) -> None:
         """Append a section (a later part of the demo: defenses, GANs) to the saved report. The
@@ -134,6 +154,8 @@ class Report:
             "models": {name: _model_dict(res) for name, res in self.results.items()},
             "sections": [{"title": s["title"], "markdown": s["markdown"], "images": [Path(p).name for p in s["images"]]}
                          for s in self.sections],
+            **({"baseline": self.baseline, "comparisons": {name: c.to_dict() for name, c in self.comparisons.items()}}
+               if self.baseline is not None else {}),
         }
 
     def table(self) -> str:
@@ -149,7 +171,7 @@ class Report:
 
     def markdown(self) -> str:
         """report.md's text."""
-        return render_markdown(self._header(), self.results, self.sections)
+        return render_markdown(self._header(), self.results, self.sections, list(self.comparisons.values()))
 
     def _header(self) -> list[str]:
         return header_lines(self.results, self.config, self.meta, self.check_counts)
@@ -167,7 +189,9 @@ class Report:
     def file_names(self) -> list[str]:
         """The names of the files :meth:`save` writes."""
         corrupted = [CORRUPTIONS_FILE] if any(r.corrupted for r in self.results.values()) else []
-        pictures = ["curve.png", *corrupted, *(examples_file(n) for n, r in self.results.items() if r.examples),
+        compared = [COMPARISON_FILE] if self.baseline is not None else []
+        pictures = ["curve.png", *corrupted, *compared,
+                    *(examples_file(n) for n, r in self.results.items() if r.examples),
                     *(Path(img).name for s in self.sections for img in s["images"])]
         return [*dict.fromkeys(pictures), "report.md", "report.html", "report.json"]
 
@@ -176,6 +200,10 @@ class Report:
         files = {"curve.png": png_bytes(curve_figure(list(self.results.values()), self.config["norm"]))}
         if any(r.corrupted for r in self.results.values()):
             files[CORRUPTIONS_FILE] = png_bytes(corruption_figure(list(self.results.values())))
+        comparisons = list(self.comparisons.values())
+        if comparisons:
+            files[COMPARISON_FILE] = png_bytes(comparison_figure(comparisons[0].before, [c.after for c in comparisons],
+                                                                 self.config["norm"]))
         for name, res in self.results.items():
             if res.examples:
                 files[examples_file(name)] = png_bytes(
@@ -186,8 +214,8 @@ class Report:
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder),
-                                            encoding="utf-8")
+        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder,
+                                                        comparisons), encoding="utf-8")
         names = self.file_names()
         (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
         return names
@@ -196,6 +224,17 @@ class Report:
         counts = self.check_counts
         return (f"Report(models={list(self.results)}, eps={self.config['eps']}, attacks={self.config['attacks']}, "
                 f"checks {counts['passed']} passed / {counts['failed']} failed / {counts['skipped']} skipped)")
+
+
+def check_baseline(baseline: str | None, names: Sequence[str]) -> None:
+    """``baseline`` must be None or the name of one of several models (ValueError otherwise)."""
+    if baseline is None:
+        return
+    if baseline not in names:
+        raise ValueError(f"baseline must name one of the models ({', '.join(map(repr, names))}), got {baseline!r}")
+    if len(names) < 2:
+        raise ValueError(f"baseline={baseline!r} needs at least one other model to compare with: evaluate a dict "
+                         "of models, e.g. {'before': model, 'after': defended}")
 
 
 def _model_dict(res: ModelResult) -> dict[str, Any]:

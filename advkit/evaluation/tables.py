@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .comparison import Comparison
 from .results import WORST, AttackRecord, ModelResult
 
 #: A Markdown image, ``![alt](source)``.
@@ -58,6 +59,52 @@ def corruption_tables(res: ModelResult) -> list[Table]:
     rows.append(["mean", *(f"{a:.1%}" for _, a in res.corruption_means()), f"{res.mean_corruption_accuracy:.1%}"])
     return [Table(f"Accuracy under corruptions (clean {res.clean_accuracy:.1%})",
                   ["corruption", *(f"severity {s}" for s in severities), "mean"], rows)]
+
+
+def comparison_title(comparison: Comparison) -> str:
+    return f"Before and after: {comparison.before.name} → {comparison.after.name}"
+
+
+def comparison_tables(comparison: Comparison) -> list[Table]:
+    """The defense at a glance (clean accuracy, worst case at the largest eps and averaged over the
+    grid, mean accuracy under corruptions, failed checks: before, after, change), the robust accuracy per eps and attack
+    (before → after, gain) and, when both were evaluated on corruptions, the accuracy per corruption.
+    Changes are after minus before, in percentage points."""
+    before, after = comparison.before, comparison.after
+    names = [before.name, after.name]
+    largest = len(comparison.eps) - 1
+    worst = (before.accuracy(WORST)[largest], after.accuracy(WORST)[largest])
+    means = [sum(r.accuracy(WORST)) / len(comparison.eps) for r in (before, after)]
+    rows = [["clean accuracy", *_pair(before.clean_accuracy, after.clean_accuracy)],
+            [f"worst case at eps {comparison.eps[largest]:g}", *_pair(*worst)],
+            ["worst case, mean over the eps grid", *_pair(*means)]]
+    if comparison.mean_corruption_accuracy is not None:
+        rows.append(["mean accuracy under corruptions", *_pair(*comparison.mean_corruption_accuracy)])
+    failed = comparison.failed_checks
+    ran = {n: bool(r.checks) for n, r in zip(names, (before, after), strict=True)}
+    rows.append(["failed sanity checks", *(", ".join(failed[n]) or ("none" if ran[n] else "not run") for n in names),
+                 ""])
+    summary = Table(f"Summary (change: {after.name} − {before.name}, in points)", ["", *names, "change"], rows)
+    robust = Table("Robust accuracy: before → after (gain in points)", ["eps", *comparison.attacks], [
+        [f"{eps:g}", *(_arrow(before.accuracy(a)[j], after.accuracy(a)[j]) for a in comparison.attacks)]
+        for j, eps in enumerate(comparison.eps)])
+    tables = [summary, robust]
+    if comparison.corruptions:
+        tables.append(Table("Accuracy under corruptions, mean over severities", ["corruption", *names, "change"],
+                            [[c, *_pair(*comparison.corruption_accuracy(c))] for c in comparison.corruptions]))
+    return tables
+
+
+def _pair(before: float, after: float) -> list[str]:
+    return [f"{before:.1%}", f"{after:.1%}", _points(after - before)]
+
+
+def _arrow(before: float, after: float) -> str:
+    return f"{before:.1%} → {after:.1%} ({_points(after - before)})"
+
+
+def _points(change: float) -> str:
+    return f"{100 * change:+.1f}"
 
 
 def _status(rec: AttackRecord) -> str:

@@ -1,0 +1,209 @@
+"""``advkit defend``: make a model robust with one defense and write the model and a before/after report.
+
+The model before is the user's (``--model``/``--arch``/``--model-factory``, as ``advkit evaluate``
+takes it) or a standard :func:`~advkit.defenses.defense_model` trained here with
+:func:`advkit.train.fit`. The defense trains a copy of it, starting from its weights; both models
+are then evaluated in one report with the model before as the baseline (``evaluate(...,
+baseline="before")``), so every report format shows the change in clean accuracy and the robust gain.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..cli import UsageError
+from ..core import NORMS
+from ..data import NAMES, load
+from ..evaluation import evaluate
+from ..evaluation.cli import (
+    add_corruptions_option,
+    attack_names,
+    cli_model,
+    eps_grid,
+    eps_number,
+    non_negative_int,
+    positive_int,
+    print_report,
+)
+from ..evaluation.demo import Phases
+from ..evaluation.folder import report_files
+from ..evaluation.specs import resolve
+from ..files import save_tensors
+from ..models import ARCHS, is_torchscript
+from ..train import accuracy, fit
+from ..validation import check_eps
+from .augment import augmented_training
+from .finetune import finetune
+from .training import adversarial_training, defense_model
+
+#: The defenses ``--method`` names: adversarial training's methods, adversarial fine-tuning, augmentation.
+METHODS = ("pgd", "fgsm-rs", "trades", "finetune", "augment")
+#: The methods that take ``--checkpoint-dir`` and ``--resume`` (adversarial training's).
+CHECKPOINTED = ("pgd", "fgsm-rs", "trades")
+#: The names of the two models in the report (and of their weight files, ``NAME.pt``).
+BEFORE, AFTER = "before", "after"
+
+DESCRIPTION = """\
+Make a model robust and write it with a before/after report into --out:
+  after.pt    the defended model's state dict (before.pt: the standard model, when trained here)
+  report.*    both models under the attacks over an eps grid, with the change in clean accuracy,
+              the robust gain per eps, the sanity checks and the defense's history
+Methods: pgd (Madry et al.'s adversarial training), fgsm-rs (fast adversarial training with its
+overfitting guard), trades (Zhang et al.), finetune (a short adversarial fine-tuning), augment
+(training on common corruptions; the report adds accuracy under corruptions). Without --model a
+standard SmallCNN is trained first (--train-epochs); every defense starts from the model before."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``defend`` subcommand."""
+    p = sub.add_parser("defend", help="make a model robust (adversarial training, fine-tuning, augmentation); "
+                                      "writes the model and a before/after report",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--data", default="mnist5k", choices=NAMES, help="trains on its training split, reports on its test")
+    p.add_argument("--root", default=None, help="folder of the torchvision datasets")
+    p.add_argument("--eps", default=0.3, type=eps_number, help="the budget the defense trains for (default 0.3)")
+    p.add_argument("--norm", default="linf", choices=tuple(NORMS))
+    p.add_argument("--model", type=Path, default=None,
+                   help="the model before: a state dict (torch.save(model.state_dict())) of --arch or of the "
+                        "--model-factory's module; default: train a standard SmallCNN here")
+    p.add_argument("--arch", default=None, choices=sorted(ARCHS),
+                   help="architecture of the state dict (default smallcnn)")
+    p.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
+                   help="a function returning the model before (--model, if given, is loaded into it)")
+    p.add_argument("--train-epochs", type=positive_int, default=8,
+                   help="epochs of plain training of the standard model (without --model)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs of the defense (default: the method's)")
+    p.add_argument("--checkpoint-dir", type=Path, default=None,
+                   help="checkpoint adversarial training (pgd, fgsm-rs, trades) there after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
+    p.add_argument("--attacks", default="fgsm,pgd-40", type=attack_names, help="attacks of the report")
+    p.add_argument("--eval-eps", default=None, type=eps_grid,
+                   help="the report's eps grid (default: 0, eps/4, eps/2, 3eps/4, eps)")
+    p.add_argument("--n", type=positive_int, default=500, help="test images evaluated (default 500)")
+    p.add_argument("--probe", type=non_negative_int, default=100, help="samples for the sanity checks (0: no checks)")
+    p.add_argument("--queries", type=positive_int, default=500, help="query budget of the checks' gradient-free attack")
+    add_corruptions_option(p)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("advkit-defense"), help="output folder (default ./advkit-defense)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
+    progress = not args.no_progress
+    phases = Phases(3, progress)
+    train, test = load(args.data, root=args.root, seed=args.seed)
+    sample = test[0][0]
+    trained_here = args.model is None and args.model_factory is None
+    if trained_here:
+        shape = (sample.shape[0], int(train.tensors[1].max()) + 1, sample.shape[-1])
+        architecture = f"advkit.defenses.defense_model{shape}"
+        phases.start(f"training a standard {architecture} on {args.data} ({args.train_epochs} epochs)")
+        torch.manual_seed(args.seed)
+        before = defense_model(*shape)
+        fit(before, train, epochs=args.train_epochs, seed=args.seed, device=args.device, progress=progress)
+        phases.end(f"trained: test accuracy {accuracy(before.eval(), test):.1%}")
+    else:
+        architecture = f"the architecture of {args.model_factory or args.arch or 'smallcnn'}"
+        phases.start(f"loading the model before ({args.model or args.model_factory})")
+        before = cli_model(args, sample).eval()
+        phases.end(f"loaded: test accuracy {accuracy(before, test):.1%}")
+    phases.start(f"defending: {args.method} at eps {args.eps:g} ({args.norm})")
+    started = time.perf_counter()
+    after, history = defend(copy.deepcopy(before), train, test, args, progress)
+    seconds = time.perf_counter() - started
+    phases.end(f"defended: test accuracy {accuracy(after, test):.1%}")
+    phases.start(f"evaluating both: {', '.join(args.attacks)} on {args.n} test images")
+    corruptions = args.corruptions or args.method == "augment"
+    report = evaluate({BEFORE: before, AFTER: after}, test, attacks=args.attacks, eps=eval_grid(args), norm=args.norm,
+                      n=args.n, device=args.device, seed=args.seed, progress=progress, checks=args.probe > 0,
+                      probe=args.probe, queries=args.queries, corruptions=corruptions, baseline=BEFORE)
+    weights = f"`{AFTER}.pt` is the defended model's state dict, of {architecture}."
+    report.add_section(f"Defense: {args.method}", defense_markdown(args, history, seconds) + "\n\n" + weights)
+    html = report.save(args.out)
+    phases.end("evaluated")
+    saved = [save_tensors(after.state_dict(), args.out / f"{AFTER}.pt")]
+    if trained_here:
+        saved.append(save_tensors(before.state_dict(), args.out / f"{BEFORE}.pt"))
+    print(f"weights: {', '.join(str(p) for p in saved)} (state dicts of {architecture})")
+    return print_report(report, html)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse, before any work, what cannot run: a zero eps for an adversarial defense, checkpoints
+    for a method without them, a TorchScript model to train, an unknown attack, an --out folder
+    holding something else than an advkit report."""
+    check_eps(args.eps, "--eps", norm=args.norm)
+    if args.eps == 0 and args.method != "augment":
+        raise UsageError(f"--eps must be > 0 for --method {args.method} (eps 0 is plain training)")
+    if (args.checkpoint_dir is not None or args.resume) and args.method not in CHECKPOINTED:
+        raise UsageError(f"--checkpoint-dir and --resume work with --method {', '.join(CHECKPOINTED)}, "
+                         f"not {args.method}")
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs the --checkpoint-dir of the run to continue")
+    if args.model is not None and args.model.is_file() and is_torchscript(args.model):
+        raise UsageError(f"{args.model} is a TorchScript file, which advkit cannot train: give the model as a "
+                         "state dict (torch.save(model.state_dict())) with --arch or --model-factory")
+    resolve(args.attacks)
+    out = args.out
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and report_files(out) is None)):
+        raise UsageError(f"--out {out} is a file or a folder that holds no advkit report: choose a new folder, "
+                         "an empty one or the folder of an earlier report")
+
+
+def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, progress: bool) -> tuple[nn.Module, Any]:
+    """Run ``args.method`` on ``model`` (trained in place); returns it in eval mode and the method's history."""
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.method == "finetune":
+        model, history = finetune(model, train, eps=args.eps, seed=args.seed, progress=progress, norm=args.norm,
+                                  device=args.device, eval_data=test, **epochs)
+    elif args.method == "augment":
+        model, history = augmented_training(model, train, seed=args.seed, progress=progress, device=args.device,
+                                            **epochs)
+    else:
+        model, history = adversarial_training(model, train, method=args.method, eps=args.eps, norm=args.norm,
+                                              eval_data=test, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                                              seed=args.seed, device=args.device, progress=progress, **epochs)
+    return model.eval(), history
+
+
+def eval_grid(args: argparse.Namespace) -> list[float]:
+    """``--eval-eps``, or five points from 0 to the training eps (augment without an eps: 0 to 0.3)."""
+    if args.eval_eps is not None:
+        return args.eval_eps
+    top = args.eps or 0.3
+    return [top * k / 4 for k in range(5)]
+
+
+def defense_markdown(args: argparse.Namespace, history: Any, seconds: float) -> str:
+    """What the defense ran and its history, one row per epoch."""
+    text = (f"`advkit defend --method {args.method}` at eps {args.eps:g} ({args.norm}) on {args.data}, seed "
+            f"{args.seed}, starting from the model before: {seconds:.0f} s.")
+    guard = {"best_epoch": "the model keeps the weights of epoch {}", "guard_fired": "the guard stopped at epoch {}"}
+    text += "".join(f" {what.format(getattr(history, key))}." for key, what in guard.items()
+                    if getattr(history, key, None) is not None)
+    rows = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in history
+            if dataclasses.is_dataclass(r) or isinstance(r, Mapping)]
+    if not rows:
+        return text
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return text + "\n\n" + "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
