@@ -90,7 +90,13 @@ class PreActResNet18(nn.Module):
         return self.head(self.features(x))
 
 
-ARCHS = {"smallcnn": SmallCNN, "preactresnet18": PreActResNet18}
+def wide_smallcnn(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
+    """A SmallCNN whose hidden layer has 1,024 units (Madry et al.'s MNIST width) instead of 128: the
+    model advkit's defenses train by default (``--arch smallcnn-wide``)."""
+    return SmallCNN(in_channels, num_classes, input_size, hidden=1024)
+
+
+ARCHS = {"smallcnn": SmallCNN, "smallcnn-wide": wide_smallcnn, "preactresnet18": PreActResNet18}
 
 
 def build(arch: str, **kwargs) -> nn.Module:

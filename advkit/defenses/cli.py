@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     trained_here = args.model is None and args.model_factory is None
     if trained_here:
         shape = (sample.shape[0], int(train.tensors[1].max()) + 1, sample.shape[-1])
-        architecture = f"advkit.defenses.defense_model{shape}"
+        architecture = f"advkit.defenses.defense_model{shape} (--arch smallcnn-wide)"
         phases.start(f"training a standard {architecture} on {args.data} ({args.train_epochs} epochs)")
         torch.manual_seed(args.seed)
         before = defense_model(*shape)

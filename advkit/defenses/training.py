@@ -30,7 +30,7 @@ from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import Hook, OptimizerStep, Player, check_number, play, trainable_params
 from ..data import as_tensors
 from ..devices import default_device
-from ..models import SmallCNN
+from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
 from ..train import accuracy, check_model_labels, random_shift
 from ..validation import check_choice, check_eps, check_images
@@ -62,10 +62,10 @@ def one_cycle(step: int, total: int, peak: float, warm: float = 0.25) -> float:
 
 
 def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
-    """The model advkit's defenses train by default (benchmark, CLI, demo): a SmallCNN whose hidden layer
-    has 1,024 units, Madry et al.'s MNIST width, instead of 128. Robustness needs capacity (Madry et al.
-    2018); the wider layer costs little on a CPU, as the convolutions dominate."""
-    return SmallCNN(in_channels, num_classes, input_size, hidden=1024)
+    """The model advkit's defenses train by default (benchmark, CLI, demo): :func:`advkit.models.wide_smallcnn`,
+    a SmallCNN with 1,024 hidden units. Robustness needs capacity (Madry et al. 2018); the wider layer
+    costs little on a CPU, as the convolutions dominate."""
+    return wide_smallcnn(in_channels, num_classes, input_size)
 
 
 def adversarial_training(
