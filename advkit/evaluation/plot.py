@@ -42,12 +42,7 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
         for attack in res.ran:
             ax.plot(res.eps, res.accuracy(attack), style, marker=markers[attack], ms=4, lw=1.3, color=colours[attack],
                     zorder=3, label=prefix + attack)
-    ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02),
-           title="Robust accuracy versus perturbation size")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, f"eps ({norm})", "Robust accuracy versus perturbation size", "upper right")
 
 
 def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: str) -> Figure:
@@ -70,12 +65,8 @@ def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: 
                 label=f"{res.name}: worst case (95% band)")
         ax.axhline(res.clean_accuracy, ls="--", color=colour, lw=0.8, zorder=2,
                    label=f"{res.name}: clean {res.clean_accuracy:.1%}")
-    ax.set(xlabel=f"eps ({norm})", ylabel="accuracy", ylim=(-0.02, 1.02),
-           title="Before and after: worst-case accuracy versus perturbation size")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, f"eps ({norm})", "Before and after: worst-case accuracy versus perturbation size",
+                   "lower left")
 
 
 def corruption_figure(results: Sequence[ModelResult]) -> Figure:
@@ -95,11 +86,7 @@ def corruption_figure(results: Sequence[ModelResult]) -> Figure:
             k = names.index(name)
             ax.plot(severities, [res.clean_accuracy, *(a for _, a in points)], style,
                     marker=_MARKERS[k % len(_MARKERS)], ms=4, lw=1.3, color=f"C{k}", zorder=3, label=prefix + name)
-    ax.set(xlabel="severity (0: clean)", ylabel="accuracy", ylim=(-0.02, 1.02), title="Accuracy under corruptions")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "severity (0: clean)", "Accuracy under corruptions", "lower left")
 
 
 def examples_figure(examples: Sequence[Example], title: str) -> Figure:
@@ -143,3 +130,12 @@ def png_bytes(fig: Figure) -> bytes:
 def examples_file(model: str) -> str:
     """The file name of a model's example grid (the model name made file-safe)."""
     return f"examples_{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}.png"
+
+
+def _finish(fig: Figure, ax, xlabel: str, title: str, legend: str) -> Figure:
+    """The accuracy axes' common dressing (labels, range, grid, legend) and layout."""
+    ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc=legend)
+    fig.tight_layout()
+    return fig
