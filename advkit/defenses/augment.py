@@ -88,8 +88,9 @@ def augmented_training(
     per epoch: ``epoch`` (1, 2, ...), ``loss`` (mean training loss), ``clean_accuracy`` (on
     ``eval_data`` when given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images of ``data``)
     and, with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5,
-    measured by :func:`~advkit.defenses.measure.corruption_accuracy` with ``seed``). Bad options
-    raise a ``ValueError``/``TypeError`` naming them before any training.
+    measured by :func:`~advkit.defenses.measure.corruption_accuracy` with ``seed``). Same ``seed``,
+    same model on the CPU (CUDA's convolution kernels need not be deterministic). Bad options raise a
+    ``ValueError``/``TypeError`` naming them before any training.
     """
     names = _names(corruptions)
     share = check_number(share, "share", low=0, low_open=False, high=1)

@@ -77,7 +77,7 @@ def test_history_per_epoch_and_the_same_seed_the_same_model():
         torch.manual_seed(0)
         model = SmallCNN()
         trained, history = augmented_training(model, data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
-                                              progress=False, eval_data=held_out)
+                                              progress=False, eval_data=held_out, device="cpu")
         assert trained is model and not model.training
         runs.append((weights(model), history))
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
@@ -89,7 +89,7 @@ def test_history_per_epoch_and_the_same_seed_the_same_model():
     assert history[-1]["corruption_accuracy"] == pytest.approx(float(torch.cat(list(masks.values()), 1).float().mean()))
     torch.manual_seed(0)
     unjudged, plain = augmented_training(SmallCNN(), data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
-                                         progress=False)
+                                         progress=False, device="cpu")
     assert set(plain[0]) == {"epoch", "loss", "clean_accuracy"} and [h["loss"] for h in plain] == \
         [h["loss"] for h in history]
     assert torch.equal(weights(unjudged), runs[0][0])  # measuring each epoch changes nothing in the training
