@@ -26,7 +26,7 @@ from ..validation import check_images
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
 from .methods import METHODS, Method
-from .training import _checked_data, _Game, check_run
+from .training import TrainingGame, check_run, checked_data
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def finetune(
     lr = LR if lr is None else check_number(lr, "lr")
     device = default_device(device)
     model.to(device)
-    x, y = _checked_data(model, data, "data", device)
-    x_eval, y_eval = (x, y) if eval_data is None else _checked_data(model, eval_data, "eval_data", device)
+    x, y = checked_data(model, data, "data", device)
+    x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
     if _is_fixed_set(attack):
         adversary: Adversary = FixedAdversary(_fixed_set(attack, x, y, eps, norm).to(device))
     else:
@@ -114,15 +114,15 @@ def finetune(
     config = {"method": "finetune", "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": {**OPTIONS, "mix": mix}}
     history = History("finetune", eps, "training data" if eval_data is None else "eval_data")
-    game = _Game(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None, config,
-                 history, device)
+    game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None,
+                        config, history, device)
     history.records.append(_before(game))
     game.play(None, progress)
     model.eval()
     return model, history
 
 
-def _before(game: _Game) -> EpochRecord:
+def _before(game: TrainingGame) -> EpochRecord:
     """Epoch 0: the model's accuracies before fine-tuning, measured as every epoch's are."""
     start = time.perf_counter()
     x, y = game.evaluation

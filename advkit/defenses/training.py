@@ -121,16 +121,16 @@ def adversarial_training(
         log.warning("adversarial_training does not shard under torchrun yet: every rank trains its own copy")
     device = default_device(device)
     model.to(device)
-    x, y = _checked_data(model, data, "data", device)
+    x, y = checked_data(model, data, "data", device)
     held_out = None
     if spec.guard:
         x, y, held_out = _hold_out(x, y, batch_size, seed)
-    x_eval, y_eval = (x, y) if eval_data is None else _checked_data(model, eval_data, "eval_data", device)
+    x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
     adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x)))
     history = History(method, eps, "training data" if eval_data is None else "eval_data")
     config = {"method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": opts}
-    game = _Game(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device)
+    game = TrainingGame(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device)
     folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
     if resume:
         game.resume(folder)
@@ -157,7 +157,7 @@ def check_run(model: nn.Module, norm: str, eps: float, batch_size: int, seed: in
     return norm, eps
 
 
-class _Game(Hook):
+class TrainingGame(Hook):
     """The state of one run (what a checkpoint holds) and the hooks that drive its rounds."""
 
     def __init__(self, model: nn.Module, spec: Method, opts: dict[str, Any], adversary, x: Tensor, y: Tensor,
@@ -309,7 +309,7 @@ class _Game(Hook):
         log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
 
 
-def _checked_data(model: nn.Module, data, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
+def checked_data(model: nn.Module, data, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
     """``(x, y)`` of ``data``: images in [0, 1] and labels the model can output (errors name ``name``)."""
     try:
         x, y = as_tensors(data)
