@@ -97,7 +97,7 @@ def test_without_a_model_a_standard_one_is_trained_and_saved_and_augment_reports
     out = tmp_path / "out"
     assert main(["defend", "--method", "augment", "--train-epochs", "1", "--epochs", "1", *FAST,
                  "--out", str(out)]) == 0
-    assert "(state dicts of advkit.defenses.defense_model(1, 10, 8))" in capsys.readouterr().out
+    assert "(state dicts of advkit.defenses.defense_model(1, 10, 8) (--arch smallcnn-wide))" in capsys.readouterr().out
     data = json.loads((out / "report.json").read_text())
     comparison = data["comparisons"]["after"]
     assert set(comparison["corruption_accuracy"]) == {*advkit.defenses.CORRUPTIONS, "mean"}

@@ -66,9 +66,10 @@ def test_options_are_normalised_and_read_only():
 
 
 def test_evaluate_takes_every_option_with_the_same_default():
-    """evaluate's keywords are the options (besides the model and the data), with the options' defaults."""
+    """evaluate's keywords are the options (besides the model, the data and the baseline the report compares
+    the other models with), with the options' defaults."""
     parameters = dict(inspect.signature(advkit.evaluate).parameters)
-    assert [parameters.pop(p).name for p in ("model", "data")] == ["model", "data"]
+    assert [parameters.pop(p).name for p in ("model", "data", "baseline")] == ["model", "data", "baseline"]
     assert {name: p.default for name, p in parameters.items()} == \
         {f.name: f.default for f in dataclasses.fields(EvaluationOptions)}
 

@@ -75,8 +75,13 @@ def test_ctrl_c_during_the_swap_is_delivered_after_it(reports, tmp_path, monkeyp
         swap(*args, **kwargs)
 
     monkeypatch.setattr(folder, "_swap", swap_with_ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        one.save(out)
+    # Ctrl-C's usual handler, whatever an earlier test in this worker left installed
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            one.save(out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert "examples_c.png" in os.listdir(out) and "examples_a.png" not in os.listdir(out)
     assert list(json.loads((out / "report.json").read_text())["models"]) == ["c"]
     assert strays(tmp_path, out) == []
