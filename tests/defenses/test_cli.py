@@ -118,3 +118,16 @@ def test_finetune_starts_from_the_given_model_and_gains_robustness(standard, tmp
     data = json.loads((out / "report.json").read_text())
     assert robust_gain(out, 1) > 0.1
     assert data["comparisons"]["after"]["clean_accuracy"]["change"] > -0.1  # fine-tuning keeps most clean accuracy
+
+
+@pytest.mark.slow  # two epochs of FGSM-RS on the digits, evaluated twice: about 20 s
+def test_defend_resumes_a_checkpointed_run_to_the_same_weights(standard, tmp_path):
+    args = ["defend", "--method", "fgsm-rs", "--eps", "0.2", "--epochs", "2", "--model", str(standard),
+            "--arch", "smallcnn", *FAST, "--checkpoint-dir", str(tmp_path / "ckpt")]
+    assert main([*args, "--out", str(tmp_path / "first")]) == 0
+    assert len(list((tmp_path / "ckpt").iterdir())) >= 1
+    assert main([*args, "--resume", "--out", str(tmp_path / "again")]) == 0
+    first, again = (torch.load(tmp_path / d / "after.pt", weights_only=True) for d in ("first", "again"))
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    reports = [json.loads((tmp_path / d / "report.json").read_text())["models"]["after"] for d in ("first", "again")]
+    assert reports[0]["clean_accuracy"] == reports[1]["clean_accuracy"]
