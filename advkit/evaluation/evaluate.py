@@ -12,9 +12,10 @@ attacks survivors-only equals attacking everyone, and it is never above it for a
 
 Inside an initialised process group (torchrun) each rank forwards and attacks only its
 contiguous share of the samples (:func:`advkit.distributed.my_shard`), seeded by their indices in
-the whole data, and the per-sample results are gathered back in order: every rank returns the
-report one process would have made. The sanity checks and the example grid, which need the
-gathered results, run whole on every rank.
+the whole data, or, for attacks whose draws are per batch, its share of each eps's batches
+(:mod:`advkit.evaluation.sharding`); the per-sample results are gathered back in order, so every
+rank returns the report one process would have made. The sanity checks and the example grid,
+which need the gathered results, run whole on every rank.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from ..data import as_tensors
 from ..defenses.corruptions import SEVERITIES
 from ..defenses.measure import corruption_accuracy
 from ..devices import placed
-from ..distributed import gather_call, gather_rows, is_distributed, is_main, my_shard, shard_bounds
+from ..distributed import gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
 from .checks import run_checks
@@ -43,6 +44,7 @@ from .construct import by_name, describe
 from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
+from .sharding import attack_at_shared, by_sample, merge_curves
 from .specs import check_norm
 
 log = logging.getLogger(__name__)
@@ -143,8 +145,13 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     def run(attack_name: str, attack: Any, note: str = "") -> None:
         t0 = time.perf_counter()
         try:
-            records[attack_name], adversarials[attack_name] = merge_curves(gather_call(lambda: attack_curve(
-                attack, attack_name, x, y, clean, options, rows=mine, shown=shown, bar=bar, model=model)), len(x))
+            if by_sample(attack):  # each rank its own samples over the whole grid, merged once
+                curve = merge_curves(gather_call(lambda: attack_curve(
+                    attack, attack_name, x, y, clean, options, rows=mine, shown=shown, bar=bar, model=model)), len(x))
+            else:  # the ranks share each eps's batches
+                curve = attack_curve(attack, attack_name, x, y, clean, options, shared=True, shown=shown, bar=bar,
+                                     model=model)
+            records[attack_name], adversarials[attack_name] = curve
             records[attack_name].note, ran[attack_name] = note, attack
         except GradientMaskingError as err:
             log.warning("%s: %s could not run: %s", name, attack_name, err)
@@ -185,23 +192,6 @@ def clean_predictions(model: nn.Module, x: Tensor, options: EvaluationOptions) -
     return torch.cat([pred for pred, _ in parts]), parts[0][1]
 
 
-def merge_curves(parts: list[tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]], n: int
-                 ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
-    """One record from each rank's :func:`attack_curve` on its :func:`shard_bounds` rows of ``n``:
-    the rows of ``robust`` from their ranks, counts summed, seconds of the slowest rank, the kept
-    examples together. One part (one process) is returned as it is."""
-    if len(parts) == 1:
-        return parts[0]
-    records = [record for record, _ in parts]
-    robust = torch.cat([rec.robust[slice(*shard_bounds(n, r, len(parts)))] for r, rec in enumerate(records)])
-    costs = [Cost(attacked=sum(c.attacked for c in point), forwards=sum(c.forwards for c in point),
-                  backwards=sum(c.backwards for c in point), seconds=max(c.seconds for c in point),
-                  nonfinite=sum(c.nonfinite for c in point))
-             for point in zip(*(rec.costs for rec in records), strict=True)]
-    kept = {i: example for _, part in parts for i, example in part.items()}
-    return AttackRecord(records[0].name, records[0].description, robust, costs), dict(sorted(kept.items()))
-
-
 def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions, bar: tqdm) -> dict[str, Tensor]:
     """Per corruption of ``options.corruptions``, which samples the model gets right at each severity.
     In a process group each rank corrupts whole batches of the one-process batching (the noise is
@@ -228,8 +218,9 @@ def fallback_name(records: Mapping[str, AttackRecord]) -> str | None:
 
 
 def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, options: EvaluationOptions, *,
-                 rows: Tensor | None = None, shown: Sequence[int] = (), bar: tqdm | None = None,
-                 model: nn.Module | None = None) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
+                 rows: Tensor | None = None, shared: bool = False, shown: Sequence[int] = (),
+                 bar: tqdm | None = None, model: nn.Module | None = None
+                 ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
     """Walk the eps grid upward with ``attack``. Survivors mode (``options.survivors``) attacks,
     at each eps, only the samples still standing; otherwise every sample at every eps. With
     ``options.warm_start`` (and an attack that ``warm_starts``) each sample starts where its attack
@@ -237,7 +228,8 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
     Returns the record and, for the ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the
     first eps that fooled them (or the last eps tried). ``model`` (optional) has the fooled
     samples' logits checked for NaN/Inf (``Cost.nonfinite``). ``rows`` (default: all): the only
-    samples attacked (a rank's share); the record is meaningful on those rows alone."""
+    samples attacked (a rank's share); the record is meaningful on those rows alone. ``shared``: the
+    ranks of a process group split each eps's batches (:func:`~advkit.evaluation.sharding.attack_at_shared`)."""
     eps, survivors, warm = list(options.eps), options.survivors, options.warm_start
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
     rows = torch.arange(len(x)) if rows is None else rows
@@ -249,8 +241,8 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
             robust[:, j], cost = clean, Cost()
         else:
             todo = rows[alive[rows]] if survivors else rows
-            fooled, ends, cost = attack_at(attack, x, y, todo, e, options.batch_size, options.device, options.seed, j,
-                                           starts=starts, model=model)
+            fooled, ends, cost = (attack_at_shared if shared else attack_at)(
+                attack, x, y, todo, e, options.batch_size, options.device, options.seed, j, starts=starts, model=model)
             robust[:, j] = alive if survivors else clean
             robust[todo[fooled], j] = False
             keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)

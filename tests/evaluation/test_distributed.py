@@ -14,16 +14,23 @@ import torch
 from torch import nn
 
 import advkit
+from advkit.attacks import Square
 from advkit.distributed import gather, gather_call, is_distributed, my_shard, rank, shard_bounds, world_size
 
 ROOT = Path(__file__).resolve().parents[2]
+def square_50(model: nn.Module) -> Square:
+    """A short Square attack: its draws are per batch, so the ranks must split batches, not samples."""
+    return Square(model, 0.1, n_queries=50)
+
+
 #: The evaluations the test runs, in one process and in the group: the first counts forwards
-#: (no checks, no examples: work that every rank repeats), the second covers checks, examples and a corruption.
+#: (no checks, no examples: work that every rank repeats); the second covers checks, examples,
+#: a corruption and an attack that draws per batch.
 RUNS = {
     "curves": dict(attacks=["fgsm", "pgd-10"], eps=[0.0, 0.05, 0.1, 0.2], n=101, batch_size=16, progress=False,
                    checks=False, examples=0),
-    "full": dict(attacks=["fgsm", "pgd-10"], eps=[0.05, 0.1], n=101, batch_size=16, progress=False, probe=40,
-                 queries=50, examples=4, corruptions=["gaussian-noise"]),
+    "full": dict(attacks={"fgsm": "fgsm", "pgd-10": "pgd-10", "square": square_50}, eps=[0.05, 0.1], n=101,
+                 batch_size=16, progress=False, probe=40, queries=50, examples=4, corruptions=["gaussian-noise"]),
 }
 
 CHILD = """
