@@ -17,6 +17,9 @@ import advkit
 from advkit.attacks import Square
 from advkit.distributed import gather, gather_call, is_distributed, my_shard, rank, shard_bounds, world_size
 
+sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
+from masked import Detach  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 def square_50(model: nn.Module) -> Square:
     """A short Square attack: its draws are per batch, so the ranks must split batches, not samples."""
@@ -25,12 +28,15 @@ def square_50(model: nn.Module) -> Square:
 
 #: The evaluations the test runs, in one process and in the group: the first counts forwards
 #: (no checks, no examples: work that every rank repeats); the second covers checks, examples,
-#: a corruption and an attack that draws per batch.
+#: a corruption and an attack that draws per batch; the third a model that hides its gradient (the
+#: gradient attack fails on every rank, the added Square keeps the worst case).
 RUNS = {
     "curves": dict(attacks=["fgsm", "pgd-10"], eps=[0.0, 0.05, 0.1, 0.2], n=101, batch_size=16, progress=False,
                    checks=False, examples=0),
     "full": dict(attacks={"fgsm": "fgsm", "pgd-10": "pgd-10", "square": square_50}, eps=[0.05, 0.1], n=101,
                  batch_size=16, progress=False, probe=40, queries=50, examples=4, corruptions=["gaussian-noise"]),
+    "masked": dict(attacks=["pgd-10"], eps=[0.1], n=101, batch_size=16, progress=False, probe=20, queries=50,
+                   examples=2),
 }
 
 CHILD = """
@@ -38,8 +44,9 @@ import json, sys
 import torch, torch.distributed as dist
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {here!r})
+sys.path.insert(0, {tests!r})
 import advkit
-from test_distributed import RUNS, digits_mlp
+from test_distributed import RUNS, digits_mlp, evaluate_run
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 out, rank = {out!r}, dist.get_rank()
@@ -49,9 +56,9 @@ forwards = [0]
 model.register_forward_hook(lambda m, inputs, output: forwards.__setitem__(0, forwards[0] + len(inputs[0])))
 test = advkit.data.load("digits")[1]
 reports = {{}}
-for name, kwargs in RUNS.items():
+for name in RUNS:
     forwards[0] = 0
-    report = advkit.evaluate(model, test, **kwargs)
+    report = evaluate_run(model, test, name)
     report.save(out + f"/report-{{name}}-rank{{rank}}")
     reports[name] = {{"forwards": forwards[0], "report": report.to_dict()}}
 with open(out + f"/rank{{rank}}.json", "w") as f:
@@ -63,6 +70,11 @@ dist.destroy_process_group()
 def digits_mlp() -> nn.Module:
     """A small MLP for the 8x8 digits."""
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def evaluate_run(model: nn.Module, test, name: str) -> advkit.evaluation.Report:
+    """The evaluation ``RUNS[name]`` of ``model`` (behind a gradient-hiding wrapper for "masked")."""
+    return advkit.evaluate(Detach(model) if name == "masked" else model, test, **RUNS[name])
 
 
 def without_timings(value):
@@ -125,10 +137,9 @@ def single(tmp_path_factory):
         forwards = [0]
         model.register_forward_hook(lambda m, inputs, output: forwards.__setitem__(0, forwards[0] + len(inputs[0])))
         reports = {}
-        for name, kwargs in RUNS.items():
+        for name in RUNS:
             forwards[0] = 0
-            reports[name] = {"forwards": forwards[0], "report": advkit.evaluate(model, test, **kwargs).to_dict()}
-            reports[name]["forwards"] = forwards[0]
+            reports[name] = {"report": evaluate_run(model, test, name).to_dict(), "forwards": forwards[0]}
     finally:
         torch.set_num_threads(threads)
     return out, reports
@@ -139,7 +150,8 @@ def group(single):
     """The same evaluations in a 2-process gloo group: each rank's reports and forward counts."""
     out, _ = single
     script = out / "child.py"
-    script.write_text(CHILD.format(root=str(ROOT), here=str(Path(__file__).parent), out=str(out)))
+    script.write_text(CHILD.format(root=str(ROOT), here=str(Path(__file__).parent), tests=str(ROOT / "tests"),
+                                   out=str(out)))
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
@@ -155,6 +167,7 @@ def test_distributed_report_equals_one_process(single, group, run):
     """Both ranks return exactly the one-process report (timings aside)."""
     expected = without_timings(single[1][run]["report"])
     assert expected["models"]["model"]["clean_accuracy"] > 0.5
+    assert bool(expected["models"]["model"]["masked"]) == (run == "masked")
     for got in group[1]:
         assert without_timings(got[run]["report"]) == expected
 
