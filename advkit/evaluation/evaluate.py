@@ -19,6 +19,7 @@ which need the gathered results, run whole on every rank.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,7 @@ from ..data import as_tensors
 from ..defenses.corruptions import SEVERITIES
 from ..defenses.measure import corruption_accuracy
 from ..devices import placed
-from ..distributed import gather_call, gather_rows, is_distributed, is_main, my_shard
+from ..distributed import gather, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
 from .checks import run_checks
@@ -116,6 +117,7 @@ def evaluate(
     x, y = as_tensors(data, limit=options.n)
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
+    check_same_data(x, y)
     start = time.perf_counter()
     results = []
     for name, net in models.items():
@@ -132,7 +134,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     x = x.to(model_dtype(model, torch.float32))
     start, stop = my_shard(len(x))
     mine = torch.arange(start, stop)
-    clean_pred, num_classes = clean_predictions(model, x[start:stop], options)
+    clean_pred, num_classes = clean_predictions(model, x[start:stop], start, options)
     check_data_labels(y, num_classes)
     clean = clean_pred == y
     shown = pick_examples(y, clean, options.examples)
@@ -184,11 +186,11 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     return result
 
 
-def clean_predictions(model: nn.Module, x: Tensor, options: EvaluationOptions) -> tuple[Tensor, int]:
-    """:func:`predict` on each rank's share ``x`` (possibly empty), gathered: every sample's clean
-    prediction, in order, and the number of classes."""
-    parts = [p for p in gather_call(lambda: predict(model, x, options.batch_size, options.device) if len(x) else None)
-             if p is not None]
+def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:
+    """:func:`predict` on each rank's share ``x`` (possibly empty; from sample ``first`` on), gathered:
+    every sample's clean prediction, in order, and the number of classes."""
+    parts = [p for p in gather_call(lambda: predict(model, x, options.batch_size, options.device, first) if len(x)
+                                    else None) if p is not None]
     return torch.cat([pred for pred, _ in parts]), parts[0][1]
 
 
@@ -293,6 +295,20 @@ def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor,
                 ex.adv_pred = int(model(ex.x_adv[None].to(device)).argmax(1))
         out.append(ex)
     return out
+
+
+def check_same_data(x: Tensor, y: Tensor) -> None:
+    """In a process group every rank must pass the same samples in the same order (evaluate shards
+    them itself): ValueError on every rank otherwise. Compares sizes, labels and the pixel sum."""
+    if not is_distributed():
+        return
+    mine = (tuple(x.shape), hashlib.sha256(y.numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
+    seen = gather(mine)
+    if any(other != seen[0] for other in seen):
+        shapes = ", ".join(f"rank {r}: {shape[0]}" for r, (shape, _, _) in enumerate(seen))
+        raise ValueError(f"data: the ranks of the process group passed different samples ({shapes} samples); "
+                         "give every rank the same data in the same order, without a DistributedSampler: "
+                         "evaluate splits the samples among the ranks itself")
 
 
 def _models(model: Any) -> dict[str, nn.Module]:

@@ -61,6 +61,11 @@ for name in RUNS:
     report = evaluate_run(model, test, name)
     report.save(out + f"/report-{{name}}-rank{{rank}}")
     reports[name] = {{"forwards": forwards[0], "report": report.to_dict()}}
+x, y = test.tensors
+try:  # each rank its own samples, as a DistributedSampler would give them
+    advkit.evaluate(model, (x[rank::2], y[rank::2]), attacks="fgsm", eps=0.1, progress=False)
+except ValueError as err:
+    reports["refused"] = str(err)
 with open(out + f"/rank{{rank}}.json", "w") as f:
     json.dump(reports, f)
 dist.destroy_process_group()
@@ -180,6 +185,15 @@ def test_each_rank_forwards_its_share(single, group):
     counts = [got["curves"]["forwards"] for got in group[1]]
     assert sum(counts) == total
     assert all(0.3 * total <= c <= 0.7 * total for c in counts), (counts, total)
+
+
+@pytest.mark.slow
+def test_ranks_with_different_data_are_refused(group):
+    """Every rank says which ranks passed what, rather than evaluating a mix."""
+    n = len(advkit.data.load("digits")[1])
+    sizes = [len(range(r, n, 2)) for r in range(2)]
+    for got in group[1]:
+        assert f"rank 0: {sizes[0]}, rank 1: {sizes[1]} samples" in got.get("refused", "")
 
 
 @pytest.mark.slow
