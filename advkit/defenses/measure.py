@@ -16,13 +16,15 @@ __all__ = ["corruption_accuracy"]
 @torch.no_grad()
 def corruption_accuracy(model: nn.Module, x: Tensor, y: Tensor, names: Sequence[str], *, batch_size: int = 256,
                         device: torch.device | str = "cpu", seed: int = 0,
-                        severities: Sequence[int] = SEVERITIES) -> dict[str, Tensor]:
+                        severities: Sequence[int] = SEVERITIES, first_batch: int = 0) -> dict[str, Tensor]:
     """For each corruption in ``names``, an ``(n, len(severities))`` bool tensor on the CPU: whether
     ``model`` (in eval mode, restored after) classifies sample i of ``x`` correctly at severity j.
 
     Batch k (rows ``k * batch_size`` onward) is moved to ``device`` and corrupted there with
-    ``corrupt(batch, name, severity, seed=batch_seed(seed, k))`` (:func:`advkit.attacks.generate.batch_seed`):
-    the same arguments on the same device give the same result.
+    ``corrupt(batch, name, severity, seed=batch_seed(seed, first_batch + k))``
+    (:func:`advkit.attacks.generate.batch_seed`): the same arguments on the same device give the
+    same result. ``first_batch``: the index of x's first batch in a larger run (its batches are
+    seeded as batches ``first_batch`` onward there).
     """
     out = {name: torch.zeros(len(x), len(severities), dtype=torch.bool) for name in names}
     with frozen(model):
@@ -30,6 +32,6 @@ def corruption_accuracy(model: nn.Module, x: Tensor, y: Tensor, names: Sequence[
             xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
             for name in names:
                 for j, severity in enumerate(severities):
-                    pred = model(corrupt(xb, name, severity, seed=batch_seed(seed, k))).argmax(1)
+                    pred = model(corrupt(xb, name, severity, seed=batch_seed(seed, first_batch + k))).argmax(1)
                     out[name][start:start + len(xb), j] = (pred == yb).cpu()
     return out

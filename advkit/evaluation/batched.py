@@ -54,9 +54,10 @@ def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) -> tuple[Tensor, int]:
+def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device, first: int = 0) -> tuple[Tensor, int]:
     """The model's clean predictions (on the CPU) and its number of classes. Logits of the wrong
-    shape, or NaN/Inf logits on a clean sample, are an error (no accuracy can be measured)."""
+    shape, or NaN/Inf logits on a clean sample, are an error (no accuracy can be measured); it names
+    the sample by its index plus ``first`` (x's first row in the whole data)."""
     with frozen(model):
         logits = [model(x[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
     if not isinstance(logits[0], Tensor) or logits[0].ndim != 2 or logits[0].shape[1] < 2:
@@ -66,7 +67,7 @@ def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device) 
     bad = (~torch.isfinite(logits).all(1)).nonzero().squeeze(1)
     if len(bad):
         raise ValueError(f"model returned NaN or Inf logits on {len(bad)} of {len(x)} clean samples (first: index "
-                         f"{int(bad[0])}); fix the model or leave those samples out")
+                         f"{first + int(bad[0])}); fix the model or leave those samples out")
     return logits.argmax(1).cpu(), logits.shape[1]
 
 

@@ -13,6 +13,7 @@ from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
 from ..defenses.corruptions import CORRUPTIONS
+from ..distributed import is_main
 from ..models import (
     ARCHS,
     build,
@@ -97,7 +98,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
                       warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries,
                       corruptions=args.corruptions)
-    return print_report(report, report.save(args.out))
+    path = report.save(args.out)
+    return print_report(report, path) if is_main() else 0
 
 
 def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:

@@ -9,12 +9,21 @@ With ``warm_start``, an attack that starts from a point (``warm_starts``: PGD, A
 sample at the next eps where its attack at the previous eps ended (the result it returned), which
 lies inside the larger ball. A sample's start and seed never depend on the others, so for these
 attacks survivors-only equals attacking everyone, and it is never above it for any attack.
+
+Inside an initialised process group (torchrun) each rank forwards and attacks only its
+contiguous share of the samples (:func:`advkit.distributed.my_shard`), seeded by their indices in
+the whole data, or, for attacks whose draws are per batch, its share of each eps's batches
+(:mod:`advkit.evaluation.sharding`); the per-sample results are gathered back in order, so every
+rank returns the report one process would have made. The sanity checks and the example grid,
+which need the gathered results, run whole on every rank.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -28,6 +37,7 @@ from ..data import as_tensors
 from ..defenses.corruptions import SEVERITIES
 from ..defenses.measure import corruption_accuracy
 from ..devices import placed
+from ..distributed import gather, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
 from .checks import run_checks
@@ -35,6 +45,7 @@ from .construct import by_name, describe
 from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
+from .sharding import attack_at_shared, by_sample, merge_curves
 from .specs import check_norm
 
 log = logging.getLogger(__name__)
@@ -86,7 +97,8 @@ def evaluate(
     baseline="before")``): ``report.comparisons`` holds each other model's change in clean
     accuracy and robust-accuracy gain per attack and eps (after minus before; see
     :class:`~advkit.evaluation.comparison.Comparison`), with a plot and tables in every report
-    format. Same seed on the CPU, same numbers. The
+    format. Same seed on the CPU, same numbers, whether one process or a torchrun group evaluates
+    (see the module's docstring; only rank 0 writes with :meth:`Report.save`). The
     options are checked together, as one :class:`~advkit.evaluation.options.EvaluationOptions`
     (what the report's ``config`` records), before the data is read or a model runs.
 
@@ -100,9 +112,12 @@ def evaluate(
     options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
                                 seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
                                 probe=probe, queries=queries, examples=examples, corruptions=corruptions)
+    if is_distributed() and not is_main():
+        options = replace(options, progress=False)
     x, y = as_tensors(data, limit=options.n)
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
+    check_same_data(x, y)
     start = time.perf_counter()
     results = []
     for name, net in models.items():
@@ -117,7 +132,9 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     t0 = time.perf_counter()
     norm, eps, device = options.norm, list(options.eps), options.device
     x = x.to(model_dtype(model, torch.float32))
-    clean_pred, num_classes = predict(model, x, options.batch_size, device)
+    start, stop = my_shard(len(x))
+    mine = torch.arange(start, stop)
+    clean_pred, num_classes = clean_predictions(model, x[start:stop], start, options)
     check_data_labels(y, num_classes)
     clean = clean_pred == y
     shown = pick_examples(y, clean, options.examples)
@@ -130,8 +147,13 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     def run(attack_name: str, attack: Any, note: str = "") -> None:
         t0 = time.perf_counter()
         try:
-            records[attack_name], adversarials[attack_name] = attack_curve(
-                attack, attack_name, x, y, clean, options, shown=shown, bar=bar, model=model)
+            if by_sample(attack):  # each rank its own samples over the whole grid, merged once
+                curve = merge_curves(gather_call(lambda: attack_curve(
+                    attack, attack_name, x, y, clean, options, rows=mine, shown=shown, bar=bar, model=model)), len(x))
+            else:  # the ranks share each eps's batches
+                curve = attack_curve(attack, attack_name, x, y, clean, options, shared=True, shown=shown, bar=bar,
+                                     model=model)
+            records[attack_name], adversarials[attack_name] = curve
             records[attack_name].note, ran[attack_name] = note, attack
         except GradientMaskingError as err:
             log.warning("%s: %s could not run: %s", name, attack_name, err)
@@ -164,12 +186,25 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     return result
 
 
+def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:
+    """:func:`predict` on each rank's share ``x`` (possibly empty; from sample ``first`` on), gathered:
+    every sample's clean prediction, in order, and the number of classes."""
+    parts = [p for p in gather_call(lambda: predict(model, x, options.batch_size, options.device, first) if len(x)
+                                    else None) if p is not None]
+    return torch.cat([pred for pred, _ in parts]), parts[0][1]
+
+
 def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions, bar: tqdm) -> dict[str, Tensor]:
-    """Per corruption of ``options.corruptions``, which samples the model gets right at each severity."""
+    """Per corruption of ``options.corruptions``, which samples the model gets right at each severity.
+    In a process group each rank corrupts whole batches of the one-process batching (the noise is
+    seeded per batch), its contiguous share of them."""
+    first, last = my_shard(-(-len(x) // options.batch_size))
+    rows = slice(first * options.batch_size, last * options.batch_size)
     masks = {}
     for corruption in options.corruptions:
-        masks.update(corruption_accuracy(model, x, y, [corruption], batch_size=options.batch_size,
-                                         device=options.device, seed=options.seed))
+        part = corruption_accuracy(model, x[rows], y[rows], [corruption], batch_size=options.batch_size,
+                                   device=options.device, seed=options.seed, first_batch=first)
+        masks[corruption] = gather_rows(part[corruption])
         bar.update(len(SEVERITIES))
         bar.set_postfix_str(f"{corruption} mean acc={float(masks[corruption].float().mean()):.3f}")
     return masks
@@ -185,7 +220,8 @@ def fallback_name(records: Mapping[str, AttackRecord]) -> str | None:
 
 
 def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, options: EvaluationOptions, *,
-                 shown: Sequence[int] = (), bar: tqdm | None = None, model: nn.Module | None = None
+                 rows: Tensor | None = None, shared: bool = False, shown: Sequence[int] = (),
+                 bar: tqdm | None = None, model: nn.Module | None = None
                  ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
     """Walk the eps grid upward with ``attack``. Survivors mode (``options.survivors``) attacks,
     at each eps, only the samples still standing; otherwise every sample at every eps. With
@@ -193,9 +229,12 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
     at the previous eps ended.
     Returns the record and, for the ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the
     first eps that fooled them (or the last eps tried). ``model`` (optional) has the fooled
-    samples' logits checked for NaN/Inf (``Cost.nonfinite``)."""
+    samples' logits checked for NaN/Inf (``Cost.nonfinite``). ``rows`` (default: all): the only
+    samples attacked (a rank's share); the record is meaningful on those rows alone. ``shared``: the
+    ranks of a process group split each eps's batches (:func:`~advkit.evaluation.sharding.attack_at_shared`)."""
     eps, survivors, warm = list(options.eps), options.survivors, options.warm_start
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
+    rows = torch.arange(len(x)) if rows is None else rows
     alive, costs, kept = clean.clone(), [], {}
     reached = x.clone() if warm and getattr(attack, "warm_starts", False) else None  # where each search ended
     starts = None  # no warm start before the first attacked eps
@@ -203,9 +242,9 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
         if e == 0:
             robust[:, j], cost = clean, Cost()
         else:
-            todo = alive.nonzero().squeeze(1) if survivors else torch.arange(len(x))
-            fooled, ends, cost = attack_at(attack, x, y, todo, e, options.batch_size, options.device, options.seed, j,
-                                           starts=starts, model=model)
+            todo = rows[alive[rows]] if survivors else rows
+            fooled, ends, cost = (attack_at_shared if shared else attack_at)(
+                attack, x, y, todo, e, options.batch_size, options.device, options.seed, j, starts=starts, model=model)
             robust[:, j] = alive if survivors else clean
             robust[todo[fooled], j] = False
             keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)
@@ -214,7 +253,7 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
                 starts = reached
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[:, j].float().mean()):.3f}")
+                bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[rows, j].float().mean()):.3f}")
         costs.append(cost)
         alive = robust[:, j]
     return AttackRecord(name, describe(attack, eps), robust, costs), kept
@@ -256,6 +295,20 @@ def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor,
                 ex.adv_pred = int(model(ex.x_adv[None].to(device)).argmax(1))
         out.append(ex)
     return out
+
+
+def check_same_data(x: Tensor, y: Tensor) -> None:
+    """In a process group every rank must pass the same samples in the same order (evaluate shards
+    them itself): ValueError on every rank otherwise. Compares sizes, labels and the pixel sum."""
+    if not is_distributed():
+        return
+    mine = (tuple(x.shape), hashlib.sha256(y.numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
+    seen = gather(mine)
+    if any(other != seen[0] for other in seen):
+        shapes = ", ".join(f"rank {r}: {shape[0]}" for r, (shape, _, _) in enumerate(seen))
+        raise ValueError(f"data: the ranks of the process group passed different samples ({shapes} samples); "
+                         "give every rank the same data in the same order, without a DistributedSampler: "
+                         "evaluate splits the samples among the ranks itself")
 
 
 def _models(model: Any) -> dict[str, nn.Module]:

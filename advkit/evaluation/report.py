@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from ..distributed import is_main
 from .comparison import Comparison
 from .folder import write_folder
 from .html import render_html
@@ -181,7 +182,10 @@ class Report:
         report.html into ``out_dir``, as a whole: afterwards the folder holds the old report or
         this one, never a mix, and no file of the old report that this one does not write. Files
         of yours in an earlier report's folder stay; a non-empty folder that holds no advkit
-        report is refused (FileExistsError). Returns the report.html path."""
+        report is refused (FileExistsError). Returns the report.html path. In a torchrun process group
+        only rank 0 writes; the other ranks write nothing and return the same path."""
+        if not is_main():
+            return Path(out_dir) / "report.html"
         out = write_folder(out_dir, self._write, self.file_names())
         log.info("report written to %s", out)
         return out / "report.html"

@@ -1,0 +1,98 @@
+"""Sharding work over the processes of an initialised ``torch.distributed`` group (torchrun).
+
+Without a process group every helper is the single-process identity: rank 0 of 1, one shard
+holding everything, a gather that returns this process's value alone. With one, rank r of W
+takes the contiguous slice :func:`shard_bounds` gives it (the first ``n % W`` ranks hold one
+sample more; none is lost or repeated, none padded), and :func:`gather` brings every rank's
+value back to every rank in rank order, so concatenating the slices restores the samples' order.
+"""
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+T = TypeVar("T")
+
+
+def is_distributed() -> bool:
+    """True inside an initialised process group (torchrun, one node or several)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank in the group (0 without one)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """How many processes share the work (1 without a group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main() -> bool:
+    """True on the process that writes files (rank 0; the only one without a group)."""
+    return rank() == 0
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """``(start, stop)`` of rank ``rank``'s contiguous share of ``n`` samples among ``world_size``
+    ranks: sizes differ by at most one (the first ``n % world_size`` ranks hold the extra one),
+    the shares tile ``range(n)`` in rank order, and a rank beyond ``n`` gets an empty share."""
+    if n < 0 or world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"shard_bounds needs n >= 0 and 0 <= rank < world_size; got n={n}, rank={rank}, "
+                         f"world_size={world_size}")
+    size, extra = divmod(n, world_size)
+    start = rank * size + min(rank, extra)
+    return start, start + size + (rank < extra)
+
+
+def my_shard(n: int) -> tuple[int, int]:
+    """This process's ``(start, stop)`` among ``n`` samples (``(0, n)`` without a group)."""
+    return shard_bounds(n, rank(), world_size())
+
+
+def gather(value: T) -> list[T]:
+    """Every rank's ``value`` (any picklable object, tensors included), in rank order, on every
+    rank; ``[value]`` without a group. Every rank must call it, in the same order."""
+    if not is_distributed():
+        return [value]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, value)
+    return out
+
+
+def gather_call(fn: Callable[[], T]) -> list[T]:
+    """Run ``fn`` here and :func:`gather` its results; if it raised on any rank, every rank raises
+    the lowest such rank's exception (so no rank waits forever on one that failed). An exception
+    that cannot be pickled travels as a ``RuntimeError`` with its text."""
+    try:
+        mine: tuple[bool, Any] = (True, fn())
+    except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
+        mine = (False, err if _picklable(err) else RuntimeError(f"rank {rank()}: {type(err).__name__}: {err}"))
+        if not is_distributed():
+            raise
+    results = gather(mine)
+    for ok, value in results:
+        if not ok:
+            raise value
+    return [value for _, value in results]
+
+
+def gather_rows(part: Tensor) -> Tensor:
+    """The ranks' ``part`` tensors (their shards' rows) concatenated in rank order, on the CPU:
+    the whole tensor in the samples' order when each rank holds its :func:`my_shard` rows."""
+    parts = gather(part.cpu())
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _picklable(obj: Any) -> bool:
+    try:
+        pickle.loads(pickle.dumps(obj))
+    except Exception:  # noqa: BLE001 - any failure means: send its text instead
+        return False
+    return True
