@@ -24,6 +24,7 @@ import torch
 from . import __version__
 from .attacks.errors import GradientMaskingError
 from .devices import device_problem
+from .distributed import group_from_environment
 
 PARTS = ("advkit.evaluation.cli", "advkit.defenses.cli", "advkit.gan.cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         check_device(getattr(args, "device", None))
-        return int(args.func(args) or 0)
+        with group_from_environment():  # under torchrun: one process group for the whole command
+            return int(args.func(args) or 0)
     except USER_ERRORS as err:
         _fail(err, verbose)
     except KeyboardInterrupt:

@@ -8,8 +8,10 @@ value back to every rank in rank order, so concatenating the slices restores the
 """
 from __future__ import annotations
 
+import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -49,6 +51,26 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     size, extra = divmod(n, world_size)
     start = rank * size + min(rank, extra)
     return start, start + size + (rank < extra)
+
+
+@contextmanager
+def group_from_environment() -> Iterator[None]:
+    """Join, for the block, the process group that torchrun describes in the environment (``WORLD_SIZE``
+    above 1, ``MASTER_ADDR``, ``RANK``, ...): gloo for CPU tensors, and NCCL for CUDA ones with this
+    process on GPU ``LOCAL_RANK`` where CUDA is available; the group is left at the end. Nothing
+    happens outside torchrun, or when the caller has made a group already (it stays the caller's)."""
+    if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield
+        return
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        backend = "cpu:gloo,cuda:nccl"
+    dist.init_process_group(backend)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
 
 
 def my_shard(n: int) -> tuple[int, int]:
