@@ -89,9 +89,12 @@ class FastAdversary:
         delta = self.norm.random_delta(x, self.noise * eps, draw) if self.noise else torch.zeros_like(x)
         if self.start == "previous":
             self._allocate(x)
-            seen = self.seen[index]
-            first = self.norm.random_delta(x, eps, draw)
-            delta += torch.where(seen.view(-1, *[1] * (x.ndim - 1)), self.memory[index].to(x.dtype), first)
+            seen, previous = self.seen[index], self.memory[index].to(x.dtype)
+            if seen.all():  # every epoch after the first: no random start to draw
+                delta += previous
+            else:
+                first = self.norm.random_delta(x, eps, draw)
+                delta += torch.where(seen.view(-1, *[1] * (x.ndim - 1)), previous, first)
         x_adv = ascend(self.model, x, x + delta, eps, self.norm, self.step * eps, 1,
                        lambda x_adv: F.cross_entropy(self.model(x_adv), y, reduction="sum"))
         if self.start == "previous":
