@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
+from torch import Tensor, nn
 
 T = TypeVar("T")
 
@@ -103,6 +103,33 @@ def gather_call(fn: Callable[[], T]) -> list[T]:
         if not ok:
             raise value
     return [value for _, value in results]
+
+
+def broadcast(value: T, src: int = 0) -> T:
+    """Rank ``src``'s ``value`` (any picklable object) on every rank; ``value`` itself without a group.
+    Every rank must call it, in the same order."""
+    if not is_distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (nothing without a group)."""
+    if is_distributed():
+        dist.barrier()
+
+
+def data_parallel(model: nn.Module, **options: Any) -> nn.Module:
+    """``model`` wrapped in :class:`~torch.nn.parallel.DistributedDataParallel` inside a process group
+    (on its CUDA device when its weights are on one; ``options`` go to DDP), else ``model`` itself.
+    The wrapper shares the model's parameters: train through it, keep attacks and checkpoints on ``model``."""
+    if not is_distributed():
+        return model
+    device = next(model.parameters()).device
+    ids = [device] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids, **options)
 
 
 def gather_rows(part: Tensor) -> Tensor:

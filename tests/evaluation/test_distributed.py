@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from advkit.attacks import Square
 from advkit.distributed import gather, gather_call, is_distributed, my_shard, rank, shard_bounds, world_size
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
+from launch import run_group  # noqa: E402
 from masked import Detach  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,12 +91,6 @@ def without_timings(value):
     return value
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 7, 100, 101])
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
 def test_shards_tile_the_samples_in_order(n, world):
@@ -157,12 +151,7 @@ def group(single):
     script = out / "child.py"
     script.write_text(CHILD.format(root=str(ROOT), here=str(Path(__file__).parent), tests=str(ROOT / "tests"),
                                    out=str(out)))
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
-    logs = [p.communicate(timeout=180)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)
+    run_group(script)
     return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 
