@@ -1,18 +1,60 @@
 """Batched attack and prediction passes shared by the curves and the sanity checks."""
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from ..acceleration import autocast
 from ..attacks.contract import AttackLike
 from ..attacks.generate import batch_seed
 from ..core import frozen
 from .results import Cost
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int,
+
+class BatchSize:
+    """How many rows go in one batch: ``start``, or, when ``adaptive``, the largest size that fits:
+    a batch that runs out of CUDA memory is halved and run again (down to one row), and the
+    smaller size is kept for the batches after it. Rows are never lost or repeated."""
+
+    def __init__(self, start: int, adaptive: bool = False):
+        self.start = self.now = int(start)
+        self.adaptive = adaptive
+
+    def map(self, n: int, fn: Callable[[slice], T]) -> list[T]:
+        """``fn`` on consecutive slices that tile ``range(n)`` in order, and its results."""
+        out, first = [], 0
+        while first < n:
+            rows = slice(first, min(n, first + self.now))
+            try:
+                out.append(fn(rows))
+            except torch.OutOfMemoryError:
+                if not self.adaptive or rows.stop - rows.start == 1:
+                    raise
+                failed = rows.stop - rows.start  # the handler ends here, so the failed batch's tensors are freed
+            else:
+                first = rows.stop
+                continue
+            self.now = failed // 2
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            log.info("out of memory with %d rows per batch: trying %d", failed, self.now)
+        return out
+
+
+def batch_sizes(size: int | BatchSize) -> BatchSize:
+    """``size`` as a :class:`BatchSize` (an int is a fixed size)."""
+    return size if isinstance(size, BatchSize) else BatchSize(size)
+
+
+def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int | BatchSize,
               device: torch.device, seed: int, j: int = 0, starts: Tensor | None = None,
               model: nn.Module | None = None) -> tuple[Tensor, Tensor, Cost]:
     """Attack rows ``todo`` of ``x`` at ``eps`` (the ``j``-th point of a grid) in batches, each row
@@ -23,15 +65,19 @@ def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float
     fooled, ends = [], []
     cost = Cost(attacked=len(todo))
     t0 = time.perf_counter()
-    for start in range(0, len(todo), batch_size):
-        idx = todo[start:start + batch_size]
+
+    def one_batch(rows: slice) -> None:
+        idx = todo[rows]
         warm = {} if starts is None else {"x_init": starts[idx].to(device)}
         res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=sample_seeds(seed, j, idx), **warm)
+        nonfinite = count_nonfinite(model, res.x_adv[res.success].detach()) if model is not None and bool(
+            res.success.any()) else 0
         fooled.append(res.success.cpu())
         ends.append(res.x_adv.detach().cpu())
         cost.forwards, cost.backwards = cost.forwards + res.forwards, cost.backwards + res.backwards
-        if model is not None and bool(res.success.any()):
-            cost.nonfinite += count_nonfinite(model, res.x_adv[res.success].detach())
+        cost.nonfinite += nonfinite
+
+    batch_sizes(batch_size).map(len(todo), one_batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     cost.seconds = time.perf_counter() - t0
@@ -54,12 +100,14 @@ def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor, batch_size: int, device: torch.device, first: int = 0) -> tuple[Tensor, int]:
+def predict(model: nn.Module, x: Tensor, batch_size: int | BatchSize, device: torch.device, first: int = 0,
+            amp: bool = False) -> tuple[Tensor, int]:
     """The model's clean predictions (on the CPU) and its number of classes. Logits of the wrong
     shape, or NaN/Inf logits on a clean sample, are an error (no accuracy can be measured); it names
-    the sample by its index plus ``first`` (x's first row in the whole data)."""
-    with frozen(model):
-        logits = [model(x[s:s + batch_size].to(device)) for s in range(0, len(x), batch_size)]
+    the sample by its index plus ``first`` (x's first row in the whole data). ``amp``: forwards under
+    bf16 autocast on CUDA (:func:`advkit.acceleration.autocast`)."""
+    with frozen(model), autocast(device, amp):
+        logits = batch_sizes(batch_size).map(len(x), lambda rows: model(x[rows].to(device)))
     if not isinstance(logits[0], Tensor) or logits[0].ndim != 2 or logits[0].shape[1] < 2:
         shape = tuple(logits[0].shape) if isinstance(logits[0], Tensor) else type(logits[0]).__name__
         raise TypeError(f"model must return logits of shape (N, num_classes >= 2); got {shape}")

@@ -106,7 +106,7 @@ class _Context:
     def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``."""
         opts = self.options
-        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, opts.batch_size, opts.device, opts.seed,
+        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, opts.batches, opts.device, opts.seed,
                                     model=self.model)
         self.fooled, self.nonfinite = self.fooled + int(fooled.sum()), self.nonfinite + cost.nonfinite
         return ~fooled
@@ -234,7 +234,7 @@ def check_gradients(ctx: _Context) -> Check:
     """Input gradients of the cross-entropy must be finite and non-zero; zero gradients mean a
     quantised input or a saturated softmax, and NaN/Inf a numerically broken model."""
     zero = bad = 0
-    batch_size, device = ctx.options.batch_size, ctx.options.device
+    batch_size, device = ctx.options.batches.start, ctx.options.device
     with frozen(ctx.model), torch.enable_grad():
         for start in range(0, len(ctx.idx), batch_size):
             rows = ctx.idx[start:start + batch_size]

@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "0 is clean accuracy")
     p.add_argument("--norm", default="linf", choices=tuple(NORMS))
     p.add_argument("--n", type=positive_int, default=None, help="evaluate the first N test samples")
-    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="rows per batch (default: 256 on the CPU; on CUDA the largest that fits)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh-starts", action="store_true",

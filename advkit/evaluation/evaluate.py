@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..acceleration import accelerated
 from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
 from ..core import frozen
@@ -46,7 +47,7 @@ from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .sharding import attack_at_shared, by_sample, merge_curves
-from .specs import check_norm
+from .specs import check_norm, with_amp
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def evaluate(
     eps: Sequence[float] | float = (0.0, 0.1, 0.2, 0.3),
     norm: str = "linf",
     n: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
     progress: bool = True,
@@ -71,6 +72,9 @@ def evaluate(
     examples: int = 8,
     corruptions: bool | Sequence[str] = False,
     baseline: str | None = None,
+    amp: bool = False,
+    channels_last: bool = False,
+    compile: bool | dict[str, Any] = False,
 ) -> Report:
     """Robust accuracy of ``model`` on ``data`` under each attack at each eps, plus the per-sample
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
@@ -106,12 +110,21 @@ def evaluate(
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
     of the worst case; the gradient-free Square attack (``queries`` queries) is then added so the
     worst case stays an upper bound, and the checks fail, naming gradient masking.
+
+    The GPU path: ``batch_size=None`` (the default) means 256 off CUDA and, on CUDA, the largest
+    batch that fits (from 4096, halved whenever a batch runs out of memory; no sample lost or
+    repeated; attacks that draw per sample give the same numbers at any batch size). ``amp`` runs
+    the models' forwards under bf16 autocast on CUDA (attack gradients, steps and projections stay
+    float32; ignored on the CPU); ``channels_last`` and ``compile`` (True, or torch.compile's
+    keyword arguments) apply to the models for the evaluation and are undone after it
+    (:mod:`advkit.acceleration`). The report's config records them when set.
     """
     models = _models(model)
     check_baseline(baseline, list(models))
     options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
                                 seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
-                                probe=probe, queries=queries, examples=examples, corruptions=corruptions)
+                                probe=probe, queries=queries, examples=examples, corruptions=corruptions, amp=amp,
+                                channels_last=channels_last, compile=compile)
     if is_distributed() and not is_main():
         options = replace(options, progress=False)
     x, y = as_tensors(data, limit=options.n)
@@ -121,7 +134,7 @@ def evaluate(
     start = time.perf_counter()
     results = []
     for name, net in models.items():
-        with placed(net, options.device):
+        with placed(net, options.device), accelerated(net, options.channels_last, options.compile):
             results.append(evaluate_model(name, net, x, y, options))
     return Report(results, options.config(len(x)), run_metadata(options.device, time.perf_counter() - start),
                   baseline=baseline)
@@ -139,7 +152,8 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     clean = clean_pred == y
     shown = pick_examples(y, clean, options.examples)
     seconds = {"clean": time.perf_counter() - t0}
-    built = {spec.name: check_norm(spec.name, spec.build(model, norm, num_classes), norm) for spec in options.attacks}
+    built = {spec.name: with_amp(check_norm(spec.name, spec.build(model, norm, num_classes), norm), options.amp)
+             for spec in options.attacks}
     records, adversarials, ran = {}, {}, {}
     bar = tqdm(total=len(built) * sum(e > 0 for e in eps) + len(options.corruptions) * len(SEVERITIES),
                desc=f"evaluate {name}", disable=not options.progress, leave=False)
@@ -167,8 +181,8 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
         bar.total += sum(e > 0 for e in eps)
         note = (f"added by the evaluation: {', '.join(n for n, r in records.items() if r.masked)} could not run "
                 "(gradient masking), so the gradient-free Square attack keeps the worst case an upper bound")
-        run(fallback, by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries, seed=options.seed),
-            note)
+        run(fallback, with_amp(by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries,
+                                       seed=options.seed), options.amp), note)
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
     if options.corruptions:
         t0 = time.perf_counter()
@@ -189,8 +203,9 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
 def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:
     """:func:`predict` on each rank's share ``x`` (possibly empty; from sample ``first`` on), gathered:
     every sample's clean prediction, in order, and the number of classes."""
-    parts = [p for p in gather_call(lambda: predict(model, x, options.batch_size, options.device, first) if len(x)
-                                    else None) if p is not None]
+    parts = gather_call(lambda: predict(model, x, options.batches, options.device, first, options.amp) if len(x)
+                        else None)
+    parts = [p for p in parts if p is not None]
     return torch.cat([pred for pred, _ in parts]), parts[0][1]
 
 
@@ -198,11 +213,12 @@ def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationO
     """Per corruption of ``options.corruptions``, which samples the model gets right at each severity.
     In a process group each rank corrupts whole batches of the one-process batching (the noise is
     seeded per batch), its contiguous share of them."""
-    first, last = my_shard(-(-len(x) // options.batch_size))
-    rows = slice(first * options.batch_size, last * options.batch_size)
+    size = options.batches.start
+    first, last = my_shard(-(-len(x) // size))
+    rows = slice(first * size, last * size)
     masks = {}
     for corruption in options.corruptions:
-        part = corruption_accuracy(model, x[rows], y[rows], [corruption], batch_size=options.batch_size,
+        part = corruption_accuracy(model, x[rows], y[rows], [corruption], batch_size=size,
                                    device=options.device, seed=options.seed, first_batch=first)
         masks[corruption] = gather_rows(part[corruption])
         bar.update(len(SEVERITIES))
@@ -244,7 +260,7 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
         else:
             todo = rows[alive[rows]] if survivors else rows
             fooled, ends, cost = (attack_at_shared if shared else attack_at)(
-                attack, x, y, todo, e, options.batch_size, options.device, options.seed, j, starts=starts, model=model)
+                attack, x, y, todo, e, options.batches, options.device, options.seed, j, starts=starts, model=model)
             robust[:, j] = alive if survivors else clean
             robust[todo[fooled], j] = False
             keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)

@@ -15,12 +15,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..acceleration import compile_options
 from ..core import get_norm
 from ..defenses.corruptions import CORRUPTIONS
 from ..devices import default_device
 from ..validation import check_eps
+from .batched import BatchSize
 from .specs import AttackSpec, resolve
 
+#: The batch size off CUDA; on CUDA ``evaluate`` starts from AUTO_BATCH_START and halves on out-of-memory.
+DEFAULT_BATCH = 256
+AUTO_BATCH_START = 4096
 #: Field metadata of the options the report's ``config`` leaves out.
 UNRECORDED = {"recorded": False}
 #: Field metadata of the options the report's ``config`` records only when they are on (after the others).
@@ -34,8 +39,10 @@ class EvaluationOptions:
     Built from what ``evaluate`` accepts and kept normalised: ``attacks`` as resolved
     :class:`~advkit.evaluation.specs.AttackSpec` s, ``eps`` as the sorted, de-duplicated grid,
     ``device`` as a ``torch.device`` (``None``: CUDA when available), ``corruptions`` as a tuple of
-    names of :data:`advkit.defenses.CORRUPTIONS` (``()``: off). A bad option raises
-    ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again.
+    names of :data:`advkit.defenses.CORRUPTIONS` (``()``: off), and ``batches`` the
+    :class:`~advkit.evaluation.batched.BatchSize` the passes share: ``batch_size`` rows, or for
+    ``batch_size=None`` :data:`DEFAULT_BATCH`, and on CUDA from :data:`AUTO_BATCH_START`, adaptive.
+    A bad option raises ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again.
     The fields the report records come first, in the order its ``config`` lists them.
     """
 
@@ -43,7 +50,7 @@ class EvaluationOptions:
     eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
     norm: str = "linf"
     n: int | None = None
-    batch_size: int = 256
+    batch_size: int | None = None
     seed: int = 0
     survivors: bool = True
     warm_start: bool = True
@@ -54,16 +61,29 @@ class EvaluationOptions:
     checks: bool = field(default=True, metadata=UNRECORDED)
     examples: int = field(default=8, metadata=UNRECORDED)
     corruptions: bool | Sequence[str] = field(default=False, metadata=RECORDED_WHEN_SET)
+    amp: bool = field(default=False, metadata=RECORDED_WHEN_SET)
+    channels_last: bool = field(default=False, metadata=RECORDED_WHEN_SET)
+    compile: bool | dict[str, Any] = field(default=False, metadata=RECORDED_WHEN_SET)
+    batches: BatchSize = field(default=None, init=False, metadata=UNRECORDED)
 
     def __post_init__(self) -> None:
         norm = get_norm(self.norm).name
         grid = _grid(self.eps, norm)
         specs = self.attacks if _resolved(self.attacks) else tuple(resolve(self.attacks))
-        if self.batch_size < 1 or (self.n is not None and self.n < 1) or self.probe < 0 or self.examples < 0:
+        device = default_device(self.device)
+        batch_size, auto = self.batch_size, self.batch_size is None and device.type == "cuda"
+        if batch_size is None:  # on CUDA the largest batch that fits, else a fixed default
+            batch_size = AUTO_BATCH_START if auto else DEFAULT_BATCH
+        if batch_size < 1 or (self.n is not None and self.n < 1) or self.probe < 0 or self.examples < 0:
             raise ValueError(f"batch_size and n must be >= 1, probe and examples >= 0; "
-                             f"got {self.batch_size}, {self.n}, {self.probe}, {self.examples}")
-        for name, value in (("eps", grid), ("attacks", specs), ("device", default_device(self.device)),
-                            ("corruptions", _corruptions(self.corruptions))):
+                             f"got {batch_size}, {self.n}, {self.probe}, {self.examples}")
+        for name in ("amp", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        compile_options(self.compile)
+        for name, value in (("eps", grid), ("attacks", specs), ("device", device),
+                            ("corruptions", _corruptions(self.corruptions)),
+                            ("batches", BatchSize(batch_size, adaptive=auto))):
             object.__setattr__(self, name, value)
 
     def config(self, samples: int) -> dict[str, Any]:
@@ -71,9 +91,19 @@ class EvaluationOptions:
         lists for tuples), with ``n`` the number of samples evaluated (``samples``); the options
         recorded when set (``corruptions``) follow, only when they are on."""
         recorded = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("recorded", True)}
-        when_set = {f.name: list(getattr(self, f.name)) for f in fields(self)
+        when_set = {f.name: _json(getattr(self, f.name)) for f in fields(self)
                     if f.metadata.get("when_set") and getattr(self, f.name)}
+        recorded["batch_size"] = (f"auto (from {self.batches.start}, halved on out-of-memory)" if self.batches.adaptive
+                                  else self.batches.start)
         return {**recorded, "attacks": [s.name for s in self.attacks], "eps": list(self.eps), "n": samples, **when_set}
+
+
+def _json(value: Any) -> Any:
+    """An option's value as the report's JSON records it: tuples as lists, a dict's values that JSON
+    cannot hold (a compile backend function) by their repr."""
+    if isinstance(value, dict):
+        return {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in value.items()}
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _corruptions(value: Any) -> tuple[str, ...]:

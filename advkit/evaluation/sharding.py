@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..attacks import APGD, FGSM, MIFGSM, PGD
 from ..distributed import gather_call, my_shard, shard_bounds
-from .batched import attack_at
+from .batched import BatchSize, attack_at, batch_sizes
 from .results import AttackRecord, Cost
 
 #: Attacks (exact types) that draw and decide per sample: a sample's result does not depend on its batch.
@@ -56,13 +56,14 @@ def merge_curves(parts: list[tuple[AttackRecord, Kept]], n: int) -> tuple[Attack
     return AttackRecord(records[0].name, records[0].description, robust, costs), dict(sorted(kept.items()))
 
 
-def attack_at_shared(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int,
+def attack_at_shared(attack: Any, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int | BatchSize,
                      device: torch.device, seed: int, j: int = 0, starts: Tensor | None = None,
                      model: nn.Module | None = None) -> tuple[Tensor, Tensor, Cost]:
     """:func:`~advkit.evaluation.batched.attack_at` on every rank's contiguous run of the batches
     one process would make of ``todo``, gathered: the same results, in ``todo``'s order, on every rank."""
-    first, last = my_shard(-(-len(todo) // batch_size))
-    mine = todo[first * batch_size:last * batch_size]
+    unit = batch_sizes(batch_size).start  # the same on every rank, whatever a rank's memory made it halve to
+    first, last = my_shard(-(-len(todo) // unit))
+    mine = todo[first * unit:last * unit]
     parts = gather_call(lambda: attack_at(attack, x, y, mine, eps, batch_size, device, seed, j, starts, model))
     if len(parts) == 1:
         return parts[0]

@@ -12,7 +12,7 @@ import copy
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -122,6 +122,18 @@ def stronger(attack: Any) -> Any | None:
     more = copy.copy(attack)
     more.steps = attack.steps * 2
     return more
+
+
+def with_amp(attack: Any, amp: bool) -> Any:
+    """``attack`` itself, or with ``amp`` a copy whose forward passes run under bf16 autocast on CUDA
+    (its ensemble members too); the caller's object is left as it is."""
+    if not amp or not hasattr(attack, "amp"):
+        return attack
+    fast = copy.copy(attack)
+    fast.amp = True
+    if hasattr(attack, "components"):
+        fast.components = [replace(part, attack=with_amp(part.attack, True)) for part in attack.components]
+    return fast
 
 
 def check_norm(name: str, attack: Any, norm: str) -> Any:
