@@ -4,14 +4,18 @@ GPU path's options (amp, channels_last, compile) as the CPU sees them."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import advkit
+from advkit.acceleration import is_channels_last
 from advkit.core import Hook
-from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator
+from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator, dcgan
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # pytest runs with --import-mode=importlib
@@ -148,6 +152,27 @@ def test_compile_routes_g_and_d_through_torch_compile_for_the_fit():
         torch.testing.assert_close(a, b)
 
 
+def test_channels_last_holds_for_the_fit_only():
+    """DCGAN's convolution weights are channels_last while fit trains (same weights as a plain run,
+    within float tolerance) and contiguous again afterwards."""
+    x, _ = advkit.data.load("digits")[0].tensors
+    runs, seen = [], []
+
+    class Watch(Hook):
+        def round_end(self, r):
+            seen.append((is_channels_last(trainer.G), is_channels_last(trainer.D)))
+
+    for channels_last in (True, False):
+        torch.manual_seed(0)
+        trainer = GANTrainer(*dcgan(1, 8, latent_dim=4, width=4), device="cpu", channels_last=channels_last)
+        trainer.fit((x[:64], torch.zeros(64)), 2, 16, progress=False, hooks=[Watch()])
+        assert not is_channels_last(trainer.G) and not is_channels_last(trainer.D)
+        runs.append(weights(trainer))
+    assert seen == [(True, True)] * 2 + [(False, False)] * 2
+    for a, b in zip(*runs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("amp", "yes", "amp must be True or False"),
     ("channels_last", 1, "channels_last must be True or False"),
@@ -156,3 +181,26 @@ def test_compile_routes_g_and_d_through_torch_compile_for_the_fit():
 def test_bad_gpu_options_raise_type_errors_naming_them(option, value, message):
     with pytest.raises(TypeError, match=message):
         small_trainer(**{option: value})
+
+
+@pytest.mark.slow  # torchrun starts two processes that train 4 steps; rank 0 then trains the metrics' classifier
+def test_the_gan_command_under_torchrun_writes_one_folder(tmp_path):
+    """`torchrun -m advkit -- gan` trains sharded (the checkpoint counts 4 steps of 2 global batches each)
+    and rank 0 alone writes the grids, checkpoints, curve and metrics, and prints the metrics once."""
+    out = tmp_path / "gan"
+    root = HERE.parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "advkit", "--", "gan", "--data", "digits", "--steps", "4", "--batch-size", "33",
+                          "--checkpoint-every", "2", "--width", "8", "--latent-dim", "8", "--device", "cpu",
+                          "--no-progress", "--out", str(out)], env=env, capture_output=True, text=True, timeout=600,
+                         check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count('"inception_score"') == 1, run.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "classifier.pt", "losses.png", "metrics.json",
+                                                    "samples_0000002.png", "samples_0000004.png", "samples_final.png"]
+    checkpoints = sorted((out / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and len({p.name.split("-")[1] for p in checkpoints}) == 1
+    last = torch.load(checkpoints[-1], weights_only=True)
+    assert (last["step"], last["batches_drawn"], len(last["history"]["g_loss"])) == (4, 8, 4)
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
