@@ -18,7 +18,8 @@ import copy
 import io
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -364,8 +365,9 @@ class GANTrainer:
         loss = self.loss.d(logits_real, logits_fake)
         if self.loss.penalty:
             alpha = torch.rand(total, generator=self.rng)[share]
-            loss = loss + self.gp_weight * gradient_penalty(lambda t: self.judge(t, cond, self._train_d), real, fake,
-                                                            alpha=alpha)
+            with _uncompiled(self.D):  # torch.compile's autograd has no double backward
+                penalty = gradient_penalty(lambda t: self.judge(t, cond, self._train_d), real, fake, alpha=alpha)
+            loss = loss + self.gp_weight * penalty
         loss, scales = global_loss(loss, len(real), total, scales)
         return loss, max(scales)
 
@@ -525,6 +527,17 @@ class GANTrainer:
         self.history["rollbacks"] = events + [event]
         log.warning("GAN diverged at step %d (%s): restored step %d, learning rates x%.3g",
                     failed_at, reason, self.step, scale)
+
+
+@contextmanager
+def _uncompiled(model: nn.Module) -> Iterator[None]:
+    """``model``'s calls run eagerly for the block when ``compile`` made them go through torch.compile."""
+    compiled = getattr(model, "_compiled_call_impl", None)
+    model._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        model._compiled_call_impl = compiled
 
 
 def _full_precision(t: Tensor) -> Tensor:
