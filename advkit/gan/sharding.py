@@ -70,7 +70,8 @@ def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = 
     if not is_distributed():
         return local + plus if plus else local, list(stats)
     weight = share / total
-    sums = reduce_sum(torch.tensor([float(local.detach()), *stats], dtype=torch.float64) * weight).tolist()
+    values = torch.tensor([float(local.detach()), *stats], dtype=torch.float64, device=local.device)
+    sums = reduce_sum(values * weight).tolist()  # on the loss's device: NCCL takes no CPU tensors
     scaled = local * (weight * world_size())
     return (scaled - scaled.detach()) + (sums[0] + plus), sums[1:]
 
