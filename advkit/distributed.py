@@ -145,3 +145,36 @@ def _picklable(obj: Any) -> bool:
     except Exception:  # noqa: BLE001 - any failure means: send its text instead
         return False
     return True
+
+
+def reduce_sum(values: Tensor) -> Tensor:
+    """The element-wise sum of every rank's ``values`` (a new tensor, on ``values``' device); ``values``
+    itself without a group. Every rank must call it, in the same order."""
+    if not is_distributed():
+        return values
+    total = values.clone()
+    dist.all_reduce(total)
+    return total
+
+
+def gather_shards(part: Tensor, total: int) -> Tensor:
+    """The rows of ``total`` that the ranks hold, each its :func:`my_shard` ``part``, concatenated in
+    rank order on ``part``'s device, detached (one ``all_gather`` padded to the largest share, no
+    pickling, unlike :func:`gather_rows`); ``part`` itself without a group."""
+    if not is_distributed():
+        return part
+    bounds = [shard_bounds(total, r, world_size()) for r in range(world_size())]
+    largest = max(stop - start for start, stop in bounds)
+    padded = part.new_zeros((largest, *part.shape[1:]))
+    padded[:len(part)] = part.detach()
+    parts = [torch.empty_like(padded) for _ in bounds]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:stop - start] for p, (start, stop) in zip(parts, bounds, strict=True)])
+
+
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers of ``module`` (BatchNorm statistics, spectral-norm vectors) into every
+    rank's, as DDP does before a forward; nothing without a group."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)

@@ -2,7 +2,9 @@
 curve, metrics and checkpoints into one folder. A thin shell over :class:`GANTrainer`; the training
 hyper-parameters default to GANTrainer's own defaults (read from its signature, one place). User
 mistakes (a zero width, a folder holding another run, nothing to resume) raise ValueError or
-FileNotFoundError, which the ``advkit`` command prints as one line."""
+FileNotFoundError, which the ``advkit`` command prints as one line. Under torchrun
+(``torchrun --nproc_per_node N -m advkit -- gan ...``) the ranks share each batch and rank 0 alone
+writes the folder and prints the metrics."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +18,7 @@ import torch
 
 from .. import data as datasets
 from ..core import Hook
+from ..distributed import is_main
 from ..files import write_text
 from .models import Discriminator, Translator, dcgan
 from .report import plot_losses, quality, reference_classifier, save_grid, translation_quality
@@ -52,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoints are in OUT/checkpoints (an error when none loads)")
     p.add_argument("--device", default=None)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for G and D (CUDA only; no effect on the CPU)")
+    p.add_argument("--channels-last", action="store_true", help="G and D in channels_last memory order")
+    p.add_argument("--compile", action="store_true", help="G and D through torch.compile")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="out/gan")
@@ -94,11 +100,14 @@ def run(args: argparse.Namespace) -> int:
         G, D = dcgan(x.shape[1], x.shape[-1], 10 if args.conditional == "class" else None, args.latent_dim, args.width)
     l1 = args.l1_weight if args.conditional == "image" else 0.0
     trainer = GANTrainer(G, D, loss=args.loss, n_critic=args.n_critic, lr_g=args.lr_g, lr_d=args.lr_d,
-                         conditional=args.conditional, l1_weight=l1, device=args.device, seed=args.seed)
+                         conditional=args.conditional, l1_weight=l1, device=args.device, seed=args.seed,
+                         amp=args.amp, channels_last=args.channels_last, compile=args.compile)
     every = args.checkpoint_every if args.checkpoint_every is not None else max(1, args.steps // 10)
+    grids = [GridPerCheckpoint(trainer, every, out, grid_condition)] if is_main() else []
     history = trainer.fit(train_data, steps=args.steps, batch_size=args.batch_size, checkpoint_dir=out / "checkpoints",
-                          checkpoint_every=every, resume=args.resume, progress=not args.no_progress,
-                          hooks=[GridPerCheckpoint(trainer, every, out, grid_condition)])
+                          checkpoint_every=every, resume=args.resume, progress=not args.no_progress, hooks=grids)
+    if not is_main():  # rank 0 writes the samples, metrics and curve of the run every rank trained alike
+        return 0
     cache = out / "classifier.pt"
     if not cache.exists() and not args.no_progress:  # stderr, beside the bars: stdout carries the metrics JSON
         print(f"advkit gan: training the reference classifier for the metrics (a SmallCNN on {args.data})",

@@ -86,14 +86,20 @@ def gan_loss(name: str) -> GANLoss:
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None, alpha: Tensor | None = None) -> Tensor:
     """WGAN-GP's ``E (||grad_x f(x_hat)||_2 - 1)^2`` (Gulrajani et al. 2017).
 
     Each sample gets its own interpolation weight and its own gradient norm (torchgan once drew
-    one weight per batch and took one norm over the whole batch). ``critic`` maps a batch to logits;
-    ``create_graph`` keeps the penalty differentiable for the critic's update.
+    one weight per batch and took one norm over the whole batch): ``alpha``, shape (N,), or drawn
+    uniform from ``generator``. ``critic`` maps a batch to logits; ``create_graph`` keeps the penalty
+    differentiable for the critic's update. The input gradient has the input's dtype (float32 for
+    float32 samples, also when the critic runs under autocast).
     """
-    alpha = per_sample(torch.rand(real.shape[0], generator=generator), real)
+    if alpha is None:
+        alpha = torch.rand(real.shape[0], generator=generator)
+    elif alpha.shape != real.shape[:1]:
+        raise ValueError(f"alpha must hold one weight per sample, shape ({real.shape[0]},); got {tuple(alpha.shape)}")
+    alpha = per_sample(alpha, real)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(mixed).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1.0).pow(2).mean()

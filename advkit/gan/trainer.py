@@ -6,13 +6,20 @@ gradient-penalty weights and a seeded batch order (so a checkpoint can restore t
 run is bit-exact on CPU), atomic checkpoints holding every stateful thing, an EMA of the generator
 (:mod:`advkit.gan.ema`), and a divergence guard (:class:`advkit.core.DivergenceGuard`) that rolls
 back to the last good state with lower learning rates.
+
+In an initialised process group (torchrun) ``fit`` shards each global batch among the ranks and
+trains G and D through DistributedDataParallel (:mod:`advkit.gan.sharding`): the same run, within
+float tolerance, as one process with the same global batch, whose checkpoints (rank 0 writes them)
+resume in any number of processes.
 """
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..acceleration import accelerated, autocast, compile_options
 from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import (
@@ -37,9 +45,22 @@ from ..core import (
 )
 from ..data import as_tensors
 from ..devices import default_device
+from ..distributed import (
+    broadcast,
+    broadcast_buffers,
+    data_parallel,
+    gather,
+    gather_call,
+    gather_shards,
+    is_distributed,
+    is_main,
+    rank,
+    world_size,
+)
 from ..progress import ProgressHook
 from .ema import EMA
 from .losses import flat_logits, gan_loss, gradient_penalty
+from .sharding import BackwardPlayer, ShardedOrder, global_loss
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +86,11 @@ class GANTrainer:
     The divergence guard rolls back when a loss is non-finite or the mean |logit| of D passes
     ``max_abs_logit`` (a runaway discriminator), multiplying both learning rates by ``lr_backoff``;
     after ``max_rollbacks`` rollbacks in one ``fit`` it gives up with a RuntimeError.
+
+    The GPU path: ``amp`` runs G's and D's forward passes under bf16 autocast on CUDA (nothing on the
+    CPU), with the losses and the gradient penalty's input gradient in float32; ``channels_last`` and
+    ``compile`` (True or a dict of :func:`torch.compile` keyword arguments) apply to G and D for the
+    duration of ``fit`` (:func:`advkit.acceleration.accelerated`). All three are off by default.
     """
 
     def __init__(
@@ -88,8 +114,15 @@ class GANTrainer:
         max_rollbacks: int = 5,
         device: str | torch.device | None = None,
         seed: int = 0,
+        amp: bool = False,
+        channels_last: bool = False,
+        compile: bool | dict[str, Any] = False,
     ):
         self.loss = gan_loss(loss)
+        for name, value in (("amp", amp), ("channels_last", channels_last)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False; got {value!r}")
+        self.compile = compile_options(compile, "compile")
         if conditional not in CONDITIONS:
             raise ValueError(f"conditional must be one of {CONDITIONS}; got {conditional!r}")
         latent_dim = getattr(generator, "latent_dim", None)
@@ -122,7 +155,9 @@ class GANTrainer:
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
         self.base_lr = {"g": lr_g, "d": lr_d}
         self.device, self.seed = default_device(device), seed
+        self.amp, self.channels_last = amp, channels_last
         self.G, self.D = generator.to(self.device), discriminator.to(self.device)
+        self._train_g, self._train_d = self.G, self.D  # what the moves train through: DDP wrappers in a group
         self.ema = EMA(self.G, ema_decay, ema_ramp) if ema_decay else None
         g_params = trainable_params(self.G)  # none: G is fixed and only D learns (theory checks)
         self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas) if g_params else None
@@ -147,6 +182,14 @@ class GANTrainer:
         ``resume=True``, which first loads the newest valid checkpoint of the run there (an error when
         none loads). ``hooks`` are extra core hooks (round numbers are global steps). When the
         divergence guard gives up, the trainer is left at its last good state.
+
+        In a process group every rank passes the same data and arguments; each global batch of
+        ``batch_size`` is split among the ranks (contiguous shares, sizes within one), the noise and
+        penalty weights are drawn for the whole batch on every rank and sliced, and DDP averages the
+        gradients weighted by share, so the run matches one process's within float tolerance (BatchNorm
+        layers normalise each rank's share; their buffers follow rank 0's). Every rank starts from rank
+        0's state (or the checkpoint rank 0 loads) and ends with the same one; only rank 0 writes
+        checkpoints and shows progress (``hooks`` run on every rank: write files from rank 0 only).
         """
         check_number(steps, "steps", low_open=False, integer=True)
         check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
@@ -154,21 +197,36 @@ class GANTrainer:
             check_number(checkpoint_every, "checkpoint_every", low=1, low_open=False, integer=True)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
-        self._warn_if_distributed()
         real, cond = self._prepare(data)
+        self._check_same_run(real, steps, min(batch_size, len(real)), checkpoint_every, resume)
         folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
         if resume:
-            self._resume(folder)
+            gather_call(lambda: self._resume(folder) if is_main() else None)
         elif folder is not None:
-            folder.claim(self.run_id)
+            gather_call(lambda: folder.claim(self.run_id) if is_main() else None)
+        self._take_main_state()
         every = checkpoint_every or max(1, steps // 10)
+        self.G.train(), self.D.train()
+        with accelerated(self.G, self.channels_last, self.compile), accelerated(self.D, self.channels_last,
+                                                                               self.compile):
+            self._train_g = data_parallel(self.G) if self.opt_g else self.G
+            self._train_d = data_parallel(self.D)
+            try:
+                self._play(real, cond, steps, batch_size, every, folder, progress and is_main(), hooks)
+            finally:
+                self._train_g, self._train_d = self.G, self.D
+        return self.history
+
+    def _play(self, real: Tensor, cond: Tensor | None, steps: int, batch_size: int, every: int,
+              folder: CheckpointFolder | None, progress: bool, hooks: Iterable[Hook]) -> None:
+        """The rounds of ``fit`` up to ``steps``, rolling back when the guard stops them, and the final checkpoint."""
         objectives = _Objectives(self, real, cond, batch_size)
         guard = self._guard(objectives)
-        self.G.train(), self.D.train()
+        player = BackwardPlayer if is_distributed() else Player
         while self.step < steps:
-            inner = Player(trainable_params(self.D), OptimizerStep(self.opt_d),
+            inner = player(trainable_params(self.D), OptimizerStep(self.opt_d),
                            WeightClip(self.clip) if self.loss.clip else Identity(), maximize=True)
-            outer = Player(trainable_params(self.G), OptimizerStep(self.opt_g), maximize=False) if self.opt_g else None
+            outer = player(trainable_params(self.G), OptimizerStep(self.opt_g), maximize=False) if self.opt_g else None
             game_hooks = [guard, _Bookkeeper(self, objectives, guard, every, folder),
                           ProgressHook(steps - self.step, "gan", progress), *hooks]
             play(inner, objectives.d_objective, outer, objectives.g_objective if outer else None, rounds=steps,
@@ -176,9 +234,37 @@ class GANTrainer:
             if guard.reason is None:
                 break
             self._rollback(guard)
-        if folder is not None and not folder.path_for(self.run_id, self.step).exists():
+        if folder is not None and broadcast(not folder.path_for(self.run_id, self.step).exists()):
             self._checkpoint(guard, folder)
-        return self.history
+
+    def _check_same_run(self, real: Tensor, steps: int, batch: int, every: int | None, resume: bool) -> None:
+        """In a process group: ValueError on every rank unless all ranks passed the same data and
+        arguments, or when the (global) batch has fewer samples than there are ranks."""
+        if not is_distributed():
+            return
+        mine = (tuple(real.shape), float(real.sum(dtype=torch.float64)), steps, batch, every, resume, self.seed)
+        seen = gather(mine)
+        if any(other != seen[0] for other in seen):
+            ranks = "; ".join(f"rank {r}: {s[0][0]} samples, steps={s[2]}, batch_size={s[3]}, seed={s[6]}"
+                              for r, s in enumerate(seen))
+            raise ValueError(f"data: the ranks of the process group passed different data or arguments to fit "
+                             f"({ranks}); give every rank the same data, without a DistributedSampler: fit splits "
+                             f"each batch among the ranks itself")
+        if batch < world_size():
+            raise ValueError(f"batch_size: a batch of {batch} samples cannot be split among {world_size()} ranks; "
+                             f"use batch_size >= {world_size()}")
+
+    def _take_main_state(self) -> None:
+        """In a process group, every rank continues from rank 0's state (models, EMA, optimizers, RNGs,
+        counters and run id), sent as one serialised checkpoint."""
+        if not is_distributed():
+            return
+        buffer = io.BytesIO()
+        if is_main():
+            torch.save(self.state_dict(), buffer)
+        payload = broadcast(buffer.getvalue())
+        if not is_main():
+            self.load_state_dict(torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True))
 
     def _guard(self, objectives: _Objectives) -> DivergenceGuard:
         """The divergence guard of one ``fit``: non-finite losses, a runaway discriminator and non-finite
@@ -249,45 +335,93 @@ class GANTrainer:
         """``(n, latent_dim)`` standard normal noise, drawn on the CPU from the trainer's generator."""
         return torch.randn(n, self.G.latent_dim, generator=generator or self.rng).to(self.device)
 
-    def judge(self, x: Tensor, cond: Tensor | None) -> Tensor:
-        """D's logits for ``x`` (with its condition), shape (N,)."""
-        return flat_logits(self.D(x) if cond is None else self.D(x, cond))
+    def judge(self, x: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
+        """D's (or ``model``'s) float32 logits for ``x`` (with its condition), shape (N,)."""
+        model = model or self.D
+        with autocast(self.device, self.amp):
+            logits = model(x) if cond is None else model(x, cond)
+        return flat_logits(_full_precision(logits))
 
     def generate(self, z: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
-        """``G(z)`` or ``G(z, cond)``."""
+        """``G(z)`` or ``G(z, cond)`` (or ``model``'s), in float32."""
         model = model or self.G
-        return model(z) if cond is None else model(z, cond)
+        with autocast(self.device, self.amp):
+            out = model(z) if cond is None else model(z, cond)
+        return _full_precision(out)
 
-    def d_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, float]:
+    def d_loss(self, real: Tensor, cond: Tensor | None, rows: tuple[int, int] | None = None) -> tuple[Tensor, float]:
         """The discriminator's loss on one real batch and as many fresh fakes (plus its penalty), and the
-        larger of its mean |logit| on the real and on the fake samples (what the guard watches)."""
+        larger of its mean |logit| on the real and on the fake samples (what the guard watches).
+
+        ``rows = (start, total)``: ``real`` is this rank's share of a global batch of ``total``, from row
+        ``start``; the noise and penalty weights are drawn for the whole batch and sliced, and the loss
+        and logit scale are the global batch's (:func:`advkit.gan.sharding.global_loss`)."""
+        start, total = rows or (0, len(real))
+        share = slice(start, start + len(real))
         with torch.no_grad():
-            fake = self.generate(self.noise(len(real)), cond)
-        logits_real, logits_fake = self.judge(real, cond), self.judge(fake, cond)
-        logit_scale = float(torch.maximum(logits_real.detach().abs().mean(), logits_fake.detach().abs().mean()))
+            fake = self.generate(self.noise(total)[share], cond)
+        logits_real, logits_fake = self.judge(real, cond, self._train_d), self.judge(fake, cond, self._train_d)
+        scales = [float(logits.detach().abs().mean()) for logits in (logits_real, logits_fake)]
         loss = self.loss.d(logits_real, logits_fake)
         if self.loss.penalty:
-            loss = loss + self.gp_weight * gradient_penalty(lambda t: self.judge(t, cond), real, fake, self.rng)
-        return loss, logit_scale
+            alpha = torch.rand(total, generator=self.rng)[share]
+            with _uncompiled(self.D):  # torch.compile's autograd has no double backward
+                penalty = gradient_penalty(lambda t: self.judge(t, cond, self._train_d), real, fake, alpha=alpha)
+            loss = loss + self.gp_weight * penalty
+        loss, scales = global_loss(loss, len(real), total, scales)
+        return loss, max(scales)
 
-    def g_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    def g_loss(self, real: Tensor, cond: Tensor | None, rows: tuple[int, int] | None = None,
+               batch_cond: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The generator's loss on fresh fakes with the conditions of the last real batch, and its L1 term.
 
         With ``mode_seeking``, the second half of the batch repeats the first half's labels and the loss
         adds ``mode_seeking / (ratio + 1e-5)``, ratio = mean |G(z1, y) - G(z2, y)| / mean |z1 - z2| over
-        those pairs (MSGAN, Mao et al. 2019): two noises for one label must give different samples."""
-        z, half = self.noise(len(real)), len(real) // 2
+        those pairs (MSGAN, Mao et al. 2019): two noises for one label must give different samples.
+        ``rows`` as in :meth:`d_loss`, ``batch_cond`` the global batch's conditions (default ``cond``):
+        the pairs are the global batch's, whichever ranks hold them."""
+        start, total = rows or (0, len(real))
+        share, half = slice(start, start + len(real)), total // 2
+        noise = self.noise(total)
+        z = noise[share]
         if self.mode_seeking and half and cond is not None:
-            cond = torch.cat([cond[:half], cond[:half], cond[2 * half:]])
-        fake = self.generate(z, cond)
+            pairs = torch.arange(total, device=self.device)
+            pairs[half:2 * half] -= half
+            cond = (cond if batch_cond is None else batch_cond)[pairs[share]]
+        fake = self.generate(z, cond, self._train_g)
         loss = self.loss.g(self.judge(fake, cond))
+        l1 = F.l1_loss(fake, real) if self.conditional == "image" else None
+        if l1 is not None:
+            loss = loss + self.l1_weight * l1
+        diversity = 0.0
         if self.mode_seeking and half:
-            ratio = (fake[:half] - fake[half:2 * half]).abs().mean() / (z[:half] - z[half:2 * half]).abs().mean()
-            loss = loss + self.mode_seeking / (ratio + 1e-5)
-        if self.conditional != "image":
-            return loss, None
-        l1 = F.l1_loss(fake, real)
-        return loss + self.l1_weight * l1, l1
+            if is_distributed():
+                diversity, surrogate = self._sharded_mode_seeking(fake, noise, share, half)
+                loss = loss + surrogate
+            else:
+                ratio = (fake[:half] - fake[half:2 * half]).abs().mean() / (z[:half] - z[half:2 * half]).abs().mean()
+                loss = loss + self.mode_seeking / (ratio + 1e-5)
+        loss, l1_mean = global_loss(loss, len(real), total, [] if l1 is None else [float(l1.detach())], diversity)
+        return loss, (l1 if l1 is None or not is_distributed() else torch.tensor(l1_mean[0]))
+
+    def _sharded_mode_seeking(self, fake: Tensor, noise: Tensor, share: slice, half: int) -> tuple[float, Tensor]:
+        """The mode-seeking term of a global batch whose pairs may lie on different ranks: its value
+        ``w / (ratio + 1e-5)`` (the same on every rank), and a zero-valued term whose gradient, summed
+        over the ranks and divided by this rank's share of the batch, is that term's gradient.
+
+        ratio = A / B with A = mean |f_i - f_j| over the pairs (i, j = i + half); each rank
+        differentiates |f_k - f_partner| for its own rows k against the partner's gathered (detached)
+        sample, which sums over the ranks to dA."""
+        everyone = gather_shards(fake, len(noise))
+        spread = (noise[:half] - noise[half:2 * half]).abs().mean()
+        ratio = float((everyone[:half] - everyone[half:2 * half]).abs().mean() / spread)
+        rows = torch.arange(share.start, share.stop, device=fake.device)
+        paired = rows < 2 * half
+        partners = torch.where(rows < half, rows + half, rows - half)[paired]
+        mine = (fake[paired] - everyone[partners]).abs().sum() / (half * fake[0].numel() * float(spread))
+        slope = -self.mode_seeking / (ratio + 1e-5) ** 2
+        weight = len(rows) / len(noise)  # global_loss scales this rank's loss by its share; undo that here
+        return self.mode_seeking / (ratio + 1e-5), slope * (mine - mine.detach()) / weight
 
     # ---- sampling ----------------------------------------------------------------------------------
 
@@ -364,8 +498,8 @@ class GANTrainer:
     def _checkpoint(self, guard: DivergenceGuard, folder: CheckpointFolder | None) -> None:
         """The current state becomes the guard's last good one (and is written) unless a weight is non-finite."""
         good = guard.remember(self.step)
-        if good is not None and folder is not None:
-            path = folder.save(good, self.run_id, self.step)
+        if good is not None and folder is not None:  # rank 0 writes, the others wait for it
+            path = gather_call(lambda: folder.save(good, self.run_id, self.step) if is_main() else None)[0]
             log.info("checkpoint at step %d: %s", self.step, path)
 
     def _resume(self, folder: CheckpointFolder) -> None:
@@ -394,21 +528,34 @@ class GANTrainer:
         log.warning("GAN diverged at step %d (%s): restored step %d, learning rates x%.3g",
                     failed_at, reason, self.step, scale)
 
-    @staticmethod
-    def _warn_if_distributed() -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            log.warning("GANTrainer.fit does not shard under torchrun yet: every rank trains its own copy")
+
+@contextmanager
+def _uncompiled(model: nn.Module) -> Iterator[None]:
+    """``model``'s calls run eagerly for the block when ``compile`` made them go through torch.compile."""
+    compiled = getattr(model, "_compiled_call_impl", None)
+    model._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        model._compiled_call_impl = compiled
+
+
+def _full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 when autocast made it bf16 or fp16; otherwise ``t`` itself."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 class _Objectives:
-    """The two objectives of one ``fit``: each D move takes the next real batch of the trainer's batch
-    order; the G move reuses the last batch's conditions (and targets, for L1). Each round's D losses
-    are averaged into the history; the latest D move's mean |logit| is kept for the guard."""
+    """The two objectives of one ``fit``: each D move takes (this rank's share of) the next real batch
+    of the trainer's batch order; the G move reuses the last batch's conditions (and targets, for L1).
+    Each round's D losses are averaged into the history; the latest D move's mean |logit| is kept for
+    the guard."""
 
     def __init__(self, trainer: GANTrainer, real: Tensor, cond: Tensor | None, batch_size: int):
-        self.t = trainer
+        self.t, self.cond = trainer, cond
         tensors = (real,) if cond is None else (real, cond)
-        self.batches = batch_stream(tensors, batch_size, trainer.order, trainer.device)
+        self.order = ShardedOrder(trainer.order, rank(), world_size())
+        self.batches = batch_stream(tensors, batch_size, self.order, trainer.device)
         self.last: tuple[Tensor, Tensor | None] | None = None
         self.d_losses: list[float] = []
         self.logit_scale = 0.0
@@ -417,13 +564,16 @@ class _Objectives:
         """What D climbs: minus its loss."""
         real, *cond = next(self.batches)
         self.last = real, cond[0] if cond else None
-        loss, self.logit_scale = self.t.d_loss(*self.last)
+        loss, self.logit_scale = self.t.d_loss(*self.last, rows=self.order.rows)
         self.d_losses.append(float(loss.detach()))
         return -loss
 
     def g_objective(self) -> Tensor:
         """What G descends."""
-        loss, l1 = self.t.g_loss(*self.last)
+        batch_cond = None
+        if is_distributed() and self.cond is not None and self.t.mode_seeking:
+            batch_cond = self.cond[self.order.batch].to(self.t.device)
+        loss, l1 = self.t.g_loss(*self.last, rows=self.order.rows, batch_cond=batch_cond)
         self.t.history["g_loss"].append(float(loss.detach()))
         if l1 is not None:
             self.t.history["l1"].append(float(l1.detach()))
@@ -449,6 +599,7 @@ class _Bookkeeper(Hook):
         self.objectives.start_round()
 
     def outer_step(self, r: int, loss: Tensor) -> None:
+        broadcast_buffers(self.t.G), broadcast_buffers(self.t.D)  # the ranks' BatchNorm statistics: rank 0's
         if self.guard.reason is None and self.t.ema is not None:
             self.t.ema.update(self.t.G, r)
 
