@@ -45,11 +45,11 @@ class MixedAdversary:
     def __init__(self, adversary: Adversary, mix: float):
         self.adversary, self.mix = adversary, mix
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         k = int(self.mix * len(x) + 0.5)
         if k == 0:
             return x
-        x_adv = self.adversary(x[:k], y[:k], eps, seed, index[:k])
+        x_adv = self.adversary(x[:k], y[:k], eps, seeds[:k], index[:k])
         return x_adv if k == len(x) else torch.cat([x_adv, x[k:]])
 
 
@@ -59,7 +59,7 @@ class FixedAdversary:
     def __init__(self, x_adv: Tensor):
         self.x_adv = x_adv
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         return self.x_adv[index.to(self.x_adv.device)].to(x.device, x.dtype)
 
 
