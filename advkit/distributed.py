@@ -8,6 +8,7 @@ value back to every rank in rank order, so concatenating the slices restores the
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -158,6 +159,21 @@ def gather_rows(part: Tensor) -> Tensor:
     the whole tensor in the samples' order when each rank holds its :func:`my_shard` rows."""
     parts = gather(part.cpu())
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def check_same_data(x: Tensor, y: Tensor, who: str) -> None:
+    """In a process group every rank must pass the same samples in the same order, which ``who``
+    splits among the ranks itself: ValueError on every rank otherwise (sizes, labels and pixel sum
+    compared). Nothing without a group."""
+    if not is_distributed():
+        return
+    mine = (tuple(x.shape), hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
+    seen = gather(mine)
+    if any(other != seen[0] for other in seen):
+        sizes = ", ".join(f"rank {r}: {shape[0]}" for r, (shape, _, _) in enumerate(seen))
+        raise ValueError(f"data: the ranks of the process group passed different samples ({sizes} samples); "
+                         f"give every rank the same data in the same order, without a DistributedSampler: "
+                         f"{who} splits the samples among the ranks itself")
 
 
 def _picklable(obj: Any) -> bool:

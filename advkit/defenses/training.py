@@ -24,7 +24,8 @@ which hold the unwrapped model and nothing that depends on the number of ranks: 
 with one number of processes resumes with another. What equals one process: the batches, each
 sample's attack draws and the loss; the weights up to float rounding (sums taken in another order),
 for models whose outputs do not couple the rows of a batch (BatchNorm normalises each rank's share
-unless converted to SyncBatchNorm; dropout draws from each rank's own torch RNG).
+unless converted to SyncBatchNorm; dropout draws from each rank's own torch RNG). TRADES' KL ascent,
+which starts 1e-3 from x, amplifies that rounding into other sign steps after its first step.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ from ..distributed import (
     DataParallelPlayer,
     barrier,
     broadcast,
+    check_same_data,
     data_parallel,
     gather,
     gather_call,
@@ -177,6 +179,7 @@ def adversarial_training(
     device = default_device(device)
     model.to(device)
     x, y = checked_data(model, data, "data", device)
+    check_same_data(x, y, "adversarial_training")
     held_out = None
     if spec.guard:
         x, y, held_out = _hold_out(x, y, batch_size, seed)

@@ -38,9 +38,15 @@ SHARES = (38, 37)  # rank 0's and rank 1's rows of each global batch of 75
 #: Float tolerance between a 2-process and a 1-process run: the loss and gradient sums are taken in
 #: another order, which moves weights by a few float32 ulps per step.
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+#: The runs the group repeats, with their data size N (default: N) and epochs (default: EPOCHS).
+#: TRADES forwards twice through DDP before one backward. Its KL ascent starts 1e-3 from x, where the
+#: gradient is a difference of nearly equal probabilities: the last-bit differences of two
+#: processes flip some of its signs from the second step on (measured: weights 3e-3 apart after
+#: two steps, 1e-8 after one), so its run is one step, 100 = 75 + 25 samples for one epoch.
 RUNS = {
     "pgd": {"method": "pgd", "steps": 3, "shift": 1},
     "fgsm-rs": {"method": "fgsm-rs", "start": "previous", "noise": 0.5, "shift": 1},
+    "trades": {"method": "trades", "steps": 2, "n": 100, "epochs": 1},
 }
 
 CHILD = """
@@ -49,21 +55,28 @@ import torch, torch.distributed as dist
 sys.path.insert(0, {root!r})
 sys.path.insert(0, {here!r})
 sys.path.insert(0, {tests!r})
+import advkit
 from advkit.checkpoints import CheckpointFolder
-from test_distributed_training import run
+from advkit.defenses import adversarial_training
+from test_distributed_training import RUNS, digits_mlp, run
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 out, rank = {out!r}, dist.get_rank()
 saves, save = [], CheckpointFolder.save
 CheckpointFolder.save = lambda self, *args: (saves.append(args[-1]), save(self, *args))[1]
 results = {{}}
-for name, folder, resume in (("pgd", "pgd-group", False), ("fgsm-rs", "fgsm-rs-group", False),
-                             ("pgd", "pgd-single-resumed-in-group", True)):
+for name, folder, resume in [(name, name + "-group", False) for name in RUNS] + [
+        ("pgd", "pgd-single-resumed-in-group", True)]:
     rows = []
     model, history = run(name, out + "/" + folder, resume, rows)
     torch.save(model.state_dict(), out + f"/{{folder}}-rank{{rank}}.pt")
     results[folder] = {{"history": history, "rows": sorted(set(rows))}}
 results["saves"] = saves
+x, y = advkit.data.load("digits")[0].tensors
+try:  # each rank its own samples, as a DistributedSampler would give them
+    adversarial_training(digits_mlp(), (x[rank::2], y[rank::2]), eps=0.1, epochs=1, progress=False, device="cpu")
+except ValueError as err:
+    results["refused"] = str(err)
 with open(out + f"/rank{{rank}}.json", "w") as f:
     json.dump(results, f)
 dist.destroy_process_group()
@@ -89,17 +102,22 @@ def run(name: str, folder: str | Path, resume: bool = False, rows: list[int] | N
     model = digits_mlp()
     if rows is not None:
         training_rows(model, rows)
-    model, history = adversarial_training(model, (x[:N], y[:N]), eps=0.1, epochs=EPOCHS, lr=3e-2, batch_size=BATCH,
-                                          eval_data=test, eval_size=160, warmup=0.5, seed=5, device="cpu",
-                                          progress=False, checkpoint_dir=folder, resume=resume,
-                                          **RUNS[name], **speed)
+    settings = {"n": N, "epochs": EPOCHS, **RUNS[name]}
+    n = settings.pop("n")
+    model, history = adversarial_training(model, (x[:n], y[:n]), eps=0.1, lr=3e-2, batch_size=BATCH, eval_data=test,
+                                          eval_size=160, warmup=0.5, seed=5, device="cpu", progress=False,
+                                          checkpoint_dir=folder, resume=resume, **settings, **speed)
     records = [{k: v for k, v in vars(r).items() if k != "seconds"} for r in history]
     return model, {"records": records, "best_epoch": history.best_epoch, "guard_fired": history.guard_fired}
 
 
 def per_epoch(name: str) -> int:
     """Steps per epoch (fgsm-rs holds HELD_OUT of the N samples out for its guard)."""
-    return (N - HELD_OUT * (name == "fgsm-rs")) // BATCH
+    return (RUNS[name].get("n", N) - HELD_OUT * (name == "fgsm-rs")) // BATCH
+
+
+def epochs(name: str) -> int:
+    return RUNS[name].get("epochs", EPOCHS)
 
 
 def checkpoint(folder: Path, step: int | None = None) -> dict:
@@ -157,13 +175,13 @@ def group_weights(out: Path, folder: str, rank: int) -> dict:
     return torch.load(out / f"{folder}-rank{rank}.pt", weights_only=True)
 
 
-@pytest.mark.slow  # the group's three runs, started in two processes: about 15 s together
+@pytest.mark.slow  # the group's four runs, started in two processes: about 20 s together
 @pytest.mark.parametrize("name", list(RUNS))
 def test_two_processes_end_with_the_weights_of_one(single, group, name):
     """After each epoch (rank 0's checkpoints) and at the end, the group's weights are one process's
     within float tolerance; both ranks hold the same weights and the same history."""
     out, ranks = group
-    steps = per_epoch(name) * torch.arange(1, EPOCHS + 1)
+    steps = per_epoch(name) * torch.arange(1, epochs(name) + 1)
     for step in steps.tolist():
         assert_same_weights(checkpoint(out / f"{name}-group", step)["model"],
                             checkpoint(out / f"{name}-single", step)["model"])
@@ -173,7 +191,7 @@ def test_two_processes_end_with_the_weights_of_one(single, group, name):
     histories = [got[f"{name}-group"]["history"] for got in ranks]
     assert histories[0] == histories[1]
     expected = single[1][name]["history"]
-    assert len(histories[0]["records"]) == len(expected["records"]) == EPOCHS
+    assert len(histories[0]["records"]) == len(expected["records"]) == epochs(name)
     for got, want in zip(histories[0]["records"], expected["records"], strict=True):
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-4)
         assert got["eps"] == want["eps"]
@@ -214,11 +232,20 @@ def test_a_one_process_checkpoint_resumes_in_two(single, group):
 
 
 @pytest.mark.slow
+def test_ranks_with_different_data_are_refused(group):
+    """Every rank says which ranks passed what, rather than training on a mix."""
+    sizes = [len(range(r, 1437, 2)) for r in range(2)]
+    for got in group[1]:
+        assert f"rank 0: {sizes[0]}, rank 1: {sizes[1]} samples" in got.get("refused", "")
+        assert "adversarial_training splits the samples among the ranks itself" in got["refused"]
+
+
+@pytest.mark.slow
 def test_only_rank_0_writes_checkpoints(single, group):
     """Rank 0 saved at the end of each epoch (the resumed run: its second epoch only); rank 1 never."""
     out, ranks = group
-    assert ranks[0]["saves"] == [9, 18, 8, 16, 18] and ranks[1]["saves"] == []
-    for folder in ("pgd-group", "fgsm-rs-group"):
+    assert ranks[0]["saves"] == [9, 18, 8, 16, 1, 18] and ranks[1]["saves"] == []
+    for folder in [name + "-group" for name in RUNS]:
         assert len(CheckpointFolder(out / folder, CHECKPOINT_PREFIX).runs()) == 1
 
 
