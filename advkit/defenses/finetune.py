@@ -96,7 +96,8 @@ def finetune(
     the accuracies before fine-tuning, then one record per epoch: clean accuracy on ``eval_data``
     (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images. Same
     ``seed``, same weights on the CPU. Bad arguments raise a ``ValueError``/``TypeError`` naming them
-    before any work.
+    before any work. Under torchrun it shards as :func:`~advkit.defenses.adversarial_training` does,
+    the ``mix`` share taken from each rank's share of the batch.
     """
     norm, eps = check_run(model, norm, eps, batch_size, seed)
     epochs = check_number(epochs, "epochs", low=1, low_open=False, integer=True)

@@ -179,11 +179,9 @@ def adversarial_training(
     device = default_device(device)
     model.to(device)
     x, y = checked_data(model, data, "data", device)
-    check_same_data(x, y, "adversarial_training")
     held_out = None
     if spec.guard:
         x, y, held_out = _hold_out(x, y, batch_size, seed)
-    check_shares(min(batch_size, len(x)))
     x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
     adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x), amp), amp)
     history = History(method, eps, "training data" if eval_data is None else "eval_data")
@@ -224,8 +222,11 @@ def check_flag(value: Any, name: str) -> bool:
     return value
 
 
-def check_shares(batch: int) -> None:
-    """In a process group every rank needs a sample of each batch of ``batch``: ValueError otherwise."""
+def check_shares(x: Tensor, y: Tensor, batch_size: int) -> None:
+    """In a process group every rank must pass the same training data (ValueError otherwise) and get a
+    sample of each batch (ValueError for a batch_size below the number of processes)."""
+    check_same_data(x, y, "adversarial training")
+    batch = min(batch_size, len(x))
     if batch < world_size():
         raise ValueError(f"batch_size: batches of {batch} cannot be shared among {world_size()} processes (each "
                          f"needs at least one sample); use a batch_size of at least {world_size()}")
@@ -241,6 +242,7 @@ class TrainingGame(Hook):
         self.model, self.spec, self.opts, self.adversary = model, spec, opts, adversary
         self.x, self.y, self.evaluation, self.held_out = x, y, evaluation, held_out
         self.config, self.history, self.device = config, history, device
+        check_shares(x, y, config["batch_size"])
         self.amp, self.channels_last, self.compile = amp, channels_last, compile
         self.seed, self.eps = config["seed"], config["eps"]
         self.per_epoch = max(1, len(x) // config["batch_size"])

@@ -237,7 +237,7 @@ def test_ranks_with_different_data_are_refused(group):
     sizes = [len(range(r, 1437, 2)) for r in range(2)]
     for got in group[1]:
         assert f"rank 0: {sizes[0]}, rank 1: {sizes[1]} samples" in got.get("refused", "")
-        assert "adversarial_training splits the samples among the ranks itself" in got["refused"]
+        assert "adversarial training splits the samples among the ranks itself" in got["refused"]
 
 
 @pytest.mark.slow
