@@ -8,6 +8,7 @@ value back to every rank in rank order, so concatenating the slices restores the
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+
+from .core import Player
 
 T = TypeVar("T")
 
@@ -132,11 +135,45 @@ def data_parallel(model: nn.Module, **options: Any) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, **options)
 
 
+class DataParallelPlayer(Player):
+    """A :class:`~advkit.core.Player` that takes its gradients from ``loss.backward()``, the path on
+    which :class:`~torch.nn.parallel.DistributedDataParallel` averages them over the ranks
+    (``autograd.grad``, the plain player's, bypasses DDP's hooks and would leave each rank its own).
+    It reads the ``.grad`` that backward leaves and clears it again, as the plain player leaves none."""
+
+    def update(self, loss: Tensor) -> None:
+        for p in self.params:
+            p.grad = None
+        loss.backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+        for p in self.params:
+            p.grad = None
+        with torch.no_grad():
+            self.step(self.params, grads, self.maximize)
+            for p in self.params:
+                self.project(p)
+
+
 def gather_rows(part: Tensor) -> Tensor:
     """The ranks' ``part`` tensors (their shards' rows) concatenated in rank order, on the CPU:
     the whole tensor in the samples' order when each rank holds its :func:`my_shard` rows."""
     parts = gather(part.cpu())
     return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def check_same_data(x: Tensor, y: Tensor, who: str) -> None:
+    """In a process group every rank must pass the same samples in the same order, which ``who``
+    splits among the ranks itself: ValueError on every rank otherwise (sizes, labels and pixel sum
+    compared). Nothing without a group."""
+    if not is_distributed():
+        return
+    mine = (tuple(x.shape), hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
+    seen = gather(mine)
+    if any(other != seen[0] for other in seen):
+        sizes = ", ".join(f"rank {r}: {shape[0]}" for r, (shape, _, _) in enumerate(seen))
+        raise ValueError(f"data: the ranks of the process group passed different samples ({sizes} samples); "
+                         f"give every rank the same data in the same order, without a DistributedSampler: "
+                         f"{who} splits the samples among the ranks itself")
 
 
 def _picklable(obj: Any) -> bool:

@@ -1,9 +1,16 @@
 """The inner player of adversarial training: what crafts each batch's adversarial examples.
 
-An adversary is called as ``adversary(x, y, eps, seed)`` and returns ``x_adv`` inside the eps-ball
-around x and [0, 1]. It attacks the live model (the weights of this very step) in eval mode and
-leaves it unchanged, as every advkit attack does. :func:`resolve_attack` turns what a user passes
+An adversary is called as ``adversary(x, y, eps, seeds, index)`` and returns ``x_adv`` inside the
+eps-ball around x and [0, 1]. It attacks the live model (the weights of this very step) in eval mode
+and leaves it unchanged, as every advkit attack does. :func:`resolve_attack` turns what a user passes
 as ``attack=`` (a name, an attack object, a factory ``model -> attack``) into one.
+
+Every random draw is made per sample, from the sample's own seed, so a sample's adversarial example
+does not depend on which other samples share its batch: a batch split over the ranks of a process
+group gets what one process would make of it. (Attacks that draw per batch, such as Square or
+torchattacks', seed the whole call from its first sample's seed.) ``amp``: the adversary's forwards
+run under bf16 autocast on CUDA (:func:`advkit.acceleration.autocast`); gradients, steps and
+projections stay in float32.
 """
 from __future__ import annotations
 
@@ -14,32 +21,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..acceleration import autocast
 from ..attacks import ATTACKS, Attack, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from ..attacks.pgd import madry_step_size
 from ..core import Box, Player, frozen, play
 from ..core.norms import Draw, Norm, get_norm
+from ..distributed import gather_rows, is_distributed
 from .losses import kl_divergence
 
 
 class Adversary(Protocol):
-    """``adversary(x, y, eps, seed, index)``: adversarial examples for the batch ``(x, y)``, whose rows
-    are the training samples numbered ``index``."""
+    """``adversary(x, y, eps, seeds, index)``: adversarial examples for the batch ``(x, y)``, whose rows
+    are the training samples numbered ``index``; ``seeds`` (one integer per row) seed each row's draws."""
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor: ...
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor: ...
 
 
 class AttackAdversary:
     """Runs the attack ``build(eps)`` returns at each call (eps changes during the warm-up), at that
-    eps and seed, on the live model. A zero budget returns x without running anything."""
+    eps with the per-sample ``seeds``, on the live model. A zero budget returns x without running anything."""
 
     def __init__(self, build: Callable[[float], Attack]):
         self.build = build
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         if eps == 0:
             return x
-        return self.build(eps).run(x, y, eps=eps, seed=seed, check_success=False).x_adv
+        return self.build(eps).run(x, y, eps=eps, seed=seeds, check_success=False).x_adv
 
 
 class KLAdversary:
@@ -47,20 +56,20 @@ class KLAdversary:
     ``steps`` projected steps of ``alpha``·eps (default 2.5/steps, Madry et al.'s rule) up
     ``KL(p(x) || p(x_adv))``, the clean distribution held fixed."""
 
-    def __init__(self, model: nn.Module, norm: str, steps: int, alpha: float | None = None, start_std: float = 1e-3):
-        self.model, self.norm, self.steps = model, get_norm(norm), steps
+    def __init__(self, model: nn.Module, norm: str, steps: int, alpha: float | None = None, start_std: float = 1e-3,
+                 amp: bool = False):
+        self.model, self.norm, self.steps, self.amp = model, get_norm(norm), steps, amp
         self.alpha = madry_step_size(1.0, steps) if alpha is None else alpha
         self.start_std = start_std
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         if eps == 0:
             return x
-        gen = torch.Generator(device=x.device).manual_seed(seed)
         with frozen(self.model), torch.no_grad():
-            clean = self.model(x)
-        start = x + self.start_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+            clean = logits(self.model, x, self.amp)
+        start = x + self.start_std * sample_draw(x, seeds)(x.shape[1:], lambda t, g: t.normal_(generator=g))
         return ascend(self.model, x, start, eps, self.norm, self.alpha * eps, self.steps,
-                      lambda x_adv: kl_divergence(clean, self.model(x_adv)).sum())
+                      lambda x_adv: kl_divergence(clean, logits(self.model, x_adv, self.amp)).sum())
 
 
 class FastAdversary:
@@ -72,20 +81,22 @@ class FastAdversary:
     current ball, plus that noise; a sample's first visit starts at random in the eps-ball. Carried
     over epochs, one step a visit accumulates into a many-step attack at the price of one, which
     keeps FGSM training from overfitting to its own single step. The memory (one perturbation per
-    training sample, ``size`` of them) is part of :meth:`state_dict`, so resumed runs are exact."""
+    training sample, ``size`` of them) is part of :meth:`state_dict`, so resumed runs are exact.
+    In a process group each rank writes the rows of its own samples; :meth:`synchronize` (called by
+    the training at the end of every epoch, before its checkpoint) gives every rank all of them."""
 
     def __init__(self, model: nn.Module, norm: str, step: float, noise: float, start: str = "random",
-                 size: int = 0):
+                 size: int = 0, amp: bool = False):
         self.model, self.norm, self.step, self.noise, self.start = model, get_norm(norm), step, noise, start
-        self.size = size
+        self.size, self.amp = size, amp
         self.memory: Tensor | None = None  # (size, *sample shape) perturbations of the last visits
         self.seen: Tensor | None = None  # (size,) bool: visited before
+        self.written: list[Tensor] = []  # in a process group: samples whose rows this rank wrote since the sync
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         if eps == 0:
             return x
-        gen = torch.Generator(device=x.device).manual_seed(seed)
-        draw = seeded_draw(x, gen)
+        draw = sample_draw(x, seeds)
         delta = self.norm.random_delta(x, self.noise * eps, draw) if self.noise else torch.zeros_like(x)
         if self.start == "previous":
             self._allocate(x)
@@ -96,11 +107,24 @@ class FastAdversary:
                 first = self.norm.random_delta(x, eps, draw)
                 delta += torch.where(seen.view(-1, *[1] * (x.ndim - 1)), previous, first)
         x_adv = ascend(self.model, x, x + delta, eps, self.norm, self.step * eps, 1,
-                       lambda x_adv: F.cross_entropy(self.model(x_adv), y, reduction="sum"))
+                       lambda x_adv: F.cross_entropy(logits(self.model, x_adv, self.amp), y, reduction="sum"))
         if self.start == "previous":
             self.memory[index] = (x_adv - x).to(self.memory.dtype)
             self.seen[index] = True
+            if is_distributed():
+                self.written.append(index)
         return x_adv
+
+    def synchronize(self) -> None:
+        """In a process group, copy every rank's rows written since the last call into every rank's
+        memory (each sample is visited by one rank per epoch, so no row is written twice)."""
+        written, self.written = self.written, []
+        if not is_distributed() or self.memory is None:
+            return
+        mine = torch.cat(written) if written else torch.zeros(0, dtype=torch.long, device=self.memory.device)
+        index = gather_rows(mine).to(self.memory.device)
+        self.memory[index] = gather_rows(self.memory[mine]).to(self.memory.device)
+        self.seen[index] = True
 
     def _allocate(self, x: Tensor) -> None:
         if self.memory is None:
@@ -115,9 +139,23 @@ class FastAdversary:
             self.memory, self.seen = state["memory"], state["seen"]
 
 
-def seeded_draw(x: Tensor, gen: torch.Generator) -> Draw:
-    """A :data:`advkit.core.norms.Draw` filling one row per sample of ``x`` from the one generator ``gen``."""
-    return lambda shape, fill: fill(torch.empty((len(x), *shape), device=x.device, dtype=x.dtype), gen)
+def logits(model: nn.Module, x: Tensor, amp: bool) -> Tensor:
+    """``model(x)`` in float32, its forward under bf16 autocast when ``amp`` and x is on CUDA."""
+    with autocast(x.device, amp):
+        return model(x).float()
+
+
+def sample_draw(x: Tensor, seeds: Tensor) -> Draw:
+    """A :data:`advkit.core.norms.Draw` filling row i (one per sample of ``x``) from a generator seeded
+    ``seeds[i]``, so a row's values do not depend on the other rows; successive draws continue each
+    row's generator."""
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds.tolist()]
+
+    def draw(shape: tuple[int, ...], fill: Callable[[Tensor, torch.Generator], Tensor]) -> Tensor:
+        rows = [fill(torch.empty(shape, dtype=x.dtype), g) for g in generators]
+        return (torch.stack(rows) if rows else torch.empty((0, *shape), dtype=x.dtype)).to(x.device)
+
+    return draw
 
 
 def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: Norm, alpha: float, steps: int,
@@ -134,19 +172,20 @@ def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: Norm, a
     return x_adv.detach()
 
 
-def resolve_attack(attack: Any, model: nn.Module, norm: str, default: Adversary) -> Adversary:
+def resolve_attack(attack: Any, model: nn.Module, norm: str, default: Adversary, amp: bool = False) -> Adversary:
     """The adversary for ``attack=``: None gives ``default``; a name from ``advkit.attacks.ATTACKS``
-    builds that attack on ``model`` (every sample pushed for all its steps: ``early_stop=False``);
-    an advkit or torchattacks attack object must attack ``model`` itself; any other callable is a
-    factory ``model -> attack`` called for every batch. The attack's eps is replaced by the training
-    eps of the step. TypeError/ValueError (naming ``attack``) for anything else."""
+    builds that attack on ``model`` (every sample pushed for all its steps: ``early_stop=False``;
+    ``amp`` as given); an advkit or torchattacks attack object must attack ``model`` itself; any other
+    callable is a factory ``model -> attack`` called for every batch (objects and factories keep their
+    own ``amp``). The attack's eps is replaced by the training eps of the step. TypeError/ValueError
+    (naming ``attack``) for anything else."""
     if attack is None:
         return default
     if isinstance(attack, str):
         if attack not in ATTACKS:
             raise ValueError(f"attack must be one of {', '.join(map(repr, ATTACKS))}, an attack object or a factory "
                              f"model -> attack; got {attack!r}")
-        atk = ATTACKS[attack](model, 0.0, norm=norm, early_stop=False)
+        atk = ATTACKS[attack](model, 0.0, norm=norm, early_stop=False, amp=amp)
         return AttackAdversary(lambda eps: atk)
     if isinstance(attack, Attack) or is_torchattacks(attack):
         atk = _checked(attack, model, norm)
@@ -172,4 +211,5 @@ def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> 
     return attack
 
 
-__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "resolve_attack", "seeded_draw"]
+__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "logits", "resolve_attack",
+           "sample_draw"]

@@ -5,6 +5,11 @@ takes it) or a standard :func:`~advkit.defenses.defense_model` trained here with
 :func:`advkit.train.fit`. The defense trains a copy of it, starting from its weights; both models
 are then evaluated in one report with the model before as the baseline (``evaluate(...,
 baseline="before")``), so every report format shows the change in clean accuracy and the robust gain.
+
+Under torchrun (``torchrun --nproc_per_node 2 -m advkit -- defend ...``) every rank runs the command:
+the standard model is trained whole on every rank (the same seed, so the same weights; it is not
+sharded), adversarial training and the evaluation are sharded, and only rank 0 prints and writes
+``--out`` (and the checkpoints).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from torch import nn
 from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
+from ..distributed import is_main
 from ..evaluation import evaluate
 from ..evaluation.cli import (
     add_corruptions_option,
@@ -101,8 +107,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_args(args)
-    progress = not args.no_progress
-    phases = Phases(3, progress)
+    main = is_main()  # under torchrun only rank 0 prints and writes
+    progress = not args.no_progress and main
+    phases = Phases(3, progress, say=None if main else (lambda line: None))
     train, test = load(args.data, root=args.root, seed=args.seed)
     sample = test[0][0]
     trained_here = args.model is None and args.model_factory is None
@@ -133,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     report.add_section(f"Defense: {args.method}", defense_markdown(args, history, seconds) + "\n\n" + weights)
     html = report.save(args.out)
     phases.end("evaluated")
+    if not main:
+        return 0
     saved = [save_tensors(after.state_dict(), args.out / f"{AFTER}.pt")]
     if trained_here:
         saved.append(save_tensors(before.state_dict(), args.out / f"{BEFORE}.pt"))

@@ -45,11 +45,11 @@ class MixedAdversary:
     def __init__(self, adversary: Adversary, mix: float):
         self.adversary, self.mix = adversary, mix
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         k = int(self.mix * len(x) + 0.5)
         if k == 0:
             return x
-        x_adv = self.adversary(x[:k], y[:k], eps, seed, index[:k])
+        x_adv = self.adversary(x[:k], y[:k], eps, seeds[:k], index[:k])
         return x_adv if k == len(x) else torch.cat([x_adv, x[k:]])
 
 
@@ -59,7 +59,7 @@ class FixedAdversary:
     def __init__(self, x_adv: Tensor):
         self.x_adv = x_adv
 
-    def __call__(self, x: Tensor, y: Tensor, eps: float, seed: int, index: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         return self.x_adv[index.to(self.x_adv.device)].to(x.device, x.dtype)
 
 
@@ -96,7 +96,8 @@ def finetune(
     the accuracies before fine-tuning, then one record per epoch: clean accuracy on ``eval_data``
     (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images. Same
     ``seed``, same weights on the CPU. Bad arguments raise a ``ValueError``/``TypeError`` naming them
-    before any work.
+    before any work. Under torchrun it shards as :func:`~advkit.defenses.adversarial_training` does,
+    the ``mix`` share taken from each rank's share of the batch.
     """
     norm, eps = check_run(model, norm, eps, batch_size, seed)
     epochs = check_number(epochs, "epochs", low=1, low_open=False, integer=True)

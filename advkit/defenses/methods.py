@@ -46,20 +46,22 @@ COMMON: dict[str, Option] = {
     "eval_size": Option(256, number(low=1, low_open=False, integer=True)),
 }
 
-Loss = Callable[[nn.Module, Tensor, Tensor, Tensor, dict], Tensor]
+#: ``loss(forward, x, x_adv, y, options)``: ``forward`` is the network's training forward (its logits).
+Loss = Callable[[Callable[[Tensor], Tensor], Tensor, Tensor, Tensor, dict], Tensor]
 
 
 @dataclass(frozen=True)
 class Method:
-    """One adversarial-training method: ``adversary(model, norm, options, n)`` builds its default inner
-    player for n training samples, ``loss(model, x, x_adv, y, options)`` is what the network descends
-    (in train mode).
+    """One adversarial-training method: ``adversary(model, norm, options, n, amp)`` builds its default
+    inner player for n training samples (its forwards under bf16 autocast on CUDA when ``amp``),
+    ``loss(forward, x, x_adv, y, options)`` is what the network descends (``forward``: its training
+    forward, in train mode), a mean over the batch.
     ``guard``: watch robust accuracy on a held-out batch each epoch and stop at a collapse."""
 
     name: str
     epochs: int
     lr: float
-    adversary: Callable[[nn.Module, str, dict, int], Adversary]
+    adversary: Callable[[nn.Module, str, dict, int, bool], Adversary]
     loss: Loss
     options: dict[str, Option] = field(default_factory=dict)
     guard: bool = False
@@ -74,25 +76,28 @@ class Method:
         return {name: opt.check(given[name], name) if name in given else opt.default for name, opt in known.items()}
 
 
-def _pgd(model: nn.Module, norm: str, opts: dict, size: int) -> Adversary:
-    atk = PGD(model, 0.0, steps=opts["steps"], norm=norm, loss=opts["loss"], early_stop=False)
+def _pgd(model: nn.Module, norm: str, opts: dict, size: int, amp: bool) -> Adversary:
+    atk = PGD(model, 0.0, steps=opts["steps"], norm=norm, loss=opts["loss"], early_stop=False, amp=amp)
     return AttackAdversary(lambda eps: atk)
 
 
-def _fgsm_rs(model: nn.Module, norm: str, opts: dict, size: int) -> Adversary:
-    return FastAdversary(model, norm, opts["step"], opts["noise"], opts["start"], size)
+def _fgsm_rs(model: nn.Module, norm: str, opts: dict, size: int, amp: bool) -> Adversary:
+    return FastAdversary(model, norm, opts["step"], opts["noise"], opts["start"], size, amp=amp)
 
 
-def _kl(model: nn.Module, norm: str, opts: dict, size: int) -> Adversary:
-    return KLAdversary(model, norm, opts["steps"])
+def _kl(model: nn.Module, norm: str, opts: dict, size: int, amp: bool) -> Adversary:
+    return KLAdversary(model, norm, opts["steps"], amp=amp)
 
 
-def _ce_loss(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, opts: dict) -> Tensor:
-    return adversarial_ce(model(x_adv), y)
+Forward = Callable[[Tensor], Tensor]
 
 
-def _trades_loss(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, opts: dict) -> Tensor:
-    return trades_loss(model(x), model(x_adv), y, opts["beta"])
+def _ce_loss(forward: Forward, x: Tensor, x_adv: Tensor, y: Tensor, opts: dict) -> Tensor:
+    return adversarial_ce(forward(x_adv), y)
+
+
+def _trades_loss(forward: Forward, x: Tensor, x_adv: Tensor, y: Tensor, opts: dict) -> Tensor:
+    return trades_loss(forward(x), forward(x_adv), y, opts["beta"])
 
 
 STEPS = Option(10, number(low=1, low_open=False, integer=True))

@@ -8,8 +8,24 @@ choice does not matter): the inner player is then the very attack the model meet
 and k attack steps do not drag BatchNorm's running statistics towards adversarial batches.
 
 A run is reproducible and resumable: batch order, augmentation and attack seeds are pure functions
-of the seed, the epoch and the step, and a checkpoint at the end of every epoch holds the model,
-the optimizer, the torch RNG state and the history (the learning rate is a function of the step).
+of the seed, the epoch, the step and the sample, and a checkpoint at the end of every epoch holds the
+model, the optimizer, the torch RNG state and the history (the learning rate is a function of the step).
+
+Inside an initialised process group (torchrun) the run is sharded. Every rank draws the same global
+batch (the batch order and the image shifts come from the same seeded generator) and takes its
+contiguous share of it (:func:`advkit.distributed.shard_bounds`: no sample lost or repeated); the
+adversary attacks that share on the unwrapped model, whose draws are per sample (seeded by the step
+and the sample's number), so each sample meets the attack one process would make; the network trains
+through DistributedDataParallel, each rank's mean loss weighted by its share of the global batch, so
+the averaged gradient is that of the global batch's mean loss. Per-sample state (FGSM's memory) is
+gathered at the end of every epoch; the per-epoch evaluation is split by whole batches and gathered,
+so every rank records the same numbers and takes the same decisions. Only rank 0 writes checkpoints,
+which hold the unwrapped model and nothing that depends on the number of ranks: a run checkpointed
+with one number of processes resumes with another. What equals one process: the batches, each
+sample's attack draws and the loss; the weights up to float rounding (sums taken in another order),
+for models whose outputs do not couple the rows of a batch (BatchNorm normalises each rank's share
+unless converted to SyncBatchNorm; dropout draws from each rank's own torch RNG). TRADES' KL ascent,
+which starts 1e-3 from x, amplifies that rounding into other sign steps after its first step.
 """
 from __future__ import annotations
 
@@ -17,6 +33,7 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +41,30 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..acceleration import accelerated, autocast, compile_options
 from ..attacks import PGD
 from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id
-from ..core import Hook, OptimizerStep, Player, check_number, play, trainable_params
+from ..core import Hook, OptimizerStep, Player, check_number, frozen, play, trainable_params
 from ..data import as_tensors
 from ..devices import default_device
+from ..distributed import (
+    DataParallelPlayer,
+    barrier,
+    broadcast,
+    check_same_data,
+    data_parallel,
+    gather,
+    gather_call,
+    is_distributed,
+    is_main,
+    my_shard,
+    rank,
+    world_size,
+)
 from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
-from ..train import accuracy, check_model_labels, random_shift
+from ..train import check_model_labels, random_shift
 from ..validation import check_choice, check_eps, check_images
 from .adversaries import resolve_attack
 from .history import EpochRecord, History
@@ -44,12 +76,21 @@ NORMS = ("linf", "l2")
 CHECKPOINT_PREFIX = "advtrain"
 #: PGD steps of the per-epoch robust accuracy and of the overfitting guard's check.
 EVAL_STEPS = 10
-_STREAM, _ATTACK = 1, 2  # purposes of derived seeds
+#: Images per forward of the per-epoch clean accuracy.
+EVAL_BATCH = 1000
+_STREAM, _ATTACK, _RANK_RNG = 1, 2, 3  # purposes of derived seeds
+_SAMPLE_STRIDE = 1_000_003  # spreads the per-sample seeds of one step apart
 
 
-def derived_seed(seed: int, purpose: int, index: int) -> int:
-    """A reproducible seed for the ``index``-th use of the run's ``seed`` for ``purpose``."""
-    return int(np.random.SeedSequence([seed, purpose, index]).generate_state(1)[0])
+def derived_seed(seed: int, purpose: int, *index: int) -> int:
+    """A reproducible seed for the use ``index`` of the run's ``seed`` for ``purpose``."""
+    return int(np.random.SeedSequence([seed, purpose, *index]).generate_state(1)[0])
+
+
+def sample_seeds(step_seed: int, index: Tensor) -> Tensor:
+    """One seed per training sample (``index``: their numbers) for a step seeded ``step_seed``: a
+    sample's draws depend on the step and on itself, not on the batch or the rank it lands in."""
+    return (step_seed + index.long() * _SAMPLE_STRIDE) % (2**62)
 
 
 def one_cycle(step: int, total: int, peak: float, warm: float = 0.25) -> float:
@@ -84,6 +125,9 @@ def adversarial_training(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    amp: bool = False,
+    channels_last: bool = False,
+    compile: bool | dict[str, Any] = False,
     **options: Any,
 ) -> tuple[nn.Module, History]:
     """Train ``model`` in place to resist attacks of size ``eps`` under ``norm``; returns it in eval
@@ -109,16 +153,29 @@ def adversarial_training(
     at ``eps`` on its first ``eval_size`` images, then a checkpoint in ``checkpoint_dir`` when given.
     ``resume=True`` continues the run checkpointed there and ends with the same weights as an
     uninterrupted run (bit-identical on the CPU). Same ``seed``, same numbers on the CPU.
+
+    Under torchrun (an initialised process group; every rank passes the same arguments and data) the
+    run is sharded (see the module's docstring): each rank attacks and trains on its share of every
+    global batch of ``batch_size`` through DistributedDataParallel, ends with the weights one process
+    would reach (up to float rounding) and returns them with the same history; only rank 0 writes
+    checkpoints, and a checkpoint resumes under any number of processes.
+
+    The GPU path (all off by default; CPU results do not change): ``amp`` runs the network's training
+    forward and the adversary's forwards under bf16 autocast on CUDA (the loss, the attack's gradients,
+    steps and projections in float32; an attack object or factory passed as ``attack`` keeps its own
+    ``amp``); ``channels_last`` stores the model's 4-D weights channels_last for the run; ``compile``
+    (True or a dict of :func:`torch.compile` keyword arguments) compiles the model's calls for the run.
+    Both are undone at the end (:func:`advkit.acceleration.accelerated`).
     """
     spec = get_method(method)
     opts = spec.resolve(options)
     norm, eps = check_run(model, norm, eps, batch_size, seed)
     epochs = spec.epochs if epochs is None else check_number(epochs, "epochs", low=1, low_open=False, integer=True)
     lr = spec.lr if lr is None else check_number(lr, "lr")
+    speed = {"amp": check_flag(amp, "amp"), "channels_last": check_flag(channels_last, "channels_last"),
+             "compile": compile_options(compile)}
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        log.warning("adversarial_training does not shard under torchrun yet: every rank trains its own copy")
     device = default_device(device)
     model.to(device)
     x, y = checked_data(model, data, "data", device)
@@ -126,16 +183,17 @@ def adversarial_training(
     if spec.guard:
         x, y, held_out = _hold_out(x, y, batch_size, seed)
     x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
-    adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x)))
+    adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x), amp), amp)
     history = History(method, eps, "training data" if eval_data is None else "eval_data")
     config = {"method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": opts}
-    game = TrainingGame(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device)
+    game = TrainingGame(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device,
+                        **speed)
     folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
     if resume:
         game.resume(folder)
     elif folder is not None:
-        folder.claim(game.run_id)
+        gather_call(lambda: folder.claim(game.run_id) if is_main() else None)
     game.play(folder, progress)
     model.eval()
     return model, game.history
@@ -157,21 +215,42 @@ def check_run(model: nn.Module, norm: str, eps: float, batch_size: int, seed: in
     return norm, eps
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool; TypeError naming ``name`` for anything but True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_shares(x: Tensor, y: Tensor, batch_size: int) -> None:
+    """In a process group every rank must pass the same training data (ValueError otherwise) and get a
+    sample of each batch (ValueError for a batch_size below the number of processes)."""
+    check_same_data(x, y, "adversarial training")
+    batch = min(batch_size, len(x))
+    if batch < world_size():
+        raise ValueError(f"batch_size: batches of {batch} cannot be shared among {world_size()} processes (each "
+                         f"needs at least one sample); use a batch_size of at least {world_size()}")
+
+
 class TrainingGame(Hook):
     """The state of one run (what a checkpoint holds) and the hooks that drive its rounds."""
 
     def __init__(self, model: nn.Module, spec: Method, opts: dict[str, Any], adversary, x: Tensor, y: Tensor,
                  evaluation: tuple[Tensor, Tensor], held_out: tuple[Tensor, Tensor] | None, config: dict[str, Any],
-                 history: History, device: torch.device):
+                 history: History, device: torch.device, amp: bool = False, channels_last: bool = False,
+                 compile: dict[str, Any] | None = None):
         self.model, self.spec, self.opts, self.adversary = model, spec, opts, adversary
         self.x, self.y, self.evaluation, self.held_out = x, y, evaluation, held_out
         self.config, self.history, self.device = config, history, device
+        check_shares(x, y, config["batch_size"])
+        self.amp, self.channels_last, self.compile = amp, channels_last, compile
         self.seed, self.eps = config["seed"], config["eps"]
         self.per_epoch = max(1, len(x) // config["batch_size"])
         self.total = config["epochs"] * self.per_epoch
         torch.manual_seed(self.seed)
         self.optimizer = torch.optim.AdamW(trainable_params(model), lr=config["lr"], weight_decay=opts["weight_decay"])
-        self.run_id = new_run_id()
+        self.network: nn.Module = model  # what the loss forwards through: DDP's wrapper in a process group
+        self.run_id = broadcast(new_run_id())
         self.step, self.stopped = 0, False
         self.best: dict[str, Any] | None = None  # the guard's best weights and held-out accuracy
         self.batches = self.epoch_gen = None
@@ -184,10 +263,16 @@ class TrainingGame(Hook):
         """Play the rounds left, then, under a guard, go back to the weights of its best epoch."""
         self.folder = folder
         if not self.stopped and self.step < self.total:
-            outer = Player(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
-            title = f"adversarial training ({self.spec.name})"
-            bar = ProgressHook(self.total - self.step, title, progress)
-            play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
+            with accelerated(self.model, self.channels_last, self.compile):
+                self.network = data_parallel(self.model)
+                kind = Player if self.network is self.model else DataParallelPlayer
+                outer = kind(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
+                title = f"adversarial training ({self.spec.name})"
+                bar = ProgressHook(self.total - self.step, title, progress and is_main())
+                try:
+                    play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
+                finally:
+                    self.network = self.model
         if self.best is not None:
             self.model.load_state_dict(self.best["model"])
             self.history.best_epoch = self.best["epoch"]
@@ -198,7 +283,8 @@ class TrainingGame(Hook):
         return self.eps if ramp == 0 else self.eps * min(1.0, (step + 1) / ramp)
 
     def objective(self) -> Tensor:
-        """The round's loss: the next batch, its adversarial examples, the method's loss in train mode."""
+        """The round's loss: the next global batch, this rank's share of it, its adversarial examples, the
+        method's loss in train mode, weighted by the share's size (1 in one process)."""
         epoch, j = divmod(self.step, self.per_epoch)
         if j == 0 or self.batches is None:
             self.epoch_gen = torch.Generator().manual_seed(derived_seed(self.seed, _STREAM, epoch))
@@ -207,14 +293,27 @@ class TrainingGame(Hook):
             self.batches = batch_stream((self.x, self.y, numbers), self.config["batch_size"], order, self.device)
             self.losses.clear()
             self.epoch_start = time.perf_counter()
+            if rank() > 0:  # rank 0 keeps the stream it checkpoints; the others' start afresh each epoch
+                torch.manual_seed(derived_seed(self.seed, _RANK_RNG, epoch, rank()))
         bx, by, index = next(self.batches)
         if self.opts["shift"] and bx.ndim == 4:
             bx = random_shift(bx, self.opts["shift"], self.epoch_gen)
-        x_adv = self.adversary(bx, by, self.eps_at(self.step), derived_seed(self.seed, _ATTACK, self.step), index)
-        self.model.train()
-        loss = self.spec.loss(self.model, bx, x_adv, by, self.opts)
+        share = slice(*my_shard(len(bx)))
+        weight = (share.stop - share.start) * world_size() / len(bx)
+        bx, by, index = bx[share], by[share], index[share]
+        seeds = sample_seeds(derived_seed(self.seed, _ATTACK, self.step), index)
+        x_adv = self.adversary(bx, by, self.eps_at(self.step), seeds, index)
+        self.network.train()
+        with autocast(self.device, self.amp):
+            loss = self.spec.loss(self.forward, bx, x_adv, by, self.opts)
+        if weight != 1:  # DDP averages the ranks' gradients: this makes the average the global batch's
+            loss = loss * weight
         self.losses.append(loss.detach())
         return loss
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The network's training forward, its logits in float32."""
+        return self.network(x).float()
 
     def round_start(self, r: int) -> None:
         for group in self.optimizer.param_groups:
@@ -231,12 +330,13 @@ class TrainingGame(Hook):
 
     def end_epoch(self) -> None:
         epoch = self.step // self.per_epoch
+        if hasattr(self.adversary, "synchronize"):
+            self.adversary.synchronize()
         self.model.eval()
         x_eval, y_eval = self.evaluation
         record = EpochRecord(
-            epoch=epoch, eps=self.eps_at(self.step - 1),
-            train_loss=float(torch.stack(self.losses).mean()) if self.losses else float("nan"),
-            clean_accuracy=accuracy(self.model, (x_eval, y_eval), device=self.device),
+            epoch=epoch, eps=self.eps_at(self.step - 1), train_loss=self.epoch_loss(),
+            clean_accuracy=self.clean_accuracy(x_eval, y_eval),
             robust_accuracy=self.robust_accuracy(x_eval[:self.opts["eval_size"]], y_eval[:self.opts["eval_size"]]),
             seconds=0.0)
         if self.held_out is not None:
@@ -244,20 +344,42 @@ class TrainingGame(Hook):
             self.guard(record)
         record.seconds = time.perf_counter() - self.epoch_start
         self.history.records.append(record)
-        log.info("epoch %d: eps %.3g, loss %.4f, clean %.3f, robust %.3f (%.1f s)", epoch, record.eps,
-                 record.train_loss, record.clean_accuracy, record.robust_accuracy, record.seconds)
+        if is_main():
+            log.info("epoch %d: eps %.3g, loss %.4f, clean %.3f, robust %.3f (%.1f s)", epoch, record.eps,
+                     record.train_loss, record.clean_accuracy, record.robust_accuracy, record.seconds)
         self.batches = None
         if self.folder is not None:
-            path = self.folder.save(self.state_dict(), self.run_id, self.step)
-            log.info("checkpoint at epoch %d: %s", epoch, path)
+            if is_main():
+                path = self.folder.save(self.state_dict(), self.run_id, self.step)
+                log.info("checkpoint at epoch %d: %s", epoch, path)
+            barrier()
+
+    def epoch_loss(self) -> float:
+        """The mean over the epoch's steps of the global batches' mean losses (gathered from the ranks)."""
+        if not self.losses:
+            return float("nan")
+        steps = torch.stack(self.losses).cpu()
+        if is_distributed():
+            steps = torch.stack(gather(steps)).sum(0) / world_size()
+        return float(steps.mean())
+
+    def clean_accuracy(self, x: Tensor, y: Tensor) -> float:
+        """Top-1 accuracy on ``(x, y)`` in batches of :data:`EVAL_BATCH`."""
+
+        def correct(i: int, j: int) -> int:
+            with frozen(self.model), torch.no_grad():
+                return int((self.model(x[i:j].to(self.device)).argmax(1) == y[i:j].to(self.device)).sum())
+
+        return count_by_batches(correct, len(x), EVAL_BATCH) / max(1, len(x))
 
     def robust_accuracy(self, x: Tensor, y: Tensor) -> float:
         """Accuracy under PGD (``EVAL_STEPS`` steps, a fixed seed) at the full eps, in batches."""
         atk = PGD(self.model, self.eps, steps=EVAL_STEPS, norm=self.config["norm"], seed=self.seed)
-        size = self.config["batch_size"]
-        fooled = sum(int(atk.run(x[i:i + size].to(self.device), y[i:i + size].to(self.device)).success.sum())
-                     for i in range(0, len(x), size))
-        return 1.0 - fooled / len(x)
+
+        def fooled(i: int, j: int) -> int:
+            return int(atk.run(x[i:j].to(self.device), y[i:j].to(self.device)).success.sum())
+
+        return 1.0 - count_by_batches(fooled, len(x), self.config["batch_size"]) / len(x)
 
     def guard(self, record: EpochRecord) -> None:
         """Remember the weights of the best held-out robust accuracy (the run ends with them); on a fall of
@@ -268,9 +390,10 @@ class TrainingGame(Hook):
         elif acc < self.best["accuracy"] - self.opts["guard_drop"]:
             self.history.guard_fired = record.epoch
             self.stopped = True
-            log.warning("adversarial training (%s): held-out PGD accuracy fell from %.3f to %.3f at epoch %d "
-                        "(catastrophic overfitting): stopped, the model keeps epoch %d's weights", self.spec.name,
-                        self.best["accuracy"], acc, record.epoch, self.best["epoch"])
+            if is_main():
+                log.warning("adversarial training (%s): held-out PGD accuracy fell from %.3f to %.3f at epoch %d "
+                            "(catastrophic overfitting): stopped, the model keeps epoch %d's weights", self.spec.name,
+                            self.best["accuracy"], acc, record.epoch, self.best["epoch"])
 
     # ---- checkpoints -------------------------------------------------------------------------------
 
@@ -288,10 +411,9 @@ class TrainingGame(Hook):
         return self.adversary.state_dict() if hasattr(self.adversary, "state_dict") else {}
 
     def resume(self, folder: CheckpointFolder) -> None:
-        """Load the newest valid checkpoint of the run in ``folder``; ValueError when it was written
-        with other settings than this call's."""
-        self.run_id = folder.resumable_run(self.run_id)
-        state, path = folder.load_latest(self.run_id)
+        """Load the newest valid checkpoint of the run in ``folder`` (read by rank 0, sent to the others);
+        ValueError when it was written with other settings than this call's."""
+        self.run_id, state, path = gather_call(lambda: self.latest(folder) if is_main() else None)[0]
         changed = [k for k, v in self.config.items() if state["config"].get(k) != v]
         if changed:
             raise ValueError(f"resume=True: the checkpoint {path.name} was written with other settings ("
@@ -307,6 +429,20 @@ class TrainingGame(Hook):
             self.adversary.load_state_dict(state["adversary"])
         self.history = History.from_dict(state["history"])
         log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
+
+    def latest(self, folder: CheckpointFolder) -> tuple[str, dict[str, Any], Path]:
+        """The run to resume in ``folder``, its newest valid checkpoint and that file's path."""
+        run_id = folder.resumable_run(self.run_id)
+        return (run_id, *folder.load_latest(run_id))
+
+
+def count_by_batches(count: Callable[[int, int], int], n: int, size: int) -> int:
+    """The sum of ``count(i, j)`` over the batches ``[i, j)`` of ``size`` that cut ``n`` samples in order.
+    In a process group each rank counts a contiguous run of those batches and every rank gets the
+    total: the one-process number, as no batch is cut differently."""
+    first, last = my_shard(-(-n // size))
+    parts = gather_call(lambda: sum(count(b * size, min(n, (b + 1) * size)) for b in range(first, last)))
+    return sum(parts)
 
 
 def checked_data(model: nn.Module, data, name: str, device: torch.device) -> tuple[Tensor, Tensor]:

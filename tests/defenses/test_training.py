@@ -146,15 +146,15 @@ def epoch_robust_accuracy(model: nn.Module, eval_data, eval_size: int = 32, seed
 
 
 def test_fgsm_rs_ends_with_the_weights_of_its_best_epoch(digits):
-    """Under Wong et al.'s recipe (random start, steps of 1.25·eps), seed 1 peaks on the held-out batch at
-    epoch 4 (0.406), where the evaluation images' robust accuracy is 0.344 (0.375 at the last epoch): the
-    returned weights give epoch 4's."""
-    model, history = train(mlp(1), digits[0], method="fgsm-rs", start="random", step=1.25, noise=1.0, epochs=6,
-                           eval_data=digits[1], seed=1)
+    """Under Wong et al.'s recipe (random start, steps of 1.25·eps), seed 0 peaks on the held-out batch at
+    epochs 4 and 5 (0.406; a tie keeps the later), where the evaluation images' robust accuracy is 0.406
+    (0.438 at the last epoch): the returned weights give epoch 5's."""
+    model, history = train(mlp(0), digits[0], method="fgsm-rs", start="random", step=1.25, noise=1.0, epochs=6,
+                           eval_data=digits[1], seed=0)
     assert history.guard_fired is None and len(history) == 6
     best = max(history, key=lambda r: (r.guard_accuracy, r.epoch))
     assert history.best_epoch == best.epoch < 6 and best.robust_accuracy != history[-1].robust_accuracy
-    assert epoch_robust_accuracy(model, digits[1], seed=1) == best.robust_accuracy
+    assert epoch_robust_accuracy(model, digits[1], seed=0) == best.robust_accuracy
 
 
 # ---- reproducibility and resuming -----------------------------------------------------------------
@@ -323,9 +323,9 @@ def test_fgsm_starting_from_the_previous_visit_carries_each_samples_perturbation
     x = torch.rand(6, 1, 8, 8)
     y = torch.zeros(6, dtype=torch.long)
     adversary = FastAdversary(model, "linf", step=1e-6, noise=0.0, start="previous", size=10)
-    first = adversary(x[:3], y[:3], 0.3, seed=1, index=torch.tensor([0, 4, 9]))
+    first = adversary(x[:3], y[:3], 0.3, seeds=torch.tensor([1, 2, 3]), index=torch.tensor([0, 4, 9]))
     assert 0.2 < float((first - x[:3]).abs().amax()) <= 0.3 + 1e-6
-    again = adversary(x[:3], y[:3], 0.1, seed=2, index=torch.tensor([0, 4, 9]))
+    again = adversary(x[:3], y[:3], 0.1, seeds=torch.tensor([4, 5, 6]), index=torch.tensor([0, 4, 9]))
     assert torch.allclose(again, (x[:3] + (first - x[:3]).clamp(-0.1, 0.1)).clamp(0, 1), atol=1e-6)
-    other = adversary(x[:3], y[:3], 0.3, seed=1, index=torch.tensor([1, 2, 3]))
+    other = adversary(x[:3], y[:3], 0.3, seeds=torch.tensor([1, 2, 3]), index=torch.tensor([1, 2, 3]))
     assert not torch.equal(adversary.memory[1:4], torch.zeros(3, 1, 8, 8)) and torch.allclose(other, first, atol=1e-6)
