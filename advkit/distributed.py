@@ -19,8 +19,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .core import Player
-
 T = TypeVar("T")
 
 
@@ -133,25 +131,6 @@ def data_parallel(model: nn.Module, **options: Any) -> nn.Module:
     device = next(model.parameters()).device
     ids = [device] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, **options)
-
-
-class DataParallelPlayer(Player):
-    """A :class:`~advkit.core.Player` that takes its gradients from ``loss.backward()``, the path on
-    which :class:`~torch.nn.parallel.DistributedDataParallel` averages them over the ranks
-    (``autograd.grad``, the plain player's, bypasses DDP's hooks and would leave each rank its own).
-    It reads the ``.grad`` that backward leaves and clears it again, as the plain player leaves none."""
-
-    def update(self, loss: Tensor) -> None:
-        for p in self.params:
-            p.grad = None
-        loss.backward()
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
-        for p in self.params:
-            p.grad = None
-        with torch.no_grad():
-            self.step(self.params, grads, self.maximize)
-            for p in self.params:
-                self.project(p)
 
 
 def gather_rows(part: Tensor) -> Tensor:

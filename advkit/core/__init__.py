@@ -11,7 +11,7 @@ from .constraints import (
     per_sample,
 )
 from .freeze import frozen
-from .game import Hook, Objective, Player, play, trainable_params
+from .game import BackwardPlayer, Hook, Objective, Player, play, trainable_params
 from .guard import DivergenceGuard, Limit, Stateful
 from .momentum import MomentumStep
 from .norms import L2, NORMS, Linf, Norm, ball, get_norm
@@ -21,7 +21,7 @@ from .steps import L2Step, OptimizerStep, SignStep, StepRule
 __all__ = [
     "check_number",
     "Box", "Identity", "Intersection", "L2Ball", "LinfBall", "Projection", "WeightClip", "ball",
-    "flat_norm", "per_sample", "frozen", "Hook", "Objective", "Player", "play", "trainable_params",
+    "flat_norm", "per_sample", "frozen", "BackwardPlayer", "Hook", "Objective", "Player", "play", "trainable_params",
     "DivergenceGuard", "Limit", "Stateful",
     "L2Step", "MomentumStep", "OptimizerStep", "SignStep", "StepRule",
     "L2", "Linf", "NORMS", "Norm", "get_norm",

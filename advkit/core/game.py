@@ -31,11 +31,30 @@ class Player:
         """One move: gradients by ``autograd.grad`` (nobody else's ``.grad`` is touched),
         a step up or down, then the projection back onto the feasible set."""
         grads = torch.autograd.grad(loss, self.params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)]
+        self.move([torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads, strict=True)])
+
+    def move(self, grads: list[Tensor]) -> None:
+        """The step up or down along ``grads``, then the projection back onto the feasible set."""
         with torch.no_grad():
             self.step(self.params, grads, self.maximize)
             for p in self.params:
                 self.project(p)
+
+
+class BackwardPlayer(Player):
+    """A :class:`Player` whose move takes its gradients from ``backward`` restricted to its own
+    parameters: the path on which DistributedDataParallel's hooks average them over the ranks of a
+    process group (``autograd.grad`` bypasses them and would leave each rank its own gradient).
+    ``.grad`` is cleared before and after, as the plain player leaves it."""
+
+    def update(self, loss: Tensor) -> None:
+        for p in self.params:
+            p.grad = None
+        torch.autograd.backward(loss, inputs=self.params)
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+        for p in self.params:
+            p.grad = None
+        self.move(grads)
 
 
 Role = Literal["inner", "outer"]

@@ -45,11 +45,10 @@ from ..acceleration import accelerated, autocast, compile_options
 from ..attacks import PGD
 from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id
-from ..core import Hook, OptimizerStep, Player, check_number, frozen, play, trainable_params
+from ..core import BackwardPlayer, Hook, OptimizerStep, Player, check_number, frozen, play, trainable_params
 from ..data import as_tensors
 from ..devices import default_device
 from ..distributed import (
-    DataParallelPlayer,
     barrier,
     broadcast,
     check_same_data,
@@ -265,7 +264,7 @@ class TrainingGame(Hook):
         if not self.stopped and self.step < self.total:
             with accelerated(self.model, self.channels_last, self.compile):
                 self.network = data_parallel(self.model)
-                kind = Player if self.network is self.model else DataParallelPlayer
+                kind = Player if self.network is self.model else BackwardPlayer
                 outer = kind(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
                 title = f"adversarial training ({self.spec.name})"
                 bar = ProgressHook(self.total - self.step, title, progress and is_main())

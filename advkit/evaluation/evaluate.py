@@ -19,7 +19,6 @@ which need the gathered results, run whole on every rank.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,7 +37,7 @@ from ..data import as_tensors
 from ..defenses.corruptions import SEVERITIES
 from ..defenses.measure import corruption_accuracy
 from ..devices import placed
-from ..distributed import gather, gather_call, gather_rows, is_distributed, is_main, my_shard
+from ..distributed import check_same_data, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
 from .checks import run_checks
@@ -130,7 +129,7 @@ def evaluate(
     x, y = as_tensors(data, limit=options.n)
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
-    check_same_data(x, y)
+    check_same_data(x, y, "evaluate")
     start = time.perf_counter()
     results = []
     for name, net in models.items():
@@ -311,20 +310,6 @@ def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor,
                 ex.adv_pred = int(model(ex.x_adv[None].to(device)).argmax(1))
         out.append(ex)
     return out
-
-
-def check_same_data(x: Tensor, y: Tensor) -> None:
-    """In a process group every rank must pass the same samples in the same order (evaluate shards
-    them itself): ValueError on every rank otherwise. Compares sizes, labels and the pixel sum."""
-    if not is_distributed():
-        return
-    mine = (tuple(x.shape), hashlib.sha256(y.numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
-    seen = gather(mine)
-    if any(other != seen[0] for other in seen):
-        shapes = ", ".join(f"rank {r}: {shape[0]}" for r, (shape, _, _) in enumerate(seen))
-        raise ValueError(f"data: the ranks of the process group passed different samples ({shapes} samples); "
-                         "give every rank the same data in the same order, without a DistributedSampler: "
-                         "evaluate splits the samples among the ranks itself")
 
 
 def _models(model: Any) -> dict[str, nn.Module]:

@@ -2,7 +2,7 @@
 
 Every rank walks the same batch order and takes its contiguous share of each global batch
 (:class:`ShardedOrder`); the players' gradients come from ``backward`` so that DDP's hooks average
-them over the ranks (:class:`BackwardPlayer`); and :func:`global_loss` gives each rank a loss whose
+them over the ranks (:class:`advkit.core.BackwardPlayer`); and :func:`global_loss` gives each rank a loss whose
 value is the global batch's (the same on every rank, so the history and the divergence guard agree)
 and whose gradient, once DDP has averaged the ranks', is the global batch's even when the shares
 differ in size. Without a group each piece is the single-process identity.
@@ -15,7 +15,6 @@ import torch
 from torch import Tensor
 
 from ..batches import BatchOrder
-from ..core import Player
 from ..distributed import is_distributed, reduce_sum, shard_bounds, world_size
 
 
@@ -40,24 +39,6 @@ class ShardedOrder:
         return self.start, len(self.batch)
 
 
-class BackwardPlayer(Player):
-    """A :class:`~advkit.core.Player` whose move takes its gradients through ``backward`` restricted to
-    its own parameters, so DDP's hooks average them over the ranks; ``.grad`` is cleared before and after,
-    as the core's ``autograd.grad`` move leaves it."""
-
-    def update(self, loss: Tensor) -> None:
-        for p in self.params:
-            p.grad = None
-        torch.autograd.backward(loss, inputs=self.params)
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
-        for p in self.params:
-            p.grad = None
-        with torch.no_grad():
-            self.step(self.params, grads, self.maximize)
-            for p in self.params:
-                self.project(p)
-
-
 def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = (),
                 plus: float = 0.0) -> tuple[Tensor, list[float]]:
     """``local``, a mean over this rank's ``share`` of a global batch of ``total``, as the loss to move on,
@@ -76,4 +57,4 @@ def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = 
     return (scaled - scaled.detach()) + (sums[0] + plus), sums[1:]
 
 
-__all__ = ["BackwardPlayer", "ShardedOrder", "global_loss"]
+__all__ = ["ShardedOrder", "global_loss"]

@@ -31,6 +31,7 @@ from ..acceleration import accelerated, autocast, compile_options
 from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import (
+    BackwardPlayer,
     DivergenceGuard,
     Hook,
     Identity,
@@ -60,7 +61,7 @@ from ..distributed import (
 from ..progress import ProgressHook
 from .ema import EMA
 from .losses import flat_logits, gan_loss, gradient_penalty
-from .sharding import BackwardPlayer, ShardedOrder, global_loss
+from .sharding import ShardedOrder, global_loss
 
 log = logging.getLogger(__name__)
 
