@@ -9,6 +9,7 @@ applies on the CPU, so CPU results only change when a user asks for channels_las
 """
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -64,4 +65,17 @@ def accelerated(model: nn.Module, channels_last: bool = False, compile: Any = Fa
             model.to(memory_format=torch.contiguous_format)
 
 
-__all__ = ["accelerated", "autocast", "compile_options", "is_channels_last"]
+def add_gpu_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The command-line flags of the three switches (``--amp``, ``--channels-last``, ``--compile``)
+    for a command whose networks are ``what``; :func:`gpu_options` reads them back."""
+    parser.add_argument("--amp", action="store_true", help=f"bf16 autocast for {what} (CUDA only; none on the CPU)")
+    parser.add_argument("--channels-last", action="store_true", help=f"{what} in channels_last memory order")
+    parser.add_argument("--compile", action="store_true", help=f"{what} through torch.compile")
+
+
+def gpu_options(args: argparse.Namespace) -> dict[str, bool]:
+    """The keyword arguments ``amp``, ``channels_last`` and ``compile`` from :func:`add_gpu_options`' flags."""
+    return {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
+
+
+__all__ = ["accelerated", "add_gpu_options", "autocast", "compile_options", "gpu_options", "is_channels_last"]

@@ -198,3 +198,16 @@ def test_demo_announces_each_phase_and_passes_progress_to_sections(tmp_path, cap
     assert "fgsm, pgd-2 at 2 eps on 32 test digits" in lines[4] and "checks passed" in lines[5]
     assert "worst case at eps 0.1 " in lines[5] and "points after the defense" in lines[5]
     assert "Fake part: done" in lines[7] and seen == {"progress": True}
+
+
+def test_gpu_flags_reach_the_evaluation_and_change_nothing_on_the_cpu(files, capsys):
+    """--amp and --channels-last are recorded in the report and, on the CPU, give the same curve."""
+    reports = []
+    for i, flags in enumerate(([], ["--amp", "--channels-last"])):
+        out = files / f"gpu{i}"
+        assert main(["evaluate", *FAST, "--model", str(files / "model.pt"), "--out", str(out), *flags]) == 0
+        reports.append(json.loads((out / "report.json").read_text()))
+    assert "amp" not in reports[0]["config"]
+    assert reports[1]["config"]["amp"] is True and reports[1]["config"]["channels_last"] is True
+    accuracies = [[p["accuracy"] for p in r["models"]["model"]["curves"]["fgsm"]] for r in reports]
+    assert accuracies[0] == accuracies[1]

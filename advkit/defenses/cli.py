@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..acceleration import add_gpu_options, gpu_options
 from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
@@ -101,6 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("advkit-defense"), help="output folder (default ./advkit-defense)")
+    add_gpu_options(p, "the networks (training with --method pgd, trades or fgsm-rs, and the evaluation)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -135,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
     corruptions = args.corruptions or args.method == "augment"
     report = evaluate({BEFORE: before, AFTER: after}, test, attacks=args.attacks, eps=eval_grid(args), norm=args.norm,
                       n=args.n, device=args.device, seed=args.seed, progress=progress, checks=args.probe > 0,
-                      probe=args.probe, queries=args.queries, corruptions=corruptions, baseline=BEFORE)
+                      probe=args.probe, queries=args.queries, corruptions=corruptions, baseline=BEFORE,
+                      **gpu_options(args))
     weights = f"`{AFTER}.pt` is the defended model's state dict, of {architecture}."
     report.add_section(f"Defense: {args.method}", defense_markdown(args, history, seconds) + "\n\n" + weights)
     html = report.save(args.out)
@@ -183,7 +186,8 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
     else:
         model, history = adversarial_training(model, train, method=args.method, eps=args.eps, norm=args.norm,
                                               eval_data=test, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
-                                              seed=args.seed, device=args.device, progress=progress, **epochs)
+                                              seed=args.seed, device=args.device, progress=progress, **epochs,
+                                              **gpu_options(args))
     return model.eval(), history
 
 

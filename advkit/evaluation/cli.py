@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..acceleration import add_gpu_options, gpu_options
 from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
@@ -76,6 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe", type=non_negative_int, default=100, help="samples for the sanity checks (0: no checks)")
     p.add_argument("--queries", type=positive_int, default=500, help="query budget of the checks' gradient-free attack")
     add_corruptions_option(p)
+    add_gpu_options(p, "the model")
     p.add_argument("--out", type=Path, default=Path("advkit-report"), help="report folder")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_evaluate)
@@ -98,7 +100,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
                       warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries,
-                      corruptions=args.corruptions)
+                      corruptions=args.corruptions, **gpu_options(args))
     path = report.save(args.out)
     return print_report(report, path) if is_main() else 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .. import data as datasets
+from ..acceleration import add_gpu_options, gpu_options
 from ..core import Hook
 from ..distributed import is_main
 from ..files import write_text
@@ -55,9 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run whose checkpoints are in OUT/checkpoints (an error when none loads)")
     p.add_argument("--device", default=None)
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for G and D (CUDA only; no effect on the CPU)")
-    p.add_argument("--channels-last", action="store_true", help="G and D in channels_last memory order")
-    p.add_argument("--compile", action="store_true", help="G and D through torch.compile")
+    add_gpu_options(p, "G and D")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="out/gan")
@@ -101,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     l1 = args.l1_weight if args.conditional == "image" else 0.0
     trainer = GANTrainer(G, D, loss=args.loss, n_critic=args.n_critic, lr_g=args.lr_g, lr_d=args.lr_d,
                          conditional=args.conditional, l1_weight=l1, device=args.device, seed=args.seed,
-                         amp=args.amp, channels_last=args.channels_last, compile=args.compile)
+                         **gpu_options(args))
     every = args.checkpoint_every if args.checkpoint_every is not None else max(1, args.steps // 10)
     grids = [GridPerCheckpoint(trainer, every, out, grid_condition)] if is_main() else []
     history = trainer.fit(train_data, steps=args.steps, batch_size=args.batch_size, checkpoint_dir=out / "checkpoints",
