@@ -106,6 +106,8 @@ class AdvGAN(Attack):
         check_number(steps, "steps", low_open=False, integer=True)
         check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
         check_number(seed, "seed", low=None, integer=True)
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs the checkpoint_dir to resume from")
         x = check_images(as_tensors(data)[0], "data")
         if x.ndim != 4 and (self.generator is None or self.discriminator is None):
             raise ValueError(f"the default networks need images (N, C, H, W); got data of shape {tuple(x.shape)}: "

@@ -201,7 +201,8 @@ def test_bad_settings_raise_naming_the_argument(kwargs, arg):
 
 
 @pytest.mark.parametrize("kwargs,arg", [({"steps": -1}, "steps"), ({"steps": 1.5}, "steps"),
-                                        ({"batch_size": 0}, "batch_size"), ({"seed": "0"}, "seed")])
+                                        ({"batch_size": 0}, "batch_size"), ({"seed": "0"}, "seed"),
+                                        ({"resume": True}, "checkpoint_dir")])
 def test_bad_fit_arguments_raise_before_any_work(kwargs, arg):
     model, calls = tiny_model(), []
     model.register_forward_hook(lambda *a: calls.append(1))
