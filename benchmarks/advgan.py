@@ -17,7 +17,7 @@ Crafting time per image is the median of --reps interleaved repetitions on the f
 images, one batch each: AdvGAN's ``atk(x, y)`` (one clean forward of the classifier, as every attack
 makes, and one of the generator), PGD-40 at a fixed 40 steps (``early_stop=False``: the cost PGD-40
 has in the paper and in torchattacks) and advkit's default PGD-40, which stops each sample once it is
-fooled (a few steps on a standard model).
+fooled (a few steps on a standard model). FGSM's accuracy is the one-step gradient reference.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 import advkit
-from advkit.attacks import PGD, AdvGAN
+from advkit.attacks import FGSM, PGD, AdvGAN
 from advkit.defenses import adversarial_training
 from advkit.defenses.training import defense_model
 from advkit.files import save_tensors
@@ -101,12 +101,14 @@ def report(name: str, model, train_data, test_x, test_y, args) -> None:
     pgd_fixed = PGD(model, eps=EPS, steps=40, early_stop=False)
     adv = 1 - atk.run(test_x, test_y).success.float().mean().item()
     strong = 1 - pgd.run(test_x, test_y).success.float().mean().item()
+    one_step = 1 - FGSM(model, eps=EPS).run(test_x, test_y).success.float().mean().item()
     n = args.timing
     t = craft_times({"advgan": atk, "pgd40": pgd_fixed, "pgd40-es": pgd}, test_x[:n], test_y[:n], args.reps)
     print(f"\n## {name} model (clean accuracy {accuracy(model, test_x, test_y):.1%} on {len(test_x)} test images)")
     print(f"AdvGAN training: {cost['steps']} steps of batch {args.batch_size}, {cost['wall_s']:.0f} s wall, "
           f"{cost['cpu_s']:.0f} s CPU; fooled on the last 50 training batches: {cost['fooled_last_50']:.1%}")
-    print(f"accuracy under AdvGAN {adv:.1%}   under PGD-40 {strong:.1%}   (L-inf eps {EPS})")
+    print(f"accuracy under AdvGAN {adv:.1%}   under PGD-40 {strong:.1%}   under FGSM {one_step:.1%}   "
+          f"(L-inf eps {EPS})")
     print(f"crafting, ms per image (median of {args.reps}, {n} images): AdvGAN {1e3 * t['advgan']:.3f}   "
           f"PGD-40 {1e3 * t['pgd40']:.2f} ({t['pgd40'] / t['advgan']:.0f}x)   "
           f"PGD-40 early stop {1e3 * t['pgd40-es']:.2f} ({t['pgd40-es'] / t['advgan']:.1f}x)")

@@ -93,7 +93,7 @@ class AdvGAN(Attack):
 
     # ---- training ---------------------------------------------------------------------------------
 
-    def fit(self, data, steps: int = 1000, batch_size: int = 128, checkpoint_dir: str | Path | None = None,
+    def fit(self, data, steps: int = 500, batch_size: int = 128, checkpoint_dir: str | Path | None = None,
             resume: bool = False, seed: int = 0, progress: bool = True) -> dict[str, list]:
         """Train the generator on the images of ``data`` (a Dataset, DataLoader or ``(x, y)`` pair; the
         labels are not used) until ``steps`` generator steps in total; returns the trainer's history
