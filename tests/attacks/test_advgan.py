@@ -83,7 +83,7 @@ def test_call_is_one_generator_forward_the_same_on_any_batch_split():
 
 
 # -- the generator learns and transfers ------------------------------------------------------------
-@pytest.mark.slow  # two fits of 40 steps on 500 MNIST images: about 10 s
+@pytest.mark.slow  # two fits of 40 steps on 500 MNIST images: about 20 s
 def test_transfers_to_unseen_images_far_beyond_random_noise_of_the_same_norm(trained_cnn, mnist5k):
     """Trained on 500 training images, tested on 500 test images: AdvGAN's accuracy drop against
     sign noise of the same L-inf norm (the strongest noise of that norm; 3 draws averaged). Measured
