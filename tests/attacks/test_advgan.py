@@ -87,7 +87,7 @@ def test_call_is_one_generator_forward_the_same_on_any_batch_split():
 def test_transfers_to_unseen_images_far_beyond_random_noise_of_the_same_norm(trained_cnn, mnist5k):
     """Trained on 500 training images, tested on 500 test images: AdvGAN's accuracy drop against
     sign noise of the same L-inf norm (the strongest noise of that norm; 3 draws averaged). Measured
-    (seeds 0, 1; 30 steps, a 2.5-point weaker setting): drops of 0.24-0.27 against 0.03-0.04."""
+    with 30 steps (seeds 0, 1): drops of 0.24-0.27 against 0.03-0.04."""
     eps, n = 0.2, 500
     x, y = mnist5k[0].tensors[0][:n], mnist5k[0].tensors[1][:n]
     xt, yt = mnist5k[1].tensors[0][:n], mnist5k[1].tensors[1][:n]
