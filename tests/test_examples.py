@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import advkit
+from advkit.attacks import AdvGAN
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -26,3 +29,20 @@ def test_defend_and_compare_prints_the_history_the_comparison_and_the_report(tmp
     for _, before, after, change in changes:
         assert abs(float(after) - float(before) - float(change)) < 0.11  # each printed with one decimal
     assert (tmp_path / "report" / "comparison.png").is_file() and f"report: {tmp_path / 'report'}" in out
+
+
+@pytest.mark.slow  # trains a SmallCNN for one epoch and an AdvGAN for 20 steps: about 20 s of CPU
+def test_advgan_prints_its_accuracy_beside_pgd_and_saves_an_attack_that_loads(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "advgan.py"), "--epochs", "1", "--steps", "20",
+                           "--n", "100", "--out", str(tmp_path / "advgan.pt")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    found = dict(re.findall(r"^(clean|AdvGAN|PGD-40): accuracy (\d+\.\d)% on 100 unseen images", out, re.MULTILINE))
+    assert set(found) == {"clean", "AdvGAN", "PGD-40"}, out
+    assert float(found["AdvGAN"]) < float(found["clean"]) - 10, out
+    assert re.search(r"^AdvGAN: .* [\d.]+ ms per image$", out, re.MULTILINE), out
+    assert f"saved: {tmp_path / 'advgan.pt'}" in out
+    loaded = AdvGAN.load(tmp_path / "advgan.pt", advkit.models.SmallCNN())
+    assert loaded.trained_steps == 20 and loaded.eps == 0.3

@@ -1,6 +1,8 @@
 """Adversarial attacks: each one short file on the shared core; the base class owns the guarantees.
 
 ``ATTACKS`` maps the names that ``advkit.evaluate`` and the CLI accept to attack classes.
+``AdvGAN`` (a generator trained with ``advkit.gan``) is loaded only when asked for, so importing
+this package loads nothing of ``advkit.gan`` (docs/ARCHITECTURE.md, Layout).
 """
 from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
@@ -23,4 +25,13 @@ ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "LOSSES", "sample_loss", "succeeded"]
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square"]
-__all__ += ["AutoAttack", "AttackLike", "TargetMode"]
+__all__ += ["AutoAttack", "AttackLike", "TargetMode", "AdvGAN"]
+
+
+def __getattr__(name: str):
+    """``AdvGAN`` on first use (its module imports the GAN trainer)."""
+    if name == "AdvGAN":
+        from .advgan import AdvGAN
+
+        return AdvGAN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
