@@ -23,7 +23,7 @@ from ..devices import model_device
 from ..files import save_tensors
 from ..gan import GANTrainer
 from ..gan.losses import LOSSES as GAN_LOSSES
-from ..gan.losses import flat_logits
+from ..gan.sharding import global_loss
 from ..validation import check_choice, check_images, check_logits
 from .advgan_nets import Critic, PerturbationNet
 from .base import TARGET_SOURCES, Attack, Run, TargetMode
@@ -265,13 +265,17 @@ class _Trainer(GANTrainer):
         self.attack = attack
         self.history["fooled"] = []
 
-    def judge(self, x: Tensor, cond: Tensor | None) -> Tensor:
-        return flat_logits(self.D(x))
+    def judge(self, x: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
+        return super().judge(x, None, model)
 
-    def g_loss(self, real: Tensor, cond: Tensor | None) -> tuple[Tensor, None]:
-        """AdvGAN's generator loss on fresh perturbations of the batch (see :class:`AdvGAN`)."""
+    def g_loss(self, real: Tensor, cond: Tensor | None, rows: tuple[int, int] | None = None,
+               batch_cond: Tensor | None = None) -> tuple[Tensor, None]:
+        """AdvGAN's generator loss on fresh perturbations of the batch (see :class:`AdvGAN`); ``rows`` as in
+        :meth:`GANTrainer.d_loss`: in a process group the noise is the global batch's, sliced, and the
+        loss the global batch's mean."""
         atk = self.attack
-        z = self.noise(len(real))
+        start, total = rows or (0, len(real))
+        z = self.noise(total)[start:start + len(real)]
         fake = self.generate(z, real)
         logits = atk.model(fake)
         if atk.targeted:
@@ -287,5 +291,7 @@ class _Trainer(GANTrainer):
         hinge = F.relu(size - atk.hinge_bound * largest).mean()
         loss = atk.gan_weight * self.loss.g(self.judge(fake, real)) - atk.adv_weight * score.mean() \
             + atk.norm_weight * hinge
-        self.history["fooled"].append(float(succeeded(logits.detach(), labels, bool(atk.targeted)).float().mean()))
+        fooled = succeeded(logits.detach(), labels, bool(atk.targeted)).float().mean()
+        loss, (fooled,) = global_loss(loss, len(real), total, [float(fooled)])
+        self.history["fooled"].append(fooled)
         return loss, None
