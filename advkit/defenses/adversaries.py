@@ -40,15 +40,21 @@ class Adversary(Protocol):
 
 class AttackAdversary:
     """Runs the attack ``build(eps)`` returns at each call (eps changes during the warm-up), at that
-    eps with the per-sample ``seeds``, on the live model. A zero budget returns x without running anything."""
+    eps with the per-sample ``seeds``, on the live model. A zero budget returns x without running anything.
+    An attack that learns (one with ``adapt(x, steps)``, such as :class:`advkit.attacks.AdvGAN`) first
+    trains ``adapt_steps`` steps on the batch against the current weights, so it keeps up with the
+    model it attacks: the min-max game with a third player."""
 
-    def __init__(self, build: Callable[[float], Attack]):
-        self.build = build
+    def __init__(self, build: Callable[[float], Attack], adapt_steps: int = 1):
+        self.build, self.adapt_steps = build, adapt_steps
 
     def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:
         if eps == 0:
             return x
-        return self.build(eps).run(x, y, eps=eps, seed=seeds, check_success=False).x_adv
+        attack = self.build(eps)
+        if hasattr(attack, "adapt") and self.adapt_steps:
+            attack.adapt(x, steps=self.adapt_steps)
+        return attack.run(x, y, eps=eps, seed=seeds, check_success=False).x_adv
 
 
 class KLAdversary:

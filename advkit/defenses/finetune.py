@@ -87,7 +87,9 @@ def finetune(
     ``attack``: a name from ``advkit.attacks.ATTACKS`` (default ``"pgd"``: 10 steps of 2.5·eps/10 from
     a random start), an advkit or torchattacks attack on ``model``, or a factory ``model -> attack``
     called for every batch (so the attack always meets the current weights); the attack runs at
-    ``eps``. Or a fixed set of adversarial examples of ``data``, made once: what
+    ``eps``. A fitted :class:`advkit.attacks.AdvGAN` keeps training its generator one step per batch
+    against the current weights before it crafts (three players: the model descends, the generator
+    and its discriminator climb). Or a fixed set of adversarial examples of ``data``, made once: what
     ``advkit.attacks.generate(atk, data)`` returns, or a tensor of the same shape as data's images,
     row for row, within ``eps`` of them; no attack runs while training then.
 

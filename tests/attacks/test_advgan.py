@@ -257,3 +257,26 @@ def test_advgan_is_exported_lazily():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(root)})
     assert done.stdout.split() == ["False", "AdvGAN"]
+
+
+@pytest.mark.slow  # 40 + 16 generator steps and one fine-tuning epoch on 1,000 MNIST images: about 15 s
+def test_finetune_on_advgan_keeps_training_the_generator_against_the_moving_model(trained_cnn, mnist5k):
+    """advkit.defenses.finetune(model, data, attack=advgan): the generator takes one step per batch
+    against that step's weights, and the fine-tuned model resists the (adapted) generator far better."""
+    from advkit.defenses import finetune
+
+    x, y = mnist5k[0].tensors[0][:1024], mnist5k[0].tensors[1][:1024]
+    xt, yt = mnist5k[1].tensors[0][:500], mnist5k[1].tensors[1][:500]
+    model = advkit.models.SmallCNN()
+    model.load_state_dict(trained_cnn.state_dict())
+    model.eval()
+    atk = AdvGAN(model, eps=0.2)
+    atk.fit((x, y), steps=40, batch_size=64, progress=False)
+    with torch.no_grad():
+        before = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
+    finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, progress=False)
+    assert atk.trained_steps == 40 + len(x) // 64
+    with torch.no_grad():
+        after = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
+    slack = (binomial_slack(before, len(xt), 3) + binomial_slack(after, len(xt), 3)) / len(xt)
+    assert after > before + max(slack, 0.1), (before, after)
