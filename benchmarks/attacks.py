@@ -67,14 +67,16 @@ def setup(args: argparse.Namespace) -> tuple[torch.nn.Module, torch.Tensor, torc
     return load_model(args.model, device), x[:args.n], y[:args.n], device
 
 
-def load_model(path: Path, device: torch.device) -> torch.nn.Module:
-    """The cached SmallCNN, or train one on mnist5k (8 epochs, seed 0) and cache it atomically."""
+def load_model(path: Path, device: torch.device,
+               augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None) -> torch.nn.Module:
+    """The cached SmallCNN, or train one on mnist5k (8 epochs, seed 0, ``augment`` as in
+    ``advkit.train.fit``) and cache it atomically."""
     model = advkit.models.SmallCNN()
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
     else:
         print(f"training a SmallCNN on mnist5k (cached at {path}) ...")
-        advkit.train.fit(model, advkit.data.load("mnist5k")[0], epochs=8, seed=0, device="cpu")
+        advkit.train.fit(model, advkit.data.load("mnist5k")[0], epochs=8, seed=0, device="cpu", augment=augment)
         advkit.files.save_tensors(model.state_dict(), path)
     return model.to(device).eval()
 

@@ -59,7 +59,9 @@ class Example:
 
 @dataclass
 class Check:
-    """One sanity check (after Carlini et al. 2019): passed, or a reason to distrust the numbers."""
+    """One sanity check (after Carlini et al. 2019): passed, or a reason to distrust the numbers.
+    ``cost``: the per-image passes and seconds the check spent (``attacked``: samples its own
+    attacks ran on; ``forwards`` include the forward that checks fooled samples for NaN/Inf)."""
 
     name: str
     passed: bool
@@ -67,6 +69,7 @@ class Check:
     skipped: bool = False
     model: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
 
     @property
     def status(self) -> str:

@@ -9,7 +9,7 @@ from torch import nn
 
 import advkit
 from advkit.attacks import PGD, AttackResult
-from advkit.evaluation.checks import CHECKS, run_checks, sign_test_slack
+from advkit.evaluation.checks import CHECKS, probe_indices, run_checks, sign_test_slack
 from advkit.evaluation.options import EvaluationOptions
 from advkit.evaluation.specs import resolve
 
@@ -105,3 +105,61 @@ def test_more_budget_fails_when_more_steps_raise_accuracy(trained_cnn, test_batc
     assert counts["stronger"] == 48 and counts["base"] < 48 - counts["allowed"]
     assert not check.passed and "more steps raised accuracy for erratic" in check.message
     assert copy.copy(attack).steps == 5  # the check doubled a copy, not the attack itself
+
+
+class Shattered(nn.Module):
+    """Adds to the logits a term worth a few hundredths whose input gradient (100 per pixel) swamps
+    the network's: the gradients are finite and non-zero but point nowhere (shattered gradients,
+    Athalye et al. 2018), which only a gradient-free attack exposes."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mix", torch.randn(28 * 28, 10, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return self.net(x) + 1e-3 * torch.sin(1e5 * x).flatten(1) @ self.mix
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_gradient_free_catches_shattered_gradients_that_look_healthy(trained_cnn, test_batch, seed):
+    """Measured on 32 probe samples (seeds 0 and 1, 200 queries): PGD-10 left 31 and 32 standing at
+    eps 0.3, Square fooled 30 and 32 of them (allowed 1). Square's first 10 samples decide alone
+    only when it fools none of them; here it goes on to every standing sample."""
+    x, y = test_batch[0][:64], test_batch[1][:64]
+    rep = advkit.evaluate(Shattered(trained_cnn), (x, y), attacks={"pgd": lambda m: PGD(m, steps=10)},
+                          eps=[0, 0.1, 0.2, 0.3], probe=32, queries=100, seed=seed, progress=False, device="cpu",
+                          examples=0)
+    checks = {c.name: c for c in rep.checks}
+    assert checks["gradients"].passed, checks["gradients"].message
+    free = checks["gradient-free"]
+    assert not free.passed and "gradient masking" in free.message
+    assert free.details["attacked"] == free.details["standing"] >= 16
+    assert free.details["extra"] >= free.details["standing"] // 2  # allowed: 1
+
+
+def test_the_checks_reuse_the_curves_and_re_attack_only_what_can_change_a_verdict(trained_cnn, test_batch):
+    """With a Square curve in the report the gradient-free check reads it (no pass of its own) on
+    every probe sample the gradient attacks left; more-budget re-attacks only the samples the curve
+    fooled. Each check's counted forwards add up to what the model saw."""
+    x, y = test_batch[0][:96], test_batch[1][:96]
+    forwards = [0]
+    model = copy.deepcopy(trained_cnn)
+    model.register_forward_hook(lambda m, inputs, out: forwards.__setitem__(0, forwards[0] + len(inputs[0])))
+    attacks = {"pgd": PGD(model, steps=5), "square": advkit.attacks.Square(model, eps=0.1, n_queries=40)}
+    rep = advkit.evaluate(model, (x, y), attacks=attacks, eps=[0, 0.1, 0.2], probe=40, progress=False,
+                          device="cpu", examples=0)
+    res, checks = rep["model"], {c.name: c for c in rep.checks}
+    idx = probe_indices(res.clean, 40, 0)
+    free, budget = checks["gradient-free"], checks["more-budget"]
+    j = res.eps.index(free.details["eps"])
+    standing = idx[res.robust("pgd")[idx, j]]
+    assert free.cost.forwards == free.cost.backwards == 0
+    assert free.details["attacked"] == free.details["standing"] == len(standing) > 0
+    assert free.details["extra"] == int((~res.robust("square")[standing, j]).sum())
+    counts = budget.details["counts"]["pgd"]
+    assert counts["reattacked"] == len(idx) - counts["base"] == budget.cost.attacked > 0
+    assert budget.cost.backwards <= counts["reattacked"] * 10  # 2 x 5 steps at most, on those samples alone
+    curves = sum(c.forwards for rec in res.attacks.values() for c in rec.costs)
+    fooled = sum(int(res.clean.sum()) - int(res.robust(a)[:, -1].sum()) for a in res.ran)  # NaN-check forwards
+    assert len(x) + curves + fooled + sum(c.cost.forwards for c in rep.checks) == forwards[0]
