@@ -70,6 +70,7 @@ def group_from_environment() -> Iterator[None]:
     dist.init_process_group(backend)
     try:
         yield
+        dist.barrier()  # leave together: a rank that tears the group down early aborts another's last exchange
     finally:
         dist.destroy_process_group()
 

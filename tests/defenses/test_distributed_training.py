@@ -79,6 +79,7 @@ except ValueError as err:
     results["refused"] = str(err)
 with open(out + f"/rank{{rank}}.json", "w") as f:
     json.dump(results, f)
+dist.barrier()  # no rank leaves the group while another still talks to it
 dist.destroy_process_group()
 """
 

@@ -68,6 +68,7 @@ except ValueError as err:
     reports["refused"] = str(err)
 with open(out + f"/rank{{rank}}.json", "w") as f:
     json.dump(reports, f)
+dist.barrier()
 dist.destroy_process_group()
 """
 
