@@ -235,8 +235,8 @@ def check_gradient_free(ctx: _Context) -> Check:
     larger eps (ties in the probe's random order): masking shows as samples the gradient attacks
     cannot move at any budget, while a sound model's samples that stand everywhere are its most
     robust, where Square fails too. A model on which Square beats the gradient attacks on a share p
-    of those first samples passes the first stage with probability (1 - p)^SQUARE_FIRST (under 5%
-    for p >= 0.45; a masked model's curve stays high, so the middle eps is a large one, where Square
+    of those first samples passes the first stage with probability (1 - p)^SQUARE_FIRST (5% at
+    p = 0.45; a masked model's curve stays high, so the middle eps is a large one, where Square
     fools most samples); past it, the verdict is the one all the rows give."""
     mid, res = ctx.mid, ctx.result
     if res.masked:
