@@ -3,6 +3,7 @@ honest counts, success checked), it transfers to images it never saw, save/load 
 exact, it runs inside evaluate, adapts to a changed model, and bad arguments fail before any work."""
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -112,9 +113,7 @@ def test_adapt_trains_on_against_the_changed_model(trained_cnn, mnist5k):
     shrunk, so its margins change), is at least as strong on that model afterwards (measured: success
     0.383 before, 0.473 after)."""
     x, y = mnist5k[0].tensors[0][:256], mnist5k[0].tensors[1][:256]
-    model = advkit.models.SmallCNN()
-    model.load_state_dict(trained_cnn.state_dict())
-    model.eval()
+    model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
     atk = AdvGAN(model, eps=0.2)
     atk.fit((x, y), steps=10, batch_size=64, progress=False)
     with torch.no_grad():
@@ -267,9 +266,7 @@ def test_finetune_on_advgan_keeps_training_the_generator_against_the_moving_mode
 
     x, y = mnist5k[0].tensors[0][:1024], mnist5k[0].tensors[1][:1024]
     xt, yt = mnist5k[1].tensors[0][:500], mnist5k[1].tensors[1][:500]
-    model = advkit.models.SmallCNN()
-    model.load_state_dict(trained_cnn.state_dict())
-    model.eval()
+    model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
     atk = AdvGAN(model, eps=0.2)
     atk.fit((x, y), steps=40, batch_size=64, progress=False)
     with torch.no_grad():
