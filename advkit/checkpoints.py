@@ -2,7 +2,8 @@
 
 Every run has an identity (:func:`new_run_id`). Its checkpoints are named
 ``{prefix}-{run_id}-{step:07d}.pt``, hold the run id again under ``"run_id"``, are written atomically
-(:func:`advkit.files.save_tensors`) and loaded with ``torch.load(..., weights_only=True)``. Listing,
+(:func:`advkit.files.save_tensors`) and loaded with ``torch.load(..., weights_only=True)``
+(:func:`advkit.files.load_tensors`). Listing,
 pruning and loading look at one run's files only; a new run refuses a folder that holds another
 run's checkpoints (:meth:`CheckpointFolder.claim`), and resuming with nothing loadable is an error.
 Used by the GAN trainer; written for any training loop whose state is a dict of tensors and plain values.
@@ -10,15 +11,12 @@ Used by the GAN trainer; written for any training loop whose state is a dict of 
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import secrets
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .files import save_tensors
+from .files import load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +98,8 @@ class CheckpointFolder:
             raise FileNotFoundError(f"{self.directory} holds no checkpoint of run {run_id}")
         for _step, path in reversed(files):
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+                state = load_tensors(path, "a checkpoint")
+            except (OSError, ValueError) as err:
                 # torn or corrupt: try older
                 log.warning("skipping unreadable checkpoint %s: %s", path, err)
                 continue

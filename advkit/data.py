@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from . import safe_pickle
+
 NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
 #: Every data set above has ten classes.
 NUM_CLASSES = 10
@@ -87,20 +89,28 @@ def _torchvision(name: str, root: str | Path | None, download: bool, train: bool
 
 
 def _cifar10(folder: Path, train: bool) -> TensorDataset:
-    """CIFAR-10 from its python-pickle batches (data_batch_1..5 or test_batch)."""
-    import pickle
-
+    """CIFAR-10 from its python-pickle batches (data_batch_1..5 or test_batch), read with
+    :func:`advkit.safe_pickle.load`: a batch can hold numbers, never code to run."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     images, labels = [], []
     for name in names:
         path = folder / name
         if not path.exists():
             raise FileNotFoundError(f"missing {path}")
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch["labels"])
+        batch = safe_pickle.load(path, "CIFAR-10 batches")
+        data, batch_labels = (_entry(batch, key, path) for key in ("data", "labels"))
+        images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch_labels)
     return _tensors(np.concatenate(images) / 255.0, labels, f"cifar10 in {str(folder)!r}")
+
+
+def _entry(batch, key: str, path: Path):
+    """``batch[key]``: the official files have str keys read as latin-1, batches written by Python 3 bytes keys."""
+    for name in (key, key.encode()):
+        if isinstance(batch, dict) and name in batch:
+            return batch[name]
+    raise ValueError(f"{path} is not a CIFAR-10 batch: it has no {key!r} entry (a damaged file?); replace it "
+                     "with the original")
 
 
 def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

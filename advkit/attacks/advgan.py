@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..core import check_number, frozen
 from ..data import as_tensors
 from ..devices import model_device
-from ..files import save_tensors
+from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
 from ..gan.losses import LOSSES as GAN_LOSSES
 from ..gan.sharding import global_loss
@@ -199,7 +199,7 @@ class AdvGAN(Attack):
              discriminator: nn.Module | None = None) -> AdvGAN:
         """The attack :meth:`save` wrote, bound to ``model``; it attacks exactly as the saved one did and
         can keep training. Networks of your own must be passed again (built as before)."""
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = load_tensors(path, "an AdvGAN file", advice="save one with AdvGAN.save(path)")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{path} is not an AdvGAN file (saved by AdvGAN.save)")
         if state["custom"] and (generator is None or discriminator is None):
