@@ -24,7 +24,7 @@ from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
 from ..gan.losses import LOSSES as GAN_LOSSES
 from ..gan.sharding import global_loss
-from ..validation import check_choice, check_images, check_logits
+from ..validation import check_choice, check_images, check_logits, fits_model
 from .advgan_nets import Critic, PerturbationNet
 from .base import TARGET_SOURCES, Attack, Run, TargetMode
 from .losses import sample_loss, succeeded
@@ -149,7 +149,7 @@ class AdvGAN(Attack):
         return 0 if self._trainer is None else self._trainer.step
 
     def _classes(self, x: Tensor) -> int:
-        with frozen(self.model), torch.no_grad():
+        with frozen(self.model), torch.no_grad(), fits_model(x, "data"):
             return check_logits(self.model(x[:1].to(model_device(self.model))), 1).shape[1]
 
     def _build(self, shape: tuple[int, ...], num_classes: int, seed: int) -> None:
