@@ -2,8 +2,7 @@
 
 Every run has an identity (:func:`new_run_id`). Its checkpoints are named
 ``{prefix}-{run_id}-{step:07d}.pt``, hold the run id again under ``"run_id"``, are written atomically
-(:func:`advkit.files.save_tensors`) and loaded with ``torch.load(..., weights_only=True)``
-(:func:`advkit.files.load_tensors`). Listing,
+(:func:`advkit.files.save_tensors`) and loaded with ``torch.load(..., weights_only=True)``. Listing,
 pruning and loading look at one run's files only; a new run refuses a folder that holds another
 run's checkpoints (:meth:`CheckpointFolder.claim`), and resuming with nothing loadable is an error.
 Used by the GAN trainer; written for any training loop whose state is a dict of tensors and plain values.
