@@ -10,15 +10,12 @@ Used by the GAN trainer; written for any training loop whose state is a dict of 
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 import secrets
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from .files import save_tensors
+from .files import load_tensors, save_tensors
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +97,8 @@ class CheckpointFolder:
             raise FileNotFoundError(f"{self.directory} holds no checkpoint of run {run_id}")
         for _step, path in reversed(files):
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+                state = load_tensors(path, "a checkpoint")
+            except (OSError, ValueError) as err:
                 # torn or corrupt: try older
                 log.warning("skipping unreadable checkpoint %s: %s", path, err)
                 continue

@@ -6,11 +6,16 @@ come through torchvision from a local ``root``; they are downloaded only when ``
 """
 from __future__ import annotations
 
+import numbers
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import TensorDataset
+
+from . import safe_pickle
+from .core.numbers import check_number
 
 NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
 #: Every data set above has ten classes.
@@ -87,37 +92,98 @@ def _torchvision(name: str, root: str | Path | None, download: bool, train: bool
 
 
 def _cifar10(folder: Path, train: bool) -> TensorDataset:
-    """CIFAR-10 from its python-pickle batches (data_batch_1..5 or test_batch)."""
-    import pickle
-
+    """CIFAR-10 from its python-pickle batches (data_batch_1..5 or test_batch), read with
+    :func:`advkit.safe_pickle.load`: a batch can hold numbers, never code to run."""
     names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
     images, labels = [], []
     for name in names:
         path = folder / name
         if not path.exists():
             raise FileNotFoundError(f"missing {path}")
-        with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch["labels"])
+        batch = safe_pickle.load(path, "CIFAR-10 batches")
+        data, batch_labels = (_entry(batch, key, path) for key in ("data", "labels"))
+        images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(batch_labels)
     return _tensors(np.concatenate(images) / 255.0, labels, f"cifar10 in {str(folder)!r}")
 
 
+def _entry(batch, key: str, path: Path):
+    """``batch[key]``: the official files have str keys read as latin-1, batches written by Python 3 bytes keys."""
+    for name in (key, key.encode()):
+        if isinstance(batch, dict) and name in batch:
+            return batch[name]
+    raise ValueError(f"{path} is not a CIFAR-10 batch: it has no {key!r} entry (a damaged file?); replace it "
+                     "with the original")
+
+
 def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """All ``(x, y)`` of a TensorDataset, a Dataset, a DataLoader or an ``(x, y)`` pair (tensors or
-    numpy arrays), as two tensors."""
+    """All ``(x, y)`` of a TensorDataset, a Dataset or DataLoader of ``(x, y)`` pairs, or an ``(x, y)``
+    pair, as two tensors; with ``limit`` (an integer >= 1) only the first ``limit`` samples (a
+    Dataset's later items are not read).
+
+    Images and labels may be tensors or numpy arrays (labels also plain integers); numpy arrays of
+    floats become float32, as the loaders' images are. Items must be pairs: a Dataset of dicts
+    (``{"image": ..., "label": ...}``) is a TypeError that says how to wrap it, because the keys
+    differ between libraries and a guess could train on the wrong entry.
+    """
+    if limit is not None:
+        check_number(limit, "limit (the number of samples)", low=1, low_open=False, integer=True)
     if isinstance(data, (tuple, list)) and len(data) == 2:
-        data = tuple(torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in data)
+        data = tuple(_from_numpy(t) for t in data)
     if isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
         x, y = data
     elif isinstance(data, TensorDataset):
         x, y = data.tensors[:2]
     elif isinstance(data, torch.utils.data.DataLoader):
-        xs, ys = zip(*[(bx, by) for bx, by in data], strict=True)
+        xs, ys = zip(*[_pair(batch, i, "batch") for i, batch in enumerate(data)], strict=True)
         x, y = torch.cat(xs), torch.cat(ys)
     elif isinstance(data, torch.utils.data.Dataset):
-        xs, ys = zip(*[data[i] for i in range(len(data) if limit is None else min(limit, len(data)))], strict=True)
-        x, y = torch.stack(xs), torch.as_tensor(ys)
+        n = len(data) if limit is None else min(limit, len(data))
+        if n == 0:
+            raise ValueError("data is an empty Dataset")
+        xs, ys = zip(*[_pair(data[i], i, "item") for i in range(n)], strict=True)
+        x, y = _stack(xs, "images"), _stack(ys, "labels")
     else:
         raise TypeError(f"data must be a Dataset, a DataLoader or an (x, y) pair of tensors; got {type(data).__name__}")
     return (x, y) if limit is None else (x[:limit], y[:limit])
+
+
+def _from_numpy(value):
+    """A numpy array or number as a tensor (floats as float32); anything else as it is."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = np.asarray(value)
+        if value.dtype.kind == "f":
+            value = value.astype(np.float32, copy=False)
+        return torch.from_numpy(value if value.flags.c_contiguous else value.copy())
+    return value
+
+
+def _pair(item, index: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A Dataset's item (or a DataLoader's batch) ``(x, y)`` as two tensors, or a TypeError that says
+    what to pass."""
+    if isinstance(item, Mapping):
+        keys = ", ".join(map(repr, list(item)[:6]))
+        raise TypeError(f"data must yield (image, label) pairs; {what} {index} is a dict with keys {keys}: wrap "
+                        "the dataset so that it returns pairs, e.g. a Dataset whose __getitem__ returns "
+                        "(d['image'], d['label'])")
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
+        raise TypeError(f"data must yield (image, label) pairs; {what} {index} is {got}")
+    x, y = (_from_numpy(v) for v in item)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"data {what} {index}: the image must be a tensor or a numpy array, got {type(x).__name__}")
+    if isinstance(y, numbers.Number):
+        y = torch.as_tensor(y)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"data {what} {index}: the label must be a number, a tensor or a numpy array, got "
+                        f"{type(y).__name__}")
+    return x, y
+
+
+def _stack(values: tuple[torch.Tensor, ...], what: str) -> torch.Tensor:
+    """One tensor of the items' ``what``, or a ValueError naming the first item whose shape differs."""
+    for i, v in enumerate(values):
+        if v.shape != values[0].shape:
+            raise ValueError(f"data items' {what} differ in shape: item 0 has {tuple(values[0].shape)}, item {i} "
+                             f"{tuple(v.shape)}")
+    return torch.stack(values)

@@ -4,7 +4,6 @@ TorchScript archive."""
 from __future__ import annotations
 
 import importlib
-import pickle
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -12,6 +11,12 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from .files import load_tensors
+
+#: What to save instead of a file advkit cannot read as a model.
+SAVE_ADVICE = ("save a model's weights with torch.save(model.state_dict(), path) (not a whole pickled model), or the "
+               "whole model with torch.jit.save")
 
 
 class Normalize(nn.Module):
@@ -154,10 +159,7 @@ def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
     read with ``weights_only=True``. A file that is not a state dict, or one of another architecture
     (missing, unexpected or differently shaped entries), is a ``ValueError`` that says which."""
     _exists(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling arbitrary bytes fails in many ways (KeyError on a text file)
-        raise ValueError(_unreadable(path, err)) from err
+    state = load_tensors(path, "a state dict", advice=SAVE_ADVICE)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; save one with "
                          "torch.save(model.state_dict(), path)")
@@ -186,17 +188,6 @@ def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor], shown:
 
 def _few(items: list[str], shown: int, sep: str) -> str:
     return sep.join(items[:shown]) + (f"{sep}..." if len(items) > shown else "")
-
-
-def _unreadable(path: str | Path, err: Exception) -> str:
-    """Why ``torch.load(path, weights_only=True)`` failed, and what to save instead."""
-    if zipfile.is_zipfile(path) and isinstance(err, pickle.UnpicklingError):
-        return (f"{path} holds Python objects besides tensors (a whole pickled model?); advkit reads state dicts "
-                "with weights_only=True, which never runs code from a file: save it with "
-                "torch.save(model.state_dict(), path), "
-                "or the whole model with torch.jit.save")
-    return (f"{path} is not a state dict written by torch.save, or it is damaged ({type(err).__name__}); save one "
-            "with torch.save(model.state_dict(), path), or the whole model with torch.jit.save")
 
 
 def _exists(path: str | Path) -> None:

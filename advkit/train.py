@@ -14,7 +14,7 @@ from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
 from .devices import default_device
 from .progress import ProgressHook
-from .validation import check_label_range, check_labels
+from .validation import check_label_range, check_labels, fits_model
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def check_model_labels(model: nn.Module, x: Tensor, y: Tensor, device: torch.dev
     if len(x) == 0:
         raise ValueError("data is empty")
     y = check_labels(y, len(x), y.device, "data labels")
-    with frozen(model):
+    with frozen(model), fits_model(x, "data images"):
         classes = model(x[:1].to(device)).shape[-1]
     check_label_range(y, classes, f"data labels (the model returns {classes} logits)")
     return y

@@ -7,7 +7,10 @@ helper, so an attack and the step rule it builds reject NaN, Inf and out-of-rang
 from __future__ import annotations
 
 import math
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -17,7 +20,7 @@ from .core import check_number
 from .core.norms import Norm, get_norm
 
 __all__ = ["check_choice", "check_classes_for_loss", "check_eps", "check_images", "check_label_range", "check_labels",
-           "check_logits", "check_number"]
+           "check_logits", "check_number", "fits_model"]
 
 RANGE_TOLERANCE = 1e-6
 
@@ -111,3 +114,33 @@ def check_logits(out, n: int) -> Tensor:
         warnings.warn("model outputs look like probabilities (rows in [0,1] summing to 1); attacks expect logits: "
                       "remove the final softmax for reliable gradients", stacklevel=3)
     return out
+
+
+#: torch's messages when a layer gets inputs of another shape than it was built for: channels (conv,
+#: BatchNorm, GroupNorm, LayerNorm), rank (conv), size (the first linear layer, pooling, kernels).
+INPUT_SHAPE_ERRORS = re.compile("|".join((
+    r"expected input\[.*\] to have \d+ channels",
+    r"Expected \d+D \(unbatched\) or \d+D \(batched\) input",
+    r"mat1 and mat2 shapes cannot be multiplied",
+    r"Output size is too small",
+    r"Kernel size can't be greater than actual input size",
+    r"running_mean should contain \d+ elements",
+    r"Expected weight to be a vector of size equal to the number of channels",
+    r"Given normalized_shape=.* expected input with shape",
+)))
+
+
+@contextmanager
+def fits_model(x: Tensor, name: str = "x") -> Iterator[None]:
+    """Around the first forward of user data ``x`` through a model: a layer's shape error (``x`` has
+    other channels, rank or size than the model was built for) becomes a ValueError that names
+    ``name``'s shape, chained to torch's error; every other error passes through unchanged."""
+    try:
+        yield
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        if not INPUT_SHAPE_ERRORS.search(first):
+            raise
+        raise ValueError(f"{name} of shape {tuple(x.shape)} does not fit the model, which expects other inputs "
+                         f"({first}); pass data of the shape the model was built for (channels, size), or a model "
+                         "built for this data") from err

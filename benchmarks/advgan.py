@@ -42,7 +42,7 @@ def cached(path: Path, build) -> torch.nn.Module:
     """The model saved at ``path``, or ``build()`` saved there."""
     if path.exists():
         model = build(train=False)
-        model.load_state_dict(torch.load(path, weights_only=True))
+        advkit.models.load_state_dict(model, path)
         return model.eval()
     print(f"training {path.stem} (cached at {path}) ...", flush=True)
     model = build(train=True)

@@ -73,7 +73,7 @@ def load_model(path: Path, device: torch.device,
     ``advkit.train.fit``) and cache it atomically."""
     model = advkit.models.SmallCNN()
     if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
+        advkit.models.load_state_dict(model, path)
     else:
         print(f"training a SmallCNN on mnist5k (cached at {path}) ...")
         advkit.train.fit(model, advkit.data.load("mnist5k")[0], epochs=8, seed=0, device="cpu", augment=augment)

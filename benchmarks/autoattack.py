@@ -68,7 +68,7 @@ def cached_robust_cnn(path: Path) -> torch.nn.Module:
     """:func:`robust_cnn`, loaded from ``path`` when it holds one, else trained and saved there."""
     model = advkit.models.SmallCNN(width=16, hidden=64)
     if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
+        advkit.models.load_state_dict(model, path)
         return model.eval()
     start = time.process_time()
     model = robust_cnn()

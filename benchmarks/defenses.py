@@ -134,7 +134,7 @@ def reattack(folders: list[Path], n: int, autoattacks: set[str], device: torch.d
     for folder in folders:
         for row in json.loads((folder / "results.json").read_text()):
             model = advkit.models.SmallCNN() if row["method"] == "plain" else defense_model()
-            model.load_state_dict(torch.load(folder / weights_name(row), map_location=device))
+            advkit.models.load_state_dict(model, folder / weights_name(row))
             rows.append(measure(model.to(device).eval(), row, test, n, autoattacks, device))
             print(show(rows[-1]), flush=True)
     return rows

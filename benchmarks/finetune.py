@@ -40,7 +40,7 @@ def standard(train, seed: int, cache: Path | None) -> torch.nn.Module:
     model = advkit.models.SmallCNN()
     path = None if cache is None else cache / f"standard-{seed}.pt"
     if path is not None and path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
+        advkit.models.load_state_dict(model, path)
         return model.eval()
     advkit.train.fit(model, train, seed=seed, device="cpu", progress=False)
     if path is not None:

@@ -24,7 +24,7 @@ def get_model(path: Path, train) -> torch.nn.Module:
     """Load the SmallCNN at ``path``, or train one (a minute on a CPU) and save it there."""
     model = advkit.models.SmallCNN()
     if path.exists():
-        model.load_state_dict(torch.load(path, weights_only=True))
+        advkit.models.load_state_dict(model, path)
     else:
         advkit.train.fit(model, train, epochs=8, seed=0, device="cpu")
         torch.save(model.state_dict(), path)

@@ -20,11 +20,11 @@ from torch import Tensor, nn
 from ..core import check_number, frozen
 from ..data import as_tensors
 from ..devices import model_device
-from ..files import save_tensors
+from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
 from ..gan.losses import LOSSES as GAN_LOSSES
 from ..gan.sharding import global_loss
-from ..validation import check_choice, check_images, check_logits
+from ..validation import check_choice, check_images, check_logits, fits_model
 from .advgan_nets import Critic, PerturbationNet
 from .base import TARGET_SOURCES, Attack, Run, TargetMode
 from .losses import sample_loss, succeeded
@@ -149,7 +149,7 @@ class AdvGAN(Attack):
         return 0 if self._trainer is None else self._trainer.step
 
     def _classes(self, x: Tensor) -> int:
-        with frozen(self.model), torch.no_grad():
+        with frozen(self.model), torch.no_grad(), fits_model(x, "data"):
             return check_logits(self.model(x[:1].to(model_device(self.model))), 1).shape[1]
 
     def _build(self, shape: tuple[int, ...], num_classes: int, seed: int) -> None:
@@ -199,7 +199,7 @@ class AdvGAN(Attack):
              discriminator: nn.Module | None = None) -> AdvGAN:
         """The attack :meth:`save` wrote, bound to ``model``; it attacks exactly as the saved one did and
         can keep training. Networks of your own must be passed again (built as before)."""
-        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        state: dict[str, Any] = load_tensors(path, "an AdvGAN file", advice="save one with AdvGAN.save(path)")
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(f"{path} is not an AdvGAN file (saved by AdvGAN.save)")
         if state["custom"] and (generator is None or discriminator is None):

@@ -68,7 +68,8 @@ class AutoAttack(Attack):
     Untargeted (APGD-T and FAB-T pick their own targets). ``seed`` seeds every component, as in the
     official code; per-sample seeds given to :meth:`run` go to the components row by row. A warm
     start (``run(x_init=...)``) goes to APGD-CE, the first component. A sample no component fooled
-    is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf" or "l2".
+    is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf" or "l2". ``progress``:
+    the components' progress bars (Square's, shown once a call has run for a few seconds).
     """
 
     norms = ("linf", "l2")  # FAB-T's and Square's
@@ -77,13 +78,14 @@ class AutoAttack(Attack):
     targets = ()  # untargeted: APGD-T and FAB-T choose their own targets
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
-                 seed: int = 0, amp: bool = False):
+                 seed: int = 0, amp: bool = False, progress: bool = True):
         super().__init__(model, eps, norm=norm, seed=seed, amp=amp)
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {', '.join(map(repr, VERSIONS))}, got {version!r}")
         self.version = version
         self.components = [component(name, model, self.eps, self.norm, self.seed, self.amp)
                            for name, _, _ in standard()]
+        self.progress = bool(progress)
 
     def _unsupported_target(self, what: str) -> str:
         return (f"{what}: AutoAttack is untargeted (APGD-T and FAB-T pick their own targets); "
@@ -98,6 +100,8 @@ class AutoAttack(Attack):
             idx = (~run.success).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
+            if hasattr(part.attack, "progress"):  # the ensemble's setting, also on a copy sharing the components
+                part.attack.progress = self.progress
             warm = {"x_init": x_init[idx]} if x_init is not None and part.attack.warm_starts else {}
             x_init = None
             res = part.attack.run(run.x[idx], run.true_labels[idx], eps=run.eps,

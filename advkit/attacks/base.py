@@ -25,6 +25,7 @@ from ..validation import (
     check_label_range,
     check_labels,
     check_logits,
+    fits_model,
 )
 from .errors import check_input_gradient
 from .losses import sample_loss, succeeded
@@ -103,7 +104,7 @@ class Run:
     def logits(self, x: Tensor) -> Tensor:
         """The model's logits in float32 (under bf16 autocast when the attack asks for AMP on CUDA)."""
         amp = self.attack.amp and x.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
+        with fits_model(x), torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
             out = self.attack.model(x)
         self.forwards += len(x)
         check_input_gradient(x, out, self.attack.model, self.attack)

@@ -13,6 +13,7 @@ from ..acceleration import autocast
 from ..attacks.contract import AttackLike
 from ..attacks.generate import batch_seed
 from ..core import frozen
+from ..validation import fits_model
 from .results import Cost
 
 T = TypeVar("T")
@@ -106,7 +107,7 @@ def predict(model: nn.Module, x: Tensor, batch_size: int | BatchSize, device: to
     shape, or NaN/Inf logits on a clean sample, are an error (no accuracy can be measured); it names
     the sample by its index plus ``first`` (x's first row in the whole data). ``amp``: forwards under
     bf16 autocast on CUDA (:func:`advkit.acceleration.autocast`)."""
-    with frozen(model), autocast(device, amp):
+    with frozen(model), autocast(device, amp), fits_model(x, "data images"):
         logits = batch_sizes(batch_size).map(len(x), lambda rows: model(x[rows].to(device)))
     if not isinstance(logits[0], Tensor) or logits[0].ndim != 2 or logits[0].shape[1] < 2:
         shape = tuple(logits[0].shape) if isinstance(logits[0], Tensor) else type(logits[0]).__name__

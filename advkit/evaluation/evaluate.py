@@ -46,7 +46,7 @@ from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .sharding import attack_at_shared, by_sample, merge_curves
-from .specs import check_norm, with_amp
+from .specs import check_norm, with_amp, with_progress
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     clean = clean_pred == y
     shown = pick_examples(y, clean, options.examples)
     seconds = {"clean": time.perf_counter() - t0}
-    built = {spec.name: with_amp(check_norm(spec.name, spec.build(model, norm, num_classes), norm), options.amp)
+    built = {spec.name: for_run(check_norm(spec.name, spec.build(model, norm, num_classes), norm), options)
              for spec in options.attacks}
     records, adversarials, ran = {}, {}, {}
     bar = tqdm(total=len(built) * sum(e > 0 for e in eps) + len(options.corruptions) * len(SEVERITIES),
@@ -180,8 +180,8 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
         bar.total += sum(e > 0 for e in eps)
         note = (f"added by the evaluation: {', '.join(n for n, r in records.items() if r.masked)} could not run "
                 "(gradient masking), so the gradient-free Square attack keeps the worst case an upper bound")
-        run(fallback, with_amp(by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries,
-                                       seed=options.seed), options.amp), note)
+        run(fallback, for_run(by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries,
+                                      seed=options.seed), options), note)
     result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
     if options.corruptions:
         t0 = time.perf_counter()
@@ -197,6 +197,12 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
         log.info("%s eps=%g: %s", name, row[0],
                  ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:], strict=True)))
     return result
+
+
+def for_run(attack: Any, options: EvaluationOptions) -> Any:
+    """``attack`` as this evaluation runs it: under AMP when asked, quiet without progress (a copy
+    where that changes it; the caller's object is left as it is)."""
+    return with_progress(with_amp(attack, options.amp), options.progress)
 
 
 def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:

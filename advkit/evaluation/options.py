@@ -19,7 +19,7 @@ from ..acceleration import compile_options
 from ..core import get_norm
 from ..defenses.corruptions import CORRUPTIONS
 from ..devices import default_device
-from ..validation import check_eps
+from ..validation import check_eps, check_number
 from .batched import BatchSize
 from .specs import AttackSpec, resolve
 
@@ -72,6 +72,8 @@ class EvaluationOptions:
         specs = self.attacks if _resolved(self.attacks) else tuple(resolve(self.attacks))
         device = default_device(self.device)
         batch_size, auto = self.batch_size, self.batch_size is None and device.type == "cuda"
+        if self.n is not None:  # an integer (10.5 or "3" refused here, not deep in the data); >= 1 below
+            object.__setattr__(self, "n", check_number(self.n, "n", low=None, integer=True))
         if batch_size is None:  # on CUDA the largest batch that fits, else a fixed default
             batch_size = AUTO_BATCH_START if auto else DEFAULT_BATCH
         if batch_size < 1 or (self.n is not None and self.n < 1) or self.probe < 0 or self.examples < 0:

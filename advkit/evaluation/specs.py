@@ -136,6 +136,16 @@ def with_amp(attack: Any, amp: bool) -> Any:
     return fast
 
 
+def with_progress(attack: Any, progress: bool) -> Any:
+    """``attack`` itself, or without ``progress`` a copy whose progress bars stay off (Square's, CW's,
+    an AutoAttack's members'); the caller's object is left as it is."""
+    if progress or not getattr(attack, "progress", False):
+        return attack
+    quiet = copy.copy(attack)
+    quiet.progress = False
+    return quiet
+
+
 def check_norm(name: str, attack: Any, norm: str) -> Any:
     """``attack`` itself, once its threat model is the evaluation's: a bounded attack in another
     norm would be reported under the wrong one (a factory ``model -> attack`` must pass ``norm``)."""

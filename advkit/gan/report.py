@@ -82,7 +82,7 @@ def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path
     x, _ = as_tensors(data)
     model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
     if cache is not None and Path(cache).exists():
-        model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+        models.load_state_dict(model, cache)
         return model.eval()
     torch.manual_seed(seed)
     model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
