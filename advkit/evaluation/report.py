@@ -24,7 +24,7 @@ import torch
 
 from ..distributed import is_main
 from .comparison import Comparison
-from .folder import write_folder
+from .folder import manifest, write_folder
 from .html import render_html
 from .markdown import render as render_markdown
 from .plot import (
@@ -33,13 +33,13 @@ from .plot import (
     comparison_figure,
     corruption_figure,
     curve_figure,
+    example_files,
     examples_figure,
-    examples_file,
     png_bytes,
 )
 from .results import WORST, Check, ModelResult
 from .stats import wilson
-from .tables import header_lines
+from .tables import header_lines, markdown_text
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,10 @@ class Report:
         }
 
     def table(self) -> str:
-        """The accuracy table (rows: eps; columns: model/attack) in Markdown."""
+        """The accuracy table (rows: eps; columns: model/attack, names as plain text) in Markdown."""
         cols = [(m, a) for m, res in self.results.items() for a in res.names]
         label = (lambda m, a: a) if len(self.results) == 1 else (lambda m, a: f"{m}/{a}")
-        head = "| eps | " + " | ".join(label(m, a) for m, a in cols) + " |"
+        head = "| eps | " + " | ".join(markdown_text(label(m, a)) for m, a in cols) + " |"
         rows = [head, "|" + "---|" * (len(cols) + 1)]
         accs = [self.results[m].accuracy(a) for m, a in cols]
         for j, eps in enumerate(self.config["eps"]):
@@ -172,7 +172,8 @@ class Report:
 
     def markdown(self) -> str:
         """report.md's text."""
-        return render_markdown(self._header(), self.results, self.sections, list(self.comparisons.values()))
+        return render_markdown(self._header(), self.results, self.example_files(), self.sections,
+                               list(self.comparisons.values()))
 
     def _header(self) -> list[str]:
         return header_lines(self.results, self.config, self.meta, self.check_counts)
@@ -181,21 +182,27 @@ class Report:
         """Write report.json, report.md, curve.png, the example grids, the sections' images and
         report.html into ``out_dir``, as a whole: afterwards the folder holds the old report or
         this one, never a mix, and no file of the old report that this one does not write. Files
-        of yours in an earlier report's folder stay; a non-empty folder that holds no advkit
-        report is refused (FileExistsError). Returns the report.html path. In a torchrun process group
-        only rank 0 writes; the other ranks write nothing and return the same path."""
+        of yours in an earlier report's folder stay, and none is ever replaced: a folder that holds
+        no advkit report, or a file of yours named as one of the report's, is refused
+        (:class:`~advkit.evaluation.folder.FolderError`, a FileExistsError), an unwritable folder
+        too (PermissionError), before anything moves. Returns the report.html path. In a torchrun
+        process group only rank 0 writes; the other ranks write nothing and return the same path."""
         if not is_main():
             return Path(out_dir) / "report.html"
         out = write_folder(out_dir, self._write, self.file_names())
         log.info("report written to %s", out)
         return out / "report.html"
 
+    def example_files(self) -> dict[str, str]:
+        """The file name of each model's example grid, one per model (see :func:`example_files`)."""
+        return example_files(self.results)
+
     def file_names(self) -> list[str]:
         """The names of the files :meth:`save` writes."""
         corrupted = [CORRUPTIONS_FILE] if any(r.corrupted for r in self.results.values()) else []
         compared = [COMPARISON_FILE] if self.baseline is not None else []
         pictures = ["curve.png", *corrupted, *compared,
-                    *(examples_file(n) for n, r in self.results.items() if r.examples),
+                    *(file for name, file in self.example_files().items() if self.results[name].examples),
                     *(Path(img).name for s in self.sections for img in s["images"])]
         return [*dict.fromkeys(pictures), "report.md", "report.html", "report.json"]
 
@@ -208,20 +215,21 @@ class Report:
         if comparisons:
             files[COMPARISON_FILE] = png_bytes(comparison_figure(comparisons[0].before, [c.after for c in comparisons],
                                                                  self.config["norm"]))
-        for name, res in self.results.items():
-            if res.examples:
-                files[examples_file(name)] = png_bytes(
-                    examples_figure(res.examples, f"{name}: clean / adversarial / perturbation"))
+        for name, file in self.example_files().items():
+            if self.results[name].examples:
+                files[file] = png_bytes(
+                    examples_figure(self.results[name].examples, f"{name}: clean / adversarial / perturbation"))
         for section in self.sections:
             for img in section["images"]:
                 files.setdefault(Path(img).name, section.get("files", {}).get(Path(img).name) or Path(img).read_bytes())
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder,
-                                                        comparisons), encoding="utf-8")
+        (folder / "report.html").write_text(render_html(self._header(), self.results, self.example_files(),
+                                                        self.sections, folder, comparisons), encoding="utf-8")
         names = self.file_names()
-        (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
+        (folder / "report.json").write_text(json.dumps({**self.to_dict(), **manifest(folder, names)}, indent=2),
+                                            encoding="utf-8")
         return names
 
     def __repr__(self) -> str:
