@@ -126,14 +126,17 @@ def test_the_manifest_lists_the_files_with_their_digests(rep, tmp_path):
 
 # -- a save that cannot complete moves nothing -----------------------------------------------------
 
-def test_a_report_folder_that_is_not_writable_is_refused_before_anything_moves(rep, tmp_path, monkeypatch):
+@pytest.mark.parametrize("denied", ["rep", ".", "rep/data"], ids=["folder", "parent", "users-subfolder"])
+def test_a_folder_that_is_not_writable_is_refused_before_anything_moves(rep, tmp_path, monkeypatch, denied):
     """The probe (os.access; root writes through a chmod, so the test denies it the way a read-only
-    folder would) refuses the save: the old report and the user's files stay where they were."""
+    folder would) refuses the save when the report folder, its parent or a user's folder in it (a
+    folder moved to another folder rewrites its '..') is not writable: the old report and the
+    user's files stay where they were, and nothing is left beside them."""
     out = a_report_with_notes(tmp_path, rep)
-    before = snapshot(out)
+    before, path = snapshot(out), (tmp_path / denied).resolve()
     access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if path == out else access(path, mode, **kw))
-    with pytest.raises(PermissionError, match=f"{out} is not writable .* nothing was changed"):
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if p == path else access(p, mode, **kw))
+    with pytest.raises(PermissionError, match=f"{path} is not writable .* nothing was changed"):
         rep.save(out)
     assert snapshot(out) == before and hidden(tmp_path) == []
 
