@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,7 +40,7 @@ from .plot import (
 )
 from .results import WORST, Check, ModelResult
 from .stats import wilson
-from .tables import header_lines, markdown_text
+from .tables import IMAGE, header_lines, markdown_text
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,8 @@ class Report:
             **self.meta,
             "checks": self.check_counts,
             "models": {name: _model_dict(res) for name, res in self.results.items()},
-            "sections": [{"title": s["title"], "markdown": s["markdown"], "images": [Path(p).name for p in s["images"]]}
-                         for s in self.sections],
+            "sections": [{"title": s["title"], "markdown": s["markdown"], "images": [p.name for p in s["images"]]}
+                         for s in self.saved_sections()],
             **({"baseline": self.baseline, "comparisons": {name: c.to_dict() for name, c in self.comparisons.items()}}
                if self.baseline is not None else {}),
         }
@@ -172,7 +173,7 @@ class Report:
 
     def markdown(self) -> str:
         """report.md's text."""
-        return render_markdown(self._header(), self.results, self.example_files(), self.sections,
+        return render_markdown(self._header(), self.results, self.example_files(), self.saved_sections(),
                                list(self.comparisons.values()))
 
     def _header(self) -> list[str]:
@@ -197,14 +198,40 @@ class Report:
         """The file name of each model's example grid, one per model (see :func:`example_files`)."""
         return example_files(self.results)
 
-    def file_names(self) -> list[str]:
-        """The names of the files :meth:`save` writes."""
+    def saved_sections(self) -> list[dict[str, Any]]:
+        """The sections as :meth:`save` writes them, each picture under a file name of its own: one
+        named like a file of the report, or like another section's different picture, gets ``-2``,
+        ``-3``, ... before its suffix (and the section's Markdown shows it by that name); the same
+        picture in two sections is one file."""
+        taken: dict[str, bytes | None] = {name.casefold(): None for name in self._own_files()}
+        saved = []
+        for section in self.sections:
+            files, renamed = {}, {}
+            for img in map(Path, section["images"]):
+                data = section.get("files", {}).get(img.name) or img.read_bytes()
+                name, k = img.name, 1
+                while name.casefold() in taken and taken[name.casefold()] != data:
+                    k += 1
+                    name = f"{img.stem}-{k}{img.suffix}"
+                taken[name.casefold()], files[name] = data, data
+                if name != img.name:
+                    renamed[img.name] = name
+            saved.append({"title": section["title"], "markdown": _renamed_images(section["markdown"], renamed),
+                          "images": list(map(Path, files)), "files": files})
+        return saved
+
+    def _own_files(self) -> list[str]:
+        """The names of the files of the report that are not the sections' pictures."""
         corrupted = [CORRUPTIONS_FILE] if any(r.corrupted for r in self.results.values()) else []
         compared = [COMPARISON_FILE] if self.baseline is not None else []
-        pictures = ["curve.png", *corrupted, *compared,
-                    *(file for name, file in self.example_files().items() if self.results[name].examples),
-                    *(Path(img).name for s in self.sections for img in s["images"])]
-        return [*dict.fromkeys(pictures), "report.md", "report.html", "report.json"]
+        return ["curve.png", *corrupted, *compared,
+                *(file for name, file in self.example_files().items() if self.results[name].examples),
+                "report.md", "report.html", "report.json"]
+
+    def file_names(self) -> list[str]:
+        """The names of the files :meth:`save` writes."""
+        *pictures, md, page, data = self._own_files()
+        return [*pictures, *dict.fromkeys(p.name for s in self.saved_sections() for p in s["images"]), md, page, data]
 
     def _write(self, folder: Path) -> list[str]:
         """Every file of the report into the (new, empty) ``folder``; returns their names."""
@@ -219,14 +246,14 @@ class Report:
             if self.results[name].examples:
                 files[file] = png_bytes(
                     examples_figure(self.results[name].examples, f"{name}: clean / adversarial / perturbation"))
-        for section in self.sections:
-            for img in section["images"]:
-                files.setdefault(Path(img).name, section.get("files", {}).get(Path(img).name) or Path(img).read_bytes())
+        sections = self.saved_sections()
+        for section in sections:
+            files.update(section["files"])
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
         (folder / "report.html").write_text(render_html(self._header(), self.results, self.example_files(),
-                                                        self.sections, folder, comparisons), encoding="utf-8")
+                                                        sections, folder, comparisons), encoding="utf-8")
         names = self.file_names()
         (folder / "report.json").write_text(json.dumps({**self.to_dict(), **manifest(folder, names)}, indent=2),
                                             encoding="utf-8")
@@ -274,6 +301,15 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
 
 def _renamed(res: ModelResult, name: str) -> ModelResult:
     return dataclasses.replace(res, name=name, checks=[dataclasses.replace(c, model=name) for c in res.checks])
+
+
+def _renamed_images(markdown: str, renamed: Mapping[str, str]) -> str:
+    """``markdown`` with the pictures it shows by a name in ``renamed`` shown by their new name."""
+    def image(m: re.Match) -> str:
+        name = Path(m["src"]).name
+        return f"![{m['alt']}]({renamed[name]})" if name in renamed else m[0]
+
+    return IMAGE.sub(image, markdown)
 
 
 def _version(package: str) -> str | None:

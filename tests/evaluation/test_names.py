@@ -104,3 +104,35 @@ def test_report_md_shows_names_as_text(tmp_path):
     printed = rep.table().splitlines()[0]
     assert cells(printed)[:2] == [" eps ", f" {text}/fgsm "] and len(cells(printed)) == 5
     assert "&lt;img" in (rep.save(tmp_path)).read_text()  # report.html escaped them already
+
+
+def test_section_pictures_named_alike_keep_their_own_files(tmp_path):
+    """Two sections with a different plot.png each, one with a curve.png of its own and one that
+    shows the first section's very picture: four pictures, each section shows its own."""
+    import matplotlib.image
+
+    rep = evaluate(["m"], n=4)
+    pictures = {}
+    for k, name in enumerate(["one/plot.png", "two/plot.png", "three/curve.png"]):
+        path = tmp_path / "in" / name
+        path.parent.mkdir(parents=True)
+        matplotlib.image.imsave(path, torch.full((4, 4), k / 3).numpy(), vmin=0, vmax=1)
+        pictures[name] = path
+    rep.add_section("One", "![first](plot.png)", [pictures["one/plot.png"]])
+    rep.add_section("Two", "![second](plot.png)", [pictures["two/plot.png"]])
+    rep.add_section("Three", "![own curve](curve.png) and ![first again](plot.png)",
+                    [pictures["three/curve.png"], pictures["one/plot.png"]])
+    out = tmp_path / "rep"
+    rep.save(out)
+    data = json.loads((out / "report.json").read_text())
+    assert [s["images"] for s in data["sections"]] == [["plot.png"], ["plot-2.png"], ["curve-2.png", "plot.png"]]
+    assert (out / "plot.png").read_bytes() == pictures["one/plot.png"].read_bytes()
+    assert (out / "plot-2.png").read_bytes() == pictures["two/plot.png"].read_bytes()
+    assert (out / "curve-2.png").read_bytes() == pictures["three/curve.png"].read_bytes()
+    assert (out / "curve.png").read_bytes() != (out / "curve-2.png").read_bytes()  # the report's own plot stays
+    md = (out / "report.md").read_text()
+    assert "![second](plot-2.png)" in md and "![own curve](curve-2.png) and ![first again](plot.png)" in md
+    page = (out / "report.html").read_text()
+    shown = {alt: data for data, alt in re.findall(r'src="data:image/png;base64,([^"]+)" alt="([^"]+)"', page)}
+    assert shown["first"] == shown["first again"]
+    assert len({shown["first"], shown["second"], shown["own curve"], shown["accuracy versus eps"]}) == 4
