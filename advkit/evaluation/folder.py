@@ -7,30 +7,30 @@ still what advkit wrote (a regular file with the recorded digest): those are the
 every other entry of the folder is the user's. A ``report.json`` without the marker (another
 tool's, or one from an advkit before the marker) makes the folder a foreign one.
 
-Saving into ``out`` (a symbolic link to a folder: into the folder it points to), under an
-exclusive lock (``.NAME.lock`` beside the folder, removed after the save; a second save into the
-same folder at the same time is refused, not interleaved):
+Saving into ``out`` (a symbolic link to a folder: into the folder it points to) happens under an
+exclusive lock (``.NAME.lock`` beside the folder, removed after the save); a second save into the
+same folder meanwhile is refused, not interleaved. In order:
 
-1. Leftovers of a save that was killed are dealt with first: a hidden ``.NAME.new-*`` folder (a
-   report never swapped in) is removed; a ``.NAME.old-*`` folder (a swap cut short) becomes
-   ``out`` again when ``out`` is missing, and otherwise its user entries move into ``out`` and
-   the old report's own files are deleted.
-2. Before any file moves, the save is refused (:class:`FolderError`, or ``PermissionError``) when
-   it could not complete or would replace a file of the user's: ``out`` is a file, the current
-   folder or a broken link; ``out`` holds entries but no trusted manifest; the parent folder or
-   ``out`` is not writable (a user's folder inside ``out`` too: moving it rewrites its ``..``).
-3. The new report is built in a hidden sibling (``.NAME.new-*``). A user's file with the name of
-   a file the new report writes is refused unless it holds the very same bytes (a section's
-   picture saved into the folder before saving: replacing it changes nothing).
+1. Leftovers of a save that was killed are dealt with: a hidden ``.NAME.new-*`` folder (a report
+   never swapped in) is removed; a ``.NAME.old-*`` folder (a swap cut short) becomes ``out`` again
+   when ``out`` is missing, and otherwise its user entries move into ``out`` and the old report's
+   own files are deleted.
+2. Refused before any work (:class:`FolderError`, with what to do instead): ``out`` is a file, the
+   current folder, the root or a link to nothing; ``out`` holds entries but no trusted manifest,
+   unless each is a file the new report writes. Refused with ``PermissionError``: the parent or
+   ``out`` is not writable, or a folder of the user's inside ``out`` (moving it rewrites its ``..``).
+3. The new report is built in a hidden sibling (``.NAME.new-*``). A user's file with the name of a
+   file the new report writes is refused (FolderError) unless it holds the very same bytes (a
+   section's picture saved into the folder before saving: replacing it changes nothing).
 4. The swap, with renames: the old folder goes aside (``.NAME.old-*``), the new one takes its
-   name, the user's entries move from the old folder into the new one; if a rename fails, the
-   ones done are undone and the old folder is back as it was. Then the old report's own files
-   are deleted and its folder removed.
+   name and the user's entries move from the old folder into the new one; if a rename fails, the
+   ones done are undone and the old folder is back as it was. Then the old report's own files are
+   deleted and its folder removed.
 
 An interrupt while the new report is being built removes the hidden folder and leaves the old
 report untouched; an interrupt during the swap is held back until the swap is done (main thread).
-A hard kill (``kill -9``, power loss) inside the swap leaves a ``.NAME.old-*`` folder that the
-next save into ``out`` recovers (step 1).
+A hard kill (``kill -9``, power loss) leaves hidden folders that the next save into ``out``
+recovers (step 1). The lock is ``fcntl.flock``: POSIX systems only.
 """
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def report_files(folder: Path) -> set[str] | None:
                        and _regular(marker.parent / name) and _digest(marker.parent / name) == digests[name]}
 
 
-def write_folder(out: str | Path, write: Callable[[Path], object], names: Iterable[str]) -> Path:
+def write_folder(out: str | Path, write: Callable[[Path], None], names: Iterable[str]) -> Path:
     """Build a report with ``write(folder)`` (it writes the files ``names`` and ``report.json``
     with :func:`manifest`) in a hidden sibling of ``out`` and swap it in for ``out`` as the module
     docstring describes. Returns ``out``."""

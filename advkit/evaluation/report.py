@@ -233,8 +233,8 @@ class Report:
         *pictures, md, page, data = self._own_files()
         return [*pictures, *dict.fromkeys(p.name for s in self.saved_sections() for p in s["images"]), md, page, data]
 
-    def _write(self, folder: Path) -> list[str]:
-        """Every file of the report into the (new, empty) ``folder``; returns their names."""
+    def _write(self, folder: Path) -> None:
+        """Every file of the report into the (new, empty) ``folder``, report.json's manifest last."""
         files = {"curve.png": png_bytes(curve_figure(list(self.results.values()), self.config["norm"]))}
         if any(r.corrupted for r in self.results.values()):
             files[CORRUPTIONS_FILE] = png_bytes(corruption_figure(list(self.results.values())))
@@ -254,10 +254,9 @@ class Report:
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
         (folder / "report.html").write_text(render_html(self._header(), self.results, self.example_files(),
                                                         sections, folder, comparisons), encoding="utf-8")
-        names = self.file_names()
-        (folder / "report.json").write_text(json.dumps({**self.to_dict(), **manifest(folder, names)}, indent=2),
+        manifest_entries = manifest(folder, self.file_names())
+        (folder / "report.json").write_text(json.dumps({**self.to_dict(), **manifest_entries}, indent=2),
                                             encoding="utf-8")
-        return names
 
     def __repr__(self) -> str:
         counts = self.check_counts
