@@ -100,7 +100,7 @@ def write_folder(out: str | Path, write: Callable[[Path], None], names: Iterable
     _check_writable([out.parent], given)
     with _locked(out, given):
         _recover(out)
-        ours, theirs = _entries(out, set(names), given)
+        theirs = _users_entries(out, set(names), given)
         _check_writable([out, *(out / name for name in theirs if _is_dir(out / name))] if out.exists() else [], given)
         stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
         try:
@@ -112,7 +112,7 @@ def write_folder(out: str | Path, write: Callable[[Path], None], names: Iterable
                                   "changed since it did), and the new report writes files of that name: move or rename "
                                   "them, or choose another folder")
             with _interrupts_held():
-                _swap(stage, out, keep=[name for name in theirs if name not in replaced], drop=ours | set(replaced))
+                _swap(stage, out, keep=[name for name in theirs if name not in replaced], replaced=set(replaced))
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return given
@@ -136,19 +136,16 @@ def _target(out: Path) -> Path:
     return target
 
 
-def _entries(out: Path, names: set[str], given: Path) -> tuple[set[str], list[str]]:
-    """The entries of ``out`` that are its report's own and those that are the user's, checked
-    before any work: a folder without a trusted manifest may only hold files named in ``names``
-    (the new report's; they are compared with them once it is written)."""
+def _users_entries(out: Path, names: set[str], given: Path) -> list[str]:
+    """The entries of ``out`` that are the user's (not its report's own), checked before any work:
+    a folder without a trusted manifest may only hold files named in ``names`` (the new report's;
+    they are compared with them once it is written)."""
     entries = sorted(os.listdir(out)) if out.exists() else []
     ours = report_files(out) if entries else set()
-    if ours is None:
-        if not set(entries) <= names:
-            raise FolderError(f"out_dir {given} is not empty and holds no advkit report ({_listing(entries)}): "
-                              "refusing to write into it; choose a new or empty folder, or the folder of an earlier "
-                              "report")
-        ours = set()
-    return ours, [name for name in entries if name not in ours]
+    if ours is None and not set(entries) <= names:
+        raise FolderError(f"out_dir {given} is not empty and holds no advkit report ({_listing(entries)}): refusing "
+                          "to write into it; choose a new or empty folder, or the folder of an earlier report")
+    return [name for name in entries if name not in (ours or set())]
 
 
 def _check_writable(paths: Sequence[Path], given: Path) -> None:
@@ -205,10 +202,10 @@ def _recover(out: Path) -> None:
             os.rename(aside, out)
 
 
-def _swap(stage: Path, out: Path, keep: Sequence[str], drop: set[str]) -> None:
+def _swap(stage: Path, out: Path, keep: Sequence[str], replaced: set[str]) -> None:
     """Rename ``stage`` to ``out``; an existing ``out`` goes aside first and its entries ``keep``
-    move into the new folder (all undone if a rename fails), then its files ``drop`` are deleted
-    and it is removed."""
+    move into the new folder (all undone if a rename fails), then its report's own files (checked
+    again) and its files ``replaced`` by identical ones are deleted and it is removed."""
     if not out.exists():
         os.rename(stage, out)
         return
@@ -222,7 +219,7 @@ def _swap(stage: Path, out: Path, keep: Sequence[str], drop: set[str]) -> None:
         for source, target in reversed(done):
             os.rename(target, source)
         raise
-    _empty_into(aside, out, drop)
+    _empty_into(aside, out, drop=(report_files(aside) or set()) | replaced)
 
 
 def _empty_into(old: Path, out: Path, drop: set[str]) -> None:
