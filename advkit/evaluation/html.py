@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .comparison import Comparison
-from .plot import COMPARISON_FILE, CORRUPTIONS_FILE, examples_file
+from .plot import COMPARISON_FILE, CORRUPTIONS_FILE
 from .results import ModelResult
 from .tables import IMAGE, Table, comparison_tables, comparison_title, model_tables, unshown_images
 
@@ -40,11 +40,11 @@ window.addEventListener("load", function () {
 """
 
 
-def render_html(header: Sequence[str], results: Mapping[str, ModelResult], sections: Sequence[Mapping[str, Any]],
-                folder: Path, comparisons: Sequence[Comparison] = ()) -> str:
+def render_html(header: Sequence[str], results: Mapping[str, ModelResult], example_files: Mapping[str, str],
+                sections: Sequence[Mapping[str, Any]], folder: Path, comparisons: Sequence[Comparison] = ()) -> str:
     """The page: the ``header`` lines, the ``comparisons`` with a baseline (before and after a defense),
-    each model's tables and examples, then the ``sections``; pictures are read from ``folder`` (where
-    the report's files were written)."""
+    each model's tables and examples (``example_files``: each model's picture), then the ``sections``;
+    pictures are read from ``folder`` (where the report's files were written)."""
     esc = html.escape
     parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',
              *(f'<p class="note">{esc(line)}</p>' if line.startswith("Gradient masking") else f"<p>{esc(line)}</p>"
@@ -62,7 +62,7 @@ def render_html(header: Sequence[str], results: Mapping[str, ModelResult], secti
         parts += [_table(t) for t in model_tables(res)]
         if res.examples:
             parts += ["<h3>Examples (clean / adversarial / amplified perturbation)</h3>",
-                      _img(folder / examples_file(name), f"examples for {name}")]
+                      _img(folder / example_files[name], f"examples for {name}")]
     for section in sections:
         parts += [f"<h2>{esc(section['title'])}</h2>", markdown_html(section["markdown"], folder)]
         parts += [_img(folder / p.name, p.name) for p in unshown_images(section)]

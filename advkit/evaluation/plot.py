@@ -1,11 +1,16 @@
-"""Figures for reports, drawn with matplotlib's object API (no pyplot state, no display needed)."""
+"""Figures for reports, drawn with matplotlib's object API (no pyplot state, no display needed).
+
+Names (models, attacks, corruptions) are shown as they are: every text that can hold one is drawn
+without matplotlib's math parsing (a ``$`` is a dollar sign), and legend entries are passed
+explicitly (a name that starts with ``_`` is not hidden)."""
 from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -30,19 +35,21 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
     attacks = list(dict.fromkeys(a for r in results for a in r.ran))
     colours = {a: f"C{i}" for i, a in enumerate(attacks)}
     markers = {a: _MARKERS[i % len(_MARKERS)] for i, a in enumerate(attacks)}
+    legend: list[Artist] = []
     for m, res in enumerate(results):
         style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
         worst = res.points(WORST)
-        ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst], color="black",
-                        alpha=0.10, lw=0, zorder=1, label=prefix + "worst case, 95% interval")
-        ax.plot(res.eps, [p["accuracy"] for p in worst], style, color="black", lw=5, alpha=0.3, zorder=2,
-                label=prefix + "worst case")
-        ax.axhline(res.clean_accuracy, ls=style, color="grey", lw=0.8, zorder=1,
-                   label=f"{prefix}clean {res.clean_accuracy:.1%}")
+        legend += [ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst],
+                                   color="black", alpha=0.10, lw=0, zorder=1,
+                                   label=prefix + "worst case, 95% interval"),
+                   *ax.plot(res.eps, [p["accuracy"] for p in worst], style, color="black", lw=5, alpha=0.3, zorder=2,
+                            label=prefix + "worst case"),
+                   ax.axhline(res.clean_accuracy, ls=style, color="grey", lw=0.8, zorder=1,
+                              label=f"{prefix}clean {res.clean_accuracy:.1%}")]
         for attack in res.ran:
-            ax.plot(res.eps, res.accuracy(attack), style, marker=markers[attack], ms=4, lw=1.3, color=colours[attack],
-                    zorder=3, label=prefix + attack)
-    return _finish(fig, ax, f"eps ({norm})", "Robust accuracy versus perturbation size", "upper right")
+            legend += ax.plot(res.eps, res.accuracy(attack), style, marker=markers[attack], ms=4, lw=1.3,
+                              color=colours[attack], zorder=3, label=prefix + attack)
+    return _finish(fig, ax, f"eps ({norm})", "Robust accuracy versus perturbation size", "upper right", legend)
 
 
 def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: str) -> Figure:
@@ -53,20 +60,21 @@ def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     base = [p["accuracy"] for p in before.points(WORST)]
+    legend: list[Artist] = []
     for m, res in enumerate([before, *afters]):
         colour, worst = f"C{m}", res.points(WORST)
         accuracy = [p["accuracy"] for p in worst]
         ax.fill_between(res.eps, [p["ci95"][0] for p in worst], [p["ci95"][1] for p in worst], color=colour,
                         alpha=0.12, lw=0, zorder=1)
         if m:
-            ax.fill_between(res.eps, base, accuracy, facecolor="none", edgecolor=colour, hatch="///", alpha=0.4,
-                            lw=0, zorder=1, label=f"gain of {res.name} over {before.name}")
-        ax.plot(res.eps, accuracy, "-", marker=_MARKERS[m % len(_MARKERS)], ms=4, lw=2, color=colour, zorder=3,
-                label=f"{res.name}: worst case (95% band)")
-        ax.axhline(res.clean_accuracy, ls="--", color=colour, lw=0.8, zorder=2,
-                   label=f"{res.name}: clean {res.clean_accuracy:.1%}")
+            legend.append(ax.fill_between(res.eps, base, accuracy, facecolor="none", edgecolor=colour, hatch="///",
+                                          alpha=0.4, lw=0, zorder=1, label=f"gain of {res.name} over {before.name}"))
+        legend += [*ax.plot(res.eps, accuracy, "-", marker=_MARKERS[m % len(_MARKERS)], ms=4, lw=2, color=colour,
+                            zorder=3, label=f"{res.name}: worst case (95% band)"),
+                   ax.axhline(res.clean_accuracy, ls="--", color=colour, lw=0.8, zorder=2,
+                              label=f"{res.name}: clean {res.clean_accuracy:.1%}")]
     return _finish(fig, ax, f"eps ({norm})", "Before and after: worst-case accuracy versus perturbation size",
-                   "lower left")
+                   "lower left", legend)
 
 
 def corruption_figure(results: Sequence[ModelResult]) -> Figure:
@@ -76,17 +84,19 @@ def corruption_figure(results: Sequence[ModelResult]) -> Figure:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     names = list(dict.fromkeys(c for r in results for c in r.corrupted))
+    legend: list[Artist] = []
     for m, res in enumerate(r for r in results if r.corrupted):
         style, prefix = _STYLES[m % len(_STYLES)], f"{res.name}: " if len(results) > 1 else ""
         means = res.corruption_means()
         severities = [0, *(s for s, _ in means)]
-        ax.plot(severities, [res.clean_accuracy, *(a for _, a in means)], style, color="black", lw=5, alpha=0.3,
-                zorder=2, label=prefix + "mean")
+        legend += ax.plot(severities, [res.clean_accuracy, *(a for _, a in means)], style, color="black", lw=5,
+                          alpha=0.3, zorder=2, label=prefix + "mean")
         for name, points in res.corruption_accuracy().items():
             k = names.index(name)
-            ax.plot(severities, [res.clean_accuracy, *(a for _, a in points)], style,
-                    marker=_MARKERS[k % len(_MARKERS)], ms=4, lw=1.3, color=f"C{k}", zorder=3, label=prefix + name)
-    return _finish(fig, ax, "severity (0: clean)", "Accuracy under corruptions", "lower left")
+            legend += ax.plot(severities, [res.clean_accuracy, *(a for _, a in points)], style,
+                              marker=_MARKERS[k % len(_MARKERS)], ms=4, lw=1.3, color=f"C{k}", zorder=3,
+                              label=prefix + name)
+    return _finish(fig, ax, "severity (0: clean)", "Accuracy under corruptions", "lower left", legend)
 
 
 def examples_figure(examples: Sequence[Example], title: str) -> Figure:
@@ -107,7 +117,7 @@ def examples_figure(examples: Sequence[Example], title: str) -> Figure:
             _show(axes[r][c], img, caption, red=(r == 1 and ex.fooled))
     for ax in axes.flat[len(examples) * 3:]:
         ax.axis("off")
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=9, parse_math=False)
     fig.tight_layout()
     return fig
 
@@ -117,7 +127,7 @@ def _show(ax, img: torch.Tensor, caption: str, red: bool) -> None:
     arr = (arr[0] if arr.ndim == 3 and arr.shape[0] == 1
            else (arr.permute(1, 2, 0) if arr.ndim == 3 else arr.view(1, -1)))
     ax.imshow(arr.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(caption, fontsize=7, color="crimson" if red else "black")
+    ax.set_title(caption, fontsize=7, color="crimson" if red else "black", parse_math=False)
     ax.set_xticks([]), ax.set_yticks([])
 
 
@@ -127,15 +137,30 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def examples_file(model: str) -> str:
-    """The file name of a model's example grid (the model name made file-safe)."""
-    return f"examples_{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}.png"
+def example_files(models: Iterable[str]) -> dict[str, str]:
+    """The file name of each model's example grid: ``examples_<name>.png`` with the name made
+    file-safe (letters, digits and ``_.-``, at most 60 of them) and, where that gives two models
+    one name (``"a b"`` and ``"a_b"``; also names that differ only in case, one file on a
+    case-insensitive disk), ``-2``, ``-3``, ... added in the models' order."""
+    files: dict[str, str] = {}
+    taken: set[str] = set()
+    for model in models:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)[:60]
+        file, k = f"examples_{stem}.png", 1
+        while file.casefold() in taken:
+            k += 1
+            file = f"examples_{stem}-{k}.png"
+        taken.add(file.casefold())
+        files[model] = file
+    return files
 
 
-def _finish(fig: Figure, ax, xlabel: str, title: str, legend: str) -> Figure:
-    """The accuracy axes' common dressing (labels, range, grid, legend) and layout."""
+def _finish(fig: Figure, ax, xlabel: str, title: str, loc: str, legend: Sequence[Artist]) -> Figure:
+    """The accuracy axes' common dressing (labels, range, grid, the ``legend`` entries with their
+    labels shown literally) and layout."""
     ax.set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc=legend)
+    for text in ax.legend(legend, [artist.get_label() for artist in legend], fontsize=7, loc=loc).get_texts():
+        text.set_parse_math(False)
     fig.tight_layout()
     return fig

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 
 from ..distributed import is_main
 from .comparison import Comparison
-from .folder import write_folder
+from .folder import manifest, write_folder
 from .html import render_html
 from .markdown import render as render_markdown
 from .plot import (
@@ -33,13 +34,13 @@ from .plot import (
     comparison_figure,
     corruption_figure,
     curve_figure,
+    example_files,
     examples_figure,
-    examples_file,
     png_bytes,
 )
 from .results import WORST, Check, ModelResult
 from .stats import wilson
-from .tables import header_lines
+from .tables import IMAGE, header_lines, markdown_text
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +154,17 @@ class Report:
             **self.meta,
             "checks": self.check_counts,
             "models": {name: _model_dict(res) for name, res in self.results.items()},
-            "sections": [{"title": s["title"], "markdown": s["markdown"], "images": [Path(p).name for p in s["images"]]}
-                         for s in self.sections],
+            "sections": [{"title": s["title"], "markdown": s["markdown"], "images": [p.name for p in s["images"]]}
+                         for s in self.saved_sections()],
             **({"baseline": self.baseline, "comparisons": {name: c.to_dict() for name, c in self.comparisons.items()}}
                if self.baseline is not None else {}),
         }
 
     def table(self) -> str:
-        """The accuracy table (rows: eps; columns: model/attack) in Markdown."""
+        """The accuracy table (rows: eps; columns: model/attack, names as plain text) in Markdown."""
         cols = [(m, a) for m, res in self.results.items() for a in res.names]
         label = (lambda m, a: a) if len(self.results) == 1 else (lambda m, a: f"{m}/{a}")
-        head = "| eps | " + " | ".join(label(m, a) for m, a in cols) + " |"
+        head = "| eps | " + " | ".join(markdown_text(label(m, a)) for m, a in cols) + " |"
         rows = [head, "|" + "---|" * (len(cols) + 1)]
         accs = [self.results[m].accuracy(a) for m, a in cols]
         for j, eps in enumerate(self.config["eps"]):
@@ -172,7 +173,8 @@ class Report:
 
     def markdown(self) -> str:
         """report.md's text."""
-        return render_markdown(self._header(), self.results, self.sections, list(self.comparisons.values()))
+        return render_markdown(self._header(), self.results, self.example_files(), self.saved_sections(),
+                               list(self.comparisons.values()))
 
     def _header(self) -> list[str]:
         return header_lines(self.results, self.config, self.meta, self.check_counts)
@@ -181,26 +183,58 @@ class Report:
         """Write report.json, report.md, curve.png, the example grids, the sections' images and
         report.html into ``out_dir``, as a whole: afterwards the folder holds the old report or
         this one, never a mix, and no file of the old report that this one does not write. Files
-        of yours in an earlier report's folder stay; a non-empty folder that holds no advkit
-        report is refused (FileExistsError). Returns the report.html path. In a torchrun process group
-        only rank 0 writes; the other ranks write nothing and return the same path."""
+        of yours in an earlier report's folder stay, and none is ever replaced: a folder that holds
+        no advkit report, or a file of yours named as one of the report's, is refused
+        (:class:`~advkit.evaluation.folder.FolderError`, a FileExistsError), an unwritable folder
+        too (PermissionError), before anything moves. Returns the report.html path. In a torchrun
+        process group only rank 0 writes; the other ranks write nothing and return the same path."""
         if not is_main():
             return Path(out_dir) / "report.html"
         out = write_folder(out_dir, self._write, self.file_names())
         log.info("report written to %s", out)
         return out / "report.html"
 
-    def file_names(self) -> list[str]:
-        """The names of the files :meth:`save` writes."""
+    def example_files(self) -> dict[str, str]:
+        """The file name of each model's example grid, one per model (see :func:`example_files`)."""
+        return example_files(self.results)
+
+    def saved_sections(self) -> list[dict[str, Any]]:
+        """The sections as :meth:`save` writes them, each picture under a file name of its own: one
+        named like a file of the report, or like another section's different picture, gets ``-2``,
+        ``-3``, ... before its suffix (and the section's Markdown shows it by that name); the same
+        picture in two sections is one file."""
+        taken: dict[str, bytes | None] = {name.casefold(): None for name in self._own_files()}
+        saved = []
+        for section in self.sections:
+            files, renamed = {}, {}
+            for img in map(Path, section["images"]):
+                data = section.get("files", {}).get(img.name) or img.read_bytes()
+                name, k = img.name, 1
+                while name.casefold() in taken and taken[name.casefold()] != data:
+                    k += 1
+                    name = f"{img.stem}-{k}{img.suffix}"
+                taken[name.casefold()], files[name] = data, data
+                if name != img.name:
+                    renamed[img.name] = name
+            saved.append({"title": section["title"], "markdown": _renamed_images(section["markdown"], renamed),
+                          "images": list(map(Path, files)), "files": files})
+        return saved
+
+    def _own_files(self) -> list[str]:
+        """The names of the files of the report that are not the sections' pictures."""
         corrupted = [CORRUPTIONS_FILE] if any(r.corrupted for r in self.results.values()) else []
         compared = [COMPARISON_FILE] if self.baseline is not None else []
-        pictures = ["curve.png", *corrupted, *compared,
-                    *(examples_file(n) for n, r in self.results.items() if r.examples),
-                    *(Path(img).name for s in self.sections for img in s["images"])]
-        return [*dict.fromkeys(pictures), "report.md", "report.html", "report.json"]
+        return ["curve.png", *corrupted, *compared,
+                *(file for name, file in self.example_files().items() if self.results[name].examples),
+                "report.md", "report.html", "report.json"]
 
-    def _write(self, folder: Path) -> list[str]:
-        """Every file of the report into the (new, empty) ``folder``; returns their names."""
+    def file_names(self) -> list[str]:
+        """The names of the files :meth:`save` writes."""
+        *pictures, md, page, data = self._own_files()
+        return [*pictures, *dict.fromkeys(p.name for s in self.saved_sections() for p in s["images"]), md, page, data]
+
+    def _write(self, folder: Path) -> None:
+        """Every file of the report into the (new, empty) ``folder``, report.json's manifest last."""
         files = {"curve.png": png_bytes(curve_figure(list(self.results.values()), self.config["norm"]))}
         if any(r.corrupted for r in self.results.values()):
             files[CORRUPTIONS_FILE] = png_bytes(corruption_figure(list(self.results.values())))
@@ -208,21 +242,21 @@ class Report:
         if comparisons:
             files[COMPARISON_FILE] = png_bytes(comparison_figure(comparisons[0].before, [c.after for c in comparisons],
                                                                  self.config["norm"]))
-        for name, res in self.results.items():
-            if res.examples:
-                files[examples_file(name)] = png_bytes(
-                    examples_figure(res.examples, f"{name}: clean / adversarial / perturbation"))
-        for section in self.sections:
-            for img in section["images"]:
-                files.setdefault(Path(img).name, section.get("files", {}).get(Path(img).name) or Path(img).read_bytes())
+        for name, file in self.example_files().items():
+            if self.results[name].examples:
+                files[file] = png_bytes(
+                    examples_figure(self.results[name].examples, f"{name}: clean / adversarial / perturbation"))
+        sections = self.saved_sections()
+        for section in sections:
+            files.update(section["files"])
         for name, data in files.items():
             (folder / name).write_bytes(data)
         (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (folder / "report.html").write_text(render_html(self._header(), self.results, self.sections, folder,
-                                                        comparisons), encoding="utf-8")
-        names = self.file_names()
-        (folder / "report.json").write_text(json.dumps({**self.to_dict(), "files": names}, indent=2), encoding="utf-8")
-        return names
+        (folder / "report.html").write_text(render_html(self._header(), self.results, self.example_files(),
+                                                        sections, folder, comparisons), encoding="utf-8")
+        manifest_entries = manifest(folder, self.file_names())
+        (folder / "report.json").write_text(json.dumps({**self.to_dict(), **manifest_entries}, indent=2),
+                                            encoding="utf-8")
 
     def __repr__(self) -> str:
         counts = self.check_counts
@@ -266,6 +300,15 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
 
 def _renamed(res: ModelResult, name: str) -> ModelResult:
     return dataclasses.replace(res, name=name, checks=[dataclasses.replace(c, model=name) for c in res.checks])
+
+
+def _renamed_images(markdown: str, renamed: Mapping[str, str]) -> str:
+    """``markdown`` with the pictures it shows by a name in ``renamed`` shown by their new name."""
+    def image(m: re.Match) -> str:
+        name = Path(m["src"]).name
+        return f"![{m['alt']}]({renamed[name]})" if name in renamed else m[0]
+
+    return IMAGE.sub(image, markdown)
 
 
 def _version(package: str) -> str | None:

@@ -3,6 +3,7 @@ header, rows of strings) and the pictures a section's text does not show. The tw
 format these; neither knows the :class:`~advkit.evaluation.report.Report`."""
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Mapping
@@ -113,11 +114,23 @@ def _status(rec: AttackRecord) -> str:
     return f"ran; {rec.note}" if rec.note else "ran"
 
 
-def to_markdown(table: Table) -> str:
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+#: The characters that would be Markdown in a name: backslash escapes make them plain text.
+_MARKDOWN = re.compile(r"([\\`*_\[\]|~#$])")
 
-    return "\n".join([f"### {table.title}", "", line(table.header), "|" + "---|" * len(table.header),
+
+def markdown_text(text: str) -> str:
+    """``text`` (a name, a message) as Markdown that shows exactly it, on one line: no emphasis,
+    link, code, table cell break or math from its characters and no raw HTML (``&<>`` as entities,
+    as report.html shows them)."""
+    return html.escape(_MARKDOWN.sub(r"\\\1", " ".join(text.splitlines())), quote=False)
+
+
+def to_markdown(table: Table) -> str:
+    """The table in Markdown, every title and cell as plain text."""
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(map(markdown_text, cells)) + " |"
+
+    return "\n".join([f"### {markdown_text(table.title)}", "", line(table.header), "|" + "---|" * len(table.header),
                       *(line(r) for r in table.rows)])
 
 

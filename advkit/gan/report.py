@@ -53,7 +53,8 @@ def plot_losses(history: dict[str, list], path: str | Path) -> Path:
 
 
 def plot_points(samples: Tensor, centres: Tensor, path: str | Path, title: str = "") -> Path:
-    """A scatter plot of 2-D ``samples`` with the mixture's ``centres`` marked, as a PNG."""
+    """A scatter plot of 2-D ``samples`` with the mixture's ``centres`` marked, as a PNG, titled
+    ``title`` (shown literally, without matplotlib's math parsing)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +67,7 @@ def plot_points(samples: Tensor, centres: Tensor, path: str | Path, title: str =
     ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, label="generated")
     ax.scatter(centres[:, 0], centres[:, 1], marker="x", color="red", s=60, label="true modes")
     ax.set_aspect("equal")
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)  # the caller's text as it is (a '$' is a dollar sign)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
