@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .files import save_tensors
+from .outputs import save_or_rescue
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,14 @@ class CheckpointFolder:
 
     def save(self, state: dict[str, Any], run_id: str, step: int) -> Path:
         """Write ``state`` (with ``"run_id"`` and the folder's ``"identity"`` set) as ``run_id``'s checkpoint of
-        ``step`` atomically, then delete that run's checkpoints beyond the newest ``keep``."""
+        ``step`` atomically, then delete that run's checkpoints beyond the newest ``keep``. When the folder
+        cannot take it (disk full, permissions changed), the checkpoint goes into a fresh rescue folder and
+        :class:`advkit.outputs.OutputError` says where (resume from there)."""
         recorded = {} if self.identity is None else {IDENTITY: self.identity}
-        path = save_tensors({**state, **recorded, "run_id": run_id}, self.path_for(run_id, step))
+        name = self.path_for(run_id, step).name
+        path = save_or_rescue(self.directory, lambda folder: save_tensors({**state, **recorded, "run_id": run_id},
+                                                                          folder / name),
+                              f"the checkpoint {name}", self.prefix)
         for _, old in self.runs().get(run_id, [])[:-self.keep]:
             old.unlink(missing_ok=True)
         return path
