@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .files import save_tensors
-from .outputs import save_or_rescue
+from .outputs import check_folder, save_or_rescue
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,9 @@ class CheckpointFolder:
         return {run: sorted(files) for run, files in found.items()}
 
     def claim(self, run_id: str) -> None:
-        """Refuse (ValueError) when the folder holds checkpoints of any run other than ``run_id``."""
+        """Refuse (ValueError) when the folder holds checkpoints of any run other than ``run_id``, or cannot
+        be written (:func:`advkit.outputs.check_folder`: a file, a file above it, not writable)."""
+        check_folder(self.directory, "checkpoint_dir")
         others = {run: files for run, files in self.runs().items() if run != run_id}
         if others:
             names = ", ".join(sorted(p.name for files in others.values() for _, p in files)[:4])
@@ -218,7 +220,7 @@ def _differences(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _shape_changes(old: Mapping[str, tuple[int, ...]], new: Mapping[str, tuple[int, ...]], shown: int = 3) -> str:
+def _shape_changes(old: Mapping[str, tuple[int, ...]], new: Mapping[str, tuple[int, ...]], shown: int = 2) -> str:
     """The first ``shown`` entries whose shapes differ between two architectures, and how many more."""
     changes = []
     for name in dict.fromkeys([*old, *new]):

@@ -278,3 +278,21 @@ def test_the_metrics_file_of_a_checked_run_is_written(place, monkeypatch):
     assert main(["gan", *GAN, "--out", "."]) == 0  # --out . is allowed for gan
     assert (place / "work" / "metrics.json").is_file() and (place / "work" / "samples_final.png").is_file()
     assert advkit.checkpoints.CheckpointFolder(place / "work" / "checkpoints", "gan").runs()
+
+
+@pytest.mark.parametrize("trainer", ["gan", "adversarial_training"])
+def test_the_library_refuses_a_checkpoint_folder_it_cannot_write_before_training(place, monkeypatch, trainer):
+    from advkit.defenses import training
+
+    no_work(monkeypatch, (GANTrainer, "_play"), (training.TrainingGame, "play"))
+    folder = place / "somefile" / "ckpt"
+    with pytest.raises(ValueError, match=f"checkpoint_dir {folder} cannot be created: {place / 'somefile'} is a file"):
+        if trainer == "gan":
+            tiny_gan().fit((torch.randn(32, 2), torch.zeros(32, dtype=torch.long)), steps=2, batch_size=16,
+                           checkpoint_dir=folder, progress=False)
+        else:
+            x, y = advkit.data.load("digits")[0].tensors
+            torch.manual_seed(0)
+            advkit.defenses.adversarial_training(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
+                                                 (x[:64], y[:64]), eps=0.1, epochs=1, checkpoint_dir=folder,
+                                                 device="cpu", progress=False)

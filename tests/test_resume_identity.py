@@ -177,7 +177,7 @@ def test_check_resume_names_added_and_removed_settings_and_layers():
     with pytest.raises(ValueError) as error:
         check_resume(saved, now, "x.pt")
     assert "(b=unset, now 2; a=1, now unset)" in str(error.value)
-    assert "the net's architecture differs (weight only then; bias only then; 0.weight only now; 1 more)" in str(
+    assert "the net's architecture differs (weight only then; bias only then; 2 more)" in str(
         error.value)
 
 
