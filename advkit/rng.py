@@ -65,6 +65,8 @@ class RunRNG:
                 _seed_global(self.seed)
             else:
                 set_global_state(self._state)
+                if "cuda_rng" not in self._state and _cuda_in_use():  # a CPU run's state continued on a GPU
+                    torch.cuda.manual_seed_all(self.seed)
             self._live = True
             yield
         finally:

@@ -296,3 +296,14 @@ def test_the_library_refuses_a_checkpoint_folder_it_cannot_write_before_training
             advkit.defenses.adversarial_training(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)),
                                                  (x[:64], y[:64]), eps=0.1, epochs=1, checkpoint_dir=folder,
                                                  device="cpu", progress=False)
+
+
+def test_the_api_keeps_steps_zero_as_a_no_op():
+    """Only the command refuses --steps 0 (its metrics would judge an untrained generator); fit(steps=0)
+    trains nothing, as fit up to the steps done does on a resumed run."""
+    trainer = tiny_gan()
+    before = [v.clone() for v in trainer.G.state_dict().values()]
+    history = trainer.fit((torch.randn(32, 2), torch.zeros(32, dtype=torch.long)), steps=0, batch_size=16,
+                          progress=False)
+    assert trainer.step == 0 and history["g_loss"] == []
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.G.state_dict().values(), strict=True))
