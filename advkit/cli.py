@@ -4,10 +4,12 @@ Each part registers its own subcommand: ``register(subparsers)`` in ``advkit.<pa
 adds a parser whose ``func(args) -> int`` does the work.
 
 A user's mistake (a missing or unreadable file, an unknown name, a bad number, a device this
-machine lacks) is answered here, in one place: one line ``advkit: error: ...`` on stderr and exit
-status 2. Only the exceptions that mean "this input is wrong" are answered so
-(:data:`USER_ERRORS`); anything else is a bug and keeps its traceback. ``-v`` or the environment
-variable ``ADVKIT_TRACEBACK=1`` prints the traceback of a user error too.
+machine lacks, an output folder that cannot be written) is answered here, in one place: one line
+``advkit: error: ...`` on stderr and exit status 2; so is finished work that could not be written
+where asked (:class:`advkit.outputs.OutputError`, which says where it was saved instead). Only the
+exceptions that mean "this input is wrong" are answered so (:data:`USER_ERRORS`); anything else
+is a bug and keeps its traceback. ``-v`` or the environment variable ``ADVKIT_TRACEBACK=1``
+prints the traceback of a user error too.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from . import __version__
 from .attacks.errors import GradientMaskingError
 from .devices import device_problem
 from .distributed import group_from_environment
+from .outputs import OutputError
 
 PARTS = ("advkit.evaluation.cli", "advkit.defenses.cli", "advkit.gan.cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
@@ -41,7 +44,7 @@ class UsageError(ValueError):
 #: Exceptions that mean the user's input is wrong: answered with one line and exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, TypeError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
-    GradientMaskingError,
+    GradientMaskingError, OutputError,
 )
 
 

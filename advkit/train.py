@@ -14,6 +14,7 @@ from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
 from .data import as_tensors
 from .devices import default_device
 from .progress import ProgressHook
+from .rng import RunRNG
 from .validation import check_label_range, check_labels, fits_model
 
 log = logging.getLogger(__name__)
@@ -65,40 +66,42 @@ def fit(
     of images to the batch trained on, drawing any randomness from ``generator`` (the training's own,
     seeded with ``seed``); without it the numbers are those of no augmentation. ``hooks`` see the
     game's events after the learning-rate schedule and the progress bar (round r is step r).
+    torch's global RNG (dropout) draws from a stream seeded with ``seed``; the caller's global RNG is
+    left exactly as it was.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs, batch_size and lr must be positive; got {epochs}, {batch_size}, {lr}")
     device = default_device(device)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    x, y = as_tensors(data)
-    model.to(device)
-    y = check_model_labels(model, x, y, device)
-    model.train()
-    steps_per_epoch = max(1, len(x) // batch_size)
-    rounds = epochs * steps_per_epoch
-    opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=rounds, pct_start=0.25)
-    batches = batch_stream((x, y), batch_size, BatchOrder(generator=gen), device)  # gen also shifts the images
-    losses: list[Tensor] = []
+    with RunRNG(seed).active():  # torch's global RNG (dropout) is seeded for the run, the caller's left as it was
+        gen = torch.Generator().manual_seed(seed)
+        x, y = as_tensors(data)
+        model.to(device)
+        y = check_model_labels(model, x, y, device)
+        model.train()
+        steps_per_epoch = max(1, len(x) // batch_size)
+        rounds = epochs * steps_per_epoch
+        opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=rounds, pct_start=0.25)
+        batches = batch_stream((x, y), batch_size, BatchOrder(generator=gen), device)  # gen also shifts the images
+        losses: list[Tensor] = []
 
-    def loss() -> Tensor:
-        bx, by = next(batches)
-        if shift and bx.ndim == 4:
-            bx = random_shift(bx, shift, gen)
-        if augment is not None:
-            bx = augment(bx, gen)
-        out = F.cross_entropy(model(bx), by)
-        losses.append(out.detach())
-        return out
+        def loss() -> Tensor:
+            bx, by = next(batches)
+            if shift and bx.ndim == 4:
+                bx = random_shift(bx, shift, gen)
+            if augment is not None:
+                bx = augment(bx, gen)
+            out = F.cross_entropy(model(bx), by)
+            losses.append(out.detach())
+            return out
 
-    outer = Player(trainable_params(model), OptimizerStep(opt), maximize=False)
-    hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress), *hooks]
-    play(outer=outer, outer_loss=loss, rounds=rounds, hooks=hooks)
-    model.eval()
-    history = torch.stack(losses).tolist() if losses else []
-    log.info("fit: %d steps, final loss %.4f", rounds, history[-1] if history else math.nan)
-    return history
+        outer = Player(trainable_params(model), OptimizerStep(opt), maximize=False)
+        hooks = [_LRSchedule(sched), ProgressHook(rounds, "fit", progress), *hooks]
+        play(outer=outer, outer_loss=loss, rounds=rounds, hooks=hooks)
+        model.eval()
+        history = torch.stack(losses).tolist() if losses else []
+        log.info("fit: %d steps, final loss %.4f", rounds, history[-1] if history else math.nan)
+        return history
 
 
 @torch.no_grad()

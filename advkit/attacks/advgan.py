@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoints import run_identity
 from ..core import check_number, frozen
 from ..data import as_tensors
 from ..devices import model_device
@@ -100,8 +101,12 @@ class AdvGAN(Attack):
         (``fooled``: the share of each generator batch the model got wrong).
 
         ``checkpoint_dir``, ``resume``: as :meth:`advkit.gan.GANTrainer.fit` (a resumed run is
-        bit-exact on the CPU). ``seed`` fixes the first fit's initial weights, batch order and
-        targets; a later fit continues the same run (another seed is a ValueError).
+        bit-exact on the CPU). Each checkpoint records the attack's settings (those :meth:`save` keeps),
+        ``seed``, ``batch_size``, fingerprints of the images and of the classifier's weights and the
+        shapes of the generator, the discriminator and the classifier; a resume that differs in any is
+        refused with a ValueError naming the differences. ``seed`` fixes the first fit's initial
+        weights, batch order and targets; a later fit continues the same run (another seed is a
+        ValueError).
         """
         check_number(steps, "steps", low_open=False, integer=True)
         check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
@@ -207,8 +212,7 @@ class AdvGAN(Attack):
                              "before")
         atk = cls(model, generator=generator, discriminator=discriminator, **state["config"])
         atk._build(tuple(state["shape"]), state["num_classes"], state["seed"])
-        with torch.random.fork_rng(devices=[]):  # the trainer restores its RNG states, not the caller's
-            atk._trainer.load_state_dict(state["trainer"])
+        atk._trainer.load_state_dict(state["trainer"])  # its RNG streams are its own: the caller's stay as they are
         return atk
 
 
@@ -267,6 +271,15 @@ class _Trainer(GANTrainer):
 
     def judge(self, x: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
         return super().judge(x, None, model)
+
+    def identity(self, real: Tensor, cond: Tensor | None, batch_size: int) -> dict[str, Any]:
+        """AdvGAN's run: its settings (the GAN trainer's derive from them), the images and the classifier it
+        attacks (weights and shapes) beside the generator's and discriminator's shapes."""
+        atk = self.attack
+        settings = {**{name: getattr(atk, name) for name in _CONFIG}, "seed": self.seed, "batch_size": batch_size}
+        classifier = [v for v in atk.model.state_dict().values() if isinstance(v, Tensor)]
+        return run_identity(settings, {"images": real, "classifier weights": classifier},
+                            {"generator": self.G, "discriminator": self.D, "classifier": atk.model})
 
     def g_loss(self, real: Tensor, cond: Tensor | None, rows: tuple[int, int] | None = None,
                batch_cond: Tensor | None = None) -> tuple[Tensor, None]:

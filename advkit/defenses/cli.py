@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..acceleration import add_gpu_options, gpu_options
+from ..checkpoints import CheckpointFolder, new_run_id
 from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
@@ -33,6 +34,7 @@ from ..evaluation import evaluate
 from ..evaluation.cli import (
     add_corruptions_option,
     attack_names,
+    check_report_folder,
     cli_model,
     eps_grid,
     eps_number,
@@ -41,20 +43,20 @@ from ..evaluation.cli import (
     print_report,
 )
 from ..evaluation.demo import Phases
-from ..evaluation.folder import report_files
 from ..evaluation.specs import resolve
 from ..files import save_tensors
 from ..models import ARCHS, is_torchscript
+from ..outputs import check_folder, save_or_rescue
 from ..train import accuracy, fit
 from ..validation import check_eps
 from .augment import augmented_training
 from .finetune import finetune
-from .training import adversarial_training, defense_model
+from .training import CHECKPOINT_PREFIX, adversarial_training, defense_model
 
 #: The defenses ``--method`` names: adversarial training's methods, adversarial fine-tuning, augmentation.
 METHODS = ("pgd", "fgsm-rs", "trades", "finetune", "augment")
-#: The methods that take ``--checkpoint-dir`` and ``--resume`` (adversarial training's).
-CHECKPOINTED = ("pgd", "fgsm-rs", "trades")
+#: The methods that take ``--checkpoint-dir`` and ``--resume`` (adversarial training's and fine-tuning).
+CHECKPOINTED = ("pgd", "fgsm-rs", "trades", "finetune")
 #: The names of the two models in the report (and of their weight files, ``NAME.pt``).
 BEFORE, AFTER = "before", "after"
 
@@ -90,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs of plain training of the standard model (without --model)")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs of the defense (default: the method's)")
     p.add_argument("--checkpoint-dir", type=Path, default=None,
-                   help="checkpoint adversarial training (pgd, fgsm-rs, trades) there after every epoch")
+                   help="checkpoint the defense (pgd, fgsm-rs, trades, finetune) there after every epoch")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
     p.add_argument("--attacks", default="fgsm,pgd-40", type=attack_names, help="attacks of the report")
     p.add_argument("--eval-eps", default=None, type=eps_grid,
@@ -141,21 +143,25 @@ def run(args: argparse.Namespace) -> int:
                       **gpu_options(args))
     weights = f"`{AFTER}.pt` is the defended model's state dict, of {architecture}."
     report.add_section(f"Defense: {args.method}", defense_markdown(args, history, seconds) + "\n\n" + weights)
-    html = report.save(args.out)
     phases.end("evaluated")
     if not main:
         return 0
-    saved = [save_tensors(after.state_dict(), args.out / f"{AFTER}.pt")]
-    if trained_here:
-        saved.append(save_tensors(before.state_dict(), args.out / f"{BEFORE}.pt"))
+    models = {AFTER: after, **({BEFORE: before} if trained_here else {})}
+
+    def write(folder: Path) -> tuple[Path, list[Path]]:
+        html = report.save(folder)
+        return html, [save_tensors(model.state_dict(), folder / f"{name}.pt") for name, model in models.items()]
+
+    html, saved = save_or_rescue(args.out, write, f"the defended model ({AFTER}.pt) and its report", "defense")
     print(f"weights: {', '.join(str(p) for p in saved)} (state dicts of {architecture})")
     return print_report(report, html)
 
 
 def check_args(args: argparse.Namespace) -> None:
     """Refuse, before any work, what cannot run: a zero eps for an adversarial defense, checkpoints
-    for a method without them, a TorchScript model to train, an unknown attack, an --out folder
-    holding something else than an advkit report."""
+    for a method without them, a TorchScript model to train, an unknown attack, an --out folder that
+    cannot take the report (:func:`~advkit.evaluation.cli.check_report_folder`), a --checkpoint-dir
+    that cannot be written, holds another run (without --resume) or nothing to resume (with it)."""
     check_eps(args.eps, "--eps", norm=args.norm)
     if args.eps == 0 and args.method != "augment":
         raise UsageError(f"--eps must be > 0 for --method {args.method} (eps 0 is plain training)")
@@ -168,10 +174,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"{args.model} is a TorchScript file, which advkit cannot train: give the model as a "
                          "state dict (torch.save(model.state_dict())) with --arch or --model-factory")
     resolve(args.attacks)
-    out = args.out
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and report_files(out) is None)):
-        raise UsageError(f"--out {out} is a file or a folder that holds no advkit report: choose a new folder, "
-                         "an empty one or the folder of an earlier report")
+    check_report_folder(args.out, "--out")
+    if args.checkpoint_dir is not None:
+        check_folder(args.checkpoint_dir, "--checkpoint-dir")
+        folder = CheckpointFolder(args.checkpoint_dir, CHECKPOINT_PREFIX)
+        if args.resume:
+            folder.resumable_run()
+        else:
+            folder.claim(new_run_id())
 
 
 def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, progress: bool) -> tuple[nn.Module, Any]:
@@ -179,7 +189,8 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.method == "finetune":
         model, history = finetune(model, train, eps=args.eps, seed=args.seed, progress=progress, norm=args.norm,
-                                  device=args.device, eval_data=test, **epochs)
+                                  device=args.device, eval_data=test, checkpoint_dir=args.checkpoint_dir,
+                                  resume=args.resume, **epochs)
     elif args.method == "augment":
         model, history = augmented_training(model, train, seed=args.seed, progress=progress, device=args.device,
                                             **epochs)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..checkpoints import CheckpointFolder
 from ..core import check_number
 from ..core.norms import get_norm
 from ..data import as_tensors
@@ -26,7 +28,7 @@ from ..validation import check_images
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
 from .methods import METHODS, Method
-from .training import TrainingGame, check_run, checked_data
+from .training import CHECKPOINT_PREFIX, TrainingGame, check_run, checked_data, run_record
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,8 @@ def finetune(
     batch_size: int = 128,
     device: str | torch.device | None = None,
     eval_data: Any = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
 ) -> tuple[nn.Module, History]:
     """Fine-tune the trained ``model`` in place on ``data`` for ``epochs`` epochs, a share ``mix`` of
     every batch replaced by adversarial examples of size ``eps`` under ``norm`` (0: plain training on
@@ -98,10 +102,15 @@ def finetune(
     the accuracies before fine-tuning, then one record per epoch: clean accuracy on ``eval_data``
     (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images. Same
     ``seed``, same weights on the CPU. Bad arguments raise a ``ValueError``/``TypeError`` naming them
-    before any work. Under torchrun it shards as :func:`~advkit.defenses.adversarial_training` does,
+    before any work. ``checkpoint_dir`` and ``resume``: checkpoints after every epoch and an exact resume,
+    as :func:`~advkit.defenses.adversarial_training`'s (a resume with other settings, data, fixed set or
+    model is refused, naming the differences); the caller's global torch RNG is left as it was. Under
+    torchrun it shards as :func:`~advkit.defenses.adversarial_training` does,
     the ``mix`` share taken from each rank's share of the batch.
     """
     norm, eps = check_run(model, norm, eps, batch_size, seed)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir to resume from")
     epochs = check_number(epochs, "epochs", low=1, low_open=False, integer=True)
     mix = check_number(mix, "mix", low=0, low_open=False, high=1)
     lr = LR if lr is None else check_number(lr, "lr")
@@ -109,8 +118,11 @@ def finetune(
     model.to(device)
     x, y = checked_data(model, data, "data", device)
     x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
+    given = {"data": (x, y), "eval_data": None if eval_data is None else (x_eval, y_eval)}
     if _is_fixed_set(attack):
-        adversary: Adversary = FixedAdversary(_fixed_set(attack, x, y, eps, norm).to(device))
+        fixed = _fixed_set(attack, x, y, eps, norm)
+        given["adversarial set"] = fixed
+        adversary: Adversary = FixedAdversary(fixed.to(device))
     else:
         adversary = resolve_attack("pgd" if attack is None else attack, model, norm, default=None)
     spec = Method("finetune", epochs=epochs, lr=lr, adversary=lambda *_: adversary, loss=METHODS["pgd"].loss)
@@ -119,10 +131,16 @@ def finetune(
     history = History("finetune", eps, "training data" if eval_data is None else "eval_data")
     game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None,
                         config, history, device)
-    history.records.append(_before(game))
-    game.play(None, progress)
+    folder = None
+    if checkpoint_dir is not None:
+        folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX, identity=run_record(config, attack, model, given))
+    game.start(folder, resume)
+    if not resume:  # a resumed run's history holds its epoch 0
+        with game.global_rng.active():
+            history.records.append(_before(game))
+    game.play(progress)
     model.eval()
-    return model, history
+    return model, game.history
 
 
 def _before(game: TrainingGame) -> EpochRecord:

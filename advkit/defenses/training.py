@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from ..acceleration import accelerated, autocast, compile_options
 from ..attacks import PGD
 from ..batches import BatchOrder, batch_stream
-from ..checkpoints import CheckpointFolder, new_run_id
+from ..checkpoints import CheckpointFolder, new_run_id, run_identity
 from ..core import BackwardPlayer, Hook, OptimizerStep, Player, check_number, frozen, play, trainable_params
 from ..data import as_tensors
 from ..devices import default_device
@@ -63,6 +63,7 @@ from ..distributed import (
 )
 from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
+from ..rng import RunRNG
 from ..train import check_model_labels, random_shift
 from ..validation import check_choice, check_eps, check_images
 from .adversaries import resolve_attack
@@ -151,7 +152,12 @@ def adversarial_training(
     After each epoch: clean accuracy on ``eval_data`` (default: the training data) and PGD accuracy
     at ``eps`` on its first ``eval_size`` images, then a checkpoint in ``checkpoint_dir`` when given.
     ``resume=True`` continues the run checkpointed there and ends with the same weights as an
-    uninterrupted run (bit-identical on the CPU). Same ``seed``, same numbers on the CPU.
+    uninterrupted run (bit-identical on the CPU). The checkpoints record what defines the run
+    (:func:`run_record`: every argument but ``checkpoint_dir``, ``resume``, ``progress``, ``device`` and
+    the GPU switches; fingerprints of ``data`` and ``eval_data``; the model's shapes): a resume that
+    differs is refused with a ValueError naming the differences, also when that run has finished.
+    Same ``seed``, same numbers on the CPU. torch's global RNG (dropout, torchattacks' draws) is the
+    run's own stream, seeded with ``seed`` and kept in the checkpoints; the caller's is left as it was.
 
     Under torchrun (an initialised process group; every rank passes the same arguments and data) the
     run is sharded (see the module's docstring): each rank attacks and trains on its share of every
@@ -178,24 +184,40 @@ def adversarial_training(
     device = default_device(device)
     model.to(device)
     x, y = checked_data(model, data, "data", device)
+    given = {"data": (x, y), "eval_data": None}
     held_out = None
     if spec.guard:
         x, y, held_out = _hold_out(x, y, batch_size, seed)
     x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
+    if eval_data is not None:
+        given["eval_data"] = (x_eval, y_eval)
     adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x), amp), amp)
     history = History(method, eps, "training data" if eval_data is None else "eval_data")
     config = {"method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": opts}
     game = TrainingGame(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device,
                         **speed)
-    folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
-    if resume:
-        game.resume(folder)
-    elif folder is not None:
-        gather_call(lambda: folder.claim(game.run_id) if is_main() else None)
-    game.play(folder, progress)
+    folder = None
+    if checkpoint_dir is not None:
+        folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX, identity=run_record(config, attack, model, given))
+    game.start(folder, resume)
+    game.play(progress)
     model.eval()
     return model, game.history
+
+
+def run_record(config: dict[str, Any], attack: Any, model: nn.Module, data: dict[str, Any]) -> dict[str, Any]:
+    """What defines a run of the training game, for its checkpoints (:func:`advkit.checkpoints.run_identity`):
+    its ``config`` and ``attack`` (by name, or an object's or factory's type), the fingerprints of
+    ``data`` (name -> tensors or None) and the model's shapes."""
+    if attack is None or isinstance(attack, str):
+        described = attack
+    elif isinstance(attack, (Tensor, torch.utils.data.Dataset)):
+        described = "a fixed set of adversarial examples"
+    else:  # a factory (function or class) by its name, an attack object by its class
+        kind = attack if hasattr(attack, "__qualname__") else type(attack)
+        described = f"{kind.__module__}.{kind.__qualname__}"
+    return run_identity({**config, "attack": described}, data, {"model": model})
 
 
 def check_run(model: nn.Module, norm: str, eps: float, batch_size: int, seed: int) -> tuple[str, float]:
@@ -246,23 +268,33 @@ class TrainingGame(Hook):
         self.seed, self.eps = config["seed"], config["eps"]
         self.per_epoch = max(1, len(x) // config["batch_size"])
         self.total = config["epochs"] * self.per_epoch
-        torch.manual_seed(self.seed)
+        self.global_rng = RunRNG(self.seed)  # torch's global RNG while the game plays: the run's own stream
         self.optimizer = torch.optim.AdamW(trainable_params(model), lr=config["lr"], weight_decay=opts["weight_decay"])
         self.network: nn.Module = model  # what the loss forwards through: DDP's wrapper in a process group
         self.run_id = broadcast(new_run_id())
         self.step, self.stopped = 0, False
         self.best: dict[str, Any] | None = None  # the guard's best weights and held-out accuracy
+        self.folder: CheckpointFolder | None = None
         self.batches = self.epoch_gen = None
         self.losses: list[Tensor] = []
         self.epoch_start = 0.0
 
     # ---- the game ------------------------------------------------------------------------------
 
-    def play(self, folder: CheckpointFolder | None, progress: bool) -> None:
-        """Play the rounds left, then, under a guard, go back to the weights of its best epoch."""
+    def start(self, folder: CheckpointFolder | None, resume: bool) -> None:
+        """Where the game's checkpoints go: ``resume`` continues the run in ``folder`` (refused unless it is
+        this one's, :meth:`CheckpointFolder.resume`); a new run claims the folder."""
         self.folder = folder
+        if resume:
+            self.resume(folder)
+        elif folder is not None:
+            gather_call(lambda: folder.claim(self.run_id) if is_main() else None)
+
+    def play(self, progress: bool) -> None:
+        """Play the rounds left (with the run's global RNG), then, under a guard, go back to the weights of
+        its best epoch."""
         if not self.stopped and self.step < self.total:
-            with accelerated(self.model, self.channels_last, self.compile):
+            with self.global_rng.active(), accelerated(self.model, self.channels_last, self.compile):
                 self.network = data_parallel(self.model)
                 kind = Player if self.network is self.model else BackwardPlayer
                 outer = kind(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
@@ -293,7 +325,7 @@ class TrainingGame(Hook):
             self.losses.clear()
             self.epoch_start = time.perf_counter()
             if rank() > 0:  # rank 0 keeps the stream it checkpoints; the others' start afresh each epoch
-                torch.manual_seed(derived_seed(self.seed, _RANK_RNG, epoch, rank()))
+                self.global_rng.reseed(derived_seed(self.seed, _RANK_RNG, epoch, rank()))
         bx, by, index = next(self.batches)
         if self.opts["shift"] and bx.ndim == 4:
             bx = random_shift(bx, self.opts["shift"], self.epoch_gen)
@@ -397,13 +429,10 @@ class TrainingGame(Hook):
     # ---- checkpoints -------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "torch_rng": torch.get_rng_state(),
-                 "step": self.step, "stopped": self.stopped, "history": self.history.to_dict(),
-                 "best": self.best or {}, "config": self.config, "adversary": self.adversary_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return state
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                **self.global_rng.state_dict(),
+                "step": self.step, "stopped": self.stopped, "history": self.history.to_dict(),
+                "best": self.best or {}, "config": self.config, "adversary": self.adversary_state()}
 
     def adversary_state(self) -> dict[str, Any]:
         """What the inner player carries from step to step (FGSM's per-sample memory), else nothing."""
@@ -411,28 +440,16 @@ class TrainingGame(Hook):
 
     def resume(self, folder: CheckpointFolder) -> None:
         """Load the newest valid checkpoint of the run in ``folder`` (read by rank 0, sent to the others);
-        ValueError when it was written with other settings than this call's."""
-        self.run_id, state, path = gather_call(lambda: self.latest(folder) if is_main() else None)[0]
-        changed = [k for k, v in self.config.items() if state["config"].get(k) != v]
-        if changed:
-            raise ValueError(f"resume=True: the checkpoint {path.name} was written with other settings ("
-                             + ", ".join(f"{k}={state['config'].get(k)!r}, now {self.config[k]!r}" for k in changed)
-                             + "); pass the same arguments to continue it, or start a new run in another folder")
+        ValueError when it was written by a run with other settings, data or model (every rank raises)."""
+        self.run_id, state, path = gather_call(lambda: folder.resume(self.run_id) if is_main() else None)[0]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.global_rng.load_state_dict(state)
         self.step, self.stopped, self.best = state["step"], state["stopped"], state["best"] or None
         if hasattr(self.adversary, "load_state_dict"):
             self.adversary.load_state_dict(state["adversary"])
         self.history = History.from_dict(state["history"])
         log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
-
-    def latest(self, folder: CheckpointFolder) -> tuple[str, dict[str, Any], Path]:
-        """The run to resume in ``folder``, its newest valid checkpoint and that file's path."""
-        run_id = folder.resumable_run(self.run_id)
-        return (run_id, *folder.load_latest(run_id))
 
 
 def count_by_batches(count: Callable[[int, int], int], n: int, size: int) -> int:

@@ -23,7 +23,9 @@ from ..models import (
     load_state_dict,
     load_torchscript,
 )
+from ..outputs import check_folder, save_or_rescue
 from .evaluate import evaluate
+from .folder import report_files
 from .specs import resolve
 from .tables import comparison_tables, to_markdown
 
@@ -97,14 +99,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     resolve(args.attacks)  # unknown attack names fail here, before any loading
+    check_report_folder(args.out, "--out")
     _, test = load(args.data, root=args.root)
     model = cli_model(args, test[0][0])
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
                       warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries,
                       corruptions=args.corruptions, **gpu_options(args))
-    path = report.save(args.out)
+    path = save_or_rescue(args.out, report.save, "the report", "report")
     return print_report(report, path) if is_main() else 0
+
+
+def check_report_folder(out: Path, option: str) -> None:
+    """Refuse (UsageError), before any work, a report folder the report could not be saved into:
+    :func:`advkit.outputs.check_folder`'s cases (a file, a file above it, not writable, the current
+    folder or one above it), and an existing folder that holds files but no advkit report."""
+    try:
+        check_folder(out, option, report=True)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    if out.is_dir() and any(out.iterdir()) and report_files(out) is None:
+        raise UsageError(f"{option} {out} is a folder that holds no advkit report: choose a new folder, an empty "
+                         "one or the folder of an earlier report")
 
 
 def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:
@@ -144,6 +160,7 @@ def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    check_report_folder(args.out, "--out")
     start = time.perf_counter()
     report = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, progress=not args.no_progress)
     print(f"demo finished in {time.perf_counter() - start:.1f} s")

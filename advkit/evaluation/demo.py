@@ -26,6 +26,7 @@ from ..data import load
 from ..defenses import adversarial_training
 from ..devices import default_device
 from ..models import SmallCNN
+from ..outputs import save_or_rescue
 from ..train import accuracy, fit
 from .evaluate import evaluate
 from .report import Report
@@ -63,7 +64,8 @@ STANDARD, DEFENDED = "standard", "defended"
 def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: str | torch.device | None = None,
              progress: bool = True) -> Report:
     """Train, evaluate, add the later parts' sections, save into ``out_dir`` (as a whole, see
-    :meth:`Report.save`); returns the saved report. With ``progress`` each phase prints a start and an
+    :meth:`Report.save`; when that fails, into a rescue folder, and :class:`advkit.outputs.OutputError`
+    says where); returns the saved report. With ``progress`` each phase prints a start and an
     end line (through tqdm, beside its bars) on stderr; without, the lines are logged at INFO."""
     cfg = QUICK if quick else FULL
     out = Path(out_dir)
@@ -108,7 +110,7 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: st
             section = provider(Path(scratch), quick, seed, progress=progress)
             report.add_section(section["title"], section["markdown"], section.get("images", ()))
             phases.end(f"{section['title']}: done")
-    report.save(out)
+    save_or_rescue(out, report.save, "the demo's report", "demo")
     return report
 
 

@@ -1,8 +1,11 @@
 """``advkit gan``: train a GAN on a named data set and write sample grids per checkpoint, a loss
 curve, metrics and checkpoints into one folder. A thin shell over :class:`GANTrainer`; the training
 hyper-parameters default to GANTrainer's own defaults (read from its signature, one place). User
-mistakes (a zero width, a folder holding another run, nothing to resume) raise ValueError or
-FileNotFoundError, which the ``advkit`` command prints as one line. Under torchrun
+mistakes (a zero width, ``--steps 0``, an ``--out`` that cannot be written, a folder holding another
+run, nothing to resume, a resume with other settings, data or networks) raise ValueError or
+FileNotFoundError before any training, which the ``advkit`` command prints as one line. ``--out .``
+is allowed: the command writes its named files (samples, metrics, curve, ``checkpoints/``) into the
+folder and replaces no folder. Under torchrun
 (``torchrun --nproc_per_node N -m advkit -- gan ...``) the ranks share each batch and rank 0 alone
 writes the folder and prints the metrics."""
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..acceleration import add_gpu_options, gpu_options
 from ..core import Hook
 from ..distributed import is_main
 from ..files import write_text
+from ..outputs import OutputError, check_folder
 from .models import Discriminator, Translator, dcgan
 from .report import plot_losses, quality, reference_classifier, save_grid, translation_quality
 from .tasks import TASKS, paired
@@ -43,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    choices=["minimax", "non-saturating", "wgan", "wgan-gp", "hinge", "lsgan"])
     p.add_argument("--conditional", default=None, choices=["class", "image"])
     p.add_argument("--task", default="edges", choices=list(TASKS), help="paired task for --conditional image")
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=2000,
+                   help="generator steps to train (with --resume: the total to reach); at least 1")
     p.add_argument("--batch-size", type=int, default=FIT_DEFAULTS["batch_size"])
     p.add_argument("--n-critic", type=int, default=DEFAULTS["n_critic"])
     p.add_argument("--lr-g", type=float, default=DEFAULTS["lr_g"])
@@ -85,6 +90,11 @@ def grid_samples(trainer: GANTrainer, condition: torch.Tensor | None) -> torch.T
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    if args.steps < 1:
+        raise ValueError(f"--steps must be an integer >= 1, got {args.steps}: the metrics of an untrained generator "
+                         "mean nothing (with --resume, --steps is the total to reach)")
+    check_folder(out, "--out")
+    check_folder(out / "checkpoints", "--out's checkpoints folder")
     train, test = datasets.load(args.data, root=args.root, seed=args.seed)
     x, _ = train.tensors
     torch.manual_seed(args.seed)
@@ -95,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         D = Discriminator(x.shape[1], x.shape[-1], cond_channels=cond_channels, width=args.width)
         grid_condition = test_pairs.tensors[0][:50]
     else:
-        train_data, grid_condition = train, None
+        train_data, test_pairs, grid_condition = train, None, None
         G, D = dcgan(x.shape[1], x.shape[-1], 10 if args.conditional == "class" else None, args.latent_dim, args.width)
     l1 = args.l1_weight if args.conditional == "image" else 0.0
     trainer = GANTrainer(G, D, loss=args.loss, n_critic=args.n_critic, lr_g=args.lr_g, lr_d=args.lr_d,
@@ -107,6 +117,19 @@ def run(args: argparse.Namespace) -> int:
                           checkpoint_every=every, resume=args.resume, progress=not args.no_progress, hooks=grids)
     if not is_main():  # rank 0 writes the samples, metrics and curve of the run every rank trained alike
         return 0
+    try:
+        return write_results(args, out, trainer, history, (train, test, test_pairs), grid_condition)
+    except OSError as err:
+        raise OutputError(f"cannot write the samples and metrics into {out} ({type(err).__name__}: {err}); the "
+                          f"trained run is safe in {out / 'checkpoints'}: once {out} is writable, run the same "
+                          "command with --resume to write them without training") from err
+
+
+def write_results(args: argparse.Namespace, out: Path, trainer: GANTrainer, history: dict[str, list], data: tuple,
+                  grid_condition: torch.Tensor | None) -> int:
+    """The trained run's metrics (printed as JSON), sample grid, loss curve and metrics.json in ``out``;
+    ``data``: the train and test sets and the test pairs (image-conditional) or None."""
+    train, test, test_pairs = data
     cache = out / "classifier.pt"
     if not cache.exists() and not args.no_progress:  # stderr, beside the bars: stdout carries the metrics JSON
         print(f"advkit gan: training the reference classifier for the metrics (a SmallCNN on {args.data})",

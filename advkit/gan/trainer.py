@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..acceleration import accelerated, autocast, compile_options
 from ..batches import BatchOrder, batch_stream
-from ..checkpoints import CheckpointFolder, new_run_id
+from ..checkpoints import CheckpointFolder, new_run_id, run_identity
 from ..core import (
     BackwardPlayer,
     DivergenceGuard,
@@ -59,6 +59,7 @@ from ..distributed import (
     world_size,
 )
 from ..progress import ProgressHook
+from ..rng import RunRNG
 from .ema import EMA
 from .losses import flat_logits, gan_loss, gradient_penalty
 from .sharding import ShardedOrder, global_loss
@@ -153,6 +154,7 @@ class GANTrainer:
                              "it is not available with conditional='image'")
         self.loss_name, self.n_critic, self.conditional, self.mode_seeking = loss, n_critic, conditional, mode_seeking
         self.l1_weight, self.gp_weight, self.clip = l1_weight, gp_weight, clip
+        self.betas, self.ema_decay, self.ema_ramp = tuple(betas), ema_decay, ema_ramp
         self.max_abs_logit, self.lr_backoff, self.max_rollbacks = max_abs_logit, lr_backoff, max_rollbacks
         self.base_lr = {"g": lr_g, "d": lr_d}
         self.device, self.seed = default_device(device), seed
@@ -164,6 +166,7 @@ class GANTrainer:
         self.opt_g = torch.optim.Adam(g_params, lr=lr_g, betas=betas) if g_params else None
         self.opt_d = torch.optim.Adam(trainable_params(self.D), lr=lr_d, betas=betas)
         self.rng = torch.Generator().manual_seed(seed)
+        self.global_rng = RunRNG(seed)  # torch's global RNG during fit (dropout in the models): the run's own
         self.order = BatchOrder(seed=seed)  # which real samples each D step takes
         self.run_id = new_run_id()  # names this run's checkpoints; a resumed run takes its checkpoint's
         self.step, self.lr_scale = 0, 1.0
@@ -181,8 +184,14 @@ class GANTrainer:
         ``steps``) and at the end, named by this run's id (:mod:`advkit.checkpoints`); the newest three
         of this run are kept. A folder holding another run's checkpoints is refused unless
         ``resume=True``, which first loads the newest valid checkpoint of the run there (an error when
-        none loads). ``hooks`` are extra core hooks (round numbers are global steps). When the
-        divergence guard gives up, the trainer is left at its last good state.
+        none loads). Each checkpoint records what defines the run (:meth:`identity`); a resume with
+        other settings, data or networks is refused with a ValueError naming the differences, also when
+        the run there has finished. ``steps`` may be the steps done already (0 for a new trainer):
+        nothing is trained then. ``hooks`` are extra core hooks (round numbers are global steps). When
+        the divergence guard gives up, the trainer is left at its last good state.
+
+        torch's global RNG (dropout in the models) is the run's own stream, seeded with ``seed`` and kept
+        in the checkpoints; the caller's global RNG is left exactly as it was.
 
         In a process group every rank passes the same data and arguments; each global batch of
         ``batch_size`` is split among the ranks (contiguous shares, sizes within one), the noise and
@@ -200,7 +209,16 @@ class GANTrainer:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
         real, cond = self._prepare(data)
         self._check_same_run(real, steps, min(batch_size, len(real)), checkpoint_every, resume)
-        folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX) if checkpoint_dir is not None else None
+        folder = None
+        if checkpoint_dir is not None:
+            folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX, identity=self.identity(real, cond, batch_size))
+        with self.global_rng.active():
+            self._fit(real, cond, steps, batch_size, folder, checkpoint_every, resume, progress, hooks)
+        return self.history
+
+    def _fit(self, real: Tensor, cond: Tensor | None, steps: int, batch_size: int, folder: CheckpointFolder | None,
+             checkpoint_every: int | None, resume: bool, progress: bool, hooks: Iterable[Hook]) -> None:
+        """``fit`` once its arguments are checked, with the run's global RNG."""
         if resume:
             gather_call(lambda: self._resume(folder) if is_main() else None)
         elif folder is not None:
@@ -216,7 +234,24 @@ class GANTrainer:
                 self._play(real, cond, steps, batch_size, every, folder, progress and is_main(), hooks)
             finally:
                 self._train_g, self._train_d = self.G, self.D
-        return self.history
+
+    def identity(self, real: Tensor, cond: Tensor | None, batch_size: int) -> dict[str, Any]:
+        """What defines this run, recorded in its checkpoints and compared on resume
+        (:func:`advkit.checkpoints.run_identity`): :meth:`run_settings`, the fingerprint of the samples and
+        conditions ``fit`` prepared, and the shapes of G's and D's weights."""
+        return run_identity(self.run_settings(batch_size), {"data": (real, cond)},
+                            {"generator": self.G, "discriminator": self.D})
+
+    def run_settings(self, batch_size: int) -> dict[str, Any]:
+        """The settings that shape the run's trajectory. Left out, so free to change on resume: ``steps``
+        (train further), ``checkpoint_dir``, ``checkpoint_every``, ``progress``, ``hooks``, ``max_rollbacks``
+        (how many more tries), and how the run computes: ``device``, ``amp``, ``channels_last``,
+        ``compile`` and the number of processes."""
+        return {"loss": self.loss_name, "n_critic": self.n_critic, "lr_g": self.base_lr["g"], "lr_d": self.base_lr["d"],
+                "betas": self.betas, "conditional": self.conditional, "l1_weight": self.l1_weight,
+                "mode_seeking": self.mode_seeking, "gp_weight": self.gp_weight, "clip": self.clip,
+                "ema_decay": self.ema_decay, "ema_ramp": self.ema_ramp, "max_abs_logit": self.max_abs_logit,
+                "lr_backoff": self.lr_backoff, "seed": self.seed, "batch_size": batch_size}
 
     def _play(self, real: Tensor, cond: Tensor | None, steps: int, batch_size: int, every: int,
               folder: CheckpointFolder | None, progress: bool, hooks: Iterable[Hook]) -> None:
@@ -466,17 +501,14 @@ class GANTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: models, EMA, optimizers, RNG states, counters, history."""
-        state = {
+        return {
             "generator": self.G.state_dict(), "discriminator": self.D.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else {},
             "opt_g": self.opt_g.state_dict() if self.opt_g else {}, "opt_d": self.opt_d.state_dict(),
-            "rng": self.rng.get_state(), "torch_rng": torch.get_rng_state(),
+            "rng": self.rng.get_state(), **self.global_rng.state_dict(),
             "step": self.step, "batches_drawn": self.order.drawn, "lr_scale": self.lr_scale,
             "num_classes": self.num_classes or 0, "history": self.history, "run_id": self.run_id,
         }
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (tensors are copied into the live models)."""
@@ -488,9 +520,7 @@ class GANTrainer:
             self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.global_rng.load_state_dict(state)
         self.step, self.order.drawn, self.lr_scale = state["step"], state["batches_drawn"], state["lr_scale"]
         self.num_classes = state["num_classes"] or self.num_classes
         self.run_id = state.get("run_id", self.run_id)
@@ -504,8 +534,9 @@ class GANTrainer:
             log.info("checkpoint at step %d: %s", self.step, path)
 
     def _resume(self, folder: CheckpointFolder) -> None:
-        """Load the newest valid checkpoint of this trainer's run in ``folder`` (or of the only run there)."""
-        state, path = folder.load_latest(folder.resumable_run(self.run_id))
+        """Load the newest valid checkpoint of this trainer's run in ``folder`` (or of the only run there),
+        once it is a checkpoint of this run's settings, data and networks."""
+        _, state, path = folder.resume(self.run_id)
         self.load_state_dict(state)
         log.info("resumed run %s from %s at step %d", self.run_id, path, self.step)
 

@@ -54,7 +54,8 @@ def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     ({"width": "0"}, "width must be a positive integer"),
     ({"latent_dim": "0"}, "latent_dim must be a positive integer"),
     ({"checkpoint_every": "0"}, "checkpoint_every must be a finite integer >= 1"),
-    ({"steps": "-1"}, "steps must be a finite integer >= 0"), ({"lr_g": "nan"}, "lr_g must be a finite number > 0"),
+    ({"steps": "-1"}, "--steps must be an integer >= 1, got -1"), ({"steps": "0"}, "--steps must be an integer >= 1"),
+    ({"lr_g": "nan"}, "lr_g must be a finite number > 0"),
 ])
 def test_gan_command_mistakes_are_value_errors(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
