@@ -102,7 +102,7 @@ def write_folder(out: str | Path, write: Callable[[Path], None], names: Iterable
         _recover(out)
         theirs = _users_entries(out, set(names), given)
         _check_writable([out, *(out / name for name in theirs if _is_dir(out / name))] if out.exists() else [], given)
-        stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+        stage = _new_stage(out)
         try:
             write(stage)
             replaced = [name for name in theirs if os.path.lexists(stage / name)]
@@ -116,6 +116,19 @@ def write_folder(out: str | Path, write: Callable[[Path], None], names: Iterable
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     return given
+
+
+def _new_stage(out: Path) -> Path:
+    """An empty hidden sibling of ``out`` to build the report in, with ``out``'s permissions when it
+    exists and the umask's otherwise (``mkdtemp``'s 0700 would make every report private)."""
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    if out.exists():
+        os.chmod(stage, stat.S_IMODE(out.stat().st_mode))
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)
+    return stage
 
 
 def _target(out: Path) -> Path:

@@ -302,3 +302,18 @@ def test_a_second_save_into_a_folder_being_saved_is_refused(tmp_path):
     write_folder(out, *writer("C"))  # the lock went with the save
     assert (out / "a.txt").read_text() == "C"
 
+
+
+def test_a_new_report_folder_follows_the_umask_and_a_replaced_one_keeps_its_mode(tmp_path):
+    """The folder is built in a mkdtemp stage (0700); the report must not become private by that."""
+    write, names = writer("one")
+    umask = os.umask(0o022)
+    try:
+        write_folder(tmp_path / "new", write, names)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o755
+    (tmp_path / "new").chmod(0o750)
+    write_folder(tmp_path / "new", writer("two")[0], names)
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "new" / "a.txt").read_text() == "two"
