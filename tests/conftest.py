@@ -1,29 +1,63 @@
-"""Shared fixtures: the embedded data, one trained SmallCNN, and torchattacks for the tests that need it.
+"""Shared fixtures (the embedded data, one trained SmallCNN, torchattacks for the tests that need it)
+and what every run needs to tell the truth on any machine:
 
-The SmallCNN is trained once per test run and is the same model in a serial run and under
-pytest-xdist: it trains with a fixed thread count, and it is cached only in this run's temp folder
-(shared by the xdist workers through a file lock), never in one that outlives the run.
+- The SmallCNN is trained once per test run and is the same model in a serial run and under
+  pytest-xdist: it trains with a fixed thread count, and it is cached only in this run's temp folder
+  (shared by the xdist workers through a file lock), never in one that outlives the run.
+- Under pytest-xdist the tests are scheduled with ``--dist loadgroup`` (also when ``-n`` alone asks
+  for the default ``load``): the tests of a module marked ``xdist_group`` run on one worker, so a
+  module's heavy fixture (a trained model, a 2-process group) is built once per run, not once per
+  worker that happens to run one of its tests.
+- Markers (registered in pyproject.toml): ``browser`` needs headless Chromium (skipped with the
+  reason where it is missing, an error where ``CI`` is set, as CI must run it); ``gpu`` needs a CUDA
+  GPU (skipped with the reason without one); ``slow`` takes more than about 5 s on one core.
+- Hypothesis runs derandomized under ``CI`` (the same examples on every machine and every run);
+  elsewhere it draws new examples each run. ``HYPOTHESIS_PROFILE=ci`` or ``=dev`` chooses.
 """
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 import advkit
 
 #: Threads the shared model trains with, in every mode (results depend on the thread count).
 TRAIN_THREADS = 1
 
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
 
 def pytest_configure(config):
     """One intra-op thread per pytest-xdist worker: the workers already fill the cores, and two
-    threads per worker on two cores make small ops spin (measured: the GAN tests ran 10x slower)."""
+    threads per worker on two cores make small ops spin (measured: the GAN tests ran 10x slower).
+    On the controller, ``-n N`` schedules with ``loadgroup`` (see the module's docstring)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+    elif getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"
+
+
+def chromium() -> str | None:
+    """The headless browser the ``browser`` tests drive, or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("browser") and chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests but chromium is not installed (.ci/run installs Debian's "
+                        "`chromium`; elsewhere: apt-get install -y chromium)", pytrace=False)
+        pytest.skip("needs headless Chromium (Debian: apt-get install -y chromium); CI runs it")
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (torch.cuda.is_available() is False)")
 
 
 def run_folder(tmp_path_factory) -> Path:

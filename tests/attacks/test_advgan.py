@@ -4,7 +4,6 @@ exact, it runs inside evaluate, adapts to a changed model, and bad arguments fai
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,8 @@ from torch import nn
 import advkit
 from advkit.attacks import AdvGAN
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
 from stats import binomial_slack  # noqa: E402
 from test_guarantees import assert_same, l2, linf, sample_x, snapshot, tiny_model  # noqa: E402
 
@@ -167,7 +167,7 @@ def test_works_in_evaluate_and_its_worst_case(trained_cnn, mnist5k):
     atk = AdvGAN(trained_cnn, eps=0.2)
     atk.fit((x, y), steps=10, batch_size=64, progress=False)
     rep = advkit.evaluate(trained_cnn, (xt, yt), attacks={"advgan": atk, "fgsm": "fgsm"}, eps=[0.0, 0.2],
-                          checks=False, progress=False, examples=0)
+                          checks=False, progress=False, examples=0, device="cpu")
     direct = 1 - atk.run(xt, yt).success.float().mean().item()
     advgan = dict(rep.curve["advgan"])[0.2]
     assert advgan == pytest.approx(direct, abs=1e-9)
@@ -251,10 +251,9 @@ def test_advgan_is_exported_lazily():
     assert attacks.AdvGAN is AdvGAN and "AdvGAN" in attacks.__all__
     with pytest.raises(AttributeError, match="no attribute 'NotAnAttack'"):
         attacks.NotAnAttack  # noqa: B018
-    root = Path(__file__).resolve().parents[2]
     code = "import sys, advkit; print('advkit.attacks.advgan' in sys.modules, advkit.attacks.AdvGAN.__name__)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env(),
+                          timeout=120)
     assert done.stdout.split() == ["False", "AdvGAN"]
 
 
@@ -271,7 +270,7 @@ def test_finetune_on_advgan_keeps_training_the_generator_against_the_moving_mode
     atk.fit((x, y), steps=40, batch_size=64, progress=False)
     with torch.no_grad():
         before = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
-    finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, progress=False)
+    finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, progress=False, device="cpu")
     assert atk.trained_steps == 40 + len(x) // 64
     with torch.no_grad():
         after = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()

@@ -125,9 +125,7 @@ def test_several_models_share_one_report_and_compare_merges(trained_cnn, test_ba
         advkit.evaluation.Report.compare([single, advkit.evaluate(trained_cnn, (x, y), **{**kwargs, "eps": [0, 0.2]})])
 
 
-def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
-    import torchattacks
-
+def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch, torchattacks):
     x, y = test_batch[0][:16], test_batch[1][:16]
     kwargs = {"eps": [0, 0.1], "progress": False, "checks": False, "device": "cpu", "examples": 0}
     ours = advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(trained_cnn)], **kwargs)
@@ -138,11 +136,11 @@ def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
     with pytest.raises(ValueError, match="another model"):
         advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(nn.Sequential(trained_cnn))], **kwargs)
     with pytest.raises(ValueError, match="eps"):
-        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], eps=[-0.1], progress=False)
+        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], eps=[-0.1], progress=False, device="cpu")
     with pytest.raises(ValueError, match="norm"):
-        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], norm="l3", progress=False)
+        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], norm="l3", progress=False, device="cpu")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False)
+        advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False, device="cpu")
 
 
 def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, test_batch):
@@ -154,7 +152,8 @@ def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, t
     assert pgd[0] > 0.9 and 0.4 < pgd[1] < pgd[0] and pgd[3] < 0.1  # L2 budgets: a gradual fall, not a cliff
     assert all(c.passed for c in rep.checks), [(c.name, c.message) for c in rep.checks]
     with pytest.raises(ValueError, match="attack 'pgd' works in norm 'linf' but the evaluation's norm is 'l2'"):
-        advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False)
+        advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False,
+                        device="cpu")
 
 
 

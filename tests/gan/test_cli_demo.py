@@ -10,8 +10,9 @@ import pytest
 from advkit import cli as advkit_cli
 from advkit.gan import cli, demo
 
+#: The tiny run's options, on the CPU (without --device a visible GPU would run it).
 TINY_OPTIONS = {"--data": "digits", "--steps": "4", "--width": "4", "--latent-dim": "4", "--batch-size": "32",
-                "--checkpoint-every": "2"}
+                "--checkpoint-every": "2", "--device": "cpu"}
 
 
 def tiny(**changes: str) -> list[str]:
