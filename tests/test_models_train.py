@@ -22,7 +22,7 @@ def test_model_shapes_and_features():
     net = PreActResNet18()
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, 10)
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(11.17e6, rel=0.01)
-    with pytest.raises(ValueError, match="arch"):
+    with pytest.raises(ValueError, match="^arch must be one of smallcnn, smallcnn-wide, preactresnet18; got 'vgg'$"):
         build("vgg")
 
 
@@ -63,7 +63,7 @@ def test_fit_is_deterministic_given_the_seed():
 
 
 def test_fit_rejects_bad_arguments():
-    with pytest.raises(ValueError, match="epochs"):
+    with pytest.raises(ValueError, match=r"^epochs, batch_size and lr must be positive; got 0, 128, 0\.003$"):
         advkit.train.fit(SmallCNN(), (torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)), epochs=0)
 
 

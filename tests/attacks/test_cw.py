@@ -62,7 +62,7 @@ def test_finite_eps_clips_to_the_l2_ball_and_rechecks_success(trained_cnn, test_
 
 def test_unbounded_by_default_and_l2_only(trained_cnn):
     assert CW(trained_cnn).eps == math.inf
-    with pytest.raises(ValueError, match="norm"):
+    with pytest.raises(ValueError, match="^norm must be one of 'l2'; got 'linf'$"):
         CW(trained_cnn, norm="linf")
-    with pytest.raises(ValueError, match="c"):
+    with pytest.raises(ValueError, match=r"^c must be a finite number > 0, got 0\.0$"):
         CW(trained_cnn, c=0)

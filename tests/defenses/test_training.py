@@ -212,7 +212,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(digits):
 def test_checkpoint_folder_of_another_run_is_refused_and_settings_must_match(digits, tmp_path):
     data = (digits[0].tensors[0][:128], digits[0].tensors[1][:128])
     train(mlp(), data, epochs=1, eval_size=8, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="another run"):
+    with pytest.raises(ValueError, match=r"holds checkpoints of another run \(advtrain-.*\.pt\); a new run will not"):
         train(mlp(), data, epochs=1, eval_size=8, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match=r"other settings \(epochs=1, now 2"):
         train(mlp(), data, epochs=2, eval_size=8, checkpoint_dir=tmp_path, resume=True)
@@ -307,7 +307,7 @@ def test_bad_data_fails_before_any_work(digits):
         train(mlp(), (torch.full_like(x[:64], float("nan")), y[:64]))
     with pytest.raises(ValueError, match=r"data images must lie in \[0, 1\]"):
         train(mlp(), (x[:64] * 255, y[:64]))
-    with pytest.raises(ValueError, match="data labels"):
+    with pytest.raises(ValueError, match=r"^data labels \(the model returns 10 logits\) must lie in \[0, 10\); saw 10"):
         train(mlp(), (x[:64], y[:64] + 10))
     with pytest.raises(ValueError, match=r"eval_data: data labels \(the model returns 10 logits\) must lie in"):
         train(mlp(), (x[:64], y[:64]), eval_data=(x[:64], y[:64] + 10))

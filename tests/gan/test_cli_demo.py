@@ -45,7 +45,7 @@ def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     assert sorted(int(p.stem.rsplit("-", 1)[1]) for p in (out / "checkpoints").glob("gan-*.pt")) == [2, 4]
 
     # the same folder again: a fresh run refuses it; --resume continues the run there
-    with pytest.raises(ValueError, match="another run"):
+    with pytest.raises(ValueError, match=r"holds checkpoints of another run \(gan-.*\.pt\); a new run will not"):
         cli.run(gan_args(*TINY, "--conditional", "class", "--out", str(out)))
     assert cli.run(gan_args(*tiny(steps="6"), "--conditional", "class", "--resume", "--out", str(out))) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 6
@@ -71,7 +71,8 @@ def test_gan_command_resume_with_nothing_to_resume(tmp_path):
 @pytest.mark.slow
 def test_quick_demo_section_shows_the_ring_with_its_modes(tmp_path):
     section = demo.demo_section(tmp_path, quick=True, seed=0, progress=False)
-    assert section["title"] and all((tmp_path / name).stat().st_size > 0 for name in ("gan_ring.png", "gan_losses.png"))
+    assert section["title"] == demo.TITLE
+    assert all((tmp_path / name).stat().st_size > 0 for name in ("gan_ring.png", "gan_losses.png"))
     assert section["images"] == [str(tmp_path / "gan_ring.png"), str(tmp_path / "gan_losses.png")]
     covered = int(re.search(r"modes covered: (\d) of 8", section["markdown"]).group(1))
     on_mode = float(re.search(r"samples on a mode: ([\d.]+)%", section["markdown"]).group(1))
