@@ -114,8 +114,35 @@ def test_cli_evaluate_writes_the_report(trained_cnn, tmp_path, capsys):
     assert config["n"] == 24 and config["warm_start"] is False
 
 
+def counted_attacks(monkeypatch, module, function: str) -> dict[str, list[tuple[int, int, int]]]:
+    """Wrap ``module.function`` so that, while it runs, every attack call is recorded: attack class ->
+    (samples, forwards, backwards) of each ``run``, in order."""
+    from advkit.attacks import Attack
+
+    counts: dict[str, list[tuple[int, int, int]]] = {}
+    wrapped, run = getattr(module, function), Attack.run
+
+    def recording(self, x, *args, **kwargs):
+        res = run(self, x, *args, **kwargs)
+        counts.setdefault(type(self).__name__, []).append((len(x), res.forwards, res.backwards))
+        return res
+
+    def counting(*args, **kwargs):
+        monkeypatch.setattr(Attack, "run", recording)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(Attack, "run", run)
+
+    monkeypatch.setattr(module, function, counting)
+    return counts
+
+
+@pytest.mark.slow  # the whole quick demo: two trainings, AdvGAN, two evaluations with checks
 def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monkeypatch):
     from advkit.evaluation import demo
+
+    counts = counted_attacks(monkeypatch, demo, "advgan_section")
 
     def demo_section(out_dir, quick, seed, progress):
         picture = out_dir / "gan.png"
@@ -130,14 +157,18 @@ def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monk
     assert data["models"]["standard"]["clean_accuracy"] > 0.8
     advgan, *later = data["sections"]
     assert later == [{"title": "GAN", "markdown": "quick=True seed=0", "images": ["gan.png"]}]
-    # AdvGAN beside PGD: (name, accuracy %, ms per image) rows; the generator weakens the model and,
-    # one forward pass, crafts faster than PGD taking every step (measured: 20% left, 10x faster)
+    # AdvGAN beside PGD: (name, accuracy %, ms per image) rows; the generator weakens the model (measured:
+    # 20% left) in one forward pass per image, where PGD taking every step makes 10 forwards and 10
+    # backwards per image: counted passes of the model, not the machine's milliseconds
     rows = [line.split(" | ") for line in advgan["markdown"].splitlines() if line.startswith("| AdvGAN")
             or line.startswith("| PGD")]
     accuracy = {row[0][2:]: float(row[1].rstrip("%")) for row in rows}
-    ms = {row[0][2:]: float(row[2]) for row in rows}
+    assert set(accuracy) == {"AdvGAN (60 steps)", "PGD-10", "PGD-10, every step"}
     assert accuracy["AdvGAN (60 steps)"] < 0.6 * 100 * data["models"]["standard"]["clean_accuracy"]
-    assert ms["AdvGAN (60 steps)"] < ms["PGD-10, every step"]
+    (n, advgan_forwards, advgan_backwards), = counts["AdvGAN"]
+    (_, _, early_backwards), (_, every_forwards, every_backwards) = counts["PGD"]
+    assert n == demo.QUICK.n and advgan_backwards == 0 and advgan_forwards <= 2 * n  # the clean and the adversarial
+    assert every_backwards == 10 * n and early_backwards < every_backwards and every_forwards >= 10 * n
     assert "| eps | standard/fgsm | standard/pgd-10 | standard/worst | defended/fgsm |" in printed
     assert "| clean accuracy |" in printed and "report.html" in printed
     worst = [p["accuracy"] for p in data["models"]["standard"]["curves"]["worst"]]
