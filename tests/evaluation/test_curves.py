@@ -87,17 +87,19 @@ def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch, warm_start
     assert torch.equal(res.robust("worst"), res.robust("fgsm") & res.robust("pgd"))  # per-sample worst case
 
 
-def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch, seed):
+    """Measured on seeds 0-7 (PGD-10 on 96 samples): warm starts spend 0.878-0.890 of the fresh starts'
+    backward passes (1856-1870 against 2096-2114), fewer at every eps after the first by 50 or more."""
     x, y = test_batch[0][:96], test_batch[1][:96]
     kwargs = {"attacks": {"pgd": pgd10}, "eps": [0, 0.05, 0.1, 0.15, 0.2], "progress": False, "checks": False,
-                  "device": "cpu", "examples": 0}
+              "device": "cpu", "examples": 0, "seed": seed}
     warm, fresh = (advkit.evaluate(trained_cnn, (x, y), warm_start=w, **kwargs) for w in (True, False))
 
     def passes(rep):
         return [p["backwards"] for p in rep.to_dict()["models"]["model"]["curves"]["pgd"]]
 
     assert passes(warm)[:2] == passes(fresh)[:2]  # eps 0 and the first eps: nothing to start from yet
-    # measured: 1857 vs 2114 in all
     assert all(w <= f for w, f in zip(passes(warm)[2:], passes(fresh)[2:], strict=True))
     assert sum(passes(warm)) < 0.95 * sum(passes(fresh))
     assert warm.to_dict()["config"]["warm_start"] is True and fresh.to_dict()["config"]["warm_start"] is False
