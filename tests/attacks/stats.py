@@ -28,5 +28,6 @@ def binomial_bar(rate: float, n: int, sigmas: float = 3.0) -> float:
 def spread_slack(sd: float, seeds: int, sigmas: float = 3.0) -> float:
     """``sigmas`` standard deviations of a difference summed over ``seeds`` independent seeds, the
     difference of one seed having the measured standard deviation ``sd``: how far the summed
-    difference may drift by chance alone."""
-    return sigmas * sd * math.sqrt(seeds)
+    difference may drift by chance alone; at least one sample (a spread measured at 0 on this
+    machine need not be 0 on another, where the model trains to other weights)."""
+    return max(sigmas * sd * math.sqrt(seeds), 1.0)

@@ -17,7 +17,7 @@ from advkit.attacks import AdvGAN
 
 sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # pytest runs with --import-mode=importlib
 from launch import child_env  # noqa: E402
-from stats import binomial_slack  # noqa: E402
+from stats import binomial_slack, spread_slack  # noqa: E402
 from test_guarantees import assert_same, l2, linf, sample_x, snapshot, tiny_model  # noqa: E402
 
 
@@ -107,24 +107,28 @@ def test_transfers_to_unseen_images_far_beyond_random_noise_of_the_same_norm(tra
         assert clean - adv > (clean - noise) + max(slack, 0.1), (seed, clean, adv, noise)
 
 
-@pytest.mark.slow  # 20 generator steps on MNIST images: about 5 s
+@pytest.mark.slow  # three seeds of 20 generator steps on MNIST images
 def test_adapt_trains_on_against_the_changed_model(trained_cnn, mnist5k):
-    """A generator fitted against one model, then adapted to a changed model (its last layer
-    shrunk, so its margins change), is at least as strong on that model afterwards (measured: success
-    0.383 before, 0.473 after)."""
+    """A generator fitted against one model (seeds 0-2), then adapted to a changed model (its last layer
+    shrunk, so its margins change), fools more of 256 images on that model afterwards. Measured over
+    seeds 0-9: 84-107 fooled before, 98-140 after; the gain has mean 26.5 and standard deviation 8.66
+    samples, so the gain summed over three seeds (79.5 expected) must exceed 79.5 less three deviations
+    of that sum: 34 samples (a generator as strong as before, or weaker, fails)."""
     x, y = mnist5k[0].tensors[0][:256], mnist5k[0].tensors[1][:256]
-    model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
-    atk = AdvGAN(model, eps=0.2)
-    atk.fit((x, y), steps=10, batch_size=64, progress=False)
-    with torch.no_grad():
-        model.head.weight.mul_(0.5).add_(0.05 * torch.randn(model.head.weight.shape,
-                                                             generator=torch.Generator().manual_seed(0)))
-    before, weights = atk.run(x, y).success.float().mean().item(), generator_weights(atk)
-    atk.adapt(x[:128], steps=10)
-    after = atk.run(x, y).success.float().mean().item()
-    assert atk.trained_steps == 20
-    assert any(not torch.equal(v, generator_weights(atk)[k]) for k, v in weights.items())
-    assert after >= before - binomial_slack(before, len(x), 2) / len(x), (before, after)
+    gain = 0
+    for seed in (0, 1, 2):
+        model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
+        atk = AdvGAN(model, eps=0.2)
+        atk.fit((x, y), steps=10, batch_size=64, seed=seed, progress=False)
+        with torch.no_grad():
+            model.head.weight.mul_(0.5).add_(0.05 * torch.randn(model.head.weight.shape,
+                                                                 generator=torch.Generator().manual_seed(0)))
+        before, weights = int(atk.run(x, y).success.sum()), generator_weights(atk)
+        atk.adapt(x[:128], steps=10)
+        assert atk.trained_steps == 20
+        assert any(not torch.equal(v, generator_weights(atk)[k]) for k, v in weights.items())
+        gain += int(atk.run(x, y).success.sum()) - before
+    assert gain > 3 * 26.5 - spread_slack(8.66, 3), gain
 
 
 # -- exact round trips ---------------------------------------------------------------------------
