@@ -17,8 +17,10 @@ and what every run needs to tell the truth on any machine:
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,10 +40,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.enviro
 def pytest_configure(config):
     """One intra-op thread per pytest-xdist worker: the workers already fill the cores, and two
     threads per worker on two cores make small ops spin (measured: the GAN tests ran 10x slower).
-    On the controller, ``-n N`` schedules with ``loadgroup`` (see the module's docstring)."""
+    ``-n N``'s default ``load`` schedules as ``loadgroup`` (see the module's docstring): the controller
+    picks that scheduler, and each worker (which parses the original command line again) names its
+    tests' groups."""
+    dist = getattr(config.option, "dist", "no")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
-    elif getattr(config.option, "dist", "no") == "load":
+        if dist in ("load", "no"):
+            config.option.loadgroup = True
+    elif dist == "load":
         config.option.dist = "loadgroup"
 
 
@@ -73,29 +80,50 @@ def mnist5k():
     return advkit.data.load("mnist5k")
 
 
-@pytest.fixture(scope="session")
-def trained_cnn(mnist5k, tmp_path_factory):
-    """A standard (non-robust) SmallCNN trained on mnist5k train, in eval mode, on the CPU."""
+def shared_model(tmp_path_factory, name: str, model: torch.nn.Module, train: Callable[[], torch.nn.Module]):
+    """``model`` with the weights ``train()`` gives, trained once per run: the first process to ask
+    trains (with :data:`TRAIN_THREADS` threads) and saves them in the run's folder, under a file lock
+    the others wait on and then load; in eval mode, on the CPU."""
     shared = run_folder(tmp_path_factory)
-    path, lock = shared / "smallcnn_mnist5k.pt", shared / "smallcnn_mnist5k.lock"
-    model = advkit.models.SmallCNN()
+    path, lock = shared / f"{name}.pt", shared / f"{name}.lock"
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        if path.exists():
-            model.load_state_dict(torch.load(path, weights_only=True))
-        else:
+        if not path.exists():
             threads = torch.get_num_threads()
             torch.set_num_threads(TRAIN_THREADS)
             try:
-                torch.manual_seed(0)
-                model = advkit.models.SmallCNN()
-                advkit.train.fit(model, mnist5k[0], epochs=8, seed=0, device="cpu", progress=False)
+                trained = train()
             finally:
                 torch.set_num_threads(threads)
             tmp = path.with_suffix(".tmp")
-            torch.save(model.state_dict(), tmp)
+            torch.save(trained.state_dict(), tmp)
             tmp.replace(path)
+        model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def trained_cnn(mnist5k, tmp_path_factory):
+    """A standard (non-robust) SmallCNN trained on mnist5k train, in eval mode, on the CPU."""
+
+    def train():
+        torch.manual_seed(0)
+        model = advkit.models.SmallCNN()
+        advkit.train.fit(model, mnist5k[0], epochs=8, seed=0, device="cpu", progress=False)
+        return model
+
+    return shared_model(tmp_path_factory, "smallcnn_mnist5k", advkit.models.SmallCNN(), train)
+
+
+@pytest.fixture(scope="session")
+def robust_cnn(tmp_path_factory):
+    """benchmarks/autoattack.py's PGD-trained SmallCNN (about 20 CPU seconds), in eval mode, on the CPU."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "autoattack.py"
+    spec = importlib.util.spec_from_file_location("advkit_benchmark_autoattack", path)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    return shared_model(tmp_path_factory, "robust_cnn_mnist5k", advkit.models.SmallCNN(width=16, hidden=64),
+                        benchmark.robust_cnn)
 
 
 @pytest.fixture(scope="session")

@@ -84,17 +84,18 @@ def test_call_is_one_generator_forward_the_same_on_any_batch_split():
 
 
 # -- the generator learns and transfers ------------------------------------------------------------
-@pytest.mark.slow  # two fits of 40 steps on 500 MNIST images: about 20 s
+@pytest.mark.slow  # three fits of 40 steps on 500 MNIST images
 def test_transfers_to_unseen_images_far_beyond_random_noise_of_the_same_norm(trained_cnn, mnist5k):
     """Trained on 500 training images, tested on 500 test images: AdvGAN's accuracy drop against
-    sign noise of the same L-inf norm (the strongest noise of that norm; 3 draws averaged). Measured
-    with 30 steps (seeds 0, 1): drops of 0.24-0.27 against 0.03-0.04."""
+    sign noise of the same L-inf norm (the strongest noise of that norm; 3 draws averaged), on seeds
+    0-2. Measured over seeds 0-4: drops of 0.17-0.34 against 0.025-0.029 (clean accuracy 0.968); the
+    bar, 0.1 or three binomial deviations of both accuracies if more, lies 0.045 under the smallest."""
     eps, n = 0.2, 500
     x, y = mnist5k[0].tensors[0][:n], mnist5k[0].tensors[1][:n]
     xt, yt = mnist5k[1].tensors[0][:n], mnist5k[1].tensors[1][:n]
     with torch.no_grad():
         clean = (trained_cnn(xt).argmax(1) == yt).float().mean().item()
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         atk = AdvGAN(trained_cnn, eps=eps)
         atk.fit((x, y), steps=40, batch_size=64, seed=seed, progress=False)
         g = torch.Generator().manual_seed(seed)
@@ -249,7 +250,6 @@ def test_own_networks_train_and_must_be_passed_again_to_load(tmp_path):
     assert torch.equal(loaded(x), atk(x))
 
 
-@pytest.mark.slow  # a fresh interpreter imports torch and advkit: about 5 s
 def test_advgan_is_exported_lazily():
     import advkit.attacks as attacks
 
@@ -262,22 +262,27 @@ def test_advgan_is_exported_lazily():
     assert done.stdout.split() == ["False", "AdvGAN"]
 
 
-@pytest.mark.slow  # 40 + 16 generator steps and one fine-tuning epoch on 1,000 MNIST images: about 15 s
+@pytest.mark.slow  # three seeds of 40 + 16 generator steps and one fine-tuning epoch on 1,000 MNIST images
 def test_finetune_on_advgan_keeps_training_the_generator_against_the_moving_model(trained_cnn, mnist5k):
     """advkit.defenses.finetune(model, data, attack=advgan): the generator takes one step per batch
-    against that step's weights, and the fine-tuned model resists the (adapted) generator far better."""
+    against that step's weights, and the fine-tuned model resists the (adapted) generator far better.
+    Measured over seeds 0-4 (500 test images): accuracy under the generator 0.60-0.78 before, 0.87-0.90
+    after, a gain of mean 121 images and standard deviation 34.5; the gain summed over seeds 0-2 must
+    exceed its expected 363 less three deviations of that sum (179 images)."""
     from advkit.defenses import finetune
 
     x, y = mnist5k[0].tensors[0][:1024], mnist5k[0].tensors[1][:1024]
     xt, yt = mnist5k[1].tensors[0][:500], mnist5k[1].tensors[1][:500]
-    model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
-    atk = AdvGAN(model, eps=0.2)
-    atk.fit((x, y), steps=40, batch_size=64, progress=False)
-    with torch.no_grad():
-        before = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
-    finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, progress=False, device="cpu")
-    assert atk.trained_steps == 40 + len(x) // 64
-    with torch.no_grad():
-        after = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
-    slack = (binomial_slack(before, len(xt), 3) + binomial_slack(after, len(xt), 3)) / len(xt)
-    assert after > before + max(slack, 0.1), (before, after)
+    gain = 0
+    for seed in (0, 1, 2):
+        model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
+        atk = AdvGAN(model, eps=0.2)
+        atk.fit((x, y), steps=40, batch_size=64, seed=seed, progress=False)
+        with torch.no_grad():
+            before = int((model(atk(xt, yt)).argmax(1) == yt).sum())
+        finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, seed=seed, progress=False,
+                 device="cpu")
+        assert atk.trained_steps == 40 + len(x) // 64
+        with torch.no_grad():
+            gain += int((model(atk(xt, yt)).argmax(1) == yt).sum()) - before
+    assert gain > 3 * 121 - spread_slack(34.5, 3), gain

@@ -299,7 +299,9 @@ def test_every_registered_attack_has_measured_targeted_rates():
 
 
 def _targeted_cases():
-    return [(name, mode) for name in NAMES for mode in TARGET_SOURCES]
+    """Every attack and mode; CW's (300 gradient steps on 64 images each) are slow."""
+    return [pytest.param(name, mode, marks=[pytest.mark.slow] if name == "cw" else [])
+            for name in NAMES for mode in TARGET_SOURCES]
 
 
 @pytest.mark.parametrize("name,mode", _targeted_cases())

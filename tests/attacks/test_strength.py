@@ -61,7 +61,13 @@ def correct(trained_cnn, test_batch):
     return {n: (x[:n][keep[:n]], y[:n][keep[:n]]) for n in (500, 200)}
 
 
-@pytest.mark.parametrize("name,eps,steps", CASES, ids=[f"{n}-eps{e}-{s}" for n, e, s in CASES])
+def slow(name: str, eps: float, steps: int) -> bool:
+    """Three seeds of PGD-40, or of both PGDs at eps 0.1 where torchattacks must run too."""
+    return name == "pgd" and (eps == 0.1 or steps == 40)
+
+
+@pytest.mark.parametrize("name,eps,steps", [pytest.param(*case, marks=[pytest.mark.slow] if slow(*case) else [])
+                                            for case in CASES], ids=[f"{n}-eps{e}-{s}" for n, e, s in CASES])
 def test_at_least_as_strong_as_torchattacks(trained_cnn, correct, name, eps, steps, torchattacks):
     n = 500 if name == "fgsm" else 200
     x, y = correct[n]

@@ -31,6 +31,9 @@ from advkit.models import SmallCNN
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
 from launch import child_env, run_group  # noqa: E402
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("advtrain-group")
+
 ROOT = Path(__file__).resolve().parents[2]
 N, BATCH, EPOCHS, HELD_OUT = 700, 75, 2, 70
 SHARES = (38, 37)  # rank 0's and rank 1's rows of each global batch of 75

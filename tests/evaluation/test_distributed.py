@@ -19,6 +19,9 @@ sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-
 from launch import child_env, run_group  # noqa: E402
 from masked import Detach  # noqa: E402
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("evaluate-group")
+
 ROOT = Path(__file__).resolve().parents[2]
 def square_50(model: nn.Module) -> Square:
     """A short Square attack: its draws are per batch, so the ranks must split batches, not samples."""

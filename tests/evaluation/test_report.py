@@ -16,6 +16,9 @@ import advkit
 from advkit.attacks import PGD
 from advkit.cli import main
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("report")
+
 
 @pytest.fixture(scope="module")
 def saved(trained_cnn, test_batch, tmp_path_factory):

@@ -30,7 +30,6 @@ def gan_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["gan", *argv])
 
 
-@pytest.mark.slow
 def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     out = tmp_path / "run"
     assert advkit_cli.main(["gan", *TINY, "--conditional", "class", "--out", str(out)]) == 0
@@ -70,6 +69,8 @@ def test_gan_command_resume_with_nothing_to_resume(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_section_shows_the_ring_with_its_modes(tmp_path):
+    """Measured over seeds 0-5 (the demo seeds its data too): 8 modes covered, 87-95% of the samples on
+    a mode, so the bars hold for any of them, not for seed 0 alone."""
     section = demo.demo_section(tmp_path, quick=True, seed=0, progress=False)
     assert section["title"] == demo.TITLE
     assert all((tmp_path / name).stat().st_size > 0 for name in ("gan_ring.png", "gan_losses.png"))

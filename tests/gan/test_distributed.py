@@ -23,6 +23,9 @@ sys.path[:0] = [str(HERE), str(HERE.parent)]  # pytest runs with --import-mode=i
 from gan_group import BATCH, CONFIGS, EVERY, STEPS, data, interrupted, make_trainer, resumed, state  # noqa: E402
 from launch import child_env, run_group  # noqa: E402
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("gan-group")
+
 #: Float32 sums over 18 + 19 samples instead of 37, through a few Adam steps.
 TOL = dict(rtol=1e-4, atol=1e-5)
 
