@@ -1,7 +1,6 @@
 """The ``advkit`` command: a user's mistake gets one line and exit status 2, any architecture
 evaluates (state dict, factory, TorchScript), and real bugs keep their traceback."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,12 @@ import advkit
 from advkit.cli import build_parser, main
 from advkit.models import SmallCNN
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Cheap evaluation settings: the 8x8 digits, a few samples, one fast attack, no checks.
-FAST = ["--data", "digits", "--attacks", "fgsm", "--n", "40", "--probe", "0", "--no-progress"]
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
+
+#: Cheap evaluation settings: the 8x8 digits, a few samples, one fast attack, no checks, on the CPU
+#: (without --device a visible GPU would run them).
+FAST = ["--data", "digits", "--attacks", "fgsm", "--n", "40", "--probe", "0", "--no-progress", "--device", "cpu"]
 
 FACTORY_MODULE = '''
 import torch
@@ -150,7 +152,7 @@ def test_demo_help_says_what_runs_how_long_and_where(capsys):
 
 @pytest.mark.slow  # a fresh interpreter importing torch: seconds
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     env.pop("ADVKIT_TRACEBACK", None)
     done = subprocess.run([sys.executable, "-m", "advkit", "evaluate", *FAST, "--model", str(tmp_path / "nope.pt")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)

@@ -3,7 +3,6 @@ example that prints what its comments claim."""
 import ast
 import inspect
 import math
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from launch import ROOT, child_env  # noqa: E402
+
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
 
@@ -90,7 +91,7 @@ def test_readme_examples_call_the_real_api():
 def test_first_example_prints_what_it_claims(tmp_path):
     """The first example runs as written and prints each claimed accuracy within three binomial
     standard deviations (1,000 test digits for the clean accuracy, 500 for PGD)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     done = subprocess.run([sys.executable, "-c", BLOCKS[0]], capture_output=True, text=True, cwd=tmp_path, env=env,
                           timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -12,6 +12,9 @@ from advkit.cli import main
 from advkit.defenses import defense_model
 from advkit.models import SmallCNN
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("defend-cli")
+
 #: A cheap run on the 8x8 digits: one PGD-10 curve on 100 test images, no checks.
 FAST = ["--data", "digits", "--attacks", "pgd-10", "--eval-eps", "0,0.1,0.2", "--n", "100", "--probe", "0",
         "--device", "cpu", "--no-progress"]
