@@ -15,6 +15,7 @@ from advkit.models import SmallCNN
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
 from launch import child_env  # noqa: E402
+from one_line import fails  # noqa: E402
 
 #: Cheap evaluation settings: the 8x8 digits, a few samples, one fast attack, no checks, on the CPU
 #: (without --device a visible GPU would run them).
@@ -52,17 +53,6 @@ def files(tmp_path, monkeypatch):
     return tmp_path
 
 
-def fails(argv, capsys) -> str:
-    """Run ``advkit argv`` in-process; assert exit status 2 and a one-line ``advkit: error:`` message
-    without a traceback; return the message."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("advkit: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.mark.parametrize("args,expected", [
