@@ -1,9 +1,12 @@
-"""Shared fixtures (the embedded data, one trained SmallCNN, torchattacks for the tests that need it)
-and what every run needs to tell the truth on any machine:
+"""Shared fixtures (the embedded data, the trained models many tests share, torchattacks for the tests
+that need it) and what every run needs to tell the truth on any machine:
 
-- The SmallCNN is trained once per test run and is the same model in a serial run and under
-  pytest-xdist: it trains with a fixed thread count, and it is cached only in this run's temp folder
-  (shared by the xdist workers through a file lock), never in one that outlives the run.
+- The shared models (shared_models.py) are trained once per test run and are the same models in a
+  serial run and under pytest-xdist: they train with a fixed thread count, and they are cached only
+  in this run's temp folder (shared by the xdist workers through a file lock), never in one that
+  outlives the run. Under xdist the first worker trains the ones the run needs in a background
+  process from the start, and the workers run first the slow tests that need none, then the other
+  slow ones, then the fast ones (no worker waits for a model, and the run ends on short tests).
 - Under pytest-xdist the tests are scheduled with ``--dist loadgroup`` (also when ``-n`` alone asks
   for the default ``load``): the tests of a module marked ``xdist_group`` run on one worker, so a
   module's heavy fixture (a trained model, a 2-process group) is built once per run, not once per
@@ -16,11 +19,10 @@ and what every run needs to tell the truth on any machine:
 """
 from __future__ import annotations
 
-import fcntl
-import importlib.util
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,12 @@ from hypothesis import settings
 
 import advkit
 
-#: Threads the shared model trains with, in every mode (results depend on the thread count).
-TRAIN_THREADS = 1
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
+from shared_models import shared_model  # noqa: E402
+
+#: The fixtures that load a shared model (shared_models.MODELS).
+SHARED_MODELS = {"trained_cnn": "smallcnn_mnist5k", "robust_cnn": "robust_cnn_mnist5k"}
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev")
@@ -50,6 +56,36 @@ def pytest_configure(config):
             config.option.loadgroup = True
     elif dist == "load":
         config.option.dist = "loadgroup"
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker (every worker sorts alike): the slow tests that need no shared model first,
+    then the other slow ones, then the rest, each in collection order; and where some test needs a
+    shared model, the first worker starts training them in the background, into the run's folder."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+
+    def rank(item) -> int:
+        if item.get_closest_marker("slow") is None:
+            return 2
+        return 1 if SHARED_MODELS.keys() & set(item.fixturenames) else 0
+
+    items.sort(key=rank)
+    needed = sorted({SHARED_MODELS[name] for item in items for name in SHARED_MODELS.keys() & set(item.fixturenames)})
+    if worker == "gw0" and needed:
+        folder = run_folder(config._tmp_path_factory)
+        with open(folder / "shared_models.log", "w") as log:
+            config.shared_models = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("shared_models.py")), str(folder), *needed],
+                env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def pytest_sessionfinish(session):
+    process = getattr(session.config, "shared_models", None)
+    if process is not None and process.poll() is None:  # a run cut short: no model is needed any more
+        process.terminate()
+        process.wait()
 
 
 def chromium() -> str | None:
@@ -80,50 +116,16 @@ def mnist5k():
     return advkit.data.load("mnist5k")
 
 
-def shared_model(tmp_path_factory, name: str, model: torch.nn.Module, train: Callable[[], torch.nn.Module]):
-    """``model`` with the weights ``train()`` gives, trained once per run: the first process to ask
-    trains (with :data:`TRAIN_THREADS` threads) and saves them in the run's folder, under a file lock
-    the others wait on and then load; in eval mode, on the CPU."""
-    shared = run_folder(tmp_path_factory)
-    path, lock = shared / f"{name}.pt", shared / f"{name}.lock"
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if not path.exists():
-            threads = torch.get_num_threads()
-            torch.set_num_threads(TRAIN_THREADS)
-            try:
-                trained = train()
-            finally:
-                torch.set_num_threads(threads)
-            tmp = path.with_suffix(".tmp")
-            torch.save(trained.state_dict(), tmp)
-            tmp.replace(path)
-        model.load_state_dict(torch.load(path, weights_only=True))
-    return model.eval()
-
-
 @pytest.fixture(scope="session")
-def trained_cnn(mnist5k, tmp_path_factory):
+def trained_cnn(tmp_path_factory):
     """A standard (non-robust) SmallCNN trained on mnist5k train, in eval mode, on the CPU."""
-
-    def train():
-        torch.manual_seed(0)
-        model = advkit.models.SmallCNN()
-        advkit.train.fit(model, mnist5k[0], epochs=8, seed=0, device="cpu", progress=False)
-        return model
-
-    return shared_model(tmp_path_factory, "smallcnn_mnist5k", advkit.models.SmallCNN(), train)
+    return shared_model(run_folder(tmp_path_factory), SHARED_MODELS["trained_cnn"])
 
 
 @pytest.fixture(scope="session")
 def robust_cnn(tmp_path_factory):
     """benchmarks/autoattack.py's PGD-trained SmallCNN (about 20 CPU seconds), in eval mode, on the CPU."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "autoattack.py"
-    spec = importlib.util.spec_from_file_location("advkit_benchmark_autoattack", path)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    return shared_model(tmp_path_factory, "robust_cnn_mnist5k", advkit.models.SmallCNN(width=16, hidden=64),
-                        benchmark.robust_cnn)
+    return shared_model(run_folder(tmp_path_factory), SHARED_MODELS["robust_cnn"])
 
 
 @pytest.fixture(scope="session")

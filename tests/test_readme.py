@@ -87,9 +87,10 @@ def test_readme_examples_call_the_real_api():
 def test_first_example_prints_what_it_claims(trained_cnn, monkeypatch, capsys):
     """The first example runs as written, in this process, and prints each claimed accuracy within three
     binomial standard deviations (1,000 test digits for the clean accuracy, 500 for PGD). Its training
-    call is conftest's ``trained_cnn`` recipe to the letter (a SmallCNN initialised after
-    ``torch.manual_seed(0)``, the 4,000 mnist5k training digits, 8 epochs, seed 0; checked here), so that
-    call gets the session's trained weights instead of training the same model again."""
+    call is the recipe of the shared ``trained_cnn`` to the letter (shared_models.train_smallcnn: a
+    SmallCNN initialised after ``torch.manual_seed(0)``, the 4,000 mnist5k training digits, 8 epochs,
+    seed 0; checked here), so that call gets the session's trained weights instead of training the
+    same model again."""
     import torch
 
     import advkit
@@ -99,7 +100,7 @@ def test_first_example_prints_what_it_claims(trained_cnn, monkeypatch, capsys):
     def fit(model, data, **options):
         calls.append(options)
         assert type(model) is advkit.models.SmallCNN and len(data) == 4000 and options == {"epochs": 8, "seed": 0}, \
-            "the README trains another model than conftest's trained_cnn: run its training here again"
+            "the README trains another model than shared_models.train_smallcnn: train it here again"
         with torch.random.fork_rng():
             torch.manual_seed(0)
             init = advkit.models.SmallCNN()
