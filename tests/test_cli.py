@@ -164,36 +164,6 @@ def test_factory_must_return_a_module(files, capsys):
     assert isinstance(advkit.models.from_factory("userfactory:make"), nn.Module)
 
 
-@pytest.mark.slow  # one epoch of training and a tiny evaluation: a few seconds
-def test_demo_announces_each_phase_and_passes_progress_to_sections(tmp_path, capsys, monkeypatch):
-    """The demo's phase lines (on stderr, numbered, each with its result), on tiny budgets; a section
-    provider that takes ``progress`` gets it."""
-    import types
-
-    from advkit.evaluation import demo
-
-    seen = {}
-
-    def demo_section(out_dir, quick, seed, progress=True):
-        seen["progress"] = progress
-        return {"title": "Fake part", "markdown": "text"}
-
-    monkeypatch.setitem(sys.modules, "fake_part", types.SimpleNamespace(demo_section=demo_section))
-    monkeypatch.setattr(demo, "SECTION_PROVIDERS", ("fake_part",))
-    tiny = demo.DemoConfig(epochs=1, n=32, eps=(0.0, 0.1), pgd_steps=2, probe=16, queries=20, defense_epochs=1,
-                           advgan_steps=2)
-    monkeypatch.setattr(demo, "QUICK", tiny)
-    demo.run_demo(tmp_path, quick=True, device="cpu", progress=True)
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[")]
-    assert [line[:5] for line in lines] == [f"[{i}/5]" for i in (1, 1, 2, 2, 3, 3, 4, 4, 5, 5)]
-    assert "training a SmallCNN on mnist5k (1 epochs, cpu)" in lines[0] and "trained: test accuracy" in lines[1]
-    assert "fast adversarial training (FGSM-RS) at eps 0.2, 1 epochs" in lines[2] and "defended: test" in lines[3]
-    assert "fgsm, pgd-2 at 2 eps on 32 test digits" in lines[4] and "checks passed" in lines[5]
-    assert "worst case at eps 0.1 " in lines[5] and "points after the defense" in lines[5]
-    assert "AdvGAN: a generator trained 2 steps" in lines[6] and "AdvGAN leaves" in lines[7]
-    assert "Fake part: done" in lines[9] and seen == {"progress": True}
-
-
 def test_gpu_flags_reach_the_evaluation_and_change_nothing_on_the_cpu(files, capsys):
     """--amp and --channels-last are recorded in the report and, on the CPU, give the same curve."""
     reports = []

@@ -143,19 +143,31 @@ def counted_attacks(monkeypatch, module, function: str) -> dict[str, list[tuple[
 
 @pytest.mark.slow  # the whole quick demo: two trainings, AdvGAN, two evaluations with checks
 def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monkeypatch):
+    """The quick demo's report, its AdvGAN section beside PGD in counted passes, the later sections (a
+    provider that takes ``progress`` gets it), and its numbered phase lines on stderr, each with its result."""
     from advkit.evaluation import demo
 
     counts = counted_attacks(monkeypatch, demo, "advgan_section")
+    seen = {}
 
     def demo_section(out_dir, quick, seed, progress):
+        seen["progress"] = progress
         picture = out_dir / "gan.png"
         matplotlib.image.imsave(picture, torch.rand(4, 4).numpy())
         return {"title": "GAN", "markdown": f"quick={quick} seed={seed}", "images": [picture]}
 
     monkeypatch.setitem(sys.modules, "fake_part", types.SimpleNamespace(demo_section=demo_section))
     monkeypatch.setattr(demo, "SECTION_PROVIDERS", ("fake_part", "not_installed_part"))
-    assert main(["demo", "--quick", "--device", "cpu", "--out", str(tmp_path), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["demo", "--quick", "--device", "cpu", "--out", str(tmp_path)]) == 0
+    printed, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.startswith("[")]
+    assert [line[:5] for line in lines] == [f"[{i}/5]" for i in (1, 1, 2, 2, 3, 3, 4, 4, 5, 5)]
+    assert "training a SmallCNN on mnist5k (2 epochs, cpu)" in lines[0] and "trained: test accuracy" in lines[1]
+    assert "fast adversarial training (FGSM-RS) at eps 0.2, 1 epochs" in lines[2] and "defended: test" in lines[3]
+    assert "fgsm, pgd-10 at 5 eps on 200 test digits" in lines[4] and "checks passed" in lines[5]
+    assert "worst case at eps 0.2 " in lines[5] and "points after the defense" in lines[5]
+    assert "AdvGAN: a generator trained 60 steps" in lines[6] and "AdvGAN leaves" in lines[7]
+    assert "GAN: done" in lines[9] and seen == {"progress": True}
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["models"]["standard"]["clean_accuracy"] > 0.8
     advgan, *later = data["sections"]
