@@ -74,10 +74,11 @@ def test_autoattack_is_as_strong_as_the_official_standard_version(robust_cnn, im
 
 @pytest.mark.slow
 def test_fab_t_is_as_strong_as_the_official_fab_t(robust_cnn, images):
-    """Both are deterministic here (one run from the clean point per target), so no slack is needed."""
+    """Both are deterministic here (one run from the clean point per target), so no slack is needed (on
+    40 images: 9 and 8 left standing)."""
     from pyautoattack.fab_pt import FABAttack_PT
 
-    x, y = (t[:40] for t in images)
+    x, y = (t[:20] for t in images)  # measured: the official leaves 5 of 20 standing, ours 4
     official = FABAttack_PT(robust_cnn, norm="Linf", n_restarts=1, n_iter=100, eps=EPS, seed=0, targeted=True,
                             n_target_classes=9, device="cpu")
     x_adv = official.perturb(x, y)
