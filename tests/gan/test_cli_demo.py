@@ -68,17 +68,20 @@ def test_gan_command_resume_with_nothing_to_resume(tmp_path):
         cli.run(gan_args(*TINY, "--resume", "--out", str(tmp_path / "run")))
 
 
-@pytest.mark.slow
-def test_quick_demo_section_shows_the_ring_with_its_modes(tmp_path):
-    """Measured over seeds 0-5 (the demo seeds its data too): 8 modes covered, 87-95% of the samples on
-    a mode, so the bars hold for any of them, not for seed 0 alone."""
-    section = demo.demo_section(tmp_path, quick=True, seed=0, progress=False)
+@pytest.mark.slow  # the ring GAN's 2,000 steps
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quick_demo_section_shows_the_ring_with_its_modes(tmp_path, seed):
+    """The recipe's GAN (RING_RECIPE, non-saturating) covers the ring of 8 Gaussians, and the section shows
+    it. Measured over seeds 0-5 (the demo seeds its data too): 8 modes covered, 87-95% of the samples on a
+    mode, so the bars hold for any seed with a wide margin. (Hinge with the same learning rates collapses
+    on 3 of 10 seeds; it has its formula, reliability and sharding tests.)"""
+    section = demo.demo_section(tmp_path, quick=True, seed=seed, progress=False)
     assert section["title"] == demo.TITLE
     assert all((tmp_path / name).stat().st_size > 0 for name in ("gan_ring.png", "gan_losses.png"))
     assert section["images"] == [str(tmp_path / "gan_ring.png"), str(tmp_path / "gan_losses.png")]
     covered = int(re.search(r"modes covered: (\d) of 8", section["markdown"]).group(1))
     on_mode = float(re.search(r"samples on a mode: ([\d.]+)%", section["markdown"]).group(1))
-    assert covered >= 7 and on_mode >= 70
+    assert covered >= 7 and on_mode >= 70, (covered, on_mode)
     assert "![" not in section["markdown"]  # the report shows the images; the text does not link them again
 
 
