@@ -57,15 +57,16 @@ def test_stalled_best_loss_halves_even_when_steps_oscillate_upwards():
     assert eta.tolist() == [0.5]
 
 
-@pytest.mark.slow  # APGD-40 and PGD-40 on 200 images, three seeds each
+@pytest.mark.slow  # APGD-40 and PGD-40 on 100 images, three seeds each
 def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_budget(trained_cnn, test_batch):
-    """Samples left standing (of 200, eps 0.1, 40 steps each), summed over seeds 0-2. Measured over seeds
-    0-9: APGD-CE leaves 115-117, PGD 116-118; their per-seed difference has mean -0.8 and standard
-    deviation 0.92 samples, so APGD may exceed PGD by three deviations of the 3-seed sum (4.8 samples)."""
-    x, y = test_batch[0][:200], test_batch[1][:200]
+    """Samples left standing (of 100, eps 0.1, 40 steps each), summed over seeds 0-2. Measured over seeds
+    0-9: APGD-CE leaves 58-59, PGD 59; their per-seed difference has mean -0.1 and standard deviation
+    0.32 samples, so APGD may exceed PGD by three deviations of the 3-seed sum (1.6 samples). (On 200
+    images: 115-117 and 116-118, a difference of mean -0.8 and deviation 0.92.)"""
+    x, y = test_batch[0][:100], test_batch[1][:100]
     apgd = sum(robust(APGD(trained_cnn, eps=0.1, steps=40, seed=s), x, y) for s in SEEDS)
     pgd = sum(robust(PGD(trained_cnn, eps=0.1, steps=40, seed=s), x, y) for s in SEEDS)
-    assert apgd <= pgd + spread_slack(0.92, len(SEEDS)), (apgd, pgd)
+    assert apgd <= pgd + spread_slack(0.32, len(SEEDS)), (apgd, pgd)
     assert apgd < 0.75 * len(x) * len(SEEDS)  # and it does attack: clean accuracy is about 0.97
 
 
