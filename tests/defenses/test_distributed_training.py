@@ -341,27 +341,29 @@ def test_bad_speed_options_are_refused_before_any_work(kwargs, message):
 
 # ---- the defend command under torchrun --------------------------------------------------------------
 
-@pytest.mark.slow  # the defend command twice, alone and under torchrun: about 45 s
-def test_the_defend_command_under_torchrun_trains_sharded_and_only_rank_0_writes(tmp_path):
+@pytest.mark.slow  # the defend command twice, alone (in this process) and under torchrun: about 25 s
+def test_the_defend_command_under_torchrun_trains_sharded_and_only_rank_0_writes(tmp_path, capsys):
     """`torchrun -m advkit defend`: the ranks share the training (each checkpointed epoch equals one
     process's within float tolerance), rank 0 alone prints and writes the same files as one process."""
+    from advkit.cli import main
+
     torch.manual_seed(0)
     torch.save(SmallCNN(input_size=8).state_dict(), tmp_path / "model.pt")
     args = ["defend", "--method", "pgd", "--eps", "0.1", "--epochs", "1", "--model", str(tmp_path / "model.pt"),
             "--arch", "smallcnn", "--data", "digits", "--attacks", "pgd-10", "--eval-eps", "0,0.1", "--n", "100",
             "--probe", "0", "--device", "cpu", "--no-progress"]
-    env = child_env()
+    outputs = {name: ["--out", str(tmp_path / name), "--checkpoint-dir", str(tmp_path / f"checkpoints-{name}")]
+               for name in ("one", "two")}
+    assert main([*args, *outputs["one"]]) == 0
+    one = capsys.readouterr().out
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    runs = {}
-    for name, launcher in (("one", ["-m", "advkit"]), ("two", [*torchrun, "-m", "advkit", "--"])):
-        runs[name] = subprocess.run([sys.executable, *launcher, *args, "--out", str(tmp_path / name),
-                                     "--checkpoint-dir", str(tmp_path / f"checkpoints-{name}")],
-                                    env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert runs[name].returncode == 0, runs[name].stderr[-3000:]
+    two = subprocess.run([sys.executable, *torchrun, "-m", "advkit", "--", *args, *outputs["two"]], env=child_env(),
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert two.returncode == 0, two.stderr[-3000:]
     files = [sorted(p.name for p in (tmp_path / name).iterdir()) for name in ("one", "two")]
     assert files[0] == files[1] and "after.pt" in files[0]
-    assert runs["one"].stdout.count("report: ") == runs["two"].stdout.count("report: ") == 1
-    assert runs["one"].stdout.count("weights: ") == runs["two"].stdout.count("weights: ") == 1
+    assert one.count("report: ") == two.stdout.count("report: ") == 1
+    assert one.count("weights: ") == two.stdout.count("weights: ") == 1
     assert_same_weights(checkpoint(tmp_path / "checkpoints-two")["model"],
                         checkpoint(tmp_path / "checkpoints-one")["model"])
     assert_same_weights(torch.load(tmp_path / "two" / "after.pt", weights_only=True),
