@@ -27,7 +27,7 @@ pyautoattack = pytest.importorskip("pyautoattack")
 EPS = 0.3
 N = 100
 #: The equal budgets of both ensembles: steps of APGD-CE, APGD-T and FAB-T, Square's queries.
-STEPS, QUERIES = 25, 1000
+STEPS, QUERIES = 25, 300
 SEEDS = (0, 1, 2)
 
 
@@ -55,9 +55,10 @@ def official_robust(model, x, y, seed: int) -> torch.Tensor:
 @pytest.mark.slow  # both ensembles on 100 images, three seeds
 def test_autoattack_is_as_strong_as_the_official_standard_version(robust_cnn, images, monkeypatch):
     """Images left standing of 100, summed over seeds 0-2. Measured over seeds 0-7 at these budgets: ours
-    and the official each leave 16-17, a per-seed difference of mean 0.0 and standard deviation 0.76;
-    so ours may exceed theirs by three deviations of the 3-seed sum (3.9 images). (At the full budgets,
-    seeds 0-5: ours 15-16, the official 15-16, a difference of mean -0.5.)"""
+    and the official each leave 16-17, a per-seed difference of mean +0.1 and standard deviation 0.83;
+    so ours may exceed theirs by three deviations of the 3-seed sum (4.3 images). (With 1,000 queries:
+    16-17 each, a difference of mean 0.0 and deviation 0.76; at the full budgets, seeds 0-5: ours
+    15-16, the official 15-16, a difference of mean -0.5.)"""
     from advkit.attacks import autoattack
 
     monkeypatch.setattr(autoattack, "STEPS", STEPS)
@@ -69,7 +70,7 @@ def test_autoattack_is_as_strong_as_the_official_standard_version(robust_cnn, im
         assert robust >= 5, "the model must keep some robustness for the comparison to mean anything"
         theirs += robust
         ours += int((~AutoAttack(robust_cnn, eps=EPS, norm="linf", seed=seed).run(x, y).success).sum())
-    assert ours <= theirs + spread_slack(0.76, len(SEEDS)), f"ours left {ours} robust, the official {theirs}"
+    assert ours <= theirs + spread_slack(0.83, len(SEEDS)), f"ours left {ours} robust, the official {theirs}"
 
 
 @pytest.mark.slow
