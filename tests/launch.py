@@ -6,7 +6,11 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,3 +44,39 @@ def run_group(script: Path, world: int = 2, timeout: float = 180, args: tuple[st
             p.kill()
     assert [p.returncode for p in procs] == [0] * world, "\n".join(logs)
     return logs
+
+
+#: The start of every rank's script (:func:`group_script`): ``module_dir`` importable, one thread, the
+#: gloo group joined, ``out`` (the folder, a string) and ``rank`` set.
+GROUP_START = """import json, sys
+import torch, torch.distributed as dist
+sys.path.insert(0, {module_dir!r})
+import advkit
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+out, rank = {out!r}, dist.get_rank()
+"""
+#: The end of every rank's script: no rank leaves the group while another still talks to it.
+GROUP_END = """
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+def group_script(out: Path, module_dir: Path, body: str) -> Path:
+    """``out/child.py``: ``body`` between :data:`GROUP_START` and :data:`GROUP_END`, for :func:`run_group`."""
+    script = out / "child.py"
+    script.write_text(GROUP_START.format(module_dir=str(module_dir), out=str(out)) + body + GROUP_END)
+    return script
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one intra-op thread inside the block, as each rank of a group runs (results depend on
+    the thread count); the caller's count afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -29,12 +29,12 @@ from advkit.defenses.training import CHECKPOINT_PREFIX, adversarial_training, sa
 from advkit.models import SmallCNN
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from launch import child_env, run_group  # noqa: E402
+from launch import child_env, group_script, one_thread, run_group  # noqa: E402
 
 #: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
 pytestmark = pytest.mark.xdist_group("advtrain-group")
 
-ROOT = Path(__file__).resolve().parents[2]
+
 N, BATCH, EPOCHS, HELD_OUT = 700, 75, 2, 70
 SHARES = (38, 37)  # rank 0's and rank 1's rows of each global batch of 75
 #: Float tolerance between a 2-process and a 1-process run: the loss and gradient sums are taken in
@@ -51,38 +51,28 @@ RUNS = {
     "trades": {"method": "trades", "steps": 2, "n": 100, "epochs": 1},
 }
 
+#: What each rank of the group runs (after launch.GROUP_START).
 CHILD = """
-import json, sys
-import torch, torch.distributed as dist
-sys.path.insert(0, {root!r})
-sys.path.insert(0, {here!r})
-sys.path.insert(0, {tests!r})
-import advkit
 from advkit.checkpoints import CheckpointFolder
 from advkit.defenses import adversarial_training
 from test_distributed_training import RUNS, digits_mlp, run
-torch.set_num_threads(1)
-dist.init_process_group("gloo")
-out, rank = {out!r}, dist.get_rank()
 saves, save = [], CheckpointFolder.save
 CheckpointFolder.save = lambda self, *args: (saves.append(args[-1]), save(self, *args))[1]
-results = {{}}
+results = {}
 for name, folder, resume in [(name, name + "-group", False) for name in RUNS] + [
         ("pgd", "pgd-single-resumed-in-group", True)]:
     rows = []
     model, history = run(name, out + "/" + folder, resume, rows)
-    torch.save(model.state_dict(), out + f"/{{folder}}-rank{{rank}}.pt")
-    results[folder] = {{"history": history, "rows": sorted(set(rows))}}
+    torch.save(model.state_dict(), out + f"/{folder}-rank{rank}.pt")
+    results[folder] = {"history": history, "rows": sorted(set(rows))}
 results["saves"] = saves
 x, y = advkit.data.load("digits")[0].tensors
 try:  # each rank its own samples, as a DistributedSampler would give them
     adversarial_training(digits_mlp(), (x[rank::2], y[rank::2]), eps=0.1, epochs=1, progress=False, device="cpu")
 except ValueError as err:
     results["refused"] = str(err)
-with open(out + f"/rank{{rank}}.json", "w") as f:
+with open(out + f"/rank{rank}.json", "w") as f:
     json.dump(results, f)
-dist.barrier()  # no rank leaves the group while another still talks to it
-dist.destroy_process_group()
 """
 
 
@@ -149,16 +139,12 @@ def single(tmp_path_factory):
     """Both runs in this process (one thread, as each rank has), and a copy of the PGD run's folder
     cut after epoch 1 for the group to resume."""
     out = tmp_path_factory.mktemp("advtrain")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        results = {}
+    results = {}
+    with one_thread():
         for name in RUNS:
             rows: list[int] = []
             model, history = run(name, out / f"{name}-single", rows=rows)
             results[name] = {"weights": model.state_dict(), "history": history, "rows": sorted(set(rows))}
-    finally:
-        torch.set_num_threads(threads)
     keep_first_epoch(out / "pgd-single", out / "pgd-single-resumed-in-group")
     return out, results
 
@@ -167,10 +153,7 @@ def single(tmp_path_factory):
 def group(single):
     """The same runs in a 2-process gloo group, and the PGD run resumed there from one process's epoch 1."""
     out, _ = single
-    script = out / "child.py"
-    script.write_text(CHILD.format(root=str(ROOT), here=str(Path(__file__).parent), tests=str(ROOT / "tests"),
-                                   out=str(out)))
-    run_group(script, timeout=300)
+    run_group(group_script(out, Path(__file__).parent, CHILD), timeout=300)
     return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

@@ -16,13 +16,13 @@ from advkit.attacks import Square
 from advkit.distributed import gather, gather_call, is_distributed, my_shard, rank, shard_bounds, world_size
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from launch import child_env, run_group  # noqa: E402
+from launch import child_env, group_script, one_thread, run_group  # noqa: E402
 from masked import Detach  # noqa: E402
 
 #: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
 pytestmark = pytest.mark.xdist_group("evaluate-group")
 
-ROOT = Path(__file__).resolve().parents[2]
+
 def square_50(model: nn.Module) -> Square:
     """A short Square attack: its draws are per batch, so the ranks must split batches, not samples."""
     return Square(model, 0.1, n_queries=50)
@@ -42,37 +42,27 @@ RUNS = {
                    examples=2, device="cpu"),
 }
 
+#: What each rank of the group runs (after launch.GROUP_START).
 CHILD = """
-import json, sys
-import torch, torch.distributed as dist
-sys.path.insert(0, {root!r})
-sys.path.insert(0, {here!r})
-sys.path.insert(0, {tests!r})
-import advkit
 from test_distributed import RUNS, digits_mlp, evaluate_run
-torch.set_num_threads(1)
-dist.init_process_group("gloo")
-out, rank = {out!r}, dist.get_rank()
 model = digits_mlp()
 model.load_state_dict(torch.load(out + "/model.pt", weights_only=True))
 forwards = [0]
 model.register_forward_hook(lambda m, inputs, output: forwards.__setitem__(0, forwards[0] + len(inputs[0])))
 test = advkit.data.load("digits")[1]
-reports = {{}}
+reports = {}
 for name in RUNS:
     forwards[0] = 0
     report = evaluate_run(model, test, name)
-    report.save(out + f"/report-{{name}}-rank{{rank}}")
-    reports[name] = {{"forwards": forwards[0], "report": report.to_dict()}}
+    report.save(out + f"/report-{name}-rank{rank}")
+    reports[name] = {"forwards": forwards[0], "report": report.to_dict()}
 x, y = test.tensors
 try:  # each rank its own samples, as a DistributedSampler would give them
     advkit.evaluate(model, (x[rank::2], y[rank::2]), attacks="fgsm", eps=0.1, progress=False, device="cpu")
 except ValueError as err:
     reports["refused"] = str(err)
-with open(out + f"/rank{{rank}}.json", "w") as f:
+with open(out + f"/rank{rank}.json", "w") as f:
     json.dump(reports, f)
-dist.barrier()
-dist.destroy_process_group()
 """
 
 
@@ -124,9 +114,7 @@ def test_without_a_group_everything_is_one_process():
 def single(tmp_path_factory):
     """A trained digits MLP (saved for the group) and its one-process reports and forward counts."""
     out = tmp_path_factory.mktemp("dist")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         train, test = advkit.data.load("digits")
         x, y = train.tensors
         torch.manual_seed(0)
@@ -144,8 +132,6 @@ def single(tmp_path_factory):
         for name in RUNS:
             forwards[0] = 0
             reports[name] = {"report": evaluate_run(model, test, name).to_dict(), "forwards": forwards[0]}
-    finally:
-        torch.set_num_threads(threads)
     return out, reports
 
 
@@ -153,10 +139,7 @@ def single(tmp_path_factory):
 def group(single):
     """The same evaluations in a 2-process gloo group: each rank's reports and forward counts."""
     out, _ = single
-    script = out / "child.py"
-    script.write_text(CHILD.format(root=str(ROOT), here=str(Path(__file__).parent), tests=str(ROOT / "tests"),
-                                   out=str(out)))
-    run_group(script)
+    run_group(group_script(out, Path(__file__).parent, CHILD))
     return out, [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
 

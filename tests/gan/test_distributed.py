@@ -21,7 +21,7 @@ from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator, dcgan
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # pytest runs with --import-mode=importlib
 from gan_group import BATCH, CONFIGS, EVERY, STEPS, data, interrupted, make_trainer, resumed, state  # noqa: E402
-from launch import child_env, run_group  # noqa: E402
+from launch import child_env, one_thread, run_group  # noqa: E402
 
 #: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
 pytestmark = pytest.mark.xdist_group("gan-group")
@@ -51,12 +51,8 @@ def assert_same_run(got: dict, expected: dict) -> None:
 def group(tmp_path_factory):
     """The 2-process runs of gan_group.py; beforehand, a one-process run interrupted in ``single/``."""
     out = tmp_path_factory.mktemp("gan-group")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         interrupted(out / "single")
-    finally:
-        torch.set_num_threads(threads)
     run_group(HERE / "gan_group.py", args=(str(out),))
     return out
 
@@ -88,12 +84,8 @@ def test_a_group_checkpoint_resumes_in_two_processes_and_in_one(group):
     for r in range(2):
         assert_same_run(load(group / f"resumed-rank{r}.pt"), expected)
         assert_same_run(load(group / f"from-single-rank{r}.pt"), expected)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         alone = resumed(group / "interrupted")
-    finally:
-        torch.set_num_threads(threads)
     assert_same_run(state(alone), expected)
 
 

@@ -1,6 +1,9 @@
 """Checkpoints, bit-exact resume on CPU, runs that never mix, and the divergence guard (injected NaN, runaway D)."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -8,6 +11,9 @@ from advkit.checkpoints import CheckpointFolder
 from advkit.core import Hook
 from advkit.gan import GANTrainer, dcgan
 from advkit.gan.trainer import CHECKPOINT_PREFIX
+
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from gan_group import Interrupt  # noqa: E402  (a crash after a given round)
 
 STEPS, EVERY = 8, 3
 
@@ -23,17 +29,6 @@ def make_trainer(init_seed: int, **kwargs) -> GANTrainer:
     G, D = dcgan(num_classes=10, width=8, latent_dim=16)
     options = {"loss": "wgan-gp", "n_critic": 2, "conditional": "class", "device": "cpu", "seed": 0}
     return GANTrainer(G, D, **{**options, **kwargs})
-
-
-class Interrupt(Hook):
-    """Simulates a crash after round ``at``."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def round_end(self, r: int) -> None:
-        if r + 1 == self.at:
-            raise KeyboardInterrupt
 
 
 def files(directory) -> dict[str, list[int]]:
