@@ -26,7 +26,7 @@ from ..models import (
 from ..outputs import check_folder, save_or_rescue
 from .evaluate import evaluate
 from .folder import report_files
-from .specs import resolve
+from .specs import DEFAULT_ATTACKS, resolve
 from .tables import comparison_tables, to_markdown
 
 DEMO_HELP = """\
@@ -65,8 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--model, if given, is loaded into it")
     p.add_argument("--data", default="mnist5k", choices=NAMES, help="dataset; its test split is evaluated")
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
-    p.add_argument("--attacks", default="fgsm,pgd-40", type=attack_names,
-                   help="comma-separated attack names, e.g. fgsm,pgd-40,apgd-ce,square or autoattack")
+    p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), type=attack_names,
+                   help="comma-separated attack names, e.g. fgsm,pgd-40,apgd,apgd-t,square or autoattack "
+                        f"(default {','.join(DEFAULT_ATTACKS)})")
     p.add_argument("--eps", default="0,0.1,0.2,0.3", type=eps_grid,
                    help="comma-separated budgets in [0, 1] pixel units, fractions allowed (0,2/255,8/255); "
                         "0 is clean accuracy")

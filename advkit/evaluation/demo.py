@@ -30,6 +30,7 @@ from ..outputs import save_or_rescue
 from ..train import accuracy, fit
 from .evaluate import evaluate
 from .report import Report
+from .specs import DEFAULT_ATTACKS
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: st
                  f"{cfg.defense_epochs} epochs")
     defended = defend(model, train, cfg, seed, device, progress)
     phases.end(f"defended: test accuracy {accuracy(defended, test):.1%}")
-    attacks = ["fgsm", f"pgd-{cfg.pgd_steps}"]
+    attacks = list(DEFAULT_ATTACKS)
     if device.type == "cuda":  # AutoAttack on ~1,000 samples is beyond the CPU time budget
         attacks.append("autoattack")
     phases.start(f"robustness curves of both: {', '.join(attacks)} at {len(cfg.eps)} eps on {cfg.n} test digits, "
