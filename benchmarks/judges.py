@@ -3,7 +3,8 @@ candidate set at the model's eps, beside the official AutoAttack, with the passe
 set costs, on three kinds of mnist5k SmallCNNs (trained once, cached in --cache):
 
 - ``standard``: plain training (8 epochs, the demo's), judged at eps 0.1;
-- ``fgsm-rs``: the demo's and ``advkit defend --method fgsm-rs --eps 0.2 --epochs 2``'s defense of it, at 0.2;
+- ``fgsm-rs``: the demo's defense of it (FGSM-RS at eps 0.2, 2 epochs), at 0.2;
+- ``defend-fgsm-rs``: ``advkit defend --method fgsm-rs --eps 0.2 --epochs 2``'s (its wide SmallCNN), at 0.2;
 - ``pgd``: ``adversarial_training(method="pgd")`` at its defaults from the standard model, at 0.3.
 
     OMP_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \\
@@ -32,32 +33,42 @@ import torch
 import advkit
 from advkit.attacks import APGD, APGDT, FGSM, PGD
 from advkit.defenses import adversarial_training
+from advkit.defenses.training import defense_model
 from advkit.evaluation.specs import DEFAULT_ATTACKS
 from advkit.models import SmallCNN
 from advkit.train import fit
 
 #: Model kind -> the eps it is judged at.
-KINDS = {"standard": 0.1, "fgsm-rs": 0.2, "pgd": 0.3}
+KINDS = {"standard": 0.1, "fgsm-rs": 0.2, "defend-fgsm-rs": 0.2, "pgd": 0.3}
+#: Model kind -> (the model it starts from, adversarial_training's method and options); None: plain training.
+RECIPES = {"standard": None, "fgsm-rs": ("standard", "fgsm-rs", {"eps": 0.2, "epochs": 2}),
+           "standard-wide": None, "defend-fgsm-rs": ("standard-wide", "fgsm-rs", {"eps": 0.2, "epochs": 2}),
+           "pgd": ("standard", "pgd", {"eps": 0.3})}
 Factory = Callable[[torch.nn.Module, float, int], Any]
 
 
 def trained(kind: str, cache: Path) -> torch.nn.Module:
-    """The ``kind`` model, loaded from ``cache`` when it holds it, else trained (seed 0) and saved there."""
+    """The ``kind`` model, loaded from ``cache`` when it holds it, else trained (seed 0) and saved there:
+    8 epochs of plain training, then (``RECIPES``) adversarial training from a copy of the model named
+    there. ``defend-fgsm-rs`` and its ``standard-wide`` are ``advkit defend --method fgsm-rs --eps 0.2
+    --epochs 2``'s (its wide SmallCNN); the others are SmallCNNs, ``fgsm-rs`` the demo's defended model."""
     path = cache / f"judges_{kind}.pt"
-    model = SmallCNN()
+    recipe = RECIPES[kind]
+    wide = kind in ("standard-wide", "defend-fgsm-rs")
+    model = defense_model() if wide else SmallCNN()
     if path.exists():
         advkit.models.load_state_dict(model, path)
         return model.eval()
     train = advkit.data.load("mnist5k", seed=0)[0]
-    if kind == "standard":
+    start = time.perf_counter()
+    if recipe is None:
         torch.manual_seed(0)
         fit(model, train, epochs=8, seed=0, progress=False)
     else:
-        model = copy.deepcopy(trained("standard", cache))
-        options = {"eps": 0.2, "epochs": 2} if kind == "fgsm-rs" else {"eps": 0.3}
-        start = time.perf_counter()
-        adversarial_training(model, train, method=kind, seed=0, progress=False, **options)
-        print(f"trained {kind} in {time.perf_counter() - start:.0f} s", flush=True)
+        base, method, options = recipe
+        model = copy.deepcopy(trained(base, cache))
+        adversarial_training(model, train, method=method, seed=0, progress=False, **options)
+    print(f"trained {kind} in {time.perf_counter() - start:.0f} s", flush=True)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(model.state_dict(), tmp)

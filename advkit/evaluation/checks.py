@@ -24,13 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..attacks import PGD, GradientMaskingError
+from ..attacks import APGDT, PGD, GradientMaskingError
 from ..attacks.autoattack import AUTOATTACK, square
 from ..core import frozen, get_norm
 from .batched import attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
-from .specs import stronger
+from .specs import DEFAULT_ATTACKS, stronger
 
 #: Attacks that use no gradients (their curves are not "gradient attacks" for the checks).
 GRADIENT_FREE = ("square", AUTOATTACK)
@@ -49,6 +49,14 @@ SQUARE_ROWS = 50
 SQUARE_FIRST = 5
 #: Share of probe samples allowed an exactly-zero input gradient.
 ZERO_GRAD_SLACK = 0.01
+#: The stronger-attack check's attack: APGD-T (targeted DLR loss, momentum, step-size schedule: built
+#: unlike PGD with cross-entropy) with this many steps towards each of this many target classes.
+STRONGER_STEPS, STRONGER_TARGETS = 25, 1
+#: Standard deviations of the binomial slack over SLACK: how far the share of standing probe samples
+#: the stronger attack fools may exceed SLACK by chance before the check fails.
+BINOMIAL_Z = 2.0
+#: Curves whose attack already is the stronger attack (or contains it): the check reads them.
+STRONGER_CURVES = ("apgd-t", AUTOATTACK)
 
 
 log = logging.getLogger(__name__)
@@ -282,6 +290,54 @@ def most_resistant_first(result: ModelResult, attacks: list[str], rows: Tensor, 
     return rows[torch.argsort(later, descending=True, stable=True)]
 
 
+def check_stronger_attack(ctx: _Context) -> Check:
+    """A stronger, differently built attack must not fool the probe samples the curves' attacks left
+    standing: APGD-T (``STRONGER_STEPS`` steps towards each of the ``STRONGER_TARGETS`` classes the
+    model ranks next) attacks them at the middle eps. What it fools, the worst case counted as robust,
+    so its share of the probe is the overstatement there. PGD with cross-entropy on an adversarially
+    trained model is such a weak judge without any gradient masking (the gradient checks pass). The
+    check fails when the overstatement exceeds a ``SLACK`` share of the probe by more than the binomial
+    slack (``BINOMIAL_Z`` standard deviations at that share), and names the attacks to add. An APGD-T
+    or AutoAttack curve answers it from the curves at no cost."""
+    mid, res = ctx.mid, ctx.result
+    if mid is None or res.masked or not ctx.attacks:
+        why = "gradient masking (see gradient-free)" if res.masked else "an eps > 0 and an attack that ran"
+        return Check("stronger-attack", True, f"skipped: needs {why}", skipped=True)
+    j, eps = mid
+    n = len(ctx.idx)
+    curves = [name for name in ctx.attacks if name.startswith(STRONGER_CURVES)]
+    others = [name for name in ctx.attacks if name not in curves]
+    if not others:
+        return Check("stronger-attack", True, f"skipped: the curves are {', '.join(curves)} themselves", skipped=True)
+    rows = ctx.idx[torch.stack([res.robust(name)[ctx.idx, j] for name in others]).all(0)]
+    if curves:
+        extra = int((~torch.stack([res.robust(name)[rows, j] for name in curves]).all(0)).sum())
+        what = f"the {', '.join(curves)} curve"
+    else:
+        attack = APGDT(ctx.model, eps, steps=STRONGER_STEPS, norm=ctx.norm, n_target_classes=STRONGER_TARGETS,
+                       seed=ctx.options.seed)
+        extra = int((~ctx.survived(attack, rows, eps)).sum())
+        what = f"APGD-T (DLR loss, {STRONGER_STEPS} steps, {STRONGER_TARGETS} target class)"
+    allowed = binomial_slack(n)
+    passed = extra <= allowed
+    msg = (f"{what} at eps={eps:g} fooled {extra} of the {len(rows)} probe samples (of {n}) that "
+           f"{', '.join(others)} left standing (allowed {allowed})")
+    if not passed:
+        missing = [a for a in DEFAULT_ATTACKS if a not in ctx.attacks] or ["apgd-t"]
+        msg += (f": the worst case overstates robustness by about {100 * extra / n:.0f} points at eps={eps:g}; "
+                f"add {', '.join(map(repr, missing))} to the attacks (or use 'autoattack')")
+    return Check("stronger-attack", passed, msg,
+                 details={"eps": eps, "extra": extra, "standing": len(rows), "allowed": allowed,
+                          "overstatement": extra / n})
+
+
+def binomial_slack(n: int) -> int:
+    """How many of ``n`` probe samples a stronger attack may fool beyond the curves' attacks before the
+    worst case counts as overstated: a ``SLACK`` share plus ``BINOMIAL_Z`` binomial standard deviations
+    at that share, at least 1."""
+    return max(1, math.floor(SLACK * n + BINOMIAL_Z * math.sqrt(n * SLACK * (1 - SLACK))))
+
+
 def check_gradients(ctx: _Context) -> Check:
     """Input gradients of the cross-entropy must be finite and non-zero; zero gradients mean a
     quantised input or a saturated softmax, and NaN/Inf a numerically broken model."""
@@ -328,4 +384,5 @@ def check_finite_logits(ctx: _Context) -> Check:
 
 
 CHECKS = {"monotone": check_monotone, "large-eps": check_large_eps, "more-budget": check_more_budget,
-          "gradient-free": check_gradient_free, "gradients": check_gradients, "finite-logits": check_finite_logits}
+          "gradient-free": check_gradient_free, "stronger-attack": check_stronger_attack,
+          "gradients": check_gradients, "finite-logits": check_finite_logits}

@@ -23,7 +23,7 @@ from ..attacks.autoattack import AUTOATTACK, build_autoattack
 from .construct import accepts, by_name
 
 #: The attacks of ``evaluate``, ``advkit evaluate``, ``advkit defend`` and the demo when none are given.
-DEFAULT_ATTACKS: tuple[str, ...] = ("fgsm", "pgd-40")
+DEFAULT_ATTACKS: tuple[str, ...] = ("fgsm", "apgd")
 #: A registry name with a step count: "pgd-40", "apgd-t-100".
 _WITH_STEPS = re.compile(r"^(?P<base>.+)-(?P<steps>\d+)$")
 

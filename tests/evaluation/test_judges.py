@@ -1,0 +1,101 @@
+"""Issue 23: the default attacks are defined in one place, and the stronger-attack check catches an
+attack set that overstates robustness (and passes one that does not)."""
+from __future__ import annotations
+
+import argparse
+import inspect
+
+import pytest
+
+import advkit
+from advkit.attacks import PGD
+from advkit.evaluation import demo
+from advkit.evaluation.checks import CHECKS, binomial_slack
+from advkit.evaluation.options import EvaluationOptions
+from advkit.evaluation.specs import DEFAULT_ATTACKS
+
+
+def _default_attacks(command: str) -> list[str]:
+    """The default of ``advkit COMMAND --attacks``, as argparse gives it to the command."""
+    from advkit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    action = next(a for a in sub._actions if a.dest == "attacks")
+    return action.type(action.default)
+
+
+def test_the_default_attacks_are_defined_once():
+    """evaluate, its options, `advkit evaluate`, `advkit defend` and the demo use specs.DEFAULT_ATTACKS,
+    which is the set benchmarks/judges.py chose (APGD-CE, FGSM beside it)."""
+    assert DEFAULT_ATTACKS == ("fgsm", "apgd")
+    assert inspect.signature(advkit.evaluate).parameters["attacks"].default is DEFAULT_ATTACKS
+    assert [s.name for s in EvaluationOptions().attacks] == list(DEFAULT_ATTACKS)
+    for command in ("evaluate", "defend"):
+        assert _default_attacks(command) == list(DEFAULT_ATTACKS), command
+    assert "DEFAULT_ATTACKS" in inspect.getsource(demo.run_demo)
+
+
+def test_the_demo_evaluates_with_the_default_attacks(monkeypatch, tmp_path):
+    """The demo's curves (on the CPU) are exactly the default attacks."""
+    seen = {}
+
+    def fake_evaluate(models, data, attacks, **kwargs):
+        seen["attacks"] = attacks
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(demo, "evaluate", fake_evaluate)
+    monkeypatch.setattr(demo, "QUICK", demo.DemoConfig(epochs=1, n=16, eps=(0.0, 0.1), pgd_steps=2, probe=8,
+                                                       queries=10, defense_epochs=1, advgan_steps=1))
+    monkeypatch.setattr(demo, "fit", lambda *a, **k: None)
+    monkeypatch.setattr(demo, "defend", lambda model, *a, **k: model)
+    with pytest.raises(RuntimeError, match="stop here"):
+        demo.run_demo(tmp_path, quick=True, device="cpu", progress=False)
+    assert seen["attacks"] == list(DEFAULT_ATTACKS)
+
+
+def test_the_binomial_slack():
+    """2% of the probe plus two binomial standard deviations there, at least 1."""
+    assert [binomial_slack(n) for n in (1, 16, 32, 64, 100, 400)] == [1, 1, 2, 3, 4, 13]
+
+
+def _stronger(report, name="model"):
+    return next(c for c in report.checks if c.name == "stronger-attack" and c.model == name)
+
+
+def test_the_stronger_attack_check_fails_where_the_attack_set_overstates(trained_cnn, test_batch):
+    """PGD with 2 short steps leaves standing many samples APGD-T fools: the check fails, giving
+    the overstatement in points and the attacks to add; its passes are counted."""
+    x, y = test_batch[0][:100], test_batch[1][:100]
+    report = advkit.evaluate(trained_cnn, (x, y), attacks={"pgd-2": lambda m: PGD(m, steps=2, alpha=0.01)},
+                             eps=[0, 0.1, 0.2], probe=32, progress=False, device="cpu", examples=0)
+    check = _stronger(report)
+    assert CHECKS["stronger-attack"] is not None and not check.passed
+    assert check.details["extra"] > check.details["allowed"] == 2
+    points = round(100 * check.details["extra"] / 32)
+    assert f"overstates robustness by about {points} points at eps={check.details['eps']:g}" in check.message
+    assert "add 'fgsm', 'apgd' to the attacks (or use 'autoattack')" in check.message
+    assert 0 < check.cost.backwards <= 25 * check.details["standing"]
+
+
+def test_the_stronger_attack_check_passes_the_default_attacks(trained_cnn, test_batch):
+    """On the default attacks (APGD-CE judges the standard model like APGD-T) the check passes."""
+    x, y = test_batch[0][:100], test_batch[1][:100]
+    report = advkit.evaluate(trained_cnn, (x, y), eps=[0, 0.1, 0.2], probe=32, progress=False, device="cpu",
+                             examples=0)
+    check = _stronger(report)
+    assert check.passed and not check.skipped, check.message
+    assert check.details["extra"] <= check.details["allowed"]
+
+
+def test_an_apgd_t_curve_answers_the_check_at_no_cost(trained_cnn, test_batch):
+    """With an APGD-T curve beside PGD the check reads the curves: no pass spent; it compares the
+    samples PGD left standing with what the APGD-T curve fooled of them."""
+    x, y = test_batch[0][:60], test_batch[1][:60]
+    report = advkit.evaluate(trained_cnn, (x, y), attacks={"pgd-2": lambda m: PGD(m, steps=2, alpha=0.01),
+                                                           "apgd-t": "apgd-t-10"},
+                             eps=[0, 0.15], probe=32, progress=False, device="cpu", examples=0)
+    check = _stronger(report)
+    assert check.cost.backwards == check.cost.forwards == 0
+    assert "the apgd-t curve at eps=0.15 fooled" in check.message and "that pgd-2 left standing" in check.message
+    assert not check.passed  # PGD with 2 short steps overstates here too
