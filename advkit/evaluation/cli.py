@@ -34,11 +34,12 @@ The main job on the embedded MNIST-5k digits (no download), in one report folder
   1. train a SmallCNN (4,000 training digits; about 97% test accuracy);
   2. defend a copy of it: fast adversarial training (FGSM-RS) at eps 0.2 from its
      weights, 2 epochs (quick: 1);
-  3. the robustness curves of both on one plot: accuracy under FGSM and PGD-40
-     (quick: PGD-10) versus eps on 500 test digits (quick: 200), with the per-sample
+  3. the robustness curves of both on one plot: accuracy under FGSM and APGD-CE
+     (100 steps; quick: 10) versus eps on 500 test digits (quick: 200), with the per-sample
      worst case over both, the defense's change in clean accuracy and robust gain;
-  4. sanity checks for gradient masking and a failed attack (more steps, more eps,
-     a gradient-free attack, ...) on both models, each passed or failed with its reason;
+  4. sanity checks for gradient masking and a failed or weak attack (more steps, more
+     eps, a gradient-free attack, a stronger one, ...) on both models, each passed or
+     failed with its reason;
   5. AdvGAN: a generator trained 300 steps (quick: 60) to attack the standard model in
      one forward pass, its accuracy and time per image beside PGD's;
   6. a GAN section, trained on the same min-max engine: quick, an MLP GAN on a ring

@@ -28,6 +28,15 @@ DEFAULT_ATTACKS: tuple[str, ...] = ("fgsm", "apgd")
 _WITH_STEPS = re.compile(r"^(?P<base>.+)-(?P<steps>\d+)$")
 
 
+def with_steps(names: Iterable[str], steps: int | None) -> list[str]:
+    """``names`` with ``steps`` set on those whose attack takes a step count (``("fgsm", "apgd")``, 10 ->
+    ``["fgsm", "apgd-10"]``); ``steps=None`` leaves them as they are."""
+    if steps is None:
+        return list(names)
+    return [f"{base}-{steps}" if base in ATTACKS and accepts(ATTACKS[base], "steps") else name
+            for name, (base, _) in ((name, parse_name(name)) for name in names)]
+
+
 def valid_names() -> list[str]:
     """Every attack name ``evaluate`` accepts right now (the registry grows as attacks land); those
     that take ``steps`` also accept a step count, ``"pgd-40"``."""

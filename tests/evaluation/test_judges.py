@@ -10,7 +10,7 @@ import pytest
 import advkit
 from advkit.attacks import PGD
 from advkit.evaluation import demo
-from advkit.evaluation.checks import CHECKS, binomial_slack
+from advkit.evaluation.checks import CHECKS, STRONGER_STEPS, binomial_slack
 from advkit.evaluation.options import EvaluationOptions
 from advkit.evaluation.specs import DEFAULT_ATTACKS
 
@@ -75,7 +75,7 @@ def test_the_stronger_attack_check_fails_where_the_attack_set_overstates(trained
     points = round(100 * check.details["extra"] / 32)
     assert f"overstates robustness by about {points} points at eps={check.details['eps']:g}" in check.message
     assert "add 'fgsm', 'apgd' to the attacks (or use 'autoattack')" in check.message
-    assert 0 < check.cost.backwards <= 25 * check.details["standing"]
+    assert 0 < check.cost.backwards <= STRONGER_STEPS * check.details["standing"]
 
 
 def test_the_stronger_attack_check_passes_the_default_attacks(trained_cnn, test_batch):
