@@ -198,7 +198,7 @@ def test_demo_announces_each_phase_and_passes_progress_to_sections(tmp_path, cap
     assert "training a SmallCNN on mnist5k (1 epochs, cpu)" in lines[0] and "trained: test accuracy" in lines[1]
     assert "fast adversarial training (FGSM-RS) at eps 0.2, 1 epochs" in lines[2] and "defended: test" in lines[3]
     assert "fgsm, apgd at 2 eps on 32 test digits" in lines[4] and "checks passed" in lines[5]
-    assert "worst case at eps 0.1 " in lines[5] and "points after the defense" in lines[5]
+    assert "worst case at eps 0.1 " in lines[5] and "points after the defense (set by " in lines[5]
     assert "AdvGAN: a generator trained 2 steps" in lines[6] and "AdvGAN leaves" in lines[7]
     assert "Fake part: done" in lines[9] and seen == {"progress": True}
 

@@ -99,3 +99,17 @@ def test_an_apgd_t_curve_answers_the_check_at_no_cost(trained_cnn, test_batch):
     assert check.cost.backwards == check.cost.forwards == 0
     assert "the apgd-t curve at eps=0.15 fooled" in check.message and "that pgd-2 left standing" in check.message
     assert not check.passed  # PGD with 2 short steps overstates here too
+
+
+def test_the_demo_says_which_attack_sets_the_worst_case():
+    """The attack with the lowest accuracy at the grid point sets the worst case, the others follow."""
+    import torch
+
+    from advkit.evaluation.results import AttackRecord, ModelResult
+
+    clean = torch.ones(4, dtype=torch.bool)
+    fgsm = torch.tensor([[1, 1], [1, 1], [1, 1], [1, 0]], dtype=torch.bool)
+    apgd = torch.tensor([[1, 1], [1, 0], [1, 0], [1, 0]], dtype=torch.bool)
+    result = ModelResult("m", [0.0, 0.2], torch.zeros(4, dtype=torch.long), clean, 10,
+                         {"fgsm": AttackRecord("fgsm", "", fgsm, []), "apgd": AttackRecord("apgd", "", apgd, [])})
+    assert demo.set_by(result, 1) == "set by apgd: apgd 25.0%, fgsm 75.0%"
