@@ -15,6 +15,7 @@ import torch
 import advkit
 from advkit.attacks import PGD
 from advkit.cli import main
+from advkit.evaluation.checks import CHECKS
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_files_exist_and_parse(saved):
     data = json.loads((out / "report.json").read_text())
     assert data["config"]["eps"] == [0.0, 0.1, 0.2] and data["seed"] == 0
     assert {"advkit", "torch", "torchattacks"} <= set(data["versions"]) and data["device"] == "cpu"
-    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == 6
+    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == len(CHECKS)
     model = data["models"]["model"]
     assert set(model["curves"]) == {"fgsm", "pgd-5", "worst"} and model["seconds"]["checks"] > 0
     point = model["curves"]["pgd-5"][1]
@@ -139,7 +140,7 @@ def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monk
     ms = {row[0][2:]: float(row[2]) for row in rows}
     assert accuracy["AdvGAN (60 steps)"] < 0.6 * 100 * data["models"]["standard"]["clean_accuracy"]
     assert ms["AdvGAN (60 steps)"] < ms["PGD-10, every step"]
-    assert "| eps | standard/fgsm | standard/pgd-10 | standard/worst | defended/fgsm |" in printed
+    assert "| eps | standard/fgsm | standard/apgd-10 | standard/worst | defended/fgsm |" in printed
     assert "| clean accuracy |" in printed and "report.html" in printed
     worst = [p["accuracy"] for p in data["models"]["standard"]["curves"]["worst"]]
     assert worst[-1] < 0.2 < worst[0]
