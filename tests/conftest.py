@@ -1,29 +1,106 @@
-"""Shared fixtures: the embedded data, one trained SmallCNN, and torchattacks for the tests that need it.
+"""Shared fixtures (the embedded data, the trained models many tests share, torchattacks for the tests
+that need it) and what every run needs to tell the truth on any machine:
 
-The SmallCNN is trained once per test run and is the same model in a serial run and under
-pytest-xdist: it trains with a fixed thread count, and it is cached only in this run's temp folder
-(shared by the xdist workers through a file lock), never in one that outlives the run.
+- The shared models (shared_models.py) are trained once per test run and are the same models in a
+  serial run and under pytest-xdist: they train with a fixed thread count, and they are cached only
+  in this run's temp folder (shared by the xdist workers through a file lock), never in one that
+  outlives the run. Under xdist the first worker trains the ones the run needs in a background
+  process from the start, and the workers run first the slow tests that need none, then the other
+  slow ones, then the fast ones (no worker waits for a model, and the run ends on short tests).
+- Under pytest-xdist the tests are scheduled with ``--dist loadgroup`` (also when ``-n`` alone asks
+  for the default ``load``): the tests of a module marked ``xdist_group`` run on one worker, so a
+  module's heavy fixture (a trained model, a 2-process group) is built once per run, not once per
+  worker that happens to run one of its tests.
+- Markers (registered in pyproject.toml): ``browser`` needs headless Chromium (skipped with the
+  reason where it is missing, an error where ``CI`` is set, as CI must run it); ``gpu`` needs a CUDA
+  GPU (skipped with the reason without one); ``slow`` takes more than about 5 s on one core.
+- Hypothesis runs derandomized under ``CI`` (the same examples on every machine and every run);
+  elsewhere it draws new examples each run. ``HYPOTHESIS_PROFILE=ci`` or ``=dev`` chooses.
 """
 from __future__ import annotations
 
-import fcntl
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 import advkit
 
-#: Threads the shared model trains with, in every mode (results depend on the thread count).
-TRAIN_THREADS = 1
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
+from shared_models import shared_model  # noqa: E402
+
+#: The fixtures that load a shared model (shared_models.MODELS).
+SHARED_MODELS = {"trained_cnn": "smallcnn_mnist5k", "robust_cnn": "robust_cnn_mnist5k"}
+
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 def pytest_configure(config):
     """One intra-op thread per pytest-xdist worker: the workers already fill the cores, and two
-    threads per worker on two cores make small ops spin (measured: the GAN tests ran 10x slower)."""
+    threads per worker on two cores make small ops spin (measured: the GAN tests ran 10x slower).
+    ``-n N``'s default ``load`` schedules as ``loadgroup`` (see the module's docstring): the controller
+    picks that scheduler, and each worker (which parses the original command line again) names its
+    tests' groups."""
+    dist = getattr(config.option, "dist", "no")
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+        if dist in ("load", "no"):
+            config.option.loadgroup = True
+    elif dist == "load":
+        config.option.dist = "loadgroup"
+
+
+def pytest_collection_modifyitems(config, items):
+    """On an xdist worker (every worker sorts alike): the slow tests that need no shared model first,
+    then the other slow ones, then the rest, each in collection order; and where some test needs a
+    shared model, the first worker starts training them in the background, into the run's folder."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return
+
+    def rank(item) -> int:
+        if item.get_closest_marker("slow") is None:
+            return 2
+        return 1 if SHARED_MODELS.keys() & set(item.fixturenames) else 0
+
+    items.sort(key=rank)
+    needed = sorted({SHARED_MODELS[name] for item in items for name in SHARED_MODELS.keys() & set(item.fixturenames)})
+    if worker == "gw0" and needed:
+        folder = run_folder(config._tmp_path_factory)
+        with open(folder / "shared_models.log", "w") as log:
+            config.shared_models = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("shared_models.py")), str(folder), *needed],
+                env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+
+
+def pytest_sessionfinish(session):
+    process = getattr(session.config, "shared_models", None)
+    if process is not None and process.poll() is None:  # a run cut short: no model is needed any more
+        process.terminate()
+        process.wait()
+
+
+def chromium() -> str | None:
+    """The headless browser the ``browser`` tests drive, or None."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("browser") and chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the browser tests but chromium is not installed (.ci/run installs Debian's "
+                        "`chromium`; elsewhere: apt-get install -y chromium)", pytrace=False)
+        pytest.skip("needs headless Chromium (Debian: apt-get install -y chromium); CI runs it")
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (torch.cuda.is_available() is False)")
 
 
 def run_folder(tmp_path_factory) -> Path:
@@ -40,28 +117,15 @@ def mnist5k():
 
 
 @pytest.fixture(scope="session")
-def trained_cnn(mnist5k, tmp_path_factory):
+def trained_cnn(tmp_path_factory):
     """A standard (non-robust) SmallCNN trained on mnist5k train, in eval mode, on the CPU."""
-    shared = run_folder(tmp_path_factory)
-    path, lock = shared / "smallcnn_mnist5k.pt", shared / "smallcnn_mnist5k.lock"
-    model = advkit.models.SmallCNN()
-    with open(lock, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if path.exists():
-            model.load_state_dict(torch.load(path, weights_only=True))
-        else:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(TRAIN_THREADS)
-            try:
-                torch.manual_seed(0)
-                model = advkit.models.SmallCNN()
-                advkit.train.fit(model, mnist5k[0], epochs=8, seed=0, device="cpu", progress=False)
-            finally:
-                torch.set_num_threads(threads)
-            tmp = path.with_suffix(".tmp")
-            torch.save(model.state_dict(), tmp)
-            tmp.replace(path)
-    return model.eval()
+    return shared_model(run_folder(tmp_path_factory), SHARED_MODELS["trained_cnn"])
+
+
+@pytest.fixture(scope="session")
+def robust_cnn(tmp_path_factory):
+    """benchmarks/autoattack.py's PGD-trained SmallCNN (about 20 CPU seconds), in eval mode, on the CPU."""
+    return shared_model(run_folder(tmp_path_factory), SHARED_MODELS["robust_cnn"])
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from advkit.batches import EPOCH_SEED_STRIDE, BatchOrder, batch_stream
+from advkit.batches import BatchOrder, batch_stream
 
 N, SIZE = 23, 5  # 4 batches an epoch, 3 samples left out of each
 
@@ -19,13 +19,28 @@ def test_each_epoch_is_a_new_permutation_in_full_batches():
     assert batches[:4] != batches[4:8] != batches[8:]
 
 
-def test_seeded_order_is_a_function_of_the_seed_and_the_epoch():
-    epoch1 = torch.randperm(N, generator=torch.Generator().manual_seed(7 * EPOCH_SEED_STRIDE + 1))
-    assert take(BatchOrder(seed=7), 8)[4:] == epoch1[:4 * SIZE].view(4, SIZE).tolist()
-    assert take(BatchOrder(seed=7), 8) != take(BatchOrder(seed=8), 8)
+def test_seeded_order_is_a_function_of_the_seed_and_the_epoch_alone():
+    """An epoch's order is the same whether or not the epochs before it were drawn, and no two (seed,
+    epoch) pairs share one (as seed + epoch would: seed 0's epoch 1 would be seed 1's epoch 0)."""
+    orders = set()
+    for seed in range(5):
+        straight = take(BatchOrder(seed=seed), 20)  # epochs 0-4
+        for epoch in range(5):
+            fresh = BatchOrder(seed=seed)
+            fresh.load_state_dict({"drawn": 4 * epoch})  # at the epoch's start, nothing drawn before
+            assert take(fresh, 4) == straight[4 * epoch:4 * epoch + 4]
+            orders.add(str(straight[4 * epoch:4 * epoch + 4]))
+    assert len(orders) == 25
+
+
+def test_an_order_on_a_generator_follows_that_generator():
+    """The generator's state alone decides the batches, and drawing them advances it (the caller's other
+    draws share the stream, as in train.fit)."""
+    first = take(BatchOrder(generator=torch.Generator().manual_seed(7)), 8)
     shared = torch.Generator().manual_seed(7)
-    assert take(BatchOrder(generator=shared), 4) == torch.randperm(N, generator=torch.Generator().manual_seed(7))[
-        :4 * SIZE].view(4, SIZE).tolist()
+    assert take(BatchOrder(generator=shared), 8) == first
+    assert not torch.equal(shared.get_state(), torch.Generator().manual_seed(7).get_state())
+    assert take(BatchOrder(generator=torch.Generator().manual_seed(8)), 8) != first
 
 
 @pytest.mark.parametrize("stop", [1, 4, 6, 9])

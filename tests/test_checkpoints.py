@@ -80,7 +80,9 @@ def test_resumable_run(tmp_path):
         folder.resumable_run("aaaa")
 
 
-@pytest.mark.parametrize("prefix,keep", [("bad-prefix", 3), ("", 3), ("ckpt", 0)])
-def test_bad_arguments(tmp_path, prefix, keep):
-    with pytest.raises(ValueError, match="prefix" if keep else "keep"):
+@pytest.mark.parametrize("prefix,keep,message", [
+    ("bad-prefix", 3, "^prefix must be letters, digits or '_'; got 'bad-prefix'$"),
+    ("", 3, "^prefix must be letters, digits or '_'; got ''$"), ("ckpt", 0, "^keep must be an integer >= 1; got 0$")])
+def test_bad_arguments(tmp_path, prefix, keep, message):
+    with pytest.raises(ValueError, match=message):
         CheckpointFolder(tmp_path, prefix, keep)

@@ -1,7 +1,6 @@
 """The ``advkit`` command: a user's mistake gets one line and exit status 2, any architecture
 evaluates (state dict, factory, TorchScript), and real bugs keep their traceback."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +13,13 @@ import advkit
 from advkit.cli import build_parser, main
 from advkit.models import SmallCNN
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Cheap evaluation settings: the 8x8 digits, a few samples, one fast attack, no checks.
-FAST = ["--data", "digits", "--attacks", "fgsm", "--n", "40", "--probe", "0", "--no-progress"]
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
+from one_line import fails  # noqa: E402
+
+#: Cheap evaluation settings: the 8x8 digits, a few samples, one fast attack, no checks, on the CPU
+#: (without --device a visible GPU would run them).
+FAST = ["--data", "digits", "--attacks", "fgsm", "--n", "40", "--probe", "0", "--no-progress", "--device", "cpu"]
 
 FACTORY_MODULE = '''
 import torch
@@ -50,17 +53,6 @@ def files(tmp_path, monkeypatch):
     return tmp_path
 
 
-def fails(argv, capsys) -> str:
-    """Run ``advkit argv`` in-process; assert exit status 2 and a one-line ``advkit: error:`` message
-    without a traceback; return the message."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("advkit: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.mark.parametrize("args,expected", [
@@ -151,7 +143,7 @@ def test_demo_help_says_what_runs_how_long_and_where(capsys):
 
 @pytest.mark.slow  # a fresh interpreter importing torch: seconds
 def test_a_real_process_prints_one_line_and_no_traceback(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     env.pop("ADVKIT_TRACEBACK", None)
     done = subprocess.run([sys.executable, "-m", "advkit", "evaluate", *FAST, "--model", str(tmp_path / "nope.pt")],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator
 from advkit.models import SmallCNN
 from advkit.outputs import OutputError, check_folder
 
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from one_line import fails  # noqa: E402
+
 EVAL = ["--data", "digits", "--attacks", "fgsm", "--n", "20", "--probe", "0", "--no-progress"]
 DEFEND = ["--data", "digits", "--attacks", "fgsm", "--eval-eps", "0,0.1", "--n", "20", "--probe", "0",
           "--device", "cpu", "--no-progress"]
@@ -30,14 +34,6 @@ GAN = ["--data", "digits", "--steps", "2", "--width", "4", "--latent-dim", "4", 
        "--no-progress", "--device", "cpu"]
 
 
-def fails(argv, capsys) -> str:
-    """Run ``advkit argv``; assert exit status 2 and one ``advkit: error:`` line; return it."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("advkit: error: "), lines
-    return lines[0]
 
 
 @pytest.fixture

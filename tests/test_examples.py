@@ -1,5 +1,4 @@
 """The examples run as written and print what their docstrings promise."""
-import os
 import re
 import subprocess
 import sys
@@ -10,12 +9,13 @@ import pytest
 import advkit
 from advkit.attacks import AdvGAN
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from launch import ROOT, child_env  # noqa: E402
 
 
 @pytest.mark.slow  # trains a SmallCNN on the digits, one epoch of FGSM-RS, evaluates both: about 30 s
 def test_defend_and_compare_prints_the_history_the_comparison_and_the_report(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # one thread, as conftest gives each worker
+    env = child_env()
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "defend_and_compare.py"), "--data", "digits",
                            "--method", "fgsm-rs", "--eps", "0.2", "--epochs", "1", "--n", "60",
                            "--out", str(tmp_path / "report")],
@@ -33,7 +33,7 @@ def test_defend_and_compare_prints_the_history_the_comparison_and_the_report(tmp
 
 @pytest.mark.slow  # trains a SmallCNN for one epoch and an AdvGAN for 20 steps: about 20 s of CPU
 def test_advgan_prints_its_accuracy_beside_pgd_and_saves_an_attack_that_loads(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env()
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "advgan.py"), "--epochs", "1", "--steps", "20",
                            "--n", "100", "--out", str(tmp_path / "advgan.pt")],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False)

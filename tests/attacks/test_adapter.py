@@ -12,7 +12,8 @@ import torch
 
 from advkit.attacks import Attack, AttackResult, from_torchattacks
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
 from test_guarantees import assert_same, l2, sample_x, snapshot, tiny_model  # noqa: E402
 
 
@@ -82,31 +83,40 @@ def test_targeted_modes_map_to_advkit_and_targets_are_reached(trained_cnn, test_
     assert res.success.float().mean() > 0.8
 
 
-@pytest.mark.parametrize("configure", [lambda ta: ta.set_mode_targeted_by_label(quiet=True),
-                                       lambda ta: ta.set_normalization_used([0.5], [0.5])],
-                         ids=["label-mode", "normalized"])
-def test_unsupported_torchattacks_settings_are_refused_with_advice(configure, torchattacks):
+@pytest.mark.parametrize("configure,advice", [
+    (lambda ta: ta.set_mode_targeted_by_label(quiet=True),
+     r"^ta_attack is in torchattacks mode 'targeted\(label\)': wrap it in default mode and pass target= to the call"),
+    (lambda ta: ta.set_normalization_used([0.5], [0.5]),
+     r"^ta_attack uses set_normalization_used: .*put the normalisation inside the model \(advkit.models.Normalize\)"),
+], ids=["label-mode", "normalized"])
+def test_unsupported_torchattacks_settings_are_refused_with_advice(configure, advice, torchattacks):
     ta = torchattacks.PGD(tiny_model(), eps=0.1)
     configure(ta)
-    with pytest.raises(ValueError, match="ta_attack"):
+    with pytest.raises(ValueError, match=advice):
         from_torchattacks(ta)
 
 
 def test_untargetable_attack_refuses_targets(torchattacks):
     atk = from_torchattacks(torchattacks.APGD(tiny_model(), eps=0.1, steps=2))
-    with pytest.raises(ValueError, match="target"):
+    with pytest.raises(ValueError, match=r"^target: TorchAttack does not support this target choice \(supported: none"):
         atk.run(sample_x("cnn", 2), torch.arange(2), target=torch.tensor([3, 4]))
 
 
 def test_rejects_what_is_not_a_torchattacks_attack():
-    with pytest.raises(TypeError, match="ta_attack"):
+    with pytest.raises(TypeError, match="^ta_attack must be a torchattacks attack, got object$"):
         from_torchattacks(object())
 
 
 def test_advkit_imports_without_torchattacks():
+    """In a fresh interpreter (of this checkout) where importing torchattacks fails, advkit and its
+    attacks import and still offer the adapter, which needs torchattacks only when called."""
     code = ("import sys; sys.modules['torchattacks'] = None; import advkit, advkit.attacks; "
-            "assert 'from_torchattacks' in advkit.attacks.__all__")
-    subprocess.run([sys.executable, "-c", code], check=True)
+            "print(advkit.__file__, 'from_torchattacks' in advkit.attacks.__all__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    path, offered = done.stdout.split()
+    assert Path(path).resolve().is_relative_to(Path(__file__).resolve().parents[2]) and offered == "True"
 
 
 def test_repr_shows_the_wrapped_budget_and_steps(torchattacks):

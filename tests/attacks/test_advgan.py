@@ -4,7 +4,6 @@ exact, it runs inside evaluate, adapts to a changed model, and bad arguments fai
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +15,9 @@ from torch import nn
 import advkit
 from advkit.attacks import AdvGAN
 
-sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from stats import binomial_slack  # noqa: E402
+sys.path[:0] = [str(Path(__file__).parent), str(Path(__file__).parents[1])]  # pytest runs with --import-mode=importlib
+from launch import child_env  # noqa: E402
+from stats import binomial_slack, spread_slack  # noqa: E402
 from test_guarantees import assert_same, l2, linf, sample_x, snapshot, tiny_model  # noqa: E402
 
 
@@ -84,17 +84,18 @@ def test_call_is_one_generator_forward_the_same_on_any_batch_split():
 
 
 # -- the generator learns and transfers ------------------------------------------------------------
-@pytest.mark.slow  # two fits of 40 steps on 500 MNIST images: about 20 s
+@pytest.mark.slow  # three fits of 40 steps on 500 MNIST images
 def test_transfers_to_unseen_images_far_beyond_random_noise_of_the_same_norm(trained_cnn, mnist5k):
     """Trained on 500 training images, tested on 500 test images: AdvGAN's accuracy drop against
-    sign noise of the same L-inf norm (the strongest noise of that norm; 3 draws averaged). Measured
-    with 30 steps (seeds 0, 1): drops of 0.24-0.27 against 0.03-0.04."""
+    sign noise of the same L-inf norm (the strongest noise of that norm; 3 draws averaged), on seeds
+    0-2. Measured over seeds 0-4: drops of 0.17-0.34 against 0.025-0.029 (clean accuracy 0.968); the
+    bar, 0.1 or three binomial deviations of both accuracies if more, lies 0.045 under the smallest."""
     eps, n = 0.2, 500
     x, y = mnist5k[0].tensors[0][:n], mnist5k[0].tensors[1][:n]
     xt, yt = mnist5k[1].tensors[0][:n], mnist5k[1].tensors[1][:n]
     with torch.no_grad():
         clean = (trained_cnn(xt).argmax(1) == yt).float().mean().item()
-    for seed in (0, 1):
+    for seed in (0, 1, 2):
         atk = AdvGAN(trained_cnn, eps=eps)
         atk.fit((x, y), steps=40, batch_size=64, seed=seed, progress=False)
         g = torch.Generator().manual_seed(seed)
@@ -107,24 +108,28 @@ def test_transfers_to_unseen_images_far_beyond_random_noise_of_the_same_norm(tra
         assert clean - adv > (clean - noise) + max(slack, 0.1), (seed, clean, adv, noise)
 
 
-@pytest.mark.slow  # 20 generator steps on MNIST images: about 5 s
+@pytest.mark.slow  # three seeds of 20 generator steps on MNIST images
 def test_adapt_trains_on_against_the_changed_model(trained_cnn, mnist5k):
-    """A generator fitted against one model, then adapted to a changed model (its last layer
-    shrunk, so its margins change), is at least as strong on that model afterwards (measured: success
-    0.383 before, 0.473 after)."""
+    """A generator fitted against one model (seeds 0-2), then adapted to a changed model (its last layer
+    shrunk, so its margins change), fools more of 256 images on that model afterwards. Measured over
+    seeds 0-9: 84-107 fooled before, 98-140 after; the gain has mean 26.5 and standard deviation 8.66
+    samples, so the gain summed over three seeds (79.5 expected) must exceed 79.5 less three deviations
+    of that sum: 34 samples (a generator as strong as before, or weaker, fails)."""
     x, y = mnist5k[0].tensors[0][:256], mnist5k[0].tensors[1][:256]
-    model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
-    atk = AdvGAN(model, eps=0.2)
-    atk.fit((x, y), steps=10, batch_size=64, progress=False)
-    with torch.no_grad():
-        model.head.weight.mul_(0.5).add_(0.05 * torch.randn(model.head.weight.shape,
-                                                             generator=torch.Generator().manual_seed(0)))
-    before, weights = atk.run(x, y).success.float().mean().item(), generator_weights(atk)
-    atk.adapt(x[:128], steps=10)
-    after = atk.run(x, y).success.float().mean().item()
-    assert atk.trained_steps == 20
-    assert any(not torch.equal(v, generator_weights(atk)[k]) for k, v in weights.items())
-    assert after >= before - binomial_slack(before, len(x), 2) / len(x), (before, after)
+    gain = 0
+    for seed in (0, 1, 2):
+        model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
+        atk = AdvGAN(model, eps=0.2)
+        atk.fit((x, y), steps=10, batch_size=64, seed=seed, progress=False)
+        with torch.no_grad():
+            model.head.weight.mul_(0.5).add_(0.05 * torch.randn(model.head.weight.shape,
+                                                                 generator=torch.Generator().manual_seed(0)))
+        before, weights = int(atk.run(x, y).success.sum()), generator_weights(atk)
+        atk.adapt(x[:128], steps=10)
+        assert atk.trained_steps == 20
+        assert any(not torch.equal(v, generator_weights(atk)[k]) for k, v in weights.items())
+        gain += int(atk.run(x, y).success.sum()) - before
+    assert gain > 3 * 26.5 - spread_slack(8.66, 3), gain
 
 
 # -- exact round trips ---------------------------------------------------------------------------
@@ -167,7 +172,7 @@ def test_works_in_evaluate_and_its_worst_case(trained_cnn, mnist5k):
     atk = AdvGAN(trained_cnn, eps=0.2)
     atk.fit((x, y), steps=10, batch_size=64, progress=False)
     rep = advkit.evaluate(trained_cnn, (xt, yt), attacks={"advgan": atk, "fgsm": "fgsm"}, eps=[0.0, 0.2],
-                          checks=False, progress=False, examples=0)
+                          checks=False, progress=False, examples=0, device="cpu")
     direct = 1 - atk.run(xt, yt).success.float().mean().item()
     advgan = dict(rep.curve["advgan"])[0.2]
     assert advgan == pytest.approx(direct, abs=1e-9)
@@ -176,14 +181,15 @@ def test_works_in_evaluate_and_its_worst_case(trained_cnn, mnist5k):
 
 # -- errors ----------------------------------------------------------------------------------------
 def test_run_before_fit_is_a_clear_error():
+    untrained = r"^AdvGAN has no trained generator yet: call fit\(data, steps=\.\.\.\) first"
     model, calls = tiny_model(), []
     model.register_forward_hook(lambda *a: calls.append(1))
     with pytest.raises(RuntimeError, match=r"call fit\(data, steps=\.\.\.\) first"):
         AdvGAN(model, eps=0.1).run(sample_x("cnn", 2), torch.arange(2))
     assert not calls
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(RuntimeError, match=untrained):
         AdvGAN(model).adapt(sample_x("cnn", 2))
-    with pytest.raises(RuntimeError, match="fit"):
+    with pytest.raises(RuntimeError, match=untrained):
         AdvGAN(model).save("never.pt")
 
 
@@ -195,18 +201,18 @@ def test_run_before_fit_is_a_clear_error():
     ({"targeted": True}, "targeted"), ({"generator": "net"}, "generator"), ({"discriminator": 3}, "discriminator"),
 ])
 def test_bad_settings_raise_naming_the_argument(kwargs, arg):
-    with pytest.raises((ValueError, TypeError), match=arg):
+    with pytest.raises((ValueError, TypeError), match=rf"^{arg}(=True)? (must|does not)"):
         AdvGAN(tiny_model(), **kwargs)
 
 
-@pytest.mark.parametrize("kwargs,arg", [({"steps": -1}, "steps"), ({"steps": 1.5}, "steps"),
-                                        ({"batch_size": 0}, "batch_size"), ({"seed": "0"}, "seed"),
-                                        ({"resume": True}, "checkpoint_dir")])
-def test_bad_fit_arguments_raise_before_any_work(kwargs, arg):
+@pytest.mark.parametrize("kwargs,start", [({"steps": -1}, "steps must be"), ({"steps": 1.5}, "steps must be"),
+                                          ({"batch_size": 0}, "batch_size must be"), ({"seed": "0"}, "seed must be"),
+                                          ({"resume": True}, "resume=True needs the checkpoint_dir")])
+def test_bad_fit_arguments_raise_before_any_work(kwargs, start):
     model, calls = tiny_model(), []
     model.register_forward_hook(lambda *a: calls.append(1))
     atk = AdvGAN(model)
-    with pytest.raises((ValueError, TypeError), match=arg):
+    with pytest.raises((ValueError, TypeError), match=f"^{start} "):
         atk.fit((sample_x("cnn", 8), torch.zeros(8, dtype=torch.long)), **{"steps": 1, **kwargs})
     assert not calls and atk.trained_steps == 0
 
@@ -244,36 +250,39 @@ def test_own_networks_train_and_must_be_passed_again_to_load(tmp_path):
     assert torch.equal(loaded(x), atk(x))
 
 
-@pytest.mark.slow  # a fresh interpreter imports torch and advkit: about 5 s
 def test_advgan_is_exported_lazily():
     import advkit.attacks as attacks
 
     assert attacks.AdvGAN is AdvGAN and "AdvGAN" in attacks.__all__
     with pytest.raises(AttributeError, match="no attribute 'NotAnAttack'"):
         attacks.NotAnAttack  # noqa: B018
-    root = Path(__file__).resolve().parents[2]
     code = "import sys, advkit; print('advkit.attacks.advgan' in sys.modules, advkit.attacks.AdvGAN.__name__)"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                          env={**os.environ, "PYTHONPATH": str(root)})
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env(),
+                          timeout=120)
     assert done.stdout.split() == ["False", "AdvGAN"]
 
 
-@pytest.mark.slow  # 40 + 16 generator steps and one fine-tuning epoch on 1,000 MNIST images: about 15 s
+@pytest.mark.slow  # three seeds of 40 + 16 generator steps and one fine-tuning epoch on 1,000 MNIST images
 def test_finetune_on_advgan_keeps_training_the_generator_against_the_moving_model(trained_cnn, mnist5k):
     """advkit.defenses.finetune(model, data, attack=advgan): the generator takes one step per batch
-    against that step's weights, and the fine-tuned model resists the (adapted) generator far better."""
+    against that step's weights, and the fine-tuned model resists the (adapted) generator far better.
+    Measured over seeds 0-4 (500 test images): accuracy under the generator 0.60-0.78 before, 0.87-0.90
+    after, a gain of mean 121 images and standard deviation 34.5; the gain summed over seeds 0-2 must
+    exceed its expected 363 less three deviations of that sum (179 images)."""
     from advkit.defenses import finetune
 
     x, y = mnist5k[0].tensors[0][:1024], mnist5k[0].tensors[1][:1024]
     xt, yt = mnist5k[1].tensors[0][:500], mnist5k[1].tensors[1][:500]
-    model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
-    atk = AdvGAN(model, eps=0.2)
-    atk.fit((x, y), steps=40, batch_size=64, progress=False)
-    with torch.no_grad():
-        before = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
-    finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, progress=False)
-    assert atk.trained_steps == 40 + len(x) // 64
-    with torch.no_grad():
-        after = (model(atk(xt, yt)).argmax(1) == yt).float().mean().item()
-    slack = (binomial_slack(before, len(xt), 3) + binomial_slack(after, len(xt), 3)) / len(xt)
-    assert after > before + max(slack, 0.1), (before, after)
+    gain = 0
+    for seed in (0, 1, 2):
+        model = copy.deepcopy(trained_cnn)  # the session's model stays untouched
+        atk = AdvGAN(model, eps=0.2)
+        atk.fit((x, y), steps=40, batch_size=64, seed=seed, progress=False)
+        with torch.no_grad():
+            before = int((model(atk(xt, yt)).argmax(1) == yt).sum())
+        finetune(model, (x, y), eps=0.2, attack=atk, epochs=1, batch_size=64, seed=seed, progress=False,
+                 device="cpu")
+        assert atk.trained_steps == 40 + len(x) // 64
+        with torch.no_grad():
+            gain += int((model(atk(xt, yt)).argmax(1) == yt).sum()) - before
+    assert gain > 3 * 121 - spread_slack(34.5, 3), gain

@@ -12,11 +12,19 @@ from advkit.attacks import APGD, APGDT, PGD
 from advkit.attacks.apgd import StepSizeSchedule, checkpoints
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from stats import binomial_slack  # noqa: E402
+from stats import spread_slack  # noqa: E402
+
+#: The seeds every comparison of two random attacks sums over.
+SEEDS = (0, 1, 2)
 
 
 def robust_accuracy(atk, x, y) -> float:
     return 1 - atk.run(x, y).success.float().mean().item()
+
+
+def robust(atk, x, y) -> int:
+    """How many samples ``atk`` leaves standing."""
+    return int((~atk.run(x, y).success).sum())
 
 
 def test_checkpoints_follow_the_paper():
@@ -49,36 +57,44 @@ def test_stalled_best_loss_halves_even_when_steps_oscillate_upwards():
     assert eta.tolist() == [0.5]
 
 
+@pytest.mark.slow  # APGD-40 and PGD-40 on 200 images, three seeds each
 def test_apgd_ce_is_at_least_as_strong_as_pgd_at_equal_budget(trained_cnn, test_batch):
-    x, y = test_batch  # 500 images
-    apgd = robust_accuracy(APGD(trained_cnn, eps=0.1, steps=40), x, y)
-    pgd = robust_accuracy(PGD(trained_cnn, eps=0.1, steps=40), x, y)
-    assert apgd <= pgd
-    assert apgd < 0.75  # and it does attack: clean accuracy is about 0.97
+    """Samples left standing (of 200, eps 0.1, 40 steps each), summed over seeds 0-2. Measured over seeds
+    0-9: APGD-CE leaves 115-117, PGD 116-118; their per-seed difference has mean -0.8 and standard
+    deviation 0.92 samples, so APGD may exceed PGD by three deviations of the 3-seed sum (4.8 samples)."""
+    x, y = test_batch[0][:200], test_batch[1][:200]
+    apgd = sum(robust(APGD(trained_cnn, eps=0.1, steps=40, seed=s), x, y) for s in SEEDS)
+    pgd = sum(robust(PGD(trained_cnn, eps=0.1, steps=40, seed=s), x, y) for s in SEEDS)
+    assert apgd <= pgd + spread_slack(0.92, len(SEEDS)), (apgd, pgd)
+    assert apgd < 0.75 * len(x) * len(SEEDS)  # and it does attack: clean accuracy is about 0.97
 
 
 def test_dlr_and_l2_variants_attack(trained_cnn, test_batch):
+    """L2 (eps 1.5, 20 steps, 100 images) summed over seeds 0-2. Measured over seeds 0-9: APGD leaves
+    35-40, PGD 41-45; their per-seed difference has mean -5.7 and standard deviation 1.77 samples."""
     x, y = test_batch[0][:100], test_batch[1][:100]
     assert robust_accuracy(APGD(trained_cnn, eps=0.1, steps=20, loss="dlr"), x, y) < 0.75
-    l2_apgd = robust_accuracy(APGD(trained_cnn, eps=1.5, steps=20, norm="l2"), x, y)
-    assert l2_apgd <= robust_accuracy(PGD(trained_cnn, eps=1.5, steps=20, norm="l2"), x, y)
-    assert l2_apgd < 0.6
+    l2_apgd = sum(robust(APGD(trained_cnn, eps=1.5, steps=20, norm="l2", seed=s), x, y) for s in SEEDS)
+    l2_pgd = sum(robust(PGD(trained_cnn, eps=1.5, steps=20, norm="l2", seed=s), x, y) for s in SEEDS)
+    assert l2_apgd <= l2_pgd + spread_slack(1.77, len(SEEDS)), (l2_apgd, l2_pgd)
+    assert l2_apgd < 0.6 * len(x) * len(SEEDS)
 
 
 @pytest.mark.slow
 def test_apgd_t_is_at_least_as_strong_as_apgd_dlr(trained_cnn, test_batch):
-    """Robust samples summed over three seeds: APGD-T may exceed APGD-DLR by no more than two
-    binomial standard deviations of the count (one seed had them equal, 59 each of 100)."""
+    """Robust samples of 100 (eps 0.1, 20 steps) summed over seeds 0-2. Measured over seeds 0-9: APGD-T
+    (3 target classes) leaves 58-60, APGD-DLR 59-60; their per-seed difference has mean -0.3 and
+    standard deviation 0.95 samples, so APGD-T may exceed APGD-DLR by three deviations of the 3-seed
+    sum (4.9 samples)."""
     x, y = test_batch[0][:100], test_batch[1][:100]
     robust_t = robust_dlr = 0
-    for seed in (0, 1, 2):
+    for seed in SEEDS:
         res = APGDT(trained_cnn, eps=0.1, steps=20, n_target_classes=3, seed=seed).run(x, y)
         with torch.no_grad():
             assert torch.equal(res.success, trained_cnn(res.x_adv).argmax(1) != y)  # success: any wrong class
         robust_t += int((~res.success).sum())
-        robust_dlr += int((~APGD(trained_cnn, eps=0.1, steps=20, loss="dlr", seed=seed).run(x, y).success).sum())
-    n = 3 * len(x)
-    assert robust_t <= robust_dlr + binomial_slack(robust_dlr / n, n), (robust_t, robust_dlr)
+        robust_dlr += robust(APGD(trained_cnn, eps=0.1, steps=20, loss="dlr", seed=seed), x, y)
+    assert robust_t <= robust_dlr + spread_slack(0.95, len(SEEDS)), (robust_t, robust_dlr)
 
 
 def test_apgd_t_with_a_given_target_is_targeted_apgd_dlr(trained_cnn, test_batch):

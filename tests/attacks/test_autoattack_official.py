@@ -1,12 +1,16 @@
 """advkit's AutoAttack against the official code (``pyautoattack``, the authors' implementation) on
-a small adversarially trained CNN: ours must be at least as strong, up to one sample in a hundred.
+a small adversarially trained CNN (conftest's ``robust_cnn``, trained once per run): ours must be at
+least as strong over three seeds, within the spread measured between the two.
+
+The standard version's ensemble (APGD-CE, APGD-T and FAB-T with 9 target classes, Square) runs on both
+sides with the same budgets, cut from 100 steps and 5,000 queries to :data:`STEPS` and :data:`QUERIES`
+so that three seeds cost what one full run did (the full budgets themselves: test_autoattack.py).
 
 Needs the ``autoattack`` extra (part of ``dev``); skipped only when ``pyautoattack`` is missing.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,32 +19,16 @@ import torch
 import advkit
 from advkit.attacks import FAB, AutoAttack
 
+sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
+from stats import spread_slack  # noqa: E402
+
 pyautoattack = pytest.importorskip("pyautoattack")
 
 EPS = 0.3
 N = 100
-
-
-def _benchmark():
-    """benchmarks/autoattack.py, which holds the robust CNN's training recipe."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "autoattack.py"
-    spec = importlib.util.spec_from_file_location("advkit_benchmark_autoattack", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def robust_cnn(tmp_path_factory):
-    """The benchmark's PGD-trained SmallCNN (about 20 CPU seconds), cached in this run's temp folder."""
-    base = tmp_path_factory.getbasetemp()
-    folder = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # shared by this run's workers only
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _benchmark().cached_robust_cnn(folder / "robust_cnn_mnist5k.pt")
-    finally:
-        torch.set_num_threads(threads)
+#: The equal budgets of both ensembles: steps of APGD-CE, APGD-T and FAB-T, Square's queries.
+STEPS, QUERIES = 25, 1000
+SEEDS = (0, 1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -49,22 +37,39 @@ def images():
     return x[:N], y[:N]
 
 
-def official_robust(model, x, y, **kwargs) -> torch.Tensor:
-    atk = pyautoattack.AutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=0, **kwargs)
+def official_robust(model, x, y, seed: int) -> torch.Tensor:
+    """Per-sample robustness under the official standard version with budgets :data:`STEPS` and
+    :data:`QUERIES` (APGD's checkpoint schedule recomputed for them, as pyautoattack's constructor does)."""
+    atk = pyautoattack.AutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=seed)
+    for apgd in (atk.apgd, atk.apgd_targeted):
+        apgd.n_iter = STEPS
+        apgd.n_iter_2, apgd.n_iter_min = max(int(0.22 * STEPS), 1), max(int(0.06 * STEPS), 1)
+        apgd.size_decr = max(int(0.03 * STEPS), 1)
+    atk.fab.n_iter, atk.square.n_queries = STEPS, QUERIES
     x_adv, _ = atk.run_standard_evaluation(x, y, batch_size=N)
     assert float((x_adv - x).abs().amax()) <= EPS + 1e-6
     with torch.no_grad():
         return model(x_adv).argmax(1) == y
 
 
-@pytest.mark.slow
-def test_autoattack_is_as_strong_as_the_official_standard_version(robust_cnn, images):
+@pytest.mark.slow  # both ensembles on 100 images, three seeds
+def test_autoattack_is_as_strong_as_the_official_standard_version(robust_cnn, images, monkeypatch):
+    """Images left standing of 100, summed over seeds 0-2. Measured over seeds 0-7 at these budgets: ours
+    and the official each leave 16-17, a per-seed difference of mean 0.0 and standard deviation 0.76;
+    so ours may exceed theirs by three deviations of the 3-seed sum (3.9 images). (At the full budgets,
+    seeds 0-5: ours 15-16, the official 15-16, a difference of mean -0.5.)"""
+    from advkit.attacks import autoattack
+
+    monkeypatch.setattr(autoattack, "STEPS", STEPS)
+    monkeypatch.setattr(autoattack, "QUERIES", QUERIES)
     x, y = images
-    theirs = int(official_robust(robust_cnn, x, y).sum())
-    res = AutoAttack(robust_cnn, eps=EPS, norm="linf", seed=0).run(x, y)
-    ours = int((~res.success).sum())
-    assert theirs >= 5, "the model must keep some robustness for the comparison to mean anything"
-    assert ours <= theirs + 1, f"advkit AutoAttack leaves {ours}/{N} robust, the official {theirs}/{N}"
+    ours = theirs = 0
+    for seed in SEEDS:
+        robust = int(official_robust(robust_cnn, x, y, seed).sum())
+        assert robust >= 5, "the model must keep some robustness for the comparison to mean anything"
+        theirs += robust
+        ours += int((~AutoAttack(robust_cnn, eps=EPS, norm="linf", seed=seed).run(x, y).success).sum())
+    assert ours <= theirs + spread_slack(0.76, len(SEEDS)), f"ours left {ours} robust, the official {theirs}"
 
 
 @pytest.mark.slow

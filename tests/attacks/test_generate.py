@@ -50,8 +50,10 @@ def test_accepts_a_torchattacks_attack(data):
     assert len(out) == 20
 
 
-@pytest.mark.parametrize("atk,batch_size,error", [("pgd", 8, TypeError), (None, 0, ValueError)])
-def test_bad_arguments(data, atk, batch_size, error):
+@pytest.mark.parametrize("atk,batch_size,error,message", [
+    ("pgd", 8, TypeError, "^atk must be an advkit Attack or a torchattacks attack, got str$"),
+    (None, 0, ValueError, "^batch_size must be >= 1, got 0$")])
+def test_bad_arguments(data, atk, batch_size, error, message):
     attack = atk if isinstance(atk, str) else PGD(tiny_model(), eps=0.1)
-    with pytest.raises(error):
+    with pytest.raises(error, match=message):
         generate(attack, data, batch_size=batch_size, progress=False)

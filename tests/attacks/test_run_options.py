@@ -105,7 +105,6 @@ def test_margin_loss_attack_fools_like_ce(trained_cnn, test_batch):
         assert torch.equal(mg, trained_cnn(PGD(trained_cnn, eps=0.3, steps=20, loss="margin")(x, y)).argmax(1) != y)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("make", [lambda m, r, s: PGD(m, eps=0.08, steps=5, restarts=r, seed=s),
                                   lambda m, r, s: APGD(m, eps=0.08, steps=5, restarts=r, seed=s)], ids=["pgd", "apgd"])
 def test_restarts_never_weaker_and_only_survivors_restart(trained_cnn, test_batch, make):

@@ -115,7 +115,7 @@ def test_bad_options_fail_before_training(bad, error, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_augmented_training_holds_clean_accuracy_and_raises_accuracy_under_corruptions(mnist5k, seed):
     """2,000 mnist5k images, 3 epochs, judged on 500 test images under every corruption at severities
     3 and 5. Measured over seeds 0-4 (augmented minus plain): corruption accuracy +8.4 to +11.8

@@ -3,6 +3,8 @@ is the more robust, and it answers each mistake in one line before any training.
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,19 +14,15 @@ from advkit.cli import main
 from advkit.defenses import defense_model
 from advkit.models import SmallCNN
 
+sys.path.insert(0, str(Path(__file__).parent.parent))  # pytest runs with --import-mode=importlib
+from one_line import fails  # noqa: E402
+
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("defend-cli")
+
 #: A cheap run on the 8x8 digits: one PGD-10 curve on 100 test images, no checks.
 FAST = ["--data", "digits", "--attacks", "pgd-10", "--eval-eps", "0,0.1,0.2", "--n", "100", "--probe", "0",
         "--device", "cpu", "--no-progress"]
-
-
-def fails(argv, capsys) -> str:
-    """Run ``advkit argv``; assert exit status 2 and one ``advkit: error:`` line; return it."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("advkit: error: "), lines
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ test accuracy from 10% to about 50%.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,10 @@ from advkit.defenses.training import CHECKPOINT_PREFIX, adversarial_training, sa
 from advkit.models import SmallCNN
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from launch import run_group  # noqa: E402
+from launch import child_env, run_group  # noqa: E402
+
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("advtrain-group")
 
 ROOT = Path(__file__).resolve().parents[2]
 N, BATCH, EPOCHS, HELD_OUT = 700, 75, 2, 70
@@ -348,7 +350,7 @@ def test_the_defend_command_under_torchrun_trains_sharded_and_only_rank_0_writes
     args = ["defend", "--method", "pgd", "--eps", "0.1", "--epochs", "1", "--model", str(tmp_path / "model.pt"),
             "--arch", "smallcnn", "--data", "digits", "--attacks", "pgd-10", "--eval-eps", "0,0.1", "--n", "100",
             "--probe", "0", "--device", "cpu", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env()
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     runs = {}
     for name, launcher in (("one", ["-m", "advkit"]), ("two", [*torchrun, "-m", "advkit", "--"])):

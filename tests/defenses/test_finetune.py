@@ -15,6 +15,9 @@ import advkit
 from advkit.attacks import FGSM, PGD, generate
 from advkit.defenses import finetune
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("finetune")
+
 EPS = 0.2
 BATCH = 64
 BATCHES = 1437 // BATCH  # per epoch (the last partial batch is dropped)

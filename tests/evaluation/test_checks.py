@@ -33,6 +33,7 @@ def by_model(report, name):
     return {c.name: c for c in report.checks if c.model == name}
 
 
+@pytest.mark.slow  # three models evaluated with every check
 def test_checks_flag_gradient_masking_and_pass_a_plain_model(trained_cnn, test_batch):
     """One evaluation of three models (one test, so xdist workers do not each repeat it). Only
     flags with a wide margin are asserted; measured on 32 probe samples (seeds 0 and 1): both
@@ -62,7 +63,6 @@ def test_checks_flag_gradient_masking_and_pass_a_plain_model(trained_cnn, test_b
     assert counts["failed"] >= 4
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_check_passes_on_a_plain_model(trained_cnn, mnist5k, seed):
     """No false alarms: a plainly trained model passes every check on another sample of the test

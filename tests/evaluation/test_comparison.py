@@ -11,6 +11,9 @@ from torch import nn
 import advkit
 from advkit.evaluation import Comparison, Report
 
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("comparison")
+
 CORRUPTIONS = ["gaussian-noise", "fog"]
 
 

@@ -87,17 +87,19 @@ def test_survivors_never_above_full_on_a_cnn(trained_cnn, test_batch, warm_start
     assert torch.equal(res.robust("worst"), res.robust("fgsm") & res.robust("pgd"))  # per-sample worst case
 
 
-def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_warm_start_spends_fewer_passes_and_is_recorded(trained_cnn, test_batch, seed):
+    """Measured on seeds 0-7 (PGD-10 on 96 samples): warm starts spend 0.878-0.890 of the fresh starts'
+    backward passes (1856-1870 against 2096-2114), fewer at every eps after the first by 50 or more."""
     x, y = test_batch[0][:96], test_batch[1][:96]
     kwargs = {"attacks": {"pgd": pgd10}, "eps": [0, 0.05, 0.1, 0.15, 0.2], "progress": False, "checks": False,
-                  "device": "cpu", "examples": 0}
+              "device": "cpu", "examples": 0, "seed": seed}
     warm, fresh = (advkit.evaluate(trained_cnn, (x, y), warm_start=w, **kwargs) for w in (True, False))
 
     def passes(rep):
         return [p["backwards"] for p in rep.to_dict()["models"]["model"]["curves"]["pgd"]]
 
     assert passes(warm)[:2] == passes(fresh)[:2]  # eps 0 and the first eps: nothing to start from yet
-    # measured: 1857 vs 2114 in all
     assert all(w <= f for w, f in zip(passes(warm)[2:], passes(fresh)[2:], strict=True))
     assert sum(passes(warm)) < 0.95 * sum(passes(fresh))
     assert warm.to_dict()["config"]["warm_start"] is True and fresh.to_dict()["config"]["warm_start"] is False
@@ -121,13 +123,11 @@ def test_several_models_share_one_report_and_compare_merges(trained_cnn, test_ba
     single = advkit.evaluate(trained_cnn, (x, y), **kwargs)
     merged = advkit.evaluation.Report.compare({"before": single, "after": single})
     assert list(merged.results) == ["before", "after"]
-    with pytest.raises(ValueError, match="eps grid"):
+    with pytest.raises(ValueError, match=r"^reports must share the eps grid and norm to be compared; got \[0\.0, 0\.2"):
         advkit.evaluation.Report.compare([single, advkit.evaluate(trained_cnn, (x, y), **{**kwargs, "eps": [0, 0.2]})])
 
 
-def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
-    import torchattacks
-
+def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch, torchattacks):
     x, y = test_batch[0][:16], test_batch[1][:16]
     kwargs = {"eps": [0, 0.1], "progress": False, "checks": False, "device": "cpu", "examples": 0}
     ours = advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(trained_cnn)], **kwargs)
@@ -137,12 +137,12 @@ def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch):
         advkit.evaluate(trained_cnn, (x, y), attacks=["nope"], **kwargs)
     with pytest.raises(ValueError, match="another model"):
         advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(nn.Sequential(trained_cnn))], **kwargs)
-    with pytest.raises(ValueError, match="eps"):
-        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], eps=[-0.1], progress=False)
-    with pytest.raises(ValueError, match="norm"):
-        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], norm="l3", progress=False)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False)
+    with pytest.raises(ValueError, match=r"^eps must be finite and >= 0, got -0\.1$"):
+        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], eps=[-0.1], progress=False, device="cpu")
+    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2'; got 'l3'$"):
+        advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], norm="l3", progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"^data images must lie in \[0, 1\] \(normalise inside the model"):
+        advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False, device="cpu")
 
 
 def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, test_batch):
@@ -154,7 +154,8 @@ def test_l2_evaluation_with_checks_and_a_norm_mismatch_is_refused(trained_cnn, t
     assert pgd[0] > 0.9 and 0.4 < pgd[1] < pgd[0] and pgd[3] < 0.1  # L2 budgets: a gradual fall, not a cliff
     assert all(c.passed for c in rep.checks), [(c.name, c.message) for c in rep.checks]
     with pytest.raises(ValueError, match="attack 'pgd' works in norm 'linf' but the evaluation's norm is 'l2'"):
-        advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False)
+        advkit.evaluate(trained_cnn, (x, y), attacks={"pgd": pgd10}, eps=[0, 1.0], norm="l2", progress=False,
+                        device="cpu")
 
 
 

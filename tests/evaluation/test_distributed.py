@@ -3,7 +3,6 @@ the CPU: the same report as one process, each rank forwarding its share, only ra
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,11 @@ from advkit.attacks import Square
 from advkit.distributed import gather, gather_call, is_distributed, my_shard, rank, shard_bounds, world_size
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from launch import run_group  # noqa: E402
+from launch import child_env, run_group  # noqa: E402
 from masked import Detach  # noqa: E402
+
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("evaluate-group")
 
 ROOT = Path(__file__).resolve().parents[2]
 def square_50(model: nn.Module) -> Square:
@@ -29,14 +31,15 @@ def square_50(model: nn.Module) -> Square:
 #: The evaluations the test runs, in one process and in the group: the first counts forwards
 #: (no checks, no examples: work that every rank repeats); the second covers checks, examples,
 #: a corruption and an attack that draws per batch; the third a model that hides its gradient (the
-#: gradient attack fails on every rank, the added Square keeps the worst case).
+#: gradient attack fails on every rank, the added Square keeps the worst case). All on the CPU (gloo).
 RUNS = {
     "curves": dict(attacks=["fgsm", "pgd-10"], eps=[0.0, 0.05, 0.1, 0.2], n=101, batch_size=16, progress=False,
-                   checks=False, examples=0),
+                   checks=False, examples=0, device="cpu"),
     "full": dict(attacks={"fgsm": "fgsm", "pgd-10": "pgd-10", "square": square_50}, eps=[0.05, 0.1], n=101,
-                 batch_size=16, progress=False, probe=40, queries=50, examples=4, corruptions=["gaussian-noise"]),
+                 batch_size=16, progress=False, probe=40, queries=50, examples=4, corruptions=["gaussian-noise"],
+                 device="cpu"),
     "masked": dict(attacks=["pgd-10"], eps=[0.1], n=101, batch_size=16, progress=False, probe=20, queries=50,
-                   examples=2),
+                   examples=2, device="cpu"),
 }
 
 CHILD = """
@@ -63,7 +66,7 @@ for name in RUNS:
     reports[name] = {{"forwards": forwards[0], "report": report.to_dict()}}
 x, y = test.tensors
 try:  # each rank its own samples, as a DistributedSampler would give them
-    advkit.evaluate(model, (x[rank::2], y[rank::2]), attacks="fgsm", eps=0.1, progress=False)
+    advkit.evaluate(model, (x[rank::2], y[rank::2]), attacks="fgsm", eps=0.1, progress=False, device="cpu")
 except ValueError as err:
     reports["refused"] = str(err)
 with open(out + f"/rank{{rank}}.json", "w") as f:
@@ -207,7 +210,7 @@ def test_the_evaluate_command_under_torchrun_writes_the_report_of_one_process(tm
     args = ["evaluate", "--model", str(tmp_path / "model.pt"), "--arch", "smallcnn", "--data", "digits",
             "--attacks", "fgsm,pgd-10", "--eps", "0,0.1,0.2", "--n", "101", "--batch-size", "16", "--probe", "20",
             "--device", "cpu", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = child_env()
     torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     runs = {}
     # "--" keeps torchrun from reading advkit's options as abbreviations of its own (--n: --nnodes?)

@@ -124,6 +124,7 @@ def main(out: Path) -> None:
     torch.save(state(resumed(out / "group")), out / f"resumed-rank{rank}.pt")
     torch.save(state(resumed(out / "single")), out / f"from-single-rank{rank}.pt")
     (out / f"saves-rank{rank}.json").write_text(json.dumps(saves[0]))
+    dist.barrier()  # no rank leaves the group while another still talks to it (a rank that did aborted at exit)
     dist.destroy_process_group()
 
 

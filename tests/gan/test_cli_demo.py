@@ -10,8 +10,9 @@ import pytest
 from advkit import cli as advkit_cli
 from advkit.gan import cli, demo
 
+#: The tiny run's options, on the CPU (without --device a visible GPU would run it).
 TINY_OPTIONS = {"--data": "digits", "--steps": "4", "--width": "4", "--latent-dim": "4", "--batch-size": "32",
-                "--checkpoint-every": "2"}
+                "--checkpoint-every": "2", "--device": "cpu"}
 
 
 def tiny(**changes: str) -> list[str]:
@@ -29,7 +30,6 @@ def gan_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["gan", *argv])
 
 
-@pytest.mark.slow
 def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     out = tmp_path / "run"
     assert advkit_cli.main(["gan", *TINY, "--conditional", "class", "--out", str(out)]) == 0
@@ -44,7 +44,7 @@ def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     assert sorted(int(p.stem.rsplit("-", 1)[1]) for p in (out / "checkpoints").glob("gan-*.pt")) == [2, 4]
 
     # the same folder again: a fresh run refuses it; --resume continues the run there
-    with pytest.raises(ValueError, match="another run"):
+    with pytest.raises(ValueError, match=r"holds checkpoints of another run \(gan-.*\.pt\); a new run will not"):
         cli.run(gan_args(*TINY, "--conditional", "class", "--out", str(out)))
     assert cli.run(gan_args(*tiny(steps="6"), "--conditional", "class", "--resume", "--out", str(out))) == 0
     assert json.loads((out / "metrics.json").read_text())["steps"] == 6
@@ -70,8 +70,11 @@ def test_gan_command_resume_with_nothing_to_resume(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_section_shows_the_ring_with_its_modes(tmp_path):
+    """Measured over seeds 0-5 (the demo seeds its data too): 8 modes covered, 87-95% of the samples on
+    a mode, so the bars hold for any of them, not for seed 0 alone."""
     section = demo.demo_section(tmp_path, quick=True, seed=0, progress=False)
-    assert section["title"] and all((tmp_path / name).stat().st_size > 0 for name in ("gan_ring.png", "gan_losses.png"))
+    assert section["title"] == demo.TITLE
+    assert all((tmp_path / name).stat().st_size > 0 for name in ("gan_ring.png", "gan_losses.png"))
     assert section["images"] == [str(tmp_path / "gan_ring.png"), str(tmp_path / "gan_losses.png")]
     covered = int(re.search(r"modes covered: (\d) of 8", section["markdown"]).group(1))
     on_mode = float(re.search(r"samples on a mode: ([\d.]+)%", section["markdown"]).group(1))

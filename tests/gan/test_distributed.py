@@ -4,7 +4,6 @@ GPU path's options (amp, channels_last, compile) as the CPU sees them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,10 @@ from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator, dcgan
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]  # pytest runs with --import-mode=importlib
 from gan_group import BATCH, CONFIGS, EVERY, STEPS, data, interrupted, make_trainer, resumed, state  # noqa: E402
-from launch import run_group  # noqa: E402
+from launch import child_env, run_group  # noqa: E402
+
+#: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
+pytestmark = pytest.mark.xdist_group("gan-group")
 
 #: Float32 sums over 18 + 19 samples instead of 37, through a few Adam steps.
 TOL = dict(rtol=1e-4, atol=1e-5)
@@ -191,13 +193,11 @@ def test_the_gan_command_under_torchrun_writes_one_folder(tmp_path):
     """`torchrun -m advkit -- gan` trains sharded (the checkpoint counts 4 steps of 2 global batches each)
     and rank 0 alone writes the grids, checkpoints, curve and metrics, and prints the metrics once."""
     out = tmp_path / "gan"
-    root = HERE.parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                           "-m", "advkit", "--", "gan", "--data", "digits", "--steps", "4", "--batch-size", "33",
                           "--checkpoint-every", "2", "--width", "8", "--latent-dim", "8", "--device", "cpu",
-                          "--no-progress", "--out", str(out)], env=env, capture_output=True, text=True, timeout=600,
-                         check=False)
+                          "--no-progress", "--out", str(out)], env=child_env(), capture_output=True, text=True,
+                         timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count('"inception_score"') == 1, run.stdout
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "classifier.pt", "losses.png", "metrics.json",

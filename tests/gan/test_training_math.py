@@ -132,5 +132,6 @@ def test_mode_seeking_pairs_share_their_labels():
     trainer = GANTrainer(Recorder(), D, conditional="class", mode_seeking=1.0, device="cpu")
     trainer.g_loss(torch.zeros(7, 2), torch.arange(7))
     assert seen[-1].tolist() == [0, 1, 2, 0, 1, 2, 6]
-    with pytest.raises(ValueError, match="mode_seeking"):
+    with pytest.raises(ValueError, match="^mode_seeking pairs samples of one condition; it is not available with "
+                                         "conditional='image'$"):
         GANTrainer(Recorder(), D, conditional="image", mode_seeking=1.0)

@@ -1,4 +1,6 @@
-"""evaluate's GPU path, checked on the CPU: adaptive batch sizes, autocast, channels_last, compile."""
+"""evaluate's GPU options, checked on the CPU where no GPU is needed: adaptive batch sizes (against a
+model that pretends to run out of CUDA memory), autocast (a no-op on the CPU), channels_last and compile.
+The same options on a real GPU: tests/test_on_gpu.py (marker ``gpu``)."""
 from __future__ import annotations
 
 import pytest
