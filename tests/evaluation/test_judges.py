@@ -6,6 +6,7 @@ import argparse
 import inspect
 
 import pytest
+import torch
 
 import advkit
 from advkit.attacks import PGD
@@ -36,8 +37,9 @@ def test_the_default_attacks_are_defined_once():
     assert "DEFAULT_ATTACKS" in inspect.getsource(demo.run_demo)
 
 
-def test_the_demo_evaluates_with_the_default_attacks(monkeypatch, tmp_path):
-    """The demo's curves (on the CPU) are exactly the default attacks."""
+@pytest.mark.parametrize("device, extra", [("cpu", []), ("cuda", ["autoattack"])])
+def test_the_demo_evaluates_with_the_default_attacks(monkeypatch, tmp_path, device, extra):
+    """The demo's curves are the default attacks, and on a GPU (mocked here) AutoAttack beside them."""
     seen = {}
 
     def fake_evaluate(models, data, attacks, **kwargs):
@@ -49,9 +51,11 @@ def test_the_demo_evaluates_with_the_default_attacks(monkeypatch, tmp_path):
                                                        queries=10, defense_epochs=1, advgan_steps=1))
     monkeypatch.setattr(demo, "fit", lambda *a, **k: None)
     monkeypatch.setattr(demo, "defend", lambda model, *a, **k: model)
+    monkeypatch.setattr(demo, "accuracy", lambda *a, **k: 0.5)
+    monkeypatch.setattr(demo, "default_device", torch.device)  # "cuda" without a GPU: evaluate stops first
     with pytest.raises(RuntimeError, match="stop here"):
-        demo.run_demo(tmp_path, quick=True, device="cpu", progress=False)
-    assert seen["attacks"] == list(DEFAULT_ATTACKS)
+        demo.run_demo(tmp_path, quick=True, device=device, progress=False)
+    assert seen["attacks"] == list(DEFAULT_ATTACKS) + extra
 
 
 def test_the_binomial_slack():
@@ -103,8 +107,6 @@ def test_an_apgd_t_curve_answers_the_check_at_no_cost(trained_cnn, test_batch):
 
 def test_the_demo_says_which_attack_sets_the_worst_case():
     """The attack with the lowest accuracy at the grid point sets the worst case, the others follow."""
-    import torch
-
     from advkit.evaluation.results import AttackRecord, ModelResult
 
     clean = torch.ones(4, dtype=torch.bool)
