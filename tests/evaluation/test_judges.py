@@ -11,7 +11,7 @@ import torch
 import advkit
 from advkit.attacks import PGD
 from advkit.evaluation import demo
-from advkit.evaluation.checks import CHECKS, STRONGER_STEPS, binomial_slack
+from advkit.evaluation.checks import CHECKS, STRONGER_STEPS, binomial_slack, stronger_eps
 from advkit.evaluation.options import EvaluationOptions
 from advkit.evaluation.specs import DEFAULT_ATTACKS
 
@@ -59,8 +59,24 @@ def test_the_demo_evaluates_with_the_default_attacks(monkeypatch, tmp_path, devi
 
 
 def test_the_binomial_slack():
-    """2% of the probe plus two binomial standard deviations there, at least 1."""
-    assert [binomial_slack(n) for n in (1, 16, 32, 64, 100, 400)] == [1, 1, 2, 3, 4, 13]
+    """0.5% of the samples plus two binomial standard deviations there, at least 1."""
+    assert [binomial_slack(n) for n in (1, 32, 100, 200, 500, 1000)] == [1, 1, 1, 2, 5, 9]
+
+
+def test_the_check_judges_at_the_largest_eps_where_a_fifth_of_the_clean_accuracy_stands():
+    """Where the worst case keeps 20% of the clean accuracy, the largest such eps; when none does, the
+    smallest eps > 0; none without an eps > 0."""
+    from advkit.evaluation.results import AttackRecord, ModelResult
+
+    def result(eps, standing):  # 10 samples, all clean, standing[j] of them robust at eps[j]
+        robust = torch.stack([torch.arange(10) < k for k in standing], 1)
+        return ModelResult("m", eps, torch.zeros(10, dtype=torch.long), torch.ones(10, dtype=torch.bool), 10,
+                           {"pgd": AttackRecord("pgd", "", robust, [])})
+
+    assert stronger_eps(result([0.0, 0.1, 0.2, 0.3], [10, 6, 2, 1])) == (2, 0.2)
+    assert stronger_eps(result([0.0, 0.1, 0.2, 0.3], [10, 9, 8, 7])) == (3, 0.3)
+    assert stronger_eps(result([0.0, 0.1, 0.2], [10, 1, 0])) == (1, 0.1)
+    assert stronger_eps(result([0.0], [10])) is None
 
 
 def _stronger(report, name="model"):
@@ -68,16 +84,19 @@ def _stronger(report, name="model"):
 
 
 def test_the_stronger_attack_check_fails_where_the_attack_set_overstates(trained_cnn, test_batch):
-    """PGD with 2 short steps leaves standing many samples APGD-T fools: the check fails, giving
-    the overstatement in points and the attacks to add; its passes are counted."""
+    """PGD with 2 short steps leaves standing many samples APGD-DLR fools: the check, on every correctly
+    classified sample, fails, giving the overstatement in points and the attacks to add; its passes
+    are counted."""
     x, y = test_batch[0][:100], test_batch[1][:100]
     report = advkit.evaluate(trained_cnn, (x, y), attacks={"pgd-2": lambda m: PGD(m, steps=2, alpha=0.01)},
-                             eps=[0, 0.1, 0.2], probe=32, progress=False, device="cpu", examples=0)
-    check = _stronger(report)
+                             eps=[0, 0.1, 0.2], probe=8, progress=False, device="cpu", examples=0)
+    check, result = _stronger(report), report["model"]
     assert CHECKS["stronger-attack"] is not None and not check.passed
-    assert check.details["extra"] > check.details["allowed"] == 2
-    points = round(100 * check.details["extra"] / 32)
-    assert f"overstates robustness by about {points} points at eps={check.details['eps']:g}" in check.message
+    n = int(result.clean.sum())  # every correctly classified sample, not only the probe's 8
+    assert check.details["samples"] == n and check.details["extra"] > check.details["allowed"] == binomial_slack(n)
+    assert check.details["standing"] == int(result.robust("pgd-2")[:, 2].sum()) and check.details["eps"] == 0.2
+    points = 100 * check.details["extra"] / len(x)
+    assert f"overstates robustness by at least {points:.1f} points at eps=0.2" in check.message
     assert "add 'fgsm', 'apgd' to the attacks (or use 'autoattack')" in check.message
     assert 0 < check.cost.backwards <= STRONGER_STEPS * check.details["standing"]
 
