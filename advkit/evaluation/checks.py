@@ -1,9 +1,10 @@
 """Sanity checks on every report, after Carlini et al. 2019 ("On Evaluating Adversarial Robustness").
 
 Each check looks for a sign that the attacks, not the model, are the weak side (gradient masking,
-unconverged or broken attacks). They run on a seeded probe of correctly classified samples, with
-fresh attacks where the curve alone cannot tell (survivors mode makes the curve monotone by
-construction, so monotonicity is also tested by re-attacking fooled samples at the next eps).
+unconverged or broken attacks). They run on a seeded probe of correctly classified samples (the
+stronger-attack check on more, within a share of the curves' passes), with fresh attacks where the
+curve alone cannot tell (survivors mode makes the curve monotone by construction, so monotonicity
+is also tested by re-attacking fooled samples at the next eps).
 Every comparison is between integer counts of samples, with slack for the attacks' randomness.
 
 The checks cost a fraction of the curve they judge: each re-attacks only the samples that can
@@ -64,6 +65,9 @@ BINOMIAL_Z = 2.0
 #: The stronger-attack check's samples: at most this many of the correctly classified (a seeded choice),
 #: not the probe: a 100-sample probe cannot tell a 3-point overstatement from the slack.
 STRONGER_SAMPLES = 1000
+#: Share of the curves' passes the stronger-attack check may spend (about 2 STRONGER_STEPS + 2 per
+#: sample it attacks); beyond it, fewer samples.
+STRONGER_BUDGET = 0.06
 #: The stronger-attack check's eps: the largest of the grid at which the worst case keeps at least this
 #: share of the clean accuracy.
 STRONGER_STANDING = 0.2
@@ -111,9 +115,13 @@ def _one(name: str, check: Any, ctx: _Context) -> Check:
 
 def probe_indices(clean: Tensor, probe: int, seed: int) -> Tensor:
     """A seeded random subset (at most ``probe``) of the correctly classified samples, sorted."""
+    return seeded_order(clean, seed)[:probe].sort().values
+
+
+def seeded_order(clean: Tensor, seed: int) -> Tensor:
+    """The correctly classified samples in a random order drawn from ``seed``."""
     correct = clean.nonzero().squeeze(1)
-    order = torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))
-    return correct[order[:probe]].sort().values
+    return correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))]
 
 
 @dataclass
@@ -304,8 +312,10 @@ def most_resistant_first(result: ModelResult, attacks: list[str], rows: Tensor, 
 
 def check_stronger_attack(ctx: _Context) -> Check:
     """A stronger, differently built attack must not fool the samples the curves' attacks left
-    standing: APGD-DLR (``STRONGER_STEPS`` steps) attacks every one of them (of at most
-    ``STRONGER_SAMPLES`` correctly classified samples, not only the probe) at :func:`stronger_eps`.
+    standing: APGD-DLR (``STRONGER_STEPS`` steps) attacks every one of them at :func:`stronger_eps`,
+    not only the probe's, among the correctly classified samples in a seeded order: the first
+    ``STRONGER_SAMPLES``, fewer where their standing ones would cost more than ``STRONGER_BUDGET``
+    of the curves' passes (so its samples stay a random sample and the binomial slack holds).
     What it fools, the worst case counted as robust, so its share is the overstatement there. PGD
     with cross-entropy on an adversarially trained model is such a weak judge without any gradient
     masking (the gradient checks pass). The check fails when the overstatement exceeds a
@@ -323,9 +333,14 @@ def check_stronger_attack(ctx: _Context) -> Check:
     others = [name for name in ctx.attacks if name not in curves]
     if not others:
         return Check("stronger-attack", True, f"skipped: the curves are {', '.join(curves)} themselves", skipped=True)
-    samples = probe_indices(res.clean, STRONGER_SAMPLES, ctx.options.seed)
+    samples = seeded_order(res.clean, ctx.options.seed)[:STRONGER_SAMPLES]
+    standing = torch.stack([res.robust(name)[samples, j] for name in others]).all(0)
+    if not curves:  # the first samples of the seeded order whose standing ones fit in the budget
+        budget = STRONGER_BUDGET * sum(c.forwards + c.backwards for name in res.ran for c in res.attacks[name].costs)
+        keep = int((standing.cumsum(0) <= max(1, budget // (2 * STRONGER_STEPS + 2))).sum())
+        samples, standing = samples[:keep], standing[:keep]
     n = len(samples)
-    rows = samples[torch.stack([res.robust(name)[samples, j] for name in others]).all(0)]
+    rows = samples[standing].sort().values
     if curves:
         extra = int((~torch.stack([res.robust(name)[rows, j] for name in curves]).all(0)).sum())
         what = f"the {', '.join(curves)} curve"
