@@ -16,6 +16,12 @@ robust when it is classified correctly and no attack of the set fooled it. Passe
 per-image backward passes (a forward without backward is not counted; they are under 5% here).
 Seeded sets run once per seed (the table shows min-max over seeds); the official AutoAttack runs
 once, seed 0 (its ``pyautoattack`` package, as ``benchmarks/autoattack.py`` calls it).
+
+``--checks`` instead runs ``evaluate`` with today's defaults (fgsm, pgd-40) and the new ones on the grid
+0, eps/4, eps/2, 3eps/4, eps, once per seed, and prints the stronger-attack check's verdict, its passes
+and all the checks' as a share of the curves' passes:
+
+    OMP_NUM_THREADS=1 python benchmarks/judges.py --checks --n 200 --kinds defend-fgsm-rs pgd standard
 """
 from __future__ import annotations
 
@@ -123,6 +129,21 @@ def official(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: floa
         return int((model(x_adv).argmax(1) == y).sum()), seconds
 
 
+def checks(model: torch.nn.Module, data: Any, eps: float, n: int, seed: int) -> None:
+    """The stronger-attack check's verdict on the old and the new default curves, with its cost."""
+    for label, attacks in (("fgsm, pgd-40 (old)", ["fgsm", "pgd-40"]), ("new defaults", list(DEFAULT_ATTACKS))):
+        res = advkit.evaluate(model, data, attacks=attacks, eps=[0, eps / 4, eps / 2, 3 * eps / 4, eps], n=n,
+                              seed=seed, progress=False, device="cpu", examples=0)["model"]
+        curve = sum(c.forwards + c.backwards for name in res.ran for c in res.attacks[name].costs)
+        share = {c.name: (c.cost.forwards + c.cost.backwards) / curve for c in res.checks}
+        check = next(c for c in res.checks if c.name == "stronger-attack")
+        worst = 100 * res.accuracy("worst")[-1]
+        print(f"| {seed} | {label} | {worst:.1f}% | {check.status} | {check.details['extra']} "
+              f"of {check.details['standing']} standing (of {check.details['samples']}), allowed "
+              f"{check.details['allowed']} | {100 * share[check.name]:.1f}% | {100 * sum(share.values()):.1f}% |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=300, help="mnist5k test images")
@@ -130,6 +151,7 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     parser.add_argument("--sets", nargs="*", default=None, help="only these candidate sets (default: all)")
     parser.add_argument("--no-official", action="store_true", help="skip the official AutoAttack")
+    parser.add_argument("--checks", action="store_true", help="the stronger-attack check on old and new defaults")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "advkit_judges")
     args = parser.parse_args()
@@ -141,6 +163,12 @@ def main() -> None:
     x, y = (t[:args.n] for t in advkit.data.load("mnist5k")[1].tensors)
     for kind in args.kinds:
         model, eps = trained(kind, args.cache), KINDS[kind]
+        if args.checks:
+            print(f"\n{kind}: L-inf eps {eps:g}, {args.n} test images\n| seed | attacks | worst case at eps | "
+                  "stronger-attack | fooled | its passes / curve's | all checks' |\n|---|---|---|---|---|---|---|")
+            for seed in args.seeds:
+                checks(model, advkit.data.load("mnist5k")[1], eps, args.n, seed)
+            continue
         with torch.no_grad():
             clean = int((model(x).argmax(1) == y).sum())
         print(f"\n{kind}: L-inf eps {eps:g}, {args.n} test images, clean {100 * clean / args.n:.1f}%", flush=True)
