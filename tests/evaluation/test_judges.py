@@ -38,7 +38,6 @@ def test_the_default_attacks_are_defined_once():
     assert "DEFAULT_ATTACKS" in inspect.getsource(demo.run_demo)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("device, extra", [("cpu", []), ("cuda", ["autoattack"])])
 def test_the_demo_evaluates_with_the_default_attacks(monkeypatch, tmp_path, device, extra):
     """The demo's curves are the default attacks, and on a GPU (mocked here) AutoAttack beside them."""
