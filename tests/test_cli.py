@@ -136,7 +136,8 @@ def test_demo_help_says_what_runs_how_long_and_where(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for part in ("train a SmallCNN", "FGSM and PGD-40", "sanity checks", "GAN section", "--quick about", "advkit-demo"):
+    for part in ("train a SmallCNN", "FGSM and APGD-CE", "sanity checks", "GAN section", "--quick about",
+                 "advkit-demo"):
         assert part in text
 
 

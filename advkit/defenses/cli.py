@@ -43,7 +43,7 @@ from ..evaluation.cli import (
     print_report,
 )
 from ..evaluation.demo import Phases
-from ..evaluation.specs import resolve
+from ..evaluation.specs import DEFAULT_ATTACKS, resolve
 from ..files import save_tensors
 from ..models import ARCHS, is_torchscript
 from ..outputs import check_folder, save_or_rescue
@@ -94,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-dir", type=Path, default=None,
                    help="checkpoint the defense (pgd, fgsm-rs, trades, finetune) there after every epoch")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
-    p.add_argument("--attacks", default="fgsm,pgd-40", type=attack_names, help="attacks of the report")
+    p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), type=attack_names,
+                   help=f"attacks of the report (default {','.join(DEFAULT_ATTACKS)})")
     p.add_argument("--eval-eps", default=None, type=eps_grid,
                    help="the report's eps grid (default: 0, eps/4, eps/2, 3eps/4, eps)")
     p.add_argument("--n", type=positive_int, default=500, help="test images evaluated (default 500)")

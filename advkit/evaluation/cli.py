@@ -26,7 +26,7 @@ from ..models import (
 from ..outputs import check_folder, save_or_rescue
 from .evaluate import evaluate
 from .folder import report_files
-from .specs import resolve
+from .specs import DEFAULT_ATTACKS, resolve
 from .tables import comparison_tables, to_markdown
 
 DEMO_HELP = """\
@@ -34,17 +34,18 @@ The main job on the embedded MNIST-5k digits (no download), in one report folder
   1. train a SmallCNN (4,000 training digits; about 97% test accuracy);
   2. defend a copy of it: fast adversarial training (FGSM-RS) at eps 0.2 from its
      weights, 2 epochs (quick: 1);
-  3. the robustness curves of both on one plot: accuracy under FGSM and PGD-40
-     (quick: PGD-10) versus eps on 500 test digits (quick: 200), with the per-sample
+  3. the robustness curves of both on one plot: accuracy under FGSM and APGD-CE
+     (100 steps; quick: 10) versus eps on 500 test digits (quick: 200), with the per-sample
      worst case over both, the defense's change in clean accuracy and robust gain;
-  4. sanity checks for gradient masking and a failed attack (more steps, more eps,
-     a gradient-free attack, ...) on both models, each passed or failed with its reason;
+  4. sanity checks for gradient masking and a failed or weak attack (more steps, more
+     eps, a gradient-free attack, a stronger one, ...) on both models, each passed or
+     failed with its reason;
   5. AdvGAN: a generator trained 300 steps (quick: 60) to attack the standard model in
      one forward pass, its accuracy and time per image beside PGD's;
   6. a GAN section, trained on the same min-max engine: quick, an MLP GAN on a ring
      of 8 Gaussians (modes covered); full, a class-conditional digit GAN (sample
      grid, loss curve, class accuracy, spread and FID judged by another classifier).
-Times on 2 CPU cores: --quick about 40 s, the full demo about 3 minutes; a GPU adds
+Times on 2 CPU cores: --quick about 40 s, the full demo about 20 minutes; a GPU adds
 AutoAttack to the curves. The report (report.html, report.md, report.json,
 curve.png, comparison.png and the images) is written to --out (default ./advkit-demo)."""
 
@@ -65,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "--model, if given, is loaded into it")
     p.add_argument("--data", default="mnist5k", choices=NAMES, help="dataset; its test split is evaluated")
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
-    p.add_argument("--attacks", default="fgsm,pgd-40", type=attack_names,
-                   help="comma-separated attack names, e.g. fgsm,pgd-40,apgd-ce,square or autoattack")
+    p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), type=attack_names,
+                   help="comma-separated attack names, e.g. fgsm,pgd-40,apgd,apgd-t,square or autoattack "
+                        f"(default {','.join(DEFAULT_ATTACKS)})")
     p.add_argument("--eps", default="0,0.1,0.2,0.3", type=eps_grid,
                    help="comma-separated budgets in [0, 1] pixel units, fractions allowed (0,2/255,8/255); "
                         "0 is clean accuracy")
@@ -90,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", type=Path, default=Path("advkit-demo"), help="report folder (default: ./advkit-demo)")
     d.add_argument("--quick", action="store_true",
-                   help="smaller budgets: about 40 s instead of 3 minutes on 2 CPU cores")
+                   help="smaller budgets: about 40 s instead of 20 minutes on 2 CPU cores")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default=None)
     d.add_argument("--no-progress", action="store_true", help="no progress bars or phase lines")

@@ -46,7 +46,7 @@ from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .sharding import attack_at_shared, by_sample, merge_curves
-from .specs import check_norm, with_amp, with_progress
+from .specs import DEFAULT_ATTACKS, check_norm, with_amp, with_progress
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 def evaluate(
     model: nn.Module | Mapping[str, nn.Module],
     data: Any,
-    attacks: Sequence[Any] | Mapping[str, Any] | str = ("fgsm", "pgd-40"),
+    attacks: Sequence[Any] | Mapping[str, Any] | str = DEFAULT_ATTACKS,
     eps: Sequence[float] | float = (0.0, 0.1, 0.2, 0.3),
     norm: str = "linf",
     n: int | None = None,

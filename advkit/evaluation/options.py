@@ -21,7 +21,7 @@ from ..defenses.corruptions import CORRUPTIONS
 from ..devices import default_device
 from ..validation import check_eps, check_number
 from .batched import BatchSize
-from .specs import AttackSpec, resolve
+from .specs import DEFAULT_ATTACKS, AttackSpec, resolve
 
 #: The batch size off CUDA; on CUDA ``evaluate`` starts from AUTO_BATCH_START and halves on out-of-memory.
 DEFAULT_BATCH = 256
@@ -46,7 +46,7 @@ class EvaluationOptions:
     The fields the report records come first, in the order its ``config`` lists them.
     """
 
-    attacks: tuple[AttackSpec, ...] = ("fgsm", "pgd-40")
+    attacks: tuple[AttackSpec, ...] = DEFAULT_ATTACKS
     eps: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
     norm: str = "linf"
     n: int | None = None

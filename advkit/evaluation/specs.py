@@ -22,8 +22,19 @@ from ..attacks.adapter import is_torchattacks
 from ..attacks.autoattack import AUTOATTACK, build_autoattack
 from .construct import accepts, by_name
 
+#: The attacks of ``evaluate``, ``advkit evaluate``, ``advkit defend`` and the demo when none are given.
+DEFAULT_ATTACKS: tuple[str, ...] = ("fgsm", "apgd")
 #: A registry name with a step count: "pgd-40", "apgd-t-100".
 _WITH_STEPS = re.compile(r"^(?P<base>.+)-(?P<steps>\d+)$")
+
+
+def with_steps(names: Iterable[str], steps: int | None) -> list[str]:
+    """``names`` with ``steps`` set on those whose attack takes a step count (``("fgsm", "apgd")``, 10 ->
+    ``["fgsm", "apgd-10"]``); ``steps=None`` leaves them as they are."""
+    if steps is None:
+        return list(names)
+    return [f"{base}-{steps}" if base in ATTACKS and accepts(ATTACKS[base], "steps") else name
+            for name, (base, _) in ((name, parse_name(name)) for name in names)]
 
 
 def valid_names() -> list[str]:

@@ -166,7 +166,7 @@ def test_names_say_the_steps_and_one_name_is_a_list(trained_cnn, test_batch):
 
     from advkit.evaluation.specs import parse_name
 
-    assert inspect.signature(advkit.evaluate).parameters["attacks"].default == ("fgsm", "pgd-40")
+    assert inspect.signature(advkit.evaluate).parameters["attacks"].default == ("fgsm", "apgd")
     assert parse_name("pgd") == ("pgd", None) and parse_name("PGD-40") == ("pgd", 40)
     assert parse_name("apgd-t-100") == ("apgd-t", 100) and parse_name("apgd-t") == ("apgd-t", None)
     for bad, message in (("fgsm-3", "'fgsm' has no step count"), ("pgd-0", "step count must be >= 1"),

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import advkit
+from advkit.evaluation.checks import CHECKS
 from advkit.evaluation.options import EvaluationOptions
 
 evaluate_module = importlib.import_module("advkit.evaluation.evaluate")  # the package's `evaluate` is the function
@@ -95,7 +96,7 @@ def test_the_options_are_built_once_and_the_report_records_them(monkeypatch):
     monkeypatch.setattr(evaluate_module, "run_checks", recorded_run_checks)
     rep = advkit.evaluate(models, (x, y), device="cpu", progress=False, examples=2, **given)
     assert len(built) == 1 and seen == [built[0], built[0]]  # one object, read by both models' checks
-    assert len(rep.checks) == 12
+    assert len(rep.checks) == 2 * len(CHECKS)
     expected = {**given, "attacks": ["one", "two"], "eps": [0.0, 0.05]}
     assert list(rep.config) == list(expected) and rep.config == expected
     assert rep.config == built[0].config(samples=10)

@@ -15,6 +15,7 @@ import torch
 import advkit
 from advkit.attacks import PGD
 from advkit.cli import main
+from advkit.evaluation.checks import CHECKS
 
 #: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
 pytestmark = pytest.mark.xdist_group("report")
@@ -39,7 +40,7 @@ def test_files_exist_and_parse(saved):
     data = json.loads((out / "report.json").read_text())
     assert data["config"]["eps"] == [0.0, 0.1, 0.2] and data["seed"] == 0
     assert {"advkit", "torch", "torchattacks"} <= set(data["versions"]) and data["device"] == "cpu"
-    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == 6
+    assert data["checks"]["passed"] + data["checks"]["failed"] + data["checks"]["skipped"] == len(CHECKS)
     model = data["models"]["model"]
     assert set(model["curves"]) == {"fgsm", "pgd-5", "worst"} and model["seconds"]["checks"] > 0
     point = model["curves"]["pgd-5"][1]
@@ -164,8 +165,8 @@ def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monk
     assert [line[:5] for line in lines] == [f"[{i}/5]" for i in (1, 1, 2, 2, 3, 3, 4, 4, 5, 5)]
     assert "training a SmallCNN on mnist5k (2 epochs, cpu)" in lines[0] and "trained: test accuracy" in lines[1]
     assert "fast adversarial training (FGSM-RS) at eps 0.2, 1 epochs" in lines[2] and "defended: test" in lines[3]
-    assert "fgsm, pgd-10 at 5 eps on 200 test digits" in lines[4] and "checks passed" in lines[5]
-    assert "worst case at eps 0.2 " in lines[5] and "points after the defense" in lines[5]
+    assert "fgsm, apgd-10 at 5 eps on 200 test digits" in lines[4] and "checks passed" in lines[5]
+    assert "worst case at eps 0.2 " in lines[5] and "points after the defense (set by " in lines[5]
     assert "AdvGAN: a generator trained 60 steps" in lines[6] and "AdvGAN leaves" in lines[7]
     assert "GAN: done" in lines[9] and seen == {"progress": True}
     data = json.loads((tmp_path / "report.json").read_text())
@@ -184,7 +185,7 @@ def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monk
     (_, _, early_backwards), (_, every_forwards, every_backwards) = counts["PGD"]
     assert n == demo.QUICK.n and advgan_backwards == 0 and advgan_forwards <= 2 * n  # the clean and the adversarial
     assert every_backwards == 10 * n and early_backwards < every_backwards and every_forwards >= 10 * n
-    assert "| eps | standard/fgsm | standard/pgd-10 | standard/worst | defended/fgsm |" in printed
+    assert "| eps | standard/fgsm | standard/apgd-10 | standard/worst | defended/fgsm |" in printed
     assert "| clean accuracy |" in printed and "report.html" in printed
     worst = [p["accuracy"] for p in data["models"]["standard"]["curves"]["worst"]]
     assert worst[-1] < 0.2 < worst[0]
