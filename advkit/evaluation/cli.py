@@ -45,7 +45,7 @@ The main job on the embedded MNIST-5k digits (no download), in one report folder
   6. a GAN section, trained on the same min-max engine: quick, an MLP GAN on a ring
      of 8 Gaussians (modes covered); full, a class-conditional digit GAN (sample
      grid, loss curve, class accuracy, spread and FID judged by another classifier).
-Times on 2 CPU cores: --quick about 40 s, the full demo about 20 minutes; a GPU adds
+Times on 2 CPU cores: --quick about 40 s, the full demo about 4 minutes; a GPU adds
 AutoAttack to the curves. The report (report.html, report.md, report.json,
 curve.png, comparison.png and the images) is written to --out (default ./advkit-demo)."""
 
@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DEMO_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     d.add_argument("--out", type=Path, default=Path("advkit-demo"), help="report folder (default: ./advkit-demo)")
     d.add_argument("--quick", action="store_true",
-                   help="smaller budgets: about 40 s instead of 20 minutes on 2 CPU cores")
+                   help="smaller budgets: about 40 s instead of 4 minutes on 2 CPU cores")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--device", default=None)
     d.add_argument("--no-progress", action="store_true", help="no progress bars or phase lines")
