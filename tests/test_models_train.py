@@ -35,17 +35,20 @@ def test_the_defenses_default_model_loads_as_arch_smallcnn_wide():
         build("smallcnn", in_channels=3, num_classes=7, input_size=32).load_state_dict(state)
 
 
-@pytest.mark.slow  # 12 epochs of SmallCNN training on 4,000 digits
-def test_fit_reaches_high_accuracy_on_mnist5k(mnist5k):
-    """The default schedule reaches >= 96% test accuracy. Measured on seeds 0-4: 97.9%, 97.6%, 97.5%,
-    97.5%, 97.8% (1,000 test digits: a binomial spread of 0.5 points), so the bar sits over 3 spreads
-    below the mean and 15 samples below the worst seed."""
-    train, test = mnist5k
+def test_fit_reaches_high_accuracy_on_mnist5k(trained_cnn, mnist5k):
+    """fit's schedule trains a SmallCNN to >= 95.5% test accuracy: the session's model is fit's 8 epochs at
+    seed 0 (tests/shared_models.py), trained once for the whole run. Measured over seeds 0-4 of that
+    recipe: 97.2%, 97.2%, 97.0%, 96.9%, 96.8% (1,000 test digits: a binomial spread of 0.55 points), so
+    the bar sits 2.4 spreads under the worst seed. (fit's default 12 epochs reached 97.5-97.9%.)"""
+    assert advkit.train.accuracy(trained_cnn, mnist5k[1]) >= 0.955
+
+
+def test_fit_defaults_take_12_epochs_of_full_batches_and_leave_the_model_evaluating(mnist5k):
+    x, y = (t[:300] for t in mnist5k[0].tensors)
     torch.manual_seed(0)
     model = SmallCNN()
-    losses = advkit.train.fit(model, train, seed=0, device="cpu", progress=False)
-    assert len(losses) == 12 * (4000 // 128)
-    assert advkit.train.accuracy(model, test) >= 0.96
+    losses = advkit.train.fit(model, (x, y), seed=0, device="cpu", progress=False)
+    assert len(losses) == 12 * (300 // 128)  # 12 epochs of 2 full batches of 128 (a partial batch is dropped)
     assert not model.training and all(p.grad is None for p in model.parameters())
 
 
