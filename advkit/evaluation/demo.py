@@ -124,8 +124,8 @@ def set_by(result: ModelResult, j: int) -> str:
     """Which attack sets ``result``'s worst case at grid point ``j``: the one with the lowest accuracy
     there (the first on ties), with each attack's accuracy, ``"set by apgd: apgd 57.6%, fgsm 80.2%"``."""
     accuracy = {name: result.accuracy(name)[j] for name in result.ran}
-    ranked = sorted(accuracy, key=accuracy.get)
-    return f"set by {ranked[0]}: " + ", ".join(f"{name} {100 * accuracy[name]:.1f}%" for name in ranked)
+    return f"set by {result.set_by(j)[0]}: " + ", ".join(f"{name} {100 * accuracy[name]:.1f}%"
+                                                        for name in sorted(accuracy, key=accuracy.get))
 
 
 def defend(model: torch.nn.Module, train, cfg: DemoConfig, seed: int, device: torch.device,

@@ -124,6 +124,12 @@ class ModelResult:
         """Accuracy at each eps, as exact fractions k / n."""
         return [int(k) / len(self.labels) for k in self.robust(attack).sum(0)]
 
+    def set_by(self, j: int) -> list[str]:
+        """The attacks that set the worst case at grid point ``j``: those whose own accuracy there is the
+        lowest (the worst case may sit lower still, where they fooled different samples)."""
+        accuracy = {name: self.accuracy(name)[j] for name in self.ran}
+        return [name for name in self.ran if accuracy[name] == min(accuracy.values())]
+
     def curve(self) -> dict[str, list[tuple[float, float]]]:
         return {name: list(zip(self.eps, self.accuracy(name), strict=True)) for name in self.names}
 

@@ -29,10 +29,10 @@ def model_tables(res: ModelResult) -> list[Table]:
     """Accuracy (with 95% intervals and the worst-case drop), accuracy under corruptions (when
     evaluated), checks, cost, per-class accuracy, attacks."""
     points = {attack: res.points(attack) for attack in res.names}
-    accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)"], [
+    accuracy = Table("Accuracy (95% Wilson interval)", ["eps", *res.names, "drop (worst)", "worst set by"], [
         [f"{eps:g}",
          *(f"{p['accuracy']:.1%} [{p['ci95'][0]:.1%}, {p['ci95'][1]:.1%}]" for p in (points[a][j] for a in res.names)),
-         f"{points[WORST][j]['drop']:.1%}"]
+         f"{points[WORST][j]['drop']:.1%}", ", ".join(res.set_by(j)) if eps > 0 and res.ran else ""]
         for j, eps in enumerate(res.eps)])
     checks = Table("Sanity checks", ["check", "status", "message"], [[c.name, c.status, c.message] for c in res.checks])
     cost = Table("Cost (per-image passes)", ["attack", "eps", "attacked", "forwards", "backwards", "seconds"],

@@ -147,3 +147,19 @@ def test_the_demo_says_which_attack_sets_the_worst_case():
     result = ModelResult("m", [0.0, 0.2], torch.zeros(4, dtype=torch.long), clean, 10,
                          {"fgsm": AttackRecord("fgsm", "", fgsm, []), "apgd": AttackRecord("apgd", "", apgd, [])})
     assert demo.set_by(result, 1) == "set by apgd: apgd 25.0%, fgsm 75.0%"
+
+
+def test_the_report_says_which_attacks_set_the_worst_case():
+    """The accuracy table's last column names the attack with the lowest accuracy at each eps > 0, every
+    one of them on a tie; the worst case itself may sit lower (they fooled different samples)."""
+    from advkit.evaluation.results import AttackRecord, Cost, ModelResult
+    from advkit.evaluation.tables import model_tables
+
+    # 4 samples at eps 0 / 0.1 / 0.2: fgsm leaves 3 then 2, apgd 2 then 2 (other samples): worst 2 then 1
+    fgsm = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    apgd = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    records = {name: AttackRecord(name, "", robust, [Cost()] * 3) for name, robust in (("fgsm", fgsm), ("apgd", apgd))}
+    result = ModelResult("m", [0.0, 0.1, 0.2], torch.zeros(4, dtype=torch.long), fgsm[:, 0], 10, records)
+    table = model_tables(result)[0]
+    assert table.header[-1] == "worst set by" and [row[-1] for row in table.rows] == ["", "apgd", "fgsm, apgd"]
+    assert result.accuracy(WORST) == [1.0, 0.5, 0.25]
