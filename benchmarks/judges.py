@@ -134,7 +134,7 @@ def checks(model: torch.nn.Module, data: Any, eps: float, n: int, seed: int) -> 
     for label, attacks in (("fgsm, pgd-40 (old)", ["fgsm", "pgd-40"]), ("new defaults", list(DEFAULT_ATTACKS))):
         res = advkit.evaluate(model, data, attacks=attacks, eps=[0, eps / 4, eps / 2, 3 * eps / 4, eps], n=n,
                               seed=seed, progress=False, device="cpu", examples=0)["model"]
-        curve = sum(c.forwards + c.backwards for name in res.ran for c in res.attacks[name].costs)
+        curve = res.curve_passes()
         share = {c.name: (c.cost.forwards + c.cost.backwards) / curve for c in res.checks}
         check = next(c for c in res.checks if c.name == "stronger-attack")
         worst = 100 * res.accuracy("worst")[-1]

@@ -338,7 +338,7 @@ def check_stronger_attack(ctx: _Context) -> Check:
     samples = seeded_order(res.clean, ctx.options.seed)[:STRONGER_SAMPLES]
     standing = torch.stack([res.robust(name)[samples, j] for name in others]).all(0)
     if not curves:  # the first samples of the seeded order whose standing ones fit in the budget
-        budget = STRONGER_BUDGET * sum(c.forwards + c.backwards for name in res.ran for c in res.attacks[name].costs)
+        budget = STRONGER_BUDGET * res.curve_passes()
         keep = int((standing.cumsum(0) <= max(1, budget // (2 * STRONGER_STEPS + 2))).sum())
         samples, standing = samples[:keep], standing[:keep]
     n = len(samples)

@@ -128,7 +128,12 @@ class ModelResult:
         """The attacks that set the worst case at grid point ``j``: those whose own accuracy there is the
         lowest (the worst case may sit lower still, where they fooled different samples)."""
         accuracy = {name: self.accuracy(name)[j] for name in self.ran}
-        return [name for name in self.ran if accuracy[name] == min(accuracy.values())]
+        lowest = min(accuracy.values())
+        return [name for name, value in accuracy.items() if value == lowest]
+
+    def curve_passes(self) -> int:
+        """Per-image passes (a forward or a backward of one image each count one) the curves spent."""
+        return sum(c.forwards + c.backwards for name in self.ran for c in self.attacks[name].costs)
 
     def curve(self) -> dict[str, list[tuple[float, float]]]:
         return {name: list(zip(self.eps, self.accuracy(name), strict=True)) for name in self.names}
