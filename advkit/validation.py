@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import MISSING, fields
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -19,10 +21,14 @@ from torch import Tensor
 from .core import check_number
 from .core.norms import Norm, get_norm
 
-__all__ = ["check_choice", "check_classes_for_loss", "check_eps", "check_images", "check_label_range", "check_labels",
-           "check_logits", "check_number", "fits_model"]
+__all__ = ["UNRECORDED", "check_choice", "check_classes_for_loss", "check_eps", "check_flag", "check_images",
+           "check_label_range", "check_labels", "check_logits", "check_number", "fits_model", "options_from",
+           "recorded"]
 
 RANGE_TOLERANCE = 1e-6
+#: Field metadata of an options dataclass's settings that its record (checkpoints, histories) leaves out.
+UNRECORDED = {"recorded": False}
+Options = TypeVar("Options")
 
 
 def check_images(x, name: str = "x") -> Tensor:
@@ -144,3 +150,36 @@ def fits_model(x: Tensor, name: str = "x") -> Iterator[None]:
         raise ValueError(f"{name} of shape {tuple(x.shape)} does not fit the model, which expects other inputs "
                          f"({first}); pass data of the shape the model was built for (channels, size), or a model "
                          "built for this data") from err
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool; TypeError naming ``name`` for anything but True or False."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def options_from(cls: type[Options], options: Options | None, keywords: Mapping[str, Any]) -> Options:
+    """The options of a call that takes its settings as keywords or as one options dataclass: ``options``
+    when given, else ``cls(**keywords)`` (validated when built). TypeError when ``options`` is not a
+    ``cls``, or when a keyword beside it departs from its default (the settings come one way only)."""
+    if options is None:
+        return cls(**keywords)
+    if not isinstance(options, cls):
+        raise TypeError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+    defaults = {f.name: f.default if f.default is not MISSING else f.default_factory() for f in fields(cls) if f.init}
+    clashes = [name for name, value in keywords.items() if not _same(value, defaults[name])]
+    if clashes:
+        raise TypeError(f"pass the settings as keywords or in options=, not both: {', '.join(clashes)} given beside "
+                        f"options=")
+    return options
+
+
+def _same(value: Any, default: Any) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def recorded(options: Any) -> dict[str, Any]:
+    """The settings of the options dataclass ``options`` that its record keeps (all fields but those whose
+    metadata is :data:`UNRECORDED`), in field order."""
+    return {f.name: getattr(options, f.name) for f in fields(options) if f.metadata.get("recorded", True)}

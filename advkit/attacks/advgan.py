@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
 from ..gan.losses import LOSSES as GAN_LOSSES
 from ..gan.sharding import global_loss
-from ..validation import check_choice, check_images, check_logits, fits_model
+from ..validation import check_choice, check_images, check_logits, fits_model, options_from
 from .advgan_nets import Critic, PerturbationNet
 from .base import TARGET_SOURCES, Attack, Run, TargetMode
 from .losses import sample_loss, succeeded
@@ -33,6 +34,37 @@ from .losses import sample_loss, succeeded
 log = logging.getLogger(__name__)
 
 FORMAT = "advkit.AdvGAN/1"
+
+
+@dataclass(frozen=True)
+class AdvGANOptions:
+    """How :class:`AdvGAN` builds and trains its generator (see there for each setting's meaning),
+    validated when built; the settings every attack has (eps, norm, targeted, loss, early_stop, amp)
+    are the :class:`~advkit.attacks.base.Attack`'s. A bad setting raises ``ValueError``/``TypeError``
+    naming it; ``dataclasses.replace`` checks again. :meth:`AdvGAN.save` and the training checkpoints
+    record every field.
+    """
+
+    gan_loss: str = "lsgan"
+    adv_weight: float = 10.0
+    gan_weight: float = 1.0
+    norm_weight: float = 1.0
+    hinge_bound: float = 0.5
+    kappa: float = 0.0
+    lr: float = 1e-3
+    n_critic: int = 1
+    width: int = 8
+    blocks: int = 2
+
+    def __post_init__(self) -> None:
+        check_choice(self.gan_loss, tuple(GAN_LOSSES), "gan_loss")
+        for name in ("adv_weight", "gan_weight", "norm_weight", "hinge_bound", "kappa"):
+            check_number(getattr(self, name), name, low_open=False)
+        check_number(self.lr, "lr")
+        for name in ("n_critic", "width", "blocks"):
+            check_number(getattr(self, name), name, low=1, low_open=False, integer=True)
+        for name in ("adv_weight", "gan_weight", "norm_weight", "hinge_bound", "kappa", "lr"):
+            object.__setattr__(self, name, float(getattr(self, name)))
 
 
 class AdvGAN(Attack):
@@ -68,24 +100,21 @@ class AdvGAN(Attack):
 
     def __init__(self, model: nn.Module, eps: float = 0.3, *, norm: str = "linf", targeted: TargetMode = False,
                  loss: str = "margin", generator: nn.Module | None = None, discriminator: nn.Module | None = None,
-                 gan_loss: str = "lsgan", adv_weight: float = 10.0, gan_weight: float = 1.0,
-                 norm_weight: float = 1.0, hinge_bound: float = 0.5, kappa: float = 0.0, lr: float = 1e-3,
-                 n_critic: int = 1, width: int = 8, blocks: int = 2, early_stop: bool = True, amp: bool = False):
+                 gan_loss: str = AdvGANOptions.gan_loss, adv_weight: float = AdvGANOptions.adv_weight,
+                 gan_weight: float = AdvGANOptions.gan_weight, norm_weight: float = AdvGANOptions.norm_weight,
+                 hinge_bound: float = AdvGANOptions.hinge_bound, kappa: float = AdvGANOptions.kappa,
+                 lr: float = AdvGANOptions.lr, n_critic: int = AdvGANOptions.n_critic, width: int = AdvGANOptions.width,
+                 blocks: int = AdvGANOptions.blocks, early_stop: bool = True, amp: bool = False,
+                 options: AdvGANOptions | None = None):
         self.targets = TARGET_SOURCES if targeted else ()  # a targeted generator takes any target
         super().__init__(model, eps, norm=norm, loss=loss, targeted=targeted, early_stop=early_stop, amp=amp)
         for name, module in (("generator", generator), ("discriminator", discriminator)):
             if module is not None and not isinstance(module, nn.Module):
                 raise TypeError(f"{name} must be a torch.nn.Module or None, got {type(module).__name__}")
-        self.gan_loss = check_choice(gan_loss, tuple(GAN_LOSSES), "gan_loss")
-        for name, value in (("adv_weight", adv_weight), ("gan_weight", gan_weight), ("norm_weight", norm_weight),
-                            ("hinge_bound", hinge_bound), ("kappa", kappa)):
-            check_number(value, name, low_open=False)
-        check_number(lr, "lr")
-        for name, value in (("n_critic", n_critic), ("width", width), ("blocks", blocks)):
-            check_number(value, name, low=1, low_open=False, integer=True)
-        self.adv_weight, self.gan_weight, self.norm_weight = float(adv_weight), float(gan_weight), float(norm_weight)
-        self.hinge_bound, self.kappa, self.lr = float(hinge_bound), float(kappa), float(lr)
-        self.n_critic, self.width, self.blocks = n_critic, width, blocks
+        self.options = options_from(AdvGANOptions, options, {
+            "gan_loss": gan_loss, "adv_weight": adv_weight, "gan_weight": gan_weight, "norm_weight": norm_weight,
+            "hinge_bound": hinge_bound, "kappa": kappa, "lr": lr, "n_critic": n_critic, "width": width,
+            "blocks": blocks})
         self.generator, self.discriminator = generator, discriminator
         self._custom = generator is not None or discriminator is not None
         self._trainer: _Trainer | None = None
@@ -216,9 +245,13 @@ class AdvGAN(Attack):
         return atk
 
 
-#: The constructor settings :meth:`AdvGAN.save` keeps.
-_CONFIG = ("eps", "norm", "targeted", "loss", "gan_loss", "adv_weight", "gan_weight", "norm_weight", "hinge_bound",
-           "kappa", "lr", "n_critic", "width", "blocks", "early_stop")
+#: The generator's options, read-only attributes of the attack (``atk.kappa`` is ``atk.options.kappa``).
+_OPTIONS = tuple(f.name for f in fields(AdvGANOptions))
+for _name in _OPTIONS:
+    setattr(AdvGAN, _name, property(lambda self, name=_name: getattr(self.options, name),
+                                    doc=f"``options.{_name}`` (:class:`AdvGANOptions`)."))
+#: The constructor settings :meth:`AdvGAN.save` keeps and the training checkpoints record.
+_CONFIG = ("eps", "norm", "targeted", "loss", *_OPTIONS, "early_stop")
 
 
 def unit_ball(h: Tensor, norm: str) -> Tensor:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import numbers
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -13,13 +15,14 @@ from torch import Tensor, nn
 from ..core import Hook, check_number
 from ..data import as_tensors
 from ..train import accuracy, fit
-from ..validation import check_choice
+from ..validation import UNRECORDED, check_choice, options_from, recorded
 from .corruptions import CORRUPTIONS, SEVERITIES
+from .history import EpochRecord, History
 from .measure import corruption_accuracy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["augmented_training", "corruption_mix"]
+__all__ = ["AugmentOptions", "augmented_training", "corruption_mix"]
 
 #: Without eval data, the history's clean accuracy is measured on this many training images (the first ones).
 TRAIN_ACCURACY_SAMPLES = 1000
@@ -64,56 +67,123 @@ class _EpochEnd(Hook):
             self.losses = []
 
 
+@dataclass(frozen=True)
+class AugmentOptions:
+    """The settings of :func:`augmented_training` (see there for their meaning), validated when built.
+
+    Kept normalised: ``corruptions`` as a tuple of names of :data:`~advkit.defenses.CORRUPTIONS` (None:
+    all of them; repeats dropped), ``severities`` as a tuple. A bad setting raises
+    ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again. :meth:`config` is
+    what the :class:`History` records.
+    """
+
+    corruptions: Sequence[str] | None = None
+    epochs: int = 12
+    seed: int = 0
+    share: float = 0.5
+    severities: Sequence[int] = SEVERITIES
+    lr: float = 3e-3
+    batch_size: int = 128
+    shift: int = 2
+    weight_decay: float = 5e-4
+    device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
+    progress: bool = field(default=True, metadata=UNRECORDED)
+
+    def __post_init__(self) -> None:
+        names = _names(self.corruptions)
+        share = check_number(self.share, "share", low=0, low_open=False, high=1)
+        levels = _severities(self.severities)
+        check_number(self.batch_size, "batch_size", low=1, low_open=False, integer=True)
+        for name, value in (("corruptions", tuple(names)), ("share", share), ("severities", tuple(levels))):
+            object.__setattr__(self, name, value)
+
+    def config(self) -> dict[str, Any]:
+        """The recorded settings as plain values (lists for the tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in recorded(self).items()}
+
+
 def augmented_training(
     model: nn.Module,
     data: Any,
-    corruptions: Sequence[str] | None = None,
-    epochs: int = 12,
-    seed: int = 0,
-    progress: bool = True,
+    corruptions: Sequence[str] | None = AugmentOptions.corruptions,
+    epochs: int = AugmentOptions.epochs,
+    seed: int = AugmentOptions.seed,
+    progress: bool = AugmentOptions.progress,
     *,
-    share: float = 0.5,
-    severities: Sequence[int] = SEVERITIES,
+    share: float = AugmentOptions.share,
+    severities: Sequence[int] = AugmentOptions.severities,
     eval_data: Any = None,
-    lr: float = 3e-3,
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
-    shift: int = 2,
-    weight_decay: float = 5e-4,
-) -> tuple[nn.Module, list[dict[str, float]]]:
+    lr: float = AugmentOptions.lr,
+    batch_size: int = AugmentOptions.batch_size,
+    device: str | torch.device | None = AugmentOptions.device,
+    shift: int = AugmentOptions.shift,
+    weight_decay: float = AugmentOptions.weight_decay,
+    options: AugmentOptions | None = None,
+) -> tuple[nn.Module, History]:
     """Train ``model`` on ``data`` as :func:`advkit.train.fit` does (same options, same seeded
     stream), with a ``share`` of every batch's images corrupted: each with one of ``corruptions``
     (names of :data:`~advkit.defenses.CORRUPTIONS`; None: all) at one of ``severities``, drawn at
-    random per image. Returns the model (trained in place, in eval mode) and the history, one dict
-    per epoch: ``epoch`` (1, 2, ...), ``loss`` (mean training loss), ``clean_accuracy`` (on
-    ``eval_data`` when given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images of ``data``)
-    and, with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5,
+    random per image. Returns the model (trained in place, in eval mode) and its :class:`History`
+    (``method`` ``"augmented"``, ``config`` the run's settings), one record per epoch: ``epoch``
+    (1, 2, ...), ``train_loss`` (mean training loss), ``clean_accuracy`` (on ``eval_data`` when
+    given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images of ``data``), ``seconds`` and,
+    with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5,
     measured by :func:`~advkit.defenses.measure.corruption_accuracy` with ``seed``). Same ``seed``,
     same model on the CPU (CUDA's convolution kernels need not be deterministic). Bad options raise a
     ``ValueError``/``TypeError`` naming them before any training.
+
+    Args:
+        model: the network to train, returning logits.
+        data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair.
+        corruptions: names of the corruptions to train with (None: all of them).
+        epochs: passes over the data.
+        seed: seeds fit's stream (batch order, shifts) and the corruption draws.
+        progress: show a progress bar.
+        share: the probability that an image of a batch is corrupted, in [0, 1].
+        severities: the severities drawn from (of 1..5).
+        eval_data: the data of the per-epoch accuracies (None: the first training images, no
+            corruption accuracy).
+        lr: the peak learning rate of fit's one-cycle schedule.
+        batch_size: samples per optimizer step.
+        device: where to train (None: CUDA when available).
+        shift: random translation of training images by up to that many pixels.
+        weight_decay: AdamW's weight decay.
+        options: all of the settings above but ``model``, ``data`` and ``eval_data`` as one
+            :class:`AugmentOptions`, instead of keywords (a keyword beside it is a TypeError).
+
+    Returns:
+        ``(model, history)``: the trained model in eval mode and its :class:`History`.
     """
-    names = _names(corruptions)
-    share = check_number(share, "share", low=0, low_open=False, high=1)
-    levels = _severities(severities)
-    batch_size = check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
+    settings = options_from(AugmentOptions, options, {
+        "corruptions": corruptions, "epochs": epochs, "seed": seed, "share": share, "severities": severities, "lr": lr,
+        "batch_size": batch_size, "shift": shift, "weight_decay": weight_decay, "device": device,
+        "progress": progress})
+    names, batch_size, seed = list(settings.corruptions), settings.batch_size, settings.seed
     x, y = as_tensors(data)
     held_out = as_tensors(eval_data) if eval_data is not None else None
     steps_per_epoch = max(1, len(x) // batch_size)
-    history: list[dict[str, float]] = []
+    history = History("augmented", None, "training data" if held_out is None else "eval_data",
+                      config=settings.config())
+    started = time.perf_counter()
 
     def on_epoch(epoch: int, losses: list[Tensor]) -> None:
-        row = {"epoch": epoch, "loss": float(torch.stack(losses).mean())}
+        nonlocal started
         where = next(model.parameters()).device
         judged = (x[:TRAIN_ACCURACY_SAMPLES], y[:TRAIN_ACCURACY_SAMPLES]) if held_out is None else held_out
-        row["clean_accuracy"] = accuracy(model, judged, batch_size=1000, device=where)
+        record = EpochRecord(epoch=epoch, train_loss=float(torch.stack(losses).mean()),
+                             clean_accuracy=accuracy(model, judged, batch_size=1000, device=where), seconds=0.0)
         if held_out is not None:
             correct = corruption_accuracy(model, *held_out, names, batch_size=1000, device=where, seed=seed)
-            row["corruption_accuracy"] = float(torch.cat(list(correct.values()), 1).float().mean())
-        history.append(row)
-        log.info("augmented training, epoch %d: %s", epoch, ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
+            record.corruption_accuracy = float(torch.cat(list(correct.values()), 1).float().mean())
+        now = time.perf_counter()
+        record.seconds, started = now - started, now
+        history.records.append(record)
+        log.info("augmented training, epoch %d: %s", epoch,
+                 ", ".join(f"{k} {v:.4f}" for k, v in history.table()[-1].items()))
 
-    fit(model, (x, y), epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, device=device, progress=progress,
-        shift=shift, weight_decay=weight_decay, augment=corruption_mix(names, share, levels),
+    fit(model, (x, y), epochs=settings.epochs, lr=settings.lr, batch_size=batch_size, seed=seed,
+        device=settings.device, progress=settings.progress, shift=settings.shift, weight_decay=settings.weight_decay,
+        augment=corruption_mix(names, settings.share, list(settings.severities)),
         hooks=[_EpochEnd(steps_per_epoch, on_epoch)])
     return model, history
 

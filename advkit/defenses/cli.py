@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from ..checkpoints import CheckpointFolder, new_run_id
 from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
+from ..defenses.history import History
 from ..distributed import is_main
 from ..evaluation import evaluate
 from ..evaluation.cli import (
@@ -185,7 +184,8 @@ def check_args(args: argparse.Namespace) -> None:
             folder.claim(new_run_id())
 
 
-def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, progress: bool) -> tuple[nn.Module, Any]:
+def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, progress: bool
+           ) -> tuple[nn.Module, History]:
     """Run ``args.method`` on ``model`` (trained in place); returns it in eval mode and the method's history."""
     epochs = {} if args.epochs is None else {"epochs": args.epochs}
     if args.method == "finetune":
@@ -211,20 +211,19 @@ def eval_grid(args: argparse.Namespace) -> list[float]:
     return [top * k / 4 for k in range(5)]
 
 
-def defense_markdown(args: argparse.Namespace, history: Any, seconds: float) -> str:
+def defense_markdown(args: argparse.Namespace, history: History, seconds: float) -> str:
     """What the defense ran and its history, one row per epoch."""
     text = (f"`advkit defend --method {args.method}` at eps {args.eps:g} ({args.norm}) on {args.data}, seed "
             f"{args.seed}, starting from the model before: {seconds:.0f} s.")
     guard = {"best_epoch": "the model keeps the weights of epoch {}", "guard_fired": "the guard stopped at epoch {}"}
     text += "".join(f" {what.format(getattr(history, key))}." for key, what in guard.items()
-                    if getattr(history, key, None) is not None)
-    rows = [dataclasses.asdict(r) if dataclasses.is_dataclass(r) else dict(r) for r in history
-            if dataclasses.is_dataclass(r) or isinstance(r, Mapping)]
+                    if getattr(history, key) is not None)
+    rows = history.table()
     if not rows:
         return text
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(row[c]) for c in columns) + " |" for row in rows]
     return text + "\n\n" + "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,15 @@ from ..core.norms import get_norm
 from ..data import as_tensors
 from ..devices import default_device
 from ..train import accuracy
-from ..validation import check_images
+from ..validation import UNRECORDED, check_images, options_from, recorded
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
 from .methods import METHODS, Method
-from .training import CHECKPOINT_PREFIX, TrainingGame, check_run, checked_data, run_record
+from .training import CHECKPOINT_PREFIX, TrainingGame, check_model, check_threat, checked_data, run_record
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FixedAdversary", "MixedAdversary", "finetune"]
+__all__ = ["FinetuneOptions", "FixedAdversary", "MixedAdversary", "finetune"]
 
 #: The defaults of fine-tuning: AdamW's peak learning rate (one-cycle), its weight decay, and how many
 #: evaluation images the per-epoch PGD accuracy attacks.
@@ -65,28 +66,67 @@ class FixedAdversary:
         return self.x_adv[index.to(self.x_adv.device)].to(x.device, x.dtype)
 
 
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """The settings of :func:`finetune` (see there for their meaning), validated when built.
+
+    Kept normalised: ``lr`` is :data:`LR` where None, ``device`` a ``torch.device`` (None: CUDA when
+    available). A bad setting raises ``ValueError``/``TypeError`` naming it; ``dataclasses.replace``
+    checks again. :meth:`config` is what the checkpoints and the :class:`History` record.
+    """
+
+    eps: float = 0.2
+    norm: str = "linf"
+    epochs: int = 2
+    lr: float | None = None
+    batch_size: int = 128
+    seed: int = 0
+    mix: float = 0.5
+    device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
+    progress: bool = field(default=True, metadata=UNRECORDED)
+
+    def __post_init__(self) -> None:
+        norm, eps = check_threat(self.norm, self.eps)
+        check_number(self.batch_size, "batch_size", low=1, low_open=False, integer=True)
+        check_number(self.seed, "seed", low=None, integer=True)
+        check_number(self.epochs, "epochs", low=1, low_open=False, integer=True)
+        mix = check_number(self.mix, "mix", low=0, low_open=False, high=1)
+        lr = LR if self.lr is None else check_number(self.lr, "lr")
+        for name, value in (("norm", norm), ("eps", eps), ("mix", mix), ("lr", lr),
+                            ("device", default_device(self.device))):
+            object.__setattr__(self, name, value)
+
+    def config(self, train_size: int) -> dict[str, Any]:
+        """The run's recorded settings for ``train_size`` training samples, the fixed training options
+        (:data:`OPTIONS`) and ``mix`` under ``"options"``."""
+        settings = recorded(self)
+        mix = settings.pop("mix")
+        return {"method": "finetune", **settings, "train_size": train_size, "options": {**OPTIONS, "mix": mix}}
+
+
 def finetune(
     model: nn.Module,
     data: Any,
-    eps: float = 0.2,
+    eps: float = FinetuneOptions.eps,
     attack: Any = "pgd",
-    epochs: int = 2,
-    mix: float = 0.5,
-    lr: float | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    epochs: int = FinetuneOptions.epochs,
+    mix: float = FinetuneOptions.mix,
+    lr: float | None = FinetuneOptions.lr,
+    seed: int = FinetuneOptions.seed,
+    progress: bool = FinetuneOptions.progress,
     *,
-    norm: str = "linf",
-    batch_size: int = 128,
-    device: str | torch.device | None = None,
+    norm: str = FinetuneOptions.norm,
+    batch_size: int = FinetuneOptions.batch_size,
+    device: str | torch.device | None = FinetuneOptions.device,
     eval_data: Any = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    options: FinetuneOptions | None = None,
 ) -> tuple[nn.Module, History]:
     """Fine-tune the trained ``model`` in place on ``data`` for ``epochs`` epochs, a share ``mix`` of
     every batch replaced by adversarial examples of size ``eps`` under ``norm`` (0: plain training on
     clean data, no attack runs; 1: adversarial examples only); returns the model in eval mode and its
-    :class:`History`.
+    :class:`History` (``history.config``: the run's settings).
 
     ``attack``: a name from ``advkit.attacks.ATTACKS`` (default ``"pgd"``: 10 steps of 2.5·eps/10 from
     a random start), an advkit or torchattacks attack on ``model``, or a factory ``model -> attack``
@@ -107,30 +147,55 @@ def finetune(
     model is refused, naming the differences); the caller's global torch RNG is left as it was. Under
     torchrun it shards as :func:`~advkit.defenses.adversarial_training` does,
     the ``mix`` share taken from each rank's share of the batch.
+
+    Args:
+        model: the trained network to fine-tune, a module with trainable parameters, returning logits.
+        data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
+            and class indices.
+        eps: the attack's budget, > 0.
+        attack: an attack name, an attack on ``model``, a factory ``model -> attack``, or a fixed set of
+            adversarial examples of ``data`` (a tensor or a dataset).
+        epochs: passes over the data.
+        mix: the share of every batch replaced by adversarial examples, in [0, 1].
+        lr: the peak learning rate of the one-cycle schedule (None: :data:`LR`).
+        seed: seeds the batch order, the attacks' draws and torch's RNG for the run.
+        progress: show a progress bar.
+        norm: the threat model, ``"linf"`` or ``"l2"``.
+        batch_size: samples per optimizer step (the global batch under torchrun).
+        device: where to train (None: CUDA when available).
+        eval_data: the data of the per-epoch accuracies (None: the training data).
+        checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
+        resume: continue the run checkpointed in ``checkpoint_dir``.
+        options: the settings ``eps``, ``norm``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``mix``,
+            ``device`` and ``progress`` as one :class:`FinetuneOptions`, instead of keywords (a keyword
+            beside it is a TypeError).
+
+    Returns:
+        ``(model, history)``: the fine-tuned model in eval mode and its :class:`History`.
     """
-    norm, eps = check_run(model, norm, eps, batch_size, seed)
+    settings = options_from(FinetuneOptions, options, {
+        "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "mix": mix,
+        "device": device, "progress": progress})
+    check_model(model)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
-    epochs = check_number(epochs, "epochs", low=1, low_open=False, integer=True)
-    mix = check_number(mix, "mix", low=0, low_open=False, high=1)
-    lr = LR if lr is None else check_number(lr, "lr")
-    device = default_device(device)
+    device = settings.device
     model.to(device)
     x, y = checked_data(model, data, "data", device)
     x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
     given = {"data": (x, y), "eval_data": None if eval_data is None else (x_eval, y_eval)}
     if _is_fixed_set(attack):
-        fixed = _fixed_set(attack, x, y, eps, norm)
+        fixed = _fixed_set(attack, x, y, settings.eps, settings.norm)
         given["adversarial set"] = fixed
         adversary: Adversary = FixedAdversary(fixed.to(device))
     else:
-        adversary = resolve_attack("pgd" if attack is None else attack, model, norm, default=None)
-    spec = Method("finetune", epochs=epochs, lr=lr, adversary=lambda *_: adversary, loss=METHODS["pgd"].loss)
-    config = {"method": "finetune", "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-              "seed": seed, "train_size": len(x), "options": {**OPTIONS, "mix": mix}}
-    history = History("finetune", eps, "training data" if eval_data is None else "eval_data")
-    game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, mix), x, y, (x_eval, y_eval), None,
-                        config, history, device)
+        adversary = resolve_attack("pgd" if attack is None else attack, model, settings.norm, default=None)
+    spec = Method("finetune", epochs=settings.epochs, lr=settings.lr, adversary=lambda *_: adversary,
+                  loss=METHODS["pgd"].loss)
+    config = settings.config(len(x))
+    history = History("finetune", settings.eps, "training data" if eval_data is None else "eval_data", config=config)
+    game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, settings.mix), x, y, (x_eval, y_eval),
+                        None, config, history, device)
     folder = None
     if checkpoint_dir is not None:
         folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX, identity=run_record(config, attack, model, given))
@@ -138,7 +203,7 @@ def finetune(
     if not resume:  # a resumed run's history holds its epoch 0
         with game.global_rng.active():
             history.records.append(_before(game))
-    game.play(progress)
+    game.play(settings.progress)
     model.eval()
     return model, game.history
 

@@ -33,7 +33,8 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
 from ..rng import RunRNG
 from ..train import check_model_labels, random_shift
-from ..validation import check_choice, check_eps, check_images
+from ..validation import UNRECORDED, check_choice, check_eps, check_flag, check_images, options_from, recorded
 from .adversaries import resolve_attack
 from .history import EpochRecord, History
 from .methods import Method, get_method
@@ -109,29 +110,84 @@ def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int =
     return wide_smallcnn(in_channels, num_classes, input_size)
 
 
+@dataclass(frozen=True)
+class TrainingOptions:
+    """The settings of :func:`adversarial_training` (see there for their meaning), validated when built.
+
+    Kept normalised: ``epochs`` and ``lr`` are the method's defaults where None, ``method_options``
+    holds every option of the method (:mod:`.methods`: those common to all methods and the method's
+    own, such as TRADES' ``beta``) with its defaults filled in, ``device`` is a ``torch.device``
+    (None: CUDA when available). A bad setting raises ``ValueError``/``TypeError`` naming it;
+    ``dataclasses.replace`` checks again. :meth:`config` is what the checkpoints and the
+    :class:`History` record (``device``, ``progress`` and the GPU switches change no number on the CPU
+    and are left out).
+    """
+
+    method: str = "pgd"
+    eps: float = 0.3
+    norm: str = "linf"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int = 128
+    seed: int = 0
+    method_options: Mapping[str, Any] = field(default_factory=dict)
+    device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
+    progress: bool = field(default=True, metadata=UNRECORDED)
+    amp: bool = field(default=False, metadata=UNRECORDED)
+    channels_last: bool = field(default=False, metadata=UNRECORDED)
+    compile: bool | dict[str, Any] = field(default=False, metadata=UNRECORDED)
+
+    def __post_init__(self) -> None:
+        spec = get_method(self.method)
+        if not isinstance(self.method_options, Mapping):
+            raise TypeError(f"method_options must be a dict of the method's options, got "
+                            f"{type(self.method_options).__name__}")
+        settings = spec.resolve(dict(self.method_options))
+        norm, eps = check_threat(self.norm, self.eps)
+        check_number(self.batch_size, "batch_size", low=1, low_open=False, integer=True)
+        check_number(self.seed, "seed", low=None, integer=True)
+        epochs = spec.epochs if self.epochs is None else check_number(self.epochs, "epochs", low=1, low_open=False,
+                                                                      integer=True)
+        lr = spec.lr if self.lr is None else check_number(self.lr, "lr")
+        for name in ("amp", "channels_last"):
+            check_flag(getattr(self, name), name)
+        compile_options(self.compile)
+        for name, value in (("method_options", settings), ("norm", norm), ("eps", eps), ("epochs", epochs),
+                            ("lr", lr), ("device", default_device(self.device))):
+            object.__setattr__(self, name, value)
+
+    def config(self, train_size: int) -> dict[str, Any]:
+        """The run's recorded settings for ``train_size`` training samples, its method's options under
+        ``"options"``: what checkpoints check a resume against and the history keeps."""
+        settings = recorded(self)
+        options = settings.pop("method_options")
+        return {**settings, "train_size": train_size, "options": dict(options)}
+
+
 def adversarial_training(
     model: nn.Module,
     data,
-    method: str = "pgd",
-    eps: float = 0.3,
-    norm: str = "linf",
+    method: str = TrainingOptions.method,
+    eps: float = TrainingOptions.eps,
+    norm: str = TrainingOptions.norm,
     attack: Any = None,
-    epochs: int | None = None,
-    lr: float | None = None,
-    batch_size: int = 128,
+    epochs: int | None = TrainingOptions.epochs,
+    lr: float | None = TrainingOptions.lr,
+    batch_size: int = TrainingOptions.batch_size,
     eval_data=None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    progress: bool = True,
-    amp: bool = False,
-    channels_last: bool = False,
-    compile: bool | dict[str, Any] = False,
-    **options: Any,
+    seed: int = TrainingOptions.seed,
+    device: str | torch.device | None = TrainingOptions.device,
+    progress: bool = TrainingOptions.progress,
+    amp: bool = TrainingOptions.amp,
+    channels_last: bool = TrainingOptions.channels_last,
+    compile: bool | dict[str, Any] = TrainingOptions.compile,
+    options: TrainingOptions | None = None,
+    **method_options: Any,
 ) -> tuple[nn.Module, History]:
     """Train ``model`` in place to resist attacks of size ``eps`` under ``norm``; returns it in eval
-    mode with its :class:`History` (one record per epoch).
+    mode with its :class:`History` (one record per epoch; ``history.config`` the run's settings).
 
     ``method``: ``"pgd"`` (Madry et al. 2018: descend the cross-entropy of PGD examples),
     ``"trades"`` (Zhang et al. 2019: cross-entropy of clean examples plus ``beta`` times the KL
@@ -147,17 +203,17 @@ def adversarial_training(
     is the training eps of the step. The training eps ramps linearly from 0 to ``eps`` over the first
     ``warmup`` share of the steps; AdamW follows a one-cycle learning rate peaking at ``lr``
     (:func:`one_cycle`). ``epochs`` and ``lr`` default to the method's. Method options
-    (``options``): see ``advkit.defenses.methods``.
+    (``method_options``): see ``advkit.defenses.methods``.
 
     After each epoch: clean accuracy on ``eval_data`` (default: the training data) and PGD accuracy
     at ``eps`` on its first ``eval_size`` images, then a checkpoint in ``checkpoint_dir`` when given.
     ``resume=True`` continues the run checkpointed there and ends with the same weights as an
     uninterrupted run (bit-identical on the CPU). The checkpoints record what defines the run
-    (:func:`run_record`: every argument but ``checkpoint_dir``, ``resume``, ``progress``, ``device`` and
-    the GPU switches; fingerprints of ``data`` and ``eval_data``; the model's shapes): a resume that
-    differs is refused with a ValueError naming the differences, also when that run has finished.
-    Same ``seed``, same numbers on the CPU. torch's global RNG (dropout, torchattacks' draws) is the
-    run's own stream, seeded with ``seed`` and kept in the checkpoints; the caller's is left as it was.
+    (:func:`run_record`: :meth:`TrainingOptions.config`, the attack; fingerprints of ``data`` and
+    ``eval_data``; the model's shapes): a resume that differs is refused with a ValueError naming the
+    differences, also when that run has finished. Same ``seed``, same numbers on the CPU. torch's
+    global RNG (dropout, torchattacks' draws) is the run's own stream, seeded with ``seed`` and kept
+    in the checkpoints; the caller's is left as it was.
 
     Under torchrun (an initialised process group; every rank passes the same arguments and data) the
     run is sharded (see the module's docstring): each rank attacks and trains on its share of every
@@ -165,43 +221,67 @@ def adversarial_training(
     would reach (up to float rounding) and returns them with the same history; only rank 0 writes
     checkpoints, and a checkpoint resumes under any number of processes.
 
-    The GPU path (all off by default; CPU results do not change): ``amp`` runs the network's training
-    forward and the adversary's forwards under bf16 autocast on CUDA (the loss, the attack's gradients,
-    steps and projections in float32; an attack object or factory passed as ``attack`` keeps its own
-    ``amp``); ``channels_last`` stores the model's 4-D weights channels_last for the run; ``compile``
-    (True or a dict of :func:`torch.compile` keyword arguments) compiles the model's calls for the run.
-    Both are undone at the end (:func:`advkit.acceleration.accelerated`).
+    Args:
+        model: the network to train, a module with trainable parameters, returning logits.
+        data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
+            and class indices.
+        method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.METHODS``).
+        eps: the training budget, > 0.
+        norm: the threat model, ``"linf"`` or ``"l2"``.
+        attack: None (the method's own attack), an attack name, an attack on ``model`` or a factory
+            ``model -> attack``.
+        epochs: passes over the data (None: the method's).
+        lr: the peak learning rate of the one-cycle schedule (None: the method's).
+        batch_size: samples per optimizer step (the global batch under torchrun).
+        eval_data: the data of the per-epoch accuracies (None: the training data).
+        checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
+        resume: continue the run checkpointed in ``checkpoint_dir``.
+        seed: seeds the batch order, the shifts, the attacks' draws and torch's RNG for the run.
+        device: where to train (None: CUDA when available).
+        progress: show a progress bar.
+        amp: run the forwards under bf16 autocast on CUDA (the loss, the attack's gradients, steps and
+            projections in float32; an attack object or factory passed as ``attack`` keeps its own ``amp``).
+        channels_last: store the model's 4-D weights channels_last for the run.
+        compile: True or a dict of :func:`torch.compile` keyword arguments: compile the model's calls
+            for the run. ``channels_last`` and ``compile`` are undone at the end
+            (:func:`advkit.acceleration.accelerated`); none of the three changes a CPU result.
+        options: all of the settings above (``method`` to ``compile``) and the method options as one
+            :class:`TrainingOptions`, instead of keywords (a keyword beside it is a TypeError).
+        **method_options: the method's options, e.g. ``steps``, ``beta``, ``warmup``, ``eval_size``.
+
+    Returns:
+        ``(model, history)``: the trained model in eval mode and its :class:`History`.
     """
-    spec = get_method(method)
-    opts = spec.resolve(options)
-    norm, eps = check_run(model, norm, eps, batch_size, seed)
-    epochs = spec.epochs if epochs is None else check_number(epochs, "epochs", low=1, low_open=False, integer=True)
-    lr = spec.lr if lr is None else check_number(lr, "lr")
-    speed = {"amp": check_flag(amp, "amp"), "channels_last": check_flag(channels_last, "channels_last"),
-             "compile": compile_options(compile)}
+    settings = options_from(TrainingOptions, options, {
+        "method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
+        "method_options": method_options, "device": device, "progress": progress, "amp": amp,
+        "channels_last": channels_last, "compile": compile})
+    check_model(model)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
-    device = default_device(device)
+    spec, opts, device = get_method(settings.method), settings.method_options, settings.device
     model.to(device)
     x, y = checked_data(model, data, "data", device)
     given = {"data": (x, y), "eval_data": None}
     held_out = None
     if spec.guard:
-        x, y, held_out = _hold_out(x, y, batch_size, seed)
+        x, y, held_out = _hold_out(x, y, settings.batch_size, settings.seed)
     x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
     if eval_data is not None:
         given["eval_data"] = (x_eval, y_eval)
-    adversary = resolve_attack(attack, model, norm, spec.adversary(model, norm, opts, len(x), amp), amp)
-    history = History(method, eps, "training data" if eval_data is None else "eval_data")
-    config = {"method": method, "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
-              "seed": seed, "train_size": len(x), "options": opts}
+    adversary = resolve_attack(attack, model, settings.norm,
+                               spec.adversary(model, settings.norm, opts, len(x), settings.amp), settings.amp)
+    config = settings.config(len(x))
+    history = History(settings.method, settings.eps, "training data" if eval_data is None else "eval_data",
+                      config=config)
     game = TrainingGame(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device,
-                        **speed)
+                        amp=settings.amp, channels_last=settings.channels_last,
+                        compile=compile_options(settings.compile))
     folder = None
     if checkpoint_dir is not None:
         folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX, identity=run_record(config, attack, model, given))
     game.start(folder, resume)
-    game.play(progress)
+    game.play(settings.progress)
     model.eval()
     return model, game.history
 
@@ -220,27 +300,21 @@ def run_record(config: dict[str, Any], attack: Any, model: nn.Module, data: dict
     return run_identity({**config, "attack": described}, data, {"model": model})
 
 
-def check_run(model: nn.Module, norm: str, eps: float, batch_size: int, seed: int) -> tuple[str, float]:
-    """``(norm, eps)`` checked for training ``model`` against attacks (eps > 0), once ``batch_size`` and
-    ``seed`` are integers and ``model`` a module with trainable parameters; errors name the argument."""
+def check_threat(norm: str, eps: float) -> tuple[str, float]:
+    """``(norm, eps)`` checked for training against attacks (eps > 0); errors name the argument."""
     norm = check_choice(norm, NORMS, "norm")
     eps = check_eps(eps, norm=norm)
     if eps == 0:
         raise ValueError("eps must be > 0 for adversarial training (eps=0 is plain training: advkit.train.fit)")
-    check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
-    check_number(seed, "seed", low=None, integer=True)
+    return norm, eps
+
+
+def check_model(model: nn.Module) -> None:
+    """TypeError unless ``model`` is a module, ValueError unless it has trainable parameters."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not trainable_params(model):
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
-    return norm, eps
-
-
-def check_flag(value: Any, name: str) -> bool:
-    """``value`` as a bool; TypeError naming ``name`` for anything but True or False."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def check_shares(x: Tensor, y: Tensor, batch_size: int) -> None:
@@ -448,7 +522,7 @@ class TrainingGame(Hook):
         self.step, self.stopped, self.best = state["step"], state["stopped"], state["best"] or None
         if hasattr(self.adversary, "load_state_dict"):
             self.adversary.load_state_dict(state["adversary"])
-        self.history = History.from_dict(state["history"])
+        self.history = History.from_dict({"config": self.config, **state["history"]})
         log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
 
 
@@ -483,4 +557,4 @@ def _hold_out(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tenso
     return x[keep], y[keep], (x[out], y[out])
 
 
-__all__ = ["EpochRecord", "History", "adversarial_training"]
+__all__ = ["EpochRecord", "History", "TrainingOptions", "adversarial_training"]

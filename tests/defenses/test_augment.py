@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import advkit
-from advkit.defenses import CORRUPTIONS, augmented_training
+from advkit.defenses import CORRUPTIONS, History, augmented_training
 from advkit.defenses.augment import corruption_mix
 from advkit.defenses.measure import corruption_accuracy
 from advkit.models import SmallCNN
@@ -80,20 +80,30 @@ def test_history_per_epoch_and_the_same_seed_the_same_model():
                                               progress=False, eval_data=held_out, device="cpu")
         assert trained is model and not model.training
         runs.append((weights(model), history))
-    assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1]
+    assert torch.equal(runs[0][0], runs[1][0]) and untimed(runs[0][1]) == untimed(runs[1][1])
     history = runs[0][1]
-    assert [h["epoch"] for h in history] == [1, 2]
-    assert set(history[0]) == {"epoch", "loss", "clean_accuracy", "corruption_accuracy"}
-    assert history[-1]["clean_accuracy"] == advkit.train.accuracy(model, held_out)
+    assert isinstance(history, History) and history.method == "augmented" and history.evaluated_on == "eval_data"
+    assert [r.epoch for r in history] == [1, 2] and all(r.seconds > 0 for r in history)
+    assert set(history.table()[0]) == {"epoch", "train_loss", "clean_accuracy", "seconds", "corruption_accuracy"}
+    assert history[-1].clean_accuracy == advkit.train.accuracy(model, held_out)
     masks = corruption_accuracy(model, *held_out, ["fog", "jpeg"], batch_size=1000, seed=4)
-    assert history[-1]["corruption_accuracy"] == pytest.approx(float(torch.cat(list(masks.values()), 1).float().mean()))
+    assert history[-1].corruption_accuracy == pytest.approx(float(torch.cat(list(masks.values()), 1).float().mean()))
+    assert history.config == {"corruptions": ["fog", "jpeg"], "epochs": 2, "seed": 4, "share": 0.5,
+                              "severities": [1, 2, 3, 4, 5], "lr": 3e-3, "batch_size": 32, "shift": 2,
+                              "weight_decay": 5e-4}
     torch.manual_seed(0)
     unjudged, plain = augmented_training(SmallCNN(), data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
                                          progress=False, device="cpu")
-    assert set(plain[0]) == {"epoch", "loss", "clean_accuracy"} and [h["loss"] for h in plain] == \
-        [h["loss"] for h in history]
+    assert set(plain.table()[0]) == {"epoch", "train_loss", "clean_accuracy", "seconds"} and \
+        [r.train_loss for r in plain] == [r.train_loss for r in history]
+    assert plain.evaluated_on == "training data" and plain[0].corruption_accuracy is None
     assert torch.equal(weights(unjudged), runs[0][0])  # measuring each epoch changes nothing in the training
-    assert plain[-1]["clean_accuracy"] == advkit.train.accuracy(unjudged, data)  # the training data (< 1000 images)
+    assert plain[-1].clean_accuracy == advkit.train.accuracy(unjudged, data)  # the training data (< 1000 images)
+
+
+def untimed(history: History) -> list[dict]:
+    """The records without their wall seconds (which differ from run to run)."""
+    return [{**vars(r), "seconds": 0} for r in history]
 
 
 class Untouchable(torch.nn.Module):
