@@ -4,6 +4,8 @@ exact, it runs inside evaluate, adapts to a changed model, and bad arguments fai
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +25,8 @@ from test_guarantees import assert_same, l2, linf, sample_x, snapshot, tiny_mode
 
 def tiny_fit(model: nn.Module, steps: int = 2, seed: int = 0, **kwargs) -> AdvGAN:
     """An AdvGAN on 8x8 images (for :func:`tiny_model`), trained a few steps on random images."""
-    atk = AdvGAN(model, **{"eps": 0.2, "width": 4, "blocks": 1, **kwargs})
+    sizes = {} if "options" in kwargs else {"width": 4, "blocks": 1}
+    atk = AdvGAN(model, **{"eps": 0.2, **sizes, **kwargs})
     atk.fit((sample_x("cnn", 32, seed=5), torch.zeros(32, dtype=torch.long)), steps=steps, batch_size=16, seed=seed,
             progress=False)
     return atk
@@ -301,3 +304,27 @@ def test_finetune_on_advgan_keeps_training_the_generator_against_the_moving_mode
         with torch.no_grad():
             gain += int((model(atk(xt, yt)).argmax(1) == yt).sum()) - before
     assert gain > 3 * 121 - spread_slack(34.5, 3), gain
+
+
+# -- one options object ----------------------------------------------------------------------------
+def test_the_generator_options_are_one_frozen_object_keywords_or_options(tmp_path):
+    from advkit.attacks.advgan import AdvGANOptions
+
+    parameters = inspect.signature(AdvGAN).parameters
+    fields = dataclasses.fields(AdvGANOptions)
+    assert {f.name: parameters[f.name].default for f in fields} == {f.name: f.default for f in fields}
+    options = AdvGANOptions(kappa=1, width=4, blocks=1, n_critic=2)
+    by_keywords, by_options = AdvGAN(tiny_model(), kappa=1, width=4, blocks=1, n_critic=2), AdvGAN(tiny_model(),
+                                                                                                   options=options)
+    assert by_keywords.options == by_options.options == options and by_options.kappa == 1.0
+    with pytest.raises(AttributeError):
+        by_options.kappa = 2.0  # read-only: what the attack trains with is what it records
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.kappa = 2.0
+    with pytest.raises(TypeError, match="^pass the settings as keywords or in options=, not both: lr given"):
+        AdvGAN(tiny_model(), lr=0.1, options=options)
+    with pytest.raises(ValueError, match="^kappa must be"):
+        dataclasses.replace(options, kappa=-1)
+    atk = tiny_fit(tiny_model(), options=options)
+    loaded = AdvGAN.load(atk.save(tmp_path / "advgan.pt"), atk.model)
+    assert loaded.options == options
