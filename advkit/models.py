@@ -20,7 +20,12 @@ SAVE_ADVICE = ("save a model's weights with torch.save(model.state_dict(), path)
 
 
 class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel, as the model's first layer, so attacks stay in [0, 1]."""
+    """``(x - mean) / std`` per channel, as the model's first layer, so attacks stay in [0, 1].
+
+    Args:
+        mean: per-channel means.
+        std: per-channel standard deviations.
+    """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
@@ -36,6 +41,13 @@ class SmallCNN(nn.Module):
 
     ``input_size`` is the side of the square input (28 for MNIST, 32 for CIFAR, 8 for digits).
     ``features(x)`` gives the penultimate activations (used for classifier-FID).
+
+    Args:
+        in_channels: channels of the input images.
+        num_classes: logits returned.
+        input_size: the side of the square input images.
+        width: channels of the first conv block (the second has twice as many).
+        hidden: units of the hidden linear layer.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 32,
@@ -57,7 +69,13 @@ class SmallCNN(nn.Module):
 
 
 class PreActBlock(nn.Module):
-    """Pre-activation residual block (He et al. 2016): BN-ReLU-conv twice, identity or 1x1 shortcut."""
+    """Pre-activation residual block (He et al. 2016): BN-ReLU-conv twice, identity or 1x1 shortcut.
+
+    Args:
+        cin: input channels.
+        cout: output channels.
+        stride: the first convolution's (and the shortcut's) stride.
+    """
 
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
@@ -74,7 +92,12 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(nn.Module):
-    """PreAct-ResNet-18 for 32x32 inputs, the standard CIFAR-10 robustness architecture."""
+    """PreAct-ResNet-18 for 32x32 inputs, the standard CIFAR-10 robustness architecture.
+
+    Args:
+        in_channels: channels of the input images.
+        num_classes: logits returned.
+    """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10):
         super().__init__()
@@ -97,7 +120,13 @@ class PreActResNet18(nn.Module):
 
 def wide_smallcnn(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
     """A SmallCNN whose hidden layer has 1,024 units (Madry et al.'s MNIST width) instead of 128: the
-    model advkit's defenses train by default (``--arch smallcnn-wide``)."""
+    model advkit's defenses train by default (``--arch smallcnn-wide``).
+
+    Args:
+        in_channels: channels of the input images.
+        num_classes: logits returned.
+        input_size: the side of the square input images.
+    """
     return SmallCNN(in_channels, num_classes, input_size, hidden=1024)
 
 
@@ -105,7 +134,12 @@ ARCHS = {"smallcnn": SmallCNN, "smallcnn-wide": wide_smallcnn, "preactresnet18":
 
 
 def build(arch: str, **kwargs) -> nn.Module:
-    """A reference model by name (``"smallcnn"`` or ``"preactresnet18"``)."""
+    """A reference model by name (``"smallcnn"`` or ``"preactresnet18"``).
+
+    Args:
+        arch: a name of :data:`ARCHS`.
+        **kwargs: the architecture's constructor arguments.
+    """
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
     return ARCHS[arch](**kwargs)
@@ -113,7 +147,11 @@ def build(arch: str, **kwargs) -> nn.Module:
 
 def from_factory(spec: str) -> nn.Module:
     """Call the function named ``"package.module:function"`` (no arguments) and return the module it
-    builds. The current folder is searched too, so ``mymodels:make`` finds ``./mymodels.py``."""
+    builds. The current folder is searched too, so ``mymodels:make`` finds ``./mymodels.py``.
+
+    Args:
+        spec: ``"package.module:function"``.
+    """
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ValueError(f"model factory must be 'package.module:function', got {spec!r}")
@@ -157,7 +195,15 @@ def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
 def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
     """Load the state dict saved at ``path`` (``torch.save(model.state_dict(), path)``) into ``model``,
     read with ``weights_only=True``. A file that is not a state dict, or one of another architecture
-    (missing, unexpected or differently shaped entries), is a ``ValueError`` that says which."""
+    (missing, unexpected or differently shaped entries), is a ``ValueError`` that says which.
+
+    Args:
+        model: the model to load into (in place).
+        path: the state dict's file.
+
+    Returns:
+        ``model``.
+    """
     _exists(path)
     state = load_tensors(path, "a state dict", advice=SAVE_ADVICE)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -68,6 +68,23 @@ def fit(
     game's events after the learning-rate schedule and the progress bar (round r is step r).
     torch's global RNG (dropout) draws from a stream seeded with ``seed``; the caller's global RNG is
     left exactly as it was.
+
+    Args:
+        model: the network to train (in place), returning logits.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair of images and class indices.
+        epochs: passes over the data.
+        lr: the peak learning rate of the one-cycle schedule.
+        batch_size: samples per optimizer step.
+        seed: seeds the batch order, the shifts, ``augment``'s generator and torch's RNG for the run.
+        device: where to train (None: CUDA when available).
+        progress: show a progress bar.
+        shift: random translation of each image by up to that many pixels (0: off).
+        weight_decay: AdamW's weight decay.
+        augment: None, or ``augment(x, generator)`` returning the batch trained on.
+        hooks: :class:`advkit.core.Hook` s that see the game's events.
+
+    Returns:
+        The loss of every step, in order.
     """
     if epochs < 1 or batch_size < 1 or lr <= 0:
         raise ValueError(f"epochs, batch_size and lr must be positive; got {epochs}, {batch_size}, {lr}")
@@ -119,7 +136,17 @@ def check_model_labels(model: nn.Module, x: Tensor, y: Tensor, device: torch.dev
 
 @torch.no_grad()
 def accuracy(model: nn.Module, data, batch_size: int = 1000, device: str | torch.device | None = None) -> float:
-    """Top-1 accuracy of ``model`` on ``data`` (eval mode; the model's mode is restored)."""
+    """Top-1 accuracy of ``model`` on ``data`` (eval mode; the model's mode is restored).
+
+    Args:
+        model: the classifier, returning logits.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair.
+        batch_size: samples per forward.
+        device: where to compute (None: the device of the model's first parameter).
+
+    Returns:
+        The share of samples whose top logit is their label, in [0, 1].
+    """
     x, y = as_tensors(data)
     device = next(model.parameters()).device if device is None else torch.device(device)
     with frozen(model):

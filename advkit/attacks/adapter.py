@@ -40,6 +40,15 @@ def from_torchattacks(ta_attack: Any, *, seed: int = 0, early_stop: bool = True,
     becomes advkit's ``targeted="random"``/``"least-likely"`` (targets drawn by advkit, seeded);
     for chosen targets pass ``target=`` to the call. ``early_stop`` skips samples the model
     already gets wrong; ``amp`` runs the attack under bf16 autocast on CUDA.
+
+    Args:
+        ta_attack: the torchattacks attack (its model is the attacked model).
+        seed: seeds advkit's draws (random targets) and the wrapped attack's.
+        early_stop: skip the samples the model already gets wrong.
+        amp: run the attack under bf16 autocast on CUDA.
+
+    Returns:
+        The wrapped attack.
     """
     if not is_torchattacks(ta_attack):
         raise TypeError(f"ta_attack must be a torchattacks attack, got {type(ta_attack).__name__}")

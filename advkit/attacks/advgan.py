@@ -106,6 +106,31 @@ class AdvGAN(Attack):
                  lr: float = AdvGANOptions.lr, n_critic: int = AdvGANOptions.n_critic, width: int = AdvGANOptions.width,
                  blocks: int = AdvGANOptions.blocks, early_stop: bool = True, amp: bool = False,
                  options: AdvGANOptions | None = None):
+        """An untrained attack: :meth:`fit` trains its generator.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed frozen, never changed.
+            eps: the budget the generator's output is scaled to.
+            norm: ``"linf"`` or ``"l2"``.
+            targeted: False, ``"random"`` or ``"least-likely"``: a targeted generator learns target codes.
+            loss: the attack loss of the generator, ``"margin"`` or ``"ce"``.
+            generator: a network of your own (None: a :class:`~advkit.attacks.advgan_nets.PerturbationNet`).
+            discriminator: a network of your own (None: a :class:`~advkit.attacks.advgan_nets.Critic`).
+            gan_loss: the GAN loss, a name of ``advkit.gan.LOSSES``.
+            adv_weight: the attack loss's weight in the generator's loss.
+            gan_weight: the GAN loss's weight.
+            norm_weight: the hinge penalty's weight.
+            hinge_bound: the hinge's bound, a share of the largest L2 norm in the ball.
+            kappa: the cap of the margin loss (a sample fooled by kappa stops pulling).
+            lr: Adam's learning rate for both networks.
+            n_critic: discriminator steps per generator step.
+            width: the default networks' width.
+            blocks: the default generator's residual blocks.
+            early_stop: see :class:`~advkit.attacks.base.Attack`.
+            amp: see :class:`~advkit.attacks.base.Attack`.
+            options: ``gan_loss`` to ``blocks`` as one :class:`AdvGANOptions`, instead of keywords (a keyword
+                beside it is a TypeError); read back as ``atk.options`` (or ``atk.kappa``, ...).
+        """
         self.targets = TARGET_SOURCES if targeted else ()  # a targeted generator takes any target
         super().__init__(model, eps, norm=norm, loss=loss, targeted=targeted, early_stop=early_stop, amp=amp)
         for name, module in (("generator", generator), ("discriminator", discriminator)):

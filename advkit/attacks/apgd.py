@@ -128,6 +128,18 @@ class APGD(Attack):
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  loss: str = "ce", restarts: int = 1, rho: float = 0.75, **kwargs):
+        """Auto-PGD (Croce and Hein 2020).
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget.
+            steps: iterations per start (>= 1).
+            norm: ``"linf"`` or ``"l2"``.
+            loss: ``"ce"`` (APGD-CE) or ``"dlr"`` (APGD-DLR).
+            restarts: starts per sample (>= 1); a restart attacks only the samples not yet fooled.
+            rho: the step-halving checkpoints' threshold (the paper's 0.75).
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
         self.restarts = check_number(restarts, "restarts", low=1, low_open=False, integer=True)
@@ -162,6 +174,19 @@ class APGDT(APGD):
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, restarts: int = 1, rho: float = 0.75, *, loss: str = "dlr", **kwargs):
+        """APGD-T: APGD with the targeted DLR loss towards each of the top classes in turn.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget.
+            steps: iterations per target class and start (>= 1).
+            norm: ``"linf"`` or ``"l2"``.
+            n_target_classes: how many of the classes ranked highest after the prediction are attacked in turn.
+            restarts: starts per target class (>= 1).
+            rho: the step-halving checkpoints' threshold.
+            loss: ``"dlr"`` (the targeted DLR loss).
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, steps, norm, loss, restarts, rho, **kwargs)
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
 

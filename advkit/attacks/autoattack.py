@@ -79,6 +79,17 @@ class AutoAttack(Attack):
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
                  seed: int = 0, amp: bool = False, progress: bool = True):
+        """The standard ensemble: APGD-CE, APGD-T, FAB-T, Square.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget every component runs at.
+            norm: ``"linf"`` or ``"l2"``.
+            version: ``"standard"`` (the components of :func:`standard`).
+            seed: seeds every component, as in the official code.
+            amp: run the components' forwards under bf16 autocast on CUDA.
+            progress: the components' progress bars.
+        """
         super().__init__(model, eps, norm=norm, seed=seed, amp=amp)
         if version not in VERSIONS:
             raise ValueError(f"version must be one of {', '.join(map(repr, VERSIONS))}, got {version!r}")

@@ -263,6 +263,20 @@ class Attack:
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
                  targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
+        """Check and keep the settings every attack shares; errors name the argument.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget, the radius of the ball in ``norm`` (>= 0).
+            norm: the threat model, one of the attack's :attr:`norms` (names of :data:`advkit.core.NORMS`).
+            loss: the objective the search climbs, one of the attack's :attr:`losses`.
+            targeted: False (untargeted), ``"random"`` (a random wrong class per sample) or
+                ``"least-likely"`` (the class the model ranks lowest); see :attr:`targets`.
+            early_stop: a sample that succeeds keeps that iterate and stops moving.
+            seed: seeds the attack's draws (random starts, random targets); same seed, same result on the CPU.
+            amp: run the model's forwards under bf16 autocast on CUDA (gradients, steps and projections
+                stay float32).
+        """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model

@@ -58,6 +58,21 @@ class CW(Attack):
     def __init__(self, model: nn.Module, eps: float | None = None, c: float = 1.0, kappa: float = 0.0,
                  steps: int = 100, lr: float = 0.1, binary_steps: int = 5, *, norm: str = "l2",
                  loss: str = "margin", progress: bool = True, **kwargs):
+        """Carlini-Wagner L2 with a binary search over ``c``.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: None (unbounded: the smallest perturbation found) or an L2 budget the result is clipped to.
+            c: the starting trade-off constant between the distance and the margin term.
+            kappa: the confidence margin a success needs (>= 0).
+            steps: Adam steps per search over ``c``.
+            lr: Adam's learning rate.
+            binary_steps: searches over ``c``.
+            norm: ``"l2"`` (the only norm CW works in).
+            loss: ``"margin"`` (the only loss CW climbs).
+            progress: a bar over the Adam steps, shown once a call has run for a few seconds.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
         if eps is None:
             self.eps = math.inf  # unbounded: the base class's final L2 projection leaves every result as is

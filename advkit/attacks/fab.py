@@ -147,6 +147,21 @@ class FAB(Attack):
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
                  *, loss: str = "margin", **kwargs):
+        """FAB-T (Croce and Hein 2020), the minimum-norm attack of AutoAttack.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget a success must lie within.
+            steps: FAB steps per target class (>= 1).
+            norm: ``"linf"`` or ``"l2"``.
+            n_target_classes: how many of the classes ranked highest after the prediction are tried in turn.
+            alpha_max: the cap on the pull towards the clean point, in [0, 1].
+            eta: the overshoot factor of each projection onto the boundary (the paper's 1.05).
+            beta: the factor, in (0, 1), that pulls an iterate that crossed the boundary outside the ball
+                back towards x.
+            loss: ``"margin"``.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)

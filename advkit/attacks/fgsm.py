@@ -18,6 +18,14 @@ class FGSM(Attack):
     derived: ClassVar[dict] = {"alpha": ("eps", lambda atk, eps: eps)}
 
     def __init__(self, model, eps: float = 8 / 255, **kwargs):
+        """One gradient step of size eps.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget, and the step's size.
+            **kwargs: the settings every attack takes (``norm``, ``loss``, ``targeted``, ``early_stop``,
+                ``seed``, ``amp``): see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, **kwargs)
 
     def perturb(self, run: Run) -> None:

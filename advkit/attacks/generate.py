@@ -29,6 +29,16 @@ def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.
     Each batch runs on ``device`` (default: the device of the attack's model, so the model is
     never moved) with its own seed from :func:`batch_seed`: the result does not depend on what ran
     before. A torchattacks attack is wrapped with :func:`from_torchattacks` first.
+
+    Args:
+        atk: an advkit attack or a torchattacks attack.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair.
+        batch_size: samples per attack call.
+        device: where each batch runs (None: the attack's model's device).
+        progress: show a progress bar.
+
+    Returns:
+        ``TensorDataset(x_adv, y)``, on the CPU.
     """
     if is_torchattacks(atk):
         atk = from_torchattacks(atk)

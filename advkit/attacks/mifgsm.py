@@ -22,6 +22,17 @@ class MIFGSM(Attack):
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None,
                  decay: float = 1.0, **kwargs):
+        """Momentum iterative FGSM.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget.
+            steps: signed steps (>= 1).
+            alpha: the step size (None: eps/steps).
+            decay: the momentum's decay factor ``mu`` (1.0 as in the paper; 0: no momentum).
+            **kwargs: the settings every attack takes (``norm``, ``loss``, ``targeted``, ``early_stop``,
+                ``seed``, ``amp``): see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
         self.alpha = None if alpha is None else check_number(alpha, "alpha")

@@ -27,6 +27,18 @@ class PGD(Attack):
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None,
                  random_start: bool = True, restarts: int = 1, **kwargs):
+        """Projected gradient descent of ``steps`` steps from ``restarts`` starts.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget.
+            steps: projected steps per start (>= 1).
+            alpha: the step size (None: 2.5·eps/steps, Madry et al.'s rule, at whatever eps the call runs).
+            random_start: start at a uniform draw in the ball (False: at x).
+            restarts: starts per sample (>= 1); a restart attacks only the samples not yet fooled.
+            **kwargs: the settings every attack takes (``norm``, ``loss``, ``targeted``, ``early_stop``,
+                ``seed``, ``amp``): see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
         self.restarts = check_number(restarts, "restarts", low=1, low_open=False, integer=True)

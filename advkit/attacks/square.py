@@ -87,6 +87,18 @@ class Square(Attack):
 
     def __init__(self, model: nn.Module, eps: float, n_queries: int = 5000, p_init: float = 0.8, *,
                  norm: str = "linf", loss: str = "margin", progress: bool = True, **kwargs):
+        """Square Attack (Andriushchenko et al. 2020), gradient-free.
+
+        Args:
+            model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
+            eps: the budget (no default).
+            n_queries: the most model queries per sample, the start included.
+            p_init: the share of pixels the first squares change (in (0, 1]).
+            norm: ``"linf"`` or ``"l2"``.
+            loss: ``"margin"`` (the paper's) or another of :attr:`losses`.
+            progress: a bar over the queries, shown once a call has run for a few seconds.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+        """
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.n_queries = check_number(n_queries, "n_queries", low=1, low_open=False, integer=True)
         self.p_init = check_number(p_init, "p_init", high=1)

@@ -144,6 +144,15 @@ def corrupt(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     the seed, its index in the batch and the batch's shape, never on the other samples' pixels;
     corrupting a batch in parts therefore draws differently from corrupting it whole. The same seed
     draws the same noise at every severity, so a higher severity is the same corruption made stronger.
+
+    Args:
+        x: images (N, C, H, W), floating, in [0, 1].
+        name: a name of :data:`CORRUPTIONS`.
+        severity: 0 (a copy) to 5.
+        seed: seeds the random corruptions' draws.
+
+    Returns:
+        The corrupted images.
     """
     check_choice(name, tuple(CORRUPTIONS), "name")
     if isinstance(severity, bool) or not isinstance(severity, numbers.Integral):

@@ -106,7 +106,13 @@ def one_cycle(step: int, total: int, peak: float, warm: float = 0.25) -> float:
 def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
     """The model advkit's defenses train by default (benchmark, CLI, demo): :func:`advkit.models.wide_smallcnn`,
     a SmallCNN with 1,024 hidden units. Robustness needs capacity (Madry et al. 2018); the wider layer
-    costs little on a CPU, as the convolutions dominate."""
+    costs little on a CPU, as the convolutions dominate.
+
+    Args:
+        in_channels: channels of the input images.
+        num_classes: logits returned.
+        input_size: the side of the square input images.
+    """
     return wide_smallcnn(in_channels, num_classes, input_size)
 
 

@@ -117,6 +117,33 @@ def evaluate(
     float32; ignored on the CPU); ``channels_last`` and ``compile`` (True, or torch.compile's
     keyword arguments) apply to the models for the evaluation and are undone after it
     (:mod:`advkit.acceleration`). The report's config records them when set.
+
+    Args:
+        model: a classifier (logits for inputs in [0, 1]) or a dict name -> classifier.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair.
+        attacks: attack names, attack objects or factories ``model -> attack``, a dict naming them, or
+            one alone.
+        eps: the budgets, a number or a list (0: clean accuracy).
+        norm: the threat model, ``"linf"`` or ``"l2"``.
+        n: evaluate the first n samples (None: all).
+        batch_size: samples per batch (None: 256 off CUDA, the largest that fits on CUDA).
+        device: where to compute (None: CUDA when available).
+        seed: seeds the attacks, the checks and the corruptions.
+        progress: show progress bars.
+        survivors: attack at each eps only the samples that survived the smaller ones.
+        warm_start: start each sample's attack where it ended at the smaller eps.
+        checks: run the sanity checks.
+        probe: samples the sanity checks use.
+        queries: the query budget of the checks' gradient-free attack.
+        examples: samples shown in the report's picture grid.
+        corruptions: False, True (all of them) or names of corruptions to measure accuracy under.
+        baseline: the name of the dict's model the others are compared with (None: no comparison).
+        amp: run the models' forwards under bf16 autocast on CUDA.
+        channels_last: store the models' 4-D weights channels_last for the evaluation.
+        compile: True or a dict of :func:`torch.compile` keyword arguments: compile the models' calls.
+
+    Returns:
+        The :class:`~advkit.evaluation.report.Report`.
     """
     models = _models(model)
     check_baseline(baseline, list(models))
