@@ -176,7 +176,11 @@ def from_factory(spec: str) -> nn.Module:
 
 
 def is_torchscript(path: str | Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), not a ``torch.save`` file."""
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``), not a ``torch.save`` file.
+
+    Args:
+        path: the file.
+    """
     if not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
@@ -184,7 +188,11 @@ def is_torchscript(path: str | Path) -> bool:
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
-    """The TorchScript module saved at ``path``, on the CPU."""
+    """The TorchScript module saved at ``path``, on the CPU.
+
+    Args:
+        path: the TorchScript archive.
+    """
     _exists(path)
     try:
         return torch.jit.load(str(path), map_location="cpu")
@@ -218,7 +226,13 @@ def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
 
 def state_dict_mismatch(model: nn.Module, state: dict[str, torch.Tensor], shown: int = 3) -> str:
     """What keeps ``state`` from loading into ``model`` (missing, unexpected, differently shaped
-    entries, a few of each named), or "" when it fits."""
+    entries, a few of each named), or "" when it fits.
+
+    Args:
+        model: the model to load into.
+        state: the state dict.
+        shown: entries named per kind of mismatch.
+    """
     own = model.state_dict()
     parts = []
     missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]

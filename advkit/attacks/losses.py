@@ -54,13 +54,26 @@ LOSSES: dict[str, Loss] = {"ce": ce, "margin": margin, "dlr": dlr}
 
 
 def sample_loss(name: str) -> Loss:
-    """The per-sample attack loss called ``name`` (a key of :data:`LOSSES`); any other name is a ValueError."""
+    """The per-sample attack loss called ``name`` (a key of :data:`LOSSES`); any other name is a ValueError.
+
+    Args:
+        name: ``"ce"``, ``"margin"`` or ``"dlr"``.
+
+    Returns:
+        ``loss(logits, labels, targeted)``: one value per sample, higher for a stronger attack.
+    """
     if name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {name!r}")
     return LOSSES[name]
 
 
 def succeeded(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
-    """Per-sample success: predicted class is the target (targeted) or not the true class."""
+    """Per-sample success: predicted class is the target (targeted) or not the true class.
+
+    Args:
+        logits: the model's outputs (N, classes).
+        labels: the true classes, or the targets when ``targeted``.
+        targeted: whether ``labels`` are targets.
+    """
     pred = logits.argmax(1)
     return pred == labels if targeted else pred != labels
