@@ -23,7 +23,7 @@ from ..data import as_tensors
 from ..devices import model_device
 from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
-from ..gan.losses import LOSSES as GAN_LOSSES
+from ..gan.losses import GAN_LOSSES
 from ..gan.sharding import global_loss
 from ..validation import check_choice, check_images, check_logits, fits_model
 from .advgan_nets import Critic, PerturbationNet
@@ -46,7 +46,7 @@ class AdvGAN(Attack):
 
     Training (:meth:`fit`) minimises, for the generator,
     ``gan_weight·L_GAN + adv_weight·L_adv + norm_weight·mean(max(0, ||delta||_2 - c))``:
-    ``L_GAN`` the generator's side of ``gan_loss`` (names of ``advkit.gan.LOSSES``; least squares as in
+    ``L_GAN`` the generator's side of ``gan_loss`` (names of ``advkit.gan.GAN_LOSSES``; least squares as in
     the paper), ``L_adv`` minus the attack loss on ``model`` (``"margin"``: the C&W margin capped at
     ``kappa``, so a sample fooled by ``kappa`` stops pulling; ``"ce"``: cross-entropy), ``c`` =
     ``hinge_bound`` times the largest L2 norm in the ball (eps·sqrt(pixels) for L-inf, eps for L2).

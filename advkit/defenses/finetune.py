@@ -27,7 +27,7 @@ from ..train import accuracy
 from ..validation import check_images
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
-from .methods import METHODS, Method
+from .methods import TRAINING_METHODS, Method
 from .training import CHECKPOINT_PREFIX, TrainingGame, check_run, checked_data, run_record
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def finetune(
         adversary: Adversary = FixedAdversary(fixed.to(device))
     else:
         adversary = resolve_attack("pgd" if attack is None else attack, model, norm, default=None)
-    spec = Method("finetune", epochs=epochs, lr=lr, adversary=lambda *_: adversary, loss=METHODS["pgd"].loss)
+    spec = Method("finetune", epochs=epochs, lr=lr, adversary=lambda *_: adversary, loss=TRAINING_METHODS["pgd"].loss)
     config = {"method": "finetune", "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size,
               "seed": seed, "train_size": len(x), "options": {**OPTIONS, "mix": mix}}
     history = History("finetune", eps, "training data" if eval_data is None else "eval_data")
