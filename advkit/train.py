@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim import lr_scheduler
 
 from .batches import BatchOrder, batch_stream
 from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
@@ -31,6 +32,29 @@ def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:
     cols = (dx.view(n, 1) + torch.arange(w)).to(x.device)
     idx = torch.arange(n, device=x.device).view(n, 1, 1)
     return padded.permute(0, 2, 3, 1)[idx, rows.view(n, h, 1), cols.view(n, 1, w)].permute(0, 3, 1, 2)
+
+
+#: The one-cycle schedule's shape: the share of the steps spent warming up from peak / 25 to the peak.
+WARMUP_SHARE = 0.25
+
+
+def one_cycle(step: int, total: int, peak: float, warm: float = WARMUP_SHARE) -> float:
+    """The learning rate of ``step`` of ``total``: a half cosine up from ``peak``/25 to ``peak`` over the
+    first ``warm`` share of the steps, then a half cosine down towards 0 (Smith's one-cycle shape). A
+    function of the step alone, so a resumed run continues the schedule (adversarial training's)."""
+    up = max(1.0, warm * total)
+    if step < up:
+        return peak * (1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * step / up)) / 2)
+    return peak * (1 + math.cos(math.pi * (step - up) / max(1.0, total - up))) / 2
+
+
+def one_cycle_scheduler(optimizer: torch.optim.Optimizer, peak: float, total: int) -> lr_scheduler.OneCycleLR:
+    """torch's OneCycleLR of the same shape as :func:`one_cycle` (fit's schedule; it also cycles AdamW's
+    beta1 between 0.95 and 0.85 and ends at peak / 25e4, so its rates differ from ``one_cycle``'s in detail).
+    torch ends the warm-up at step ``share * total - 1`` and divides by it, which is 0 for 4 steps: those
+    warm up to step 1 instead (peak / 25, the peak, then down)."""
+    share = WARMUP_SHARE if WARMUP_SHARE * total != 1 else 2 / total
+    return lr_scheduler.OneCycleLR(optimizer, max_lr=peak, total_steps=total, pct_start=share)
 
 
 class _LRSchedule(Hook):
@@ -98,7 +122,7 @@ def fit(
         steps_per_epoch = max(1, len(x) // batch_size)
         rounds = epochs * steps_per_epoch
         opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=rounds, pct_start=0.25)
+        sched = one_cycle_scheduler(opt, lr, rounds)
         batches = batch_stream((x, y), batch_size, BatchOrder(generator=gen), device)  # gen also shifts the images
         losses: list[Tensor] = []
 

@@ -96,7 +96,7 @@ def defense_prints(train, test) -> dict[str, str]:
 def gan_prints(train) -> dict[str, str]:
     gan, prints = advkit.gan, {}
     ring = ring_of_gaussians(512, seed=0)
-    for loss in gan.LOSSES:
+    for loss in gan.GAN_LOSSES:
         torch.manual_seed(0)
         G, D = gan.MLPGenerator(), gan.MLPDiscriminator()
         recipe = {**RING_RECIPE, "loss": loss}

@@ -24,7 +24,7 @@ from ..data import as_tensors
 from ..devices import model_device
 from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
-from ..gan.losses import LOSSES as GAN_LOSSES
+from ..gan.losses import GAN_LOSSES
 from ..gan.sharding import global_loss
 from ..validation import check_choice, check_images, check_logits, fits_model, options_from
 from .advgan_nets import Critic, PerturbationNet
@@ -78,7 +78,7 @@ class AdvGAN(Attack):
 
     Training (:meth:`fit`) minimises, for the generator,
     ``gan_weight·L_GAN + adv_weight·L_adv + norm_weight·mean(max(0, ||delta||_2 - c))``:
-    ``L_GAN`` the generator's side of ``gan_loss`` (names of ``advkit.gan.LOSSES``; least squares as in
+    ``L_GAN`` the generator's side of ``gan_loss`` (names of ``advkit.gan.GAN_LOSSES``; least squares as in
     the paper), ``L_adv`` minus the attack loss on ``model`` (``"margin"``: the C&W margin capped at
     ``kappa``, so a sample fooled by ``kappa`` stops pulling; ``"ce"``: cross-entropy), ``c`` =
     ``hinge_bound`` times the largest L2 norm in the ball (eps·sqrt(pixels) for L-inf, eps for L2).
@@ -116,7 +116,7 @@ class AdvGAN(Attack):
             loss: the attack loss of the generator, ``"margin"`` or ``"ce"``.
             generator: a network of your own (None: a :class:`~advkit.attacks.advgan_nets.PerturbationNet`).
             discriminator: a network of your own (None: a :class:`~advkit.attacks.advgan_nets.Critic`).
-            gan_loss: the GAN loss, a name of ``advkit.gan.LOSSES``.
+            gan_loss: the GAN loss, a name of ``advkit.gan.GAN_LOSSES``.
             adv_weight: the attack loss's weight in the generator's loss.
             gan_weight: the GAN loss's weight.
             norm_weight: the hinge penalty's weight.

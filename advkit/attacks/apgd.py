@@ -193,19 +193,12 @@ class APGDT(APGD):
     def perturb(self, run: Run) -> None:
         if run.targeted:
             return super().perturb(run)
-        with torch.no_grad():
-            clean = run.logits(run.x)
-        run.resolve(clean)
-        ranked = clean.argsort(1, descending=True)
         sub = APGD(self.model, run.eps, self.steps, self.norm, "dlr", self.restarts, self.rho,
                    early_stop=self.early_stop, amp=self.amp)
-        for k in range(1, min(self.n_target_classes, run.num_classes - 1) + 1):
+        for target in run.ranked_targets(self.n_target_classes):
             idx = (~run.success).nonzero().squeeze(1)
-            if len(idx) == 0:
-                return
             seed = int(torch.randint(2**31, (1,), generator=run.generator, device=run.generator.device))
-            res = sub.run(run.x[idx], run.true_labels[idx], target=ranked[idx, k], seed=seed, check_success=False)
-            run.forwards, run.backwards = run.forwards + res.forwards, run.backwards + res.backwards
+            res = run.delegate(sub, idx, target=target[idx], seed=seed, check_success=False)
             with torch.no_grad():
                 logits = run.logits(res.x_adv)
             run.observe(idx, res.x_adv, logits, run.loss_fn(logits, run.labels[idx], False))

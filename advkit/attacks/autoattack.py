@@ -115,9 +115,8 @@ class AutoAttack(Attack):
                 part.attack.progress = self.progress
             warm = {"x_init": x_init[idx]} if x_init is not None and part.attack.warm_starts else {}
             x_init = None
-            res = part.attack.run(run.x[idx], run.true_labels[idx], eps=run.eps,
-                                  seed=seed if run.sample_seeds is None else run.sample_seeds[idx], **warm)
-            run.forwards, run.backwards = run.forwards + res.forwards, run.backwards + res.backwards
+            res = run.delegate(part.attack, idx, seed=seed if run.sample_seeds is None else run.sample_seeds[idx],
+                               **warm)
             keep = res.success | ~tried[idx]  # successes, and the first component's point for the others
             run.best[idx[keep]] = res.x_adv[keep]
             run.success[idx] |= res.success

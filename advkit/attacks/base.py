@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal, final, get_args
+from typing import Callable, ClassVar, Iterator, Literal, final, get_args
 
 import torch
 from torch import Tensor, nn
@@ -101,13 +101,17 @@ class Run:
         self.forwards = self.backwards = 0
 
     # -- forward passes -------------------------------------------------------------------
-    def logits(self, x: Tensor) -> Tensor:
-        """The model's logits in float32 (under bf16 autocast when the attack asks for AMP on CUDA)."""
+    def logits(self, x: Tensor, backward: bool = False) -> Tensor:
+        """The model's logits in float32 (under bf16 autocast when the attack asks for AMP on CUDA).
+        Counts one forward pass per row of ``x``, and with ``backward`` (the caller differentiates a
+        loss of these logits) one backward pass per row too."""
         amp = self.attack.amp and x.device.type == "cuda"
         with fits_model(x), torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext():
             out = self.attack.model(x)
         self.forwards += len(x)
         check_input_gradient(x, out, self.attack.model, self.attack)
+        if backward:
+            self.backwards += len(x)
         return out.float() if isinstance(out, Tensor) else out
 
     def resolve(self, logits: Tensor) -> None:
@@ -135,8 +139,30 @@ class Run:
         """One no-grad forward of the clean batch, resolving labels and targets, unless a forward
         already did (attacks that start away from x call this first)."""
         if self.labels is None:
-            with torch.no_grad():
-                self.resolve(self.logits(self.x))
+            self.clean_logits()
+
+    @torch.no_grad()
+    def clean_logits(self) -> Tensor:
+        """One no-grad forward of the clean batch, resolving labels and targets from it; its logits."""
+        logits = self.logits(self.x)
+        self.resolve(logits)
+        return logits
+
+    def ranked_targets(self, n: int) -> Iterator[Tensor]:
+        """The classes the clean model ranks 2nd, 3rd, ... up to the (n + 1)-th (at most the last), one
+        per sample, in turn, while any sample is still unbroken (one clean forward first, resolving labels)."""
+        ranked = self.clean_logits().argsort(1, descending=True)
+        for k in range(1, min(n, self.num_classes - 1) + 1):
+            if bool(self.success.all()):
+                return
+            yield ranked[:, k]
+
+    def delegate(self, attack: "Attack", idx: Tensor, **call) -> AttackResult:
+        """``attack.run`` on rows ``idx`` of the batch (their true labels, at this run's eps; ``call``:
+        its other arguments), its passes counted as this run's; the caller merges the result."""
+        res = attack.run(self.x[idx], self.true_labels[idx], eps=self.eps, **call)
+        self.forwards, self.backwards = self.forwards + res.forwards, self.backwards + res.backwards
+        return res
 
     # -- tracking ---------------------------------------------------------------------------
     def active(self) -> Tensor | None:

@@ -113,8 +113,7 @@ class CW(Attack):
 
         def loss() -> Tensor:
             x_adv = from_tanh_space(w)
-            logits = run.logits(x_adv)
-            run.backwards += len(x)
+            logits = run.logits(x_adv, backward=True)
             dist2 = (x_adv - x).flatten(1).pow(2).sum(1)
             m = margin(logits, labels, run.targeted)
             with torch.no_grad():

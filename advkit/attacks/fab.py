@@ -106,7 +106,7 @@ class _Search:
             if len(idx) == 0:
                 return None
             xa = x[idx]
-            logits = run.logits(xa)
+            logits = run.logits(xa, backward=True)
             crossed = self.record(idx, xa.detach(), logits.detach())
             self.idx, self.back = idx, crossed
             target = self.target[idx]
@@ -115,7 +115,6 @@ class _Search:
             rows = torch.arange(len(idx), device=idx.device)
             f = logits[rows, target] - logits[rows, rival]
             self.f = f.detach()
-            run.backwards += len(idx)
             return f.sum()
 
         return loss
@@ -170,16 +169,11 @@ class FAB(Attack):
         self.beta = check_number(beta, "beta", high=1.0, high_open=True)
 
     def perturb(self, run: Run) -> None:
-        with torch.no_grad():
-            clean = run.logits(run.x)
-        run.resolve(clean)
         if run.targeted:
+            run.forward_clean()
             return self._search(run, run.labels)
-        ranked = clean.argsort(1, descending=True)
-        for k in range(1, min(self.n_target_classes, run.num_classes - 1) + 1):
-            if bool(run.success.all()):
-                return
-            self._search(run, ranked[:, k])
+        for target in run.ranked_targets(self.n_target_classes):
+            self._search(run, target)
 
     def _search(self, run: Run, target: Tensor) -> None:
         search = _Search(self, run, target)

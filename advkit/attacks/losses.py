@@ -50,11 +50,12 @@ def dlr(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     return margin(logits, labels, targeted) / scale.clamp_min(1e-12)
 
 
-LOSSES: dict[str, Loss] = {"ce": ce, "margin": margin, "dlr": dlr}
+#: The attack objectives by name: what ``loss=`` of an attack names (each attack accepts those in its ``losses``).
+ATTACK_LOSSES: dict[str, Loss] = {"ce": ce, "margin": margin, "dlr": dlr}
 
 
 def sample_loss(name: str) -> Loss:
-    """The per-sample attack loss called ``name`` (a key of :data:`LOSSES`); any other name is a ValueError.
+    """The per-sample attack loss called ``name`` (a key of :data:`ATTACK_LOSSES`); any other name is a ValueError.
 
     Args:
         name: ``"ce"``, ``"margin"`` or ``"dlr"``.
@@ -62,9 +63,9 @@ def sample_loss(name: str) -> Loss:
     Returns:
         ``loss(logits, labels, targeted)``: one value per sample, higher for a stronger attack.
     """
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got {name!r}")
-    return LOSSES[name]
+    if name not in ATTACK_LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, ATTACK_LOSSES))}; got {name!r}")
+    return ATTACK_LOSSES[name]
 
 
 def succeeded(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:

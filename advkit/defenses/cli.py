@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -50,12 +51,9 @@ from ..train import accuracy, fit
 from ..validation import check_eps
 from .augment import augmented_training
 from .finetune import finetune
+from .registry import DEFENSES, defenses_text
 from .training import CHECKPOINT_PREFIX, adversarial_training, defense_model
 
-#: The defenses ``--method`` names: adversarial training's methods, adversarial fine-tuning, augmentation.
-METHODS = ("pgd", "fgsm-rs", "trades", "finetune", "augment")
-#: The methods that take ``--checkpoint-dir`` and ``--resume`` (adversarial training's and fine-tuning).
-CHECKPOINTED = ("pgd", "fgsm-rs", "trades", "finetune")
 #: The names of the two models in the report (and of their weight files, ``NAME.pt``).
 BEFORE, AFTER = "before", "after"
 
@@ -64,18 +62,18 @@ Make a model robust and write it with a before/after report into --out:
   after.pt    the defended model's state dict (before.pt: the standard model, when trained here)
   report.*    both models under the attacks over an eps grid, with the change in clean accuracy,
               the robust gain per eps, the sanity checks and the defense's history
-Methods: pgd (Madry et al.'s adversarial training), fgsm-rs (fast adversarial training with its
-overfitting guard), trades (Zhang et al.), finetune (a short adversarial fine-tuning), augment
-(training on common corruptions; the report adds accuracy under corruptions). Without --model a
-standard SmallCNN is trained first (--train-epochs); every defense starts from the model before."""
+{methods}
+Without --model a standard SmallCNN is trained first (--train-epochs); every defense starts from
+the model before."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``defend`` subcommand."""
     p = sub.add_parser("defend", help="make a model robust (adversarial training, fine-tuning, augmentation); "
                                       "writes the model and a before/after report",
-                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", required=True, choices=METHODS)
+                       description=DESCRIPTION.format(methods=textwrap.fill(f"Methods: {defenses_text()}.", 100)),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", required=True, choices=tuple(DEFENSES))
     p.add_argument("--data", default="mnist5k", choices=NAMES, help="trains on its training split, reports on its test")
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
     p.add_argument("--eps", default=0.3, type=eps_number, help="the budget the defense trains for (default 0.3)")
@@ -91,7 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs of plain training of the standard model (without --model)")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs of the defense (default: the method's)")
     p.add_argument("--checkpoint-dir", type=Path, default=None,
-                   help="checkpoint the defense (pgd, fgsm-rs, trades, finetune) there after every epoch")
+                   help=f"checkpoint the defense ({', '.join(checkpointed())}) there after every epoch")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
     p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), type=attack_names,
                    help=f"attacks of the report (default {','.join(DEFAULT_ATTACKS)})")
@@ -157,16 +155,21 @@ def run(args: argparse.Namespace) -> int:
     return print_report(report, html)
 
 
+def checkpointed() -> list[str]:
+    """The defenses that take ``--checkpoint-dir`` and ``--resume``."""
+    return [name for name, defense in DEFENSES.items() if defense.checkpointed]
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Refuse, before any work, what cannot run: a zero eps for an adversarial defense, checkpoints
     for a method without them, a TorchScript model to train, an unknown attack, an --out folder that
     cannot take the report (:func:`~advkit.evaluation.cli.check_report_folder`), a --checkpoint-dir
     that cannot be written, holds another run (without --resume) or nothing to resume (with it)."""
     check_eps(args.eps, "--eps", norm=args.norm)
-    if args.eps == 0 and args.method != "augment":
+    if args.eps == 0 and DEFENSES[args.method].adversarial:
         raise UsageError(f"--eps must be > 0 for --method {args.method} (eps 0 is plain training)")
-    if (args.checkpoint_dir is not None or args.resume) and args.method not in CHECKPOINTED:
-        raise UsageError(f"--checkpoint-dir and --resume work with --method {', '.join(CHECKPOINTED)}, "
+    if (args.checkpoint_dir is not None or args.resume) and not DEFENSES[args.method].checkpointed:
+        raise UsageError(f"--checkpoint-dir and --resume work with --method {', '.join(checkpointed())}, "
                          f"not {args.method}")
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs the --checkpoint-dir of the run to continue")

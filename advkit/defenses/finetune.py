@@ -28,7 +28,7 @@ from ..train import accuracy
 from ..validation import UNRECORDED, check_images, options_from, recorded
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
-from .methods import METHODS, Method
+from .methods import TRAINING_METHODS, Method
 from .training import CHECKPOINT_PREFIX, TrainingGame, check_model, check_threat, checked_data, run_record
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def finetune(
     else:
         adversary = resolve_attack("pgd" if attack is None else attack, model, settings.norm, default=None)
     spec = Method("finetune", epochs=settings.epochs, lr=settings.lr, adversary=lambda *_: adversary,
-                  loss=METHODS["pgd"].loss)
+                  loss=TRAINING_METHODS["pgd"].loss)
     config = settings.config(len(x))
     history = History("finetune", settings.eps, "training data" if eval_data is None else "eval_data", config=config)
     game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, settings.mix), x, y, (x_eval, y_eval),

@@ -1,6 +1,6 @@
 """The adversarial-training methods: each one's default attack, training objective, defaults and options.
 
-``METHODS`` maps the names ``adversarial_training`` accepts to a :class:`Method`. Options common to
+``TRAINING_METHODS`` maps the names ``adversarial_training`` accepts to a :class:`Method`. Options common to
 all methods are in :data:`COMMON`; each method adds its own (``beta`` for TRADES, ...).
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..attacks import LOSSES, PGD
+from ..attacks import ATTACK_LOSSES, PGD
 from ..core import check_number
 from ..validation import check_choice
 from .adversaries import Adversary, AttackAdversary, FastAdversary, KLAdversary
@@ -102,9 +102,9 @@ def _trades_loss(forward: Forward, x: Tensor, x_adv: Tensor, y: Tensor, opts: di
 
 STEPS = Option(10, number(low=1, low_open=False, integer=True))
 
-METHODS: dict[str, Method] = {
+TRAINING_METHODS: dict[str, Method] = {
     "pgd": Method("pgd", epochs=20, lr=3e-3, adversary=_pgd, loss=_ce_loss,
-                  options={"steps": STEPS, "loss": Option("ce", choice(*LOSSES))}),
+                  options={"steps": STEPS, "loss": Option("ce", choice(*ATTACK_LOSSES))}),
     "trades": Method("trades", epochs=20, lr=3e-3, adversary=_kl, loss=_trades_loss,
                      options={"steps": STEPS, "beta": Option(6.0, number(low_open=False))}),
     "fgsm-rs": Method("fgsm-rs", epochs=20, lr=3e-3, adversary=_fgsm_rs, loss=_ce_loss, guard=True,
@@ -115,9 +115,9 @@ METHODS: dict[str, Method] = {
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {name!r}")
-    return METHODS[name]
+    if name not in TRAINING_METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, TRAINING_METHODS))}; got {name!r}")
+    return TRAINING_METHODS[name]
 
 
-__all__ = ["COMMON", "METHODS", "Method", "Option", "get_method"]
+__all__ = ["COMMON", "TRAINING_METHODS", "Method", "Option", "get_method"]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,7 +64,7 @@ from ..distributed import (
 from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
 from ..rng import RunRNG
-from ..train import check_model_labels, random_shift
+from ..train import check_model_labels, one_cycle, random_shift
 from ..validation import UNRECORDED, check_choice, check_eps, check_flag, check_images, options_from, recorded
 from .adversaries import resolve_attack
 from .history import EpochRecord, History
@@ -92,15 +91,6 @@ def sample_seeds(step_seed: int, index: Tensor) -> Tensor:
     """One seed per training sample (``index``: their numbers) for a step seeded ``step_seed``: a
     sample's draws depend on the step and on itself, not on the batch or the rank it lands in."""
     return (step_seed + index.long() * _SAMPLE_STRIDE) % (2**62)
-
-
-def one_cycle(step: int, total: int, peak: float, warm: float = 0.25) -> float:
-    """The learning rate of ``step`` of ``total``: a half cosine up from ``peak``/25 to ``peak`` over the
-    first ``warm`` share of the steps, then a half cosine down towards 0 (Smith's one-cycle shape)."""
-    up = max(1.0, warm * total)
-    if step < up:
-        return peak * (1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * step / up)) / 2)
-    return peak * (1 + math.cos(math.pi * (step - up) / max(1.0, total - up))) / 2
 
 
 def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:
@@ -231,7 +221,7 @@ def adversarial_training(
         model: the network to train, a module with trainable parameters, returning logits.
         data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
             and class indices.
-        method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.METHODS``).
+        method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.TRAINING_METHODS``).
         eps: the training budget, > 0.
         norm: the threat model, ``"linf"`` or ``"l2"``.
         attack: None (the method's own attack), an attack name, an attack on ``model`` or a factory

@@ -8,14 +8,10 @@ from __future__ import annotations
 import base64
 import html
 import re
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from .comparison import Comparison
-from .plot import COMPARISON_FILE, CORRUPTIONS_FILE
-from .results import ModelResult
-from .tables import IMAGE, Table, comparison_tables, comparison_title, model_tables, unshown_images
+from .page import Page
+from .tables import IMAGE, Table
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -40,32 +36,22 @@ window.addEventListener("load", function () {
 """
 
 
-def render_html(header: Sequence[str], results: Mapping[str, ModelResult], example_files: Mapping[str, str],
-                sections: Sequence[Mapping[str, Any]], folder: Path, comparisons: Sequence[Comparison] = ()) -> str:
-    """The page: the ``header`` lines, the ``comparisons`` with a baseline (before and after a defense),
-    each model's tables and examples (``example_files``: each model's picture), then the ``sections``;
-    pictures are read from ``folder`` (where the report's files were written)."""
+def render_html(page: Page, folder: Path) -> str:
+    """The page: the opening lines, the figures, then each part (tables, text, figures); pictures are
+    read from ``folder`` (where the report's files were written)."""
     esc = html.escape
     parts = ["<h1>advkit robustness report</h1>", '<div class="summary">',
-             *(f'<p class="note">{esc(line)}</p>' if line.startswith("Gradient masking") else f"<p>{esc(line)}</p>"
-               for line in header), "</div>",
-             _img(folder / "curve.png", "accuracy versus eps")]
-    if any(res.corrupted for res in results.values()):
-        parts.append(_img(folder / CORRUPTIONS_FILE, "accuracy under corruptions"))
-    if comparisons:
-        parts.append(_img(folder / COMPARISON_FILE, "before and after"))
-    for comparison in comparisons:
-        parts.append(f"<h2>{esc(comparison_title(comparison))}</h2>")
-        parts += [_table(t) for t in comparison_tables(comparison)]
-    for name, res in results.items():
-        parts.append(f"<h2>{esc(name)}: clean accuracy {res.clean_accuracy:.1%}</h2>")
-        parts += [_table(t) for t in model_tables(res)]
-        if res.examples:
-            parts += ["<h3>Examples (clean / adversarial / amplified perturbation)</h3>",
-                      _img(folder / example_files[name], f"examples for {name}")]
-    for section in sections:
-        parts += [f"<h2>{esc(section['title'])}</h2>", markdown_html(section["markdown"], folder)]
-        parts += [_img(folder / p.name, p.name) for p in unshown_images(section)]
+             *(f'<p class="note">{esc(line)}</p>' for line in page.warnings),
+             *(f"<p>{esc(line)}</p>" for line in page.lines), "</div>",
+             *(_img(folder / figure.file, figure.alt) for figure in page.figures)]
+    for part in page.parts:
+        parts.append(f"<h2>{esc(part.title)}</h2>")
+        parts += [_table(t) for t in part.tables]
+        if part.text is not None:
+            parts.append(markdown_html(part.text, folder))
+        for figure in part.figures:
+            parts += [f"<h3>{esc(figure.title)}</h3>"] if figure.title else []
+            parts.append(_img(folder / figure.file, figure.detail or figure.alt))
     body = "\n".join(parts)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>advkit robustness report</title>'
             f"<style>{_CSS}</style></head>\n<body>\n{body}\n<script>{_SCRIPT}</script>\n</body></html>\n")

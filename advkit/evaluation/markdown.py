@@ -6,45 +6,25 @@ Names and every other text of the report are plain text here (escaped, see
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any
 
-from .comparison import Comparison
-from .plot import COMPARISON_FILE, CORRUPTIONS_FILE
-from .results import ModelResult
-from .tables import (
-    comparison_tables,
-    comparison_title,
-    markdown_text,
-    model_tables,
-    to_markdown,
-    unshown_images,
-)
+from .page import Page
+from .tables import markdown_text, to_markdown
 
 
-def render(header: Sequence[str], results: Mapping[str, ModelResult], example_files: Mapping[str, str],
-           sections: Sequence[Mapping[str, Any]], comparisons: Sequence[Comparison] = ()) -> str:
-    """The Markdown page: the ``header`` lines, the ``comparisons`` with a baseline (before and after a
-    defense), each model's tables and examples (``example_files``: each model's picture), then the
-    ``sections``."""
-    out = ["# advkit robustness report", "", *map(markdown_text, header), "", "![accuracy versus eps](curve.png)", ""]
-    if any(res.corrupted for res in results.values()):
-        out += [f"![accuracy under corruptions]({CORRUPTIONS_FILE})", ""]
-    if comparisons:
-        out += [f"![before and after]({COMPARISON_FILE})", ""]
-    for comparison in comparisons:
-        out += [f"## {markdown_text(comparison_title(comparison))}", ""]
-        for table in comparison_tables(comparison):
+def render(page: Page) -> str:
+    """The Markdown page: the opening lines, the figures, then each part (tables, text, figures)."""
+    out = ["# advkit robustness report", "", *map(markdown_text, [*page.warnings, *page.lines]), ""]
+    for figure in page.figures:
+        out += [f"![{figure.alt}]({figure.file})", ""]
+    for part in page.parts:
+        out += [f"## {markdown_text(part.title)}", ""]
+        for table in part.tables:
             out += [to_markdown(table), ""]
-    for name, res in results.items():
-        out += [f"## {markdown_text(name)}: clean accuracy {res.clean_accuracy:.1%}", ""]
-        for table in model_tables(res):
-            out += [to_markdown(table), ""]
-        if res.examples:
-            out += [f"![examples]({example_files[name]})", ""]
-    for section in sections:
-        out += [f"## {markdown_text(section['title'])}", "", _no_html(section["markdown"]), ""]
-        out += [f"![{p.name}]({p.name})" for p in unshown_images(section)] + [""]
+        if part.text is not None:  # a section: its text, then its pictures in one paragraph (maybe none)
+            out += [_no_html(part.text), "", *(f"![{f.alt}]({f.file})" for f in part.figures), ""]
+        else:
+            for figure in part.figures:
+                out += [f"![{figure.alt}]({figure.file})", ""]
     return "\n".join(out)
 
 

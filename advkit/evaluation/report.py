@@ -28,6 +28,7 @@ from .comparison import Comparison
 from .folder import manifest, write_folder
 from .html import render_html
 from .markdown import render as render_markdown
+from .page import Page, build_page
 from .plot import (
     COMPARISON_FILE,
     CORRUPTIONS_FILE,
@@ -171,10 +172,19 @@ class Report:
             rows.append(f"| {eps:g} | " + " | ".join(f"{acc[j]:.1%}" for acc in accs) + " |")
         return "\n".join(rows)
 
+    def page(self, sections: Sequence[Mapping[str, Any]] | None = None) -> Page:
+        """The page both report.md and report.html render (``sections``: :meth:`saved_sections` unless given)."""
+        sections = self.saved_sections() if sections is None else sections
+        return build_page(self._header(), self.results, self.example_files(), sections,
+                          list(self.comparisons.values()))
+
     def markdown(self) -> str:
         """report.md's text."""
-        return render_markdown(self._header(), self.results, self.example_files(), self.saved_sections(),
-                               list(self.comparisons.values()))
+        return render_markdown(self.page())
+
+    def html(self, folder: str | Path) -> str:
+        """report.html's text, its pictures read from ``folder`` (where the report's files are)."""
+        return render_html(self.page(), Path(folder))
 
     def _header(self) -> list[str]:
         return header_lines(self.results, self.config, self.meta, self.check_counts)
@@ -251,9 +261,9 @@ class Report:
             files.update(section["files"])
         for name, data in files.items():
             (folder / name).write_bytes(data)
-        (folder / "report.md").write_text(self.markdown(), encoding="utf-8")
-        (folder / "report.html").write_text(render_html(self._header(), self.results, self.example_files(),
-                                                        sections, folder, comparisons), encoding="utf-8")
+        page = self.page(sections)
+        (folder / "report.md").write_text(render_markdown(page), encoding="utf-8")
+        (folder / "report.html").write_text(render_html(page, folder), encoding="utf-8")
         manifest_entries = manifest(folder, self.file_names())
         (folder / "report.json").write_text(json.dumps({**self.to_dict(), **manifest_entries}, indent=2),
                                             encoding="utf-8")

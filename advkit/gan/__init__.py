@@ -5,12 +5,12 @@ The discriminator is the inner (max) player, the generator the outer (min) playe
 """
 from . import losses, metrics, models
 from .demo import demo_section
-from .losses import LOSSES, gan_loss
+from .losses import GAN_LOSSES, gan_loss
 from .models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, Translator, dcgan
 from .trainer import GANTrainer
 
 __all__ = [
-           "LOSSES",
+           "GAN_LOSSES",
            "Discriminator",
            "GANTrainer",
            "Generator",

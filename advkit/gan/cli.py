@@ -25,6 +25,7 @@ from ..core import Hook
 from ..distributed import is_main
 from ..files import write_text
 from ..outputs import OutputError, check_folder
+from .losses import GAN_LOSSES
 from .models import Discriminator, Translator, dcgan
 from .report import plot_losses, quality, reference_classifier, save_grid, translation_quality
 from .tasks import TASKS, paired
@@ -43,8 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="train a GAN (unconditional, class-conditional or pix2pix) and write samples and metrics")
     p.add_argument("--data", default="mnist5k", choices=datasets.NAMES)
     p.add_argument("--root", default=None, help="folder of the torchvision data sets")
-    p.add_argument("--loss", default=DEFAULTS["loss"],
-                   choices=["minimax", "non-saturating", "wgan", "wgan-gp", "hinge", "lsgan"])
+    p.add_argument("--loss", default=DEFAULTS["loss"], choices=tuple(GAN_LOSSES), help="one of advkit.gan.GAN_LOSSES")
     p.add_argument("--conditional", default=None, choices=["class", "image"])
     p.add_argument("--task", default="edges", choices=list(TASKS), help="paired task for --conditional image")
     p.add_argument("--steps", type=int, default=2000,

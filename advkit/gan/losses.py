@@ -1,4 +1,4 @@
-"""GAN losses as plain functions of discriminator logits, picked by name from ``LOSSES``.
+"""GAN losses as plain functions of discriminator logits, picked by name from ``GAN_LOSSES``.
 
 Each discriminator loss ``d_*(real, fake)`` and generator loss ``g_*(fake)`` takes logits of shape
 (N,) and returns the scalar that player *minimises*. The log-sigmoid terms are written with
@@ -67,7 +67,8 @@ class GANLoss:
     penalty: bool = False
 
 
-LOSSES: dict[str, GANLoss] = {
+#: The GAN losses by name: what ``GANTrainer(loss=...)``, ``AdvGAN(gan_loss=...)`` and ``advkit gan --loss`` accept.
+GAN_LOSSES: dict[str, GANLoss] = {
     "minimax": GANLoss(d_minimax, g_minimax),
     "non-saturating": GANLoss(d_minimax, g_non_saturating),
     "wgan": GANLoss(d_wasserstein, g_wasserstein, clip=True),
@@ -80,9 +81,9 @@ LOSSES: dict[str, GANLoss] = {
 def gan_loss(name: str) -> GANLoss:
     """The GAN loss pair (the discriminator's and the generator's loss) called ``name``; a ValueError lists the
     known names."""
-    if name not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {name!r}")
-    return LOSSES[name]
+    if name not in GAN_LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(GAN_LOSSES)}; got {name!r}")
+    return GAN_LOSSES[name]
 
 
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
@@ -116,7 +117,7 @@ def flat_logits(logits: Tensor) -> Tensor:
 
 
 __all__ = [
-    "LOSSES",
+    "GAN_LOSSES",
     "GANLoss",
     "d_hinge",
     "d_least_squares",

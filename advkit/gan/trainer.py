@@ -71,7 +71,7 @@ CHECKPOINT_PREFIX = "gan"
 
 
 class GANTrainer:
-    """Train ``generator`` against ``discriminator`` with a named loss (see ``advkit.gan.losses.LOSSES``).
+    """Train ``generator`` against ``discriminator`` with a named loss (see ``advkit.gan.losses.GAN_LOSSES``).
 
     ``conditional``: None (data ``(x, _)``, x the samples), ``"class"`` (data ``(x, y)``, G and D take
     the labels), ``"image"`` (pix2pix: data ``(x, y)`` with x the condition image and y the target;

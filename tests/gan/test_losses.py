@@ -52,10 +52,10 @@ def test_least_squares():
 
 
 def test_registry_names_and_constraints():
-    assert set(losses.LOSSES) == {"minimax", "non-saturating", "wgan", "wgan-gp", "hinge", "lsgan"}
-    assert [(name, loss.clip, loss.penalty) for name, loss in losses.LOSSES.items() if loss.clip or loss.penalty] == [
-        ("wgan", True, False), ("wgan-gp", False, True)]
-    assert losses.LOSSES["hinge"].g is losses.g_wasserstein
+    assert set(losses.GAN_LOSSES) == {"minimax", "non-saturating", "wgan", "wgan-gp", "hinge", "lsgan"}
+    assert [(name, loss.clip, loss.penalty) for name, loss in losses.GAN_LOSSES.items()
+            if loss.clip or loss.penalty] == [("wgan", True, False), ("wgan-gp", False, True)]
+    assert losses.GAN_LOSSES["hinge"].g is losses.g_wasserstein
     with pytest.raises(ValueError, match="loss must be one of"):
         losses.gan_loss("vanilla")
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from advkit.gan import LOSSES, GANTrainer, MLPDiscriminator, MLPGenerator
+from advkit.gan import GAN_LOSSES, GANTrainer, MLPDiscriminator, MLPGenerator
 from advkit.gan.ema import ema_decay_at
 
 
@@ -69,7 +69,7 @@ class Shifted(nn.Module):
         return z + 3.0
 
 
-@pytest.mark.parametrize("loss", sorted(LOSSES))
+@pytest.mark.parametrize("loss", sorted(GAN_LOSSES))
 def test_discriminator_training_separates_real_from_fake(loss):
     """Real N(0, 1) against a fixed N(3, 1): from D = 0 every loss must make D(real) - D(fake) grow,
     and (for the losses with targets) move D(real) up and D(fake) down."""
