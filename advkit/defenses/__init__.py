@@ -1,7 +1,7 @@
 """Defenses: adversarial training (``adversarial_training``), adversarial fine-tuning (``finetune``) and
 augmentation with common corruptions (``CORRUPTIONS``, ``corrupt``, ``augmented_training``)."""
+from ..data.corruptions import CORRUPTIONS, corrupt
 from .augment import augmented_training
-from .corruptions import CORRUPTIONS, corrupt
 from .finetune import finetune
 from .history import EpochRecord, History
 from .training import adversarial_training, defense_model

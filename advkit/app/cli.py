@@ -1,6 +1,6 @@
 """The ``advkit`` command: a thin shell over the Python API.
 
-Each part registers its own subcommand: ``register(subparsers)`` in ``advkit.<part>.cli``
+Each subcommand registers itself: ``register(subparsers)`` in each module of :data:`PARTS`
 adds a parser whose ``func(args) -> int`` does the work.
 
 A user's mistake (a missing or unreadable file, an unknown name, a bad number, a device this
@@ -23,13 +23,13 @@ from typing import NoReturn
 
 import torch
 
-from . import __version__
-from .attacks.errors import GradientMaskingError
-from .devices import device_problem
-from .distributed import group_from_environment
-from .outputs import OutputError
+from .. import __version__
+from ..attacks.errors import GradientMaskingError
+from ..devices import device_problem
+from ..distributed import group_from_environment
+from ..outputs import OutputError
 
-PARTS = ("advkit.evaluation.cli", "advkit.defenses.cli", "advkit.gan.cli")
+PARTS = ("advkit.app.evaluate_cli", "advkit.app.defend_cli", "advkit.app.gan_cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
 #: Longest message printed for a user error; the rest is behind ``-v``.
 MAX_MESSAGE = 600
