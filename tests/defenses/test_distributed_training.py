@@ -25,8 +25,9 @@ from advkit.acceleration import is_channels_last
 from advkit.attacks import PGD
 from advkit.checkpoints import CheckpointFolder
 from advkit.defenses.adversaries import AttackAdversary, FastAdversary, KLAdversary
-from advkit.defenses.training import CHECKPOINT_PREFIX, adversarial_training, sample_seeds
+from advkit.defenses.training import CHECKPOINT_PREFIX, adversarial_training
 from advkit.models import SmallCNN
+from advkit.rng import sample_seeds
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
 from launch import child_env, group_script, one_thread, run_group  # noqa: E402
