@@ -28,17 +28,13 @@ from ..attacks.errors import GradientMaskingError
 from ..devices import device_problem
 from ..distributed import group_from_environment
 from ..outputs import OutputError
+from .usage import UsageError
 
 PARTS = ("advkit.app.evaluate_cli", "advkit.app.defend_cli", "advkit.app.gan_cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
 #: Longest message printed for a user error; the rest is behind ``-v``.
 MAX_MESSAGE = 600
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-
-
-class UsageError(ValueError):
-    """An input on the command line cannot be used (a file, a device, an option's value). Subcommands
-    raise it with a message that says what was wrong and what to do instead."""
 
 
 #: Exceptions that mean the user's input is wrong: answered with one line and exit status 2.

@@ -39,7 +39,6 @@ from ..models import ARCHS, is_torchscript
 from ..outputs import check_folder, save_or_rescue
 from ..train import accuracy, fit
 from ..validation import check_eps
-from .cli import UsageError
 from .demo import Phases
 from .evaluate_cli import (
     add_corruptions_option,
@@ -52,6 +51,7 @@ from .evaluate_cli import (
     positive_int,
     print_report,
 )
+from .usage import UsageError
 
 #: The defenses ``--method`` names: adversarial training's methods, adversarial fine-tuning, augmentation.
 METHODS = ("pgd", "fgsm-rs", "trades", "finetune", "augment")

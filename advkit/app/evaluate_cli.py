@@ -27,7 +27,7 @@ from ..models import (
     load_torchscript,
 )
 from ..outputs import check_folder, save_or_rescue
-from .cli import UsageError
+from .usage import UsageError
 
 DEMO_HELP = """\
 The main job on the embedded MNIST-5k digits (no download), in one report folder:
