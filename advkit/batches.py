@@ -7,8 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-#: Spreads the per-epoch seeds of different run seeds apart: epoch e of seed s draws from s * EPOCH_SEED_STRIDE + e.
-EPOCH_SEED_STRIDE = 1_000_003
+from .rng import epoch_seed
 
 
 class BatchOrder:
@@ -18,7 +17,7 @@ class BatchOrder:
     Pass exactly one of:
 
     - ``seed``: epoch e's permutation is a pure function of ``(seed, e)`` (a fresh generator seeded
-      ``seed * EPOCH_SEED_STRIDE + e``), so the whole state is :attr:`drawn`, the number of batches
+      :func:`advkit.rng.epoch_seed` of them), so the whole state is :attr:`drawn`, the number of batches
       drawn so far;
     - ``generator``: each permutation is drawn from ``generator`` when its epoch starts (the
       generator may also serve augmentation); the state holds the current permutation, and the
@@ -50,7 +49,7 @@ class BatchOrder:
     def _permutation(self, n: int, epoch: int) -> Tensor:
         if self.generator is not None:
             return torch.randperm(n, generator=self.generator)
-        return torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * EPOCH_SEED_STRIDE + epoch))
+        return torch.randperm(n, generator=torch.Generator().manual_seed(epoch_seed(self.seed, epoch)))
 
     def state_dict(self) -> dict[str, Any]:
         """``{"drawn": int}``, plus the current epoch's permutation when it is drawn from a generator."""
@@ -78,4 +77,4 @@ def batch_stream(tensors: Sequence[Tensor], batch_size: int, order: BatchOrder,
         yield tuple((t[idx].pin_memory() if pin else t[idx]).to(device, non_blocking=pin) for t in tensors)
 
 
-__all__ = ["BatchOrder", "EPOCH_SEED_STRIDE", "batch_stream"]
+__all__ = ["BatchOrder", "batch_stream"]

@@ -7,14 +7,63 @@ with the run's seed the first time, then continuing where the run left it) and g
 global RNG back afterwards exactly as it was (state restored, nothing drawn from it), whatever
 happens in the block. Its state is what a checkpoint records under ``"torch_rng"`` (and
 ``"cuda_rng"`` when CUDA is in use), so a resumed run continues the very stream.
+
+The one home of advkit's seed derivations, too: a part of a run (a batch, an epoch, a training step, a
+sample) gets its seed from :func:`derived_seed`, :func:`batch_seed`, :func:`epoch_seed` or
+:func:`sample_seeds`, and per-sample random draws come from :func:`sample_draw`, so that the same
+seeds give the same numbers wherever they are used.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
+
+from .core.norms import Draw
+
+#: Spreads seeds that are derived by addition apart: epoch e of seed s is ``s * SEED_STRIDE + e``, sample i
+#: of a step seeded b is ``b + i * SEED_STRIDE``.
+SEED_STRIDE = 1_000_003
+
+
+def derived_seed(seed: int, *key: int) -> int:
+    """A reproducible seed for the use ``key`` (integers: a purpose, a step, a rank...) of ``seed``, mixed by
+    numpy's ``SeedSequence``, so neighbouring seeds or keys give unrelated seeds."""
+    return int(np.random.SeedSequence([seed, *key]).generate_state(1)[0])
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of batch ``batch`` of a run seeded ``seed`` (:func:`derived_seed` of the pair, so batch 1 of
+    seed 0 and batch 0 of seed 1 do not share random starts)."""
+    return derived_seed(seed, batch)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s shuffle in a run seeded ``seed``: ``seed * SEED_STRIDE + epoch``."""
+    return seed * SEED_STRIDE + epoch
+
+
+def sample_seeds(base: int, index: Tensor) -> Tensor:
+    """One seed per sample (``index``: their numbers in the whole data) under the seed ``base`` of a step or
+    an eps: a sample's draws depend on ``base`` and on itself, not on the batch or the rank it lands in."""
+    return (base + index.long() * SEED_STRIDE) % (2**62)
+
+
+def sample_draw(x: Tensor, seeds: Tensor) -> Draw:
+    """A :data:`advkit.core.norms.Draw` filling row i (one per sample of ``x``) from a generator seeded
+    ``seeds[i]``, so a row's values do not depend on the other rows; successive draws continue each
+    row's generator."""
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds.tolist()]
+
+    def draw(shape: tuple[int, ...], fill: Callable[[Tensor, torch.Generator], Tensor]) -> Tensor:
+        rows = [fill(torch.empty(shape, dtype=x.dtype), g) for g in generators]
+        return (torch.stack(rows) if rows else torch.empty((0, *shape), dtype=x.dtype)).to(x.device)
+
+    return draw
 
 
 def _cuda_in_use() -> bool:
@@ -100,4 +149,5 @@ class RunRNG:
             self._state = own
 
 
-__all__ = ["RunRNG", "global_state", "set_global_state"]
+__all__ = ["SEED_STRIDE", "RunRNG", "batch_seed", "derived_seed", "epoch_seed", "global_state", "sample_draw",
+           "sample_seeds", "set_global_state"]

@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 
 import advkit
+from advkit.app.gan_cli import DEFAULTS, FIT_DEFAULTS
 from advkit.core import Hook
 from advkit.gan import GANTrainer, dcgan
-from advkit.gan.cli import DEFAULTS, FIT_DEFAULTS
 from advkit.gan.report import plot_losses, quality, reference_classifier, save_grid
 
 

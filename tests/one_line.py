@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from advkit.cli import main
+from advkit.app.cli import main
 
 
 def fails(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import advkit
-from advkit.cli import build_parser, main
+from advkit.app.cli import build_parser, main
 from advkit.models import SmallCNN
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib

@@ -19,7 +19,7 @@ import torch
 
 import advkit
 from advkit import outputs
-from advkit.cli import main
+from advkit.app.cli import main
 from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator
 from advkit.models import SmallCNN
 from advkit.outputs import OutputError, check_folder
@@ -81,7 +81,7 @@ OUT_REFUSALS = [
 
 @pytest.mark.parametrize("out,expected", OUT_REFUSALS, ids=[o for o, _ in OUT_REFUSALS])
 def test_evaluate_refuses_an_output_it_cannot_write_before_evaluating(place, capsys, monkeypatch, out, expected):
-    from advkit.evaluation import cli
+    from advkit.app import evaluate_cli as cli
 
     no_work(monkeypatch, (cli, "load"), (cli, "evaluate"))
     (place / "locked").mkdir()
@@ -92,7 +92,7 @@ def test_evaluate_refuses_an_output_it_cannot_write_before_evaluating(place, cap
 
 @pytest.mark.parametrize("out,expected", OUT_REFUSALS[:4], ids=[o for o, _ in OUT_REFUSALS[:4]])
 def test_demo_refuses_an_output_it_cannot_write_before_training(place, capsys, monkeypatch, out, expected):
-    from advkit.evaluation import demo
+    from advkit.app import demo
 
     no_work(monkeypatch, (demo, "run_demo"))
     line = fails(["demo", "--quick", "--out", out.format(d=place)], capsys)
@@ -111,7 +111,7 @@ def test_demo_refuses_an_output_it_cannot_write_before_training(place, capsys, m
 @pytest.mark.parametrize("method", ["pgd", "finetune"])
 def test_defend_refuses_outputs_and_checkpoint_folders_before_training(place, capsys, monkeypatch, args, expected,
                                                                        method):
-    from advkit.defenses import cli
+    from advkit.app import defend_cli as cli
 
     no_work(monkeypatch, (cli, "fit"), (cli, "defend"), (cli, "load"))
     (place / "locked").mkdir()
@@ -132,7 +132,7 @@ def test_defend_refuses_outputs_and_checkpoint_folders_before_training(place, ca
     (["--steps", "-3"], "--steps must be an integer >= 1, got -3"),
 ])
 def test_gan_refuses_outputs_and_no_steps_before_training(place, capsys, monkeypatch, args, expected):
-    from advkit.gan import cli
+    from advkit.app import gan_cli as cli
 
     no_work(monkeypatch, (cli.datasets, "load"), (cli.GANTrainer, "fit"))
     (place / "clash").mkdir()
@@ -173,7 +173,7 @@ def failing_under(folder: Path, real):
 
 def test_defend_saves_the_defended_model_elsewhere_when_its_folder_fails_at_the_end(place, capsys, monkeypatch,
                                                                                    caplog):
-    from advkit.defenses import cli
+    from advkit.app import defend_cli as cli
 
     out = place / "out"
     monkeypatch.setattr(cli, "save_tensors", failing_under(out, cli.save_tensors))
@@ -236,7 +236,7 @@ def test_a_checkpoint_that_cannot_be_written_is_rescued_and_resumes_from_there(p
 
 
 def test_gan_says_the_trained_run_is_safe_when_its_metrics_cannot_be_written(place, capsys, monkeypatch):
-    from advkit.gan import cli
+    from advkit.app import gan_cli as cli
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -256,7 +256,7 @@ def test_gan_says_the_trained_run_is_safe_when_its_metrics_cannot_be_written(pla
     (["--batch-size", "16"], "batch_size=32, now 16"),
 ])
 def test_gan_resume_of_another_run_is_one_line(place, capsys, monkeypatch, change, expected):
-    from advkit.gan import cli
+    from advkit.app import gan_cli as cli
 
     monkeypatch.setattr(cli, "write_results", lambda *a, **k: 0)  # the metrics are not what this is about
     out = str(place / "run")
@@ -267,7 +267,7 @@ def test_gan_resume_of_another_run_is_one_line(place, capsys, monkeypatch, chang
 
 def test_the_metrics_file_of_a_checked_run_is_written(place, monkeypatch):
     """The checks change nothing of a run that can write: the folder gets its files."""
-    from advkit.gan import cli
+    from advkit.app import gan_cli as cli
 
     monkeypatch.setattr(cli, "reference_classifier", lambda *a, **k: SmallCNN(input_size=8).eval())
     monkeypatch.setattr(cli, "quality", lambda *a, **k: {"fid": 1.0})

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import advkit
+from advkit.app.cli import main
 from advkit.attacks import AdvGAN
 from advkit.checkpoints import CheckpointFolder
-from advkit.cli import main
 from advkit.files import load_tensors
 from advkit.gan import GANTrainer, MLPDiscriminator, MLPGenerator
 from advkit.gan.report import reference_classifier

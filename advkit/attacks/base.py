@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from ..core import NORMS, Box, Norm, frozen, get_norm
+from ..core.norms import Draw
+from ..rng import sample_draw
 from ..validation import (
     check_choice,
     check_classes_for_loss,
@@ -87,7 +89,7 @@ class Run:
         self.feasible = attack.geometry.ball(x, eps) & Box(0.0, 1.0)
         # on x's device like every per-sample tensor of the run, so rows index it with the same indices
         self.sample_seeds = None if sample_seeds is None else sample_seeds.to(x.device)
-        self._sample_generators: list[torch.Generator] | None = None  # made at the first draw
+        self._sample_draw: Draw | None = None  # made at the first draw
         self.loss_fn = sample_loss(attack.loss)
         self.targeted = target is not None or bool(attack.targeted)
         self._given_labels, self._given_target = labels, target
@@ -259,10 +261,9 @@ class Run:
             g = self.generator
             rows = torch.empty((len(self.x), *row_shape), device=g.device, dtype=self.x.dtype)
             return fill(rows, g).to(self.x.device)
-        if self._sample_generators is None:
-            self._sample_generators = [torch.Generator().manual_seed(int(s)) for s in self.sample_seeds.tolist()]
-        rows = [fill(torch.empty(row_shape, dtype=self.x.dtype), g) for g in self._sample_generators]
-        return torch.stack(rows).to(self.x.device)
+        if self._sample_draw is None:
+            self._sample_draw = sample_draw(self.x, self.sample_seeds)
+        return self._sample_draw(row_shape, fill)
 
 
 class Attack:

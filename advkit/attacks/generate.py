@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from ..data import as_tensors
 from ..devices import model_device
+from ..rng import batch_seed
 from .adapter import from_torchattacks, is_torchattacks
 from .base import Attack
-
-
-def batch_seed(seed: int, batch: int) -> int:
-    """A distinct, reproducible seed per batch, mixed from the attack's seed and the batch index
-    (so batch 1 of seed 0 and batch 0 of seed 1 do not share random starts)."""
-    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
 
 
 def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.device | None = None,
@@ -27,7 +21,7 @@ def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.
     ``(x, y)`` pair), on the CPU, in the data's order.
 
     Each batch runs on ``device`` (default: the device of the attack's model, so the model is
-    never moved) with its own seed from :func:`batch_seed`: the result does not depend on what ran
+    never moved) with its own seed from :func:`advkit.rng.batch_seed`: the result does not depend on what ran
     before. A torchattacks attack is wrapped with :func:`from_torchattacks` first.
 
     Args:

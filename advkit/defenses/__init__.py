@@ -2,8 +2,8 @@
 augmentation with common corruptions (``CORRUPTIONS``, ``corrupt``, ``augmented_training``). Each takes
 its settings as keywords or as one validated options object (``TrainingOptions``, ``FinetuneOptions``,
 ``AugmentOptions``) and returns the model with its ``History``."""
+from ..data.corruptions import CORRUPTIONS, corrupt
 from .augment import AugmentOptions, augmented_training
-from .corruptions import CORRUPTIONS, corrupt
 from .finetune import FinetuneOptions, finetune
 from .history import EpochRecord, History
 from .training import TrainingOptions, adversarial_training, defense_model

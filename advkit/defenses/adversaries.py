@@ -26,8 +26,9 @@ from ..attacks import ATTACKS, Attack, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from ..attacks.pgd import madry_step_size
 from ..core import Box, Player, frozen, play
-from ..core.norms import Draw, Norm, get_norm
+from ..core.norms import Norm, get_norm
 from ..distributed import gather_rows, is_distributed
+from ..rng import sample_draw
 from .losses import kl_divergence
 
 
@@ -151,19 +152,6 @@ def logits(model: nn.Module, x: Tensor, amp: bool) -> Tensor:
         return model(x).float()
 
 
-def sample_draw(x: Tensor, seeds: Tensor) -> Draw:
-    """A :data:`advkit.core.norms.Draw` filling row i (one per sample of ``x``) from a generator seeded
-    ``seeds[i]``, so a row's values do not depend on the other rows; successive draws continue each
-    row's generator."""
-    generators = [torch.Generator().manual_seed(int(s)) for s in seeds.tolist()]
-
-    def draw(shape: tuple[int, ...], fill: Callable[[Tensor, torch.Generator], Tensor]) -> Tensor:
-        rows = [fill(torch.empty(shape, dtype=x.dtype), g) for g in generators]
-        return (torch.stack(rows) if rows else torch.empty((0, *shape), dtype=x.dtype)).to(x.device)
-
-    return draw
-
-
 def ascend(model: nn.Module, x: Tensor, start: Tensor, eps: float, norm: Norm, alpha: float, steps: int,
            objective: Callable[[Tensor], Tensor]) -> Tensor:
     """``steps`` moves of the inner player from ``start`` projected onto the eps-ball around x and
@@ -217,5 +205,4 @@ def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> 
     return attack
 
 
-__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "logits", "resolve_attack",
-           "sample_draw"]
+__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "logits", "resolve_attack"]

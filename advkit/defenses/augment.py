@@ -14,11 +14,11 @@ from torch import Tensor, nn
 
 from ..core import Hook, check_number
 from ..data import as_tensors
+from ..data.corruption_accuracy import corruption_accuracy
+from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from ..train import accuracy, fit
 from ..validation import UNRECORDED, check_choice, options_from, recorded
-from .corruptions import CORRUPTIONS, SEVERITIES
 from .history import EpochRecord, History
-from .measure import corruption_accuracy
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def augmented_training(
     (1, 2, ...), ``train_loss`` (mean training loss), ``clean_accuracy`` (on ``eval_data`` when
     given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images of ``data``), ``seconds`` and,
     with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5,
-    measured by :func:`~advkit.defenses.measure.corruption_accuracy` with ``seed``). Same ``seed``,
+    measured by :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with ``seed``). Same ``seed``,
     same model on the CPU (CUDA's convolution kernels need not be deterministic). Bad options raise a
     ``ValueError``/``TypeError`` naming them before any training.
 

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -63,7 +62,7 @@ from ..distributed import (
 )
 from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
-from ..rng import RunRNG
+from ..rng import RunRNG, derived_seed, sample_seeds
 from ..train import check_model_labels, one_cycle, random_shift
 from ..validation import UNRECORDED, check_choice, check_eps, check_flag, check_images, options_from, recorded
 from .adversaries import resolve_attack
@@ -79,18 +78,6 @@ EVAL_STEPS = 10
 #: Images per forward of the per-epoch clean accuracy.
 EVAL_BATCH = 1000
 _STREAM, _ATTACK, _RANK_RNG = 1, 2, 3  # purposes of derived seeds
-_SAMPLE_STRIDE = 1_000_003  # spreads the per-sample seeds of one step apart
-
-
-def derived_seed(seed: int, purpose: int, *index: int) -> int:
-    """A reproducible seed for the use ``index`` of the run's ``seed`` for ``purpose``."""
-    return int(np.random.SeedSequence([seed, purpose, *index]).generate_state(1)[0])
-
-
-def sample_seeds(step_seed: int, index: Tensor) -> Tensor:
-    """One seed per training sample (``index``: their numbers) for a step seeded ``step_seed``: a
-    sample's draws depend on the step and on itself, not on the batch or the rank it lands in."""
-    return (step_seed + index.long() * _SAMPLE_STRIDE) % (2**62)
 
 
 def defense_model(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> SmallCNN:

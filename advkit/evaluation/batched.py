@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from ..acceleration import autocast
 from ..attacks.contract import AttackLike
-from ..attacks.generate import batch_seed
 from ..core import frozen
+from ..rng import batch_seed, sample_seeds
 from ..validation import fits_model
 from .results import Cost
 
@@ -70,7 +70,8 @@ def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float
     def one_batch(rows: slice) -> None:
         idx = todo[rows]
         warm = {} if starts is None else {"x_init": starts[idx].to(device)}
-        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=sample_seeds(seed, j, idx), **warm)
+        seeds = sample_seeds(batch_seed(seed, j), idx)  # a sample's start is the same with or without the others
+        res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=seeds, **warm)
         nonfinite = count_nonfinite(model, res.x_adv[res.success].detach()) if model is not None and bool(
             res.success.any()) else 0
         fooled.append(res.success.cpu())
@@ -92,12 +93,6 @@ def count_nonfinite(model: nn.Module, x: Tensor) -> int:
     """How many rows of ``x`` the model gives a NaN or Inf logit on."""
     with frozen(model):
         return int((~torch.isfinite(model(x).float()).all(1)).sum())
-
-
-def sample_seeds(seed: int, eps_index: int, rows: Tensor) -> Tensor:
-    """One reproducible seed per (eps, sample): a sample gets the same random start whether it is
-    attacked with everyone or among the survivors, so survivors-only is never above full."""
-    return (batch_seed(seed, eps_index) + rows.long() * 1_000_003) % (2**62)
 
 
 @torch.no_grad()

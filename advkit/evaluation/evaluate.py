@@ -34,8 +34,8 @@ from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
 from ..core import frozen
 from ..data import as_tensors
-from ..defenses.corruptions import SEVERITIES
-from ..defenses.measure import corruption_accuracy
+from ..data.corruption_accuracy import corruption_accuracy
+from ..data.corruptions import SEVERITIES
 from ..devices import placed
 from ..distributed import check_same_data, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
@@ -92,7 +92,7 @@ def evaluate(
     ``examples`` samples the report's picture grid. ``corruptions`` (True: all of
     :data:`advkit.defenses.CORRUPTIONS`, or a list of their names) adds each model's accuracy on the
     samples under each corruption at severities 1..5 (see
-    :func:`advkit.defenses.measure.corruption_accuracy`; batches of ``batch_size``, on ``device``,
+    :func:`advkit.data.corruption_accuracy.corruption_accuracy`; batches of ``batch_size``, on ``device``,
     seeded with ``seed``): ``report.corruptions`` is ``{name: [(severity, accuracy), ...]}``, keyed
     ``"model/name"`` with several models (``report[model].corruption_accuracy()`` is one model's),
     with a table and a plot in the report. ``baseline`` names the model of the dict the others are

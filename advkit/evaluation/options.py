@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..acceleration import compile_options
 from ..core import get_norm
-from ..defenses.corruptions import CORRUPTIONS
+from ..data.corruptions import CORRUPTIONS
 from ..devices import default_device
 from ..validation import check_eps, check_number
 from .batched import BatchSize

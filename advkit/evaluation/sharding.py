@@ -3,7 +3,7 @@
 Two ways, chosen per attack by :func:`by_sample`:
 
 - by sample: an attack whose every random draw and decision is per sample (given per-sample
-  seeds, :func:`advkit.evaluation.batched.sample_seeds`) gives a sample the same result in any
+  seeds, :func:`advkit.rng.sample_seeds`) gives a sample the same result in any
   batch, so each rank walks the whole eps grid on its own contiguous share of the samples and the
   records are merged once (:func:`merge_curves`);
 - by batch: any other attack (Square, AutoAttack, APGD-T, torchattacks', an unknown one) draws

@@ -1,10 +1,9 @@
 """GANs on the shared min-max core: losses, DCGAN models, the trainer, offline metrics, paired tasks.
 
 The discriminator is the inner (max) player, the generator the outer (min) player; see
-:class:`GANTrainer`. ``demo_section`` gives ``advkit demo`` its short GAN part.
+:class:`GANTrainer`.
 """
 from . import losses, metrics, models
-from .demo import demo_section
 from .losses import GAN_LOSSES, gan_loss
 from .models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, Translator, dcgan
 from .trainer import GANTrainer
@@ -18,7 +17,6 @@ __all__ = [
            "MLPGenerator",
            "Translator",
            "dcgan",
-           "demo_section",
            "gan_loss",
            "losses",
            "metrics",

@@ -9,8 +9,8 @@ from torch import nn
 import advkit
 from advkit.attacks import APGD, FAB, AutoAttack, autoattack
 from advkit.attacks.fab import hyperplane_step
-from advkit.evaluation.batched import sample_seeds
 from advkit.evaluation.specs import resolve
+from advkit.rng import batch_seed, sample_seeds
 
 NAMES = ["apgd-ce", "apgd-t", "fab-t", "square"]
 
@@ -82,7 +82,7 @@ def test_each_component_attacks_what_the_earlier_ones_left_with_their_seeds(trai
     """The ensemble equals its components run by hand, each on the survivors, each sample with its own seed."""
     x, y = test_batch[0][:48], test_batch[1][:48]
     atk = AutoAttack(trained_cnn, eps=0.1)
-    seeds = sample_seeds(0, 1, torch.arange(len(x)))
+    seeds = sample_seeds(batch_seed(0, 1), torch.arange(len(x)))
     res = atk.run(x, y, seed=seeds)
     expected = torch.zeros(len(x), dtype=torch.bool)
     sizes = []

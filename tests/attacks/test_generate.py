@@ -6,8 +6,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from advkit.attacks import PGD, generate
-from advkit.attacks.generate import batch_seed
 from advkit.models import SmallCNN
+from advkit.rng import batch_seed
 
 
 def tiny_model() -> SmallCNN:

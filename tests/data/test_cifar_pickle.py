@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import advkit
-from advkit.cli import main
+from advkit.app.cli import main
 from advkit.models import SmallCNN
 from advkit.safe_pickle import load as safe_load
 

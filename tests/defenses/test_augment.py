@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import advkit
+from advkit.data.corruption_accuracy import corruption_accuracy
 from advkit.defenses import CORRUPTIONS, History, augmented_training
 from advkit.defenses.augment import corruption_mix
-from advkit.defenses.measure import corruption_accuracy
 from advkit.models import SmallCNN
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import advkit
-from advkit.cli import main
+from advkit.app.cli import main
 from advkit.defenses import defense_model
 from advkit.models import SmallCNN
 
@@ -53,7 +53,7 @@ def standard(tmp_path_factory):
     (["--method", "pgd", "--model", "{d}/missing.pt"], "missing.pt' does not exist"),
 ])
 def test_each_mistake_is_one_line_before_any_training(tmp_path, capsys, monkeypatch, args, expected):
-    from advkit.defenses import cli
+    from advkit.app import defend_cli as cli
 
     for work in ("fit", "defend"):
         monkeypatch.setattr(cli, work, lambda *a, **k: pytest.fail("trained before refusing"))

@@ -25,8 +25,9 @@ from advkit.acceleration import is_channels_last
 from advkit.attacks import PGD
 from advkit.checkpoints import CheckpointFolder
 from advkit.defenses.adversaries import AttackAdversary, FastAdversary, KLAdversary
-from advkit.defenses.training import CHECKPOINT_PREFIX, adversarial_training, sample_seeds
+from advkit.defenses.training import CHECKPOINT_PREFIX, adversarial_training
 from advkit.models import SmallCNN
+from advkit.rng import sample_seeds
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
 from launch import child_env, group_script, one_thread, run_group  # noqa: E402
@@ -328,7 +329,7 @@ def test_bad_speed_options_are_refused_before_any_work(kwargs, message):
 def test_the_defend_command_under_torchrun_trains_sharded_and_only_rank_0_writes(tmp_path, capsys):
     """`torchrun -m advkit defend`: the ranks share the training (each checkpointed epoch equals one
     process's within float tolerance), rank 0 alone prints and writes the same files as one process."""
-    from advkit.cli import main
+    from advkit.app.cli import main
 
     torch.manual_seed(0)
     torch.save(SmallCNN(input_size=8).state_dict(), tmp_path / "model.pt")

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import advkit
-from advkit.attacks.generate import batch_seed
 from advkit.defenses import CORRUPTIONS, corrupt
+from advkit.rng import batch_seed
 
 
 class NearestMean(nn.Module):

@@ -188,7 +188,7 @@ def test_only_rank_0_writes(group):
 def test_the_evaluate_command_under_torchrun_writes_the_report_of_one_process(tmp_path, capsys):
     """`torchrun -m advkit evaluate` joins the group torchrun describes: both ranks share the work, rank 0
     alone prints and writes, and the report equals the one a single process (this one) writes."""
-    from advkit.cli import main
+    from advkit.app.cli import main
 
     torch.manual_seed(0)
     torch.save(advkit.models.SmallCNN(input_size=8).state_dict(), tmp_path / "model.pt")

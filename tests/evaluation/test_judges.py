@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import advkit
+from advkit.app import demo
 from advkit.attacks import PGD
-from advkit.evaluation import demo
 from advkit.evaluation.checks import CHECKS, STRONGER_BUDGET, STRONGER_STEPS, binomial_slack, seeded_order, stronger_eps
 from advkit.evaluation.options import EvaluationOptions
 from advkit.evaluation.results import WORST
@@ -19,7 +19,7 @@ from advkit.evaluation.specs import DEFAULT_ATTACKS
 
 def _default_attacks(command: str) -> list[str]:
     """The default of ``advkit COMMAND --attacks``, as argparse gives it to the command."""
-    from advkit.cli import build_parser
+    from advkit.app.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import advkit
+from advkit.app.cli import main
 from advkit.attacks import PGD
-from advkit.cli import main
 from advkit.evaluation.checks import CHECKS
 
 #: The module's tests share a heavy module-scoped fixture: one xdist worker runs them all (conftest.py).
@@ -146,7 +146,7 @@ def counted_attacks(monkeypatch, module, function: str) -> dict[str, list[tuple[
 def test_quick_demo_writes_the_report_with_later_sections(tmp_path, capsys, monkeypatch):
     """The quick demo's report, its AdvGAN section beside PGD in counted passes, the later sections (a
     provider that takes ``progress`` gets it), and its numbered phase lines on stderr, each with its result."""
-    from advkit.evaluation import demo
+    from advkit.app import demo
 
     counts = counted_attacks(monkeypatch, demo, "advgan_section")
     seen = {}

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from advkit import cli as advkit_cli
-from advkit.gan import cli, demo
+from advkit.app import cli as advkit_cli
+from advkit.app import gan_cli as cli
+from advkit.app import gan_demo as demo
 
 #: The tiny run's options, on the CPU (without --device a visible GPU would run it).
 TINY_OPTIONS = {"--data": "digits", "--steps": "4", "--width": "4", "--latent-dim": "4", "--batch-size": "32",

@@ -10,11 +10,14 @@ import torch
 from torch import nn
 
 from ..acceleration import add_gpu_options, gpu_options
-from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
-from ..defenses.corruptions import CORRUPTIONS
+from ..data.corruptions import CORRUPTIONS
 from ..distributed import is_main
+from ..evaluation.evaluate import evaluate
+from ..evaluation.folder import report_files
+from ..evaluation.specs import DEFAULT_ATTACKS, resolve
+from ..evaluation.tables import comparison_tables, to_markdown
 from ..models import (
     ARCHS,
     build,
@@ -24,10 +27,7 @@ from ..models import (
     load_torchscript,
 )
 from ..outputs import check_folder, save_or_rescue
-from .evaluate import evaluate
-from .folder import report_files
-from .specs import DEFAULT_ATTACKS, resolve
-from .tables import comparison_tables, to_markdown
+from .usage import UsageError
 
 DEMO_HELP = """\
 The main job on the embedded MNIST-5k digits (no download), in one report folder:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..attacks.generate import batch_seed
 from ..core import frozen
+from ..rng import batch_seed
 from .corruptions import SEVERITIES, corrupt
 
 __all__ = ["corruption_accuracy"]
@@ -22,7 +22,7 @@ def corruption_accuracy(model: nn.Module, x: Tensor, y: Tensor, names: Sequence[
 
     Batch k (rows ``k * batch_size`` onward) is moved to ``device`` and corrupted there with
     ``corrupt(batch, name, severity, seed=batch_seed(seed, first_batch + k))``
-    (:func:`advkit.attacks.generate.batch_seed`): the same arguments on the same device give the
+    (:func:`advkit.rng.batch_seed`): the same arguments on the same device give the
     same result. ``first_batch``: the index of x's first batch in a larger run (its batches are
     seeded as batches ``first_batch`` onward there).
     """

@@ -1,6 +1,6 @@
 """The ``advkit`` command: a thin shell over the Python API.
 
-Each part registers its own subcommand: ``register(subparsers)`` in ``advkit.<part>.cli``
+Each subcommand registers itself: ``register(subparsers)`` in each module of :data:`PARTS`
 adds a parser whose ``func(args) -> int`` does the work.
 
 A user's mistake (a missing or unreadable file, an unknown name, a bad number, a device this
@@ -23,22 +23,18 @@ from typing import NoReturn
 
 import torch
 
-from . import __version__
-from .attacks.errors import GradientMaskingError
-from .devices import device_problem
-from .distributed import group_from_environment
-from .outputs import OutputError
+from .. import __version__
+from ..attacks.errors import GradientMaskingError
+from ..devices import device_problem
+from ..distributed import group_from_environment
+from ..outputs import OutputError
+from .usage import UsageError
 
-PARTS = ("advkit.evaluation.cli", "advkit.defenses.cli", "advkit.gan.cli")
+PARTS = ("advkit.app.evaluate_cli", "advkit.app.defend_cli", "advkit.app.gan_cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
 #: Longest message printed for a user error; the rest is behind ``-v``.
 MAX_MESSAGE = 600
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
-
-
-class UsageError(ValueError):
-    """An input on the command line cannot be used (a file, a device, an option's value). Subcommands
-    raise it with a message that says what was wrong and what to do instead."""
 
 
 #: Exceptions that mean the user's input is wrong: answered with one line and exit status 2.

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from advkit.data.jpeg import dct_basis, jpeg_quantise
 from advkit.defenses import CORRUPTIONS, corrupt
-from advkit.defenses.jpeg import dct_basis, jpeg_quantise
 
 NAMES = list(CORRUPTIONS)
 #: The corruptions that draw random numbers; the others ignore the seed.

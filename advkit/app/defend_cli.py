@@ -25,13 +25,23 @@ from torch import nn
 
 from ..acceleration import add_gpu_options, gpu_options
 from ..checkpoints import CheckpointFolder, new_run_id
-from ..cli import UsageError
 from ..core import NORMS
 from ..data import NAMES, load
+from ..defenses.augment import augmented_training
+from ..defenses.finetune import finetune
 from ..defenses.history import History
+from ..defenses.registry import DEFENSES, defenses_text
+from ..defenses.training import CHECKPOINT_PREFIX, adversarial_training, defense_model
 from ..distributed import is_main
 from ..evaluation import evaluate
-from ..evaluation.cli import (
+from ..evaluation.specs import DEFAULT_ATTACKS, resolve
+from ..files import save_tensors
+from ..models import ARCHS, is_torchscript
+from ..outputs import check_folder, save_or_rescue
+from ..train import accuracy, fit
+from ..validation import check_eps
+from .demo import Phases
+from .evaluate_cli import (
     add_corruptions_option,
     attack_names,
     check_report_folder,
@@ -42,17 +52,7 @@ from ..evaluation.cli import (
     positive_int,
     print_report,
 )
-from ..evaluation.demo import Phases
-from ..evaluation.specs import DEFAULT_ATTACKS, resolve
-from ..files import save_tensors
-from ..models import ARCHS, is_torchscript
-from ..outputs import check_folder, save_or_rescue
-from ..train import accuracy, fit
-from ..validation import check_eps
-from .augment import augmented_training
-from .finetune import finetune
-from .registry import DEFENSES, defenses_text
-from .training import CHECKPOINT_PREFIX, adversarial_training, defense_model
+from .usage import UsageError
 
 #: The names of the two models in the report (and of their weight files, ``NAME.pt``).
 BEFORE, AFTER = "before", "after"
@@ -163,7 +163,7 @@ def checkpointed() -> list[str]:
 def check_args(args: argparse.Namespace) -> None:
     """Refuse, before any work, what cannot run: a zero eps for an adversarial defense, checkpoints
     for a method without them, a TorchScript model to train, an unknown attack, an --out folder that
-    cannot take the report (:func:`~advkit.evaluation.cli.check_report_folder`), a --checkpoint-dir
+    cannot take the report (:func:`~advkit.app.evaluate_cli.check_report_folder`), a --checkpoint-dir
     that cannot be written, holds another run (without --resume) or nothing to resume (with it)."""
     check_eps(args.eps, "--eps", norm=args.norm)
     if args.eps == 0 and DEFENSES[args.method].adversarial:

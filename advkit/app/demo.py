@@ -25,18 +25,18 @@ from tqdm.auto import tqdm
 from ..data import load
 from ..defenses import adversarial_training
 from ..devices import default_device
+from ..evaluation.evaluate import evaluate
+from ..evaluation.report import Report
+from ..evaluation.results import ModelResult
+from ..evaluation.specs import DEFAULT_ATTACKS, with_steps
 from ..models import SmallCNN
 from ..outputs import save_or_rescue
 from ..train import accuracy, fit
-from .evaluate import evaluate
-from .report import Report
-from .results import ModelResult
-from .specs import DEFAULT_ATTACKS, with_steps
 
 log = logging.getLogger(__name__)
 
 #: Modules asked for a demo section, in report order (the defense is part of the main job: it needs its model).
-SECTION_PROVIDERS: tuple[str, ...] = ("advkit.gan",)
+SECTION_PROVIDERS: tuple[str, ...] = ("advkit.app.gan_demo",)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from .. import data as datasets
+from ..gan.models import MLPDiscriminator, MLPGenerator, dcgan
+from ..gan.report import plot_losses, plot_points, quality, reference_classifier, save_grid
+from ..gan.tasks import RING_RECIPE, mode_statistics, ring_modes, ring_of_gaussians
+from ..gan.trainer import GANTrainer
 from ..train import accuracy
-from .models import MLPDiscriminator, MLPGenerator, dcgan
-from .report import plot_losses, plot_points, quality, reference_classifier, save_grid
-from .tasks import RING_RECIPE, mode_statistics, ring_modes, ring_of_gaussians
-from .trainer import GANTrainer
 
 log = logging.getLogger(__name__)
 

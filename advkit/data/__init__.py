@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from . import safe_pickle
-from .core.numbers import check_number
+from .. import safe_pickle
+from ..core.numbers import check_number
 
 NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
 #: Every data set above has ten classes.

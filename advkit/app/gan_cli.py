@@ -24,12 +24,12 @@ from ..acceleration import add_gpu_options, gpu_options
 from ..core import Hook
 from ..distributed import is_main
 from ..files import write_text
+from ..gan.losses import GAN_LOSSES
+from ..gan.models import Discriminator, Translator, dcgan
+from ..gan.report import plot_losses, quality, reference_classifier, save_grid, translation_quality
+from ..gan.tasks import TASKS, paired
+from ..gan.trainer import GANTrainer
 from ..outputs import OutputError, check_folder
-from .losses import GAN_LOSSES
-from .models import Discriminator, Translator, dcgan
-from .report import plot_losses, quality, reference_classifier, save_grid, translation_quality
-from .tasks import TASKS, paired
-from .trainer import GANTrainer
 
 log = logging.getLogger(__name__)
 DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.__init__).parameters.items()
