@@ -1,8 +1,10 @@
 """What the CLI, the demo and the benchmarks write about a GAN: sample grids, loss curves, a
-reference classifier for the offline metrics, and one dictionary of quality numbers."""
+reference classifier for the offline metrics, one dictionary of quality numbers, and the run's
+summary (its options, steps, metrics and last losses)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -103,7 +105,7 @@ def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n
     x_train, _ = as_tensors(train_data)
     x_test, y_test = as_tensors(test_data)
     n = min(n or len(x_train), len(x_train))
-    labels = torch.arange(n) % trainer.num_classes if trainer.conditional == "class" else None
+    labels = torch.arange(n) % trainer.num_classes if trainer.options.conditional == "class" else None
     samples = trainer.sample(n, labels=labels, seed=seed, ema=ema)
     test_feats = metrics.extract(classifier, x_test)
     fid = metrics.frechet_distance(metrics.extract(classifier, samples), test_feats)
@@ -124,3 +126,18 @@ def translation_quality(trainer: GANTrainer, classifier: nn.Module, condition: T
     outputs = trainer.sample(condition=condition, seed=seed)
     return {"l1": float((outputs - target).abs().mean()),
             "classifier_accuracy": metrics.conditional_accuracy(classifier, outputs, labels)}
+
+
+def run_summary(trainer: GANTrainer, metrics: dict[str, float]) -> dict[str, Any]:
+    """A trained run as a GAN report records it: the trainer's options (:meth:`GANOptions.record
+    <advkit.gan.options.GANOptions.record>`), its steps, ``metrics``, the divergence guard's rollbacks and
+    the last D and G losses (empty lists before the first step).
+
+    Args:
+        trainer: the trained trainer.
+        metrics: its quality numbers (:func:`quality` or :func:`translation_quality`).
+    """
+    history = trainer.history
+    return {"options": trainer.options.record(), "steps": trainer.step, "metrics": metrics,
+            "rollbacks": history["rollbacks"], "final_d_loss": history["d_loss"][-1:],
+            "final_g_loss": history["g_loss"][-1:]}
