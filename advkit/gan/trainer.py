@@ -99,13 +99,9 @@ class GANTrainer:
         """Play until ``steps`` rounds (generator steps) in total; returns the history (``d_loss``,
         ``g_loss``, ``l1`` per step and the guard's ``rollbacks``). When the divergence guard gives up
         (RuntimeError), the trainer is left at its last good state. torch's global RNG is the run's own
-        stream, kept in the checkpoints; the caller's is left exactly as it was.
-
-        In a process group (torchrun) every rank passes the same data and arguments; each global batch
-        is split among the ranks and G and D train through DistributedDataParallel
-        (:mod:`advkit.gan.sharding`): the run of one process with the same global batch, within float
-        tolerance. Every rank starts from rank 0's state and ends with the same one; only rank 0 writes
-        checkpoints and shows progress.
+        stream, kept in the checkpoints; the caller's is left exactly as it was. In a process group
+        (torchrun) every rank passes the same data and arguments and trains its share of each batch
+        (:mod:`advkit.gan.sharding`); only rank 0 writes checkpoints and shows progress.
 
         Args:
             data: a Dataset, DataLoader or ``(x, y)`` pair, read as ``conditional`` says
@@ -317,8 +313,8 @@ class GANTrainer:
 
     def sample(self, n: int | None = None, labels: Tensor | None = None, condition: Tensor | None = None,
                seed: int | None = None, ema: bool = True, batch_size: int = 500) -> Tensor:
-        """``n`` samples from the generator (its EMA when kept and ``ema``), in eval mode, on the CPU
-        (:func:`advkit.gan.sampling.sample`; its noise never moves the training's random streams).
+        """``n`` samples from the generator (its EMA when kept and ``ema``), in eval mode, on the CPU;
+        the noise never moves the training's random streams.
 
         Args:
             n: the number of samples (image-conditional: default the number of ``condition`` images).
