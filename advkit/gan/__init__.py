@@ -1,8 +1,7 @@
 """GANs on the shared min-max core: losses, DCGAN models, the trainer, offline metrics, paired tasks.
 
 The discriminator is the inner (max) player, the generator the outer (min) player; see
-:class:`GANTrainer`, configured by one :class:`GANOptions`. ``demo_section`` gives ``advkit demo`` its
-short GAN part.
+:class:`GANTrainer`. ``demo_section`` gives ``advkit demo`` its short GAN part.
 """
 from . import losses, metrics, models
 from .demo import demo_section

@@ -9,7 +9,6 @@ import pytest
 
 from advkit import cli as advkit_cli
 from advkit.gan import cli, demo
-from advkit.gan.options import DEFAULTS
 
 #: The tiny run's options, on the CPU (without --device a visible GPU would run it).
 TINY_OPTIONS = {"--data": "digits", "--steps": "4", "--width": "4", "--latent-dim": "4", "--batch-size": "32",
@@ -32,6 +31,8 @@ def gan_args(*argv: str) -> argparse.Namespace:
 
 
 def test_gan_command_defaults_are_the_trainer_options():
+    from advkit.gan.options import DEFAULTS  # the one place the trainer's defaults are written
+
     args = gan_args()
     defaults = {"loss": args.loss, "n_critic": args.n_critic, "lr_g": args.lr_g, "lr_d": args.lr_d,
                 "seed": args.seed, "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
