@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 def autocast(device: torch.device | str, enabled: bool) -> AbstractContextManager:
@@ -65,6 +65,23 @@ def accelerated(model: nn.Module, channels_last: bool = False, compile: Any = Fa
             model.to(memory_format=torch.contiguous_format)
 
 
+@contextmanager
+def uncompiled(model: nn.Module) -> Iterator[None]:
+    """``model``'s calls run eagerly for the block when :func:`accelerated` compiled them (torch.compile's
+    autograd has no double backward, which a gradient penalty needs)."""
+    compiled = getattr(model, "_compiled_call_impl", None)
+    model._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        model._compiled_call_impl = compiled
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 when autocast made it bf16 or fp16; otherwise ``t`` itself."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def add_gpu_options(parser: argparse.ArgumentParser, what: str) -> None:
     """The command-line flags of the three switches (``--amp``, ``--channels-last``, ``--compile``)
     for a command whose networks are ``what``; :func:`gpu_options` reads them back."""
@@ -78,4 +95,5 @@ def gpu_options(args: argparse.Namespace) -> dict[str, bool]:
     return {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
 
 
-__all__ = ["accelerated", "add_gpu_options", "autocast", "compile_options", "gpu_options", "is_channels_last"]
+__all__ = ["accelerated", "add_gpu_options", "autocast", "compile_options", "full_precision", "gpu_options",
+           "is_channels_last", "uncompiled"]

@@ -1,6 +1,6 @@
 """``advkit gan``: train a GAN on a named data set and write sample grids per checkpoint, a loss
 curve, metrics and checkpoints into one folder. A thin shell over :class:`GANTrainer`; the training
-hyper-parameters default to GANTrainer's own defaults (read from its signature, one place). User
+hyper-parameters default to :class:`~advkit.gan.options.GANOptions`' defaults (one place). User
 mistakes (a zero width, ``--steps 0``, an ``--out`` that cannot be written, a folder holding another
 run, nothing to resume, a resume with other settings, data or networks) raise ValueError or
 FileNotFoundError before any training, which the ``advkit`` command prints as one line. ``--out .``
@@ -26,14 +26,13 @@ from ..distributed import is_main
 from ..files import write_text
 from ..gan.losses import GAN_LOSSES
 from ..gan.models import Discriminator, Translator, dcgan
-from ..gan.report import plot_losses, quality, reference_classifier, save_grid, translation_quality
+from ..gan.options import DEFAULTS
+from ..gan.report import plot_losses, quality, reference_classifier, run_summary, save_grid, translation_quality
 from ..gan.tasks import TASKS, paired
 from ..gan.trainer import GANTrainer
 from ..outputs import OutputError, check_folder
 
 log = logging.getLogger(__name__)
-DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.__init__).parameters.items()
-            if p.default is not p.empty}
 FIT_DEFAULTS = {k: p.default for k, p in inspect.signature(GANTrainer.fit).parameters.items()
                 if p.default is not p.empty}
 
@@ -140,9 +139,7 @@ def write_results(args: argparse.Namespace, out: Path, trainer: GANTrainer, hist
         scores = translation_quality(trainer, classifier, cond, target, test.tensors[1])
     else:
         scores = quality(trainer, classifier, train, test)
-    report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, "steps": trainer.step, "metrics": scores,
-              "rollbacks": history["rollbacks"], "final_d_loss": history["d_loss"][-1:],
-              "final_g_loss": history["g_loss"][-1:],
+    report = {"args": {k: v for k, v in vars(args).items() if k != "func"}, **run_summary(trainer, scores),
               "loss_curve": str(plot_losses(history, out / "losses.png")),
               "samples": str(save_grid(grid_samples(trainer, grid_condition), out / "samples_final.png"))}
     write_text(out / "metrics.json", json.dumps(report, indent=2, default=str))

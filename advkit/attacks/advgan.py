@@ -333,8 +333,8 @@ class _Trainer(GANTrainer):
     def identity(self, real: Tensor, cond: Tensor | None, batch_size: int) -> dict[str, Any]:
         """AdvGAN's run: its settings (the GAN trainer's derive from them), the images and the classifier it
         attacks (weights and shapes) beside the generator's and discriminator's shapes."""
-        atk = self.attack
-        settings = {**{name: getattr(atk, name) for name in _CONFIG}, "seed": self.seed, "batch_size": batch_size}
+        atk, seed = self.attack, self.options.seed
+        settings = {**{name: getattr(atk, name) for name in _CONFIG}, "seed": seed, "batch_size": batch_size}
         classifier = [v for v in atk.model.state_dict().values() if isinstance(v, Tensor)]
         return run_identity(settings, {"images": real, "classifier weights": classifier},
                             {"generator": self.G, "discriminator": self.D, "classifier": atk.model})

@@ -6,11 +6,13 @@ The discriminator is the inner (max) player, the generator the outer (min) playe
 from . import losses, metrics, models
 from .losses import GAN_LOSSES, gan_loss
 from .models import Discriminator, Generator, MLPDiscriminator, MLPGenerator, Translator, dcgan
+from .options import GANOptions
 from .trainer import GANTrainer
 
 __all__ = [
            "GAN_LOSSES",
            "Discriminator",
+           "GANOptions",
            "GANTrainer",
            "Generator",
            "MLPDiscriminator",

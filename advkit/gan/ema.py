@@ -12,7 +12,13 @@ from ..core import check_number
 
 def ema_decay_at(step: int, decay: float, ramp: float) -> float:
     """The EMA decay after the generator step ``step`` (0-based): ``min(decay, 1 - 1/(ramp * (step + 1)))``,
-    at least 0 (the first steps copy the generator)."""
+    at least 0 (the first steps copy the generator).
+
+    Args:
+        step: the generator step.
+        decay: the largest decay, in (0, 1).
+        ramp: the share of the steps done that the average covers.
+    """
     return max(0.0, min(decay, 1.0 - 1.0 / (ramp * (step + 1))))
 
 
@@ -23,6 +29,11 @@ class EMA:
     The decay after step t is :func:`ema_decay_at` ``(t, decay, ramp)``: the average covers about the
     last ``ramp`` share of the steps done, never more than ``1 / (1 - decay)`` steps, so a short run
     is not averaged with its untrained start. ``state_dict``/``load_state_dict`` are the copy's.
+
+    Args:
+        model: the live model to average.
+        decay: the largest decay, in (0, 1).
+        ramp: the share of the steps done that the average covers (> 0).
     """
 
     def __init__(self, model: nn.Module, decay: float, ramp: float):
@@ -32,7 +43,12 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module, step: int) -> None:
-        """Move the average towards ``model`` (the live one it copies) with the decay of ``step``."""
+        """Move the average towards ``model`` (the live one it copies) with the decay of ``step``.
+
+        Args:
+            model: the live model.
+            step: the generator step just taken.
+        """
         decay = ema_decay_at(step, self.decay, self.ramp)
         for avg, live in zip(self.model.parameters(), model.parameters(), strict=False):
             avg.lerp_(live, 1 - decay)

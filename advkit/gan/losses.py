@@ -1,7 +1,8 @@
 """GAN losses as plain functions of discriminator logits, picked by name from ``GAN_LOSSES``.
 
 Each discriminator loss ``d_*(real, fake)`` and generator loss ``g_*(fake)`` takes logits of shape
-(N,) and returns the scalar that player *minimises*. The log-sigmoid terms are written with
+(N,) (``real``: D's logits on real samples, ``fake``: on generated ones) and returns the scalar that
+player *minimises*. The log-sigmoid terms are written with
 ``softplus`` (``-log sigmoid(t) = softplus(-t)``, ``-log(1 - sigmoid(t)) = softplus(t)``), which is
 exact and never takes the log of 0.
 """
@@ -59,7 +60,14 @@ def g_least_squares(fake: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class GANLoss:
-    """A named pair of losses plus the constraint the critic needs: weight clipping or a gradient penalty."""
+    """A named pair of losses plus the constraint the critic needs: weight clipping or a gradient penalty.
+
+    Args:
+        d: the discriminator's loss of (real logits, fake logits), minimised.
+        g: the generator's loss of the fake logits, minimised.
+        clip: the critic's weights are clipped (WGAN).
+        penalty: the critic's loss adds a gradient penalty (WGAN-GP).
+    """
 
     d: Callable[[Tensor, Tensor], Tensor]
     g: Callable[[Tensor], Tensor]
@@ -90,11 +98,16 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
                      generator: torch.Generator | None = None, alpha: Tensor | None = None) -> Tensor:
     """WGAN-GP's ``E (||grad_x f(x_hat)||_2 - 1)^2`` (Gulrajani et al. 2017).
 
-    Each sample gets its own interpolation weight and its own gradient norm (torchgan once drew
-    one weight per batch and took one norm over the whole batch): ``alpha``, shape (N,), or drawn
-    uniform from ``generator``. ``critic`` maps a batch to logits; ``create_graph`` keeps the penalty
-    differentiable for the critic's update. The input gradient has the input's dtype (float32 for
-    float32 samples, also when the critic runs under autocast).
+    Each sample gets its own interpolation weight and its own gradient norm; ``create_graph`` keeps
+    the penalty differentiable for the critic's update. The input gradient has the input's dtype
+    (float32 for float32 samples, also when the critic runs under autocast).
+
+    Args:
+        critic: maps a batch to logits, shape (N,).
+        real: the real batch.
+        fake: the generated batch, as many samples.
+        generator: draws the interpolation weights uniform when ``alpha`` is None.
+        alpha: the interpolation weights, shape (N,).
     """
     if alpha is None:
         alpha = torch.rand(real.shape[0], generator=generator)
@@ -107,7 +120,11 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 
 
 def flat_logits(logits: Tensor) -> Tensor:
-    """A discriminator's output as shape (N,): accepts (N,) or (N, 1), rejects anything else."""
+    """A discriminator's output as shape (N,): accepts (N,) or (N, 1), rejects anything else.
+
+    Args:
+        logits: the discriminator's output.
+    """
     if logits.ndim == 2 and logits.shape[1] == 1:
         return logits[:, 0]
     if logits.ndim != 1:

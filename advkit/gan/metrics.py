@@ -25,6 +25,10 @@ def frechet_distance(feats_a: Tensor, feats_b: Tensor) -> float:
     ``tr((S_a S_b)^(1/2))`` is computed as the sum of square roots of the eigenvalues of the symmetric
     PSD matrix ``S_a^(1/2) S_b S_a^(1/2)`` (same spectrum), which avoids the complex parts and NaNs of
     a general matrix square root.
+
+    Args:
+        feats_a: the first (N, D) feature set (at least 2 rows).
+        feats_b: the second (M, D) feature set (at least 2 rows).
     """
     a, b = (torch.as_tensor(f).detach().double().flatten(1).cpu() for f in (feats_a, feats_b))
     if a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
@@ -45,7 +49,13 @@ def _psd_sqrt(m: Tensor) -> Tensor:
 @torch.no_grad()
 def extract(extractor: nn.Module | Extractor, x: Tensor, batch_size: int = 500) -> Tensor:
     """Features of ``x`` from ``extractor.features`` when it has one (advkit classifiers), else from
-    calling it; modules run in eval mode and are restored. Returns (N, D) on the CPU."""
+    calling it; modules run in eval mode and are restored. Returns (N, D) on the CPU.
+
+    Args:
+        extractor: a module (its ``features`` when it has them) or a function of a batch.
+        x: the inputs.
+        batch_size: the inputs per call.
+    """
     fn = getattr(extractor, "features", extractor)
     device = _device_of(extractor)
 
@@ -60,13 +70,26 @@ def extract(extractor: nn.Module | Extractor, x: Tensor, batch_size: int = 500) 
 
 def classifier_fid(extractor: nn.Module | Extractor, samples: Tensor, reference: Tensor,
                    batch_size: int = 500) -> float:
-    """Fréchet distance between ``samples`` and ``reference`` images in the extractor's feature space."""
+    """Fréchet distance between ``samples`` and ``reference`` images in the extractor's feature space.
+
+    Args:
+        extractor: as in :func:`extract`.
+        samples: the generated images.
+        reference: the real images.
+        batch_size: the images per call.
+    """
     return frechet_distance(extract(extractor, samples, batch_size), extract(extractor, reference, batch_size))
 
 
 @torch.no_grad()
 def predict(classifier: nn.Module, x: Tensor, batch_size: int = 500) -> Tensor:
-    """Softmax class probabilities (N, C) on the CPU, the classifier in eval mode (restored after)."""
+    """Softmax class probabilities (N, C) on the CPU, the classifier in eval mode (restored after).
+
+    Args:
+        classifier: a module mapping inputs to logits.
+        x: the inputs.
+        batch_size: the inputs per call.
+    """
     device = _device_of(classifier)
     with frozen(classifier):
         return torch.cat([classifier(x[i:i + batch_size].to(device)).softmax(1).cpu()
@@ -79,6 +102,11 @@ def class_statistics(classifier: nn.Module, samples: Tensor, min_share: float = 
     ``classes_covered``: classes predicted for at least ``min_share`` of the samples; ``label_entropy``:
     entropy (nats) of the histogram of predicted classes (log C when uniform); ``mean_confidence``:
     mean top probability; ``inception_score``: ``exp E KL(p(y|x) || p(y))`` with this classifier.
+
+    Args:
+        classifier: the judge of the samples' classes.
+        samples: the generated samples.
+        min_share: the share of the samples a class needs to count as covered.
     """
     probs = predict(classifier, samples)
     counts = torch.bincount(probs.argmax(1), minlength=probs.shape[1]).double()
@@ -96,7 +124,13 @@ def class_statistics(classifier: nn.Module, samples: Tensor, min_share: float = 
 
 
 def conditional_accuracy(classifier: nn.Module, samples: Tensor, labels: Tensor) -> float:
-    """Share of class-conditional samples that the classifier assigns to the label they were asked for."""
+    """Share of class-conditional samples that the classifier assigns to the label they were asked for.
+
+    Args:
+        classifier: the judge of the samples' classes.
+        samples: the generated samples.
+        labels: the label each sample was asked for.
+    """
     if len(samples) != len(labels):
         raise ValueError(f"samples and labels differ in number: {len(samples)} vs {len(labels)}")
     return float((predict(classifier, samples).argmax(1) == labels.cpu()).double().mean())
@@ -105,7 +139,12 @@ def conditional_accuracy(classifier: nn.Module, samples: Tensor, labels: Tensor)
 def within_class_spread(x: Tensor, labels: Tensor) -> float:
     """Mean over classes of the mean pairwise L2 distance between the (flattened) samples of one
     class: how varied each class is (0 when every class collapses to one sample). Classes with fewer
-    than two samples are skipped."""
+    than two samples are skipped.
+
+    Args:
+        x: the samples.
+        labels: their classes.
+    """
     x, labels = x.detach().flatten(1).double().cpu(), torch.as_tensor(labels).cpu()
     if len(x) != len(labels):
         raise ValueError(f"x and labels differ in number: {len(x)} vs {len(labels)}")

@@ -34,7 +34,15 @@ def _check_sizes(**sizes: int | None) -> None:
 
 class Generator(nn.Module):
     """DCGAN generator: linear to a (2w, s/4, s/4) map, two stride-2 transposed convs with BatchNorm,
-    a sigmoid so samples land in [0, 1] (``output_range``). With ``num_classes``, ``forward(z, y)`` takes labels."""
+    a sigmoid so samples land in [0, 1] (``output_range``). With ``num_classes``, ``forward(z, y)`` takes labels.
+
+    Args:
+        latent_dim: the noise size.
+        channels: the images' channels.
+        size: the images' side (a multiple of 4, at least 8).
+        num_classes: the number of classes of a class-conditional generator (None: unconditional).
+        width: the channels of the last hidden feature map (the first has twice as many).
+    """
 
     output_range = (0.0, 1.0)
 
@@ -72,6 +80,14 @@ class Discriminator(nn.Module):
 
     ``num_classes`` makes it a projection discriminator, ``forward(x, y)``; ``cond_channels`` makes
     it a pix2pix pair discriminator, ``forward(x, c)`` with the condition image ``c`` resized to x.
+
+    Args:
+        channels: the images' channels.
+        size: the images' side (a multiple of 4, at least 8).
+        num_classes: the number of classes of a projection discriminator (None: unconditional).
+        cond_channels: the channels of a pair discriminator's condition image (0: none).
+        width: the channels of the first feature map (the last has twice as many).
+        spectral: spectral norm on every layer.
     """
 
     def __init__(self, channels: int = 1, size: int = 28, num_classes: int | None = None, cond_channels: int = 0,
@@ -112,7 +128,14 @@ class Discriminator(nn.Module):
 class Translator(nn.Module):
     """pix2pix-style U-Net generator: condition image (N, in_channels, s, s) plus noise (N, latent_dim)
     to an image (N, out_channels, s, s) in [0, 1]. Two stride-2 encoder convs, the noise broadcast
-    over the bottleneck, two decoder transposed convs with a skip connection."""
+    over the bottleneck, two decoder transposed convs with a skip connection.
+
+    Args:
+        in_channels: the condition images' channels.
+        out_channels: the output images' channels.
+        latent_dim: the noise size.
+        width: the channels of the first encoder feature map.
+    """
 
     output_range = (0.0, 1.0)
 
@@ -135,7 +158,14 @@ class Translator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """Noise to points in R^dim through a ReLU MLP: the generator for 2-D toy distributions."""
+    """Noise to points in R^dim through a ReLU MLP: the generator for 2-D toy distributions.
+
+    Args:
+        latent_dim: the noise size.
+        dim: the points' dimension.
+        hidden: the hidden layers' width.
+        depth: the number of hidden layers.
+    """
 
     def __init__(self, latent_dim: int = 2, dim: int = 2, hidden: int = 128, depth: int = 3):
         super().__init__()
@@ -148,7 +178,13 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """Points in R^dim to one logit each through a LeakyReLU MLP."""
+    """Points in R^dim to one logit each through a LeakyReLU MLP.
+
+    Args:
+        dim: the points' dimension.
+        hidden: the hidden layers' width.
+        depth: the number of hidden layers.
+    """
 
     def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3):
         super().__init__()
@@ -168,7 +204,15 @@ def _mlp(d_in: int, d_out: int, hidden: int, depth: int, act) -> nn.Sequential:
 
 def dcgan(channels: int = 1, size: int = 28, num_classes: int | None = None, latent_dim: int = 64,
           width: int = 64) -> tuple[Generator, Discriminator]:
-    """A matching (generator, discriminator) pair for ``channels`` x ``size`` x ``size`` images."""
+    """A matching (generator, discriminator) pair for ``channels`` x ``size`` x ``size`` images.
+
+    Args:
+        channels: the images' channels.
+        size: the images' side (a multiple of 4, at least 8).
+        num_classes: the number of classes of a class-conditional pair (None: unconditional).
+        latent_dim: the generator's noise size.
+        width: both networks' width (see :class:`Generator` and :class:`Discriminator`).
+    """
     return (Generator(latent_dim, channels, size, num_classes, width),
             Discriminator(channels, size, num_classes, width=width))
 

@@ -1,8 +1,10 @@
 """What the CLI, the demo and the benchmarks write about a GAN: sample grids, loss curves, a
-reference classifier for the offline metrics, and one dictionary of quality numbers."""
+reference classifier for the offline metrics, one dictionary of quality numbers, and the run's
+summary (its options, steps, metrics and last losses)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +17,13 @@ from .trainer import GANTrainer
 
 
 def save_grid(images: Tensor, path: str | Path, nrow: int = 10) -> Path:
-    """Tile (N, C, H, W) images in [0, 1] into one PNG, ``nrow`` per row."""
+    """Tile (N, C, H, W) images in [0, 1] into one PNG, ``nrow`` per row; returns its path.
+
+    Args:
+        images: the images.
+        path: the PNG file to write (its folder is made).
+        nrow: the images per row.
+    """
     import torchvision
 
     path = Path(path)
@@ -26,7 +34,12 @@ def save_grid(images: Tensor, path: str | Path, nrow: int = 10) -> Path:
 
 def plot_losses(history: dict[str, list], path: str | Path) -> Path:
     """D and G losses (and L1, when recorded) over steps, smoothed over a short window, as a PNG;
-    rollbacks of the divergence guard are marked."""
+    rollbacks of the divergence guard are marked; returns its path.
+
+    Args:
+        history: a :meth:`GANTrainer.fit` history.
+        path: the PNG file to write (its folder is made).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -54,7 +67,14 @@ def plot_losses(history: dict[str, list], path: str | Path) -> Path:
 
 def plot_points(samples: Tensor, centres: Tensor, path: str | Path, title: str = "") -> Path:
     """A scatter plot of 2-D ``samples`` with the mixture's ``centres`` marked, as a PNG, titled
-    ``title`` (shown literally, without matplotlib's math parsing)."""
+    ``title`` (shown literally, without matplotlib's math parsing); returns its path.
+
+    Args:
+        samples: the (N, 2) generated points.
+        centres: the mixture's (modes, 2) centres.
+        path: the PNG file to write (its folder is made).
+        title: the plot's title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,7 +99,15 @@ def reference_classifier(data, epochs: int = 8, seed: int = 0, cache: str | Path
                          progress: bool = False) -> nn.Module:
     """A SmallCNN trained on ``data`` (through ``advkit.train.fit``, a progress bar with ``progress``), the
     feature extractor and judge of the offline metrics; kept in ``cache`` (a state_dict file) when
-    given, so runs can share it."""
+    given, so runs can share it.
+
+    Args:
+        data: a Dataset, DataLoader or ``(x, y)`` pair of labelled images.
+        epochs: the training epochs.
+        seed: seeds the initialisation and the training.
+        cache: a state_dict file to read the classifier from, or to write it into once trained.
+        progress: show a progress bar.
+    """
     x, _ = as_tensors(data)
     model = models.SmallCNN(in_channels=x.shape[1], input_size=x.shape[-1])
     if cache is not None and Path(cache).exists():
@@ -99,11 +127,21 @@ def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n
     test split (same sizes, so the small-sample bias is the same), their ratio, class statistics of
     the samples (from the EMA generator unless ``ema=False``) and, for a class-conditional trainer, the
     classifier's accuracy on the requested labels and the within-class spread of the samples relative
-    to that of the test images (``spread_ratio``; 1 means as varied as real data)."""
+    to that of the test images (``spread_ratio``; 1 means as varied as real data).
+
+    Args:
+        trainer: the trained trainer.
+        classifier: the feature extractor and judge (:func:`reference_classifier`).
+        train_data: the training images.
+        test_data: the test images and labels.
+        n: the number of samples (default and at most: the training images').
+        seed: seeds the samples' noise.
+        ema: sample from the EMA generator.
+    """
     x_train, _ = as_tensors(train_data)
     x_test, y_test = as_tensors(test_data)
     n = min(n or len(x_train), len(x_train))
-    labels = torch.arange(n) % trainer.num_classes if trainer.conditional == "class" else None
+    labels = torch.arange(n) % trainer.num_classes if trainer.options.conditional == "class" else None
     samples = trainer.sample(n, labels=labels, seed=seed, ema=ema)
     test_feats = metrics.extract(classifier, x_test)
     fid = metrics.frechet_distance(metrics.extract(classifier, samples), test_feats)
@@ -120,7 +158,31 @@ def quality(trainer: GANTrainer, classifier: nn.Module, train_data, test_data, n
 def translation_quality(trainer: GANTrainer, classifier: nn.Module, condition: Tensor, target: Tensor, labels: Tensor,
                         seed: int = 1) -> dict[str, float]:
     """A paired (pix2pix) generator on held-out pairs: mean L1 error to the targets and the classifier's
-    accuracy on the outputs against the targets' labels."""
+    accuracy on the outputs against the targets' labels.
+
+    Args:
+        trainer: the trained image-conditional trainer.
+        classifier: the judge of the outputs' classes.
+        condition: the held-out condition images.
+        target: their target images.
+        labels: the targets' labels.
+        seed: seeds the outputs' noise.
+    """
     outputs = trainer.sample(condition=condition, seed=seed)
     return {"l1": float((outputs - target).abs().mean()),
             "classifier_accuracy": metrics.conditional_accuracy(classifier, outputs, labels)}
+
+
+def run_summary(trainer: GANTrainer, metrics: dict[str, float]) -> dict[str, Any]:
+    """A trained run as a GAN report records it: the trainer's options (:meth:`GANOptions.record
+    <advkit.gan.options.GANOptions.record>`), its steps, ``metrics``, the divergence guard's rollbacks and
+    the last D and G losses (empty lists before the first step).
+
+    Args:
+        trainer: the trained trainer.
+        metrics: its quality numbers (:func:`quality` or :func:`translation_quality`).
+    """
+    history = trainer.history
+    return {"options": trainer.options.record(), "steps": trainer.step, "metrics": metrics,
+            "rollbacks": history["rollbacks"], "final_d_loss": history["d_loss"][-1:],
+            "final_g_loss": history["g_loss"][-1:]}

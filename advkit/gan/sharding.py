@@ -1,34 +1,103 @@
 """How :class:`~advkit.gan.GANTrainer` splits its work among the ranks of a process group (torchrun).
 
-Every rank walks the same batch order and takes its contiguous share of each global batch
-(:class:`ShardedOrder`); the players' gradients come from ``backward`` so that DDP's hooks average
-them over the ranks (:class:`advkit.core.BackwardPlayer`); and :func:`global_loss` gives each rank a loss whose
-value is the global batch's (the same on every rank, so the history and the divergence guard agree)
-and whose gradient, once DDP has averaged the ranks', is the global batch's even when the shares
-differ in size. Without a group each piece is the single-process identity.
+Every rank passes the same data and arguments to ``fit`` (checked: :func:`check_same_run`), continues
+from rank 0's state (:func:`adopt_main_state`), walks the same batch order and takes its contiguous
+share of each global batch (:class:`ShardedOrder`); the players' gradients come from ``backward`` so
+that DDP's hooks average them over the ranks (:class:`advkit.core.BackwardPlayer`); :func:`global_loss`
+gives each rank a loss whose value is the global batch's (the same on every rank, so the history and
+the divergence guard agree) and whose gradient, once DDP has averaged the ranks', is the global
+batch's even when the shares differ in size; :func:`sharded_mode_seeking` does the same for the
+mode-seeking term, whose pairs may lie on different ranks. Without a group each piece is the
+single-process identity.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from ..batches import BatchOrder
-from ..distributed import is_distributed, reduce_sum, shard_bounds, world_size
+from ..core import Stateful
+from ..distributed import (
+    broadcast,
+    gather,
+    gather_shards,
+    is_distributed,
+    is_main,
+    reduce_sum,
+    shard_bounds,
+    world_size,
+)
+
+
+def check_same_run(real: Tensor, steps: int, batch: int, every: int | None, resume: bool, seed: int) -> None:
+    """In a process group: ValueError on every rank unless all ranks passed the same data and
+    arguments, or when the (global) batch has fewer samples than there are ranks.
+
+    Args:
+        real: the samples D calls real, as ``fit`` prepared them.
+        steps: ``fit``'s ``steps``.
+        batch: the global batch size (at most the number of samples).
+        every: ``fit``'s ``checkpoint_every``.
+        resume: ``fit``'s ``resume``.
+        seed: the trainer's seed.
+    """
+    if not is_distributed():
+        return
+    mine = (tuple(real.shape), float(real.sum(dtype=torch.float64)), steps, batch, every, resume, seed)
+    seen = gather(mine)
+    if any(other != seen[0] for other in seen):
+        ranks = "; ".join(f"rank {r}: {s[0][0]} samples, steps={s[2]}, batch_size={s[3]}, seed={s[6]}"
+                          for r, s in enumerate(seen))
+        raise ValueError(f"data: the ranks of the process group passed different data or arguments to fit "
+                         f"({ranks}); give every rank the same data, without a DistributedSampler: fit splits "
+                         f"each batch among the ranks itself")
+    if batch < world_size():
+        raise ValueError(f"batch_size: a batch of {batch} samples cannot be split among {world_size()} ranks; "
+                         f"use batch_size >= {world_size()}")
+
+
+def adopt_main_state(trainer: Stateful) -> None:
+    """In a process group, every rank continues from rank 0's state (models, EMA, optimizers, RNGs,
+    counters and run id), sent as one serialised checkpoint.
+
+    Args:
+        trainer: the trainer (its ``state_dict``/``load_state_dict``).
+    """
+    if not is_distributed():
+        return
+    buffer = io.BytesIO()
+    if is_main():
+        torch.save(trainer.state_dict(), buffer)
+    payload = broadcast(buffer.getvalue())
+    if not is_main():
+        trainer.load_state_dict(torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True))
 
 
 class ShardedOrder:
     """``order``'s global batches, of which :meth:`next_batch` returns this rank's share (all of it
     without a group). :attr:`batch` is the last global batch's indices, :attr:`start` where the share
-    begins in it."""
+    begins in it.
+
+    Args:
+        order: the trainer's batch order, walked alike on every rank.
+        rank: this process's rank.
+        world: the number of ranks.
+    """
 
     def __init__(self, order: BatchOrder, rank: int, world: int):
         self.order, self.rank, self.world = order, rank, world
         self.batch, self.start = torch.empty(0, dtype=torch.long), 0
 
     def next_batch(self, n: int, batch_size: int) -> Tensor:
-        """This rank's indices of the next global batch (:func:`advkit.distributed.shard_bounds`)."""
+        """This rank's indices of the next global batch (:func:`advkit.distributed.shard_bounds`).
+
+        Args:
+            n: the number of samples the order permutes.
+            batch_size: the global batch size.
+        """
         self.batch = self.order.next_batch(n, batch_size)
         self.start, stop = shard_bounds(len(self.batch), self.rank, self.world)
         return self.batch[self.start:stop]
@@ -47,7 +116,15 @@ def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = 
     In a group the returned loss has the value ``sum_r share_r / total * local_r + plus`` (``plus``: a
     term every rank already knows globally) on every rank, and a gradient that DDP's average over the
     ranks turns into the gradient of ``sum_r share_r / total * local_r``. Without a group: ``local``
-    (plus ``plus``) and ``stats`` unchanged."""
+    (plus ``plus``) and ``stats`` unchanged.
+
+    Args:
+        local: this rank's loss, a mean over its share.
+        share: the number of samples in this rank's share.
+        total: the number of samples in the global batch.
+        stats: other means over the share, returned as the global batch's.
+        plus: a term every rank already knows globally, added to the value.
+    """
     if not is_distributed():
         return local + plus if plus else local, list(stats)
     weight = share / total
@@ -57,4 +134,33 @@ def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = 
     return (scaled - scaled.detach()) + (sums[0] + plus), sums[1:]
 
 
-__all__ = ["ShardedOrder", "global_loss"]
+def sharded_mode_seeking(weight: float, fake: Tensor, noise: Tensor, share: slice,
+                         half: int) -> tuple[float, Tensor]:
+    """The mode-seeking term of a global batch whose pairs may lie on different ranks: its value
+    ``weight / (ratio + 1e-5)`` (the same on every rank), and a zero-valued term whose gradient, summed
+    over the ranks and divided by this rank's share of the batch, is that term's gradient.
+
+    ratio = A / B with A = mean |f_i - f_j| over the pairs (i, j = i + half); each rank
+    differentiates |f_k - f_partner| for its own rows k against the partner's gathered (detached)
+    sample, which sums over the ranks to dA.
+
+    Args:
+        weight: the trainer's ``mode_seeking`` weight.
+        fake: this rank's generated samples (rows ``share`` of the global batch).
+        noise: the global batch's noise.
+        share: this rank's rows of the global batch.
+        half: half the global batch (the pairs are i and i + half).
+    """
+    everyone = gather_shards(fake, len(noise))
+    spread = (noise[:half] - noise[half:2 * half]).abs().mean()
+    ratio = float((everyone[:half] - everyone[half:2 * half]).abs().mean() / spread)
+    rows = torch.arange(share.start, share.stop, device=fake.device)
+    paired = rows < 2 * half
+    partners = torch.where(rows < half, rows + half, rows - half)[paired]
+    mine = (fake[paired] - everyone[partners]).abs().sum() / (half * fake[0].numel() * float(spread))
+    slope = -weight / (ratio + 1e-5) ** 2
+    scale = len(rows) / len(noise)  # global_loss scales this rank's loss by its share; undo that here
+    return weight / (ratio + 1e-5), slope * (mine - mine.detach()) / scale
+
+
+__all__ = ["ShardedOrder", "adopt_main_state", "check_same_run", "global_loss", "sharded_mode_seeking"]

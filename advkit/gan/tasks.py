@@ -24,13 +24,26 @@ RING_RECIPE = {"loss": "non-saturating", "n_critic": 1, "lr_g": 1e-3, "lr_d": 1e
 
 
 def ring_modes(modes: int = 8, radius: float = 2.0) -> Tensor:
-    """The (modes, 2) centres of the ring, evenly spaced on a circle."""
+    """The (modes, 2) centres of the ring, evenly spaced on a circle.
+
+    Args:
+        modes: the number of centres.
+        radius: the circle's radius.
+    """
     angles = torch.arange(modes, dtype=torch.float32) * (2 * math.pi / modes)
     return radius * torch.stack([angles.cos(), angles.sin()], 1)
 
 
 def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 0.05, seed: int = 0) -> TensorDataset:
-    """``n`` points from an equal mixture of isotropic Gaussians on a ring, as ``(points, mode index)``."""
+    """``n`` points from an equal mixture of isotropic Gaussians on a ring, as ``(points, mode index)``.
+
+    Args:
+        n: the number of points.
+        modes: the number of Gaussians.
+        radius: the ring's radius.
+        std: each Gaussian's standard deviation.
+        seed: seeds the draw.
+    """
     gen = torch.Generator().manual_seed(seed)
     which = torch.randint(0, modes, (n,), generator=gen)
     points = ring_modes(modes, radius)[which] + std * torch.randn(n, 2, generator=gen)
@@ -40,7 +53,15 @@ def ring_of_gaussians(n: int, modes: int = 8, radius: float = 2.0, std: float = 
 def mode_statistics(samples: Tensor, modes: int = 8, radius: float = 2.0, std: float = 0.05,
                     min_share: float = 0.01) -> dict[str, float]:
     """``high_quality``: share of samples within 3 std of their nearest mode; ``modes_covered``: modes
-    that receive at least ``min_share`` of the samples as high-quality samples (VEEGAN's protocol)."""
+    that receive at least ``min_share`` of the samples as high-quality samples (VEEGAN's protocol).
+
+    Args:
+        samples: the (N, 2) generated points.
+        modes: the ring's number of Gaussians.
+        radius: the ring's radius.
+        std: each Gaussian's standard deviation.
+        min_share: the share of the samples a mode needs to count as covered.
+    """
     centres = ring_modes(modes, radius)
     dist = torch.cdist(samples.detach().float().cpu(), centres)
     nearest, which = dist.min(1)
@@ -51,7 +72,11 @@ def mode_statistics(samples: Tensor, modes: int = 8, radius: float = 2.0, std: f
 
 
 def edges(x: Tensor) -> Tensor:
-    """Sobel gradient magnitude per channel of the grey image, scaled to [0, 1] per image."""
+    """Sobel gradient magnitude per channel of the grey image, scaled to [0, 1] per image.
+
+    Args:
+        x: (N, C, H, W) images.
+    """
     grey = x.mean(1, keepdim=True)
     kx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
     kernel = torch.stack([kx, kx.T]).unsqueeze(1).to(x)
@@ -60,12 +85,21 @@ def edges(x: Tensor) -> Tensor:
 
 
 def downsample(x: Tensor, side: int = 7) -> Tensor:
-    """Block average to ``side`` x ``side``, shown again at full size (nearest): a coarse hint."""
+    """Block average to ``side`` x ``side``, shown again at full size (nearest): a coarse hint.
+
+    Args:
+        x: (N, C, H, W) images.
+        side: the coarse images' side.
+    """
     return F.interpolate(F.adaptive_avg_pool2d(x, side), size=x.shape[-2:], mode="nearest")
 
 
 def greyscale(x: Tensor) -> Tensor:
-    """ITU-R 601 luma of RGB images, one channel."""
+    """ITU-R 601 luma of RGB images, one channel.
+
+    Args:
+        x: (N, 3, H, W) images.
+    """
     weights = torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)
     return (x * weights).sum(1, keepdim=True)
 
@@ -74,7 +108,12 @@ TASKS = {"edges": edges, "downsample": downsample, "colorize": greyscale}
 
 
 def paired(data, task: str) -> TensorDataset:
-    """``(condition, target)`` pairs from the images of ``data`` for ``task`` (a name in ``TASKS``)."""
+    """``(condition, target)`` pairs from the images of ``data`` for ``task`` (a name in ``TASKS``).
+
+    Args:
+        data: a Dataset, DataLoader or ``(x, y)`` pair of images.
+        task: ``"edges"``, ``"downsample"`` or ``"colorize"`` (RGB images only).
+    """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
     x, _ = as_tensors(data)

@@ -31,11 +31,21 @@ def gan_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["gan", *argv])
 
 
+def test_gan_command_defaults_are_the_trainer_options():
+    from advkit.gan.options import DEFAULTS  # the one place the trainer's defaults are written
+
+    args = gan_args()
+    defaults = {"loss": args.loss, "n_critic": args.n_critic, "lr_g": args.lr_g, "lr_d": args.lr_d,
+                "seed": args.seed, "amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
+    assert defaults == {name: DEFAULTS[name] for name in defaults}
+
+
 def test_gan_command_writes_samples_metrics_and_checkpoints(tmp_path, capsys):
     out = tmp_path / "run"
     assert advkit_cli.main(["gan", *TINY, "--conditional", "class", "--out", str(out)]) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert report["steps"] == 4 and len(report["final_d_loss"]) == 1
+    assert report["options"]["conditional"] == "class" and report["options"]["device"] == "cpu"
     metrics = report["metrics"]
     assert (0 <= metrics["conditional_accuracy"] <= 1 and metrics["classes_covered"] <= 10
             and metrics["spread_ratio"] > 0)

@@ -10,7 +10,7 @@ import torch
 from advkit.checkpoints import CheckpointFolder
 from advkit.core import Hook
 from advkit.gan import GANTrainer, dcgan
-from advkit.gan.trainer import CHECKPOINT_PREFIX
+from advkit.gan.checkpointing import CHECKPOINT_PREFIX
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
 from gan_group import Interrupt  # noqa: E402  (a crash after a given round)
@@ -105,8 +105,8 @@ def test_divergence_guard_rolls_back_lowers_lr_and_goes_on(tiny_mnist, tmp_path,
                           progress=False, hooks=[InjectNaN(trainer.D, at=7)])
     assert trainer.step == 12
     assert history["rollbacks"] == [{"step": 7, "back_to": 5, "reason": "non-finite D loss", "lr_scale": 0.5}]
-    for opt, key in ((trainer.opt_d, "d"), (trainer.opt_g, "g")):
-        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * trainer.base_lr[key])
+    for opt, lr in ((trainer.opt_d, trainer.options.lr_d), (trainer.opt_g, trainer.options.lr_g)):
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * lr)
     assert all(torch.isfinite(v).all() for v in everything(trainer).values() if v.is_floating_point())
     assert len(history["g_loss"]) == 12 and all(map(torch.isfinite, torch.tensor(history["g_loss"])))
     assert "diverged" in caplog.text

@@ -82,7 +82,7 @@ def test_discriminator_training_separates_real_from_fake(loss):
     with torch.no_grad():
         d_real, d_fake = float(D(real).mean()), float(D(real + 3.0).mean())
     if loss == "wgan":  # weight clipping holds |w| <= clip, so the gap 3|w| is at most 0.03
-        assert abs(float(D.weight.detach())) <= trainer.clip + 1e-7 and d_real - d_fake > 0.02
+        assert abs(float(D.weight.detach())) <= trainer.options.clip + 1e-7 and d_real - d_fake > 0.02
     else:
         assert d_real - d_fake > 0.05
     if loss == "lsgan":
