@@ -249,7 +249,7 @@ class Attack:
     """
 
     # -- capabilities: what the attack can do, read by evaluate, its checks and sharding, and the
-    # defenses (never guessed from an attack's name or exact type; see :func:`capability`) --------
+    # defenses, never guessed from the name it is reported under (attacks/capabilities.py) --------
     #: The norms the attack works in (names in :data:`advkit.core.NORMS`); ``norm`` must be one of them.
     norms: tuple[str, ...] = tuple(NORMS)
     #: The losses the attack can climb (names in :data:`advkit.attacks.LOSSES`); ``loss`` must be one of them.

@@ -275,6 +275,18 @@ def test_adversarial_training_adapts_only_an_attack_that_needs_training():
     assert adapted == [4]
 
 
+def test_evaluate_says_when_an_attacks_class_cannot_work_in_its_norm():
+    model = tiny_model()
+    x = images(4)
+    with pytest.raises(ValueError, match=r"^attack 'cw' works in norm 'l2' but the evaluation's norm is 'linf'; "
+                                         r"CW works under 'l2' only: choose another attack$"):
+        advkit.evaluate(model, (x, torch.zeros(4, dtype=torch.long)), attacks={"cw": CW(model, eps=1.0)}, eps=[0.1],
+                        progress=False, device="cpu")
+    with pytest.raises(ValueError, match=r"evaluation's norm is 'l2'; build it with norm='l2'$"):
+        advkit.evaluate(model, (x, torch.zeros(4, dtype=torch.long)), attacks={"pgd": PGD(model)}, eps=[0.1],
+                        norm="l2", progress=False, device="cpu")
+
+
 def test_training_refuses_a_named_attack_outside_its_norms():
     with pytest.raises(ValueError, match=r"^attack 'cw' works under norm 'l2' but training is under norm='linf'$"):
         resolve_attack("cw", tiny_model(), "linf", default=None)
