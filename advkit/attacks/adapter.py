@@ -54,7 +54,6 @@ class TorchAttack(Attack):
     """An advkit attack whose search is a torchattacks attack (see :func:`from_torchattacks`)."""
 
     per_sample = False  # torchattacks draws from the global RNG, seeded once per call
-    needs_training = False
 
     def __init__(self, ta_attack: Any, *, seed: int = 0, early_stop: bool = True, amp: bool = False,
                  uses_gradients: bool = True):

@@ -73,8 +73,8 @@ class AutoAttack(Attack):
     the components' progress bars (Square's, shown once a call has run for a few seconds).
     """
 
-    # capabilities follow the members: the norms all of them work in (FAB-T's and Square's), a
-    # gradient-free member (Square), per-sample only if every member is
+    # capabilities follow the members: the norms all of them support (FAB-T's and Square's),
+    # uses_gradients and needs_training if any member's, per_sample if every member's
     norms = tuple(n for n in NORMS if all(n in cls.norms for _, cls, _ in standard()))
     uses_gradients = any(cls.uses_gradients for _, cls, _ in standard())
     per_sample = all(cls.per_sample for _, cls, _ in standard())
