@@ -31,7 +31,8 @@ def is_torchattacks(obj: Any) -> bool:
     return any(cls.__module__.split(".")[0] == "torchattacks" for cls in type(obj).__mro__)
 
 
-def from_torchattacks(ta_attack: Any, *, seed: int = 0, early_stop: bool = True, amp: bool = False) -> "TorchAttack":
+def from_torchattacks(ta_attack: Any, *, seed: int = 0, early_stop: bool = True, amp: bool = False,
+                      uses_gradients: bool = True) -> "TorchAttack":
     """Wrap a torchattacks attack (any ``torchattacks.Attack``) as an advkit :class:`Attack`.
 
     The budget is the torchattacks object's ``eps`` and ``norm`` ("Linf"/"L2", or an ``L2`` class
@@ -39,26 +40,34 @@ def from_torchattacks(ta_attack: Any, *, seed: int = 0, early_stop: bool = True,
     are only held to the [0, 1] box. A torchattacks object set to random or least-likely targets
     becomes advkit's ``targeted="random"``/``"least-likely"`` (targets drawn by advkit, seeded);
     for chosen targets pass ``target=`` to the call. ``early_stop`` skips samples the model
-    already gets wrong; ``amp`` runs the attack under bf16 autocast on CUDA.
+    already gets wrong; ``amp`` runs the attack under bf16 autocast on CUDA. ``uses_gradients``:
+    torchattacks does not say whether an attack follows the model's gradient, so declare a
+    gradient-free one (Square, OnePixel, Pixle) with ``uses_gradients=False`` for the checks to read
+    it as one (:attr:`Attack.uses_gradients`).
 
     Args:
         ta_attack: the torchattacks attack (its model is the attacked model).
         seed: seeds advkit's draws (random targets) and the wrapped attack's.
         early_stop: skip the samples the model already gets wrong.
         amp: run the attack under bf16 autocast on CUDA.
+        uses_gradients: whether the wrapped attack follows the model's gradient (False for Square,
+            OnePixel, Pixle).
 
     Returns:
         The wrapped attack.
     """
     if not is_torchattacks(ta_attack):
         raise TypeError(f"ta_attack must be a torchattacks attack, got {type(ta_attack).__name__}")
-    return TorchAttack(ta_attack, seed=seed, early_stop=early_stop, amp=amp)
+    return TorchAttack(ta_attack, seed=seed, early_stop=early_stop, amp=amp, uses_gradients=uses_gradients)
 
 
 class TorchAttack(Attack):
     """An advkit attack whose search is a torchattacks attack (see :func:`from_torchattacks`)."""
 
-    def __init__(self, ta_attack: Any, *, seed: int = 0, early_stop: bool = True, amp: bool = False):
+    per_sample = False  # torchattacks draws from the global RNG, seeded once per call
+
+    def __init__(self, ta_attack: Any, *, seed: int = 0, early_stop: bool = True, amp: bool = False,
+                 uses_gradients: bool = True):
         if getattr(ta_attack, "normalization_used", None) is not None:
             raise ValueError("ta_attack uses set_normalization_used: advkit attacks work on [0, 1] pixels; "
                              "put the normalisation inside the model (advkit.models.Normalize) instead")
@@ -72,6 +81,7 @@ class TorchAttack(Attack):
                          targeted=_TA_TARGET_MODES[mode], early_stop=early_stop, seed=seed, amp=amp)
         self.eps = eps  # math.inf: no ball, the final projection is onto the box alone
         self.ta_attack = ta_attack
+        self.uses_gradients = bool(uses_gradients)  # declared by the caller: torchattacks does not say
 
     def perturb(self, run: Run) -> None:
         """Hand the samples still to attack to torchattacks with advkit's labels (true classes, or

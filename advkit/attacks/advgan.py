@@ -9,7 +9,6 @@ real), and the generator's loss adds the frozen classifier's attack loss and a h
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoints import run_identity
-from ..core import check_number, frozen
+from ..core import Norm, check_number, frozen, get_norm
 from ..data import as_tensors
 from ..devices import model_device
 from ..files import load_tensors, save_tensors
@@ -72,9 +71,9 @@ class AdvGAN(Attack):
     forward of the generator plus the base class's guarantees (ball and [0, 1], model untouched,
     success checked on the returned tensor).
 
-    The generator's output is squashed into the unit ball of ``norm`` (``tanh`` per pixel for
-    ``"linf"``; ``h·tanh(||h||)/||h||`` for ``"l2"``) and scaled by eps, so a call at another eps
-    (``run(..., eps=e)``, evaluate's grid) rescales the learned perturbation to e.
+    The generator's output is squashed into the unit ball of ``norm`` (:meth:`advkit.core.Norm.squash`:
+    ``tanh`` per pixel for ``"linf"``; ``h·tanh(||h||)/||h||`` for ``"l2"``) and scaled by eps, so a
+    call at another eps (``run(..., eps=e)``, evaluate's grid) rescales the learned perturbation to e.
 
     Training (:meth:`fit`) minimises, for the generator,
     ``gan_weight·L_GAN + adv_weight·L_adv + norm_weight·mean(max(0, ||delta||_2 - c))``:
@@ -96,6 +95,7 @@ class AdvGAN(Attack):
     """
 
     losses = ("margin", "ce")
+    needs_training = True  # fit(data) first; adapt(x, steps) keeps up with a changing model
     settings = ("trained_steps",)
 
     def __init__(self, model: nn.Module, eps: float = 0.3, *, norm: str = "linf", targeted: TargetMode = False,
@@ -279,15 +279,6 @@ for _name in _OPTIONS:
 _CONFIG = ("eps", "norm", "targeted", "loss", *_OPTIONS, "early_stop")
 
 
-def unit_ball(h: Tensor, norm: str) -> Tensor:
-    """``h`` squashed into the unit ball of ``norm``: ``tanh`` per entry (L-inf) or ``h·tanh(||h||)/||h||``
-    per sample (L2), smooth and onto the open ball."""
-    if norm == "linf":
-        return torch.tanh(h)
-    size = h.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (h.ndim - 1)))
-    return h * torch.tanh(size) / size
-
-
 class _Forger(nn.Module):
     """What the GAN trainer calls its generator: ``forward(z, x) = clip(x + delta, 0, 1)``. Untargeted,
     the noise z (``latent_dim`` 1) is ignored; targeted, ``argmax(z)`` is the target class (uniform for
@@ -295,16 +286,17 @@ class _Forger(nn.Module):
 
     output_range = (0.0, 1.0)
 
-    def __init__(self, net: nn.Module, norm: str, eps: float, num_classes: int | None):
+    def __init__(self, net: nn.Module, norm: str | Norm, eps: float, num_classes: int | None):
         super().__init__()
-        self.net, self.norm, self.eps, self.num_classes = net, norm, eps, num_classes
+        self.net, self.geometry, self.eps, self.num_classes = net, get_norm(norm), eps, num_classes
         self.latent_dim = num_classes or 1
 
     def delta(self, x: Tensor, code: Tensor | None, eps: float) -> Tensor:
-        """The perturbation of ``x`` at ``eps`` (toward the one-hot targets ``code``, when targeted)."""
+        """The perturbation of ``x`` at ``eps`` (toward the one-hot targets ``code``, when targeted): the
+        network's output squashed into the norm's unit ball (:meth:`advkit.core.Norm.squash`), times eps."""
         dtype = next(self.net.parameters()).dtype
         h = self.net(x.to(dtype)) if code is None else self.net(x.to(dtype), code.to(dtype))
-        return (eps * unit_ball(h, self.norm)).to(x.dtype)
+        return (eps * self.geometry.squash(h)).to(x.dtype)
 
     def targets(self, z: Tensor) -> Tensor:
         return z.argmax(1)
@@ -358,7 +350,7 @@ class _Trainer(GANTrainer):
         if atk.loss == "margin":
             score = score.clamp_max(atk.kappa)
         size = (fake - real).flatten(1).norm(dim=1)
-        largest = atk.eps * (math.sqrt(real[0].numel()) if atk.norm == "linf" else 1.0)
+        largest = atk.eps * atk.geometry.l2_radius(real[0].numel())
         hinge = F.relu(size - atk.hinge_bound * largest).mean()
         loss = atk.gan_weight * self.loss.g(self.judge(fake, real)) - atk.adv_weight * score.mean() \
             + atk.norm_weight * hinge

@@ -122,6 +122,7 @@ class APGD(Attack):
     """
 
     warm_starts = True
+    per_sample = True  # random starts from the per-sample seeds, step sizes and checkpoints per sample
     settings = ("steps", "eta", "restarts", "rho")
     eta = None  # the initial step size, always the paper's rule
     derived: ClassVar[dict] = {"eta": ("2·eps, halved where progress stalls", lambda atk, eps: 2 * eps)}
@@ -170,6 +171,7 @@ class APGDT(APGD):
 
     losses = ("dlr",)
     warm_starts = False  # each target class gets its own fresh search
+    per_sample = False  # each target class's search is seeded once per call
     settings = ("steps", "eta", "n_target_classes", "restarts", "rho")
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",

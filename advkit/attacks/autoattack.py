@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core import NORMS
 from .apgd import APGD, APGDT
 from .base import Attack, Run
 from .fab import FAB
@@ -72,7 +73,12 @@ class AutoAttack(Attack):
     the components' progress bars (Square's, shown once a call has run for a few seconds).
     """
 
-    norms = ("linf", "l2")  # FAB-T's and Square's
+    # capabilities follow the members: the norms all of them support (FAB-T's and Square's),
+    # uses_gradients and needs_training if any member's, per_sample if every member's
+    norms = tuple(n for n in NORMS if all(n in cls.norms for _, cls, _ in standard()))
+    uses_gradients = any(cls.uses_gradients for _, cls, _ in standard())
+    per_sample = all(cls.per_sample for _, cls, _ in standard())
+    needs_training = any(cls.needs_training for _, cls, _ in standard())
     warm_starts = True
     losses = ("ce",)
     targets = ()  # untargeted: APGD-T and FAB-T choose their own targets

@@ -275,13 +275,30 @@ class Attack:
     the call to choose the classes yourself. Same ``seed``, same result on the CPU.
     """
 
+    # -- capabilities: what the attack can do, read by evaluate, its checks and sharding, and the
+    # defenses, never guessed from the name it is reported under (attacks/capabilities.py) --------
     #: The norms the attack works in (names in :data:`advkit.core.NORMS`); ``norm`` must be one of them.
     norms: tuple[str, ...] = tuple(NORMS)
+    #: The losses the attack can climb (names in :data:`advkit.attacks.LOSSES`); ``loss`` must be one of them.
     losses: tuple[str, ...] = ("ce", "margin", "dlr")
     #: True for attacks whose search starts from one point (``Run.start``): they take ``run(x_init=...)``.
     warm_starts: bool = False
     #: How targets may be chosen for this attack (a subset of :data:`TARGET_SOURCES`); others are refused.
     targets: tuple[str, ...] = TARGET_SOURCES
+    #: Whether the attack follows the model's input gradient (during the call, or while it is trained
+    #: first). False: it only queries the model's outputs, so it finds what misleading gradients hide
+    #: (the checks read a gradient-free curve as their gradient-free attack). An ensemble: any member.
+    uses_gradients: bool = True
+    #: Whether every random draw (from the per-sample seeds ``run(seed=tensor)`` takes) and every
+    #: decision (early stopping, step sizes) is per sample, so a sample's result does not depend on
+    #: the batch it is attacked in and ``evaluate`` may shard the attack by sample. False promises
+    #: nothing (the safe default: the attack is then sharded by batch); a subclass that draws per
+    #: batch must set it back to False. An ensemble: every member.
+    per_sample: bool = False
+    #: Whether the attack must be trained before it attacks (AdvGAN): it has ``fit(data, ...)`` and
+    #: ``adapt(x, steps)``, which adversarial training calls on each batch to keep up with the model.
+    #: An ensemble: any member.
+    needs_training: bool = False
     #: The settings ``repr`` shows after eps and norm: attribute names, in order.
     settings: tuple[str, ...] = ()
     #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,

@@ -13,6 +13,7 @@ class FGSM(Attack):
     One forward and one backward: the clean forward doubles as the gradient's.
     """
 
+    per_sample = True  # no draws; early stopping per sample
     settings = ("steps", "alpha")
     steps, alpha = 1, None
     derived: ClassVar[dict] = {"alpha": ("eps", lambda atk, eps: eps)}

@@ -17,6 +17,7 @@ class MIFGSM(Attack):
     which is what makes the examples transfer better than PGD's.
     """
 
+    per_sample = True  # no draws; momentum and early stopping per sample
     settings = ("steps", "alpha", "decay")
     derived: ClassVar[dict] = {"alpha": ("eps/steps", lambda atk, eps: eps / atk.steps)}
 

@@ -22,6 +22,7 @@ class PGD(Attack):
     """
 
     warm_starts = True
+    per_sample = True  # random starts from the per-sample seeds, early stopping and restarts per sample
     settings = ("steps", "alpha", "random_start", "restarts")
     derived: ClassVar[dict] = {"alpha": ("2.5·eps/steps", lambda atk, eps: madry_step_size(eps, atk.steps))}
 

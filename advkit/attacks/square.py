@@ -83,6 +83,7 @@ class Square(Attack):
     """
 
     norms = ("linf", "l2")
+    uses_gradients = False  # queries the model's outputs alone
     settings = ("n_queries", "p_init")
 
     def __init__(self, model: nn.Module, eps: float, n_queries: int = 5000, p_init: float = 0.8, *,

@@ -2,8 +2,10 @@
 
 A :class:`Norm` carries the steepest-ascent step rule, the projection onto the eps-ball, a
 random start inside the ball, the per-sample distance, the radius at which a ball covers the
-whole [0, 1] box, and the shape of the least-norm move onto a hyperplane. :func:`get_norm` is
-the one place a norm name is checked. A new norm is one subclass here and its entry in :data:`NORMS`.
+whole [0, 1] box, the shape of the least-norm move onto a hyperplane, a smooth squashing into the
+unit ball (a generator's output layer) and the unit ball's largest L2 norm. :func:`get_norm` is
+the one place a norm name is checked. A new norm is one subclass here (every abstract method) and
+its entry in :data:`NORMS`; the attacks that work in it say so in their ``norms``.
 """
 from __future__ import annotations
 
@@ -65,6 +67,15 @@ class Norm(ABC):
         others, given the magnitudes of the plane's weights: ``magnitude^(q-1)`` for the dual
         exponent q (before the box's bounds cut coordinates short)."""
 
+    @abstractmethod
+    def squash(self, h: Tensor) -> Tensor:
+        """``h`` mapped smoothly onto the open unit ball, one sample per row (what a generator's
+        unbounded output becomes before it is scaled by eps: AdvGAN)."""
+
+    @abstractmethod
+    def l2_radius(self, dim: int) -> float:
+        """The largest L2 norm of a point of the unit ball in ``dim`` dimensions."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -93,6 +104,14 @@ class Linf(Norm):
     def least_norm_direction(self, magnitude: Tensor) -> Tensor:
         return torch.ones_like(magnitude)
 
+    def squash(self, h: Tensor) -> Tensor:
+        """``tanh`` per entry."""
+        return torch.tanh(h)
+
+    def l2_radius(self, dim: int) -> float:
+        """The corner of the cube: ``sqrt(dim)``."""
+        return math.sqrt(dim)
+
 
 class L2(Norm):
     """The L2 norm: normalised-gradient steps, a Euclidean ball, the Euclidean length as distance."""
@@ -119,6 +138,14 @@ class L2(Norm):
 
     def least_norm_direction(self, magnitude: Tensor) -> Tensor:
         return magnitude
+
+    def squash(self, h: Tensor) -> Tensor:
+        """``h·tanh(||h||)/||h||`` per sample: the direction kept, the length squashed below 1."""
+        size = h.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (h.ndim - 1)))
+        return h * torch.tanh(size) / size
+
+    def l2_radius(self, dim: int) -> float:
+        return 1.0
 
 
 #: Every norm advkit knows, by name.

@@ -7,13 +7,15 @@ as ``attack=`` (a name, an attack object, a factory ``model -> attack``) into on
 
 Every random draw is made per sample, from the sample's own seed, so a sample's adversarial example
 does not depend on which other samples share its batch: a batch split over the ranks of a process
-group gets what one process would make of it. (Attacks that draw per batch, such as Square or
-torchattacks', seed the whole call from its first sample's seed.) ``amp``: the adversary's forwards
+group gets what one process would make of it. (An attack that does not declare its draws per sample,
+:attr:`advkit.attacks.Attack.per_sample`, such as Square or torchattacks', may seed the whole call from
+its first sample's seed: in a process group :func:`resolve_attack` warns.) ``amp``: the adversary's forwards
 run under bf16 autocast on CUDA (:func:`advkit.acceleration.autocast`); gradients, steps and
 projections stay in float32.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,12 +26,15 @@ from torch import Tensor, nn
 from ..acceleration import autocast
 from ..attacks import ATTACKS, Attack, from_torchattacks
 from ..attacks.adapter import is_torchattacks
+from ..attacks.capabilities import capability
 from ..attacks.pgd import madry_step_size
 from ..core import Box, Player, frozen, play
 from ..core.norms import Norm, get_norm
 from ..distributed import gather_rows, is_distributed
 from ..rng import sample_draw
 from .losses import kl_divergence
+
+log = logging.getLogger(__name__)
 
 
 class Adversary(Protocol):
@@ -42,9 +47,9 @@ class Adversary(Protocol):
 class AttackAdversary:
     """Runs the attack ``build(eps)`` returns at each call (eps changes during the warm-up), at that
     eps with the per-sample ``seeds``, on the live model. A zero budget returns x without running anything.
-    An attack that learns (one with ``adapt(x, steps)``, such as :class:`advkit.attacks.AdvGAN`) first
-    trains ``adapt_steps`` steps on the batch against the current weights, so it keeps up with the
-    model it attacks: the min-max game with a third player."""
+    An attack that learns (``needs_training``, such as :class:`advkit.attacks.AdvGAN`) first trains
+    ``adapt_steps`` steps (its ``adapt(x, steps)``) on the batch against the current weights, so it
+    keeps up with the model it attacks: the min-max game with a third player."""
 
     def __init__(self, build: Callable[[float], Attack], adapt_steps: int = 1):
         self.build, self.adapt_steps = build, adapt_steps
@@ -53,7 +58,7 @@ class AttackAdversary:
         if eps == 0:
             return x
         attack = self.build(eps)
-        if hasattr(attack, "adapt") and self.adapt_steps:
+        if capability(attack, "needs_training") and self.adapt_steps:
             attack.adapt(x, steps=self.adapt_steps)
         return attack.run(x, y, eps=eps, seed=seeds, check_success=False).x_adv
 
@@ -172,23 +177,34 @@ def resolve_attack(attack: Any, model: nn.Module, norm: str, default: Adversary,
     ``amp`` as given); an advkit or torchattacks attack object must attack ``model`` itself; any other
     callable is a factory ``model -> attack`` called for every batch (objects and factories keep their
     own ``amp``). The attack's eps is replaced by the training eps of the step. TypeError/ValueError
-    (naming ``attack``) for anything else."""
+    (naming ``attack``) for anything else. In a process group, an attack that does not declare its
+    draws per sample (``per_sample``) is warned about: the ranks' shares of a batch may not get what
+    one process would make of the whole batch."""
     if attack is None:
         return default
     if isinstance(attack, str):
         if attack not in ATTACKS:
             raise ValueError(f"attack must be one of {', '.join(map(repr, ATTACKS))}, an attack object or a factory "
                              f"model -> attack; got {attack!r}")
+        if norm not in ATTACKS[attack].norms:
+            raise ValueError(f"attack {attack!r} works under norm {' or '.join(map(repr, ATTACKS[attack].norms))} "
+                             f"but training is under norm={norm!r}")
         atk = ATTACKS[attack](model, 0.0, norm=norm, early_stop=False, amp=amp)
-        return AttackAdversary(lambda eps: atk)
-    if isinstance(attack, Attack) or is_torchattacks(attack):
+        adversary = AttackAdversary(lambda eps: atk)
+    elif isinstance(attack, Attack) or is_torchattacks(attack):
         atk = _checked(attack, model, norm)
-        return AttackAdversary(lambda eps: atk)
-    if callable(attack) and not isinstance(attack, nn.Module):
-        _checked(attack(model), model, norm, "the attack factory's result")
-        return AttackAdversary(lambda eps: _checked(attack(model), model, norm, "the attack factory's result"))
-    raise TypeError(f"attack must be None, an attack name, an advkit or torchattacks attack, or a factory "
-                    f"model -> attack; got {type(attack).__name__}")
+        adversary = AttackAdversary(lambda eps: atk)
+    elif callable(attack) and not isinstance(attack, nn.Module):
+        atk = _checked(attack(model), model, norm, "the attack factory's result")
+        adversary = AttackAdversary(lambda eps: _checked(attack(model), model, norm, "the attack factory's result"))
+    else:
+        raise TypeError(f"attack must be None, an attack name, an advkit or torchattacks attack, or a factory "
+                        f"model -> attack; got {type(attack).__name__}")
+    if is_distributed() and not atk.per_sample:
+        log.warning("adversarial training in a process group: %s does not declare its draws per sample "
+                    "(per_sample), so a batch split over the ranks may not get the adversarial examples one "
+                    "process would make", type(atk).__name__)
+    return adversary
 
 
 def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> Attack:

@@ -44,7 +44,7 @@ from ..acceleration import accelerated, autocast, compile_options
 from ..attacks import PGD
 from ..batches import BatchOrder, batch_stream
 from ..checkpoints import CheckpointFolder, new_run_id, run_identity
-from ..core import BackwardPlayer, Hook, OptimizerStep, Player, check_number, frozen, play, trainable_params
+from ..core import BackwardPlayer, Hook, OptimizerStep, Player, check_number, frozen, get_norm, play, trainable_params
 from ..data import as_tensors
 from ..devices import default_device
 from ..distributed import (
@@ -64,14 +64,13 @@ from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
 from ..rng import RunRNG, derived_seed, sample_seeds
 from ..train import check_model_labels, one_cycle, random_shift
-from ..validation import UNRECORDED, check_choice, check_eps, check_flag, check_images, options_from, recorded
+from ..validation import UNRECORDED, check_eps, check_flag, check_images, options_from, recorded
 from .adversaries import resolve_attack
 from .history import EpochRecord, History
 from .methods import Method, get_method
 
 log = logging.getLogger(__name__)
 
-NORMS = ("linf", "l2")
 CHECKPOINT_PREFIX = "advtrain"
 #: PGD steps of the per-epoch robust accuracy and of the overfitting guard's check.
 EVAL_STEPS = 10
@@ -285,7 +284,7 @@ def run_record(config: dict[str, Any], attack: Any, model: nn.Module, data: dict
 
 def check_threat(norm: str, eps: float) -> tuple[str, float]:
     """``(norm, eps)`` checked for training against attacks (eps > 0); errors name the argument."""
-    norm = check_choice(norm, NORMS, "norm")
+    norm = get_norm(norm).name  # every geometry of the registry: the adversaries step and project through it
     eps = check_eps(eps, norm=norm)
     if eps == 0:
         raise ValueError("eps must be > 0 for adversarial training (eps=0 is plain training: advkit.train.fit)")

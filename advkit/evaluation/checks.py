@@ -25,16 +25,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..attacks import APGD, PGD, GradientMaskingError
-from ..attacks.autoattack import AUTOATTACK, square
+from ..attacks import APGD, APGDT, PGD, GradientMaskingError
+from ..attacks.autoattack import square
+from ..attacks.capabilities import gradient_free, gradients_only, members
 from ..core import frozen, get_norm
 from .batched import attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
 from .specs import DEFAULT_ATTACKS, stronger
 
-#: Attacks that use no gradients (their curves are not "gradient attacks" for the checks).
-GRADIENT_FREE = ("square", AUTOATTACK)
 #: How many already-fooled samples per (attack, eps pair) the monotonicity check re-attacks.
 REATTACK = 32
 #: Share of re-attacked samples a fresh attack at the larger eps may fail on.
@@ -73,8 +72,9 @@ STRONGER_BUDGET = 0.15
 #: The stronger-attack check's eps: the largest of the grid at which the worst case keeps at least this
 #: share of the clean accuracy.
 STRONGER_STANDING = 0.1
-#: Curves whose attack already is the stronger attack (or contains it): the check reads them.
-STRONGER_CURVES = ("apgd-t", AUTOATTACK)
+#: Attacks (these classes and their subclasses) at least as strong as the stronger-attack check's: a
+#: curve whose attack is one, or an ensemble with one among its members (AutoAttack), answers the check.
+STRONGER_ATTACKS = (APGDT,)
 
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,10 @@ def check_gradient_free(ctx: _Context) -> Check:
     """A gradient-free attack must not find adversarial examples the gradient attacks missed: if it
     does, gradients are misleading (masked, obfuscated) and the gradient curves overstate robustness.
 
-    A Square curve the evaluation ran answers this on every probe sample at no cost. Otherwise
+    The gradient attacks are those whose every member follows the gradient (``uses_gradients``; an
+    ensemble with a gradient-free member, such as AutoAttack, is neither kind). A curve of a
+    gradient-free attack the evaluation ran (Square, or any attack whose class declares
+    ``uses_gradients = False``) answers this on every probe sample at no cost. Otherwise
     Square (``queries`` queries) attacks the probe samples every gradient attack left standing: the
     first ``SQUARE_FIRST``, and the rest (up to ``SQUARE_ROWS``) only when it fools one of them, so a
     sound model costs ``SQUARE_FIRST`` searches. First come the samples that also stand at the most
@@ -273,13 +276,13 @@ def check_gradient_free(ctx: _Context) -> Check:
         return Check("gradient-free", False, "gradient masking: " + ", ".join(res.masked) + " could not run (the "
                      "model's output has no gradient with respect to its input); only gradient-free attacks "
                      "measure this model, and the worst case comes from them", details={"masked": list(res.masked)})
-    gradient = [name for name in ctx.attacks if not name.startswith(GRADIENT_FREE)]
+    gradient = [name for name, attack in ctx.attacks.items() if gradients_only(attack)]
     if mid is None or not gradient:
         return Check("gradient-free", True, "skipped: needs an eps > 0 and a gradient attack", skipped=True)
     j, eps = mid
     standing = torch.stack([res.robust(name)[:, j] for name in gradient]).all(0)
     allowed = max(1, math.ceil(SLACK * len(ctx.idx)))
-    curves = [name for name in ctx.attacks if name.startswith("square")]
+    curves = [name for name, attack in ctx.attacks.items() if gradient_free(attack)]
     if curves:
         rows = ctx.idx[standing[ctx.idx]]
         beaten = ~torch.stack([res.robust(name)[rows, j] for name in curves]).all(0)
@@ -322,8 +325,8 @@ def check_stronger_attack(ctx: _Context) -> Check:
     with cross-entropy on an adversarially trained model is such a weak judge without any gradient
     masking (the gradient checks pass). The check fails when the overstatement exceeds a
     ``STRONGER_SLACK`` share by more than the binomial slack (``BINOMIAL_Z`` standard deviations at
-    that share), and names the attacks to add. An APGD-T or AutoAttack curve answers it from the
-    curves at no cost."""
+    that share), and names the attacks to add. A curve of one of :data:`STRONGER_ATTACKS` (APGD-T, or
+    an ensemble with one, AutoAttack) answers it from the curves at no cost."""
     res = ctx.result
     point = stronger_eps(res)
     if point is None or res.masked or not ctx.attacks or res.num_classes < 3:
@@ -331,7 +334,7 @@ def check_stronger_attack(ctx: _Context) -> Check:
                "3 classes or more (the DLR loss)" if res.num_classes < 3 else "an eps > 0 and an attack that ran")
         return Check("stronger-attack", True, f"skipped: needs {why}", skipped=True)
     j, eps = point
-    curves = [name for name in ctx.attacks if name.startswith(STRONGER_CURVES)]
+    curves = [name for name, attack in ctx.attacks.items() if runs_stronger_attack(attack)]
     others = [name for name in ctx.attacks if name not in curves]
     if not others:
         return Check("stronger-attack", True, f"skipped: the curves are {', '.join(curves)} themselves", skipped=True)
@@ -362,6 +365,12 @@ def check_stronger_attack(ctx: _Context) -> Check:
     return Check("stronger-attack", passed, msg,
                  details={"eps": eps, "extra": extra, "standing": len(rows), "samples": n, "allowed": allowed,
                           "overstatement": points / 100})
+
+
+def runs_stronger_attack(attack: Any) -> bool:
+    """True when ``attack`` is, or has among its members, one of :data:`STRONGER_ATTACKS`: its curve
+    already holds what the stronger-attack check's own attack would find."""
+    return any(isinstance(member, STRONGER_ATTACKS) for member in members(attack))
 
 
 def stronger_eps(result: ModelResult) -> tuple[int, float] | None:

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..acceleration import accelerated
 from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.base import model_dtype
+from ..attacks.capabilities import capability, gradient_free
 from ..core import frozen
 from ..data import as_tensors
 from ..data.corruption_accuracy import corruption_accuracy
@@ -107,8 +108,9 @@ def evaluate(
 
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
-    of the worst case; the gradient-free Square attack (``queries`` queries) is then added so the
-    worst case stays an upper bound, and the checks fail, naming gradient masking.
+    of the worst case; unless a gradient-free attack (``uses_gradients`` False) is among the
+    attacks, the Square attack (``queries`` queries) is then added so the worst case stays an upper
+    bound, and the checks fail, naming gradient masking.
 
     The GPU path: ``batch_size=None`` (the default) means 256 off CUDA and, on CUDA, the largest
     batch that fits (from 4096, halved whenever a batch runs out of memory; no sample lost or
@@ -202,7 +204,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
 
     for attack_name, attack in built.items():
         run(attack_name, attack)
-    fallback = fallback_name(records)
+    fallback = fallback_name(records, built)
     if fallback:
         bar.total += sum(e > 0 for e in eps)
         note = (f"added by the evaluation: {', '.join(n for n, r in records.items() if r.masked)} could not run "
@@ -258,10 +260,11 @@ def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationO
     return masks
 
 
-def fallback_name(records: Mapping[str, AttackRecord]) -> str | None:
-    """The name for the gradient-free attack to add when some attack was masked and no Square ran
-    (``"square"``, or ``"square (added)"`` if the user's attack took that name); None otherwise."""
-    if not any(r.masked for r in records.values()) or any(n.startswith("square") and not r.masked
+def fallback_name(records: Mapping[str, AttackRecord], attacks: Mapping[str, Any]) -> str | None:
+    """The name for the gradient-free attack to add when some attack was masked and no gradient-free
+    attack of ``attacks`` (the objects behind ``records``; ``uses_gradients`` False) ran: ``"square"``,
+    or ``"square (added)"`` if the user's attack took that name; None otherwise."""
+    if not any(r.masked for r in records.values()) or any(gradient_free(attacks[n]) and not r.masked
                                                            for n, r in records.items()):
         return None
     return "square" if "square" not in records else "square (added)"
@@ -284,7 +287,7 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
     rows = torch.arange(len(x)) if rows is None else rows
     alive, costs, kept = clean.clone(), [], {}
-    reached = x.clone() if warm and getattr(attack, "warm_starts", False) else None  # where each search ended
+    reached = x.clone() if warm and capability(attack, "warm_starts") else None  # where each search ended
     starts = None  # no warm start before the first attacked eps
     for j, e in enumerate(eps):
         if e == 0:

@@ -1,15 +1,16 @@
 """How an evaluation's attacks split over the ranks of a torchrun group without changing a number.
 
-Two ways, chosen per attack by :func:`by_sample`:
+Two ways, chosen per attack by :func:`by_sample` from what the attack declares
+(:attr:`advkit.attacks.Attack.per_sample`):
 
 - by sample: an attack whose every random draw and decision is per sample (given per-sample
   seeds, :func:`advkit.rng.sample_seeds`) gives a sample the same result in any
   batch, so each rank walks the whole eps grid on its own contiguous share of the samples and the
   records are merged once (:func:`merge_curves`);
-- by batch: any other attack (Square, AutoAttack, APGD-T, torchattacks', an unknown one) draws
-  for a whole batch from its first sample's seed, so at each eps the ranks split the batches one
-  process would attack, each attacks its contiguous run of them unchanged, and the results are
-  gathered before the next eps (:func:`attack_at_shared`).
+- by batch: any other attack (Square, AutoAttack, APGD-T, torchattacks', an object that declares
+  nothing) may draw for a whole batch from its first sample's seed, so at each eps the ranks split
+  the batches one process would attack, each attacks its contiguous run of them unchanged, and the
+  results are gathered before the next eps (:func:`attack_at_shared`).
 
 Without a process group both are exactly the one-process computation.
 """
@@ -20,20 +21,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..attacks import APGD, FGSM, MIFGSM, PGD
+from ..attacks.capabilities import capability
 from ..distributed import gather_call, my_shard, shard_bounds
 from .batched import BatchSize, attack_at, batch_sizes
 from .results import AttackRecord, Cost
-
-#: Attacks (exact types) that draw and decide per sample: a sample's result does not depend on its batch.
-SAMPLE_SEEDED = (FGSM, PGD, MIFGSM, APGD)
 
 Kept = dict[int, tuple[Tensor, float, bool]]
 
 
 def by_sample(attack: Any) -> bool:
-    """True when ``attack`` can be sharded by sample (see the module's docstring)."""
-    return type(attack) in SAMPLE_SEEDED
+    """True when ``attack`` can be sharded by sample: it declares its draws and decisions per sample
+    (``per_sample``; see the module's docstring)."""
+    return bool(capability(attack, "per_sample"))
 
 
 def total_cost(costs: list[Cost]) -> Cost:

@@ -20,6 +20,7 @@ from torch import nn
 from ..attacks import ATTACKS, from_torchattacks
 from ..attacks.adapter import is_torchattacks
 from ..attacks.autoattack import AUTOATTACK, build_autoattack
+from ..attacks.capabilities import capability
 from .construct import accepts, by_name
 
 #: The attacks of ``evaluate``, ``advkit evaluate``, ``advkit defend`` and the demo when none are given.
@@ -159,10 +160,13 @@ def with_progress(attack: Any, progress: bool) -> Any:
 
 def check_norm(name: str, attack: Any, norm: str) -> Any:
     """``attack`` itself, once its threat model is the evaluation's: a bounded attack in another
-    norm would be reported under the wrong one (a factory ``model -> attack`` must pass ``norm``)."""
+    norm would be reported under the wrong one (a factory ``model -> attack`` must pass ``norm``,
+    and its attack's class must support it: its ``norms``)."""
     own, eps = getattr(attack, "norm", None), getattr(attack, "eps", 0.0)
     if own is not None and own != norm and not (isinstance(eps, float) and math.isinf(eps)):
-        raise ValueError(f"attack {name!r} works in norm {own!r} but the evaluation's norm is {norm!r}; "
-                         f"build it with norm={norm!r}")
+        supported = capability(attack, "norms")
+        advice = (f"build it with norm={norm!r}" if norm in supported else
+                  f"{type(attack).__name__} works under {', '.join(map(repr, supported))} only: choose another attack")
+        raise ValueError(f"attack {name!r} works in norm {own!r} but the evaluation's norm is {norm!r}; {advice}")
     return attack
 

@@ -154,3 +154,31 @@ def test_momentum_step_takes_a_geometry_or_its_name():
         MomentumStep(0.1, norm=get_norm(name))([by_geometry], [g], ascend=True)
         assert torch.equal(by_name, by_geometry)
         assert torch.allclose(get_norm(name).distance(by_name), torch.full((3,), 0.1))
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_squash_maps_smoothly_onto_the_open_unit_ball_keeping_the_direction(name):
+    """AdvGAN's output layer: h lands inside the unit ball (strictly, until tanh rounds to 1), small
+    h is nearly kept (tanh(t) ~ t), a large one reaches the sphere, the direction of each sample stays."""
+    geometry = get_norm(name)
+    h = torch.randn(6, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for scale in (1e-4, 1.0, 1e3):
+        out = geometry.squash(h * scale)
+        inside = geometry.distance(out) < 1 if scale <= 1 else geometry.distance(out) <= 1
+        assert inside.all() and torch.equal(torch.sign(out), torch.sign(h))
+    assert torch.allclose(geometry.squash(h * 1e-4), h * 1e-4, rtol=1e-6)
+    assert torch.allclose(geometry.distance(geometry.squash(h * 1e3)), torch.ones(6, dtype=h.dtype))
+    if name == "l2":  # one sample's direction is kept whole: a positive multiple of h
+        ratio = geometry.squash(h).flatten(1) / h.flatten(1)
+        assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio))
+
+
+@pytest.mark.parametrize("name", sorted(NORMS))
+def test_l2_radius_is_the_largest_l2_norm_in_the_unit_ball(name):
+    """A point of the unit ball with the largest L2 norm (a cube's corner; a sphere's point) has L2
+    norm l2_radius, and random points of the ball never exceed it."""
+    geometry, dim = get_norm(name), 12
+    far = geometry.squash(torch.full((1, dim), 1e3, dtype=torch.float64))  # on the way to the corner
+    assert math.isclose(float(vector_norm(far, 2.0)), geometry.l2_radius(dim), rel_tol=1e-9)
+    inside = geometry.random_delta(torch.zeros(200, dim), 1.0, seeded_draw(0, 200))
+    assert (vector_norm(inside, 2.0) <= geometry.l2_radius(dim) + TOL).all()
