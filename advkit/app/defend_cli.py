@@ -40,7 +40,7 @@ from ..models import ARCHS, is_torchscript
 from ..outputs import check_folder, save_or_rescue
 from ..train import accuracy, fit
 from ..validation import check_eps
-from .demo import Phases
+from .demo import PhaseLog
 from .evaluate_cli import (
     add_corruptions_option,
     attack_names,
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     main = is_main()  # under torchrun only rank 0 prints and writes
     progress = not args.no_progress and main
-    phases = Phases(3, progress, say=None if main else (lambda line: None))
+    phases = PhaseLog(3, progress, say=None if main else (lambda line: None))
     train, test = load(args.data, root=args.root, seed=args.seed)
     sample = test[0][0]
     trained_here = args.model is None and args.model_factory is None

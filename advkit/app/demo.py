@@ -76,7 +76,7 @@ def run_demo(out_dir: str | Path, quick: bool = False, seed: int = 0, device: st
     out = Path(out_dir)
     device = default_device(device)
     providers = section_providers()
-    phases = Phases(4 + len(providers), progress)
+    phases = PhaseLog(4 + len(providers), progress)
     t0 = time.perf_counter()
     phases.start(f"training a SmallCNN on mnist5k ({cfg.epochs} epochs, {device.type})")
     train, test = load("mnist5k", seed=seed)
@@ -168,7 +168,7 @@ def advgan_section(model: torch.nn.Module, train, test, cfg: DemoConfig, eps: fl
     return {"title": "AdvGAN: an attack in one forward pass", "markdown": markdown, "summary": summary}
 
 
-class Phases:
+class PhaseLog:
     """Numbered one-line announcements of a run's long phases and how long each took."""
 
     def __init__(self, total: int, enabled: bool, say: Callable[[str], None] | None = None):

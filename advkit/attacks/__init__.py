@@ -7,7 +7,7 @@ this package loads nothing of ``advkit.gan`` (docs/ARCHITECTURE.md, Layout).
 from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
 from .autoattack import AutoAttack
-from .base import Attack, AttackResult, Run, TargetMode
+from .base import Attack, AttackResult, AttackRun, TargetMode
 from .contract import AttackLike
 from .cw import CW
 from .errors import GradientMaskingError
@@ -22,7 +22,7 @@ from .square import Square
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
                                     "apgd-t": APGDT, "fab-t": FAB, "square": Square}
 
-__all__ = ["ATTACKS", "Attack", "AttackResult", "Run", "FGSM", "PGD", "ATTACK_LOSSES", "sample_loss", "succeeded"]
+__all__ = ["ATTACKS", "Attack", "AttackResult", "AttackRun", "FGSM", "PGD", "ATTACK_LOSSES", "sample_loss", "succeeded"]
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square"]
 __all__ += ["AutoAttack", "AttackLike", "TargetMode", "AdvGAN"]

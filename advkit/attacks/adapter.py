@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from .base import TARGET_SOURCES, Attack, Run, _show
+from .base import TARGET_SOURCES, Attack, AttackRun, _show
 from .errors import check_input_gradient
 
 #: torchattacks' attack_mode names for the targeted modes advkit shares with it.
@@ -83,7 +83,7 @@ class TorchAttack(Attack):
         self.ta_attack = ta_attack
         self.uses_gradients = bool(uses_gradients)  # declared by the caller: torchattacks does not say
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         """Hand the samples still to attack to torchattacks with advkit's labels (true classes, or
         targets in torchattacks' "targeted(label)" mode), seeded, then record its answer."""
         run.forward_clean()
@@ -100,7 +100,7 @@ class TorchAttack(Attack):
         run.finish(x_adv)
 
     @contextmanager
-    def _borrowed(self, run: Run, device: torch.device) -> Iterator[None]:
+    def _borrowed(self, run: AttackRun, device: torch.device) -> Iterator[None]:
         """Set the torchattacks object (and its sub-attacks) to this call's eps, device and label
         mode under a forked, seeded global RNG; restore every attribute and the RNG afterwards."""
         attrs = {"device": device, "attack_mode": "targeted(label)" if run.targeted else "default",
@@ -181,7 +181,7 @@ def _kept_state(model: torch.nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def _counting(model: torch.nn.Module, run: Run) -> Iterator[None]:
+def _counting(model: torch.nn.Module, run: AttackRun) -> Iterator[None]:
     """Count per-image forward passes and gradients through the model's output into ``run``, and
     raise :class:`GradientMaskingError` where an input that needs a gradient gets an output without one."""
 

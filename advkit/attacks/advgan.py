@@ -27,7 +27,7 @@ from ..gan.losses import GAN_LOSSES
 from ..gan.sharding import global_loss
 from ..validation import check_choice, check_images, check_logits, fits_model, options_from
 from .advgan_nets import Critic, PerturbationNet
-from .base import TARGET_SOURCES, Attack, Run, TargetMode
+from .base import TARGET_SOURCES, Attack, AttackRun, TargetMode
 from .losses import sample_loss, succeeded
 
 log = logging.getLogger(__name__)
@@ -221,8 +221,8 @@ class AdvGAN(Attack):
             if self.discriminator is None:
                 self.discriminator = Critic(shape[0], self.width)
         self._shape, self._num_classes, self._seed = shape, num_classes, seed
-        forger = _Forger(self.generator, self.norm, self.eps, num_classes if self.targeted else None)
-        self._trainer = _Trainer(self, forger, self.discriminator, seed, model_device(self.model))
+        example_gen = _ExampleGenerator(self.generator, self.norm, self.eps, num_classes if self.targeted else None)
+        self._trainer = _Trainer(self, example_gen, self.discriminator, seed, model_device(self.model))
 
     def _check_fitted(self) -> None:
         if self._trainer is None:
@@ -231,16 +231,16 @@ class AdvGAN(Attack):
 
     # ---- attacking --------------------------------------------------------------------------------
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         """One forward of the generator from x (with the run's targets when targeted)."""
         self._check_fitted()
         run.forward_clean()
-        forger = self._trainer.G
-        if next(forger.parameters()).device != run.x.device:
-            forger.to(run.x.device)
+        example_gen = self._trainer.G
+        if next(example_gen.parameters()).device != run.x.device:
+            example_gen.to(run.x.device)
         code = F.one_hot(run.labels, self._num_classes) if run.targeted else None
-        with frozen(forger), torch.no_grad():
-            x_adv = (run.x + forger.delta(run.x, code, run.eps)).clamp(0.0, 1.0)
+        with frozen(example_gen), torch.no_grad():
+            x_adv = (run.x + example_gen.delta(run.x, code, run.eps)).clamp(0.0, 1.0)
         run.finish(x_adv, evaluate=False)
 
     # ---- saving -----------------------------------------------------------------------------------
@@ -279,7 +279,7 @@ for _name in _OPTIONS:
 _CONFIG = ("eps", "norm", "targeted", "loss", *_OPTIONS, "early_stop")
 
 
-class _Forger(nn.Module):
+class _ExampleGenerator(nn.Module):
     """What the GAN trainer calls its generator: ``forward(z, x) = clip(x + delta, 0, 1)``. Untargeted,
     the noise z (``latent_dim`` 1) is ignored; targeted, ``argmax(z)`` is the target class (uniform for
     the trainer's Gaussian noise), given to the network as a one-hot code."""
@@ -311,9 +311,9 @@ class _Trainer(GANTrainer):
     image-conditional mode: ``real`` and ``cond`` are both the clean batch, the fake is ``x + delta``.
     Overrides :meth:`judge` (the discriminator sees images alone) and :meth:`g_loss`."""
 
-    def __init__(self, attack: AdvGAN, forger: _Forger, discriminator: nn.Module, seed: int,
+    def __init__(self, attack: AdvGAN, example_gen: _ExampleGenerator, discriminator: nn.Module, seed: int,
                  device: torch.device):
-        super().__init__(forger, discriminator, loss=attack.gan_loss, n_critic=attack.n_critic, lr_g=attack.lr,
+        super().__init__(example_gen, discriminator, loss=attack.gan_loss, n_critic=attack.n_critic, lr_g=attack.lr,
                          lr_d=attack.lr, betas=(0.5, 0.999), conditional="image", ema_decay=None, device=device,
                          seed=seed)
         self.attack = attack

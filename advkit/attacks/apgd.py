@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import Norm, Player, Projection, check_number, per_sample, play
-from .base import Attack, Run
+from .base import Attack, AttackRun
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -146,7 +146,7 @@ class APGD(Attack):
         self.restarts = check_number(restarts, "restarts", low=1, low_open=False, integer=True)
         self.rho = check_number(rho, "rho", low_open=False, high=1)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         run.forward_clean()
         for _ in range(self.restarts):
             if bool(run.success.all()):
@@ -192,7 +192,7 @@ class APGDT(APGD):
         super().__init__(model, eps, steps, norm, loss, restarts, rho, **kwargs)
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         if run.targeted:
             return super().perturb(run)
         sub = APGD(self.model, run.eps, self.steps, self.norm, "dlr", self.restarts, self.rho,

@@ -1,7 +1,8 @@
 """AutoAttack (Croce & Hein, ICML 2020), standard version: APGD-CE, APGD-T, FAB-T and Square, each
 run on the samples the previous ones did not fool, with the paper's budgets; all four are ours.
 
-:data:`STANDARD` is the one place for the components and their budgets. The official code
+:func:`standard` (with the budgets :data:`STEPS`, :data:`QUERIES`, :data:`TARGETS`, :data:`RESTARTS`) is the one
+place for the components and their budgets. The official code
 (``pip install 'advkit[autoattack]'``, import name ``pyautoattack``) is the reference that
 ``tests/attacks/test_autoattack_official.py`` and ``benchmarks/autoattack.py`` compare against.
 """
@@ -16,7 +17,7 @@ from torch import nn
 
 from ..core import NORMS
 from .apgd import APGD, APGDT
-from .base import Attack, Run
+from .base import Attack, AttackRun
 from .fab import FAB
 from .square import Square
 
@@ -108,7 +109,7 @@ class AutoAttack(Attack):
         return (f"{what}: AutoAttack is untargeted (APGD-T and FAB-T pick their own targets); "
                 "use advkit.attacks.APGDT or FAB for a targeted attack")
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         run.forward_clean()
         x_init, run.x_init = run.x_init, None
         seed = run.generator.initial_seed()  # the call's seed, given to every component as the official code does

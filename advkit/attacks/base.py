@@ -3,7 +3,7 @@
 Subclasses implement :meth:`Attack.perturb` (usually a few lines around :func:`advkit.core.play`)
 and get, from the final :meth:`Attack.run`: input checks before any work, the model borrowed
 unchanged, labels from the model's predictions when ``y`` is None, target selection, per-sample
-early stopping and best tracking through :class:`Run`, and a result projected onto the eps-ball
+early stopping and best tracking through :class:`AttackRun`, and a result projected onto the eps-ball
 and [0, 1] with its success re-checked.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ..validation import (
     fits_model,
 )
 from .errors import check_input_gradient
-from .losses import sample_loss, succeeded
+from .losses import ATTACK_LOSSES, sample_loss, succeeded
 
 #: How an attack chooses its targets by itself: not at all (False: untargeted, or ``target=`` given
 #: at the call), a random wrong class per sample, or the class the model ranks lowest.
@@ -74,7 +74,7 @@ class AttackResult:
                 f"backwards={self.backwards})")
 
 
-class Run:
+class AttackRun:
     """The state of one attack call: labels, the loss, and each sample's best iterate so far.
 
     A sample that succeeds keeps that iterate and stops moving (``early_stop``); the others carry
@@ -280,8 +280,8 @@ class Attack:
     #: The norms the attack works in (names in :data:`advkit.core.NORMS`); ``norm`` must be one of them.
     norms: tuple[str, ...] = tuple(NORMS)
     #: The losses the attack can climb (names in :data:`advkit.attacks.LOSSES`); ``loss`` must be one of them.
-    losses: tuple[str, ...] = ("ce", "margin", "dlr")
-    #: True for attacks whose search starts from one point (``Run.start``): they take ``run(x_init=...)``.
+    losses: tuple[str, ...] = tuple(ATTACK_LOSSES)
+    #: True for attacks whose search starts from one point (``AttackRun.start``): they take ``run(x_init=...)``.
     warm_starts: bool = False
     #: How targets may be chosen for this attack (a subset of :data:`TARGET_SOURCES`); others are refused.
     targets: tuple[str, ...] = TARGET_SOURCES
@@ -397,7 +397,7 @@ class Attack:
         base_seed = self.seed if seed is None else int(seed[0] if sample_seeds is not None else seed)
         gen = torch.Generator(device=x.device).manual_seed(base_seed)
         with frozen(self.model), torch.enable_grad():
-            run = Run(self, x.detach().to(work), eps, y, target, gen, sample_seeds, x_init)
+            run = AttackRun(self, x.detach().to(work), eps, y, target, gen, sample_seeds, x_init)
             if eps > 0:
                 self.perturb(run)
             run.forward_clean()
@@ -418,7 +418,7 @@ class Attack:
         return out
 
     @torch.no_grad()
-    def _recheck(self, run: Run, x_adv: Tensor, success: Tensor, unsettled: Tensor) -> Tensor:
+    def _recheck(self, run: AttackRun, x_adv: Tensor, success: Tensor, unsettled: Tensor) -> Tensor:
         """Success of the returned tensor itself, forwarding only the rows tracking has not judged
         on exactly that tensor (moved by the final projection, or kept unjudged by ``finish``)."""
         success = success.clone()
@@ -427,7 +427,7 @@ class Attack:
             success[idx] = succeeded(run.logits(x_adv[idx]), run.labels[idx], run.targeted)
         return success
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         """Search for adversarial examples, reporting iterates through ``run`` (its objective and
         ``finish``); the base class picks each sample's best."""
         raise NotImplementedError

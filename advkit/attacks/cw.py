@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..core import OptimizerStep, Player, check_number, play
 from ..progress import InnerStepBar, long_work_bar
-from .base import Attack, Run
+from .base import Attack, AttackRun
 from .losses import margin, succeeded
 
 #: pixels are mapped into tanh's open range, so that x itself has a finite preimage
@@ -83,7 +83,7 @@ class CW(Attack):
         self.binary_steps = check_number(binary_steps, "binary_steps", low=1, low_open=False, integer=True)
         self.progress = bool(progress)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         run.forward_clean()
         todo = (~run.success).nonzero().squeeze(1)  # samples the model already gets wrong need nothing
         if len(todo) == 0:
@@ -107,7 +107,7 @@ class CW(Attack):
         run.best[todo] = best.x_adv
         run.success[todo] = best.dist < math.inf
 
-    def _objective(self, run: Run, w: Tensor, x: Tensor, labels: Tensor, c: Tensor, best: Smallest,
+    def _objective(self, run: AttackRun, w: Tensor, x: Tensor, labels: Tensor, c: Tensor, best: Smallest,
                    found: Tensor) -> Callable[[], Tensor]:
         """``sum ||x' - x||^2 + c * max(-margin, -kappa)``, recording every successful iterate."""
 

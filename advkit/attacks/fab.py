@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import Box, Norm, Player, check_number, get_norm, play
-from .base import Attack, Run
+from .base import Attack, AttackRun
 from .losses import succeeded
 
 
@@ -82,7 +82,7 @@ class FABStep:
 class _Search:
     """One FAB run of ``steps`` steps towards ``target`` (N,), for the samples not yet fooled."""
 
-    def __init__(self, attack: FAB, run: Run, target: Tensor):
+    def __init__(self, attack: FAB, run: AttackRun, target: Tensor):
         self.attack, self.run, self.target, self.x0 = attack, run, target, run.x
         self.idx = self.back = self.f = None
 
@@ -168,14 +168,14 @@ class FAB(Attack):
         self.eta = check_number(eta, "eta")
         self.beta = check_number(beta, "beta", high=1.0, high_open=True)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         if run.targeted:
             run.forward_clean()
             return self._search(run, run.labels)
         for target in run.ranked_targets(self.n_target_classes):
             self._search(run, target)
 
-    def _search(self, run: Run, target: Tensor) -> None:
+    def _search(self, run: AttackRun, target: Tensor) -> None:
         search = _Search(self, run, target)
         x = run.x.clone().requires_grad_(True)
         player = Player([x], FABStep(self, search), Box(0.0, 1.0), maximize=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..core import Player, play
-from .base import Attack, Run
+from .base import Attack, AttackRun
 
 
 class FGSM(Attack):
@@ -29,7 +29,7 @@ class FGSM(Attack):
         """
         super().__init__(model, eps, **kwargs)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         x_adv = run.x.clone().requires_grad_(True)
         alpha = self.setting("alpha", run.eps)
         step = self.geometry.step(alpha)

@@ -6,7 +6,7 @@ from typing import ClassVar
 from torch import nn
 
 from ..core import MomentumStep, Player, check_number, play
-from .base import Attack, Run
+from .base import Attack, AttackRun
 
 
 class MIFGSM(Attack):
@@ -39,7 +39,7 @@ class MIFGSM(Attack):
         self.alpha = None if alpha is None else check_number(alpha, "alpha")
         self.decay = check_number(decay, "decay", low_open=False)  # 0: no momentum, iterative FGSM
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         x_adv = run.x.clone().requires_grad_(True)
         step = MomentumStep(self.setting("alpha", run.eps), self.decay, self.geometry)
         play(Player([x_adv], step, run.feasible, maximize=True), run.objective(x_adv), k=self.steps)

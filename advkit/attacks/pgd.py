@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..core import Player, check_number, play
-from .base import Attack, Run
+from .base import Attack, AttackRun
 
 
 def madry_step_size(eps: float, steps: int) -> float:
@@ -46,7 +46,7 @@ class PGD(Attack):
         self.alpha = None if alpha is None else check_number(alpha, "alpha")
         self.random_start = bool(random_start)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         alpha = self.setting("alpha", run.eps)
         step = self.geometry.step(alpha)
         for restart in range(self.restarts):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..core import check_number, flat_norm
 from ..progress import long_work_bar
-from .base import Attack, Run
+from .base import Attack, AttackRun
 
 #: Iterations (on the paper's 10,000-query scale) after which the square's area halves.
 HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -105,7 +105,7 @@ class Square(Attack):
         self.p_init = check_number(p_init, "p_init", high=1)
         self.progress = bool(progress)
 
-    def perturb(self, run: Run) -> None:
+    def perturb(self, run: AttackRun) -> None:
         run.forward_clean()
         # the norm's first proposal and its proposal at each later query
         start, propose = {"linf": (self._stripes, self._square), "l2": (self._tiles, self._move_mass)}[self.norm]
@@ -121,24 +121,24 @@ class Square(Attack):
                     bar.set_postfix(active=len(idx), refresh=False)
 
     @staticmethod
-    def _survivors(run: Run) -> Tensor:
+    def _survivors(run: AttackRun) -> Tensor:
         """Indices of the samples still to query (all of them without early stopping)."""
         idx = run.active()
         return torch.arange(len(run.x), device=run.x.device) if idx is None else idx
 
     @staticmethod
-    def _signs(run: Run, shape: tuple[int, ...]) -> Tensor:
+    def _signs(run: AttackRun, shape: tuple[int, ...]) -> Tensor:
         """Uniform random +-1 of ``shape`` from the run's generator (so a seed fixes the search)."""
         g = run.generator
         return torch.randint(0, 2, shape, generator=g, device=g.device).to(run.x.device, run.x.dtype) * 2 - 1
 
-    def _stripes(self, run: Run, idx: Tensor) -> Tensor:
+    def _stripes(self, run: AttackRun, idx: Tensor) -> Tensor:
         """The start: each column of each channel at +-eps (vertical stripes)."""
         x = as_images(run.x[idx])
         n, c, _, w = x.shape
         return (x + run.eps * self._signs(run, (n, c, 1, w))).clamp(0, 1).view_as(run.x[idx])
 
-    def _square(self, run: Run, idx: Tensor, p: float) -> Tensor:
+    def _square(self, run: AttackRun, idx: Tensor, p: float) -> Tensor:
         """The current best with one random window (the same place for the batch) redrawn to
         ``x +- eps`` per sample and channel, redrawing the signs until the window changes."""
         x, best = as_images(run.x[idx]), as_images(run.best[idx])
@@ -155,7 +155,7 @@ class Square(Attack):
         x_new[win] = patch
         return x_new.view_as(run.x[idx])
 
-    def _tiles(self, run: Run, idx: Tensor) -> Tensor:
+    def _tiles(self, run: AttackRun, idx: Tensor) -> Tensor:
         """The L2 start: the image tiled with dipoles (side h/5) of random sign per channel, scaled
         to norm eps."""
         x = as_images(run.x[idx])
@@ -168,7 +168,7 @@ class Square(Attack):
                 delta[:, :, top:top + sh, left:left + sw] = pattern * self._signs(run, (n, c, 1, 1))
         return self._place(run, x, delta).view_as(run.x[idx])
 
-    def _move_mass(self, run: Run, idx: Tensor, p: float) -> Tensor:
+    def _move_mass(self, run: AttackRun, idx: Tensor, p: float) -> Tensor:
         """The L2 proposal: window 1 gets a signed dipole plus its current content (each of unit norm
         per channel), rescaled to hold window 1's and window 2's mass and the budget still unused;
         window 2 is emptied. The two windows have an odd side >= 3, at random places."""
@@ -191,7 +191,7 @@ class Square(Attack):
         return self._place(run, x, delta).view_as(run.x[idx])
 
     @staticmethod
-    def _window(run: Run, h: int, w: int, sh: int, sw: int) -> tuple[slice, ...]:
+    def _window(run: AttackRun, h: int, w: int, sh: int, sw: int) -> tuple[slice, ...]:
         """An ``sh x sw`` window at a uniformly random place (the same for the whole batch)."""
         g = run.generator
         top, left = (int(torch.randint(0, size - side + 1, (1,), generator=g, device=g.device))
@@ -199,13 +199,13 @@ class Square(Attack):
         return slice(None), slice(None), slice(top, top + sh), slice(left, left + sw)
 
     @staticmethod
-    def _place(run: Run, x: Tensor, delta: Tensor) -> Tensor:
+    def _place(run: AttackRun, x: Tensor, delta: Tensor) -> Tensor:
         """``x + delta`` with delta rescaled to L2 norm eps, clipped to [0, 1]."""
         return (x + delta * (run.eps / flat_norm(delta).clamp_min(1e-12))).clamp(0, 1)
 
     @staticmethod
     @torch.no_grad()
-    def _query(run: Run, idx: Tensor, x_new: Tensor) -> None:
-        """One query per sample; :meth:`Run.observe` keeps ``x_new`` where the loss improves."""
+    def _query(run: AttackRun, idx: Tensor, x_new: Tensor) -> None:
+        """One query per sample; :meth:`AttackRun.observe` keeps ``x_new`` where the loss improves."""
         logits = run.logits(x_new)
         run.observe(idx, x_new, logits, run.loss_fn(logits, run.labels[idx], run.targeted))

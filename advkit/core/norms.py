@@ -21,7 +21,7 @@ from .constraints import Bound, L2Ball, LinfBall, Projection, flat_norm, per_sam
 from .steps import L2Step, SignStep, StepRule
 
 #: ``draw(row_shape, fill)``: a tensor with one row of ``row_shape`` per sample, each filled in
-#: place by ``fill(tensor, generator)`` (an attack call's seeded draws: ``advkit.attacks.Run.draw``).
+#: place by ``fill(tensor, generator)`` (an attack call's seeded draws: ``advkit.attacks.AttackRun.draw``).
 Draw = Callable[[tuple[int, ...], Callable[[Tensor, torch.Generator], Tensor]], Tensor]
 
 

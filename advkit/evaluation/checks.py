@@ -161,7 +161,7 @@ class _Context:
         return ~fooled
 
     @property
-    def mid(self) -> tuple[int, float] | None:
+    def probe_point(self) -> tuple[int, float] | None:
         """The grid point (index, eps > 0) where the worst-case accuracy is nearest half the clean
         accuracy, where stronger attacks have the most room to differ; on ties the largest eps
         (a flat curve, the mark of masking, is probed where the budget is largest)."""
@@ -221,13 +221,13 @@ def check_more_budget(ctx: _Context) -> Check:
     randomized, so the stronger one may leave a few more standing by chance: it fails only when its
     extra survivors exceed ``SIGN_TEST_Z`` sqrt(disagreements) and a ``SLACK`` share of the probe
     (a sign test on integer counts)."""
-    mid = ctx.mid
+    point = ctx.probe_point
     pairs = [(name, attack, stronger(attack)) for name, attack in ctx.attacks.items()]
     pairs = [(name, a, s) for name, a, s in pairs if s is not None]
-    if mid is None or not pairs:
+    if point is None or not pairs:
         return Check("more-budget", True, "skipped: needs an eps > 0 and a multi-step attack with a `steps` setting",
                      skipped=True)
-    j, eps = mid
+    j, eps = point
     n = len(ctx.idx)
     rows, failed, drops = [], [], {}
     for name, _attack, more in pairs:
@@ -271,15 +271,15 @@ def check_gradient_free(ctx: _Context) -> Check:
     of those first samples passes the first stage with probability (1 - p)^SQUARE_FIRST (5% at
     p = 0.45; a masked model's curve stays high, so the middle eps is a large one, where Square
     fools most samples); past it, the verdict is the one all the rows give."""
-    mid, res = ctx.mid, ctx.result
+    point, res = ctx.probe_point, ctx.result
     if res.masked:
         return Check("gradient-free", False, "gradient masking: " + ", ".join(res.masked) + " could not run (the "
                      "model's output has no gradient with respect to its input); only gradient-free attacks "
                      "measure this model, and the worst case comes from them", details={"masked": list(res.masked)})
     gradient = [name for name, attack in ctx.attacks.items() if gradients_only(attack)]
-    if mid is None or not gradient:
+    if point is None or not gradient:
         return Check("gradient-free", True, "skipped: needs an eps > 0 and a gradient attack", skipped=True)
-    j, eps = mid
+    j, eps = point
     standing = torch.stack([res.robust(name)[:, j] for name in gradient]).all(0)
     allowed = max(1, math.ceil(SLACK * len(ctx.idx)))
     curves = [name for name, attack in ctx.attacks.items() if gradient_free(attack)]
