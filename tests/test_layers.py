@@ -209,3 +209,14 @@ def test_core_stands_on_nothing_of_advkit_and_attacks_never_reach_evaluation():
         assert reachable(module) <= in_package(set(GRAPH), "advkit.core"), module
     for module in in_package(set(GRAPH), "advkit.attacks"):
         assert not in_package(reachable(module), "advkit.evaluation"), module
+
+
+def test_the_report_renderers_import_one_way():
+    """Inside evaluation/: report -> html/markdown -> page -> tables (docs/ARCHITECTURE.md, Layout): the
+    renderers never import the Report or each other."""
+    def siblings(name: str) -> set[str]:
+        return {d.rsplit(".", 1)[1] for d in GRAPH[f"advkit.evaluation.{name}"] if d.startswith("advkit.evaluation.")}
+
+    assert siblings("report") >= {"html", "markdown", "page"} and siblings("page") >= {"tables"}
+    assert not (siblings("html") | siblings("markdown") | siblings("page") | siblings("tables")) & {
+        "report", "html", "markdown"}

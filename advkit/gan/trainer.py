@@ -227,10 +227,7 @@ class GANTrainer:
             cond: their conditions, or None.
             model: the discriminator to call (default: D).
         """
-        model = model or self.D
-        with autocast(self.options.device, self.options.amp):
-            logits = model(x) if cond is None else model(x, cond)
-        return flat_logits(full_precision(logits))
+        return flat_logits(self._forward(model or self.D, x, cond))
 
     def generate(self, z: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
         """``G(z)`` or ``G(z, cond)`` (or ``model``'s), in float32.
@@ -240,9 +237,12 @@ class GANTrainer:
             cond: the conditions, or None.
             model: the generator to call (default: G).
         """
-        model = model or self.G
+        return self._forward(model or self.G, z, cond)
+
+    def _forward(self, model: nn.Module, x: Tensor, cond: Tensor | None) -> Tensor:
+        """``model(x)`` or ``model(x, cond)`` under the run's autocast, in float32."""
         with autocast(self.options.device, self.options.amp):
-            out = model(z) if cond is None else model(z, cond)
+            out = model(x) if cond is None else model(x, cond)
         return full_precision(out)
 
     def d_loss(self, real: Tensor, cond: Tensor | None, rows: tuple[int, int] | None = None) -> tuple[Tensor, float]:
