@@ -123,6 +123,7 @@ class APGD(Attack):
 
     warm_starts = True
     per_sample = True  # random starts from the per-sample seeds, step sizes and checkpoints per sample
+    supports_eot = True  # its gradients come from AttackRun.objective
     settings = ("steps", "eta", "restarts", "rho")
     eta = None  # the initial step size, always the paper's rule
     derived: ClassVar[dict] = {"eta": ("2·eps, halved where progress stalls", lambda atk, eps: 2 * eps)}
@@ -139,7 +140,8 @@ class APGD(Attack):
             loss: ``"ce"`` (APGD-CE) or ``"dlr"`` (APGD-DLR).
             restarts: starts per sample (>= 1); a restart attacks only the samples not yet fooled.
             rho: the step-halving checkpoints' threshold (the paper's 0.75).
-            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``, ``eot``: see
+                :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
@@ -172,6 +174,7 @@ class APGDT(APGD):
     losses = ("dlr",)
     warm_starts = False  # each target class gets its own fresh search
     per_sample = False  # each target class's search is seeded once per call
+    supports_eot = False  # its targets' searches and their judge are single-draw
     settings = ("steps", "eta", "n_target_classes", "restarts", "rho")
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",

@@ -2,7 +2,9 @@
 run on the samples the previous ones did not fool, with the paper's budgets; all four are ours.
 
 :func:`standard` (with the budgets :data:`STEPS`, :data:`QUERIES`, :data:`TARGETS`, :data:`RESTARTS`) is the one
-place for the components and their budgets. The official code
+place for the components and their budgets; :func:`rand` for the rand version's (APGD-CE and APGD-DLR with
+:data:`RAND_EOT` forwards per gradient, for randomized models; each component's result judged on one fresh
+forward, as the official code judges it). The official code
 (``pip install 'advkit[autoattack]'``, import name ``pyautoattack``) is the reference that
 ``tests/attacks/test_autoattack_official.py`` and ``benchmarks/autoattack.py`` compare against.
 """
@@ -24,7 +26,9 @@ from .square import Square
 log = logging.getLogger(__name__)
 
 AUTOATTACK = "autoattack"
-VERSIONS = ("standard",)
+#: The name ``evaluate`` accepts for the rand version.
+AUTOATTACK_RAND = "autoattack-rand"
+VERSIONS = ("standard", "rand")
 #: The standard version's budgets: iterations of APGD-CE, APGD-T and FAB-T, Square's queries,
 #: target classes of APGD-T and FAB-T, restarts. Read when an AutoAttack is built.
 STEPS, QUERIES, TARGETS, RESTARTS = 100, 5000, 9, 1
@@ -38,6 +42,25 @@ def standard() -> list[tuple[str, type[Attack], dict[str, Any]]]:
         ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}),
         ("square", Square, {"n_queries": QUERIES, "p_init": 0.8}),
     ]
+
+#: The rand version's forwards per gradient (the official ``eot_iter`` of ``version="rand"``).
+RAND_EOT = 20
+
+
+def rand() -> list[tuple[str, type[Attack], dict[str, Any]]]:
+    """The rand version's components in order, for randomized models: APGD-CE and APGD-DLR, each
+    gradient averaged over :data:`RAND_EOT` forwards (the official ``version="rand"``)."""
+    return [
+        ("apgd-ce", APGD, {"steps": STEPS, "restarts": RESTARTS, "loss": "ce", "rho": 0.75, "eot": RAND_EOT}),
+        ("apgd-dlr", APGD, {"steps": STEPS, "restarts": RESTARTS, "loss": "dlr", "rho": 0.75, "eot": RAND_EOT}),
+    ]
+
+
+def version_components(version: str) -> list[tuple[str, type[Attack], dict[str, Any]]]:
+    """The components of AutoAttack's ``version`` ("standard" or "rand")."""
+    if version not in VERSIONS:
+        raise ValueError(f"version must be one of {', '.join(map(repr, VERSIONS))}, got {version!r}")
+    return standard() if version == "standard" else rand()
 
 
 @dataclass
@@ -53,9 +76,9 @@ class Component:
 
 
 def component(name: str, model: nn.Module, eps: float, norm: str, seed: int = 0, amp: bool = False,
-              **overrides: Any) -> Component:
-    """The standard version's component ``name`` for ``model``, with ``overrides`` of its settings."""
-    table = {n: (cls, settings) for n, cls, settings in standard()}
+              version: str = "standard", **overrides: Any) -> Component:
+    """The ``version``'s component ``name`` for ``model``, with ``overrides`` of its settings."""
+    table = {n: (cls, settings) for n, cls, settings in version_components(version)}
     if name not in table:
         raise ValueError(f"AutoAttack has no component {name!r}; its components: {', '.join(table)}")
     cls, settings = table[name]
@@ -64,8 +87,8 @@ def component(name: str, model: nn.Module, eps: float, norm: str, seed: int = 0,
 
 
 class AutoAttack(Attack):
-    """The standard AutoAttack ensemble as one attack: each component attacks only the samples no
-    earlier one fooled, and a sample counts as fooled if any component fooled it inside the ball.
+    """The AutoAttack ensemble (``version`` "standard" or "rand") as one attack: each component attacks
+    only the samples no earlier one fooled, and a sample counts as fooled if any component fooled it inside the ball.
 
     Untargeted (APGD-T and FAB-T pick their own targets). ``seed`` seeds every component, as in the
     official code; per-sample seeds given to :meth:`run` go to the components row by row. A warm
@@ -86,23 +109,23 @@ class AutoAttack(Attack):
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
                  seed: int = 0, amp: bool = False, progress: bool = True):
-        """The standard ensemble: APGD-CE, APGD-T, FAB-T, Square.
+        """The standard ensemble (APGD-CE, APGD-T, FAB-T, Square) or the rand one (APGD-CE, APGD-DLR with EOT).
 
         Args:
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
             eps: the budget every component runs at.
             norm: ``"linf"`` or ``"l2"``.
-            version: ``"standard"`` (the components of :func:`standard`).
+            version: ``"standard"`` (the components of :func:`standard`) or ``"rand"`` (those of
+                :func:`rand`, for a model whose forward is random).
             seed: seeds every component, as in the official code.
             amp: run the components' forwards under bf16 autocast on CUDA.
             progress: the components' progress bars.
         """
         super().__init__(model, eps, norm=norm, seed=seed, amp=amp)
-        if version not in VERSIONS:
-            raise ValueError(f"version must be one of {', '.join(map(repr, VERSIONS))}, got {version!r}")
+        parts = version_components(version)
         self.version = version
-        self.components = [component(name, model, self.eps, self.norm, self.seed, self.amp)
-                           for name, _, _ in standard()]
+        self.components = [component(name, model, self.eps, self.norm, self.seed, self.amp, version)
+                           for name, _, _ in parts]
         self.progress = bool(progress)
 
     def _unsupported_target(self, what: str) -> str:
@@ -139,11 +162,12 @@ class AutoAttack(Attack):
         return f"AutoAttack(version={self.version!r}, eps={self.eps}, norm={self.norm!r}, seed={self.seed}: {parts})"
 
 
-def build_autoattack(model: nn.Module, norm: str, num_classes: int) -> AutoAttack:
-    """The standard AutoAttack for ``model`` under ``norm`` (what ``evaluate`` builds for "autoattack")."""
+def build_autoattack(model: nn.Module, norm: str, num_classes: int, version: str = "standard") -> AutoAttack:
+    """The ``version`` of AutoAttack for ``model`` under ``norm`` (what ``evaluate`` builds for "autoattack",
+    and with ``version="rand"`` for "autoattack-rand")."""
     if num_classes < 2:
         raise ValueError("AutoAttack needs at least 2 classes")
-    return AutoAttack(model, norm=norm)
+    return AutoAttack(model, norm=norm, version=version)
 
 
 def square(model: nn.Module, norm: str, queries: int = QUERIES) -> Component:
@@ -151,4 +175,5 @@ def square(model: nn.Module, norm: str, queries: int = QUERIES) -> Component:
     return component("square", model, 8 / 255, norm, n_queries=queries)
 
 
-__all__ = ["AUTOATTACK", "AutoAttack", "Component", "build_autoattack", "component", "square", "standard"]
+__all__ = ["AUTOATTACK", "AUTOATTACK_RAND", "AutoAttack", "Component", "build_autoattack", "component", "rand",
+           "square", "standard", "version_components"]

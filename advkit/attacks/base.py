@@ -16,7 +16,7 @@ from typing import Callable, ClassVar, Iterator, Literal, final, get_args
 import torch
 from torch import Tensor, nn
 
-from ..core import NORMS, Box, Norm, frozen, get_norm
+from ..core import NORMS, Box, Norm, check_number, frozen, get_norm
 from ..core.norms import Draw
 from ..rng import sample_draw
 from ..validation import (
@@ -177,7 +177,11 @@ class AttackRun:
     def observe(self, idx: Tensor | None, x_now: Tensor, logits: Tensor, losses: Tensor) -> None:
         """Record the iterate ``x_now`` (rows ``idx``): successes freeze, otherwise higher loss wins."""
         labels = self.labels if idx is None else self.labels[idx]
-        hit = succeeded(logits, labels, self.targeted)
+        self.record(idx, x_now, succeeded(logits, labels, self.targeted), losses)
+
+    def record(self, idx: Tensor | None, x_now: Tensor, hit: Tensor, losses: Tensor) -> None:
+        """Record the iterate ``x_now`` (rows ``idx``) judged ``hit`` (fooled) with ``losses``:
+        successes freeze, otherwise higher loss wins."""
         old_success = self.success if idx is None else self.success[idx]
         old_loss = self.best_loss if idx is None else self.best_loss[idx]
         frozen_success = old_success & self.attack.early_stop
@@ -199,6 +203,8 @@ class AttackRun:
         when given, sees each forward's per-sample losses (e.g. for a step-size schedule)."""
 
         def loss() -> Tensor | None:
+            if self.labels is None and self.attack.eot > 1:  # the clean forward cannot double as EOT's draws
+                self.clean_logits()
             if self.labels is None:  # first step from x itself: this forward is the clean one
                 logits = self.logits(x_adv)
                 self.resolve(logits)
@@ -211,6 +217,8 @@ class AttackRun:
                 if idx is not None and len(idx) == 0:
                     return None
                 xa = x_adv if idx is None else x_adv[idx]
+                if self.attack.eot > 1:
+                    return self._expected_loss(idx, xa, on_losses)
                 logits = self.logits(xa)
             labels = self.labels if idx is None else self.labels[idx]
             losses = self.loss_fn(logits, labels, self.targeted)
@@ -221,6 +229,44 @@ class AttackRun:
             return losses.sum()
 
         return loss
+
+    def _expected_loss(self, idx: Tensor | None, xa: Tensor,
+                       on_losses: Callable[[Tensor | None, Tensor], None] | None) -> Tensor:
+        """Expectation over transformation (Athalye et al. 2018): the summed per-sample loss of ``xa``
+        (rows ``idx`` of the iterate) averaged over ``attack.eot`` forwards, one graph at a time (each
+        draw's gradient is taken before the next forward; the scalar returned carries their mean as its
+        gradient and the mean loss as its value). The iterate is recorded with that mean loss, as a
+        success only where every draw was fooled (see :meth:`judge`)."""
+        labels = self.labels if idx is None else self.labels[idx]
+        draws = self.attack.eot
+        total = torch.zeros(len(xa), device=xa.device)
+        fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
+        grad = torch.zeros_like(xa)
+        for k in range(draws):
+            logits = self.logits(xa, backward=True)
+            losses = self.loss_fn(logits, labels, self.targeted)
+            fooled &= succeeded(logits.detach(), labels, self.targeted)
+            total += losses.detach()
+            if k + 1 < draws:  # the last draw's gradient comes from the player's own autograd call
+                grad += torch.autograd.grad(losses.sum(), xa)[0]
+        mean = total / draws
+        self.record(idx, xa.detach(), fooled, mean)
+        if on_losses is not None:
+            on_losses(idx, mean)
+        out = (losses.sum() + (xa * grad).sum()) / draws
+        return out - out.detach() + mean.sum()
+
+    @torch.no_grad()
+    def judge(self, xa: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Rows ``xa`` against ``labels`` over ``attack.eot`` forwards: fooled by every draw (one draw
+        alone, fooled by chance, would freeze a sample the search should keep pushing), and the mean loss."""
+        fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
+        total = torch.zeros(len(xa), device=xa.device)
+        for _ in range(self.attack.eot):
+            logits = self.logits(xa)
+            fooled &= succeeded(logits, labels, self.targeted)
+            total += self.loss_fn(logits, labels, self.targeted)
+        return fooled, total / self.attack.eot
 
     @torch.no_grad()
     def finish(self, x_adv: Tensor, evaluate: bool = True) -> None:
@@ -237,6 +283,9 @@ class AttackRun:
             self.unjudged[idx] = True
             return
         xa = x_adv[idx].detach()
+        if self.attack.eot > 1:
+            self.record(idx, xa, *self.judge(xa, self.labels[idx]))
+            return
         logits = self.logits(xa)
         self.observe(idx, xa, logits, self.loss_fn(logits, self.labels[idx], self.targeted))
 
@@ -299,6 +348,11 @@ class Attack:
     #: ``adapt(x, steps)``, which adversarial training calls on each batch to keep up with the model.
     #: An ensemble: any member.
     needs_training: bool = False
+    #: Whether the attack's gradients come from :meth:`AttackRun.objective`, so ``eot`` > 1 averages
+    #: each gradient over that many forwards (expectation over transformation, for randomized models).
+    supports_eot: bool = False
+    #: Forwards per gradient (set by ``__init__``; 1: a single draw).
+    eot: int = 1
     #: The settings ``repr`` shows after eps and norm: attribute names, in order.
     settings: tuple[str, ...] = ()
     #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,
@@ -306,7 +360,8 @@ class Attack:
     derived: ClassVar[dict[str, tuple[str, Callable[[Attack, float], float]]]] = {}
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
-                 targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False):
+                 targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False,
+                 eot: int = 1):
         """Check and keep the settings every attack shares; errors name the argument.
 
         Args:
@@ -320,6 +375,11 @@ class Attack:
             seed: seeds the attack's draws (random starts, random targets); same seed, same result on the CPU.
             amp: run the model's forwards under bf16 autocast on CUDA (gradients, steps and projections
                 stay float32).
+            eot: forwards each gradient is averaged over (expectation over transformation), for a model
+                whose forward is random; 1 (the default) for a deterministic model. With ``eot`` > 1 an
+                iterate counts as fooling only where every draw is fooled, and the returned batch is
+                judged on one fresh forward, as the official AutoAttack judges its ``rand`` version.
+                Only attacks with :attr:`supports_eot` take ``eot`` > 1.
         """
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -331,6 +391,11 @@ class Attack:
         if self.targeted and self.targeted not in self.targets:
             raise ValueError(self._unsupported_target(f"targeted={self.targeted!r}"))
         self.early_stop, self.seed, self.amp = bool(early_stop), int(seed), bool(amp)
+        self.eot = check_number(eot, "eot", low=1, low_open=False, integer=True)
+        if self.eot > 1 and not self.supports_eot:
+            raise ValueError(f"eot={self.eot}: {type(self).__name__} does not average its gradients over draws "
+                             "(supports_eot is False); use PGD, APGD, FGSM or MIFGSM with eot, or "
+                             "AutoAttack(version='rand')")
 
     @property
     def norm(self) -> str:
@@ -408,7 +473,10 @@ class Attack:
             moved = (x_adv != run.best).flatten(1).any(1)
             success = run.success & ~moved
             if check_success:
-                success = self._recheck(run, x_adv, success, unsettled=moved | (run.unjudged & ~run.success))
+                unsettled = moved | (run.unjudged & ~run.success)
+                if self.eot > 1:  # a random model: every row on one fresh forward, as the official code judges
+                    unsettled = torch.ones_like(unsettled)
+                success = self._recheck(run, x_adv, success, unsettled)
         return AttackResult(out.detach(), success, run.forwards, run.backwards)
 
     def _in_dtype_of(self, x: Tensor, delta: Tensor, eps: float) -> Tensor:
@@ -434,7 +502,7 @@ class Attack:
 
     def settings_text(self, eps: float | None = None) -> str:
         """The settings that run, after eps: norm, the class's :attr:`settings`, the loss, and whichever
-        of targeted, early_stop, seed and amp differ from their defaults. A setting derived from eps
+        of targeted, early_stop, seed, amp and eot differ from their defaults. A setting derived from eps
         shows its value at ``eps`` with its rule, or (``eps=None``, for a whole eps grid) its rule alone."""
         parts = [f"norm={self.norm!r}"]
         for name in self.settings:
@@ -444,7 +512,7 @@ class Attack:
             else:
                 parts.append(f"{name}={_show(getattr(self, name, None))}")
         parts.append(f"loss={self.loss!r}")
-        defaults = {"targeted": False, "early_stop": True, "seed": 0, "amp": False}
+        defaults = {"targeted": False, "early_stop": True, "seed": 0, "amp": False, "eot": 1}
         parts += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
         return ", ".join(parts)
 

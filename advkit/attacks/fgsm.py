@@ -14,6 +14,7 @@ class FGSM(Attack):
     """
 
     per_sample = True  # no draws; early stopping per sample
+    supports_eot = True  # its gradients come from AttackRun.objective
     settings = ("steps", "alpha")
     steps, alpha = 1, None
     derived: ClassVar[dict] = {"alpha": ("eps", lambda atk, eps: eps)}
@@ -25,7 +26,7 @@ class FGSM(Attack):
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
             eps: the budget, and the step's size.
             **kwargs: the settings every attack takes (``norm``, ``loss``, ``targeted``, ``early_stop``,
-                ``seed``, ``amp``): see :class:`~advkit.attacks.base.Attack`.
+                ``seed``, ``amp``, ``eot``): see :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, eps, **kwargs)
 

@@ -18,6 +18,7 @@ class MIFGSM(Attack):
     """
 
     per_sample = True  # no draws; momentum and early stopping per sample
+    supports_eot = True  # its gradients come from AttackRun.objective
     settings = ("steps", "alpha", "decay")
     derived: ClassVar[dict] = {"alpha": ("eps/steps", lambda atk, eps: eps / atk.steps)}
 
@@ -32,7 +33,7 @@ class MIFGSM(Attack):
             alpha: the step size (None: eps/steps).
             decay: the momentum's decay factor ``mu`` (1.0 as in the paper; 0: no momentum).
             **kwargs: the settings every attack takes (``norm``, ``loss``, ``targeted``, ``early_stop``,
-                ``seed``, ``amp``): see :class:`~advkit.attacks.base.Attack`.
+                ``seed``, ``amp``, ``eot``): see :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, eps, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)

@@ -23,6 +23,7 @@ class PGD(Attack):
 
     warm_starts = True
     per_sample = True  # random starts from the per-sample seeds, early stopping and restarts per sample
+    supports_eot = True  # its gradients come from AttackRun.objective
     settings = ("steps", "alpha", "random_start", "restarts")
     derived: ClassVar[dict] = {"alpha": ("2.5·eps/steps", lambda atk, eps: madry_step_size(eps, atk.steps))}
 
@@ -38,7 +39,7 @@ class PGD(Attack):
             random_start: start at a uniform draw in the ball (False: at x).
             restarts: starts per sample (>= 1); a restart attacks only the samples not yet fooled.
             **kwargs: the settings every attack takes (``norm``, ``loss``, ``targeted``, ``early_stop``,
-                ``seed``, ``amp``): see :class:`~advkit.attacks.base.Attack`.
+                ``seed``, ``amp``, ``eot``): see :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, eps, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)

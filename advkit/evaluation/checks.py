@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..attacks import APGD, APGDT, PGD, GradientMaskingError
-from ..attacks.autoattack import square
+from ..attacks.autoattack import RAND_EOT, square
 from ..attacks.capabilities import gradient_free, gradients_only, members
 from ..core import frozen, get_norm
 from .batched import attack_at
@@ -75,18 +75,27 @@ STRONGER_STANDING = 0.1
 #: Attacks (these classes and their subclasses) at least as strong as the stronger-attack check's: a
 #: curve whose attack is one, or an ensemble with one among its members (AutoAttack), answers the check.
 STRONGER_ATTACKS = (APGDT,)
+#: Forwards of the same probe inputs the randomness detection compares (the official check's 5).
+RANDOM_DRAWS = 5
+#: The largest L2 distance between two forwards' L2-normalised logits of a sample that still counts as
+#: the same output (the official check's 1e-4; float noise of a deterministic model is far below it).
+RANDOM_TOLERANCE = 1e-4
+#: Forwards per gradient (``eot``) of the attacks ``evaluate`` runs on a randomized model: the official
+#: rand version's.
+EOT_DRAWS = RAND_EOT
 
 
 log = logging.getLogger(__name__)
 
 
 def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor,
-               options: EvaluationOptions) -> list[Check]:
+               options: EvaluationOptions, spread: float | None = None) -> list[Check]:
     """All sanity checks for one evaluated model (``attacks``: the objects that made its curves;
     attacks that could not run are in ``result.masked``) on ``options.probe`` samples, one
-    progress step per check."""
+    progress step per check. ``spread``: :func:`randomness` on the probe, when the caller measured
+    it already (``evaluate`` does, before the curves)."""
     idx = probe_indices(result.clean, options.probe, options.seed)
-    ctx = _Context(result, model, attacks, x, y, idx, options)
+    ctx = _Context(result, model, attacks, x, y, idx, options, spread=spread)
     checks = []
     with tqdm(CHECKS.items(), desc=f"checks {result.name}", disable=not options.progress, leave=False) as bar:
         for name, check in bar:
@@ -141,6 +150,7 @@ class _Context:
     fooled: int = 0  # samples the checks' own attacks fooled,
     nonfinite: int = 0  # and on how many of those the model's logits were NaN/Inf
     spent: Cost = field(default_factory=Cost)  # the running check's per-image passes
+    spread: float | None = None  # randomness() on the probe, when measured before the checks
 
     @property
     def norm(self) -> str:
@@ -438,6 +448,53 @@ def check_finite_logits(ctx: _Context) -> Check:
                  details={"curves": curves, "checks": ctx.nonfinite, "checks_fooled": ctx.fooled})
 
 
-CHECKS = {"monotone": check_monotone, "large-eps": check_large_eps, "more-budget": check_more_budget,
+@torch.no_grad()
+def randomness(model: nn.Module, x: Tensor, batch_size: int, device: torch.device | str) -> float:
+    """How far ``RANDOM_DRAWS`` forwards of the same inputs ``x`` disagree: the largest L2 distance, over
+    samples and pairs of draws, between their L2-normalised logits (0 for a deterministic model; above
+    ``RANDOM_TOLERANCE``, a randomized one). Costs ``RANDOM_DRAWS`` forwards per sample."""
+    spread = 0.0
+    with frozen(model):
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size].to(device)
+            outs = [F.normalize(model(xb).float().flatten(1), dim=1) for _ in range(RANDOM_DRAWS)]
+            for a in range(RANDOM_DRAWS):
+                for b in range(a + 1, RANDOM_DRAWS):
+                    spread = max(spread, float((outs[a] - outs[b]).norm(dim=1).max()))
+    return spread
+
+
+def check_randomized(ctx: _Context) -> Check:
+    """The model's outputs must be the same on every forward of the same inputs: a model whose forward
+    is random (noise injection, random transforms, stochastic layers) gives each attack step one draw's
+    gradient, and attacks that follow single draws overstate its robustness. Measured by
+    :func:`randomness` on the probe (by ``evaluate`` before the curves, which then ran its attacks with
+    ``eot``); the fix is expectation over transformation."""
+    spread = ctx.spread
+    if spread is None:
+        spread = randomness(ctx.model, ctx.x[ctx.idx], ctx.options.batches.start, ctx.options.device)
+        ctx.spent.forwards += RANDOM_DRAWS * len(ctx.idx)
+    n = len(ctx.idx)
+    randomized = spread > RANDOM_TOLERANCE
+    single = [name for name, attack in ctx.attacks.items() if single_draw(attack)]
+    msg = (f"{RANDOM_DRAWS} forwards of the same {n} probe inputs differ by up to {spread:.3g} "
+           f"(normalised logits; allowed {RANDOM_TOLERANCE:g})")
+    if randomized:
+        msg += (": the model is randomized, and attacks that follow one draw's gradient overstate its robustness; "
+                f"evaluate it with 'autoattack-rand' or gradient attacks with eot={EOT_DRAWS} "
+                f"(e.g. APGD(model, eps, eot={EOT_DRAWS}))")
+        if single:
+            msg += f"; single-draw gradient attacks here: {', '.join(single)}"
+    return Check("randomized", not randomized or not single, msg,
+                 details={"spread": spread, "draws": RANDOM_DRAWS, "randomized": randomized, "single_draw": single})
+
+
+def single_draw(attack: Any) -> bool:
+    """True when a member of ``attack`` follows the gradient of one forward at a time (``eot`` 1)."""
+    return any(not gradient_free(m) and getattr(m, "eot", 1) == 1 for m in members(attack))
+
+
+CHECKS = {"randomized": check_randomized, "monotone": check_monotone,
+          "large-eps": check_large_eps, "more-budget": check_more_budget,
           "gradient-free": check_gradient_free, "stronger-attack": check_stronger_attack,
           "gradients": check_gradients, "finite-logits": check_finite_logits}

@@ -19,6 +19,7 @@ which need the gathered results, run whole on every rank.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,8 @@ from tqdm.auto import tqdm
 
 from ..acceleration import accelerated
 from ..attacks import ATTACKS, GradientMaskingError
-from ..attacks.base import model_dtype
+from ..attacks.autoattack import AutoAttack
+from ..attacks.base import Attack, model_dtype
 from ..attacks.capabilities import capability, gradient_free
 from ..core import frozen
 from ..data import as_tensors
@@ -41,7 +43,7 @@ from ..devices import placed
 from ..distributed import check_same_data, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
-from .checks import run_checks
+from .checks import EOT_DRAWS, RANDOM_TOLERANCE, probe_indices, randomness, run_checks
 from .construct import by_name, describe
 from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
@@ -105,6 +107,12 @@ def evaluate(
     (see the module's docstring; only rank 0 writes with :meth:`Report.save`). The
     options are checked together, as one :class:`~advkit.evaluation.options.EvaluationOptions`
     (what the report's ``config`` records), before the data is read or a model runs.
+
+    A randomized model (one whose outputs differ between forwards of the same inputs: noise
+    injection, random transforms) is detected once, before the curves, on the probe samples
+    (:func:`~advkit.evaluation.checks.randomness`); its gradient attacks then run with expectation over
+    transformation (copies with ``eot=20``; ``"autoattack"`` runs as its rand version, also available
+    by name as ``"autoattack-rand"``), their curves' notes say so, and the ``randomized`` check names it.
 
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
@@ -180,8 +188,16 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     clean = clean_pred == y
     shown = pick_examples(y, clean, options.examples)
     seconds = {"clean": time.perf_counter() - t0}
+    spread = randomness(model, x[probe_indices(clean, options.probe, options.seed)], options.batches.start, device)
+    randomized = spread > RANDOM_TOLERANCE
+    if randomized:
+        log.warning("%s: its outputs differ between forwards of the same inputs (by up to %.3g): a randomized "
+                    "model; its gradient attacks run with eot=%d", name, spread, EOT_DRAWS)
     built = {spec.name: for_run(check_norm(spec.name, spec.build(model, norm, num_classes), norm), options)
              for spec in options.attacks}
+    notes = {}
+    if randomized:
+        built, notes = with_eot(built)
     records, adversarials, ran = {}, {}, {}
     bar = tqdm(total=len(built) * sum(e > 0 for e in eps) + len(options.corruptions) * len(SEVERITIES),
                desc=f"evaluate {name}", disable=not options.progress, leave=False)
@@ -203,7 +219,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
         seconds[attack_name] = time.perf_counter() - t0
 
     for attack_name, attack in built.items():
-        run(attack_name, attack)
+        run(attack_name, attack, notes.get(attack_name, ""))
     fallback = fallback_name(records, built)
     if fallback:
         bar.total += sum(e > 0 for e in eps)
@@ -220,7 +236,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
     if options.checks:
         t0 = time.perf_counter()
-        result.checks = run_checks(result, model, ran, x, y, options)
+        result.checks = run_checks(result, model, ran, x, y, options, spread)
         seconds["checks"] = time.perf_counter() - t0
     for row in zip(eps, *(result.accuracy(a) for a in result.names), strict=True):
         log.info("%s eps=%g: %s", name, row[0],
@@ -232,6 +248,28 @@ def for_run(attack: Any, options: EvaluationOptions) -> Any:
     """``attack`` as this evaluation runs it: under AMP when asked, quiet without progress (a copy
     where that changes it; the caller's object is left as it is)."""
     return with_progress(with_amp(attack, options.amp), options.progress)
+
+
+def with_eot(attacks: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The attacks as a randomized model needs them: a copy of each single-draw gradient attack that
+    can average its gradients (``supports_eot``) with ``eot=EOT_DRAWS``, and AutoAttack's rand
+    version for its standard one; and, per attack, the report's note saying what ran."""
+    out, notes = {}, {}
+    for name, attack in attacks.items():
+        if isinstance(attack, AutoAttack) and attack.version == "standard":
+            rand = AutoAttack(attack.model, attack.eps, attack.norm, "rand", seed=attack.seed, amp=attack.amp,
+                              progress=getattr(attack, "progress", True))
+            out[name], notes[name] = rand, ("randomized model: AutoAttack's rand version (APGD-CE and APGD-DLR, "
+                                            f"eot={EOT_DRAWS}) ran in place of the standard one")
+        elif isinstance(attack, Attack) and attack.supports_eot and attack.eot == 1:
+            averaged = copy.copy(attack)
+            averaged.eot = EOT_DRAWS
+            out[name], notes[name] = averaged, f"randomized model: each gradient averaged over {EOT_DRAWS} forwards"
+        else:
+            out[name] = attack
+            if not gradient_free(attack) and getattr(attack, "eot", 1) == 1:
+                notes[name] = "randomized model: this gradient attack follows single draws and overstates robustness"
+    return out, notes
 
 
 def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:

@@ -1,7 +1,9 @@
 """Turning what the user passes as ``attacks`` into attack objects, one set per model.
 
 An entry is a name (``"fgsm"``, ``"pgd"``, any key of :data:`advkit.attacks.ATTACKS`, or
-``"autoattack"``), optionally with a step count for attacks that take ``steps`` (``"pgd-40"``,
+``"autoattack"``,
+or ``"autoattack-rand"`` for randomized models), optionally with a step count for attacks that take
+``steps`` (``"pgd-40"``,
 ``"apgd-100"``; a bare ``"pgd"`` means PGD's own default), an attack object (ours or a torchattacks one, wrapped with
 :func:`advkit.attacks.from_torchattacks`), or a factory ``model -> attack`` (what to pass when
 one report covers several models, since an attack object is bound to its model).
@@ -19,7 +21,7 @@ from torch import nn
 
 from ..attacks import ATTACKS, from_torchattacks
 from ..attacks.adapter import is_torchattacks
-from ..attacks.autoattack import AUTOATTACK, build_autoattack
+from ..attacks.autoattack import AUTOATTACK, AUTOATTACK_RAND, build_autoattack
 from ..attacks.capabilities import capability
 from .construct import accepts, by_name
 
@@ -41,14 +43,14 @@ def with_steps(names: Iterable[str], steps: int | None) -> list[str]:
 def valid_names() -> list[str]:
     """Every attack name ``evaluate`` accepts right now (the registry grows as attacks land); those
     that take ``steps`` also accept a step count, ``"pgd-40"``."""
-    return sorted(ATTACKS) + [AUTOATTACK]
+    return sorted(ATTACKS) + [AUTOATTACK, AUTOATTACK_RAND]
 
 
 def parse_name(entry: str) -> tuple[str, int | None]:
     """``"pgd-40"`` -> ``("pgd", 40)``; ``"pgd"`` -> ``("pgd", None)`` (the class's default steps).
     Unknown names and step counts on attacks without ``steps`` are a ValueError listing valid names."""
     key = entry.strip().lower()
-    if key in ATTACKS or key == AUTOATTACK:
+    if key in ATTACKS or key in (AUTOATTACK, AUTOATTACK_RAND):
         return key, None
     match = _WITH_STEPS.match(key)
     if match and match["base"] in ATTACKS:
@@ -94,6 +96,8 @@ def _spec(label: str | None, entry: Any) -> AttackSpec:
         name = label or entry.strip().lower()
         if key == AUTOATTACK:
             return AttackSpec(name, build_autoattack)
+        if key == AUTOATTACK_RAND:
+            return AttackSpec(name, lambda model, norm, classes: build_autoattack(model, norm, classes, "rand"))
         settings = {} if steps is None else {"steps": steps}
         return AttackSpec(name, lambda model, norm, _c, cls=ATTACKS[key], key=key:
                           by_name(cls, key, model, norm, **settings))

@@ -46,8 +46,8 @@ def test_checks_flag_gradient_masking_and_pass_a_plain_model(trained_cnn, test_b
     report = advkit.evaluate(models, (x, y), attacks={"fgsm": "fgsm", "pgd": lambda m: PGD(m, steps=10)},
                              eps=[0, 0.1, 0.2, 0.3], probe=32, queries=200, progress=False, device="cpu", examples=0)
     plain = by_model(report, "plain")
-    assert set(plain) == set(CHECKS) == {"monotone", "large-eps", "more-budget", "gradient-free", "stronger-attack",
-                                         "gradients", "finite-logits"}
+    assert set(plain) == set(CHECKS) == {"randomized", "monotone", "large-eps", "more-budget", "gradient-free",
+                                         "stronger-attack", "gradients", "finite-logits"}
     assert all(c.passed and not c.skipped for c in plain.values()), {n: c.message for n, c in plain.items()}
     expected = {"rounded": {"gradients", "large-eps"}, "saturated": {"gradients", "gradient-free"}}
     for name, flags in expected.items():
