@@ -473,7 +473,7 @@ def check_randomized(ctx: _Context) -> Check:
     spread = ctx.spread
     if spread is None:
         spread = randomness(ctx.model, ctx.x[ctx.idx], ctx.options.batches.start, ctx.options.device)
-        ctx.spent.forwards += RANDOM_DRAWS * len(ctx.idx)
+    ctx.spent.forwards += RANDOM_DRAWS * len(ctx.idx)  # the check's cost, wherever it was measured
     n = len(ctx.idx)
     randomized = spread > RANDOM_TOLERANCE
     single = [name for name, attack in ctx.attacks.items() if single_draw(attack)]

@@ -113,6 +113,7 @@ def evaluate(
     (:func:`~advkit.evaluation.checks.randomness`); its gradient attacks then run with expectation over
     transformation (copies with ``eot=20``; ``"autoattack"`` runs as its rand version, also available
     by name as ``"autoattack-rand"``), their curves' notes say so, and the ``randomized`` check names it.
+    ``checks=False`` skips that probe with the other checks.
 
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
@@ -188,8 +189,10 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     clean = clean_pred == y
     shown = pick_examples(y, clean, options.examples)
     seconds = {"clean": time.perf_counter() - t0}
-    spread = randomness(model, x[probe_indices(clean, options.probe, options.seed)], options.batches.start, device)
-    randomized = spread > RANDOM_TOLERANCE
+    spread = None  # the randomized check's probe, measured before the curves so that they can use EOT
+    if options.checks:
+        spread = randomness(model, x[probe_indices(clean, options.probe, options.seed)], options.batches.start, device)
+    randomized = spread is not None and spread > RANDOM_TOLERANCE
     if randomized:
         log.warning("%s: its outputs differ between forwards of the same inputs (by up to %.3g): a randomized "
                     "model; its gradient attacks run with eot=%d", name, spread, EOT_DRAWS)
@@ -236,7 +239,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
     if options.checks:
         t0 = time.perf_counter()
-        result.checks = run_checks(result, model, ran, x, y, options, spread)
+        result.checks = run_checks(result, model, ran, x, y, options, spread=spread)
         seconds["checks"] = time.perf_counter() - t0
     for row in zip(eps, *(result.accuracy(a) for a in result.names), strict=True):
         log.info("%s eps=%g: %s", name, row[0],

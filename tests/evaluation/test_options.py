@@ -88,9 +88,9 @@ def test_the_options_are_built_once_and_the_report_records_them(monkeypatch):
         built.append(self)
         post_init(self)
 
-    def recorded_run_checks(*args):
+    def recorded_run_checks(*args, **kwargs):
         seen.append(args[-1])
-        return run_checks(*args)
+        return run_checks(*args, **kwargs)
 
     monkeypatch.setattr(EvaluationOptions, "__post_init__", counted_post_init)
     monkeypatch.setattr(evaluate_module, "run_checks", recorded_run_checks)
