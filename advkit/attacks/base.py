@@ -9,6 +9,7 @@ and [0, 1] with its success re-checked.
 from __future__ import annotations
 
 import itertools
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator, Literal, final, get_args
@@ -86,7 +87,8 @@ class AttackRun:
     def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
                  generator: torch.Generator, sample_seeds: Tensor | None = None, x_init: Tensor | None = None):
         self.attack, self.x, self.eps, self.generator, self.x_init = attack, x, eps, generator, x_init
-        self.feasible = attack.geometry.ball(x, eps) & Box(0.0, 1.0)
+        # unbounded (a minimum-norm attack at eps=inf): the box alone, so a result is returned bit for bit
+        self.feasible = attack.geometry.ball(x, eps) & Box(0.0, 1.0) if math.isfinite(eps) else Box(0.0, 1.0)
         # on x's device like every per-sample tensor of the run, so rows index it with the same indices
         self.sample_seeds = None if sample_seeds is None else sample_seeds.to(x.device)
         self._sample_draw: Draw | None = None  # made at the first draw
