@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from attacks import load_model
 from torch import nn
 
 import advkit
 from advkit.attacks.hopskipjump import HopSkipJump
-
-from attacks import load_model
 
 
 class BudgetSpent(Exception):

@@ -301,6 +301,12 @@ class Attack:
     #: ``adapt(x, steps)``, which adversarial training calls on each batch to keep up with the model.
     #: An ensemble: any member.
     needs_training: bool = False
+    #: Whether the attack searches for each sample's smallest adversarial perturbation (HopSkipJump, FAB,
+    #: CW): ``run(eps=math.inf)`` returns it, so a sample is robust at eps exactly when the norm of the
+    #: perturbation found exceeds eps, and ``evaluate`` reads a whole eps grid off one such run.
+    minimum_norm: bool = False
+    #: Whether the attack reads only the model's top-1 answer (a decision-based attack: HopSkipJump).
+    label_only: bool = False
     #: The settings ``repr`` shows after eps and norm: attribute names, in order.
     settings: tuple[str, ...] = ()
     #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,
@@ -380,7 +386,10 @@ class Attack:
 
         Final: subclasses implement :meth:`perturb` (and refuse target choices through :attr:`targets`)."""
         x = check_images(x)
-        eps = self.eps if eps is None else check_eps(eps, norm=self.geometry)
+        if eps is None:
+            eps = self.eps
+        elif not (self.minimum_norm and eps == math.inf):  # unbounded: a minimum-norm attack's smallest found
+            eps = check_eps(eps, norm=self.geometry)
         y = None if y is None else check_labels(y, len(x), x.device)
         if target is not None and "given" not in self.targets:
             raise ValueError(self._unsupported_target("target"))
