@@ -14,17 +14,19 @@ from .errors import GradientMaskingError
 from .fab import FAB
 from .fgsm import FGSM
 from .generate import generate
+from .hopskipjump import HopSkipJump
 from .losses import ATTACK_LOSSES, sample_loss, succeeded
 from .mifgsm import MIFGSM
 from .pgd import PGD
 from .square import Square
 
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
-                                    "apgd-t": APGDT, "fab-t": FAB, "square": Square}
+                                    "apgd-t": APGDT, "fab-t": FAB, "square": Square,
+                                    "hopskipjump": HopSkipJump}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "AttackRun", "FGSM", "PGD", "ATTACK_LOSSES", "sample_loss", "succeeded"]
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
-__all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square"]
+__all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square", "HopSkipJump"]
 __all__ += ["AutoAttack", "AttackLike", "TargetMode", "AdvGAN"]
 
 

@@ -9,6 +9,7 @@ and [0, 1] with its success re-checked.
 from __future__ import annotations
 
 import itertools
+import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Iterator, Literal, final, get_args
@@ -86,7 +87,8 @@ class AttackRun:
     def __init__(self, attack: "Attack", x: Tensor, eps: float, labels: Tensor | None, target: Tensor | None,
                  generator: torch.Generator, sample_seeds: Tensor | None = None, x_init: Tensor | None = None):
         self.attack, self.x, self.eps, self.generator, self.x_init = attack, x, eps, generator, x_init
-        self.feasible = attack.geometry.ball(x, eps) & Box(0.0, 1.0)
+        # unbounded (a minimum-norm attack at eps=inf): the box alone, so a result is returned bit for bit
+        self.feasible = attack.geometry.ball(x, eps) & Box(0.0, 1.0) if math.isfinite(eps) else Box(0.0, 1.0)
         # on x's device like every per-sample tensor of the run, so rows index it with the same indices
         self.sample_seeds = None if sample_seeds is None else sample_seeds.to(x.device)
         self._sample_draw: Draw | None = None  # made at the first draw
@@ -353,6 +355,12 @@ class Attack:
     supports_eot: bool = False
     #: Forwards per gradient (set by ``__init__``; 1: a single draw).
     eot: int = 1
+    #: Whether the attack searches for each sample's smallest adversarial perturbation (HopSkipJump, FAB,
+    #: CW): ``run(eps=math.inf)`` returns it, so a sample is robust at eps exactly when the norm of the
+    #: perturbation found exceeds eps, and ``evaluate`` reads a whole eps grid off one such run.
+    minimum_norm: bool = False
+    #: Whether the attack reads only the model's top-1 answer (a decision-based attack: HopSkipJump).
+    label_only: bool = False
     #: The settings ``repr`` shows after eps and norm: attribute names, in order.
     settings: tuple[str, ...] = ()
     #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,
@@ -443,7 +451,10 @@ class Attack:
 
         Final: subclasses implement :meth:`perturb` (and refuse target choices through :attr:`targets`)."""
         x = check_images(x)
-        eps = self.eps if eps is None else check_eps(eps, norm=self.geometry)
+        if eps is None:
+            eps = self.eps
+        elif not (self.minimum_norm and eps == math.inf):  # unbounded: a minimum-norm attack's smallest found
+            eps = check_eps(eps, norm=self.geometry)
         y = None if y is None else check_labels(y, len(x), x.device)
         if target is not None and "given" not in self.targets:
             raise ValueError(self._unsupported_target("target"))

@@ -1,6 +1,7 @@
 """What an attack object can do, read from the capabilities its class declares (:class:`Attack`'s
 ``norms``, ``losses``, ``targets``, ``warm_starts``, ``uses_gradients``, ``per_sample``,
-``needs_training``), never guessed from the name it is reported under or from its exact type.
+``needs_training``, ``minimum_norm``, ``label_only``), never guessed from the name it is reported
+under or from its exact type.
 
 ``evaluate`` takes any object with ``run`` (:class:`~advkit.attacks.AttackLike`); one that does not
 subclass :class:`Attack` has the base class's capabilities.
@@ -12,7 +13,8 @@ from typing import Any
 from .base import Attack
 
 #: The capabilities every attack declares, as class attributes of :class:`Attack`.
-CAPABILITIES = ("norms", "losses", "targets", "warm_starts", "uses_gradients", "per_sample", "needs_training")
+CAPABILITIES = ("norms", "losses", "targets", "warm_starts", "uses_gradients", "per_sample", "needs_training",
+                "minimum_norm", "label_only")
 
 
 def capability(attack: Any, name: str) -> Any:

@@ -52,6 +52,7 @@ class CW(Attack):
     """
 
     norms = ("l2",)
+    minimum_norm = True  # eps=None or math.inf: each sample's smallest perturbation found
     losses = ("margin",)
     settings = ("c", "kappa", "steps", "lr", "binary_steps")
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -35,7 +36,7 @@ from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.autoattack import AutoAttack
 from ..attacks.base import Attack, model_dtype
 from ..attacks.capabilities import capability, gradient_free
-from ..core import frozen
+from ..core import frozen, get_norm
 from ..data import as_tensors
 from ..data.corruption_accuracy import corruption_accuracy
 from ..data.corruptions import SEVERITIES
@@ -324,9 +325,12 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
     samples' logits checked for NaN/Inf (``Cost.nonfinite``). ``rows`` (default: all): the only
     samples attacked (a rank's share); the record is meaningful on those rows alone. ``shared``: the
     ranks of a process group split each eps's batches (:func:`~advkit.evaluation.sharding.attack_at_shared`)."""
+    rows = torch.arange(len(x)) if rows is None else rows
+    if capability(attack, "minimum_norm"):
+        return minimum_norm_curve(attack, name, x, y, clean, options, rows=rows, shared=shared, shown=shown, bar=bar,
+                                  model=model)
     eps, survivors, warm = list(options.eps), options.survivors, options.warm_start
     robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
-    rows = torch.arange(len(x)) if rows is None else rows
     alive, costs, kept = clean.clone(), [], {}
     reached = x.clone() if warm and capability(attack, "warm_starts") else None  # where each search ended
     starts = None  # no warm start before the first attacked eps
@@ -348,6 +352,40 @@ def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, op
                 bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[rows, j].float().mean()):.3f}")
         costs.append(cost)
         alive = robust[:, j]
+    return AttackRecord(name, describe(attack, eps), robust, costs), kept
+
+
+def minimum_norm_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, options: EvaluationOptions, *,
+                       rows: Tensor, shared: bool = False, shown: Sequence[int] = (), bar: tqdm | None = None,
+                       model: nn.Module | None = None) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
+    """:func:`attack_curve` for a ``minimum_norm`` attack: one unbounded run (``eps=math.inf``) on the
+    correctly classified ``rows`` finds each sample's smallest adversarial perturbation, and a sample
+    is robust at eps exactly when that perturbation's norm exceeds eps (none found: robust at every
+    eps). The run's cost is recorded at the first eps above 0; the shown samples keep their smallest
+    adversarial example from the first eps it fits in (unfooled: x itself at the last eps)."""
+    eps = list(options.eps)
+    todo = rows[clean[rows]]
+    dist = torch.full((len(x),), math.inf)
+    first = next((j for j, e in enumerate(eps) if e > 0), None)
+    ends, cost = x[todo], Cost()
+    if first is not None:
+        fooled, ends, cost = (attack_at_shared if shared else attack_at)(
+            attack, x, y, todo, math.inf, options.batches, options.device, options.seed, first, model=model)
+        found = get_norm(attack.norm).distance(ends - x[todo])
+        dist[todo] = torch.where(fooled, found, torch.full_like(found, math.inf))
+    robust = torch.stack([clean & (dist > e) for e in eps], 1)
+    costs = [cost if j == first else Cost() for j in range(len(eps))]
+    kept: dict[int, tuple[Tensor, float, bool]] = {}
+    position = {i: k for k, i in enumerate(todo.tolist())}
+    positive = [e for e in eps if e > 0]
+    for i in shown:
+        k = position.get(i)
+        if k is not None and positive:
+            fits = [e for e in positive if dist[i] <= e]
+            kept[i] = (ends[k].clone(), fits[0], True) if fits else (x[i].clone(), positive[-1], False)
+    if bar is not None:
+        bar.update(len(positive))
+        bar.set_postfix_str(f"{name} acc={float(robust[rows, -1].float().mean()):.3f} at eps={eps[-1]:g}")
     return AttackRecord(name, describe(attack, eps), robust, costs), kept
 
 

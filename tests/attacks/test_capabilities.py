@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import advkit
-from advkit.attacks import APGD, APGDT, ATTACKS, CW, FAB, FGSM, MIFGSM, PGD, Attack, AutoAttack, Square
+from advkit.attacks import APGD, APGDT, ATTACKS, CW, FAB, FGSM, MIFGSM, PGD, Attack, AutoAttack, HopSkipJump, Square
 from advkit.attacks.adapter import from_torchattacks
 from advkit.attacks.autoattack import component, standard
 from advkit.attacks.base import TARGET_SOURCES
@@ -70,7 +70,7 @@ def images(n: int = 8, seed: int = 0) -> torch.Tensor:
 #: Small settings per class, so each attack runs in a blink.
 SMALL = {FGSM: {}, PGD: {"steps": 3}, MIFGSM: {"steps": 3}, CW: {"steps": 3, "binary_steps": 1},
          APGD: {"steps": 3}, APGDT: {"steps": 3, "n_target_classes": 2}, FAB: {"steps": 3, "n_target_classes": 2},
-         Square: {"n_queries": 10, "progress": False}}
+         Square: {"n_queries": 10, "progress": False}, HopSkipJump: {"queries": 60, "init_evals": 10}}
 
 
 def small(cls: type, model: nn.Module, eps: float = 0.1, **kwargs) -> Attack:
@@ -100,9 +100,9 @@ def backward_counter(model: nn.Module) -> list[int]:
 
 def test_the_base_class_declares_every_capability_with_safe_defaults():
     assert CAPABILITIES == ("norms", "losses", "targets", "warm_starts", "uses_gradients", "per_sample",
-                            "needs_training")
-    assert (Attack.uses_gradients, Attack.per_sample, Attack.needs_training, Attack.warm_starts) == (
-        True, False, False, False)
+                            "needs_training", "minimum_norm", "label_only")
+    assert (Attack.uses_gradients, Attack.per_sample, Attack.needs_training, Attack.warm_starts,
+            Attack.minimum_norm, Attack.label_only) == (True, False, False, False, False, False)
     assert Attack.norms == tuple(NORMS) and Attack.targets == TARGET_SOURCES
 
     class RunOnly:  # an object evaluate accepts (it has run) that declares nothing
@@ -124,8 +124,8 @@ def test_every_attack_declares_each_capability_within_its_registry(cls):
 
 @pytest.mark.parametrize("cls", list(SMALL), ids=lambda c: c.__name__)
 def test_uses_gradients_is_true_a_gradient_free_attack_never_calls_backward(cls):
-    """Counted through the model's output: Square queries alone; every other attack in ATTACKS
-    sends gradients back through the model."""
+    """Counted through the model's output: Square and HopSkipJump query alone; every other attack in
+    ATTACKS sends gradients back through the model."""
     model = tiny_model()
     backwards = backward_counter(model)
     x = images()
@@ -133,7 +133,7 @@ def test_uses_gradients_is_true_a_gradient_free_attack_never_calls_backward(cls)
     result = small(cls, model).run(x, y)
     assert result.forwards > 0
     assert (backwards[0] > 0) == cls.uses_gradients and (result.backwards > 0) == cls.uses_gradients
-    assert gradient_free(small(cls, model)) == (cls is Square)
+    assert gradient_free(small(cls, model)) == (cls in (Square, HopSkipJump))
 
 
 def test_a_declared_gradient_free_attack_of_ones_own_and_a_wrapped_one_call_no_backward(torchattacks):
@@ -165,7 +165,7 @@ def test_a_per_sample_attack_gives_a_sample_the_same_result_in_any_batch(cls):
 
 
 def test_per_sample_is_declared_by_the_attacks_that_draw_per_sample_and_no_other():
-    assert {cls for cls in ATTACKS.values() if cls.per_sample} == {FGSM, PGD, MIFGSM, APGD}
+    assert {cls for cls in ATTACKS.values() if cls.per_sample} == {FGSM, PGD, MIFGSM, APGD, HopSkipJump}
     assert not APGDT.per_sample  # a subclass of APGD that seeds each target's search once per call
     assert not AutoAttack.per_sample and not Square.per_sample
 
