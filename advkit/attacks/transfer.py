@@ -17,7 +17,9 @@ class Transfer(Attack):
     ``forwards`` and ``backwards`` count the target's passes; the surrogate's are not queries of the target.
     Its norm is ``attack``'s; ``eps`` (default: ``attack``'s) is passed to every call of ``attack``.
     It declares ``uses_gradients = False``: it follows no gradient of the target, so ``evaluate``'s
-    checks read its curve as a gradient-free attack's. Targets given at the call (``target=``) are
+    checks read its curve as a gradient-free attack's, in place of the Square search they would run
+    otherwise: a weak transfer curve then answers that check, so keep ``"square"`` among the attacks
+    where the target may mask its gradients. Targets given at the call (``target=``) are
     passed on to ``attack``; the report and ``repr`` name the surrogate.
 
     Args:
