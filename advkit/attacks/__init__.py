@@ -8,6 +8,7 @@ from .adapter import from_torchattacks
 from .apgd import APGD, APGDT
 from .autoattack import AutoAttack
 from .base import Attack, AttackResult, AttackRun, TargetMode
+from .bpda import BPDA
 from .contract import AttackLike
 from .cw import CW
 from .errors import GradientMaskingError
@@ -19,6 +20,7 @@ from .losses import ATTACK_LOSSES, sample_loss, succeeded
 from .mifgsm import MIFGSM
 from .pgd import PGD
 from .square import Square
+from .transfer import Transfer
 
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, "cw": CW, "apgd": APGD,
                                     "apgd-t": APGDT, "fab-t": FAB, "square": Square,
@@ -28,6 +30,7 @@ __all__ = ["ATTACKS", "Attack", "AttackResult", "AttackRun", "FGSM", "PGD", "ATT
 __all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square", "HopSkipJump"]
 __all__ += ["AutoAttack", "AttackLike", "TargetMode", "AdvGAN"]
+__all__ += ["BPDA", "Transfer"]
 
 
 def __getattr__(name: str):

@@ -430,6 +430,8 @@ def check_gradients(ctx: _Context) -> Check:
     msg = f"input gradients on {n} samples: {zero} exactly zero, {bad} non-finite"
     if not passed:
         msg += ": the model masks its gradients (quantised input, saturated softmax, non-differentiable layer)"
+        msg += ("; a non-differentiable preprocessing step (JPEG, bit-depth reduction) is attacked through "
+                "advkit.attacks.BPDA (its forward, a differentiable stand-in backward)")
     return Check("gradients", passed, msg, details={"zero": zero, "non_finite": bad, "n": n})
 
 

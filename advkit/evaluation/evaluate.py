@@ -122,6 +122,12 @@ def evaluate(
     attacks, the Square attack (``queries`` queries) is then added so the worst case stays an upper
     bound, and the checks fail, naming gradient masking.
 
+    A defense that preprocesses its input without a gradient (``advkit.defenses.JPEG``, ``BitDepth``)
+    fails the gradient checks; evaluate it through BPDA, with the same predictions and a useful gradient:
+    ``evaluate(nn.Sequential(advkit.attacks.BPDA(JPEG(50)), model), data)``. A transfer attack crafts on a
+    surrogate and only queries the model, and the report names the surrogate:
+    ``evaluate(model, data, {"transfer": advkit.attacks.Transfer(model, PGD(surrogate, steps=40))})``.
+
     The GPU path: ``batch_size=None`` (the default) means 256 off CUDA and, on CUDA, the largest
     batch that fits (from 4096, halved whenever a batch runs out of memory; no sample lost or
     repeated; attacks that draw per sample give the same numbers at any batch size). ``amp`` runs
