@@ -232,7 +232,7 @@ def test_bad_target_raises(name):
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 @pytest.mark.parametrize("kwargs,message", [({"eps": -0.1}, r"^eps must be finite and >= 0, got -0\.1$"),
                                             ({"eps": float("nan")}, "^eps must be finite and >= 0, got nan$"),
-                                            ({"norm": "l3"}, "^norm must be one of 'linf', 'l2'; got 'l3'$"),
+                                            ({"norm": "l3"}, "^norm must be one of 'linf', 'l2', 'l1'; got 'l3'$"),
                                             ({"loss": "hinge-ish"}, "^loss must be one of .*; got 'hinge-ish'$")])
 def test_bad_settings_raise_naming_the_argument(name, kwargs, message):
     kwargs = {"eps": 0.1, **kwargs}
