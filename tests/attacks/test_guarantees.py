@@ -122,6 +122,10 @@ def l2(d: torch.Tensor) -> torch.Tensor:
     return d.flatten(1).norm(dim=1)
 
 
+def l1(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).abs().sum(1)
+
+
 # -- the result ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 @SETTINGS
@@ -129,14 +133,14 @@ def l2(d: torch.Tensor) -> torch.Tensor:
 def test_result_in_ball_and_box_with_x_shape_dtype_device(name, eps, seed, n, binary, data):
     norm = data.draw(st.sampled_from(norms_of(name)), label="norm")
     kind = data.draw(st.sampled_from(kinds_of(name)), label="kind")
-    eps = eps * 4 if norm == "l2" else eps
+    eps = eps * {"linf": 1, "l2": 4, "l1": 8}[norm]
     x = sample_x(kind, n, seed, binary)
     atk = build(name, tiny_model(kind), eps, norm=norm, seed=seed)
     x_adv = atk(x, torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed)))
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
     assert torch.isfinite(x_adv).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    dist = linf if norm == "linf" else l2
+    dist = {"linf": linf, "l2": l2, "l1": l1}[norm]
     assert (dist(x_adv - x) <= eps * (1 + 1e-5) + 1e-6).all()
 
 
