@@ -1,10 +1,14 @@
 """AutoAttack (Croce & Hein, ICML 2020), standard version: APGD-CE, APGD-T, FAB-T and Square, each
 run on the samples the previous ones did not fool, with the paper's budgets; all four are ours.
 
-:func:`standard` (with the budgets :data:`STEPS`, :data:`QUERIES`, :data:`TARGETS`, :data:`RESTARTS`) is the one
-place for the components and their budgets; :func:`rand` for the rand version's (APGD-CE and APGD-DLR with
-:data:`RAND_EOT` forwards per gradient, for randomized models; each component's result judged on one fresh
-forward, as the official code judges it). The official code
+:func:`standard` (with the budgets :data:`STEPS`, :data:`QUERIES`, :data:`TARGETS`, :data:`RESTARTS`,
+and under L1 :data:`L1_RESTARTS`, :data:`L1_TARGETS`) is the one place for the components and their
+budgets; :func:`rand` for the rand version's (APGD-CE and APGD-DLR with :data:`RAND_EOT` forwards per
+gradient, for randomized models; each component's result judged on one fresh forward, as the official
+code judges it). Under L1 the official standard version (``pyautoattack`` 0.2.0, ``_set_version``)
+runs APGD-CE with 5 restarts and APGD-T with 5 target classes, both with the larger-eps schedule
+(``large_eps``), then FAB-T and Square; advkit's Square has no L1 algorithm yet, so the L1 ensemble is
+APGD-CE, APGD-T and FAB-T. The official code
 (``pip install 'advkit[autoattack]'``, import name ``pyautoattack``) is the reference that
 ``tests/attacks/test_autoattack_official.py`` and ``benchmarks/autoattack.py`` compare against.
 """
@@ -32,10 +36,19 @@ VERSIONS = ("standard", "rand")
 #: The standard version's budgets: iterations of APGD-CE, APGD-T and FAB-T, Square's queries,
 #: target classes of APGD-T and FAB-T, restarts. Read when an AutoAttack is built.
 STEPS, QUERIES, TARGETS, RESTARTS = 100, 5000, 9, 1
+#: Under L1: APGD-CE's restarts and APGD-T's target classes (both with the larger-eps schedule).
+L1_RESTARTS, L1_TARGETS = 5, 5
 
 
-def standard() -> list[tuple[str, type[Attack], dict[str, Any]]]:
-    """The standard version's components in order: (name, class, settings besides eps and norm)."""
+def standard(norm: str = "linf") -> list[tuple[str, type[Attack], dict[str, Any]]]:
+    """The standard version's components under ``norm`` in order: (name, class, settings besides eps and norm)."""
+    if norm == "l1":
+        return [
+            ("apgd-ce", APGD, {"steps": STEPS, "restarts": L1_RESTARTS, "loss": "ce", "large_eps": True}),
+            ("apgd-t", APGDT, {"steps": STEPS, "restarts": RESTARTS, "n_target_classes": L1_TARGETS,
+                               "large_eps": True}),
+            ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}),
+        ]
     return [
         ("apgd-ce", APGD, {"steps": STEPS, "restarts": RESTARTS, "loss": "ce", "rho": 0.75}),
         ("apgd-t", APGDT, {"steps": STEPS, "restarts": RESTARTS, "n_target_classes": TARGETS, "rho": 0.75}),
@@ -56,11 +69,11 @@ def rand() -> list[tuple[str, type[Attack], dict[str, Any]]]:
     ]
 
 
-def version_components(version: str) -> list[tuple[str, type[Attack], dict[str, Any]]]:
-    """The components of AutoAttack's ``version`` ("standard" or "rand")."""
+def version_components(version: str, norm: str = "linf") -> list[tuple[str, type[Attack], dict[str, Any]]]:
+    """The components of AutoAttack's ``version`` ("standard" or "rand") under ``norm``."""
     if version not in VERSIONS:
         raise ValueError(f"version must be one of {', '.join(map(repr, VERSIONS))}, got {version!r}")
-    return standard() if version == "standard" else rand()
+    return standard(norm) if version == "standard" else rand()
 
 
 @dataclass
@@ -78,7 +91,7 @@ class Component:
 def component(name: str, model: nn.Module, eps: float, norm: str, seed: int = 0, amp: bool = False,
               version: str = "standard", **overrides: Any) -> Component:
     """The ``version``'s component ``name`` for ``model``, with ``overrides`` of its settings."""
-    table = {n: (cls, settings) for n, cls, settings in version_components(version)}
+    table = {n: (cls, settings) for n, cls, settings in version_components(version, norm)}
     if name not in table:
         raise ValueError(f"AutoAttack has no component {name!r}; its components: {', '.join(table)}")
     cls, settings = table[name]
@@ -93,28 +106,30 @@ class AutoAttack(Attack):
     Untargeted (APGD-T and FAB-T pick their own targets). ``seed`` seeds every component, as in the
     official code; per-sample seeds given to :meth:`run` go to the components row by row. A warm
     start (``run(x_init=...)``) goes to APGD-CE, the first component. A sample no component fooled
-    is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf" or "l2". ``progress``:
+    is returned at APGD-CE's result (its highest-loss point). ``norm``: "linf", "l2" or "l1" (the L1
+    version's budgets, see :func:`standard`). ``progress``:
     the components' progress bars (Square's, shown once a call has run for a few seconds).
     """
 
-    # capabilities follow the members: the norms all of them support (FAB-T's and Square's),
-    # uses_gradients and needs_training if any member's, per_sample if every member's
-    norms = tuple(n for n in NORMS if all(n in cls.norms for _, cls, _ in standard()))
-    uses_gradients = any(cls.uses_gradients for _, cls, _ in standard())
-    per_sample = all(cls.per_sample for _, cls, _ in standard())
-    needs_training = any(cls.needs_training for _, cls, _ in standard())
+    # capabilities follow the members: the norms whose members all support them, uses_gradients and
+    # needs_training if any member's (under any norm), per_sample if every member's
+    norms = tuple(n for n in NORMS if all(n in cls.norms for _, cls, _ in standard(n)))
+    uses_gradients = any(cls.uses_gradients for n in NORMS for _, cls, _ in standard(n))
+    per_sample = all(cls.per_sample for n in NORMS for _, cls, _ in standard(n))
+    needs_training = any(cls.needs_training for n in NORMS for _, cls, _ in standard(n))
     warm_starts = True
     losses = ("ce",)
     targets = ()  # untargeted: APGD-T and FAB-T choose their own targets
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
                  seed: int = 0, amp: bool = False, progress: bool = True):
-        """The standard ensemble (APGD-CE, APGD-T, FAB-T, Square) or the rand one (APGD-CE, APGD-DLR with EOT).
+        """The standard ensemble (APGD-CE, APGD-T, FAB-T, Square; under L1 no Square) or the rand one (APGD-CE,
+        APGD-DLR with EOT).
 
         Args:
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
             eps: the budget every component runs at.
-            norm: ``"linf"`` or ``"l2"``.
+            norm: ``"linf"``, ``"l2"`` or ``"l1"``.
             version: ``"standard"`` (the components of :func:`standard`) or ``"rand"`` (those of
                 :func:`rand`, for a model whose forward is random).
             seed: seeds every component, as in the official code.
@@ -122,7 +137,7 @@ class AutoAttack(Attack):
             progress: the components' progress bars.
         """
         super().__init__(model, eps, norm=norm, seed=seed, amp=amp)
-        parts = version_components(version)
+        parts = version_components(version, self.norm)
         self.version = version
         self.components = [component(name, model, self.eps, self.norm, self.seed, self.amp, version)
                            for name, _, _ in parts]

@@ -26,7 +26,7 @@ from .losses import succeeded
 
 
 def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str | Norm) -> Tensor:
-    """The smallest ``d`` in ``norm`` (L-inf or L2; a name or a geometry) with ``w . d = c`` and
+    """The smallest ``d`` in ``norm`` (L-inf, L2 or L1; a name or a geometry) with ``w . d = c`` and
     ``t + d`` in [0, 1], row by row (``t``, ``w``: (N, D); ``c``: (N,)). Where the box makes the
     plane unreachable, the move that gets closest: every coordinate pushed to the bound it favours.
 
@@ -34,11 +34,18 @@ def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str | Norm) -> Tensor
     where ``r_i`` is the room to the favoured bound, ``g_i`` the norm's least-norm direction
     (:meth:`~advkit.core.Norm.least_norm_direction`: 1 under L-inf, ``|w_i|`` under L2), and
     ``lam`` the smallest value reaching ``c``: ``w . d`` is piecewise linear and increasing in
-    ``lam`` with breakpoints ``r_i / g_i``, so sorting them locates ``lam`` exactly."""
+    ``lam`` with breakpoints ``r_i / g_i``, so sorting them locates ``lam`` exactly.
+
+    Under L1 the least-norm direction is all on the largest weights, which the box cuts short: the
+    minimiser fills coordinates to their bound in decreasing order of ``|w_i|`` (gaining ``|w_i|``
+    per unit of L1 norm, the most any coordinate left can) until ``c`` is reached: a fractional
+    knapsack, located by sorting the weights."""
     flip = torch.where(c < 0, -1.0, 1.0).to(w.dtype)
     w, c = w * flip[:, None], c * flip
     a = w.abs()
     room = torch.where(w > 0, 1 - t, t).clamp_min(0)
+    if get_norm(norm).name == "l1":
+        return torch.sign(w) * _fill_largest(a, room, c)
     g = get_norm(norm).least_norm_direction(a)
     live = a > 0
     breaks = torch.where(live, room / g.clamp_min(1e-30), torch.full_like(a, float("inf")))
@@ -54,6 +61,18 @@ def hyperplane_step(t: Tensor, w: Tensor, c: Tensor, norm: str | Norm) -> Tensor
     lam = torch.where(reachable[:, None], lam.clamp_min(0), torch.full_like(lam, float("inf")))
     move = torch.where(live, torch.minimum(lam * g, room), torch.zeros_like(a))
     return torch.sign(w) * move
+
+
+def _fill_largest(a: Tensor, room: Tensor, c: Tensor) -> Tensor:
+    """Per row, the move ``m`` (0 <= m <= room) of least sum with ``a . m = c``: coordinates filled to
+    ``room`` in decreasing order of ``a``, the last one partly (all of them where ``c`` is out of reach)."""
+    a_s, order = a.sort(1, descending=True)
+    room_s = room.gather(1, order)
+    gain = a_s * room_s
+    before = gain.cumsum(1) - gain  # what the coordinates ahead of each one reach when full
+    part = ((c[:, None] - before) / a_s.clamp_min(1e-30)).clamp_min(0)
+    move_s = torch.where(a_s > 0, torch.minimum(part, room_s), torch.zeros_like(a_s))
+    return torch.zeros_like(a).scatter(1, order, move_s)
 
 
 class FABStep:
@@ -139,7 +158,7 @@ class FAB(Attack):
     ``beta`` shrinks an iterate that crossed the boundary outside the ball towards the clean point.
     """
 
-    norms = ("linf", "l2")  # hyperplane_step's breakpoint search finds the least-norm move in these
+    norms = ("linf", "l2", "l1")  # hyperplane_step finds the least-norm move in these
     losses = ("margin",)
     settings = ("steps", "n_target_classes", "alpha_max", "eta", "beta")
 
@@ -152,7 +171,7 @@ class FAB(Attack):
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
             eps: the budget a success must lie within.
             steps: FAB steps per target class (>= 1).
-            norm: ``"linf"`` or ``"l2"``.
+            norm: ``"linf"``, ``"l2"`` or ``"l1"``.
             n_target_classes: how many of the classes ranked highest after the prediction are tried in turn.
             alpha_max: the cap on the pull towards the clean point, in [0, 1].
             eta: the overshoot factor of each projection onto the boundary (the paper's 1.05).

@@ -3,6 +3,7 @@ from .constraints import (
     Box,
     Identity,
     Intersection,
+    L1Ball,
     L2Ball,
     LinfBall,
     Projection,
@@ -14,15 +15,15 @@ from .freeze import frozen
 from .game import BackwardPlayer, Hook, Objective, Player, play, trainable_params
 from .guard import DivergenceGuard, Limit, Stateful
 from .momentum import MomentumStep
-from .norms import L2, NORMS, Linf, Norm, ball, get_norm
+from .norms import L1, L2, NORMS, Linf, Norm, ball, get_norm
 from .numbers import check_number
-from .steps import L2Step, OptimizerStep, SignStep, StepRule
+from .steps import L1Step, L2Step, OptimizerStep, SignStep, StepRule
 
 __all__ = [
     "check_number",
-    "Box", "Identity", "Intersection", "L2Ball", "LinfBall", "Projection", "WeightClip", "ball",
+    "Box", "Identity", "Intersection", "L1Ball", "L2Ball", "LinfBall", "Projection", "WeightClip", "ball",
     "flat_norm", "per_sample", "frozen", "BackwardPlayer", "Hook", "Objective", "Player", "play", "trainable_params",
     "DivergenceGuard", "Limit", "Stateful",
-    "L2Step", "MomentumStep", "OptimizerStep", "SignStep", "StepRule",
-    "L2", "Linf", "NORMS", "Norm", "get_norm",
+    "L1Step", "L2Step", "MomentumStep", "OptimizerStep", "SignStep", "StepRule",
+    "L1", "L2", "Linf", "NORMS", "Norm", "get_norm",
 ]

@@ -17,8 +17,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .constraints import Bound, L2Ball, LinfBall, Projection, flat_norm, per_sample
-from .steps import L2Step, SignStep, StepRule
+from .constraints import Bound, Box, L1Ball, L2Ball, LinfBall, Projection, flat_norm, per_sample
+from .steps import L1Step, L2Step, SignStep, StepRule
 
 #: ``draw(row_shape, fill)``: a tensor with one row of ``row_shape`` per sample, each filled in
 #: place by ``fill(tensor, generator)`` (an attack call's seeded draws: ``advkit.attacks.AttackRun.draw``).
@@ -28,9 +28,9 @@ Draw = Callable[[tuple[int, ...], Callable[[Tensor, torch.Generator], Tensor]], 
 class Norm(ABC):
     """The geometry of one norm. Stateless: :data:`NORMS` holds the one instance of each."""
 
-    #: The norm's name in the API ("linf", "l2").
+    #: The norm's name in the API ("linf", "l2", "l1").
     name: ClassVar[str]
-    #: The norm as messages write it ("L-inf", "L2").
+    #: The norm as messages write it ("L-inf", "L2", "L1").
     label: ClassVar[str]
     #: The eps at which the ball around any point covers the whole [0, 1] box whatever the input
     #: size, or None where that radius grows with the size (see :meth:`covering_radius`).
@@ -148,8 +148,61 @@ class L2(Norm):
         return 1.0
 
 
+class L1(Norm):
+    """The L1 norm: sparse sign steps on the largest gradient coordinates, the L1 ball projected
+    exactly together with the [0, 1] box ("Mind the box", Croce & Hein 2021), the sum of absolute
+    values as distance."""
+
+    name, label = "l1", "L1"
+    #: The share of coordinates a plain step moves (PGD, FGSM, MI-FGSM); APGD adapts its own.
+    sparsity = 0.05
+
+    def step(self, alpha: Bound, sparsity: Bound | None = None) -> StepRule:
+        """The sparse step of size ``alpha`` on a ``sparsity`` share of coordinates (default
+        :attr:`sparsity`; one coordinate is the exact steepest ascent)."""
+        return L1Step(alpha, self.sparsity if sparsity is None else sparsity)
+
+    def ball(self, center: Tensor, eps: Bound) -> Projection:
+        """The L1 ball; ``ball & Box(0, 1)`` is the exact projection onto both at once."""
+        return L1Ball(center, eps)
+
+    def random_delta(self, x: Tensor, eps: float, draw: Draw) -> Tensor:
+        """A uniform direction on the L1 sphere (normalised Laplace draws) times a radius uniform in [0, eps]."""
+        u = draw(x.shape[1:], lambda t, g: t.uniform_(-1, 1, generator=g))
+        direction = u.sign() * -torch.log1p(-u.abs().clamp_max(1 - 1e-7))  # Laplace(0, 1)
+        direction /= flat_norm(direction, p=1).clamp_min(1e-12)
+        return direction * per_sample(draw((), lambda t, g: t.uniform_(0, eps, generator=g)), x)
+
+    def random_start(self, x: Tensor, eps: float, draw: Draw) -> Tensor:
+        """A Gaussian draw around ``x`` (unit variance per coordinate) projected onto the eps-ball
+        and [0, 1] together: a random point of the ball's surface where the box allows, with no mass
+        lost to the box (APGD-L1's start)."""
+        start = x + draw(x.shape[1:], lambda t, g: t.normal_(generator=g))
+        (self.ball(x, eps) & Box(0.0, 1.0))(start)
+        return start
+
+    def distance(self, delta: Tensor) -> Tensor:
+        return delta.flatten(1).abs().sum(1)
+
+    def covering_radius(self, dim: int) -> float:
+        return float(dim)
+
+    def least_norm_direction(self, magnitude: Tensor) -> Tensor:
+        """All of the move on the largest weights (the dual exponent is infinite), shared among ties."""
+        return (magnitude == magnitude.amax(-1, keepdim=True)).to(magnitude.dtype)
+
+    def squash(self, h: Tensor) -> Tensor:
+        """``h·tanh(||h||_1)/||h||_1`` per sample: the direction kept, the L1 length squashed below 1."""
+        size = h.flatten(1).abs().sum(1).clamp_min(1e-12).view(-1, *([1] * (h.ndim - 1)))
+        return h * torch.tanh(size) / size
+
+    def l2_radius(self, dim: int) -> float:
+        """A vertex of the L1 ball: 1."""
+        return 1.0
+
+
 #: Every norm advkit knows, by name.
-NORMS: dict[str, Norm] = {norm.name: norm for norm in (Linf(), L2())}
+NORMS: dict[str, Norm] = {norm.name: norm for norm in (Linf(), L2(), L1())}
 
 
 def get_norm(norm: str | Norm) -> Norm:

@@ -59,6 +59,37 @@ class L2Step:
             move(p, g / flat_norm(g).clamp_min(1e-12), self.alpha, ascend)
 
 
+class L1Step:
+    """Sparse steepest ascent under the L1 norm: ``p += alpha * s / ||s||_1`` per sample, ``s`` the
+    sign of the gradient on its ``sparsity`` share of coordinates largest in magnitude (ties at the
+    threshold included), zero elsewhere (APGD-L1's step; one coordinate is the exact steepest ascent).
+
+    ``sparsity``: a share in (0, 1] or a per-sample (N,) tensor of shares; at least one coordinate
+    moves. A zero gradient gives a zero step, never NaN.
+    """
+
+    def __init__(self, alpha: Bound, sparsity: Bound = 0.05):
+        self.alpha = step_size(alpha)
+        self.sparsity = sparsity if isinstance(sparsity, Tensor) else check_number(
+            sparsity, "sparsity", high=1.0)
+
+    def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
+        for p, g in zip(params, grads, strict=True):
+            move(p, sparse_sign(g, self.sparsity), self.alpha, ascend)
+
+
+def sparse_sign(g: Tensor, sparsity: Bound) -> Tensor:
+    """``sign(g)`` on each sample's ``sparsity`` share of largest-magnitude coordinates, scaled to L1
+    norm 1 (zero where ``g`` is)."""
+    flat = g.flatten(1).abs()
+    dim = flat.shape[1]
+    share = torch.as_tensor(sparsity, dtype=torch.float64, device=g.device).reshape(-1).expand(len(g))
+    k = (share * dim).ceil().clamp(1, dim).long()  # coordinates kept per sample
+    threshold = flat.sort(1, descending=True).values.gather(1, (k - 1)[:, None])
+    s = torch.sign(g) * (flat >= threshold).view_as(g)
+    return s / flat_norm(s, p=1).clamp_min(1e-12)
+
+
 class OptimizerStep:
     """A ``torch.optim`` optimizer's step: the gradients are handed over through ``.grad``
     for the duration of the step only, so no ``.grad`` is left behind."""

@@ -212,7 +212,7 @@ def test_run_before_fit_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kwargs,arg", [
-    ({"eps": -0.1}, "eps"), ({"norm": "l1"}, "norm"), ({"loss": "dlr"}, "loss"), ({"gan_loss": "ls"}, "gan_loss"),
+    ({"eps": -0.1}, "eps"), ({"norm": "l3"}, "norm"), ({"loss": "dlr"}, "loss"), ({"gan_loss": "ls"}, "gan_loss"),
     ({"adv_weight": -1.0}, "adv_weight"), ({"gan_weight": float("nan")}, "gan_weight"),
     ({"norm_weight": -1}, "norm_weight"), ({"hinge_bound": -0.5}, "hinge_bound"), ({"kappa": -1.0}, "kappa"),
     ({"lr": 0.0}, "lr"), ({"n_critic": 0}, "n_critic"), ({"width": 2.5}, "width"), ({"blocks": 0}, "blocks"),

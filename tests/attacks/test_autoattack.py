@@ -46,10 +46,10 @@ def test_standard_version_has_the_papers_components_and_budgets(trained_cnn):
 
 
 def test_settings_are_checked_before_any_work(trained_cnn):
-    with pytest.raises(ValueError, match="^version must be one of 'standard', got 'plus'$"):
+    with pytest.raises(ValueError, match="^version must be one of 'standard', 'rand', got 'plus'$"):
         AutoAttack(trained_cnn, version="plus")
-    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2'; got 'l1'$"):
-        AutoAttack(trained_cnn, norm="l1")
+    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2', 'l1'; got 'l3'$"):
+        AutoAttack(trained_cnn, norm="l3")
     with pytest.raises(ValueError, match=r"^eps must be finite and >= 0, got -0\.1$"):
         AutoAttack(trained_cnn, eps=-0.1)
     with pytest.raises(ValueError, match=r"^target: AutoAttack is untargeted \(APGD-T and FAB-T pick their own"):

@@ -122,6 +122,10 @@ def l2(d: torch.Tensor) -> torch.Tensor:
     return d.flatten(1).norm(dim=1)
 
 
+def l1(d: torch.Tensor) -> torch.Tensor:
+    return d.flatten(1).abs().sum(1)
+
+
 # -- the result ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 @SETTINGS
@@ -129,14 +133,14 @@ def l2(d: torch.Tensor) -> torch.Tensor:
 def test_result_in_ball_and_box_with_x_shape_dtype_device(name, eps, seed, n, binary, data):
     norm = data.draw(st.sampled_from(norms_of(name)), label="norm")
     kind = data.draw(st.sampled_from(kinds_of(name)), label="kind")
-    eps = eps * 4 if norm == "l2" else eps
+    eps = eps * {"linf": 1, "l2": 4, "l1": 8}[norm]
     x = sample_x(kind, n, seed, binary)
     atk = build(name, tiny_model(kind), eps, norm=norm, seed=seed)
     x_adv = atk(x, torch.randint(0, 10, (n,), generator=torch.Generator().manual_seed(seed)))
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
     assert torch.isfinite(x_adv).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    dist = linf if norm == "linf" else l2
+    dist = {"linf": linf, "l2": l2, "l1": l1}[norm]
     assert (dist(x_adv - x) <= eps * (1 + 1e-5) + 1e-6).all()
 
 
@@ -151,7 +155,9 @@ def test_model_untouched(name, kind, mode):
     x = sample_x(kind, 8, seed=1)
     for norm in norms_of(name):
         build(name, model, 0.2, norm=norm).run(x, torch.arange(8) % 10)
-        build(name, model, 0.2, norm=norm, targeted="least-likely").run(x)
+        mode = next((m for m in ("least-likely", "random") if m in targets_of(name)), None)
+        if mode is not None:
+            build(name, model, 0.2, norm=norm, targeted=mode).run(x)
     assert_same(before, snapshot(model))
 
 
@@ -232,7 +238,7 @@ def test_bad_target_raises(name):
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 @pytest.mark.parametrize("kwargs,message", [({"eps": -0.1}, r"^eps must be finite and >= 0, got -0\.1$"),
                                             ({"eps": float("nan")}, "^eps must be finite and >= 0, got nan$"),
-                                            ({"norm": "l3"}, "^norm must be one of 'linf', 'l2'; got 'l3'$"),
+                                            ({"norm": "l3"}, "^norm must be one of 'linf', 'l2', 'l1'; got 'l3'$"),
                                             ({"loss": "hinge-ish"}, "^loss must be one of .*; got 'hinge-ish'$")])
 def test_bad_settings_raise_naming_the_argument(name, kwargs, message):
     kwargs = {"eps": 0.1, **kwargs}
@@ -280,6 +286,7 @@ MEASURED_TARGETED = {
     "square": {"given": 0.76, "random": 0.75, "least-likely": 0.43},  # 300 queries of random search
     "cw": {"given": 1.0, "random": 1.0, "least-likely": 1.0},
     "fab-t": {"given": 0.92, "random": 0.98, "least-likely": 0.81},  # deterministic: no random start
+    "hopskipjump": {"given": 0.06, "random": 0.05},  # 300 top-1 queries; least-likely needs the logits
 }
 #: Budgets long enough for a targeted attack to land (still small on mnist).
 TARGETED_BUDGET = {"steps": 40, "n_queries": 300, "queries": 300, "binary_steps": 2, "binary_search_steps": 2}

@@ -145,8 +145,8 @@ def test_reprs_show_steps_and_step_sizes():
     assert repr(MIFGSM(m, eps=0.3, steps=10, targeted="random")) == (
         "MIFGSM(eps=0.3, norm='linf', steps=10, alpha=0.03 (eps/steps), decay=1, loss='ce', targeted='random')")
     assert repr(APGD(m, eps=0.1, steps=100, seed=3)) == (
-        "APGD(eps=0.1, norm='linf', steps=100, eta=0.2 (2·eps, halved where progress stalls), restarts=1, rho=0.75, "
-        "loss='ce', seed=3)")
+        "APGD(eps=0.1, norm='linf', steps=100, eta=0.2 (2·eps (L1: eps), halved where progress stalls), restarts=1, "
+        "rho=0.75, large_eps=False, loss='ce', seed=3)")
     assert repr(CW(m)) == "CW(eps=inf, norm='l2', c=1, kappa=0, steps=100, lr=0.1, binary_steps=5, loss='margin')"
     assert repr(Square(m, eps=0.1, n_queries=300, early_stop=False)) == (
         "Square(eps=0.1, norm='linf', n_queries=300, p_init=0.8, loss='margin', early_stop=False)")

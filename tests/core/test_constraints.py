@@ -69,5 +69,5 @@ def test_weight_clip_and_unknown_norm():
     w = torch.tensor([-1.0, -0.005, 0.2])
     WeightClip(0.01)(w)
     assert torch.equal(w, torch.tensor([-0.01, -0.005, 0.01]))
-    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2'; got 'l3'$"):
+    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2', 'l1'; got 'l3'$"):
         ball("l3", w, 1.0)

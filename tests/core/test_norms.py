@@ -7,10 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advkit.core import NORMS, Box, MomentumStep, Norm, ball, get_norm
+from advkit.core import NORMS, Box, L1Ball, MomentumStep, Norm, ball, get_norm
 
 #: The exponent p of each norm and that of its dual norm, q (1/p + 1/q = 1).
-EXPONENTS = {"linf": (math.inf, 1.0), "l2": (2.0, 2.0)}
+EXPONENTS = {"linf": (math.inf, 1.0), "l2": (2.0, 2.0), "l1": (1.0, math.inf)}
 TOL = 1e-5
 
 
@@ -25,7 +25,7 @@ def seeded_draw(seed: int, n: int, dtype=torch.float32):
 
 
 def test_the_registry_holds_one_geometry_per_name_and_is_the_only_way_in():
-    assert sorted(NORMS) == ["l2", "linf"]
+    assert sorted(NORMS) == ["l1", "l2", "linf"]
     for name, geometry in NORMS.items():
         assert isinstance(geometry, Norm) and geometry.name == name
         assert get_norm(name) is geometry and get_norm(geometry) is geometry
@@ -33,7 +33,7 @@ def test_the_registry_holds_one_geometry_per_name_and_is_the_only_way_in():
 
 @pytest.mark.parametrize("bad", ["l3", "Linf", "", None, 2])
 def test_an_unknown_norm_fails_naming_the_known_ones(bad):
-    with pytest.raises(ValueError, match=r"^norm must be one of 'linf', 'l2'; got "):
+    with pytest.raises(ValueError, match=r"^norm must be one of 'linf', 'l2', 'l1'; got "):
         get_norm(bad)
 
 
@@ -41,7 +41,7 @@ def test_an_unknown_norm_fails_naming_the_known_ones(bad):
 def test_every_norm_argument_rejects_an_unknown_name(bad):
     """Before the geometry, another string silently meant L2 in the momentum step."""
     for build in (lambda: MomentumStep(0.1, norm=bad), lambda: ball(bad, torch.zeros(1, 3), 0.1)):
-        with pytest.raises(ValueError, match="norm must be one of 'linf', 'l2'"):
+        with pytest.raises(ValueError, match="norm must be one of 'linf', 'l2', 'l1'"):
             build()
 
 
@@ -50,11 +50,12 @@ def test_every_norm_argument_rejects_an_unknown_name(bad):
 @given(seed=st.integers(0, 10_000), alpha=st.floats(1e-3, 2.0))
 def test_step_moves_alpha_in_the_norm_along_the_steepest_ascent(name, seed, alpha):
     """Each sample moves by exactly alpha in the norm, and the first-order gain g . d reaches
-    alpha * ||g||_q (the dual norm), the most any move of that size can gain."""
+    alpha * ||g||_q (the dual norm), the most any move of that size can gain (L1: the sparse step
+    on one coordinate; the default share is tested below)."""
     geometry, (p, q) = get_norm(name), EXPONENTS[name]
     g = torch.randn(5, 2, 3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     x = torch.zeros_like(g)
-    geometry.step(alpha)([x], [g], ascend=True)
+    (geometry.step(alpha, sparsity=1e-9) if name == "l1" else geometry.step(alpha))([x], [g], ascend=True)
     assert torch.allclose(vector_norm(x, p), torch.full((5,), alpha, dtype=g.dtype), rtol=1e-9)
     gain = (g * x).flatten(1).sum(1)
     assert torch.allclose(gain, alpha * vector_norm(g, q), rtol=1e-9)
@@ -164,7 +165,9 @@ def test_squash_maps_smoothly_onto_the_open_unit_ball_keeping_the_direction(name
     h = torch.randn(6, 2, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for scale in (1e-4, 1.0, 1e3):
         out = geometry.squash(h * scale)
-        inside = geometry.distance(out) < 1 if scale <= 1 else geometry.distance(out) <= 1
+        # strictly inside while tanh is below 1 (L1 norms of h are about 26: tanh rounds to 1 at scale 1)
+        strict = scale < 1 or name != "l1"
+        inside = geometry.distance(out) < 1 if strict and scale <= 1 else geometry.distance(out) <= 1 + 1e-12
         assert inside.all() and torch.equal(torch.sign(out), torch.sign(h))
     assert torch.allclose(geometry.squash(h * 1e-4), h * 1e-4, rtol=1e-6)
     assert torch.allclose(geometry.distance(geometry.squash(h * 1e3)), torch.ones(6, dtype=h.dtype))
@@ -178,7 +181,71 @@ def test_l2_radius_is_the_largest_l2_norm_in_the_unit_ball(name):
     """A point of the unit ball with the largest L2 norm (a cube's corner; a sphere's point) has L2
     norm l2_radius, and random points of the ball never exceed it."""
     geometry, dim = get_norm(name), 12
-    far = geometry.squash(torch.full((1, dim), 1e3, dtype=torch.float64))  # on the way to the corner
+    toward = torch.full((1, dim), 1e3, dtype=torch.float64)  # towards a corner of the cube
+    if name == "l1":
+        toward[0, 1:] = 0  # towards a vertex of the L1 ball
+    far = geometry.squash(toward)
     assert math.isclose(float(vector_norm(far, 2.0)), geometry.l2_radius(dim), rel_tol=1e-9)
     inside = geometry.random_delta(torch.zeros(200, dim), 1.0, seeded_draw(0, 200))
     assert (vector_norm(inside, 2.0) <= geometry.l2_radius(dim) + TOL).all()
+
+
+def bisection_l1_box(x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
+    """A slow reference for the projection of y onto the L1 ball around x and [0, 1]: soft thresholding
+    clipped to the box, its threshold found by 200 bisections (float64)."""
+    d = y - x
+    a, room = d.abs(), torch.where(d > 0, 1 - x, x)
+    rows = []
+    for ai, ri in zip(a, room, strict=True):
+        shrink = lambda lam, ai=ai, ri=ri: (ai - lam).clamp_min(0).minimum(ri)  # noqa: E731
+        lo, hi = 0.0, float(ai.max())
+        if float(shrink(0.0).sum()) <= eps:
+            hi = 0.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float(shrink(mid).sum()) > eps else (lo, mid)
+        rows.append(shrink(hi))
+    return x + torch.sign(d) * torch.stack(rows)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 6.0), scale=st.floats(0.0, 3.0), dim=st.integers(1, 12))
+def test_l1_projection_with_the_box_is_exact(seed, eps, scale, dim):
+    """L1Ball & Box matches a bisection reference, lands in both sets, and no feasible point is closer."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(6, dim, generator=gen, dtype=torch.float64)
+    x[:, : dim // 3] = 0.0  # pixels at the bounds, where the box cuts a move off
+    y = x + scale * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    out = y.clone()
+    (get_norm("l1").ball(x, eps) & Box(0.0, 1.0))(out)
+    assert torch.allclose(out, bisection_l1_box(x, y, eps), atol=1e-9)
+    assert bool(((out - x).abs().sum(1) <= eps * (1 + 1e-12) + 1e-12).all()) and 0 <= out.min() and out.max() <= 1
+    # optimality: feasible points drawn around the projection are never closer to y
+    near = out.unsqueeze(1) + 0.3 * torch.randn(6, 300, dim, generator=gen, dtype=torch.float64)
+    flat = near.reshape(-1, dim)
+    (L1Ball(x.repeat_interleave(300, 0), eps) & Box(0.0, 1.0))(flat)
+    others = flat.view(6, 300, dim)
+    assert bool(((others - y.unsqueeze(1)).norm(dim=2) >= (out - y).norm(dim=1, keepdim=True) - 1e-9).all())
+
+
+def test_l1_projection_takes_per_sample_eps_and_images():
+    x = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    y = x + torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    eps = torch.tensor([0.0, 0.5, 2.0, 100.0])
+    out = y.clone()
+    (get_norm("l1").ball(x, eps) & Box(0.0, 1.0))(out)
+    dist = get_norm("l1").distance(out - x)
+    assert torch.equal(out[0], x[0]) and torch.allclose(dist[1:3], eps[1:3], rtol=1e-5)
+    assert torch.allclose(out[3], y[3].clamp(0, 1))  # inside the ball: only the box acts
+
+
+def test_l1_default_step_moves_alpha_on_the_largest_share_of_coordinates():
+    """PGD's L1 step: alpha in L1, spread evenly over the sparsity share of largest |g| (5% by default)."""
+    g = torch.randn(3, 400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.zeros_like(g)
+    get_norm("l1").step(0.7)([x], [g], ascend=True)
+    moved = x != 0
+    assert moved.sum(1).tolist() == [20, 20, 20]
+    assert torch.allclose(x.abs().sum(1), torch.full((3,), 0.7, dtype=g.dtype))
+    assert bool((g.abs()[moved].view(3, 20).amin(1) >= g.abs().masked_fill(moved, 0).amax(1)).all())
+    assert torch.equal(torch.sign(x[moved]), torch.sign(g[moved]))

@@ -228,7 +228,7 @@ def bad_cases(digits):
         ({"mix": 1.5}, ValueError, "mix must be a finite number >= 0 and <= 1"),
         ({"eps": 0}, ValueError, "eps must be > 0"),
         ({"eps": -0.1}, ValueError, "eps must be finite and >= 0"),
-        ({"norm": "l1"}, ValueError, "norm must be one of 'linf', 'l2'"),
+        ({"norm": "l3"}, ValueError, "norm must be one of 'linf', 'l2', 'l1'"),
         ({"epochs": 0}, ValueError, "epochs must be a finite integer >= 1"),
         ({"lr": 0.0}, ValueError, "lr must be a finite number > 0"),
         ({"batch_size": 0}, ValueError, "batch_size must be a finite integer >= 1"),

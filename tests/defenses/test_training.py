@@ -297,7 +297,7 @@ BAD = [
     ({"method": "madry"}, ValueError, "method must be one of 'pgd', 'trades', 'fgsm-rs'"),
     ({"eps": -0.1}, ValueError, "eps must be finite and >= 0"),
     ({"eps": 0}, ValueError, "eps must be > 0"),
-    ({"norm": "l1"}, ValueError, "norm must be one of 'linf', 'l2'"),
+    ({"norm": "l3"}, ValueError, "norm must be one of 'linf', 'l2', 'l1'"),
     ({"epochs": 0}, ValueError, "epochs must be a finite integer >= 1"),
     ({"epochs": 2.5}, TypeError, "epochs must be an integer"),
     ({"lr": 0.0}, ValueError, "lr must be a finite number > 0"),

@@ -139,7 +139,7 @@ def test_attack_objects_torchattacks_and_bad_input(trained_cnn, test_batch, torc
         advkit.evaluate(trained_cnn, (x, y), attacks=[FGSM(nn.Sequential(trained_cnn))], **kwargs)
     with pytest.raises(ValueError, match=r"^eps must be finite and >= 0, got -0\.1$"):
         advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], eps=[-0.1], progress=False, device="cpu")
-    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2'; got 'l3'$"):
+    with pytest.raises(ValueError, match="^norm must be one of 'linf', 'l2', 'l1'; got 'l3'$"):
         advkit.evaluate(trained_cnn, (x, y), attacks=["fgsm"], norm="l3", progress=False, device="cpu")
     with pytest.raises(ValueError, match=r"^data images must lie in \[0, 1\] \(normalise inside the model"):
         advkit.evaluate(trained_cnn, (x * 2 - 1, y), attacks=["fgsm"], progress=False, device="cpu")

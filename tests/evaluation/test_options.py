@@ -35,7 +35,7 @@ class Unread(Dataset):
         raise AssertionError("the data was read")
 
 
-BAD = [({"norm": "l3"}, ValueError, "norm must be one of 'linf', 'l2'; got 'l3'"),
+BAD = [({"norm": "l3"}, ValueError, "norm must be one of 'linf', 'l2', 'l1'; got 'l3'"),
        ({"eps": [0, -0.1]}, ValueError, "eps must be finite and >= 0, got -0.1"),
        ({"eps": "0.1"}, ValueError, "eps must be a number or a non-empty list"),
        ({"attacks": ["nope"]}, ValueError, "unknown attack 'nope'"),
