@@ -62,12 +62,13 @@ def test_the_floor_bounds_a_real_curve_and_the_table_counts_every_forward(traine
 
 
 @pytest.mark.slow
-def test_the_checks_cost_under_15_percent_of_a_pgd40_curve(trained_cnn, test_batch):
+def test_the_checks_cost_under_16_percent_of_a_pgd40_curve(trained_cnn, test_batch):
     """The benchmark's setup (benchmarks/evaluate.py --checks): a 7-point PGD-40 curve on 500 samples
     and the default checks (probe 100, Square with 500 queries). The checks' passes, as they count
-    them (the forward hook agrees), stay under 15% of the curve's, a forward and a backward of one
-    image each counting one. Measured on this model: 14.8% (10.8% before issue 23's stronger-attack
-    check, 4.0% here); the checks before issue 11 (every probe sample re-attacked with 2x steps,
+    them (the forward hook agrees), stay under 16% of the curve's, a forward and a backward of one
+    image each counting one. Measured on this model: 15.5%, of which the randomized check's five
+    forwards of the probe are 0.7% (14.8% before it, 10.8% before the stronger-attack check, which
+    spends 4.0% here); the checks before issue 11 (every probe sample re-attacked with 2x steps,
     Square on up to 50 samples) spent 54.4%."""
     x, y = test_batch
     model, forwards = counting(trained_cnn)
@@ -79,4 +80,4 @@ def test_the_checks_cost_under_15_percent_of_a_pgd40_curve(trained_cnn, test_bat
     curve = sum(c.forwards + c.backwards for c in costs) + fooled
     checks_f, checks_b = sum(c.cost.forwards for c in res.checks), sum(c.cost.backwards for c in res.checks)
     assert len(x) + sum(c.forwards for c in costs) + fooled + checks_f == forwards[0]
-    assert (checks_f + checks_b) / curve <= 0.15, {c.name: (c.cost.forwards, c.cost.backwards) for c in res.checks}
+    assert (checks_f + checks_b) / curve <= 0.16, {c.name: (c.cost.forwards, c.cost.backwards) for c in res.checks}
