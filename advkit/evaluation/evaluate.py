@@ -127,6 +127,11 @@ def evaluate(
     ``evaluate(nn.Sequential(advkit.attacks.BPDA(JPEG(50)), model), data)``. A transfer attack crafts on a
     surrogate and only queries the model, and the report names the surrogate:
     ``evaluate(model, data, {"transfer": advkit.attacks.Transfer(model, PGD(surrogate, steps=40))})``.
+    L1 budgets: ``evaluate(model, data, ["apgd", "autoattack"], eps=[0, 5, 10], norm="l1")``. A
+    minimum-norm attack (``minimum_norm``: CW, HopSkipJump) runs once, unbounded, on the correctly
+    classified samples, and a sample counts as robust at each eps its smallest perturbation found
+    exceeds: ``evaluate(model, data, {"hsj": HopSkipJump(model, norm="l2", queries=1000)}, norm="l2")``
+    reads only the model's top-1 answers (label-only access).
 
     The GPU path: ``batch_size=None`` (the default) means 256 off CUDA and, on CUDA, the largest
     batch that fits (from 4096, halved whenever a batch runs out of memory; no sample lost or
