@@ -371,7 +371,10 @@ def check_stronger_attack(ctx: _Context) -> Check:
     passed = extra <= allowed
     msg = (f"{what} at eps={eps:g} fooled {extra} of the {len(rows)} samples (of {n} correctly classified) that "
            f"{', '.join(others)} left standing (allowed {allowed})")
-    if not passed:
+    if not passed and curves:  # the worst case takes the stronger curve; the other attacks alone fall short
+        msg += (f": {', '.join(others)} alone would overstate robustness by at least {points:.1f} points at "
+                f"eps={eps:g} (the worst case, which takes {what}, does not)")
+    elif not passed:
         missing = [a for a in DEFAULT_ATTACKS if a not in ctx.attacks] or ["apgd-t"]
         msg += (f": the worst case overstates robustness by at least {points:.1f} points at eps={eps:g}; "
                 f"add {', '.join(map(repr, missing))} to the attacks (or use 'autoattack')")

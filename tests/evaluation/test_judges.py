@@ -135,6 +135,8 @@ def test_an_apgd_t_curve_answers_the_check_at_no_cost(trained_cnn, test_batch):
     assert check.cost.backwards == check.cost.forwards == 0
     assert "the apgd-t curve at eps=0.15 fooled" in check.message and "that pgd-2 left standing" in check.message
     assert not check.passed  # PGD with 2 short steps overstates here too
+    assert "pgd-2 alone would overstate" in check.message and "the worst case, which takes the apgd-t curve, does not" \
+        in check.message  # the worst case takes the APGD-T curve: only the other attack falls short
 
 
 def test_the_demo_says_which_attack_sets_the_worst_case():
