@@ -32,7 +32,7 @@ from ..core import frozen, get_norm
 from .batched import attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
-from .specs import DEFAULT_ATTACKS, stronger
+from .specs import DEFAULT_ATTACKS, parse_name, stronger
 
 #: How many already-fooled samples per (attack, eps pair) the monotonicity check re-attacks.
 REATTACK = 32
@@ -375,12 +375,26 @@ def check_stronger_attack(ctx: _Context) -> Check:
         msg += (f": {', '.join(others)} alone would overstate robustness by at least {points:.1f} points at "
                 f"eps={eps:g} (the worst case, which takes {what}, does not)")
     elif not passed:
-        missing = [a for a in DEFAULT_ATTACKS if a not in ctx.attacks] or ["apgd-t"]
         msg += (f": the worst case overstates robustness by at least {points:.1f} points at eps={eps:g}; "
-                f"add {', '.join(map(repr, missing))} to the attacks (or use 'autoattack')")
+                f"add {stronger_advice(ctx.attacks)} to the attacks (or use 'autoattack')")
     return Check("stronger-attack", passed, msg,
                  details={"eps": eps, "extra": extra, "standing": len(rows), "samples": n, "allowed": allowed,
                           "overstatement": points / 100})
+
+
+def stronger_advice(attacks: dict[str, Any]) -> str:
+    """The default attacks missing from ``attacks`` (read by report name; a default run with fewer
+    steps, e.g. ``apgd-10``, is named with them), or APGD-T when every default ran in full."""
+    steps = {}
+    for name in attacks:
+        try:
+            base, count = parse_name(name)
+        except ValueError:  # a label of the user's own
+            continue
+        steps[base] = count
+    advice = [repr(d) if d not in steps else f"{d!r} at its full steps (here {d}-{steps[d]})"
+              for d in DEFAULT_ATTACKS if steps.get(d, 0) is not None]
+    return ", ".join(advice) or "'apgd-t'"
 
 
 def runs_stronger_attack(attack: Any) -> bool:

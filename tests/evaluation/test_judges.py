@@ -165,3 +165,12 @@ def test_the_report_says_which_attacks_set_the_worst_case():
     table = model_tables(result)[0]
     assert table.header[-1] == "worst set by" and [row[-1] for row in table.rows] == ["", "apgd", "fgsm, apgd"]
     assert result.accuracy(WORST) == [1.0, 0.5, 0.25]
+
+
+def test_the_stronger_attack_advice_names_what_is_missing_or_cut_short():
+    """The quick demo runs 'apgd-10': the advice asks for APGD at its full steps, not for an 'apgd' it has."""
+    from advkit.evaluation.checks import stronger_advice
+
+    assert stronger_advice({"fgsm": None, "apgd-10": None}) == "'apgd' at its full steps (here apgd-10)"
+    assert stronger_advice({"pgd-40": None, "my own": None}) == "'fgsm', 'apgd'"
+    assert stronger_advice({"fgsm": None, "apgd": None}) == "'apgd-t'"
