@@ -23,20 +23,10 @@ from torch import nn
 
 import advkit
 from advkit.attacks import AutoAttack
+from advkit.defenses import GaussianNoise
 
 sys.path.insert(0, str(Path(__file__).parent))
 from autoattack import cached_robust_cnn  # noqa: E402
-
-
-class NoisyInput(nn.Module):
-    """``model(x + sigma * noise)``: fresh Gaussian noise on the input in every forward, eval mode included."""
-
-    def __init__(self, model: nn.Module, sigma: float):
-        super().__init__()
-        self.model, self.sigma = model, sigma
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x + self.sigma * torch.randn_like(x))
 
 
 def official(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int) -> torch.Tensor:
@@ -64,7 +54,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_robust_cnn.pt")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = NoisyInput(cached_robust_cnn(args.model), args.sigma).eval()
+    model = nn.Sequential(GaussianNoise(args.sigma), cached_robust_cnn(args.model)).eval()
     x, y = advkit.data.load("mnist5k")[1].tensors
     x, y = x[:args.n], y[:args.n]
     with torch.no_grad():

@@ -330,7 +330,7 @@ class Attack:
     # defenses, never guessed from the name it is reported under (attacks/capabilities.py) --------
     #: The norms the attack works in (names in :data:`advkit.core.NORMS`); ``norm`` must be one of them.
     norms: tuple[str, ...] = tuple(NORMS)
-    #: The losses the attack can climb (names in :data:`advkit.attacks.LOSSES`); ``loss`` must be one of them.
+    #: The losses the attack can climb (names in :data:`advkit.attacks.ATTACK_LOSSES`); ``loss`` must be one of them.
     losses: tuple[str, ...] = tuple(ATTACK_LOSSES)
     #: True for attacks whose search starts from one point (``AttackRun.start``): they take ``run(x_init=...)``.
     warm_starts: bool = False

@@ -8,8 +8,8 @@ from .augment import AugmentOptions, augmented_training
 from .finetune import FinetuneOptions, finetune
 from .history import EpochRecord, History
 from .training import TrainingOptions, adversarial_training, defense_model
-from .transforms import JPEG, BitDepth
+from .transforms import JPEG, BitDepth, GaussianNoise
 
 __all__ = ["CORRUPTIONS", "AugmentOptions", "EpochRecord", "FinetuneOptions", "History", "TrainingOptions",
            "adversarial_training", "augmented_training", "corrupt", "defense_model", "finetune"]
-__all__ += ["JPEG", "BitDepth"]
+__all__ += ["JPEG", "BitDepth", "GaussianNoise"]

@@ -1,4 +1,5 @@
-"""Input transforms published as defenses: JPEG compression and bit-depth reduction (feature squeezing).
+"""Input transforms published as defenses: JPEG compression and bit-depth reduction (feature squeezing),
+and Gaussian noise on the input (a randomized defense).
 
 Each is an ``nn.Module`` to put in front of a classifier, ``nn.Sequential(JPEG(50), model)``. Both round,
 so their input gradient is zero almost everywhere: gradient attacks on the defended model stall and
@@ -8,6 +9,7 @@ defended model's outputs and useful gradients (docs/ARCHITECTURE.md, "Non-differ
 """
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from ..core import check_number
@@ -63,3 +65,21 @@ class BitDepth(nn.Module):
 
 
 __all__ = ["JPEG", "BitDepth", "quantise"]
+
+
+class GaussianNoise(nn.Module):
+    """Fresh Gaussian noise of standard deviation ``sigma`` added to the input in every forward, eval mode
+    included (noise injection, a randomized defense): ``nn.Sequential(GaussianNoise(0.2), model)``.
+    Its outputs differ from forward to forward, so ``evaluate`` flags the model as randomized and attacks
+    it with expectation over transformation (:func:`advkit.evaluate`).
+
+    Args:
+        sigma: the noise's standard deviation (>= 0), in pixel units of [0, 1] images.
+    """
+
+    def __init__(self, sigma: float = 0.1):
+        super().__init__()
+        self.sigma = float(check_number(sigma, "sigma", low_open=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.sigma * torch.randn_like(x)

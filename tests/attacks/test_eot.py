@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from advkit.attacks import APGD, ATTACKS, PGD, Square
+from advkit.defenses import GaussianNoise
 
 
 def net() -> nn.Module:
@@ -15,15 +16,9 @@ def net() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
 
 
-class Noisy(nn.Module):
-    """Gaussian noise on the input in every forward (eval mode included)."""
-
-    def __init__(self, sigma: float = 0.3):
-        super().__init__()
-        self.net, self.sigma = net(), sigma
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x + self.sigma * torch.randn_like(x))
+def Noisy(sigma: float = 0.3) -> nn.Module:  # noqa: N802 (a model, named as one)
+    """:func:`net` behind Gaussian noise on the input in every forward (eval mode included)."""
+    return nn.Sequential(GaussianNoise(sigma), net())
 
 
 def batch(n: int = 16):

@@ -9,6 +9,7 @@ from torch import nn
 import advkit
 from advkit.attacks import FGSM, AutoAttack
 from advkit.attacks.autoattack import RAND_EOT, rand
+from advkit.defenses import GaussianNoise
 from advkit.evaluation.checks import RANDOM_TOLERANCE, randomness
 from advkit.evaluation.specs import resolve, valid_names
 
@@ -18,15 +19,9 @@ def net() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(16, 5)).eval()
 
 
-class Noisy(nn.Module):
-    """Gaussian noise on the input in every forward (eval mode included)."""
-
-    def __init__(self, sigma: float = 0.05):
-        super().__init__()
-        self.net, self.sigma = net(), sigma
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x + self.sigma * torch.randn_like(x))
+def Noisy(sigma: float = 0.05) -> nn.Module:  # noqa: N802 (a model, named as one)
+    """:func:`net` behind Gaussian noise on the input in every forward (eval mode included)."""
+    return nn.Sequential(GaussianNoise(sigma), net())
 
 
 def data(n: int = 24):
