@@ -111,7 +111,7 @@ class AdvGAN(Attack):
         Args:
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed frozen, never changed.
             eps: the budget the generator's output is scaled to.
-            norm: ``"linf"`` or ``"l2"``.
+            norm: a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
             targeted: False, ``"random"`` or ``"least-likely"``: a targeted generator learns target codes.
             loss: the attack loss of the generator, ``"margin"`` or ``"ce"``.
             generator: a network of your own (None: a :class:`~advkit.attacks.advgan_nets.PerturbationNet`).

@@ -160,7 +160,7 @@ def finetune(
         lr: the peak learning rate of the one-cycle schedule (None: :data:`LR`).
         seed: seeds the batch order, the attacks' draws and torch's RNG for the run.
         progress: show a progress bar.
-        norm: the threat model, ``"linf"`` or ``"l2"``.
+        norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         batch_size: samples per optimizer step (the global batch under torchrun).
         device: where to train (None: CUDA when available).
         eval_data: the data of the per-epoch accuracies (None: the training data).

@@ -209,7 +209,7 @@ def adversarial_training(
             and class indices.
         method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.TRAINING_METHODS``).
         eps: the training budget, > 0.
-        norm: the threat model, ``"linf"`` or ``"l2"``.
+        norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         attack: None (the method's own attack), an attack name, an attack on ``model`` or a factory
             ``model -> attack``.
         epochs: passes over the data (None: the method's).

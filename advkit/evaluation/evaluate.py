@@ -147,7 +147,7 @@ def evaluate(
         attacks: attack names, attack objects or factories ``model -> attack``, a dict naming them, or
             one alone.
         eps: the budgets, a number or a list (0: clean accuracy).
-        norm: the threat model, ``"linf"`` or ``"l2"``.
+        norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         n: evaluate the first n samples (None: all).
         batch_size: samples per batch (None: 256 off CUDA, the largest that fits on CUDA).
         device: where to compute (None: CUDA when available).
