@@ -35,7 +35,7 @@ from ..acceleration import accelerated
 from ..attacks import ATTACKS, GradientMaskingError
 from ..attacks.autoattack import AutoAttack, Component
 from ..attacks.base import Attack, model_dtype
-from ..attacks.capabilities import capability, gradient_free
+from ..attacks.capabilities import capability, searches_the_model
 from ..core import frozen, get_norm
 from ..data import as_tensors
 from ..data.corruption_accuracy import corruption_accuracy
@@ -126,9 +126,9 @@ def evaluate(
 
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
-    of the worst case; unless a gradient-free attack (``uses_gradients`` False) is among the
-    attacks, the Square attack (``queries`` queries) is then added so the worst case stays an upper
-    bound, and the checks fail, naming gradient masking.
+    of the worst case; unless a gradient-free attack (``uses_gradients`` False; a transfer attack
+    does not count) is among the attacks, the Square attack (``queries`` queries) is then added so the
+    worst case stays an upper bound, and the checks fail, naming gradient masking.
 
     A defense that preprocesses its input without a gradient (``advkit.defenses.JPEG``, ``BitDepth``)
     fails the gradient checks; evaluate it through BPDA, with the same predictions and a useful gradient:
@@ -361,9 +361,10 @@ def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationO
 
 def fallback_name(records: Mapping[str, AttackRecord], attacks: Mapping[str, Any]) -> str | None:
     """The name for the gradient-free attack to add when some attack was masked and no gradient-free
-    attack of ``attacks`` (the objects behind ``records``; ``uses_gradients`` False) ran: ``"square"``,
-    or ``"square (added)"`` if the user's attack took that name; None otherwise."""
-    if not any(r.masked for r in records.values()) or any(gradient_free(attacks[n]) and not r.masked
+    attack of ``attacks`` (the objects behind ``records``; ``uses_gradients`` False, a transfer attack
+    not counted: :func:`~advkit.attacks.capabilities.searches_the_model`) ran: ``"square"``, or
+    ``"square (added)"`` if the user's attack took that name; None otherwise."""
+    if not any(r.masked for r in records.values()) or any(searches_the_model(attacks[n]) and not r.masked
                                                            for n, r in records.items()):
         return None
     return "square" if "square" not in records else "square (added)"
