@@ -297,9 +297,8 @@ def with_eot(attacks: Mapping[str, Any], draws: int, randomized: bool) -> tuple[
             notes[name] = (f"{why}: each gradient averaged over {draws} forwards" if draws > 1
                            else "eot=1 given: single-draw gradients")
         if randomized and single_draw(out[name]):
-            notes[name] = "; ".join([*filter(None, [notes.get(name)]),
-                                     "randomized model: this gradient attack follows single draws and overstates "
-                                     "robustness"])
+            single = "randomized model: this gradient attack follows single draws and overstates robustness"
+            notes[name] = f"{notes[name]}; {single}" if name in notes else single
     return out, notes
 
 
