@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from shared_models import MODELS, asset, starting_point
 
 import advkit
-from shared_models import MODELS, asset, starting_point
 
 
 @pytest.mark.parametrize("name", list(MODELS))
