@@ -60,9 +60,9 @@ def test_eps_none_and_run_at_eps_inf_are_the_same_search():
 def test_one_unbounded_run_gives_fixed_eps_fabs_accuracy_at_every_eps(norm):
     """A sample is robust on the curve (its smallest perturbation exceeds eps) exactly when fixed-eps
     FAB, run at that eps with the same settings, fails on it. Measured: the same samples at every eps
-    of GRIDS in every norm (also with 20 steps and 3 targets, and on the standard SmallCNN of
-    benchmarks/attacks.py, 40 mnist5k images, 20 steps, 3 targets, 11 budgets over the three norms);
-    one sample of slack per eps for a float tie on the boundary, and the curve is never the weaker."""
+    of GRIDS in every norm (also with 20 steps and 3 targets; and benchmarks/fab_curve.py: the same
+    samples at all 14 budgets over the three norms, 100 mnist5k images on the standard SmallCNN); one
+    sample of slack per eps for a float tie on the boundary, and the curve is never the weaker."""
     model = mlp()
     x, y = batch(model)
     dist = smallest(FAB(model, eps=None, steps=10, n_target_classes=2, norm=norm).run(x, y), x, norm)
