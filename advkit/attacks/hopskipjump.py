@@ -85,8 +85,8 @@ class HopSkipJump(Attack):
     ``init_size`` random uniform images are tried per sample to start from; ``init_evals`` answers
     make the first boundary estimate, ``init_evals * sqrt(t)`` the t-th (at most ``max_evals``);
     ``gamma`` sets the binary search's tolerance and the estimate's probe radius (the paper's theta);
-    its default, ``0.01 d`` for inputs of ``d`` entries, is ART's (the paper's 1 bisects to a precision
-    a hundred times finer than an iteration's progress, three answers more per iteration: measured in
+    its default, ``0.01 d`` for inputs of ``d`` entries, is ART's (the paper's 1 bisects far finer than
+    an iteration gains, for about three answers more per bisection; the medians are measured in
     benchmarks/README.md). An iteration that the budget would cut short estimates from fewer answers,
     keeping enough for its step (the paper's loop would spend them on an estimate it never uses).
     """
