@@ -136,7 +136,7 @@ def evaluate(
     surrogate and only queries the model, and the report names the surrogate:
     ``evaluate(model, data, {"transfer": advkit.attacks.Transfer(model, PGD(surrogate, steps=40))})``.
     L1 budgets: ``evaluate(model, data, ["apgd", "autoattack"], eps=[0, 5, 10], norm="l1")``. A
-    minimum-norm attack (``minimum_norm``: CW, HopSkipJump) runs once, unbounded, on the correctly
+    minimum-norm attack (``minimum_norm``: CW, HopSkipJump, FAB) runs once, unbounded, on the correctly
     classified samples, and a sample counts as robust at each eps its smallest perturbation found
     exceeds: ``evaluate(model, data, {"hsj": HopSkipJump(model, norm="l2", queries=1000)}, norm="l2")``
     reads only the model's top-1 answers (label-only access).
