@@ -45,7 +45,8 @@ class DemoConfig:
     (AutoAttack joins on a GPU only: on a CPU its APGD-T and FAB-T alone take longer than that.)
     The defense is ``defense_epochs`` of FGSM-RS at ``defense_eps``, starting from the standard model. The
     curves are the default attacks (:data:`~advkit.evaluation.specs.DEFAULT_ATTACKS`), with
-    ``attack_steps`` steps where set (the quick run's); ``pgd_steps`` is the PGD that AdvGAN is set beside."""
+    ``attack_steps`` steps where set (the quick run's); ``pgd_steps`` is the PGD that AdvGAN is set beside;
+    AdvGAN trains ``advgan_steps`` steps of ``advgan_batch`` images."""
 
     epochs: int
     n: int
@@ -56,12 +57,13 @@ class DemoConfig:
     defense_epochs: int = 2
     defense_eps: float = 0.2
     advgan_steps: int = 300
+    advgan_batch: int = 128
     attack_steps: int | None = None
 
 
 FULL = DemoConfig(epochs=8, n=500, eps=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3), pgd_steps=40, probe=64, queries=500)
 QUICK = DemoConfig(epochs=2, n=200, eps=(0.0, 0.05, 0.1, 0.2, 0.3), pgd_steps=10, probe=32, queries=200,
-                   defense_epochs=1, advgan_steps=60, attack_steps=10)
+                   defense_epochs=1, advgan_steps=60, advgan_batch=64, attack_steps=10)
 #: The names of the two models in the demo's report.
 STANDARD, DEFENDED = "standard", "defended"
 
@@ -147,7 +149,7 @@ def advgan_section(model: torch.nn.Module, train, test, cfg: DemoConfig, eps: fl
     x, y = (t[:cfg.n].to(device) for t in test.tensors)
     atk = AdvGAN(model.to(device), eps=eps)
     started = time.perf_counter()
-    atk.fit(train, steps=cfg.advgan_steps, seed=seed, progress=progress)
+    atk.fit(train, steps=cfg.advgan_steps, batch_size=cfg.advgan_batch, seed=seed, progress=progress)
     trained = time.perf_counter() - started
     rows = []
     for name, attack in ((f"AdvGAN ({cfg.advgan_steps} steps)", atk),
