@@ -7,9 +7,11 @@ one process: robust accuracy and time of the standard version on the same model 
     python benchmarks/l1.py --n 100 --parts square   # Square alone (5,000 queries), both sides
 
 The model is benchmarks/autoattack.py's PGD-trained SmallCNN (L-inf, eps 0.3; cached in --model). The
-official L1 version runs APGD-CE (5 restarts), APGD-T (5 targets), FAB-T and Square; advkit's runs its
-APGD-CE, APGD-T and FAB-T with the same budgets (advkit has no Square under L1 yet). Each seed runs ours
-then theirs; CPU seconds of this process, one thread.
+official L1 version runs APGD-CE (5 restarts), APGD-T (5 targets), FAB-T and Square (5,000 queries);
+advkit's runs its own four with the same budgets. ``--parts apgd`` runs the two APGDs alone on each side
+(the official ``version="custom"`` with the standard L1 settings); ``--parts square`` runs Square alone on
+every image (the official standalone ``SquareAttack``, whose schedule is stretched to the budget, as
+advkit's default). Each seed runs ours then theirs; CPU seconds of this process, one thread.
 """
 from __future__ import annotations
 
