@@ -187,8 +187,9 @@ def build_autoattack(model: nn.Module, norm: str, num_classes: int, version: str
 
 
 def square(model: nn.Module, norm: str, queries: int = QUERIES) -> Component:
-    """AutoAttack's Square component with ``queries`` queries (the gradient-free check's attack)."""
-    return component("square", model, 8 / 255, norm, n_queries=queries)
+    """AutoAttack's Square component with ``queries`` queries (the gradient-free check's attack), its
+    schedule stretched to that budget (``rescale``) whatever the norm's table says."""
+    return component("square", model, 8 / 255, norm, n_queries=queries, rescale=True)
 
 
 __all__ = ["AUTOATTACK", "AUTOATTACK_RAND", "AutoAttack", "Component", "build_autoattack", "component", "rand",
