@@ -9,7 +9,8 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bpda.py --n 200 --seeds 0 1 2
 
-The model is plain training, 8 epochs, seed 0 (tests/shared_models.py's), cached in --cache.
+The model is plain training, 8 epochs, seed 0 (the recipe of tests/shared_models.py's committed
+asset), cached in --cache.
 """
 from __future__ import annotations
 

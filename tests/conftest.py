@@ -1,12 +1,8 @@
 """Shared fixtures (the embedded data, the trained models many tests share, torchattacks for the tests
 that need it) and what every run needs to tell the truth on any machine:
 
-- The shared models (shared_models.py) are trained once per test run and are the same models in a
-  serial run and under pytest-xdist: they train with a fixed thread count, and they are cached only
-  in this run's temp folder (shared by the xdist workers through a file lock), never in one that
-  outlives the run. Under xdist the first worker trains the ones the run needs in a background
-  process from the start, and the workers run first the slow tests that need none, then the other
-  slow ones, then the fast ones (no worker waits for a model, and the run ends on short tests).
+- The shared models (shared_models.py) are committed in tests/assets/, the same weights on every
+  machine; under xdist the workers run the slow tests first (the run ends on short tests).
 - Under pytest-xdist the tests are scheduled with ``--dist loadgroup`` (also when ``-n`` alone asks
   for the default ``load``): the tests of a module marked ``xdist_group`` run on one worker, so a
   module's heavy fixture (a trained model, a 2-process group) is built once per run, not once per
@@ -21,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,11 +27,7 @@ from hypothesis import settings
 import advkit
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest runs with --import-mode=importlib
-from launch import child_env  # noqa: E402
 from shared_models import shared_model  # noqa: E402
-
-#: The fixtures that load a shared model (shared_models.MODELS).
-SHARED_MODELS = {"trained_cnn": "smallcnn_mnist5k", "robust_cnn": "robust_cnn_mnist5k"}
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("dev")
@@ -59,33 +50,10 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """On an xdist worker (every worker sorts alike): the slow tests that need no shared model first,
-    then the other slow ones, then the rest, each in collection order; and where some test needs a
-    shared model, the first worker starts training them in the background, into the run's folder."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
-        return
-
-    def rank(item) -> int:
-        if item.get_closest_marker("slow") is None:
-            return 2
-        return 1 if SHARED_MODELS.keys() & set(item.fixturenames) else 0
-
-    items.sort(key=rank)
-    needed = sorted({SHARED_MODELS[name] for item in items for name in SHARED_MODELS.keys() & set(item.fixturenames)})
-    if worker == "gw0" and needed:
-        folder = run_folder(config._tmp_path_factory)
-        with open(folder / "shared_models.log", "w") as log:
-            config.shared_models = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("shared_models.py")), str(folder), *needed],
-                env=child_env(), stdout=log, stderr=subprocess.STDOUT)
-
-
-def pytest_sessionfinish(session):
-    process = getattr(session.config, "shared_models", None)
-    if process is not None and process.poll() is None:  # a run cut short: no model is needed any more
-        process.terminate()
-        process.wait()
+    """On an xdist worker (every worker sorts alike): the slow tests first, then the rest, each in
+    collection order, so that no worker ends the run on a long test."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def chromium() -> str | None:
@@ -103,13 +71,6 @@ def pytest_runtest_setup(item):
         pytest.skip("needs a CUDA GPU (torch.cuda.is_available() is False)")
 
 
-def run_folder(tmp_path_factory) -> Path:
-    """This run's temp folder, common to all xdist workers: a worker's basetemp is a subfolder of
-    the run's (``pytest-N/popen-gw0``); a serial run's basetemp is the run's folder itself."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 @pytest.fixture(scope="session")
 def mnist5k():
     """(train, test) TensorDatasets of the embedded MNIST-5k."""
@@ -117,15 +78,15 @@ def mnist5k():
 
 
 @pytest.fixture(scope="session")
-def trained_cnn(tmp_path_factory):
+def trained_cnn():
     """A standard (non-robust) SmallCNN trained on mnist5k train, in eval mode, on the CPU."""
-    return shared_model(run_folder(tmp_path_factory), SHARED_MODELS["trained_cnn"])
+    return shared_model("smallcnn_mnist5k")
 
 
 @pytest.fixture(scope="session")
-def robust_cnn(tmp_path_factory):
-    """benchmarks/autoattack.py's PGD-trained SmallCNN (about 20 CPU seconds), in eval mode, on the CPU."""
-    return shared_model(run_folder(tmp_path_factory), SHARED_MODELS["robust_cnn"])
+def robust_cnn():
+    """benchmarks/autoattack.py's PGD-trained SmallCNN, in eval mode, on the CPU."""
+    return shared_model("robust_cnn_mnist5k")
 
 
 @pytest.fixture(scope="session")

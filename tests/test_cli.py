@@ -3,6 +3,7 @@ evaluates (state dict, factory, TorchScript), and real bugs keep their traceback
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,20 @@ def test_gpu_flags_reach_the_evaluation_and_change_nothing_on_the_cpu(files, cap
     assert reports[1]["config"]["amp"] is True and reports[1]["config"]["channels_last"] is True
     accuracies = [[p["accuracy"] for p in r["models"]["model"]["curves"]["fgsm"]] for r in reports]
     assert accuracies[0] == accuracies[1]
+
+
+def test_evaluate_at_l1_with_eot_writes_an_l1_report(files, capsys):
+    """--norm l1 takes L1 budgets (above 1, without L-inf's pixel-units warning) and every curve runs at
+    L1; --eot N reaches the attacks that average gradients and the report's config."""
+    out = files / "l1"
+    argv = ["evaluate", *FAST, "--model", str(files / "model.pt"), "--attacks", "fgsm,apgd-2", "--eps", "0,2,8"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "exceeds the whole [0, 1] pixel range" at L1
+        assert main([*argv, "--norm", "l1", "--eot", "3", "--out", str(out)]) == 0
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["config"]["norm"] == "l1" and saved["config"]["eps"] == [0.0, 2.0, 8.0] and saved["config"]["eot"] == 3
+    model = saved["models"]["model"]
+    assert [p["eps"] for p in model["curves"]["apgd-2"]] == [0.0, 2.0, 8.0]
+    assert all("norm='l1'" in text and "eot=3" in text for text in model["attacks"].values())
+    capsys.readouterr()
+    assert "argument --eot: must be an integer >= 1, got '0'" in fails([*argv, "--norm", "l1", "--eot", "0"], capsys)

@@ -35,12 +35,14 @@ def test_the_defenses_default_model_loads_as_arch_smallcnn_wide():
         build("smallcnn", in_channels=3, num_classes=7, input_size=32).load_state_dict(state)
 
 
-def test_fit_reaches_high_accuracy_on_mnist5k(trained_cnn, mnist5k):
-    """fit's schedule trains a SmallCNN to >= 95.5% test accuracy: the session's model is fit's 8 epochs at
-    seed 0 (tests/shared_models.py), trained once for the whole run. Measured over seeds 0-4 of that
-    recipe: 97.2%, 97.2%, 97.0%, 96.9%, 96.8% (1,000 test digits: a binomial spread of 0.55 points), so
-    the bar sits 2.4 spreads under the worst seed. (fit's default 12 epochs reached 97.5-97.9%.)"""
-    assert advkit.train.accuracy(trained_cnn, mnist5k[1]) >= 0.955
+def test_fit_trains_a_smallcnn_well_past_chance_in_one_epoch(mnist5k):
+    """One epoch of fit's schedule on the 4,000 mnist5k training digits. Measured over seeds 0-4: 78.1% to
+    85.0% on the 1,000 test digits (chance: 10%), so the bar sits 4 points under the worst seed. (The
+    8-epoch recipe of the shared ``trained_cnn``, a committed asset, reached 96.8-97.2%: test_shared_models.py.)"""
+    torch.manual_seed(0)
+    model = SmallCNN()
+    advkit.train.fit(model, mnist5k[0], epochs=1, seed=0, device="cpu", progress=False)
+    assert advkit.train.accuracy(model, mnist5k[1]) >= 0.74
 
 
 def test_fit_defaults_take_12_epochs_of_full_batches_and_leave_the_model_evaluating(mnist5k):

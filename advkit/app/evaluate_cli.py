@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="start each eps's attack from a random point, not where the previous eps's search ended")
     p.add_argument("--probe", type=non_negative_int, default=100, help="samples for the sanity checks (0: no checks)")
     p.add_argument("--queries", type=positive_int, default=500, help="query budget of the checks' gradient-free attack")
+    p.add_argument("--eot", type=positive_int, default=None, metavar="N",
+                   help="forwards per gradient of the attacks that average them (fgsm, pgd, mifgsm, apgd; autoattack "
+                        "runs as its rand version for N > 1); 1: single draws (default: 20 on a model the checks "
+                        "find randomized, else as built)")
     add_corruptions_option(p)
     add_gpu_options(p, "the model")
     p.add_argument("--out", type=Path, default=Path("advkit-report"), help="report folder")
@@ -107,7 +111,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
                       warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries,
-                      corruptions=args.corruptions, **gpu_options(args))
+                      corruptions=args.corruptions, eot=args.eot, **gpu_options(args))
     path = save_or_rescue(args.out, report.save, "the report", "report")
     return print_report(report, path) if is_main() else 0
 

@@ -361,6 +361,10 @@ class Attack:
     minimum_norm: bool = False
     #: Whether the attack reads only the model's top-1 answer (a decision-based attack: HopSkipJump).
     label_only: bool = False
+    #: Whether the attack crafts its examples on another model (a surrogate) and only judges them on the
+    #: attacked one (:class:`~advkit.attacks.Transfer`): its curve measures how well examples transfer, not
+    #: what the model's gradients hide, so the checks never take it for their gradient-free attack.
+    transfer: bool = False
     #: The settings ``repr`` shows after eps and norm: attribute names, in order.
     settings: tuple[str, ...] = ()
     #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,

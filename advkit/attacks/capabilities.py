@@ -1,6 +1,6 @@
 """What an attack object can do, read from the capabilities its class declares (:class:`Attack`'s
 ``norms``, ``losses``, ``targets``, ``warm_starts``, ``uses_gradients``, ``per_sample``,
-``needs_training``, ``minimum_norm``, ``label_only``), never guessed from the name it is reported
+``needs_training``, ``minimum_norm``, ``label_only``, ``transfer``), never guessed from the name it is reported
 under or from its exact type.
 
 ``evaluate`` takes any object with ``run`` (:class:`~advkit.attacks.AttackLike`); one that does not
@@ -14,7 +14,7 @@ from .base import Attack
 
 #: The capabilities every attack declares, as class attributes of :class:`Attack`.
 CAPABILITIES = ("norms", "losses", "targets", "warm_starts", "uses_gradients", "per_sample", "needs_training",
-                "minimum_norm", "label_only")
+                "minimum_norm", "label_only", "transfer")
 
 
 def capability(attack: Any, name: str) -> Any:
@@ -39,10 +39,17 @@ def gradient_free(attack: Any) -> bool:
     return not capability(attack, "uses_gradients")
 
 
+def searches_the_model(attack: Any) -> bool:
+    """True when ``attack`` searches with the attacked model's outputs alone: gradient-free and not a
+    transfer attack (``transfer``: crafted on a surrogate). Such a search finds what misleading gradients
+    hide, so the checks' gradient-free attack, and ``evaluate``'s fallback when gradients are masked, is one."""
+    return gradient_free(attack) and not capability(attack, "transfer")
+
+
 def gradients_only(attack: Any) -> bool:
     """True when every member of ``attack`` follows the model's input gradient: its curve is a
     gradient attack's alone (an ensemble with a gradient-free member is not)."""
     return all(capability(member, "uses_gradients") for member in members(attack))
 
 
-__all__ = ["CAPABILITIES", "capability", "gradient_free", "gradients_only", "members"]
+__all__ = ["CAPABILITIES", "capability", "gradient_free", "gradients_only", "members", "searches_the_model"]

@@ -33,7 +33,13 @@ class Smallest:
     def __init__(self, x: Tensor):
         self.x_adv, self.dist = x.clone(), torch.full((len(x),), math.inf, device=x.device)
 
-    def update(self, x_adv: Tensor, dist: Tensor, hit: Tensor) -> None:
+    def update(self, x_adv: Tensor, dist: Tensor, hit: Tensor, rows: Tensor | None = None) -> None:
+        """Keep the rows of ``x_adv`` that are ``hit`` (adversarial) and closer than the best so far;
+        ``rows``: the samples they belong to (default: all, in order)."""
+        if rows is not None:
+            keep = hit & (dist < self.dist[rows])
+            self.dist[rows[keep]], self.x_adv[rows[keep]] = dist[keep], x_adv[keep]
+            return
         better = hit & (dist < self.dist)
         self.dist = torch.where(better, dist, self.dist)
         self.x_adv = torch.where(better.view(-1, *([1] * (x_adv.ndim - 1))), x_adv, self.x_adv)

@@ -11,10 +11,14 @@ boundary outside the eps-ball is pulled back towards ``x0`` by the factor ``beta
 from there with the same linearisation, so each step costs one forward and one backward pass
 (the authors' code spends a second forward on each step's check and a new gradient after each
 pull-back). FAB minimises the distortion; as a fixed-eps attack a sample counts as fooled once
-an iterate inside the eps-ball is.
+an iterate inside the eps-ball is. Unbounded (``eps=None`` or ``run(eps=math.inf)``, the
+``minimum_norm`` mode, as the authors' single run does) every adversarial iterate is pulled back
+towards ``x0``, each sample runs every target class, and its result is the closest adversarial
+iterate of all: one run gives the whole accuracy-versus-eps curve.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,6 +26,7 @@ from torch import Tensor, nn
 
 from ..core import Box, Norm, Player, check_number, get_norm, play
 from .base import Attack, AttackRun
+from .cw import Smallest
 from .losses import succeeded
 
 
@@ -99,18 +104,24 @@ class FABStep:
 
 
 class _Search:
-    """One FAB run of ``steps`` steps towards ``target`` (N,), for the samples not yet fooled."""
+    """One FAB run of ``steps`` steps towards ``target`` (N,), for the samples not yet fooled.
+    ``smallest`` (the minimum-norm mode): where each sample's closest adversarial iterate is kept."""
 
-    def __init__(self, attack: FAB, run: AttackRun, target: Tensor):
-        self.attack, self.run, self.target, self.x0 = attack, run, target, run.x
+    def __init__(self, attack: FAB, run: AttackRun, target: Tensor, smallest: Smallest | None = None):
+        self.attack, self.run, self.target, self.x0, self.smallest = attack, run, target, run.x, smallest
         self.idx = self.back = self.f = None
 
     def record(self, idx: Tensor, x_now: Tensor, logits: Tensor) -> Tensor:
         """Count as fooled the rows of ``x_now`` that cross inside the eps-ball; returns which
-        crossed outside it (to be pulled back)."""
+        crossed outside it (to be pulled back). In the minimum-norm mode every crossing is kept if
+        closest so far, and pulled back."""
         run = self.run
         hit = succeeded(logits, run.labels[idx], run.targeted)
-        inside = self.attack.geometry.distance(x_now - self.x0[idx]) <= run.eps
+        dist = self.attack.geometry.distance(x_now - self.x0[idx])
+        if self.smallest is not None:
+            self.smallest.update(x_now, dist, hit, idx)
+            return hit
+        inside = dist <= run.eps
         if bool(inside.any()):
             rows = inside.nonzero().squeeze(1)
             lg = logits[rows]
@@ -152,24 +163,26 @@ class FAB(Attack):
     between the true class and that class, on the samples still unbroken. Success is any wrong
     class (untargeted). Given a target per sample (``targeted`` mode or ``target=``), one run
     towards the boundary between the target and its strongest rival class; success is the target.
-    A sample stops at its first success inside the ball.
+    A sample stops at its first success inside the ball. Unbounded (``eps=None``), each sample's
+    result is its closest adversarial iterate over every run (see the module's docstring).
 
     ``alpha_max`` caps the pull towards the clean point, ``eta`` overshoots each projection,
     ``beta`` shrinks an iterate that crossed the boundary outside the ball towards the clean point.
     """
 
     norms = ("linf", "l2", "l1")  # hyperplane_step finds the least-norm move in these
+    minimum_norm = True  # eps=None or math.inf: each sample's smallest perturbation found
     losses = ("margin",)
     settings = ("steps", "n_target_classes", "alpha_max", "eta", "beta")
 
-    def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
+    def __init__(self, model: nn.Module, eps: float | None = 8 / 255, steps: int = 100, norm: str = "linf",
                  n_target_classes: int = 9, alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9,
                  *, loss: str = "margin", **kwargs):
         """FAB-T (Croce and Hein 2020), the minimum-norm attack of AutoAttack.
 
         Args:
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
-            eps: the budget a success must lie within.
+            eps: the budget a success must lie within, or None (unbounded: the smallest perturbation found).
             steps: FAB steps per target class (>= 1).
             norm: ``"linf"``, ``"l2"`` or ``"l1"``.
             n_target_classes: how many of the classes ranked highest after the prediction are tried in turn.
@@ -180,7 +193,9 @@ class FAB(Attack):
             loss: ``"margin"``.
             **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
         """
-        super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
+        super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
+        if eps is None:
+            self.eps = math.inf
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
         self.alpha_max = check_number(alpha_max, "alpha_max", low_open=False, high=1.0)
@@ -188,14 +203,20 @@ class FAB(Attack):
         self.beta = check_number(beta, "beta", high=1.0, high_open=True)
 
     def perturb(self, run: AttackRun) -> None:
+        smallest = Smallest(run.x) if run.eps == math.inf else None  # success is only decided at the end
         if run.targeted:
             run.forward_clean()
-            return self._search(run, run.labels)
-        for target in run.ranked_targets(self.n_target_classes):
-            self._search(run, target)
+            self._search(run, run.labels, smallest)
+        else:
+            for target in run.ranked_targets(self.n_target_classes):
+                self._search(run, target, smallest)
+        if smallest is not None:
+            found = smallest.dist < math.inf
+            run.best[found] = smallest.x_adv[found]
+            run.success |= found
 
-    def _search(self, run: AttackRun, target: Tensor) -> None:
-        search = _Search(self, run, target)
+    def _search(self, run: AttackRun, target: Tensor, smallest: Smallest | None) -> None:
+        search = _Search(self, run, target, smallest)
         x = run.x.clone().requires_grad_(True)
         player = Player([x], FABStep(self, search), Box(0.0, 1.0), maximize=True)
         play(player, search.objective(x), k=self.steps)

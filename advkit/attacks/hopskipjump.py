@@ -27,6 +27,8 @@ CHUNK = 256
 #: Rows per model call on the CPU, where small batches run faster per row (measured 2.4x on a
 #: SmallCNN: 64 rows against 2,560); on an accelerator the rows of one request go in one call.
 CPU_ROWS = 64
+#: Halvings of the step size an iteration's reserve allows for (the first trial mostly succeeds).
+STEP_RESERVE = 3
 
 
 class TopOne:
@@ -82,7 +84,11 @@ class HopSkipJump(Attack):
 
     ``init_size`` random uniform images are tried per sample to start from; ``init_evals`` answers
     make the first boundary estimate, ``init_evals * sqrt(t)`` the t-th (at most ``max_evals``);
-    ``gamma`` sets the binary search's tolerance and the estimate's probe radius (the paper's theta).
+    ``gamma`` sets the binary search's tolerance and the estimate's probe radius (the paper's theta);
+    its default, ``0.01 d`` for inputs of ``d`` entries, is ART's (the paper's 1 bisects far finer than
+    an iteration gains, for about three answers more per bisection; the medians are measured in
+    benchmarks/README.md). An iteration that the budget would cut short estimates from fewer answers,
+    keeping enough for its step (the paper's loop would spend them on an estimate it never uses).
     """
 
     norms = ("l2", "linf")
@@ -95,7 +101,7 @@ class HopSkipJump(Attack):
     settings = ("queries", "init_evals", "max_evals", "init_size", "gamma")
 
     def __init__(self, model: nn.Module, eps: float | None = None, queries: int = 1000, *, norm: str = "l2",
-                 init_evals: int = 100, max_evals: int = 10000, init_size: int = 100, gamma: float = 1.0,
+                 init_evals: int = 100, max_evals: int = 10000, init_size: int = 100, gamma: float | None = None,
                  loss: str = "margin", **kwargs):
         """HopSkipJump (Chen et al. 2020), decision-based: only the model's top-1 answers are read.
 
@@ -108,7 +114,8 @@ class HopSkipJump(Attack):
             max_evals: the most answers for one estimate.
             init_size: random images tried per sample to find an adversarial start.
             gamma: the tolerance constant (the binary search stops within ``gamma / d^1.5`` under L2,
-                ``gamma / d^2`` under L-inf, ``d`` the input size).
+                ``gamma / d^2`` under L-inf, ``d`` the input size); None (the default): ``0.01 d``, ART's
+                ``0.01 / sqrt(d)`` under L2 and ``0.01 / d`` under L-inf.
             loss: ``"margin"`` (recorded only: the attack climbs no loss).
             **kwargs: ``targeted`` (False or ``"random"``), ``early_stop``, ``seed``, ``amp``: see
                 :class:`~advkit.attacks.base.Attack`.
@@ -120,7 +127,7 @@ class HopSkipJump(Attack):
         self.init_evals = check_number(init_evals, "init_evals", low=1, low_open=False, integer=True)
         self.max_evals = check_number(max_evals, "max_evals", low=1, low_open=False, integer=True)
         self.init_size = check_number(init_size, "init_size", low=1, low_open=False, integer=True)
-        self.gamma = check_number(gamma, "gamma")
+        self.gamma = None if gamma is None else check_number(gamma, "gamma")
 
     def perturb(self, run: AttackRun) -> None:
         run.forward_clean()
@@ -141,7 +148,9 @@ class HopSkipJump(Attack):
             delta = (torch.full_like(dist[idx], 0.1) if t == 1 else
                      (math.sqrt(dim) if self.norm == "l2" else dim) * theta * dist[idx])
             evals = min(int(self.init_evals * math.sqrt(t)), self.max_evals)
-            grad = self._estimate(run, oracle, idx, boundary[idx], delta, evals)
+            # an estimate the budget cuts short leaves nothing for its step: keep enough for one
+            quota = (oracle.room()[idx] - self._reserve(theta)).clamp(1, evals)
+            grad = self._estimate(run, oracle, idx, boundary[idx], delta, evals, quota)
             update = grad if self.norm == "l2" else grad.sign()
             step = self._step(oracle, idx, boundary[idx], update, dist[idx] / math.sqrt(t))
             boundary[idx] = self._bisect(oracle, idx, x[idx], step, theta)
@@ -156,7 +165,13 @@ class HopSkipJump(Attack):
 
     def _tolerance(self, dim: int) -> float:
         """The paper's theta for inputs of ``dim`` entries."""
-        return self.gamma / (dim ** 1.5 if self.norm == "l2" else dim ** 2)
+        gamma = 0.01 * dim if self.gamma is None else self.gamma
+        return gamma / (dim ** 1.5 if self.norm == "l2" else dim ** 2)
+
+    def _reserve(self, theta: float) -> int:
+        """Answers an iteration keeps back from its estimate for its step: a bisection (L2: on the
+        blend, to ``theta``; L-inf: on a radius at most 1, to at least ``theta`` of it) and a few halvings."""
+        return math.ceil(math.log2(1 / theta)) + STEP_RESERVE
 
     def _start(self, run: AttackRun, oracle: TopOne, live: Tensor, theta: float) -> tuple[Tensor, Tensor]:
         """A boundary point per live sample: the first of ``init_size`` uniform random images that is
@@ -173,10 +188,12 @@ class HopSkipJump(Attack):
         start[idx] = self._bisect(oracle, idx, run.x[idx], start[idx], theta)
         return start, found
 
-    def _estimate(self, run: AttackRun, oracle: TopOne, idx: Tensor, at: Tensor, delta: Tensor, evals: int) -> Tensor:
+    def _estimate(self, run: AttackRun, oracle: TopOne, idx: Tensor, at: Tensor, delta: Tensor, evals: int,
+                  quota: Tensor) -> Tensor:
         """The boundary's unit normal (pointing to the adversarial side) at ``at`` (rows ``idx``), from
-        the answers at ``at + delta * u`` for ``evals`` random unit directions ``u`` per sample (fewer
-        where its budget runs out), a baseline subtracted (the paper's variance reduction)."""
+        the answers at ``at + delta * u`` for the first ``quota`` (per sample) of ``evals`` random unit
+        directions ``u`` (fewer where its budget runs out), a baseline subtracted (the paper's variance
+        reduction). Every sample draws all ``evals``, so its draws do not depend on the batch."""
         shape = at.shape[1:]
         total = torch.zeros_like(at)
         votes = torch.zeros(len(idx), device=at.device)
@@ -190,7 +207,8 @@ class HopSkipJump(Attack):
             u = u / u.flatten(2).norm(dim=2).view(len(idx), n, *([1] * len(shape)))
             probe = (at[:, None] + delta.view(-1, 1, *([1] * len(shape))) * u).clamp(0, 1)
             u = (probe - at[:, None]) / delta.view(-1, 1, *([1] * len(shape)))
-            allowed = torch.arange(n, device=at.device)[None, :] < oracle.room()[idx, None]
+            allowed = first + torch.arange(n, device=at.device)[None, :] < quota[:, None].minimum(
+                first + oracle.room()[idx, None])
             rows, cols = allowed.nonzero(as_tuple=True)
             answer = oracle(probe[rows, cols], idx[rows]).to(at.dtype) * 2 - 1
             signed.append((rows, cols, u, answer))

@@ -16,11 +16,11 @@ class Transfer(Attack):
     samples it already gets wrong) and the one that judges the surrogate's examples. The result's
     ``forwards`` and ``backwards`` count the target's passes; the surrogate's are not queries of the target.
     Its norm is ``attack``'s; ``eps`` (default: ``attack``'s) is passed to every call of ``attack``.
-    It declares ``uses_gradients = False``: it follows no gradient of the target, so ``evaluate``'s
-    checks read its curve as a gradient-free attack's, in place of the Square search they would run
-    otherwise: a weak transfer curve then answers that check, so keep ``"square"`` among the attacks
-    where the target may mask its gradients. Targets given at the call (``target=``) are
-    passed on to ``attack``; the report and ``repr`` name the surrogate.
+    It declares ``uses_gradients = False`` (it follows no gradient of the target) and ``transfer = True``
+    (it searches on the surrogate, not on the target's outputs), so ``evaluate``'s checks never take its
+    curve for their gradient-free attack: they run their Square search as without it, and a target whose
+    gradients are masked still gets ``evaluate``'s Square curve. Targets given at the call (``target=``)
+    are passed on to ``attack``; the report and ``repr`` name the surrogate.
 
     Args:
         model: the target classifier (logits for inputs in [0, 1]); borrowed, never changed.
@@ -33,6 +33,7 @@ class Transfer(Attack):
     """
 
     uses_gradients = False
+    transfer = True
     settings = ("surrogate", "attack")
 
     def __init__(self, model: nn.Module, attack: Attack, eps: float | None = None, surrogate: str | None = None,

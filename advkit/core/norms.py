@@ -35,6 +35,9 @@ class Norm(ABC):
     #: The eps at which the ball around any point covers the whole [0, 1] box whatever the input
     #: size, or None where that radius grows with the size (see :meth:`covering_radius`).
     whole_range_eps: ClassVar[float | None] = None
+    #: A plain PGD step's size in units of eps/steps (Madry et al.'s 2.5: a walk can cross the ball
+    #: and back).
+    pgd_step_scale: ClassVar[float] = 2.5
 
     @abstractmethod
     def step(self, alpha: Bound) -> StepRule:
@@ -154,13 +157,17 @@ class L1(Norm):
     values as distance."""
 
     name, label = "l1", "L1"
-    #: The share of coordinates a plain step moves (PGD, FGSM, MI-FGSM); APGD adapts its own.
-    sparsity = 0.05
+    #: The share of coordinates a plain step moves (PGD, FGSM, MI-FGSM); APGD adapts its own. With
+    #: :attr:`pgd_step_scale` chosen on two models (benchmarks/README.md, "PGD at L1").
+    sparsity = 0.02
+    #: A sparse step moves a few coordinates: four times Madry's rule (10 eps/steps).
+    pgd_step_scale = 10.0
 
     def step(self, alpha: Bound, sparsity: Bound | None = None) -> StepRule:
         """The sparse step of size ``alpha`` on a ``sparsity`` share of coordinates (default
-        :attr:`sparsity`; one coordinate is the exact steepest ascent)."""
-        return L1Step(alpha, self.sparsity if sparsity is None else sparsity)
+        :attr:`sparsity`; one coordinate is the exact steepest ascent), chosen among the coordinates
+        the [0, 1] box lets move."""
+        return L1Step(alpha, self.sparsity if sparsity is None else sparsity, box=(0.0, 1.0))
 
     def ball(self, center: Tensor, eps: Bound) -> Projection:
         """The L1 ball; ``ball & Box(0, 1)`` is the exact projection onto both at once."""

@@ -65,16 +65,23 @@ class L1Step:
     threshold included), zero elsewhere (APGD-L1's step; one coordinate is the exact steepest ascent).
 
     ``sparsity``: a share in (0, 1] or a per-sample (N,) tensor of shares; at least one coordinate
-    moves. A zero gradient gives a zero step, never NaN.
+    moves. ``box``: ``(low, high)`` bounds of the parameters, or None; with bounds, a coordinate on a
+    bound whose step would leave the box is left out of the choice (its share goes to coordinates
+    that can move, where a projection back onto the box would waste it). A zero gradient gives a
+    zero step, never NaN.
     """
 
-    def __init__(self, alpha: Bound, sparsity: Bound = 0.05):
+    def __init__(self, alpha: Bound, sparsity: Bound = 0.05, box: tuple[float, float] | None = None):
         self.alpha = step_size(alpha)
         self.sparsity = sparsity if isinstance(sparsity, Tensor) else check_number(
             sparsity, "sparsity", high=1.0)
+        self.box = box
 
     def __call__(self, params: Sequence[Tensor], grads: Sequence[Tensor], ascend: bool) -> None:
         for p, g in zip(params, grads, strict=True):
+            if self.box is not None:
+                up = g > 0 if ascend else g < 0  # the coordinates this step would raise
+                g = g.masked_fill((up & (p >= self.box[1])) | (~up & (g != 0) & (p <= self.box[0])), 0)
             move(p, sparse_sign(g, self.sparsity), self.alpha, ascend)
 
 

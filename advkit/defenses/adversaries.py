@@ -65,13 +65,13 @@ class AttackAdversary:
 
 class KLAdversary:
     """TRADES' inner maximisation (Zhang et al. 2019): from x plus N(0, ``start_std``²) noise,
-    ``steps`` projected steps of ``alpha``·eps (default 2.5/steps, Madry et al.'s rule) up
+    ``steps`` projected steps of ``alpha``·eps (default Madry et al.'s rule, 2.5/steps; L1: 10/steps) up
     ``KL(p(x) || p(x_adv))``, the clean distribution held fixed."""
 
     def __init__(self, model: nn.Module, norm: str, steps: int, alpha: float | None = None, start_std: float = 1e-3,
                  amp: bool = False):
         self.model, self.norm, self.steps, self.amp = model, get_norm(norm), steps, amp
-        self.alpha = madry_step_size(1.0, steps) if alpha is None else alpha
+        self.alpha = madry_step_size(1.0, steps, norm) if alpha is None else alpha
         self.start_std = start_std
 
     def __call__(self, x: Tensor, y: Tensor, eps: float, seeds: Tensor, index: Tensor) -> Tensor:

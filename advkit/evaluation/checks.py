@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from ..attacks import APGD, APGDT, PGD, GradientMaskingError
 from ..attacks.autoattack import RAND_EOT, square
-from ..attacks.capabilities import gradient_free, gradients_only, members
+from ..attacks.capabilities import gradient_free, gradients_only, members, searches_the_model
 from ..core import frozen, get_norm
 from .batched import attack_at
 from .options import EvaluationOptions
@@ -271,7 +271,8 @@ def check_gradient_free(ctx: _Context) -> Check:
     The gradient attacks are those whose every member follows the gradient (``uses_gradients``; an
     ensemble with a gradient-free member, such as AutoAttack, is neither kind). A curve of a
     gradient-free attack the evaluation ran (Square, or any attack whose class declares
-    ``uses_gradients = False``) answers this on every probe sample at no cost. Otherwise
+    ``uses_gradients = False``, but not a transfer attack: ``transfer``, crafted on a surrogate, it tells
+    nothing of the model's own gradients) answers this on every probe sample at no cost. Otherwise
     Square (``queries`` queries) attacks the probe samples every gradient attack left standing: the
     first ``SQUARE_FIRST``, and the rest (up to ``SQUARE_ROWS``) only when it fools one of them, so a
     sound model costs ``SQUARE_FIRST`` searches. First come the samples that also stand at the most
@@ -292,7 +293,7 @@ def check_gradient_free(ctx: _Context) -> Check:
     j, eps = point
     standing = torch.stack([res.robust(name)[:, j] for name in gradient]).all(0)
     allowed = max(1, math.ceil(SLACK * len(ctx.idx)))
-    curves = [name for name, attack in ctx.attacks.items() if gradient_free(attack)]
+    curves = [name for name, attack in ctx.attacks.items() if searches_the_model(attack)]
     if curves:
         rows = ctx.idx[standing[ctx.idx]]
         beaten = ~torch.stack([res.robust(name)[rows, j] for name in curves]).all(0)

@@ -33,9 +33,9 @@ from tqdm.auto import tqdm
 
 from ..acceleration import accelerated
 from ..attacks import ATTACKS, GradientMaskingError
-from ..attacks.autoattack import AutoAttack
+from ..attacks.autoattack import AutoAttack, Component
 from ..attacks.base import Attack, model_dtype
-from ..attacks.capabilities import capability, gradient_free
+from ..attacks.capabilities import capability, searches_the_model
 from ..core import frozen, get_norm
 from ..data import as_tensors
 from ..data.corruption_accuracy import corruption_accuracy
@@ -44,7 +44,7 @@ from ..devices import placed
 from ..distributed import check_same_data, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
 from .batched import attack_at, predict
-from .checks import EOT_DRAWS, RANDOM_TOLERANCE, probe_indices, randomness, run_checks
+from .checks import EOT_DRAWS, RANDOM_TOLERANCE, probe_indices, randomness, run_checks, single_draw
 from .construct import by_name, describe
 from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
@@ -78,6 +78,7 @@ def evaluate(
     amp: bool = False,
     channels_last: bool = False,
     compile: bool | dict[str, Any] = False,
+    eot: int | None = None,
 ) -> Report:
     """Robust accuracy of ``model`` on ``data`` under each attack at each eps, plus the per-sample
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
@@ -114,13 +115,20 @@ def evaluate(
     (:func:`~advkit.evaluation.checks.randomness`); its gradient attacks then run with expectation over
     transformation (copies with ``eot=20``; ``"autoattack"`` runs as its rand version, also available
     by name as ``"autoattack-rand"``), their curves' notes say so, and the ``randomized`` check names it.
-    ``checks=False`` skips that probe with the other checks.
+    ``checks=False`` skips that probe with the other checks. ``eot`` sizes or turns off that default:
+    None (the default) is 20 draws on a model the probe flags and the attacks as built otherwise; an
+    integer N sets N forwards per gradient on every attack that averages them (``supports_eot``:
+    FGSM, PGD, MIFGSM, APGD, and AutoAttack's rand version), flagged or not (copies; the objects
+    passed are left as they are), and with N > 1 ``"autoattack"`` runs as its rand version; ``eot=1``
+    runs single-draw attacks (the standard AutoAttack) even on a randomized model, whose report still
+    names it (the curves' notes and a failed ``randomized`` check): ``evaluate(model, data, "apgd",
+    eot=5)``; ``checks=False, eot=20`` runs EOT attacks without the probe.
 
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
-    of the worst case; unless a gradient-free attack (``uses_gradients`` False) is among the
-    attacks, the Square attack (``queries`` queries) is then added so the worst case stays an upper
-    bound, and the checks fail, naming gradient masking.
+    of the worst case; unless a gradient-free attack (``uses_gradients`` False; a transfer attack
+    does not count) is among the attacks, the Square attack (``queries`` queries) is then added so the
+    worst case stays an upper bound, and the checks fail, naming gradient masking.
 
     A defense that preprocesses its input without a gradient (``advkit.defenses.JPEG``, ``BitDepth``)
     fails the gradient checks; evaluate it through BPDA, with the same predictions and a useful gradient:
@@ -128,7 +136,7 @@ def evaluate(
     surrogate and only queries the model, and the report names the surrogate:
     ``evaluate(model, data, {"transfer": advkit.attacks.Transfer(model, PGD(surrogate, steps=40))})``.
     L1 budgets: ``evaluate(model, data, ["apgd", "autoattack"], eps=[0, 5, 10], norm="l1")``. A
-    minimum-norm attack (``minimum_norm``: CW, HopSkipJump) runs once, unbounded, on the correctly
+    minimum-norm attack (``minimum_norm``: CW, HopSkipJump, FAB) runs once, unbounded, on the correctly
     classified samples, and a sample counts as robust at each eps its smallest perturbation found
     exceeds: ``evaluate(model, data, {"hsj": HopSkipJump(model, norm="l2", queries=1000)}, norm="l2")``
     reads only the model's top-1 answers (label-only access).
@@ -164,6 +172,8 @@ def evaluate(
         amp: run the models' forwards under bf16 autocast on CUDA.
         channels_last: store the models' 4-D weights channels_last for the evaluation.
         compile: True or a dict of :func:`torch.compile` keyword arguments: compile the models' calls.
+        eot: forwards per gradient of the attacks that average them, an integer >= 1 (None: 20 on a
+            model the randomized probe flags, else as built; 1: single draws).
 
     Returns:
         The :class:`~advkit.evaluation.report.Report`.
@@ -173,7 +183,7 @@ def evaluate(
     options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
                                 seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
                                 probe=probe, queries=queries, examples=examples, corruptions=corruptions, amp=amp,
-                                channels_last=channels_last, compile=compile)
+                                channels_last=channels_last, compile=compile, eot=eot)
     if is_distributed() and not is_main():
         options = replace(options, progress=False)
     x, y = as_tensors(data, limit=options.n)
@@ -205,14 +215,16 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     if options.checks:
         spread = randomness(model, x[probe_indices(clean, options.probe, options.seed)], options.batches.start, device)
     randomized = spread is not None and spread > RANDOM_TOLERANCE
+    draws = options.eot if options.eot is not None else EOT_DRAWS if randomized else None
     if randomized:
         log.warning("%s: its outputs differ between forwards of the same inputs (by up to %.3g): a randomized "
-                    "model; its gradient attacks run with eot=%d", name, spread, EOT_DRAWS)
+                    "model; its gradient attacks run with eot=%d%s", name, spread, draws,
+                    " (given), so single draws overstate its robustness" if draws == 1 else "")
     built = {spec.name: for_run(check_norm(spec.name, spec.build(model, norm, num_classes), norm), options)
              for spec in options.attacks}
     notes = {}
-    if randomized:
-        built, notes = with_eot(built)
+    if draws is not None:
+        built, notes = with_eot(built, draws, randomized)
     records, adversarials, ran = {}, {}, {}
     bar = tqdm(total=len(built) * sum(e > 0 for e in eps) + len(options.corruptions) * len(SEVERITIES),
                desc=f"evaluate {name}", disable=not options.progress, leave=False)
@@ -265,26 +277,59 @@ def for_run(attack: Any, options: EvaluationOptions) -> Any:
     return with_progress(with_amp(attack, options.amp), options.progress)
 
 
-def with_eot(attacks: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The attacks as a randomized model needs them: a copy of each single-draw gradient attack that
-    can average its gradients (``supports_eot``) with ``eot=EOT_DRAWS``, and AutoAttack's rand
-    version for its standard one; and, per attack, the report's note saying what ran."""
+def with_eot(attacks: Mapping[str, Any], draws: int, randomized: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """The attacks with ``draws`` forwards per gradient (``evaluate``'s ``eot``, or its default on a
+    ``randomized`` model): a copy of each attack that averages its gradients (``supports_eot``) at another
+    ``eot``, AutoAttack's rand version in place of its standard one when ``draws`` > 1 (its members at
+    ``draws``); and, per attack, the report's note saying what ran. On a ``randomized`` model a gradient
+    attack left following single draws gets a note saying that it overstates robustness."""
+    why = "randomized model" if randomized else f"eot={draws} given"
     out, notes = {}, {}
     for name, attack in attacks.items():
-        if isinstance(attack, AutoAttack) and attack.version == "standard":
-            rand = AutoAttack(attack.model, attack.eps, attack.norm, "rand", seed=attack.seed, amp=attack.amp,
-                              progress=getattr(attack, "progress", True))
-            out[name], notes[name] = rand, ("randomized model: AutoAttack's rand version (APGD-CE and APGD-DLR, "
-                                            f"eot={EOT_DRAWS}) ran in place of the standard one")
-        elif isinstance(attack, Attack) and attack.supports_eot and attack.eot == 1:
-            averaged = copy.copy(attack)
-            averaged.eot = EOT_DRAWS
-            out[name], notes[name] = averaged, f"randomized model: each gradient averaged over {EOT_DRAWS} forwards"
+        if isinstance(attack, AutoAttack):
+            out[name] = autoattack_with_eot(attack, draws)
+            if out[name].version != attack.version:
+                notes[name] = (f"{why}: AutoAttack's rand version (APGD-CE and APGD-DLR, eot={draws}) ran in place "
+                               "of the standard one")
         else:
-            out[name] = attack
-            if not gradient_free(attack) and getattr(attack, "eot", 1) == 1:
-                notes[name] = "randomized model: this gradient attack follows single draws and overstates robustness"
+            out[name] = eot_copy(attack, draws)
+        if name not in notes and out[name] is not attack:
+            notes[name] = (f"{why}: each gradient averaged over {draws} forwards" if draws > 1
+                           else "eot=1 given: single-draw gradients")
+        if randomized and single_draw(out[name]):
+            single = "randomized model: this gradient attack follows single draws and overstates robustness"
+            notes[name] = f"{notes[name]}; {single}" if name in notes else single
     return out, notes
+
+
+def eot_copy(attack: Any, draws: int) -> Any:
+    """``attack`` with ``eot=draws``: a copy when it averages its gradients (``supports_eot``) at another
+    number of forwards, else ``attack`` itself."""
+    if not isinstance(attack, Attack) or not attack.supports_eot or attack.eot == draws:
+        return attack
+    averaged = copy.copy(attack)
+    averaged.eot = draws
+    return averaged
+
+
+def autoattack_with_eot(attack: AutoAttack, draws: int) -> AutoAttack:
+    """``attack`` with ``draws`` forwards per gradient: the standard version as it is for ``draws`` 1,
+    else the rand version (built from the standard one's settings); the members that average their
+    gradients set to ``draws`` (a copy of the ensemble where that changes one)."""
+    if attack.version == "standard":
+        if draws == 1:
+            return attack
+        attack = AutoAttack(attack.model, attack.eps, attack.norm, "rand", seed=attack.seed, amp=attack.amp,
+                            progress=getattr(attack, "progress", True))
+    parts = []
+    for part in attack.components:
+        member = eot_copy(part.attack, draws)
+        parts.append(part if member is part.attack else Component(part.name, member, {**part.settings, "eot": draws}))
+    if all(new is old for new, old in zip(parts, attack.components, strict=True)):
+        return attack
+    out = copy.copy(attack)
+    out.components = parts
+    return out
 
 
 def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:
@@ -315,9 +360,10 @@ def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationO
 
 def fallback_name(records: Mapping[str, AttackRecord], attacks: Mapping[str, Any]) -> str | None:
     """The name for the gradient-free attack to add when some attack was masked and no gradient-free
-    attack of ``attacks`` (the objects behind ``records``; ``uses_gradients`` False) ran: ``"square"``,
-    or ``"square (added)"`` if the user's attack took that name; None otherwise."""
-    if not any(r.masked for r in records.values()) or any(gradient_free(attacks[n]) and not r.masked
+    attack of ``attacks`` (the objects behind ``records``; ``uses_gradients`` False, a transfer attack
+    not counted: :func:`~advkit.attacks.capabilities.searches_the_model`) ran: ``"square"``, or
+    ``"square (added)"`` if the user's attack took that name; None otherwise."""
+    if not any(r.masked for r in records.values()) or any(searches_the_model(attacks[n]) and not r.masked
                                                            for n, r in records.items()):
         return None
     return "square" if "square" not in records else "square (added)"

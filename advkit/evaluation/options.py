@@ -64,6 +64,7 @@ class EvaluationOptions:
     amp: bool = field(default=False, metadata=RECORDED_WHEN_SET)
     channels_last: bool = field(default=False, metadata=RECORDED_WHEN_SET)
     compile: bool | dict[str, Any] = field(default=False, metadata=RECORDED_WHEN_SET)
+    eot: int | None = field(default=None, metadata=RECORDED_WHEN_SET)
     batches: BatchSize = field(default=None, init=False, metadata=UNRECORDED)
 
     def __post_init__(self) -> None:
@@ -83,6 +84,8 @@ class EvaluationOptions:
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         compile_options(self.compile)
+        if self.eot is not None:  # None: decided per model by the randomized probe
+            object.__setattr__(self, "eot", check_number(self.eot, "eot", low=1, low_open=False, integer=True))
         for name, value in (("eps", grid), ("attacks", specs), ("device", device),
                             ("corruptions", _corruptions(self.corruptions)),
                             ("batches", BatchSize(batch_size, adaptive=auto))):

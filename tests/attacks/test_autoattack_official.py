@@ -1,5 +1,5 @@
 """advkit's AutoAttack against the official code (``pyautoattack``, the authors' implementation) on
-a small adversarially trained CNN (conftest's ``robust_cnn``, trained once per run): ours must be at
+a small adversarially trained CNN (conftest's ``robust_cnn``, a committed asset): ours must be at
 least as strong over three seeds, within the spread measured between the two.
 
 The standard version's ensemble (APGD-CE, APGD-T and FAB-T with 9 target classes, Square) runs on both

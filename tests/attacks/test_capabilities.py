@@ -100,9 +100,9 @@ def backward_counter(model: nn.Module) -> list[int]:
 
 def test_the_base_class_declares_every_capability_with_safe_defaults():
     assert CAPABILITIES == ("norms", "losses", "targets", "warm_starts", "uses_gradients", "per_sample",
-                            "needs_training", "minimum_norm", "label_only")
+                            "needs_training", "minimum_norm", "label_only", "transfer")
     assert (Attack.uses_gradients, Attack.per_sample, Attack.needs_training, Attack.warm_starts,
-            Attack.minimum_norm, Attack.label_only) == (True, False, False, False, False, False)
+            Attack.minimum_norm, Attack.label_only, Attack.transfer) == (True, False, False, False, False, False, False)
     assert Attack.norms == tuple(NORMS) and Attack.targets == TARGET_SOURCES
 
     class RunOnly:  # an object evaluate accepts (it has run) that declares nothing

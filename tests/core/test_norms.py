@@ -54,8 +54,9 @@ def test_step_moves_alpha_in_the_norm_along_the_steepest_ascent(name, seed, alph
     on one coordinate; the default share is tested below)."""
     geometry, (p, q) = get_norm(name), EXPONENTS[name]
     g = torch.randn(5, 2, 3, 3, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    x = torch.zeros_like(g)
+    x = torch.full_like(g, 0.5)  # inside the box: every coordinate can move
     (geometry.step(alpha, sparsity=1e-9) if name == "l1" else geometry.step(alpha))([x], [g], ascend=True)
+    x -= 0.5
     assert torch.allclose(vector_norm(x, p), torch.full((5,), alpha, dtype=g.dtype), rtol=1e-9)
     gain = (g * x).flatten(1).sum(1)
     assert torch.allclose(gain, alpha * vector_norm(g, q), rtol=1e-9)
@@ -240,12 +241,29 @@ def test_l1_projection_takes_per_sample_eps_and_images():
 
 
 def test_l1_default_step_moves_alpha_on_the_largest_share_of_coordinates():
-    """PGD's L1 step: alpha in L1, spread evenly over the sparsity share of largest |g| (5% by default)."""
-    g = torch.randn(3, 400, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    x = torch.zeros_like(g)
+    """PGD's L1 step: alpha in L1, spread evenly over the sparsity share of largest |g| (2% by default)."""
+    g = torch.randn(3, 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.full_like(g, 0.5)
     get_norm("l1").step(0.7)([x], [g], ascend=True)
+    x -= 0.5
     moved = x != 0
     assert moved.sum(1).tolist() == [20, 20, 20]
     assert torch.allclose(x.abs().sum(1), torch.full((3,), 0.7, dtype=g.dtype))
     assert bool((g.abs()[moved].view(3, 20).amin(1) >= g.abs().masked_fill(moved, 0).amax(1)).all())
     assert torch.equal(torch.sign(x[moved]), torch.sign(g[moved]))
+
+
+@pytest.mark.parametrize("ascend", [True, False])
+def test_the_l1_step_moves_only_coordinates_the_box_lets_move(ascend):
+    """A coordinate on a face of [0, 1] whose step points out of the box is passed over: the step's
+    share goes to the largest gradients that can move (without the box it would be spent on the
+    two largest, then projected away)."""
+    g = torch.tensor([[5.0, -4.0, 3.0, -2.0, 1.0]], dtype=torch.float64)
+    sign = 1 if ascend else -1
+    x = torch.tensor([[1.0, 0.0, 0.5, 0.5, 0.5]] if ascend else [[0.0, 1.0, 0.5, 0.5, 0.5]], dtype=torch.float64)
+    start = x.clone()
+    get_norm("l1").step(0.2, sparsity=0.4)([x], [g], ascend=ascend)  # two coordinates move
+    assert torch.allclose(x - start, torch.tensor([[0, 0, 0.1 * sign, -0.1 * sign, 0]], dtype=g.dtype))
+    y = start.clone()
+    get_norm("l1").step(0.2, sparsity=0.4)([y], [-g], ascend=ascend)  # the same faces, now allowed inward
+    assert torch.allclose(y - start, torch.tensor([[-0.1 * sign, 0.1 * sign, 0, 0, 0]], dtype=g.dtype))

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 import advkit
+from advkit.attacks import PGD
+from advkit.attacks.capabilities import capability, gradient_free, searches_the_model
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
 from masked import Detach, NoGrad, OneHot  # noqa: E402
@@ -62,3 +65,23 @@ def test_nan_logits_on_clean_data_are_an_error(trained_cnn, test_batch):
     x, y = test_batch[0][:8], test_batch[1][:8]
     with pytest.raises(ValueError, match="NaN or Inf logits on 8 of 8 clean samples"):
         advkit.evaluate(NaNOffGrid(trained_cnn), (x * 0.999, y), attacks=["fgsm"], progress=False, device="cpu")
+
+
+def test_a_transfer_attack_is_not_the_checks_gradient_free_attack():
+    """A transfer curve searches the surrogate, not the model: the gradient-free check runs Square beside
+    it, and a model whose gradients are masked still gets evaluate's Square curve."""
+    torch.manual_seed(0)
+    target, surrogate = (nn.Sequential(nn.Flatten(), nn.Linear(16, 5)).eval() for _ in range(2))
+    x = torch.rand(24, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = target(x).argmax(1)
+    transfer = advkit.attacks.Transfer(target, PGD(surrogate, steps=2))
+    assert capability(transfer, "transfer") and not searches_the_model(transfer) and gradient_free(transfer)
+    kw = {"eps": [0, 0.1, 0.3], "probe": 8, "queries": 20, "progress": False, "device": "cpu", "examples": 0}
+    rep = advkit.evaluate(target, (x, y), {"fgsm": "fgsm", "transfer": transfer}, **kw)
+    free = next(c for c in rep.checks if c.name == "gradient-free")
+    assert free.message.startswith("Square (20 queries) at eps=") and "transfer" not in free.message
+    masked = NoGrad(target)
+    rep = advkit.evaluate(masked, (x, y), {"fgsm": "fgsm", "transfer": advkit.attacks.Transfer(masked, PGD(surrogate,
+                          steps=2))}, checks=False, **kw)["model"]
+    assert rep.attacks["fgsm"].masked and list(rep.ran) == ["transfer", "square"]
+    assert "the gradient-free Square attack keeps the worst case an upper bound" in rep.attacks["square"].note

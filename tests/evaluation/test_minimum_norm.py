@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from advkit import evaluate
-from advkit.attacks import CW, PGD, HopSkipJump
+from advkit.attacks import CW, FAB, PGD, HopSkipJump
 
 
 def tiny_model() -> nn.Module:
@@ -22,12 +22,13 @@ def data(n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_one_unbounded_run_prices_the_whole_grid():
-    """CW and HopSkipJump: the cost is paid once, at the first eps above 0; a misclassified sample is
+    """CW, HopSkipJump and FAB: the cost is paid once, at the first eps above 0; a misclassified sample is
     robust at no eps; the curve never rises."""
     model, (x, y) = tiny_model(), data()
     y[0] = (y[0] + 1) % 10
     attacks = {"hsj": HopSkipJump(model, queries=80, init_evals=10),
-               "cw": CW(model, steps=5, binary_steps=1, progress=False)}
+               "cw": CW(model, steps=5, binary_steps=1, progress=False),
+               "fab": FAB(model, steps=5, n_target_classes=2, norm="l2")}
     report = evaluate(model, (x, y), attacks, eps=[0.0, 0.5, 1.0, 2.0], norm="l2", checks=False, progress=False,
                       examples=0)
     for name in attacks:
@@ -56,4 +57,4 @@ def test_the_curve_counts_a_sample_robust_exactly_above_its_smallest_perturbatio
 
 
 def test_other_attacks_keep_the_per_eps_walk():
-    assert not PGD.minimum_norm and HopSkipJump.minimum_norm and CW.minimum_norm
+    assert not PGD.minimum_norm and HopSkipJump.minimum_norm and CW.minimum_norm and FAB.minimum_norm
