@@ -7,8 +7,9 @@ budgets; :func:`rand` for the rand version's (APGD-CE and APGD-DLR with :data:`R
 gradient, for randomized models; each component's result judged on one fresh forward, as the official
 code judges it). Under L1 the official standard version (``pyautoattack`` 0.2.0, ``_set_version``)
 runs APGD-CE with 5 restarts and APGD-T with 5 target classes, both with the larger-eps schedule
-(``large_eps``), then FAB-T and Square; advkit's Square has no L1 algorithm yet, so the L1 ensemble is
-APGD-CE, APGD-T and FAB-T. The official code
+(``large_eps``), then FAB-T and Square (5,000 queries, its L1 algorithm, the size schedule not stretched
+to the budget: ``rescale=False``, as the official ``resc_schedule=False``); advkit's L1 ensemble is the
+same. The official code
 (``pip install 'advkit[autoattack]'``, import name ``pyautoattack``) is the reference that
 ``tests/attacks/test_autoattack_official.py`` and ``benchmarks/autoattack.py`` compare against.
 """
@@ -48,6 +49,7 @@ def standard(norm: str = "linf") -> list[tuple[str, type[Attack], dict[str, Any]
             ("apgd-t", APGDT, {"steps": STEPS, "restarts": RESTARTS, "n_target_classes": L1_TARGETS,
                                "large_eps": True}),
             ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}),
+            ("square", Square, {"n_queries": QUERIES, "p_init": 0.8, "rescale": False}),
         ]
     return [
         ("apgd-ce", APGD, {"steps": STEPS, "restarts": RESTARTS, "loss": "ce", "rho": 0.75}),
@@ -123,8 +125,7 @@ class AutoAttack(Attack):
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, norm: str = "linf", version: str = "standard", *,
                  seed: int = 0, amp: bool = False, progress: bool = True):
-        """The standard ensemble (APGD-CE, APGD-T, FAB-T, Square; under L1 no Square) or the rand one (APGD-CE,
-        APGD-DLR with EOT).
+        """The standard ensemble (APGD-CE, APGD-T, FAB-T, Square) or the rand one (APGD-CE, APGD-DLR with EOT).
 
         Args:
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
@@ -186,8 +187,9 @@ def build_autoattack(model: nn.Module, norm: str, num_classes: int, version: str
 
 
 def square(model: nn.Module, norm: str, queries: int = QUERIES) -> Component:
-    """AutoAttack's Square component with ``queries`` queries (the gradient-free check's attack)."""
-    return component("square", model, 8 / 255, norm, n_queries=queries)
+    """AutoAttack's Square component with ``queries`` queries (the gradient-free check's attack), its
+    schedule stretched to that budget (``rescale``) whatever the norm's table says."""
+    return component("square", model, 8 / 255, norm, n_queries=queries, rescale=True)
 
 
 __all__ = ["AUTOATTACK", "AUTOATTACK_RAND", "AutoAttack", "Component", "build_autoattack", "component", "rand",

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..attacks import APGD, APGDT, PGD, GradientMaskingError, Square
+from ..attacks import APGD, APGDT, PGD, GradientMaskingError
 from ..attacks.autoattack import RAND_EOT, square
 from ..attacks.capabilities import gradient_free, gradients_only, members, searches_the_model
 from ..core import frozen, get_norm
@@ -298,9 +298,6 @@ def check_gradient_free(ctx: _Context) -> Check:
         rows = ctx.idx[standing[ctx.idx]]
         beaten = ~torch.stack([res.robust(name)[rows, j] for name in curves]).all(0)
         extra, attacked, what = int(beaten.sum()), len(rows), f"the {', '.join(curves)} curve"
-    elif ctx.norm not in Square.norms:
-        return Check("gradient-free", True, f"skipped: Square has no {get_norm(ctx.norm).label} algorithm; "
-                     "add a gradient-free attack curve to check", skipped=True)
     else:
         rows = most_resistant_first(res, gradient, ctx.idx[standing[ctx.idx]], j)[:SQUARE_ROWS]
         attack = square(ctx.model, ctx.norm, ctx.options.queries).attack

@@ -1,6 +1,6 @@
 """The L1 threat model: every attack that declares L1 returns points inside the L1 ball and the box,
 APGD-L1 fools a standard model, FAB's L1 step onto a hyperplane is the least L1 move, AutoAttack runs
-the official L1 version's budgets, and the attacks without an L1 algorithm refuse it."""
+the official L1 version's budgets (Square last), and the attacks without an L1 algorithm refuse it."""
 from __future__ import annotations
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import advkit
-from advkit.attacks import APGD, ATTACKS, FAB, PGD, AutoAttack, Square
+from advkit.attacks import APGD, ATTACKS, CW, FAB, PGD, AutoAttack
 from advkit.attacks.autoattack import L1_RESTARTS, L1_TARGETS
 from advkit.attacks.fab import hyperplane_step
 
@@ -22,11 +22,10 @@ L1_ATTACKS = sorted(name for name, cls in ATTACKS.items() if "l1" in getattr(cls
 
 
 def test_the_attacks_with_an_l1_algorithm_declare_it_and_the_others_refuse_it():
-    for name in ("pgd", "fgsm", "apgd", "apgd-t", "fab-t"):
+    for name in ("pgd", "fgsm", "apgd", "apgd-t", "fab-t", "square"):
         assert name in L1_ATTACKS, name
-    assert "l1" not in Square.norms
-    with pytest.raises(ValueError, match=r"^norm must be one of 'linf', 'l2'; got 'l1'$"):
-        Square(tiny_cnn(), 1.0, norm="l1")
+    with pytest.raises(ValueError, match=r"^norm must be one of 'l2'; got 'l1'$"):
+        CW(tiny_cnn(), norm="l1")
 
 
 @pytest.mark.parametrize("name", L1_ATTACKS)
@@ -34,7 +33,8 @@ def test_every_l1_attack_stays_in_the_l1_ball_and_the_box(name):
     """Pixels at 0 and 1 (where the box cuts moves off) and an eps a few pixels wide."""
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     x[:3] = x[:3].round()
-    settings = {"autoattack": {}, "fab": {"steps": 10}, "apgd": {"steps": 10}, "apgd-t": {"steps": 5}}.get(name, {})
+    settings = {"autoattack": {}, "fab": {"steps": 10}, "apgd": {"steps": 10}, "apgd-t": {"steps": 5},
+                "square": {"n_queries": 300}}.get(name, {})
     if name == "advgan":
         pytest.skip("AdvGAN is trained first; its L1 output layer is tested with the norms' squash")
     for eps in (0.5, 3.0):
@@ -118,7 +118,9 @@ def test_autoattack_l1_runs_the_official_l1_budgets():
     atk = AutoAttack(tiny_cnn(), eps=10.0, norm="l1")
     assert "l1" in AutoAttack.norms
     parts = {c.name: c.attack for c in atk.components}
-    assert list(parts) == ["apgd-ce", "apgd-t", "fab-t"]  # no Square under L1 yet
+    assert list(parts) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert parts["square"].n_queries == 5000 and not parts["square"].rescale  # the official resc_schedule=False
     assert parts["apgd-ce"].restarts == L1_RESTARTS == 5 and parts["apgd-ce"].large_eps
     assert parts["apgd-t"].n_target_classes == L1_TARGETS == 5 and parts["apgd-t"].large_eps
-    assert all(a.norm == "l1" and a.steps == 100 for a in parts.values())
+    assert all(a.norm == "l1" for a in parts.values())
+    assert all(a.steps == 100 for name, a in parts.items() if name != "square")

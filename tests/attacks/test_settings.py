@@ -151,7 +151,7 @@ def test_reprs_show_steps_and_step_sizes():
         "rho=0.75, large_eps=False, loss='ce', seed=3)")
     assert repr(CW(m)) == "CW(eps=inf, norm='l2', c=1, kappa=0, steps=100, lr=0.1, binary_steps=5, loss='margin')"
     assert repr(Square(m, eps=0.1, n_queries=300, early_stop=False)) == (
-        "Square(eps=0.1, norm='linf', n_queries=300, p_init=0.8, loss='margin', early_stop=False)")
+        "Square(eps=0.1, norm='linf', n_queries=300, p_init=0.8, rescale=True, loss='margin', early_stop=False)")
 
 
 def test_setting_gives_the_step_size_that_runs_at_another_eps():
