@@ -60,7 +60,7 @@ def main() -> None:
     with torch.no_grad():
         torch.manual_seed(0)
         clean = int((model(x).argmax(1) == y).sum())
-        plain = int((model.model(x).argmax(1) == y).sum())
+        plain = int((model[1](x).argmax(1) == y).sum())
     print(f"AutoAttack rand, L-inf eps={args.eps}, {args.n} mnist5k test images, noise sigma={args.sigma}: "
           f"clean {clean}/{args.n} (without the noise {plain}/{args.n})")
     print("| seed | ours robust | official robust | ours wall s | official wall s | ours CPU s | official CPU s |")
