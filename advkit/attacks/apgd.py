@@ -309,7 +309,7 @@ class APGDT(APGD):
     losses = ("dlr",)
     warm_starts = False  # each target class gets its own fresh search
     per_sample = False  # each target class's search is seeded once per call
-    supports_eot = False  # its targets' searches and their judge are single-draw
+    supports_eot = True  # each target's search is APGD's (eot passed on), and each result is judged over eot draws
     settings = ("steps", "eta", "n_target_classes", "restarts", "rho", "large_eps")
 
     def __init__(self, model: nn.Module, eps: float = 8 / 255, steps: int = 100, norm: str = "linf",
@@ -327,7 +327,8 @@ class APGDT(APGD):
             rho: the step-halving checkpoints' threshold.
             loss: ``"dlr"`` (the targeted DLR loss).
             large_eps: under L1 only, AutoAttack's schedule of larger eps first (see :class:`APGD`).
-            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``, ``eot``: see
+                :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, eps, steps, norm, loss, restarts, rho, large_eps, **kwargs)
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
@@ -336,11 +337,9 @@ class APGDT(APGD):
         if run.targeted:
             return super().perturb(run)
         sub = APGD(self.model, run.eps, self.steps, self.norm, "dlr", self.restarts, self.rho, self.large_eps,
-                   early_stop=self.early_stop, amp=self.amp)
+                   early_stop=self.early_stop, amp=self.amp, eot=self.eot)
         for target in run.ranked_targets(self.n_target_classes):
             idx = (~run.success).nonzero().squeeze(1)
             seed = int(torch.randint(2**31, (1,), generator=run.generator, device=run.generator.device))
             res = run.delegate(sub, idx, target=target[idx], seed=seed, check_success=False)
-            with torch.no_grad():
-                logits = run.logits(res.x_adv)
-            run.observe(idx, res.x_adv, logits, run.loss_fn(logits, run.labels[idx], False))
+            run.record(idx, res.x_adv, *run.judge(res.x_adv, run.labels[idx]))  # untargeted, over eot draws

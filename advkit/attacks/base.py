@@ -235,28 +235,35 @@ class AttackRun:
     def _expected_loss(self, idx: Tensor | None, xa: Tensor,
                        on_losses: Callable[[Tensor | None, Tensor], None] | None) -> Tensor:
         """Expectation over transformation (Athalye et al. 2018): the summed per-sample loss of ``xa``
-        (rows ``idx`` of the iterate) averaged over ``attack.eot`` forwards, one graph at a time (each
-        draw's gradient is taken before the next forward; the scalar returned carries their mean as its
-        gradient and the mean loss as its value). The iterate is recorded with that mean loss, as a
-        success only where every draw was fooled (see :meth:`judge`)."""
+        (rows ``idx`` of the iterate) averaged over ``attack.eot`` forwards (see :meth:`expected`). The
+        iterate is recorded with that mean loss, as a success only where every draw was fooled (see :meth:`judge`)."""
         labels = self.labels if idx is None else self.labels[idx]
+        out, mean, fooled = self.expected(xa, lambda logits: (self.loss_fn(logits, labels, self.targeted),
+                                                              succeeded(logits.detach(), labels, self.targeted)))
+        self.record(idx, xa.detach(), fooled, mean)
+        if on_losses is not None:
+            on_losses(idx, mean)
+        return out
+
+    def expected(self, xa: Tensor, term: Callable[[Tensor], tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor, Tensor]:
+        """A per-sample ``term`` of the logits of ``xa`` over ``attack.eot`` forwards, one graph at a time
+        (each draw's gradient is taken before the next forward). ``term(logits)`` gives the per-sample values
+        (differentiable) and whether the draw fooled each sample. Returns a scalar that carries the mean of
+        the draws' gradients as its gradient and the summed mean values as its value, the mean values, and
+        which samples every draw fooled."""
         draws = self.attack.eot
         total = torch.zeros(len(xa), device=xa.device)
         fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
         grad = torch.zeros_like(xa)
         for k in range(draws):
-            logits = self.logits(xa, backward=True)
-            losses = self.loss_fn(logits, labels, self.targeted)
-            fooled &= succeeded(logits.detach(), labels, self.targeted)
-            total += losses.detach()
-            if k + 1 < draws:  # the last draw's gradient comes from the player's own autograd call
-                grad += torch.autograd.grad(losses.sum(), xa)[0]
+            values, hit = term(self.logits(xa, backward=True))
+            fooled &= hit
+            total += values.detach()
+            if k + 1 < draws:  # the last draw's gradient comes from the caller's own autograd call
+                grad += torch.autograd.grad(values.sum(), xa)[0]
         mean = total / draws
-        self.record(idx, xa.detach(), fooled, mean)
-        if on_losses is not None:
-            on_losses(idx, mean)
-        out = (losses.sum() + (xa * grad).sum()) / draws
-        return out - out.detach() + mean.sum()
+        out = (values.sum() + (xa * grad).sum()) / draws
+        return out - out.detach() + mean.sum(), mean, fooled
 
     @torch.no_grad()
     def judge(self, xa: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -406,7 +413,7 @@ class Attack:
         self.eot = check_number(eot, "eot", low=1, low_open=False, integer=True)
         if self.eot > 1 and not self.supports_eot:
             raise ValueError(f"eot={self.eot}: {type(self).__name__} does not average its gradients over draws "
-                             "(supports_eot is False); use PGD, APGD, FGSM or MIFGSM with eot, or "
+                             f"(supports_eot is False); use one that does ({', '.join(eot_attacks())}) with eot, or "
                              "AutoAttack(version='rand')")
 
     @property
@@ -534,6 +541,17 @@ class Attack:
     def __repr__(self) -> str:
         """What runs: eps, then :meth:`settings_text` at that eps."""
         return f"{type(self).__name__}(eps={_show(self.eps)}, {self.settings_text(self.eps)})"
+
+
+def eot_attacks() -> list[str]:
+    """The names of advkit's attack classes that take ``eot`` > 1 (:attr:`Attack.supports_eot`), sorted."""
+    found, todo = set(), [Attack]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.supports_eot and cls.__module__.startswith("advkit."):
+            found.add(cls.__name__)
+    return sorted(found)
 
 
 def _show(value) -> str:

@@ -58,6 +58,7 @@ class CW(Attack):
     """
 
     norms = ("l2",)
+    supports_eot = True  # eot > 1: the margin term's gradient averaged over draws (AttackRun.expected)
     minimum_norm = True  # eps=None or math.inf: each sample's smallest perturbation found
     losses = ("margin",)
     settings = ("c", "kappa", "steps", "lr", "binary_steps")
@@ -78,7 +79,8 @@ class CW(Attack):
             norm: ``"l2"`` (the only norm CW works in).
             loss: ``"margin"`` (the only loss CW climbs).
             progress: a bar over the Adam steps, shown once a call has run for a few seconds.
-            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``, ``eot``: see
+                :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
         if eps is None:
@@ -116,17 +118,22 @@ class CW(Attack):
 
     def _objective(self, run: AttackRun, w: Tensor, x: Tensor, labels: Tensor, c: Tensor, best: Smallest,
                    found: Tensor) -> Callable[[], Tensor]:
-        """``sum ||x' - x||^2 + c * max(-margin, -kappa)``, recording every successful iterate."""
+        """``sum ||x' - x||^2 + c * max(-margin, -kappa)``, recording every successful iterate. With
+        ``eot`` > 1 the margin term is averaged over that many forwards and an iterate succeeds only
+        where every draw does."""
+
+        def term(logits: Tensor) -> tuple[Tensor, Tensor]:
+            m = margin(logits, labels, run.targeted)
+            hit = succeeded(logits.detach(), labels, run.targeted) & (m.detach() >= self.kappa)
+            return c * (-m).clamp_min(-self.kappa), hit
 
         def loss() -> Tensor:
             x_adv = from_tanh_space(w)
-            logits = run.logits(x_adv, backward=True)
             dist2 = (x_adv - x).flatten(1).pow(2).sum(1)
-            m = margin(logits, labels, run.targeted)
+            out, _, hit = run.expected(x_adv, term)  # eot 1: the term of one forward, as is
             with torch.no_grad():
-                hit = succeeded(logits, labels, run.targeted) & (m >= self.kappa)
                 best.update(x_adv.detach(), dist2.detach().sqrt(), hit)
                 found.logical_or_(hit)
-            return (dist2 + c * (-m).clamp_min(-self.kappa)).sum()
+            return dist2.sum() + out
 
         return loss

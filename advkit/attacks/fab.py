@@ -111,12 +111,11 @@ class _Search:
         self.attack, self.run, self.target, self.x0, self.smallest = attack, run, target, run.x, smallest
         self.idx = self.back = self.f = None
 
-    def record(self, idx: Tensor, x_now: Tensor, logits: Tensor) -> Tensor:
-        """Count as fooled the rows of ``x_now`` that cross inside the eps-ball; returns which
+    def record(self, idx: Tensor, x_now: Tensor, hit: Tensor, losses: Tensor) -> Tensor:
+        """Count as fooled the rows of ``x_now`` that cross (``hit``) inside the eps-ball; returns which
         crossed outside it (to be pulled back). In the minimum-norm mode every crossing is kept if
-        closest so far, and pulled back."""
+        closest so far, and pulled back. ``losses``: the rows' losses, for the run's best tracking."""
         run = self.run
-        hit = succeeded(logits, run.labels[idx], run.targeted)
         dist = self.attack.geometry.distance(x_now - self.x0[idx])
         if self.smallest is not None:
             self.smallest.update(x_now, dist, hit, idx)
@@ -124,8 +123,7 @@ class _Search:
         inside = dist <= run.eps
         if bool(inside.any()):
             rows = inside.nonzero().squeeze(1)
-            lg = logits[rows]
-            run.observe(idx[rows], x_now[rows], lg, run.loss_fn(lg, run.labels[idx[rows]], run.targeted))
+            run.record(idx[rows], x_now[rows], hit[rows], losses[rows])
         return hit & ~inside
 
     def objective(self, x: Tensor):
@@ -135,26 +133,30 @@ class _Search:
             idx = (~run.success).nonzero().squeeze(1)
             if len(idx) == 0:
                 return None
-            xa = x[idx]
-            logits = run.logits(xa, backward=True)
-            crossed = self.record(idx, xa.detach(), logits.detach())
-            self.idx, self.back = idx, crossed
-            target = self.target[idx]
-            rival = run.true_labels[idx] if not run.targeted else logits.detach().scatter(
-                1, target[:, None], float("-inf")).argmax(1)  # the class the target must overtake
+            xa, target, labels = x[idx], self.target[idx], run.labels[idx]
             rows = torch.arange(len(idx), device=idx.device)
-            f = logits[rows, target] - logits[rows, rival]
-            self.f = f.detach()
-            return f.sum()
+            losses = torch.zeros(len(idx), device=idx.device)
+
+            def term(logits: Tensor) -> tuple[Tensor, Tensor]:
+                nonlocal losses
+                rival = run.true_labels[idx] if not run.targeted else logits.detach().scatter(
+                    1, target[:, None], float("-inf")).argmax(1)  # the class the target must overtake
+                losses = losses + run.loss_fn(logits.detach(), labels, run.targeted)
+                return logits[rows, target] - logits[rows, rival], succeeded(logits.detach(), labels, run.targeted)
+
+            out, f, hit = run.expected(xa, term)  # eot > 1: f and its gradient averaged over the draws
+            self.back = self.record(idx, xa.detach(), hit, losses / self.attack.eot)
+            self.idx, self.f = idx, f
+            return out
 
         return loss
 
     @torch.no_grad()
     def finish(self, x: Tensor) -> None:
-        """Judge the last iterates (after the last step no objective saw them)."""
+        """Judge the last iterates (after the last step no objective saw them), over ``eot`` draws."""
         idx = (~self.run.success).nonzero().squeeze(1)
         if len(idx):
-            self.record(idx, x[idx], self.run.logits(x[idx]))
+            self.record(idx, x[idx], *self.run.judge(x[idx], self.run.labels[idx]))
 
 
 class FAB(Attack):
@@ -171,6 +173,7 @@ class FAB(Attack):
     """
 
     norms = ("linf", "l2", "l1")  # hyperplane_step finds the least-norm move in these
+    supports_eot = True  # eot > 1: each step's boundary linearised on f and its gradient averaged over draws
     minimum_norm = True  # eps=None or math.inf: each sample's smallest perturbation found
     losses = ("margin",)
     settings = ("steps", "n_target_classes", "alpha_max", "eta", "beta")
@@ -191,7 +194,8 @@ class FAB(Attack):
             beta: the factor, in (0, 1), that pulls an iterate that crossed the boundary outside the ball
                 back towards x.
             loss: ``"margin"``.
-            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``: see :class:`~advkit.attacks.base.Attack`.
+            **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``, ``eot``: see
+                :class:`~advkit.attacks.base.Attack`.
         """
         super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
         if eps is None:
