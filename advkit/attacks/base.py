@@ -374,9 +374,9 @@ class Attack:
     transfer: bool = False
     #: The settings ``repr`` shows after eps and norm: attribute names, in order.
     settings: tuple[str, ...] = ()
-    #: Settings that default to a rule of eps: ``name -> (the rule as shown, rule(attack, eps))``,
-    #: used where the attribute is None (see :meth:`setting`).
-    derived: ClassVar[dict[str, tuple[str, Callable[[Attack, float], float]]]] = {}
+    #: Settings that default to a rule of eps: ``name -> (the rule as shown, or a function of the attack
+    #: giving it; rule(attack, eps))``, used where the attribute is None (see :meth:`setting`).
+    derived: ClassVar[dict[str, tuple[str | Callable[[Attack], str], Callable[[Attack, float], float]]]] = {}
 
     def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
                  targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False,
@@ -522,6 +522,12 @@ class Attack:
         ``finish``); the base class picks each sample's best."""
         raise NotImplementedError
 
+    def rule(self, name: str) -> str:
+        """The rule of the derived setting ``name`` as text: its :attr:`derived` description, given as a
+        string or as a function of the attack (a rule that depends on the norm)."""
+        text = self.derived[name][0]
+        return text(self) if callable(text) else text
+
     def settings_text(self, eps: float | None = None) -> str:
         """The settings that run, after eps: norm, the class's :attr:`settings`, the loss, and whichever
         of targeted, early_stop, seed, amp and eot differ from their defaults. A setting derived from eps
@@ -529,7 +535,7 @@ class Attack:
         parts = [f"norm={self.norm!r}"]
         for name in self.settings:
             if getattr(self, name, None) is None and name in self.derived:
-                rule = self.derived[name][0]
+                rule = self.rule(name)
                 parts.append(f"{name}={rule}" if eps is None else f"{name}={_show(self.setting(name, eps))} ({rule})")
             else:
                 parts.append(f"{name}={_show(getattr(self, name, None))}")

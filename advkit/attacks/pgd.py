@@ -27,7 +27,7 @@ class PGD(Attack):
     per_sample = True  # random starts from the per-sample seeds, early stopping and restarts per sample
     supports_eot = True  # its gradients come from AttackRun.objective
     settings = ("steps", "alpha", "random_start", "restarts")
-    derived: ClassVar[dict] = {"alpha": ("2.5·eps/steps (L1: 10·eps/steps)",
+    derived: ClassVar[dict] = {"alpha": (lambda atk: f"{get_norm(atk.norm).pgd_step_scale:g}·eps/steps",
                                          lambda atk, eps: madry_step_size(eps, atk.steps, atk.norm))}
 
     def __init__(self, model, eps: float = 8 / 255, steps: int = 10, alpha: float | None = None,

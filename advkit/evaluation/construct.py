@@ -41,7 +41,8 @@ def describe(attack: Any, eps: Sequence[float] | None = None) -> Any:
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         parts.append(f"alpha {alpha:g}")
     elif rule is not None and isinstance(steps, int):
-        parts.append("alpha " + rule[0].replace("steps", str(steps)))
+        text = attack.rule("alpha") if isinstance(attack, Attack) else rule[0]
+        parts.append("alpha " + text.replace("steps", str(steps)))
     restarts = getattr(attack, "restarts", None)
     if isinstance(restarts, int) and restarts > 1:
         parts.append(f"{restarts} restarts")
