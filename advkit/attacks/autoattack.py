@@ -7,9 +7,9 @@ budgets; :func:`rand` for the rand version's (APGD-CE and APGD-DLR with :data:`R
 gradient, for randomized models; each component's result judged on one fresh forward, as the official
 code judges it). Under L1 the official standard version (``pyautoattack`` 0.2.0, ``_set_version``)
 runs APGD-CE with 5 restarts and APGD-T with 5 target classes, both with the larger-eps schedule
-(``large_eps``), then FAB-T and Square (5,000 queries, its L1 algorithm, the size schedule not stretched
-to the budget: ``rescale=False``, as the official ``resc_schedule=False``); advkit's L1 ensemble is the
-same. The official code
+(``large_eps``), then FAB-T and Square (5,000 queries, its L1 algorithm); advkit's L1 ensemble is the
+same. Under every norm Square's size schedule is not stretched to its budget (``rescale=False``, as the
+official ``resc_schedule=False``). The official code
 (``pip install 'advkit[autoattack]'``, import name ``pyautoattack``) is the reference that
 ``tests/attacks/test_autoattack_official.py`` and ``benchmarks/autoattack.py`` compare against.
 """
@@ -42,20 +42,22 @@ L1_RESTARTS, L1_TARGETS = 5, 5
 
 
 def standard(norm: str = "linf") -> list[tuple[str, type[Attack], dict[str, Any]]]:
-    """The standard version's components under ``norm`` in order: (name, class, settings besides eps and norm)."""
+    """The standard version's components under ``norm`` in order: (name, class, settings besides eps and
+    norm). Square runs last under every norm, its size schedule not stretched to its budget (the
+    official ``resc_schedule=False``)."""
+    square_ = ("square", Square, {"n_queries": QUERIES, "p_init": 0.8, "rescale": False})
+    fab_t = ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9})
     if norm == "l1":
         return [
             ("apgd-ce", APGD, {"steps": STEPS, "restarts": L1_RESTARTS, "loss": "ce", "large_eps": True}),
             ("apgd-t", APGDT, {"steps": STEPS, "restarts": RESTARTS, "n_target_classes": L1_TARGETS,
                                "large_eps": True}),
-            ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}),
-            ("square", Square, {"n_queries": QUERIES, "p_init": 0.8, "rescale": False}),
+            fab_t, square_,
         ]
     return [
         ("apgd-ce", APGD, {"steps": STEPS, "restarts": RESTARTS, "loss": "ce", "rho": 0.75}),
         ("apgd-t", APGDT, {"steps": STEPS, "restarts": RESTARTS, "n_target_classes": TARGETS, "rho": 0.75}),
-        ("fab-t", FAB, {"steps": STEPS, "n_target_classes": TARGETS, "alpha_max": 0.1, "eta": 1.05, "beta": 0.9}),
-        ("square", Square, {"n_queries": QUERIES, "p_init": 0.8}),
+        fab_t, square_,
     ]
 
 #: The rand version's forwards per gradient (the official ``eot_iter`` of ``version="rand"``).

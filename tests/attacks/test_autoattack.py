@@ -37,7 +37,7 @@ def test_standard_version_has_the_papers_components_and_budgets(trained_cnn):
     for part in ("version='standard'", "eps=0.3", "norm='linf'", "seed=0", "apgd-ce(steps=100, restarts=1, loss='ce'",
                  "apgd-t(steps=100, restarts=1, n_target_classes=9",
                  "fab-t(steps=100, n_target_classes=9, alpha_max=0.1, eta=1.05, beta=0.9)",
-                 "square(n_queries=5000, p_init=0.8)"):
+                 "square(n_queries=5000, p_init=0.8, rescale=False)"):  # the official resc_schedule=False
         assert part in text, text
     (spec,) = resolve(["autoattack"])
     built = spec.build(trained_cnn, "l2", 10)
