@@ -378,14 +378,15 @@ class Attack:
     #: giving it; rule(attack, eps))``, used where the attribute is None (see :meth:`setting`).
     derived: ClassVar[dict[str, tuple[str | Callable[[Attack], str], Callable[[Attack, float], float]]]] = {}
 
-    def __init__(self, model: nn.Module, eps: float, *, norm: str = "linf", loss: str = "ce",
+    def __init__(self, model: nn.Module, eps: float | None, *, norm: str = "linf", loss: str = "ce",
                  targeted: TargetMode = False, early_stop: bool = True, seed: int = 0, amp: bool = False,
                  eot: int = 1):
         """Check and keep the settings every attack shares; errors name the argument.
 
         Args:
             model: the classifier attacked (logits for inputs in [0, 1]); borrowed, never changed.
-            eps: the budget, the radius of the ball in ``norm`` (>= 0).
+            eps: the budget, the radius of the ball in ``norm`` (>= 0); None for a :attr:`minimum_norm`
+                attack: unbounded (``math.inf``), its result the smallest perturbation it finds.
             norm: the threat model, one of the attack's :attr:`norms` (names of :data:`advkit.core.NORMS`).
             loss: the objective the search climbs, one of the attack's :attr:`losses`.
             targeted: False (untargeted), ``"random"`` (a random wrong class per sample) or
@@ -404,7 +405,9 @@ class Attack:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.norm = norm
-        self.eps = check_eps(eps, norm=self.geometry)
+        if eps is None and not self.minimum_norm:
+            raise TypeError(f"eps must be a number: {type(self).__name__} is not a minimum-norm attack")
+        self.eps = math.inf if eps is None else check_eps(eps, norm=self.geometry)
         self.loss = check_choice(loss, self.losses, "loss")
         self.targeted = check_target_mode(targeted)
         if self.targeted and self.targeted not in self.targets:

@@ -82,9 +82,7 @@ class CW(Attack):
             **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``, ``eot``: see
                 :class:`~advkit.attacks.base.Attack`.
         """
-        super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
-        if eps is None:
-            self.eps = math.inf  # unbounded: the base class's final L2 projection leaves every result as is
+        super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.c = check_number(c, "c")
         self.kappa = check_number(kappa, "kappa", low_open=False)
         self.lr = check_number(lr, "lr")

@@ -197,9 +197,7 @@ class FAB(Attack):
             **kwargs: ``targeted``, ``early_stop``, ``seed``, ``amp``, ``eot``: see
                 :class:`~advkit.attacks.base.Attack`.
         """
-        super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
-        if eps is None:
-            self.eps = math.inf
+        super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.steps = check_number(steps, "steps", low=1, low_open=False, integer=True)
         self.n_target_classes = check_number(n_target_classes, "n_target_classes", low=1, low_open=False, integer=True)
         self.alpha_max = check_number(alpha_max, "alpha_max", low_open=False, high=1.0)

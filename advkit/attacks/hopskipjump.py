@@ -120,9 +120,7 @@ class HopSkipJump(Attack):
             **kwargs: ``targeted`` (False or ``"random"``), ``early_stop``, ``seed``, ``amp``: see
                 :class:`~advkit.attacks.base.Attack`.
         """
-        super().__init__(model, 0.0 if eps is None else eps, norm=norm, loss=loss, **kwargs)
-        if eps is None:
-            self.eps = math.inf
+        super().__init__(model, eps, norm=norm, loss=loss, **kwargs)
         self.queries = check_number(queries, "queries", low=2, low_open=False, integer=True)
         self.init_evals = check_number(init_evals, "init_evals", low=1, low_open=False, integer=True)
         self.max_evals = check_number(max_evals, "max_evals", low=1, low_open=False, integer=True)

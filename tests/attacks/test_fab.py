@@ -70,3 +70,13 @@ def test_one_unbounded_run_gives_fixed_eps_fabs_accuracy_at_every_eps(norm):
         fixed = ~FAB(model, eps=eps, steps=10, n_target_classes=2, norm=norm).run(x, y).success
         curve = dist > eps
         assert int((curve != fixed).sum()) <= 1 and int(curve.sum()) <= int(fixed.sum()), (eps, curve, fixed)
+
+
+def test_eps_none_is_for_minimum_norm_attacks_only():
+    """The base class reads ``eps=None`` as unbounded for the attacks that declare ``minimum_norm``."""
+    from advkit.attacks import CW, PGD, HopSkipJump
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    assert FAB(model, eps=None).eps == CW(model).eps == HopSkipJump(model).eps == math.inf
+    with pytest.raises(TypeError, match="^eps must be a number: PGD is not a minimum-norm attack$"):
+        PGD(model, eps=None)
