@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,10 +24,9 @@ from torch import nn
 
 import advkit
 from advkit.attacks import APGDT, CW, FAB
-from advkit.defenses import GaussianNoise
 
 sys.path.insert(0, str(Path(__file__).parent))
-from autoattack import cached_robust_cnn  # noqa: E402
+from randomized import noisy_model_and_images, noisy_model_parser  # noqa: E402
 
 
 def configurations(args: argparse.Namespace) -> list[tuple[str, object]]:
@@ -68,21 +66,13 @@ def robust(model: nn.Module, res: advkit.attacks.AttackResult, x: torch.Tensor, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--eps", type=float, default=0.1)
+    parser = noisy_model_parser(__doc__.splitlines()[0], n=100)
     parser.add_argument("--eps-l2", type=float, default=2.0)
-    parser.add_argument("--sigma", type=float, default=0.2)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--targets", type=int, default=3)
     parser.add_argument("--eot", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_robust_cnn.pt")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    model = nn.Sequential(GaussianNoise(args.sigma), cached_robust_cnn(args.model)).eval()
-    x, y = advkit.data.load("mnist5k")[1].tensors
-    x, y = x[:args.n], y[:args.n]
+    model, x, y = noisy_model_and_images(args)
     print(f"L-inf eps={args.eps} (CW: L2 eps={args.eps_l2}), {args.n} mnist5k test images, noise sigma={args.sigma}, "
           f"{args.steps} steps, {args.targets} target classes")
     print("| attack | seed | robust | forwards per image | CPU s |")

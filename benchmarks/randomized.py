@@ -45,18 +45,30 @@ def ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: i
     return ~res.success
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=500)
+def noisy_model_parser(description: str, n: int) -> argparse.ArgumentParser:
+    """The options of the benchmarks on the noise-injected model: images, eps, noise, seeds, the model's cache."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--n", type=int, default=n)
     parser.add_argument("--eps", type=float, default=0.1)
     parser.add_argument("--sigma", type=float, default=0.2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--model", type=Path, default=Path(tempfile.gettempdir()) / "advkit_bench_robust_cnn.pt")
-    args = parser.parse_args()
+    return parser
+
+
+def noisy_model_and_images(args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The PGD-trained SmallCNN behind Gaussian input noise of std ``args.sigma`` (one thread), and the
+    first ``args.n`` mnist5k test images."""
     torch.set_num_threads(1)
     model = nn.Sequential(GaussianNoise(args.sigma), cached_robust_cnn(args.model)).eval()
     x, y = advkit.data.load("mnist5k")[1].tensors
-    x, y = x[:args.n], y[:args.n]
+    return model, x[:args.n], y[:args.n]
+
+
+def main() -> None:
+    parser = noisy_model_parser(__doc__.splitlines()[0], n=500)
+    args = parser.parse_args()
+    model, x, y = noisy_model_and_images(args)
     with torch.no_grad():
         torch.manual_seed(0)
         clean = int((model(x).argmax(1) == y).sum())
