@@ -8,13 +8,15 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from matplotlib.artist import Artist
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .results import WORST, Example, ModelResult
+
+if TYPE_CHECKING:  # matplotlib is imported when the first figure is drawn, not with advkit
+    from matplotlib.artist import Artist
+    from matplotlib.figure import Figure
 
 _STYLES = ("-", "--", ":", "-.")
 #: The file name of the report's plot of accuracy under corruptions.
@@ -24,13 +26,22 @@ COMPARISON_FILE = "comparison.png"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
+def new_figure(**options) -> Figure:
+    """A matplotlib figure on the Agg canvas (``options``: Figure's, e.g. figsize, dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**options)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
     """Accuracy versus eps: one colour and marker per attack, one line style per model; the worst
     case underneath as a broad translucent black line with its 95% Wilson band (so an attack
     that equals it stays visible on top), and each model's clean accuracy as a grey level. Every
     element is in the legend, the clean levels too (no labels on the plot to collide)."""
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(7, 4.5), dpi=110)
     ax = fig.add_subplot()
     attacks = list(dict.fromkeys(a for r in results for a in r.ran))
     colours = {a: f"C{i}" for i, a in enumerate(attacks)}
@@ -56,8 +67,7 @@ def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: 
     """Worst-case accuracy versus eps of the baseline ``before`` and of each model in ``afters`` on one
     plot: one colour per model, each with its 95% Wilson band and its clean accuracy as a dashed level,
     and the area between the baseline's curve and each other's hatched (the robust gain)."""
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(7, 4.5), dpi=110)
     ax = fig.add_subplot()
     base = [p["accuracy"] for p in before.points(WORST)]
     legend: list[Artist] = []
@@ -80,8 +90,7 @@ def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: 
 def corruption_figure(results: Sequence[ModelResult]) -> Figure:
     """Accuracy versus corruption severity (0: clean): one colour and marker per corruption, one line
     style per model, and each model's mean over the corruptions as a broad translucent black line."""
-    fig = Figure(figsize=(7, 4.5), dpi=110)
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(7, 4.5), dpi=110)
     ax = fig.add_subplot()
     names = list(dict.fromkeys(c for r in results for c in r.corrupted))
     legend: list[Artist] = []
@@ -103,8 +112,7 @@ def examples_figure(examples: Sequence[Example], title: str) -> Figure:
     """Columns of samples; rows: clean image, adversarial image, perturbation amplified to the
     full grey range (mid-grey = unchanged), each titled with the model's prediction."""
     cols = max(1, len(examples))
-    fig = Figure(figsize=(1.3 * cols, 4.4), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(1.3 * cols, 4.4), dpi=100)
     axes = fig.subplots(3, cols, squeeze=False)
     for c, ex in enumerate(examples):
         adv = ex.x if ex.x_adv is None else ex.x_adv
