@@ -271,8 +271,8 @@ def _guide_loss(run: AttackRun, logits: Tensor, idx: Tensor) -> Tensor:
     is AutoAttack's here, ``(z_t - z_y) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` with ``y`` the true class.
     It equals the run's targeted DLR until the true class loses the top rank, which at 3 or 2 eps
     happens early; from there it keeps moving away from the true class, not just past the runner-up,
-    and that margin is what survives the projection onto the smaller balls (APGD-T at L1 eps 10 on
-    benchmarks/l1.py's model: 146 robust of 4 x 87 images instead of 153, the official 140)."""
+    and that margin is what survives the projection onto the smaller balls (benchmarks/README.md, "L1
+    AutoAttack")."""
     labels = run.labels[idx]
     if not (run.targeted and run.attack.loss == "dlr" and logits.shape[1] >= 4):
         return run.loss_fn(logits, labels, run.targeted)
