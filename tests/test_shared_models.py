@@ -21,9 +21,10 @@ def test_the_standard_asset_has_the_accuracy_of_its_recipe(trained_cnn, mnist5k)
     assert advkit.train.accuracy(trained_cnn, mnist5k[1]) >= 0.965
 
 
-def test_the_robust_asset_keeps_most_digits_under_pgd(robust_cnn, mnist5k):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_robust_asset_keeps_most_digits_under_pgd(robust_cnn, mnist5k, seed):
     """The PGD-trained model is robust: PGD-20 at eps 0.3 leaves a quarter of 200 test digits correct
-    (measured: 33%, of 87% clean; the standard ``trained_cnn`` keeps none)."""
+    (measured: 31.5-34.5% over seeds 0-4, of 87% clean; the standard ``trained_cnn`` keeps none)."""
     x, y = (t[:200] for t in mnist5k[1].tensors)
-    res = advkit.attacks.PGD(robust_cnn, eps=0.3, steps=20, seed=0).run(x, y)
+    res = advkit.attacks.PGD(robust_cnn, eps=0.3, steps=20, seed=seed).run(x, y)
     assert float((~res.success).float().mean()) > 0.25

@@ -116,6 +116,6 @@ def test_eot_needs_an_attack_that_supports_it():
         Square(net(), 0.1, eot=2)
     assert str(error.value) == (f"eot=2: Square does not average its gradients over draws (supports_eot is False); "
                                 f"use one that does ({supported}) with eot, or AutoAttack(version='rand')")
-    with pytest.raises(ValueError, match="eot"):
+    with pytest.raises(ValueError, match=r"^eot must be a finite integer >= 1, got 0$"):
         PGD(net(), 0.1, eot=0)
     assert "eot=5" in repr(PGD(net(), 0.1, eot=5)) and "eot" not in repr(PGD(net(), 0.1))

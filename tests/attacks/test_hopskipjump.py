@@ -80,19 +80,12 @@ def test_results_lie_in_the_ball_and_box_and_the_model_is_unchanged(norm):
     assert not model.training and all(p.grad is None for p in model.parameters())
 
 
-def test_a_sample_gets_the_same_result_alone_or_in_a_batch():
-    model, x = tiny_model(), images()
-    seeds = torch.arange(len(x)) + 100
-    batch = HopSkipJump(model, queries=100, init_evals=20).run(x, seed=seeds)
-    alone = HopSkipJump(model, queries=100, init_evals=20).run(x[2:3], seed=seeds[2:3])
-    assert torch.allclose(batch.x_adv[2:3], alone.x_adv, atol=1e-6)
-
-
 def test_bad_settings_are_refused_naming_the_argument():
-    with pytest.raises(ValueError, match="queries"):
+    with pytest.raises(ValueError, match=r"^queries must be a finite integer >= 2, got 1$"):
         HopSkipJump(tiny_model(), queries=1)
-    with pytest.raises(ValueError, match="norm"):
+    with pytest.raises(ValueError, match=r"^norm must be one of 'l2', 'linf'; got 'l1'$"):
         HopSkipJump(tiny_model(), norm="l1")
-    with pytest.raises(ValueError, match="least-likely"):
+    with pytest.raises(ValueError, match=r"^targeted='least-likely': HopSkipJump does not support this target "
+                                         r"choice \(supported: given, random\)$"):
         HopSkipJump(tiny_model(), targeted="least-likely")
     assert HopSkipJump(tiny_model()).eps == math.inf

@@ -44,11 +44,12 @@ def test_every_l1_attack_stays_in_the_l1_ball_and_the_box(name):
         assert bool(((x_adv - x).flatten(1).abs().sum(1) <= eps * (1 + 1e-6)).all())
 
 
-def test_apgd_l1_fools_a_standard_model(trained_cnn, test_batch):
-    """The standard SmallCNN at L1 eps 10, APGD-CE with 20 steps: measured 85 of these 100 images fooled
-    (one seed; the slack covers another CPU's rounding)."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_apgd_l1_fools_a_standard_model(trained_cnn, test_batch, seed):
+    """The standard SmallCNN at L1 eps 10, APGD-CE with 20 steps: measured 84-87 of these 100 images
+    fooled over seeds 0-4; the bar sits about two binomial deviations (3.6 images) under the worst."""
     x, y = (t[:100] for t in test_batch)
-    res = APGD(trained_cnn, eps=10.0, norm="l1", steps=20).run(x, y)
+    res = APGD(trained_cnn, eps=10.0, norm="l1", steps=20, seed=seed).run(x, y)
     assert res.success.float().mean() >= 0.75
     assert bool(((res.x_adv - x).flatten(1).abs().sum(1) <= 10.0 * (1 + 1e-6)).all())
 

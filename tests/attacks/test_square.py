@@ -72,7 +72,7 @@ def test_l1_stays_in_the_ball_and_the_box_on_colour_and_flat_inputs(shape):
     for eps in (0.5, 4.0):
         x_adv = Square(model, eps, n_queries=60, norm="l1", progress=False)(x, torch.arange(6) % 5)
         assert x_adv.min() >= 0 and x_adv.max() <= 1
-        assert bool(((x_adv - x).flatten(1).abs().sum(1) <= eps).all())
+        assert bool(((x_adv - x).flatten(1).abs().sum(1) <= eps * (1 + 1e-6)).all())  # float rounding
 
 
 def test_rescale_is_a_bool():
@@ -86,7 +86,7 @@ def test_l1_fools_a_share_of_a_standard_model(trained_cnn, test_batch):
     x, y = test_batch[0][:50], test_batch[1][:50]
     fooled = sum(int(Square(trained_cnn, eps=15.0, n_queries=100, norm="l1", seed=seed).run(x, y).success.sum())
                  for seed in SEEDS)
-    assert fooled >= 3 * 7.1 - 3 * 1.37 * 3 ** 0.5, fooled
+    assert fooled >= 3 * 7.1 - spread_slack(1.37, len(SEEDS)), fooled
 
 
 def test_l2_breaks_a_standard_model_within_the_ball(trained_cnn, test_batch):
