@@ -104,7 +104,7 @@ def _art_loop(attack, counted: Counted, model: nn.Module, x: torch.Tensor, y: to
 
 
 def ours(model: nn.Module, x: torch.Tensor, y: torch.Tensor, queries: int, seed: int) -> tuple[list[float], float, int]:
-    """advkit's HopSkipJump on the whole batch: distances, seconds, the most calls on one sample."""
+    """advkit's HopSkipJump on the whole batch: distances, seconds, its model calls in all."""
     attack = HopSkipJump(model, queries=queries, norm="l2", seed=seed)
     t0 = time.perf_counter()
     res = attack.run(x, y)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..core import Box, Norm, Player, Projection, StepRule, check_number, per_sample, play
 from .base import Attack, AttackRun
+from .losses import dlr_scale
 
 
 def checkpoints(steps: int) -> list[int]:
@@ -276,9 +277,8 @@ def _guide_loss(run: AttackRun, logits: Tensor, idx: Tensor) -> Tensor:
     labels = run.labels[idx]
     if not (run.targeted and run.attack.loss == "dlr" and logits.shape[1] >= 4):
         return run.loss_fn(logits, labels, run.targeted)
-    top = logits.sort(1, descending=True).values
     gap = logits.gather(1, labels[:, None]) - logits.gather(1, run.true_labels[idx][:, None])
-    return gap.squeeze(1) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2).clamp_min(1e-12)
+    return gap.squeeze(1) / dlr_scale(logits, targeted=True)
 
 
 def _unjudged_objective(run: AttackRun, x_adv: Tensor, schedule: StepSizeSchedule):

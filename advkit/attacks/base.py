@@ -252,6 +252,9 @@ class AttackRun:
         the draws' gradients as its gradient and the summed mean values as its value, the mean values, and
         which samples every draw fooled."""
         draws = self.attack.eot
+        if draws == 1:  # one draw: its own values and gradient
+            values, hit = term(self.logits(xa, backward=True))
+            return values.sum(), values.detach(), hit
         total = torch.zeros(len(xa), device=xa.device)
         fooled = torch.ones(len(xa), dtype=torch.bool, device=xa.device)
         grad = torch.zeros_like(xa)

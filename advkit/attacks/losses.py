@@ -40,6 +40,12 @@ def dlr(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
     if logits.shape[1] < 3:
         raise ValueError(f"the DLR loss needs at least 3 classes, got logits of shape {tuple(logits.shape)}; "
                          "use the 'ce' or 'margin' loss")
+    return margin(logits, labels, targeted) / dlr_scale(logits, targeted)
+
+
+def dlr_scale(logits: Tensor, targeted: bool) -> Tensor:
+    """The DLR loss's denominator: ``z_pi1 - z_pi3`` (targeted: ``z_pi1 - (z_pi3 + z_pi4) / 2``, or
+    ``z_pi1 - z_pi3`` of three classes), kept above 1e-12."""
     top = logits.sort(1, descending=True).values
     if targeted and logits.shape[1] >= 4:
         scale = top[:, 0] - (top[:, 2] + top[:, 3]) / 2
@@ -47,7 +53,7 @@ def dlr(logits: Tensor, labels: Tensor, targeted: bool) -> Tensor:
         scale = top[:, 0] - top[:, -1]
     else:
         scale = top[:, 0] - top[:, 2]
-    return margin(logits, labels, targeted) / scale.clamp_min(1e-12)
+    return scale.clamp_min(1e-12)
 
 
 #: The attack objectives by name: what ``loss=`` of an attack names (each attack accepts those in its ``losses``).

@@ -198,7 +198,7 @@ class Square(Attack):
         both = torch.zeros_like(x, dtype=torch.bool)
         both[w1] = both[w2] = True
         if l1:
-            unused = (run.eps - delta.flatten(1).abs().sum(1)).clamp_min(0).view(-1, 1, 1, 1) / c
+            unused = (run.eps - self.geometry.distance(delta)).clamp_min(0).view(-1, 1, 1, 1) / c
             budget = (unused + channel_norms(delta * both, l1=True)) * c
         else:
             unused = (run.eps ** 2 - flat_norm(delta) ** 2).clamp_min(0) / c

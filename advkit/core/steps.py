@@ -71,7 +71,7 @@ class L1Step:
     zero step, never NaN.
     """
 
-    def __init__(self, alpha: Bound, sparsity: Bound = 0.05, box: tuple[float, float] | None = None):
+    def __init__(self, alpha: Bound, sparsity: Bound, box: tuple[float, float] | None = None):
         self.alpha = step_size(alpha)
         self.sparsity = sparsity if isinstance(sparsity, Tensor) else check_number(
             sparsity, "sparsity", high=1.0)

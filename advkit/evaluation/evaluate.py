@@ -118,7 +118,7 @@ def evaluate(
     ``checks=False`` skips that probe with the other checks. ``eot`` sizes or turns off that default:
     None (the default) is 20 draws on a model the probe flags and the attacks as built otherwise; an
     integer N sets N forwards per gradient on every attack that averages them (``supports_eot``:
-    FGSM, PGD, MIFGSM, APGD, and AutoAttack's rand version), flagged or not (copies; the objects
+    FGSM, PGD, MIFGSM, APGD, APGD-T, FAB, CW, and AutoAttack's rand version), flagged or not (copies; the objects
     passed are left as they are), and with N > 1 ``"autoattack"`` runs as its rand version; ``eot=1``
     runs single-draw attacks (the standard AutoAttack) even on a randomized model, whose report still
     names it (the curves' notes and a failed ``randomized`` check): ``evaluate(model, data, "apgd",
