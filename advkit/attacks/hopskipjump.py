@@ -65,10 +65,13 @@ class TopOne:
             return
         dist = self.norm.distance(points - self._run.x[owners])
         closest = torch.full_like(self.best_dist, math.inf).scatter_reduce(0, owners, dist, "amin")
+        # one row per improved sample: the first of its closest points (the lowest row index)
+        rows = torch.arange(len(owners), device=owners.device)
+        at_closest = dist == closest[owners]
+        first = torch.full((len(self.best_dist),), len(owners), dtype=torch.long, device=owners.device).scatter_reduce(
+            0, owners[at_closest], rows[at_closest], "amin")
         better = (closest < self.best_dist).nonzero().squeeze(1)
-        for i in better.tolist():  # one row per improved sample: the first of its closest points
-            row = ((owners == i) & (dist == closest[i])).nonzero()[0, 0]
-            self.best[i], self.best_dist[i] = points[row], dist[row]
+        self.best[better], self.best_dist[better] = points[first[better]], dist[first[better]]
 
 
 def _expand(t: Tensor, like: Tensor) -> Tensor:
