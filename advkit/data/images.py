@@ -48,8 +48,7 @@ class ImageFiles(Dataset):
             resize: the short side's length after resizing (None: not resized).
             crop: the side of the centre crop (None: not cropped).
         """
-        self.resize = None if resize is None else check_number(resize, "resize", low=1, low_open=False, integer=True)
-        self.crop = None if crop is None else check_number(crop, "crop", low=1, low_open=False, integer=True)
+        self.resize, self.crop = _sizes(resize, crop)
         self.samples = [(Path(path), int(label)) for path, label in samples]
         self.classes = tuple(classes)
         bad = [(p, y) for p, y in self.samples if not 0 <= y < len(self.classes)]
@@ -107,6 +106,7 @@ def image_folder(root: str | Path, resize: int | None = None, crop: int | None =
         crop: the side of the centre crop (None, the default: not cropped; then all images must share
             one size).
     """
+    _sizes(resize, crop)
     root = _folder(root, "folder", "put one sub-folder per class there, holding that class's images")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     samples = [(path, label) for label, name in enumerate(classes) for path in _images(root / name)]
@@ -132,6 +132,7 @@ def imagenet(root: str | Path, resize: int | None = 256, crop: int | None = 224,
             the list read from the installed ``robustbench`` package's helper files), or the path of a
             list file with one ``WNID/file name`` per line.
     """
+    _sizes(resize, crop)
     root = Path(root)
     if (root / "val").is_dir():
         root = root / "val"
@@ -147,6 +148,12 @@ def imagenet(root: str | Path, resize: int | None = 256, crop: int | None = 224,
     else:
         samples = _listed(root, _subset_file(subset), {name: i for i, name in enumerate(classes)})
     return ImageFiles(samples, classes, resize, crop)
+
+
+def _sizes(resize: int | None, crop: int | None) -> tuple[int | None, int | None]:
+    """``resize`` and ``crop`` checked: each None or an integer >= 1."""
+    return tuple(None if v is None else check_number(v, name, low=1, low_open=False, integer=True)
+                 for v, name in ((resize, "resize"), (crop, "crop")))  # type: ignore[return-value]
 
 
 def _folder(root: str | Path, name: str, what: str) -> Path:

@@ -72,8 +72,8 @@ def test_missing_root_and_unknown_name_give_clear_errors(tmp_path):
         advkit.data.load("cifar10", root=tmp_path)
     with pytest.raises(ValueError, match="root is required"):
         advkit.data.load("fashion-mnist")
-    with pytest.raises(ValueError, match="^name must be one of mnist5k, digits, mnist, fashion-mnist, cifar10, cifar100, "
-                                         "imagenet, folder; got 'cifar1000'"):
+    with pytest.raises(ValueError, match="^name must be one of mnist5k, digits, mnist, fashion-mnist, cifar10, "
+                                         "cifar100, imagenet, folder; got 'cifar1000'"):
         advkit.data.load("cifar1000")
     with pytest.raises(FileNotFoundError, match="download=True"):
         advkit.data.load("cifar100", root=tmp_path)
