@@ -1,6 +1,8 @@
 """Lazy image sets: class-per-folder trees and ImageNet's validation folder, from tiny PNG/JPEG files the
 tests write; the standard preprocessing equals torchvision's transforms; clear errors for what is missing."""
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +11,11 @@ from PIL import Image
 from torchvision import transforms
 
 import advkit
+from advkit.app.cli import main
 from advkit.data import images
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
+from one_line import fails  # noqa: E402
 
 RNG = np.random.default_rng(0)
 
@@ -144,3 +150,29 @@ def test_the_installed_robustbench_list_names_5000_images_of_distinct_wnid_folde
         pytest.skip("the robustbench package is not installed")
     lines = path.read_text().split()
     assert len(lines) == len(set(lines)) == 5000 and all(len(line.split("/")) == 2 for line in lines)
+
+
+FACTORY = """
+import torch
+from advkit.models import SmallCNN
+
+def make():
+    torch.manual_seed(0)
+    return SmallCNN(in_channels=3, num_classes=3, input_size=6)
+"""
+
+
+def test_the_evaluate_command_reads_a_folder_with_resize_and_crop(tmp_path, monkeypatch, capsys):
+    for i, name in enumerate(["ant/1.png", "ant/2.png", "bee/3.jpg", "cow/4.png", "cow/5.png"]):
+        write_image(tmp_path / "tree" / name, (8 + i, 9))  # several sizes: --resize and --crop make one
+    (tmp_path / "treefactory.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "report"
+    fast = ["--attacks", "fgsm", "--eps", "0,0.1", "--probe", "0", "--no-progress", "--device", "cpu"]
+    assert main(["evaluate", "--data", "folder", "--root", str(tmp_path / "tree"), "--resize", "7", "--crop", "6",
+                 "--model-factory", "treefactory:make", *fast, "--out", str(out)]) == 0
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["models"]["model"]["num_classes"] == 3 and len(saved["models"]["model"]["curves"]["fgsm"]) == 2
+    capsys.readouterr()
+    assert "--crop: options of --data imagenet (and folder, but for --subset), not --data digits" in fails(
+        ["evaluate", "--data", "digits", "--crop", "6", "--model-factory", "treefactory:make", *fast], capsys)
