@@ -40,17 +40,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100, help="images per model")
     parser.add_argument("--eps", type=lambda s: float(Fraction(s)), default=1 / 255, help="L-inf budget")
     parser.add_argument("--classes", default="100,1000", help="comma-separated numbers of classes")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds of both ensembles")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.getLogger("auto-attack").setLevel(logging.WARNING)
     print(f"AutoAttack standard, L-inf eps={args.eps:.5f}, {args.n} noise images per model, {args.threads} thread(s)")
-    print(f"{'classes':>8s}{'advkit robust':>15s}{'official robust':>17s}{'advkit cpu s':>14s}{'official cpu s':>16s}")
+    print(f"{'classes':>8s}{'seed':>5s}{'advkit robust':>15s}{'official robust':>17s}{'advkit cpu s':>14s}"
+          f"{'official cpu s':>16s}")
     for classes in map(int, args.classes.split(",")):
         model, x, y = model_and_images(classes, args.n)
-        mine, _, mine_cpu = timed(ours, model, x, y, args.eps)
-        theirs, _, their_cpu = timed(official, model, x, y, args.eps, args.n)
-        print(f"{classes:8d}{int(mine.sum()):15d}{int(theirs.sum()):17d}{mine_cpu:14.1f}{their_cpu:16.1f}", flush=True)
+        for seed in map(int, args.seeds.split(",")):
+            mine, _, mine_cpu = timed(ours, model, x, y, args.eps, seed)
+            theirs, _, their_cpu = timed(official, model, x, y, args.eps, args.n, seed)
+            print(f"{classes:8d}{seed:5d}{int(mine.sum()):15d}{int(theirs.sum()):17d}{mine_cpu:14.1f}{their_cpu:16.1f}",
+                  flush=True)
 
 
 if __name__ == "__main__":
