@@ -16,6 +16,7 @@ from torch.utils.data import TensorDataset
 
 from .. import safe_pickle
 from ..core.numbers import check_number
+from .suites import CorruptionFiles, CorruptionSuite, ErrorTable, ImageNetC  # noqa: F401 (the suites, by name)
 
 NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
 #: Every data set above has ten classes.
