@@ -30,8 +30,8 @@ from ..validation import check_images
 from .corruptions import CORRUPTIONS, SEVERITIES, corrupt
 
 __all__ = ["ALEXNET_IMAGENET_C", "IMAGENET_C", "IMAGENET_C_EXTRA", "CorruptionFiles", "CorruptionSuite",
-           "ErrorTable", "ImageNetC", "OwnCorruptions", "corruption_errors", "imagenet_c", "mean_corruption_error",
-           "suite_of"]
+           "ErrorTable", "ImageNetC", "OwnCorruptions", "Selection", "corruption_errors", "imagenet_c",
+           "mean_corruption_error", "suite_of"]
 
 #: The 15 ImageNet-C corruptions, in the benchmark's order (noise, blur, weather, digital).
 IMAGENET_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
@@ -278,13 +278,27 @@ def _baseline(value: ErrorTable | str | None) -> ErrorTable | None:
     raise ValueError(f"baseline must be an ErrorTable, 'alexnet' or None; got {value!r}")
 
 
-#: The suites a name selects in ``evaluate(..., corruptions=NAME)``.
-SUITE_NAMES = ("imagenet-c",)
+class Selection(tuple):
+    """The names of the corruptions evaluated, a tuple that knows the :class:`CorruptionSuite` they belong to
+    (``suite``): what ``evaluate``'s options keep, so that a copy of the options keeps the suite."""
+
+    suite: CorruptionSuite
+
+    def __new__(cls, names: Sequence[str], suite: CorruptionSuite) -> Selection:
+        selection = super().__new__(cls, names)
+        selection.suite = suite
+        return selection
+
+    def __getnewargs__(self) -> tuple:
+        return tuple(self), self.suite
 
 
 def suite_of(value: object) -> CorruptionSuite | None:
-    """The suite a ``corruptions`` value selects: a :class:`CorruptionSuite` itself, ``"imagenet-c"``
-    (:class:`ImageNetC`, its 15 corruptions); None for anything else (advkit's own names, True, False)."""
+    """The suite a ``corruptions`` value selects: a :class:`CorruptionSuite` itself, a :class:`Selection`'s,
+    ``"imagenet-c"`` (:class:`ImageNetC`, its 15 corruptions); None for anything else (advkit's own names,
+    True, False)."""
+    if isinstance(value, Selection):
+        return value.suite
     if isinstance(value, CorruptionSuite):
         return value
     if value == "imagenet-c":

@@ -18,7 +18,7 @@ from torch import Tensor
 from ..acceleration import compile_options
 from ..core import get_norm
 from ..data.corruptions import CORRUPTIONS
-from ..data.suites import CorruptionSuite, OwnCorruptions, suite_of
+from ..data.suites import CorruptionSuite, OwnCorruptions, Selection, suite_of
 from ..devices import default_device
 from ..validation import check_eps, check_number
 from .batched import BatchSize
@@ -40,8 +40,8 @@ class EvaluationOptions:
     Built from what ``evaluate`` accepts and kept normalised: ``attacks`` as resolved
     :class:`~advkit.evaluation.specs.AttackSpec` s, ``eps`` as the sorted, de-duplicated grid,
     ``device`` as a ``torch.device`` (``None``: CUDA when available), ``corruptions`` as a tuple of
-    corruption names (``()``: off) and ``suite`` the :class:`~advkit.data.suites.CorruptionSuite` they
-    belong to (advkit's own unless a suite was given: ``"imagenet-c"`` or a suite object), and ``batches`` the
+    corruption names (``()``: off; a :class:`~advkit.data.suites.Selection` that knows their suite,
+    :attr:`suite`: advkit's own unless ``"imagenet-c"`` or a suite object was given), and ``batches`` the
     :class:`~advkit.evaluation.batched.BatchSize` the passes share: ``batch_size`` rows, or for
     ``batch_size=None`` :data:`DEFAULT_BATCH`, and on CUDA from :data:`AUTO_BATCH_START`, adaptive.
     A bad option raises ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again.
@@ -68,7 +68,6 @@ class EvaluationOptions:
     compile: bool | dict[str, Any] = field(default=False, metadata=RECORDED_WHEN_SET)
     eot: int | None = field(default=None, metadata=RECORDED_WHEN_SET)
     batches: BatchSize = field(default=None, init=False, metadata=UNRECORDED)
-    suite: CorruptionSuite | None = field(default=None, metadata=UNRECORDED)
 
     def __post_init__(self) -> None:
         norm = get_norm(self.norm).name
@@ -90,17 +89,18 @@ class EvaluationOptions:
         if self.eot is not None:  # None: decided per model by the randomized probe
             object.__setattr__(self, "eot", check_number(self.eot, "eot", low=1, low_open=False, integer=True))
         suite = suite_of(self.corruptions)
-        if suite is not None:
-            names = suite.corruptions
-        elif self.suite is not None and not isinstance(self.suite, OwnCorruptions):  # dataclasses.replace keeps it
-            suite, names = self.suite, self.suite.check_names(self.corruptions)
-        else:
-            names = _corruptions(self.corruptions)
-            suite = OwnCorruptions(names or None)
-        for name, value in (("eps", grid), ("attacks", specs), ("device", device),
-                            ("corruptions", names), ("suite", suite),
+        names = _corruptions(self.corruptions) if suite is None else suite.check_names(
+            self.corruptions if isinstance(self.corruptions, Selection) else suite.corruptions)
+        if names:
+            names = Selection(names, OwnCorruptions(names) if suite is None else suite)
+        for name, value in (("eps", grid), ("attacks", specs), ("device", device), ("corruptions", names),
                             ("batches", BatchSize(batch_size, adaptive=auto))):
             object.__setattr__(self, name, value)
+
+    @property
+    def suite(self) -> CorruptionSuite | None:
+        """The suite of the corruptions evaluated (None when off)."""
+        return getattr(self.corruptions, "suite", None)
 
     def config(self, samples: int) -> dict[str, Any]:
         """The report's ``config``: the recorded options as JSON-ready values (attacks by name,
