@@ -178,6 +178,7 @@ class ImageNetC(CorruptionSuite):
         self.corruptions = IMAGENET_C + IMAGENET_C_EXTRA
         self.corruptions = self.check_names(IMAGENET_C if corruptions is None else corruptions)
         self.baseline = _baseline(baseline)
+        _package()  # a missing package is an error now, before evaluate reads data or runs a model
 
     def apply(self, x: Tensor, name: str, severity: int, *, seed: int, index: Tensor) -> Tensor:
         return imagenet_c(x, name, severity, seed=seed)

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -216,3 +217,10 @@ def test_the_cli_option_takes_a_suite(tmp_path):
     with pytest.raises(argparse.ArgumentTypeError, match=re.escape("cifar10-c reads the official files: give their "
                                                                    "root, cifar10-c=ROOT")):
         corruption_names("cifar10-c")
+
+
+def test_without_imagecorruptions_the_suite_is_refused_naming_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "imagecorruptions", None)
+    with pytest.raises(ImportError, match=re.escape("ImageNet-C corruptions need the imagecorruptions package: pip "
+                                                    "install 'advkit[corruptions]'")):
+        EvaluationOptions(corruptions="imagenet-c")
