@@ -134,6 +134,10 @@ class CorruptionSuite:
     def check_labels(self, y: Tensor, index: Tensor) -> None:
         """Raise ValueError when labels ``y`` of samples ``index`` cannot be the suite's (only files have labels)."""
 
+    def check_data(self, x: Tensor, y: Tensor) -> None:
+        """Raise ValueError, before any work, when the suite cannot corrupt the data ``(x, y)`` (its first
+        ``len(x)`` samples): images it cannot take, or labels that differ from its files'."""
+
     def check_names(self, names: Sequence[str]) -> tuple[str, ...]:
         """``names`` (repeats dropped), each one of :attr:`corruptions` (ValueError otherwise)."""
         for name in names:
@@ -182,6 +186,9 @@ class ImageNetC(CorruptionSuite):
 
     def apply(self, x: Tensor, name: str, severity: int, *, seed: int, index: Tensor) -> Tensor:
         return imagenet_c(x, name, severity, seed=seed)
+
+    def check_data(self, x: Tensor, y: Tensor) -> None:
+        _check_shape(x)
 
 
 class CorruptionFiles(CorruptionSuite):
@@ -267,6 +274,13 @@ class CorruptionFiles(CorruptionSuite):
                              f"{int(y[i])} in the data, {int(labels[i])} in the files. The files align with the clean "
                              "test set in its order: evaluate that set, unshuffled")
 
+    def check_data(self, x: Tensor, y: Tensor) -> None:
+        shape = self.array(self.corruptions[0]).shape[1:]
+        if tuple(x.shape[1:]) != (shape[2], shape[0], shape[1]):
+            raise ValueError(f"{self.name}'s images have shape {(shape[2], shape[0], shape[1])}; the data's "
+                             f"{tuple(x.shape[1:])}: evaluate the clean test set the files were made from")
+        self.check_labels(y, torch.arange(len(y)))
+
     def __repr__(self) -> str:
         return f"CorruptionFiles({self.name!r}, {str(self.folder.parent)!r}, {len(self.corruptions)} corruptions)"
 
@@ -338,13 +352,7 @@ def imagenet_c(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
         raise ValueError(f"severity must be one of {', '.join(map(str, SEVERITIES))}; got {severity!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
-    x = check_images(x)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"x must be images (N, C, H, W) with 1 or 3 channels for ImageNet-C; got shape "
-                         f"{tuple(x.shape)}")
-    if min(x.shape[-2:]) < MIN_SIDE:
-        raise ValueError(f"ImageNet-C's corruptions need images of at least {MIN_SIDE}x{MIN_SIDE} pixels (the "
-                         f"reference code's minimum); got {x.shape[-2]}x{x.shape[-1]}: resize the images first")
+    x = _check_shape(check_images(x))
     package = _package()
     takes_seed = "seed" in inspect.signature(package.corruption_dict[name]).parameters
     images = (x.detach().float().cpu().permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
@@ -366,6 +374,17 @@ def imagenet_c(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
         raise RuntimeError(f"imagecorruptions' {name} returned images of shape {tuple(corrupted.shape[1:])} for "
                            f"{tuple(x.shape[1:])}")
     return corrupted.to(x.device)
+
+
+def _check_shape(x: Tensor) -> Tensor:
+    """``x`` if ImageNet-C's corruptions can take it: (N, C, H, W) with 1 or 3 channels, H and W >= 32."""
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"x must be images (N, C, H, W) with 1 or 3 channels for ImageNet-C; got shape "
+                         f"{tuple(x.shape)}")
+    if min(x.shape[-2:]) < MIN_SIDE:
+        raise ValueError(f"ImageNet-C's corruptions need images of at least {MIN_SIDE}x{MIN_SIDE} pixels (the "
+                         f"reference code's minimum); got {x.shape[-2]}x{x.shape[-1]}: resize the images first")
+    return x
 
 
 def _package():

@@ -198,6 +198,8 @@ def evaluate(
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
     check_same_data(x, y, "evaluate")
+    if options.corruptions:  # a suite that cannot take the data says so before any work
+        options.suite.check_data(x, y)
     start = time.perf_counter()
     results = []
     for name, net in models.items():

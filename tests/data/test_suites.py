@@ -30,6 +30,11 @@ def images(n: int = 4, channels: int = 3, side: int = 32, seed: int = 0) -> torc
     return torch.rand((n, channels, side, side), generator=torch.Generator().manual_seed(seed))
 
 
+class RaiseOnCall(nn.Module):
+    def forward(self, x):
+        raise AssertionError("the model ran")
+
+
 @pytest.fixture(scope="module")
 def package():
     return pytest.importorskip("imagecorruptions")
@@ -79,6 +84,12 @@ def test_grayscale_images_are_corrupted_as_three_equal_channels_and_keep_one(pac
 def test_what_the_reference_code_cannot_take_is_refused_before_any_work(x, name, severity, message):
     with pytest.raises(ValueError, match=re.escape(message)):
         imagenet_c(x, name, severity)
+
+
+def test_evaluate_refuses_images_imagenet_c_cannot_take_before_a_model_runs(package):
+    model = nn.Sequential(RaiseOnCall(), nn.Flatten(), nn.Linear(3 * 28 * 28, 3))
+    with pytest.raises(ValueError, match="ImageNet-C's corruptions need images of at least 32x32 pixels"):
+        advkit.evaluate(model, (torch.rand(2, 3, 28, 28), torch.tensor([0, 1])), corruptions="imagenet-c", **OPTIONS)
 
 
 def test_imagenet_c_by_name_in_evaluate_equals_the_batches_corrupted_directly(package):
@@ -145,6 +156,11 @@ def test_files_refuse_shuffled_data_missing_files_and_too_many_samples(tmp_path)
         suite.check_labels(y.roll(1), torch.arange(PER_SEVERITY))
     with pytest.raises(ValueError, match=re.escape(f"cifar10-c holds {PER_SEVERITY} images per severity")):
         suite.rows(1, torch.tensor([PER_SEVERITY]))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3))
+    for x, labels, message in [(torch.rand(2, 3, 28, 28), y[:2], "cifar10-c's images have shape (3, 32, 32); the "
+                                "data's (3, 28, 28)"), (torch.rand(3, 3, 32, 32), y[1:4], "sample 0 is labelled 1")]:
+        with pytest.raises(ValueError, match=re.escape(message)):  # by evaluate, before a model runs
+            advkit.evaluate(nn.Sequential(RaiseOnCall(), model), (x, labels), corruptions=suite, **OPTIONS)
     with pytest.raises(FileNotFoundError, match=re.escape("cifar10-c: missing snow.npy")):
         CorruptionFiles("cifar10-c", tmp_path, ["snow"])
     with pytest.raises(FileNotFoundError, match=re.escape("cifar100-c: no folder")):
