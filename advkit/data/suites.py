@@ -18,6 +18,7 @@ errors of a reference model (:class:`ErrorTable`, e.g. :data:`ALEXNET_IMAGENET_C
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,8 +161,9 @@ class OwnCorruptions(CorruptionSuite):
     name = "advkit"
 
     def __init__(self, corruptions: Sequence[str] | None = None):
-        self.corruptions = tuple(CORRUPTIONS)
-        self.corruptions = self.check_names(self.corruptions if corruptions is None else corruptions)
+        self.corruptions = tuple(CORRUPTIONS)  # what check_names accepts
+        if corruptions is not None:
+            self.corruptions = self.check_names(corruptions)
 
     def apply(self, x: Tensor, name: str, severity: int, *, seed: int, index: Tensor) -> Tensor:
         return corrupt(x, name, severity, seed=seed)
@@ -350,7 +352,7 @@ def imagenet_c(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
                          f"got {name!r}")
     if isinstance(severity, bool) or severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {', '.join(map(str, SEVERITIES))}; got {severity!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     x = _check_shape(check_images(x))
     package = _package()
@@ -358,12 +360,12 @@ def imagenet_c(x: Tensor, name: str, severity: int, seed: int = 0) -> Tensor:
     images = (x.detach().float().cpu().permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     state = np.random.get_state()
     try:
-        np.random.seed(seed)
+        np.random.seed(int(seed))
         seeds = np.random.randint(0, 2**31 - 1, size=len(images))
         out = []
         for image, own in zip(images, seeds, strict=True):
             np.random.seed(own)
-            extra = {"seed": int(own)} if takes_seed else {}
+            extra = {"seed": int(own)} if takes_seed else {}  # its own generator, not numpy's global one
             result = package.corrupt(image[..., 0] if image.shape[-1] == 1 else image, severity=severity,
                                    corruption_name=name, **extra)
             out.append(result[..., :1] if image.shape[-1] == 1 else result)
