@@ -13,6 +13,7 @@ from ..acceleration import add_gpu_options, gpu_options
 from ..core import NORMS
 from ..data import NAMES, load
 from ..data.corruptions import CORRUPTIONS
+from ..data.suites import FOLDERS, CorruptionFiles
 from ..distributed import is_main
 from ..evaluation.evaluate import evaluate
 from ..evaluation.folder import report_files
@@ -174,19 +175,34 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def add_corruptions_option(parser: argparse.ArgumentParser, default: bool | list[str] = False) -> None:
-    """``--corruptions [NAMES]``: accuracy under corruptions too (alone: all of them)."""
+    """``--corruptions [NAMES | SUITE]``: accuracy under corruptions too (alone: all of advkit's own)."""
     parser.add_argument("--corruptions", nargs="?", const=True, default=default, type=corruption_names,
                         metavar="NAMES", help="also accuracy under common corruptions at severities 1 to 5: "
-                        f"comma-separated names ({', '.join(CORRUPTIONS)}), or the option alone for all")
+                        f"comma-separated names ({', '.join(CORRUPTIONS)}), or the option alone for all; or a "
+                        "standard suite: imagenet-c (its 15 corruptions through the imagecorruptions package, "
+                        "pip install 'advkit[corruptions]'), cifar10-c=ROOT or cifar100-c=ROOT (the official .npy "
+                        "files under ROOT/CIFAR-10-C or ROOT/CIFAR-100-C, aligned with the test set)")
 
 
-def corruption_names(text: str) -> list[str]:
-    """Comma-separated names of :data:`advkit.defenses.CORRUPTIONS`."""
+def corruption_names(text: str) -> list[str] | str | CorruptionFiles:
+    """Comma-separated names of :data:`advkit.defenses.CORRUPTIONS`, ``imagenet-c``, or ``cifar10-c=ROOT`` /
+    ``cifar100-c=ROOT`` (a :class:`~advkit.data.suites.CorruptionFiles`)."""
+    suite, _, root = text.strip().partition("=")
+    if suite == "imagenet-c" and not root:
+        return suite
+    if suite in FOLDERS:
+        if not root:
+            raise argparse.ArgumentTypeError(f"{suite} reads the official files: give their root, {suite}=ROOT")
+        try:
+            return CorruptionFiles(suite, root)
+        except (FileNotFoundError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in CORRUPTIONS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown corruption {unknown[0] if unknown else text!r}; "
-                                         f"choose from {', '.join(CORRUPTIONS)}")
+                                         f"choose from {', '.join(CORRUPTIONS)}, or a suite: imagenet-c, "
+                                         "cifar10-c=ROOT, cifar100-c=ROOT")
     return names
 
 

@@ -15,8 +15,10 @@ from torch.utils.data import TensorDataset
 from .. import safe_pickle
 from ..core.numbers import check_number
 from .samples import Samples, _from_numpy, _pair, _stack
+from .suites import CorruptionFiles, CorruptionSuite, ErrorTable, ImageNetC
 
-__all__ = ["NAMES", "NUM_CLASSES", "Samples", "as_tensors", "load"]
+__all__ = ["NAMES", "NUM_CLASSES", "CorruptionFiles", "CorruptionSuite", "ErrorTable", "ImageNetC", "Samples",
+           "as_tensors", "load"]
 
 NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
 #: Every data set above has ten classes.
