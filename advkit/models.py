@@ -458,7 +458,7 @@ def _hf(folder: str, weights: None = None, num_classes: None = None) -> External
 
 def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
                  threat_model: str | None) -> External:
-    robustbench = _require_robustbench(f"robustbench:{name}")
+    _require_robustbench(f"robustbench:{name}")
     from robustbench.data import get_preprocessing
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
@@ -473,7 +473,7 @@ def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
                          f"{dataset}/{threat_model}/{name}.pt")
     entries = model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
     if name not in entries:
-        raise ValueError(f"RobustBench {robustbench.__version__} has no {dataset}/{threat_model} entry {name!r} "
+        raise ValueError(f"RobustBench has no {dataset}/{threat_model} entry {name!r} "
                          "(robustbench.model_zoo.model_dicts lists them)")
     files = entries[name]["gdrive_id"]
     if not files:  # the entry's constructor fetches its weights from elsewhere (ImageNet's Standard_R50: torchvision)
