@@ -458,7 +458,7 @@ def _hf(folder: str, weights: None = None, num_classes: None = None) -> External
 
 def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
                  threat_model: str | None) -> External:
-    _require_robustbench(f"robustbench:{name}")
+    require_robustbench(f"robustbench:{name}")
     from robustbench.data import get_preprocessing
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
@@ -517,10 +517,17 @@ def _require(module: str, extra: str, what: str) -> ModuleType:
         raise ImportError(f"{what} needs the {module.split('.')[0]} package: pip install 'advkit[{extra}]'") from None
 
 
-def _require_robustbench(what: str) -> Any:
-    """robustbench, imported. Its PyPI release imports the AutoAttack code as ``autoattack`` (the GitHub
-    package's name) while depending on PyPI's ``pyautoattack``, the same code: that name is given to it."""
-    if importlib.util.find_spec("autoattack") is None and importlib.util.find_spec("pyautoattack") is not None:
+def require_robustbench(what: str) -> Any:
+    """The ``robustbench`` package, imported, or an ImportError naming the extra (``what`` needs it). Its
+    PyPI release imports the AutoAttack code as ``autoattack`` (the GitHub package's name) while depending
+    on PyPI's ``pyautoattack``, the same code: where no package of that name is installed (a module such as
+    benchmarks/autoattack.py does not count), the name is given to ``pyautoattack``.
+
+    Args:
+        what: what needs it, for the error.
+    """
+    found = importlib.util.find_spec("autoattack")
+    if (found is None or found.submodule_search_locations is None) and importlib.util.find_spec("pyautoattack"):
         import pyautoattack
         import pyautoattack.state
 

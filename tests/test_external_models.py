@@ -101,7 +101,7 @@ def test_hugging_face_classifier_from_its_save_pretrained_folder(images, tmp_pat
 def robustbench_entry(tmp_path_factory):
     """RobustBench's CIFAR-10 corruptions entry Hendrycks2020AugMix_WRN (a WRN-40-2, 2.2M weights), built
     with random weights and written where robustbench.utils.load_model looks: model_dir/cifar10/corruptions."""
-    models._require_robustbench("the test")
+    models.require_robustbench("the test")
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
 
