@@ -265,8 +265,9 @@ def _exists(path: str | Path) -> None:
                                 else f"model file {str(path)!r} is not a file")
 
 
-#: The libraries :func:`load` brings models from (``"LIBRARY:NAME"``), each with the extra that installs it.
-LIBRARIES = {"timm": "timm", "torchvision": None, "hf": "hf", "robustbench": "robustbench"}
+#: The libraries :func:`load` brings models from (``"LIBRARY:NAME"``); the extra ``advkit[LIBRARY]`` installs
+#: each but torchvision (a dependency).
+LIBRARIES = ("timm", "torchvision", "hf", "robustbench")
 
 
 @dataclass(frozen=True)
@@ -382,8 +383,10 @@ def load(spec: str, weights: str | Path | None = None, *, num_classes: int | Non
         raise ValueError("dataset and threat_model are taken by robustbench: models only")
     if library == "robustbench":
         model = _robustbench(name, weights, dataset, threat_model)
+    elif library == "hf":
+        model = _hf(name)
     else:
-        model = {"timm": _timm, "torchvision": _torchvision, "hf": _hf}[library](name, weights, num_classes)
+        model = (_timm if library == "timm" else _torchvision)(name, weights, num_classes)
     model.source = spec
     return model.eval()
 
@@ -417,43 +420,45 @@ def _torchvision(name: str, weights: str | Path | None, num_classes: int | None)
     try:  # the transforms its published weights were evaluated with (built here, nothing downloaded)
         transforms = torchvision.models.get_model_weights(name).DEFAULT.transforms()
     except (ValueError, AttributeError):
-        return External(model, source=f"torchvision:{name}")
+        return External(model)
     crop, resize = transforms.crop_size, transforms.resize_size
     shape = Preprocessing((3, crop[0], crop[-1]), resize[0] if len(resize) == 1 else tuple(resize),
                           transforms.interpolation.value)
     return External(model, transforms.mean, transforms.std, shape)
 
 
-def _hf(folder: str, weights: None = None, num_classes: None = None) -> External:
+def _hf(folder: str) -> External:
     transformers = _require("transformers", "hf", f"hf:{folder}")
     path = Path(folder)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"hf:{folder}: no config.json in {str(path)!r}; give the folder a Hugging Face "
                                 "model's save_pretrained() wrote")
     model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
-    channels = getattr(model.config, "num_channels", 3)
-    if not (path / "preprocessor_config.json").is_file():  # no processor saved: the model's own image size
-        size = getattr(model.config, "image_size", None)
-        shape = Preprocessing((channels, *_pair(size))) if size else None
-        return External(model, preprocessing=shape, hf=True)
+    channels, side = getattr(model.config, "num_channels", 3), getattr(model.config, "image_size", None)
+    native = Preprocessing((channels, *_pair(side))) if side else None  # the model's own size, not resized
+    if not (path / "preprocessor_config.json").is_file():
+        return External(model, preprocessing=native, hf=True)
     processor = transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True)
     size = dict(getattr(processor, "size", None) or {})
     crop = dict(getattr(processor, "crop_size", None) or {}) if getattr(processor, "do_center_crop", False) else {}
-    crop_pct = getattr(processor, "crop_pct", None)
-    if "shortest_edge" in size:
-        edge = size["shortest_edge"]
-        resize = int(edge / crop_pct) if crop_pct else edge
-        height, width = (crop["height"], crop["width"]) if crop else (edge, edge)
-    else:
+    if "shortest_edge" in size:  # the short side resized (to edge / crop_pct where a crop_pct is given)
+        edge, crop_pct = size["shortest_edge"], getattr(processor, "crop_pct", None)
+        resize, final = (int(edge / crop_pct) if crop_pct else edge), (edge, edge)
+    else:  # resized to exactly (height, width)
         resize = (size["height"], size["width"]) if size else None
-        height, width = (crop["height"], crop["width"]) if crop else (resize or _pair(model.config.image_size))
+        final = resize or (native.input_size[1:] if native else None)
+    if crop:
+        final = (crop["height"], crop["width"])
     resample = getattr(processor, "resample", None)
-    interpolation = {2: "bilinear", 3: "bicubic", 0: "nearest"}.get(int(resample) if resample is not None else 2,
-                                                                    "bilinear")
-    shape = Preprocessing((channels, height, width), resize, interpolation)
+    interpolation = PIL_RESAMPLING.get(int(resample), "bilinear") if resample is not None else "bilinear"
+    shape = Preprocessing((channels, *final), resize, interpolation) if final else None
     if getattr(processor, "do_normalize", False):
         return External(model, processor.image_mean, processor.image_std, shape, hf=True)
     return External(model, preprocessing=shape, hf=True)
+
+
+#: PIL's resampling filters (Hugging Face image processors' ``resample``) by the name torchvision gives them.
+PIL_RESAMPLING = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 
 
 def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
