@@ -464,7 +464,6 @@ PIL_RESAMPLING = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "b
 def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
                  threat_model: str | None) -> External:
     require_robustbench(f"robustbench:{name}")
-    from robustbench.data import get_preprocessing
     from robustbench.model_zoo import model_dicts
     from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
     from robustbench.utils import load_model
@@ -492,6 +491,22 @@ def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
         raise FileNotFoundError(f"robustbench:{name}: no weights file at {', '.join(missing)} (RobustBench's "
                                 "model_dir layout; download it once with robustbench.utils.load_model)")
     model = load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)
+    return External(model, preprocessing=robustbench_preprocessing(name, dataset, threat_model))
+
+
+def robustbench_preprocessing(name: str, dataset: str, threat_model: str) -> Preprocessing:
+    """The preprocessing RobustBench evaluates its zoo entry ``name`` with (``robustbench.data.get_preprocessing``:
+    its Resize and CenterCrop; CIFAR images as they are, 32x32).
+
+    Args:
+        name: the entry.
+        dataset: cifar10, cifar100 or imagenet.
+        threat_model: Linf, L2 or corruptions.
+    """
+    require_robustbench("robustbench_preprocessing")
+    from robustbench.data import get_preprocessing
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
     steps = get_preprocessing(BenchmarkDataset(dataset), ThreatModel(threat_model), name, None).transforms
     side = {"cifar10": 32, "cifar100": 32}.get(dataset, 224)
     resize, interpolation = None, "bilinear"
@@ -501,7 +516,7 @@ def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
             resize, interpolation, side = size[0] if len(size) == 1 else tuple(size), step.interpolation.value, size[0]
         elif type(step).__name__ == "CenterCrop":
             side = step.size[0]
-    return External(model, preprocessing=Preprocessing((3, side, side), resize, interpolation))
+    return Preprocessing((3, side, side), resize, interpolation)
 
 
 def _classes(num_classes: int | None) -> dict[str, int]:

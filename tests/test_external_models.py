@@ -127,6 +127,9 @@ def test_robustbench_entry_through_robustbench_with_a_local_model_dir(robustbenc
     assert model.preprocessing == Preprocessing((3, 32, 32)) and isinstance(model.normalize, torch.nn.Identity)
     with torch.no_grad():  # it normalises inside
         assert torch.equal(model(images), reference(images))
+    # an ImageNet entry's preprocessing (its weights are too large to write here): RobustBench's Res256Crop224
+    assert models.robustbench_preprocessing("Salman2020Do_R50", "imagenet", "Linf") == Preprocessing((3, 224, 224),
+                                                                                                     256, "bilinear")
     with pytest.raises(FileNotFoundError, match=f"^{name}: no weights file at {tmp_path}/cifar10/corruptions/"
                                                 "Hendrycks2020AugMix_WRN.pt "):
         models.load(name, tmp_path, dataset="cifar10", threat_model="corruptions")
