@@ -110,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     resolve(args.attacks)  # unknown attack names fail here, before any loading
     check_report_folder(args.out, "--out")
+    check_model_options(args)
     library = library_model(args)  # before the data, so that images can be sized to it (image_sizes)
     _, test = load(args.data, root=args.root)
     model = cli_model(args, test[0][0], library)
