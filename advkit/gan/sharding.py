@@ -2,7 +2,7 @@
 
 Every rank passes the same data and arguments to ``fit`` (checked: :func:`check_same_run`), continues
 from rank 0's state (:func:`adopt_main_state`), walks the same batch order and takes its contiguous
-share of each global batch (:class:`ShardedOrder`); the players' gradients come from ``backward`` so
+share of each global batch (:class:`advkit.batches.ShardedOrder`); the players' gradients come from ``backward`` so
 that DDP's hooks average them over the ranks (:class:`advkit.core.BackwardPlayer`); :func:`global_loss`
 gives each rank a loss whose value is the global batch's (the same on every rank, so the history and
 the divergence guard agree) and whose gradient, once DDP has averaged the ranks', is the global
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..batches import BatchOrder
+from ..batches import ShardedOrder
 from ..core import Stateful
 from ..distributed import (
     broadcast,
@@ -27,7 +27,6 @@ from ..distributed import (
     is_distributed,
     is_main,
     reduce_sum,
-    shard_bounds,
     world_size,
 )
 
@@ -74,38 +73,6 @@ def adopt_main_state(trainer: Stateful) -> None:
     payload = broadcast(buffer.getvalue())
     if not is_main():
         trainer.load_state_dict(torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True))
-
-
-class ShardedOrder:
-    """``order``'s global batches, of which :meth:`next_batch` returns this rank's share (all of it
-    without a group). :attr:`batch` is the last global batch's indices, :attr:`start` where the share
-    begins in it.
-
-    Args:
-        order: the trainer's batch order, walked alike on every rank.
-        rank: this process's rank.
-        world: the number of ranks.
-    """
-
-    def __init__(self, order: BatchOrder, rank: int, world: int):
-        self.order, self.rank, self.world = order, rank, world
-        self.batch, self.start = torch.empty(0, dtype=torch.long), 0
-
-    def next_batch(self, n: int, batch_size: int) -> Tensor:
-        """This rank's indices of the next global batch (:func:`advkit.distributed.shard_bounds`).
-
-        Args:
-            n: the number of samples the order permutes.
-            batch_size: the global batch size.
-        """
-        self.batch = self.order.next_batch(n, batch_size)
-        self.start, stop = shard_bounds(len(self.batch), self.rank, self.world)
-        return self.batch[self.start:stop]
-
-    @property
-    def rows(self) -> tuple[int, int]:
-        """``(start, total)``: where this rank's share begins in the last global batch, and its size."""
-        return self.start, len(self.batch)
 
 
 def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = (),
