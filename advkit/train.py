@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -22,13 +23,16 @@ from .validation import check_images, check_label_range, check_labels, fits_mode
 log = logging.getLogger(__name__)
 
 
-def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:
-    """Translate each image by up to ``pixels`` in each direction (zero fill): cheap augmentation."""
+def random_shift(x: Tensor, pixels: int, generator: torch.Generator, rows: tuple[int, int] | None = None) -> Tensor:
+    """Translate each image by up to ``pixels`` in each direction (zero fill): cheap augmentation.
+    ``rows=(start, total)``: ``x`` is rows ``start...`` of a batch of ``total``, shifted as they would be
+    in the whole batch (the shifts are drawn for all ``total`` rows)."""
     if pixels <= 0:
         return x
     n, _, h, w = x.shape
+    start, total = rows or (0, n)
     padded = F.pad(x, (pixels,) * 4)
-    dy, dx = (torch.randint(0, 2 * pixels + 1, (n,), generator=generator) for _ in range(2))
+    dy, dx = (torch.randint(0, 2 * pixels + 1, (total,), generator=generator)[start:start + n] for _ in range(2))
     rows = (dy.view(n, 1) + torch.arange(h)).to(x.device)
     cols = (dx.view(n, 1) + torch.arange(w)).to(x.device)
     idx = torch.arange(n, device=x.device).view(n, 1, 1)
@@ -146,30 +150,45 @@ def fit(
         return history
 
 
-def checked_samples(model: nn.Module, data, device: torch.device, images: bool = False) -> Samples:
+def checked_samples(model: nn.Module, data, device: torch.device, images: bool = False,
+                    name: str = "data") -> Samples:
     """``data`` as :class:`advkit.data.Samples` whose labels are int64 class indices below the number of
-    logits ``model`` returns (and, with ``images``, whose images are finite and in [0, 1]); errors name
-    "data". Tensors in memory are checked whole now; data read from a Dataset or DataLoader as each
-    batch is read, and its first sample now (the model's number of logits, one eval-mode forward)."""
-    if isinstance(data, (tuple, list, TensorDataset)):
-        x, y = as_tensors(data)
-        if images and len(x):
-            x = check_images(x, "data images")
-        return Samples((x, check_model_labels(model, x, y, device)))
-    samples = Samples(data)
-    with frozen(model), torch.no_grad():
-        first, _ = samples.read([0])
-        with fits_model(first, "data images"):
-            classes = model(first.to(device)).shape[-1]
+    logits ``model`` returns (and, with ``images``, whose images are finite and in [0, 1]). Tensors in
+    memory are checked whole now; data read from a Dataset or DataLoader as each batch is read, and its
+    first sample now (the model's number of logits, one eval-mode forward). Errors (TypeError, ValueError)
+    speak of "data", prefixed with ``name`` when it is another."""
+    with _named(name):
+        if isinstance(data, (tuple, list, TensorDataset)):
+            x, y = as_tensors(data)
+            if images and len(x):
+                x = check_images(x, "data images")
+            return Samples((x, check_model_labels(model, x, y, device)))
+        samples = Samples(data)
+        with frozen(model), torch.no_grad():
+            first, _ = samples.read([0])
+            with fits_model(first, "data images"):
+                classes = model(first.to(device)).shape[-1]
 
     def check(x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
-        if images:
-            x = check_images(x, "data images")
-        y = check_labels(y, len(x), y.device, "data labels")
-        check_label_range(y, classes, f"data labels (the model returns {classes} logits)")
+        with _named(name):
+            if images:
+                x = check_images(x, "data images")
+            y = check_labels(y, len(x), y.device, "data labels")
+            check_label_range(y, classes, f"data labels (the model returns {classes} logits)")
         return x, y
 
     return samples.map(check)
+
+
+@contextmanager
+def _named(name: str) -> Iterator[None]:
+    """A TypeError or ValueError raised inside, prefixed with ``name`` unless that is "data"."""
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        if name == "data":
+            raise
+        raise type(err)(f"{name}: {err}") from None
 
 
 @torch.no_grad()
