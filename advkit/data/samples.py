@@ -26,8 +26,8 @@ class Samples:
     ``data`` is an ``(x, y)`` pair of tensors or numpy arrays, a map-style Dataset of ``(image, label)``
     items, another Samples (its first ``limit``), or a DataLoader over one (its dataset is read by index
     in the data's own order, with the loader's ``collate_fn``, ``num_workers`` and ``pin_memory``; its
-    sampler and batch size are not used, so a shuffling loader is read in order). Reads return images and labels as the data holds
-    them, on the CPU; the caller checks their values (:func:`advkit.validation.check_images`).
+    sampler and batch size are not used, so a shuffling loader is read in order). Reads return images and
+    labels as the data holds them, on the CPU; the caller checks their values (:func:`advkit.validation.check_images`).
     """
 
     def __init__(self, data, limit: int | None = None):

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..batches import ShardedOrder
+from ..checkpoints import sample_fingerprint
 from ..core import Stateful
 from ..distributed import (
     broadcast,
@@ -31,12 +33,13 @@ from ..distributed import (
 )
 
 
-def check_same_run(real: Tensor, steps: int, batch: int, every: int | None, resume: bool, seed: int) -> None:
-    """In a process group: ValueError on every rank unless all ranks passed the same data and
-    arguments, or when the (global) batch has fewer samples than there are ranks.
+def check_same_run(samples: Any, steps: int, batch: int, every: int | None, resume: bool, seed: int) -> None:
+    """In a process group: ValueError on every rank unless all ranks passed the same data (their sizes and
+    :func:`~advkit.checkpoints.sample_fingerprint` compared) and arguments, or when the (global) batch has
+    fewer samples than there are ranks.
 
     Args:
-        real: the samples D calls real, as ``fit`` prepared them.
+        samples: the samples D calls real and their conditions, as ``fit`` prepared them (read by index).
         steps: ``fit``'s ``steps``.
         batch: the global batch size (at most the number of samples).
         every: ``fit``'s ``checkpoint_every``.
@@ -45,10 +48,10 @@ def check_same_run(real: Tensor, steps: int, batch: int, every: int | None, resu
     """
     if not is_distributed():
         return
-    mine = (tuple(real.shape), float(real.sum(dtype=torch.float64)), steps, batch, every, resume, seed)
+    mine = (len(samples), sample_fingerprint(samples), steps, batch, every, resume, seed)
     seen = gather(mine)
     if any(other != seen[0] for other in seen):
-        ranks = "; ".join(f"rank {r}: {s[0][0]} samples, steps={s[2]}, batch_size={s[3]}, seed={s[6]}"
+        ranks = "; ".join(f"rank {r}: {s[0]} samples, steps={s[2]}, batch_size={s[3]}, seed={s[6]}"
                           for r, s in enumerate(seen))
         raise ValueError(f"data: the ranks of the process group passed different data or arguments to fit "
                          f"({ranks}); give every rank the same data, without a DistributedSampler: fit splits "
