@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import advkit
 from advkit.attacks import AdvGAN
-from advkit.batches import BatchOrder, batch_stream
+from advkit.batches import BatchOrder, ShardedOrder, batch_stream
 from advkit.checkpoints import sample_fingerprint
 from advkit.core import Hook
 from advkit.data import Samples
@@ -102,6 +102,20 @@ def test_the_order_holds_the_batches_consumed_not_those_read_ahead(digits):
     assert all(torch.equal(a, b) for a, b in zip(seen[2], again, strict=True))
     order.load_state_dict({"drawn": 1})  # moving the order moves the stream: what was read ahead is dropped
     assert all(torch.equal(a, b) for a, b in zip(next(stream), seen[1], strict=True))
+
+
+def test_a_rank_reads_only_its_share_of_each_global_batch(digits):
+    """Under torchrun each rank walks the same global order and reads its contiguous share of every batch
+    (here rank 1 of 3, batches of 16 split 6 + 5 + 5): never the other ranks' samples."""
+    x, y = digits
+    data = Counted(x, y)
+    order = BatchOrder(seed=0)
+    stream = batch_stream(Samples(data), 16, ShardedOrder(order, 1, 3), torch.device("cpu"))
+    shares = [next(stream)[2] for _ in range(20)]  # past an epoch's end (16 batches of 256)
+    walk = BatchOrder(seed=0)
+    globals_ = [walk.next_batch(256, 16).tolist() for _ in range(20)]
+    assert [s.tolist() for s in shares] == [b[6:11] for b in globals_]
+    assert [i for _, i in data.reads] == sum((b[6:11] for b in globals_), [])
 
 
 def test_adversarial_training_streams_its_data_and_eval_data_and_resumes_exactly(digits, tmp_path):
