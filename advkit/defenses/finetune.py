@@ -151,7 +151,8 @@ def finetune(
     Args:
         model: the trained network to fine-tune, a module with trainable parameters, returning logits.
         data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
-            and class indices.
+            and class indices; a Dataset or DataLoader is read a batch at a time (each rank its share),
+            checked as it is read.
         eps: the attack's budget, > 0.
         attack: an attack name, an attack on ``model``, a factory ``model -> attack``, or a fixed set of
             adversarial examples of ``data`` (a tensor or a dataset).
@@ -163,7 +164,7 @@ def finetune(
         norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         batch_size: samples per optimizer step (the global batch under torchrun).
         device: where to train (None: CUDA when available).
-        eval_data: the data of the per-epoch accuracies (None: the training data).
+        eval_data: the data of the per-epoch accuracies (None: the training data), read in batches.
         checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
         resume: continue the run checkpointed in ``checkpoint_dir``.
         options: the settings ``eps``, ``norm``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``mix``,

@@ -205,7 +205,8 @@ def adversarial_training(
     Args:
         model: the network to train, a module with trainable parameters, returning logits.
         data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
-            and class indices.
+            and class indices; a Dataset or DataLoader is read a batch at a time (each rank its share),
+            checked as it is read.
         method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.TRAINING_METHODS``).
         eps: the training budget, > 0.
         norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
@@ -214,7 +215,7 @@ def adversarial_training(
         epochs: passes over the data (None: the method's).
         lr: the peak learning rate of the one-cycle schedule (None: the method's).
         batch_size: samples per optimizer step (the global batch under torchrun).
-        eval_data: the data of the per-epoch accuracies (None: the training data).
+        eval_data: the data of the per-epoch accuracies (None: the training data), read in batches.
         checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
         resume: continue the run checkpointed in ``checkpoint_dir``.
         seed: seeds the batch order, the shifts, the attacks' draws and torch's RNG for the run.

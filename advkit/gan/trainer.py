@@ -106,7 +106,8 @@ class GANTrainer:
 
         Args:
             data: a Dataset, DataLoader or ``(x, y)`` pair, read as ``conditional`` says
-                (:func:`advkit.gan.inputs.prepare`).
+                (:func:`advkit.gan.inputs.prepare`); a Dataset or DataLoader is read a batch at a time
+                (ahead by a DataLoader's workers), each rank reading only its share of every batch.
             steps: the total of rounds to reach; the steps done already (0 for a new trainer) train nothing.
             batch_size: the (global) batch of each D step.
             checkpoint_dir: a folder for this run's checkpoints (:mod:`advkit.gan.checkpointing`), written
