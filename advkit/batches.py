@@ -164,9 +164,12 @@ def _read_stream(data: Reader, batch_size: int, order: BatchOrder | ShardedOrder
 
 
 def _to(device: torch.device, index, tensors: Sequence[Tensor]) -> tuple[Tensor, ...]:
-    """``t[index]`` of each tensor on ``device`` (through pinned memory to a GPU)."""
-    pin = device.type == "cuda"
-    return tuple((t[index].pin_memory() if pin else t[index]).to(device, non_blocking=pin) for t in tensors)
+    """``t[index]`` of each tensor on ``device`` (from the CPU through pinned memory to a GPU)."""
+    out = []
+    for t in tensors:
+        pin = device.type == "cuda" and t.device.type == "cpu"
+        out.append((t[index].pin_memory() if pin else t[index]).to(device, non_blocking=pin))
+    return tuple(out)
 
 
 __all__ = ["BatchOrder", "Reader", "ShardedOrder", "batch_stream"]

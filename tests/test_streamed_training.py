@@ -8,6 +8,8 @@ Every run is tiny (an MLP on 8x8 digits, an MLP GAN on 2-D points, AdvGAN on 8x8
 """
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -16,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 import advkit
 from advkit.attacks import AdvGAN
 from advkit.batches import BatchOrder, ShardedOrder, batch_stream
-from advkit.checkpoints import sample_fingerprint
+from advkit.checkpoints import CheckpointFolder, fingerprint, run_identity, sample_fingerprint
 from advkit.core import Hook
 from advkit.data import Samples
 from advkit.defenses import adversarial_training, augmented_training, finetune
@@ -214,3 +216,16 @@ def test_the_data_fingerprint_reads_a_fixed_sample_and_tells_data_apart():
     changed = x[:50].clone()
     changed[17, 1] += 1e-3
     assert sample_fingerprint(Samples((changed, y[:50]))) != sample_fingerprint(small)
+
+
+def test_a_version_1_checkpoint_resumes_without_comparing_its_data(tmp_path, caplog):
+    """Version 1 hashed every byte of the data: its fingerprints cannot be compared with sampled ones."""
+    x, y = torch.rand(10, 3), torch.zeros(10, dtype=torch.long)
+    now = run_identity({"lr": 0.1}, {"data": Samples((x, y))}, {})
+    old = {**now, "version": 1, "data": {"data": fingerprint(x, y)}}
+    CheckpointFolder(tmp_path, "run", identity=old).save({"step": 1}, "ab12", 1)
+    with caplog.at_level(logging.WARNING, logger="advkit.checkpoints"):
+        CheckpointFolder(tmp_path, "run", identity=now).resume()
+    assert "fingerprints of version 1 (now 2), which cannot be compared" in caplog.text
+    with pytest.raises(ValueError, match=r"other settings \(lr=0.1, now 0.2\)"):  # its settings still are
+        CheckpointFolder(tmp_path, "run", identity={**now, "settings": {"lr": 0.2}}).resume()
