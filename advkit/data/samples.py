@@ -6,8 +6,9 @@ through :class:`Samples`, so a data set larger than memory is held a few batches
 """
 from __future__ import annotations
 
+import copy
 import numbers
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,13 +24,19 @@ class Samples:
     """The first ``limit`` samples (all when None) of ``data``, read by index.
 
     ``data`` is an ``(x, y)`` pair of tensors or numpy arrays, a map-style Dataset of ``(image, label)``
-    items, or a DataLoader over one (its dataset is read by index in the data's own order, with the
-    loader's ``collate_fn``, ``num_workers`` and ``pin_memory``; its sampler and batch size are not
-    used, so a shuffling loader is read in order). Reads return images and labels as the data holds
-    them, on the CPU; the caller checks their values (:func:`advkit.validation.check_images`).
+    items, another Samples (its first ``limit``), or a DataLoader over one (its dataset is read by index
+    in the data's own order, with the loader's ``collate_fn``, ``num_workers`` and ``pin_memory``; its
+    sampler and batch size are not used, so a shuffling loader is read in order). Reads return images and
+    labels as the data holds them, on the CPU; the caller checks their values (:func:`advkit.validation.check_images`).
     """
 
     def __init__(self, data, limit: int | None = None):
+        self._index: Tensor | None = None  # positions of a subset in the data (:meth:`subset`)
+        self._map = None  # applied to every read (:meth:`map`)
+        if isinstance(data, Samples):
+            data = data if limit is None else data.subset(torch.arange(min(limit, len(data))))
+            self.__dict__.update(data.__dict__)
+            return
         if limit is not None:
             check_number(limit, "limit (the number of samples)", low=1, low_open=False, integer=True)
         self._tensors: tuple[Tensor, Tensor] | None = None
@@ -73,10 +80,45 @@ class Samples:
         index = torch.as_tensor(index, dtype=torch.long)
         if len(index) and (int(index.min()) < 0 or int(index.max()) >= self.n):
             raise IndexError(f"sample index out of range [0, {self.n}): {index.tolist()[:5]}")
+        where = index if self._index is None else self._index[index]
         if self._tensors is not None:
             x, y = self._tensors
-            return x[index], y[index]
-        return self._collate([self.dataset[int(i)] for i in index], int(index[0]) if len(index) else 0)  # type: ignore[index]
+            return self._mapped(x[where], y[where], index)
+        return self._mapped(*self._collate([self.dataset[int(i)] for i in where], int(where[0]) if len(where) else 0),
+                            index)  # type: ignore[index]
+
+    def read_ahead(self, batches: Sequence[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+        """The :meth:`read` of each of ``batches`` (index tensors), in order and lazily: read in the calling
+        process one at a time, or ahead by the DataLoader's workers when it has some (a few batches held)."""
+        if self._tensors is not None or self._workers() == 0:
+            return (self.read(b) for b in batches)
+        where = [b if self._index is None else self._index[b] for b in batches]
+        loader = self.loader([w.tolist() for w in where])
+        return (self._mapped(*_pair(batch, int(w[0]), "batch starting at sample"), b)
+                for b, w, batch in zip(batches, where, loader, strict=True))
+
+    def subset(self, index: Tensor | Sequence[int]) -> Samples:
+        """The samples at positions ``index`` (of ``[0, len)``) as a view of their own, read from the same data
+        (tensors are indexed at each read, nothing is copied now)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        if len(index) == 0:
+            raise ValueError("a subset of the data must hold at least one sample")
+        if int(index.min()) < 0 or int(index.max()) >= self.n:
+            raise IndexError(f"sample index out of range [0, {self.n}): {index.tolist()[:5]}")
+        view = copy.copy(self)
+        view._index, view.n = index if self._index is None else self._index[index], len(index)
+        return view
+
+    def map(self, function: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]) -> Samples:
+        """A view whose reads are ``function(x, y, index)`` of this one's (``index``: the positions read),
+        e.g. a check of every batch as it is read, or a re-pairing of what the data holds."""
+        view = copy.copy(self)
+        inner = self._map
+        view._map = function if inner is None else (lambda x, y, i: function(*inner(x, y, i), i))
+        return view
+
+    def _mapped(self, x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        return (x, y) if self._map is None else self._map(x, y, index)
 
     def batches(self, batch_size: int, start: int = 0, stop: int | None = None
                 ) -> Iterator[tuple[int, Tensor, Tensor]]:
@@ -85,13 +127,8 @@ class Samples:
         check_number(batch_size, "batch_size", low=1, low_open=False, integer=True)
         stop = self.n if stop is None else stop
         bounds = [(b, min(b + batch_size, stop)) for b in range(start, stop, batch_size)]
-        if self._tensors is not None or self._workers() == 0:
-            for b, e in bounds:
-                yield (b, *self.read(torch.arange(b, e)))
-            return
-        loader = self.loader([list(range(b, e)) for b, e in bounds])
-        for (b, _), batch in zip(bounds, loader, strict=True):
-            yield (b, *_pair(batch, b, "batch starting at sample"))
+        for (b, _), batch in zip(bounds, self.read_ahead([torch.arange(b, e) for b, e in bounds]), strict=True):
+            yield (b, *batch)
 
     def loader(self, batch_sampler) -> DataLoader:
         """A DataLoader over the (map-style) dataset that yields the batches of indices ``batch_sampler``
