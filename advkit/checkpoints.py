@@ -7,8 +7,10 @@ pruning and loading look at one run's files only; a new run refuses a folder tha
 run's checkpoints (:meth:`CheckpointFolder.claim`), and resuming with nothing loadable is an error.
 
 What defines a run is recorded in each checkpoint under ``"identity"`` (:func:`run_identity`): the
-settings that shape its trajectory, a fingerprint of its data (:func:`fingerprint`: SHA-256 of every
-byte) and the architecture of each network (state-dict names and shapes). :meth:`CheckpointFolder.resume`
+settings that shape its trajectory, a fingerprint of its data (:func:`sample_fingerprint`: its size and
+a seeded sample of its items, read without loading the rest; tensors of its own, such as a fixed
+adversarial set or a classifier's weights: :func:`fingerprint`, SHA-256 of every byte) and the
+architecture of each network (state-dict names and shapes). :meth:`CheckpointFolder.resume`
 refuses a checkpoint whose identity differs from the resuming call's (:func:`check_resume`: one
 ValueError naming every difference), a finished run included. A checkpoint written before identities
 were recorded is resumed with a warning, checking what it holds (the networks' shapes, a ``"config"``):
@@ -22,7 +24,7 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +147,11 @@ class CheckpointFolder:
 
 
 #: The key of a checkpoint's run identity, and the version of its layout.
-IDENTITY, IDENTITY_VERSION = "identity", 1
+#: Version 2 fingerprints a run's data by a seeded sample of its items (:func:`sample_fingerprint`);
+#: version 1 hashed every byte, so a version-1 checkpoint's data fingerprints are not compared.
+IDENTITY, IDENTITY_VERSION = "identity", 2
+#: How many items :func:`sample_fingerprint` reads, and the seed that picks them.
+FINGERPRINT_ITEMS, FINGERPRINT_SEED = 64, 20240521
 
 
 def fingerprint(*tensors: Tensor | None) -> str:
@@ -162,21 +168,45 @@ def fingerprint(*tensors: Tensor | None) -> str:
     return digest.hexdigest()
 
 
+def sample_fingerprint(data: Any, items: int = FINGERPRINT_ITEMS) -> str:
+    """SHA-256 (hex) of the number of samples of ``data`` (a reader such as :class:`advkit.data.Samples`:
+    ``len`` and ``read(index)`` returning tensors) and the :func:`fingerprint` of ``items`` of them at
+    positions drawn with a fixed seed: cheap for data of any size and read without loading it. Other data
+    of another size, or differing in a sampled item, differ; data differing only in items not sampled do not.
+
+    Args:
+        data: the samples, read by index.
+        items: how many samples are read.
+    """
+    n = len(data)
+    positions = torch.randperm(n, generator=torch.Generator().manual_seed(FINGERPRINT_SEED))[:items].sort().values
+    digest = hashlib.sha256(f"{n} samples;".encode())
+    digest.update(fingerprint(*data.read(positions)).encode())
+    return digest.hexdigest()
+
+
+def _data_fingerprint(part: Any) -> str:
+    """A ``run_identity`` data entry's fingerprint: a reader's sampled, tensors' every byte."""
+    if hasattr(part, "read") and hasattr(part, "__len__"):
+        return sample_fingerprint(part)
+    return fingerprint(*([part] if isinstance(part, Tensor) or part is None else part))
+
+
 def architecture(weights: nn.Module | Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The names and shapes of a network's state dict (or of a state dict's tensors)."""
     state = weights.state_dict() if isinstance(weights, nn.Module) else weights
     return {name: tuple(value.shape) for name, value in state.items() if isinstance(value, Tensor)}
 
 
-def run_identity(settings: Mapping[str, Any], data: Mapping[str, Tensor | Iterable[Tensor | None] | None],
+def run_identity(settings: Mapping[str, Any], data: Mapping[str, Any],
                  models: Mapping[str, nn.Module]) -> dict[str, Any]:
     """What defines a run, to record in its checkpoints: ``settings`` (plain values: the arguments that
-    shape its trajectory), the :func:`fingerprint` of each entry of ``data`` (a tensor, several, or None)
-    and the :func:`architecture` of each network in ``models`` (named as the checkpoint names their
-    weights, so a checkpoint without an identity can still be checked)."""
+    shape its trajectory), the fingerprint of each entry of ``data`` (a tensor, several, or None: their
+    :func:`fingerprint`; samples read by index: their :func:`sample_fingerprint`) and the
+    :func:`architecture` of each network in ``models`` (named as the checkpoint names their weights, so
+    a checkpoint without an identity can still be checked)."""
     return {"version": IDENTITY_VERSION, "settings": dict(settings),
-            "data": {name: fingerprint(*([part] if isinstance(part, Tensor) or part is None else part))
-                     for name, part in data.items()},
+            "data": {name: _data_fingerprint(part) for name, part in data.items()},
             "models": {name: architecture(model) for name, model in models.items()}}
 
 
@@ -194,6 +224,10 @@ def check_resume(state: Mapping[str, Any], identity: Mapping[str, Any], where: s
                  "models": {name: architecture(state[name]) for name in identity["models"]
                             if isinstance(state.get(name), Mapping)}}
         identity = {**identity, "settings": {k: v for k, v in identity["settings"].items() if k in config}}
+    elif saved.get("version") != identity.get("version"):
+        log.warning("%s records its data by fingerprints of version %s (now %s), which cannot be compared: "
+                    "resuming without checking its data", where, saved.get("version"), identity.get("version"))
+        saved = {k: v for k, v in saved.items() if k != "data"}
     problems = _differences(saved, identity)
     if problems:
         raise ValueError(f"cannot resume from {where}: " + "; ".join(problems) + ". Pass the same settings, data "
@@ -239,4 +273,5 @@ def _shown(settings: Mapping[str, Any], key: str) -> str:
     return repr(settings[key]) if key in settings else "unset"
 
 
-__all__ = ["CheckpointFolder", "architecture", "check_resume", "fingerprint", "new_run_id", "run_identity"]
+__all__ = ["CheckpointFolder", "architecture", "check_resume", "fingerprint", "new_run_id", "run_identity",
+           "sample_fingerprint"]

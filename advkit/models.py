@@ -1,13 +1,18 @@
 """Reference classifiers, the ``Normalize`` layer (normalisation belongs to the model), and loading
-a model from files: a state dict into a module, a factory named ``package.module:function``, or a
-TorchScript archive."""
+a model from files: a state dict into a module, a factory named ``package.module:function``, a
+TorchScript archive, or a model of timm, torchvision, Hugging Face or the RobustBench zoo by name
+(:func:`load`), wrapped to take images in [0, 1] and return logits."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -201,9 +206,10 @@ def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
 
 
 def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load the state dict saved at ``path`` (``torch.save(model.state_dict(), path)``) into ``model``,
-    read with ``weights_only=True``. A file that is not a state dict, or one of another architecture
-    (missing, unexpected or differently shaped entries), is a ``ValueError`` that says which.
+    """Load the state dict saved at ``path`` (``torch.save(model.state_dict(), path)``, read with
+    ``weights_only=True``, or a ``.safetensors`` file) into ``model``. A file that is not a state dict,
+    or one of another architecture (missing, unexpected or differently shaped entries), is a ``ValueError``
+    that says which.
 
     Args:
         model: the model to load into (in place).
@@ -213,7 +219,10 @@ def load_state_dict(model: nn.Module, path: str | Path) -> nn.Module:
         ``model``.
     """
     _exists(path)
-    state = load_tensors(path, "a state dict", advice=SAVE_ADVICE)
+    if Path(path).suffix == ".safetensors":
+        state = _require("safetensors.torch", "timm", "reading a .safetensors file").load_file(str(path))
+    else:
+        state = load_tensors(path, "a state dict", advice=SAVE_ADVICE)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; save one with "
                          "torch.save(model.state_dict(), path)")
@@ -254,3 +263,300 @@ def _exists(path: str | Path) -> None:
     if not Path(path).is_file():
         raise FileNotFoundError(f"model file {str(path)!r} does not exist" if not Path(path).exists()
                                 else f"model file {str(path)!r} is not a file")
+
+
+#: The libraries :func:`load` brings models from (``"LIBRARY:NAME"``); the extra ``advkit[LIBRARY]`` installs
+#: each but torchvision (a dependency).
+LIBRARIES = ("timm", "torchvision", "hf", "robustbench")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images reach a model of another library, read from its own configuration: resized to
+    ``resize`` (as ``torchvision.transforms.Resize`` takes it: an int is the shorter side, a pair the
+    exact height and width; None: not resized) with ``interpolation``, then center-cropped to
+    ``input_size`` (channels, height, width). Data loaders size images with it; see :func:`input_size`.
+
+    Args:
+        input_size: (channels, height, width) of the images the model takes.
+        resize: the size images are resized to before the crop, or None.
+        interpolation: the resizing's interpolation (``"bilinear"``, ``"bicubic"``...).
+    """
+
+    input_size: tuple[int, int, int]
+    resize: int | tuple[int, int] | None = None
+    interpolation: str = "bilinear"
+
+
+class External(nn.Module):
+    """A model of another library as advkit takes every model: images in [0, 1] in, logits out.
+    It applies the normalisation the model was trained with (:class:`Normalize`, when given), returns
+    the ``.logits`` of an output object (Hugging Face), and carries the model's :class:`Preprocessing`.
+
+    Args:
+        model: the library's module.
+        mean: per-channel means of its normalisation, or None (none, or the model normalises inside).
+        std: per-channel standard deviations, with ``mean``.
+        preprocessing: how images reach it, or None where its configuration does not say.
+        source: the ``"LIBRARY:NAME"`` it was loaded as (shown in its repr).
+        hf: whether it is a Hugging Face model (called with ``pixel_values=``, its ``.logits`` returned).
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 preprocessing: Preprocessing | None = None, source: str = "", hf: bool = False):
+        super().__init__()
+        if (mean is None) != (std is None):
+            raise ValueError("give mean and std together, or neither")
+        self.normalize = Normalize(mean, std) if mean is not None else nn.Identity()
+        self.model = model
+        self.preprocessing = preprocessing
+        self.source = source
+        self.hf = hf
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.normalize(x)
+        return self.model(pixel_values=x).logits if self.hf else self.model(x)
+
+    def extra_repr(self) -> str:
+        return f"source={self.source!r}, preprocessing={self.preprocessing}"
+
+
+def preprocessing(model: nn.Module) -> Preprocessing | None:
+    """The :class:`Preprocessing` a model carries (the ``preprocessing`` attribute that :func:`load`
+    sets), or None: advkit's own models and a user's take the data as it is.
+
+    Args:
+        model: the model.
+    """
+    found = getattr(model, "preprocessing", None)
+    return found if isinstance(found, Preprocessing) else None
+
+
+def input_size(model: nn.Module) -> tuple[int, int, int] | None:
+    """(channels, height, width) of the images ``model`` takes, from its :class:`Preprocessing`, or
+    None where it carries none. The CLI passes it to the data loaders that resize and crop.
+
+    Args:
+        model: the model.
+    """
+    found = preprocessing(model)
+    return found.input_size if found is not None else None
+
+
+def load(spec: str, weights: str | Path | None = None, *, num_classes: int | None = None,
+         dataset: str | None = None, threat_model: str | None = None) -> External:
+    """A model of another library by name, in eval mode, taking images in [0, 1] and returning logits,
+    normalised and sized as its own configuration says (:class:`External`):
+
+    - ``"timm:NAME"``: ``timm.create_model(NAME, num_classes=...)`` (no download), ``weights`` a state
+      dict file (``.pt``/``.pth``/``.bin``, or ``.safetensors``); mean, std and input size from its
+      ``pretrained_cfg``. Extra ``advkit[timm]``.
+    - ``"torchvision:NAME"``: ``torchvision.models.get_model(NAME, weights=None, num_classes=...)`` and
+      ``weights`` a state dict file; mean, std and sizes from the transforms of its default weights.
+    - ``"hf:FOLDER"``: a Hugging Face image classifier saved with ``save_pretrained`` (with its image
+      processor's ``preprocessor_config.json`` for mean, std and size), read with ``local_files_only``;
+      the ``.logits`` of its output. Extra ``advkit[hf]``.
+    - ``"robustbench:NAME"``: the zoo entry through ``robustbench.utils.load_model`` with ``weights`` as
+      its ``model_dir`` (the file must be at ``model_dir/DATASET/THREAT_MODEL/NAME.pt``: nothing is
+      downloaded), ``dataset`` (cifar10, cifar100, imagenet) and ``threat_model`` (Linf, L2,
+      corruptions); these models normalise inside; the input size is RobustBench's preprocessing for
+      the entry. Extra ``advkit[robustbench]``.
+
+    Args:
+        spec: ``"LIBRARY:NAME"``, LIBRARY one of :data:`LIBRARIES`.
+        weights: the weights file (timm, torchvision; None: random weights), or RobustBench's
+            ``model_dir``; not taken by ``hf:`` (the folder holds them).
+        num_classes: logits of a timm or torchvision model (default: the architecture's, 1,000).
+        dataset: RobustBench's dataset.
+        threat_model: RobustBench's threat model.
+    """
+    library, _, name = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if library not in LIBRARIES or not name:
+        raise ValueError(f"spec must be 'LIBRARY:NAME' with LIBRARY one of {', '.join(LIBRARIES)}; got {spec!r}")
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if num_classes is not None and library in ("hf", "robustbench"):
+        raise ValueError(f"num_classes is not taken by {library}: models: their configuration gives the classes")
+    if weights is not None and library == "hf":
+        raise ValueError("weights is not taken by hf: models: the save_pretrained folder holds them")
+    if (dataset is not None or threat_model is not None) and library != "robustbench":
+        raise ValueError("dataset and threat_model are taken by robustbench: models only")
+    if library == "robustbench":
+        model = _robustbench(name, weights, dataset, threat_model)
+    elif library == "hf":
+        model = _hf(name)
+    else:
+        model = (_timm if library == "timm" else _torchvision)(name, weights, num_classes)
+    model.source = spec
+    return model.eval()
+
+
+def _timm(name: str, weights: str | Path | None, num_classes: int | None) -> External:
+    timm = _require("timm", "timm", f"timm:{name}")
+    if not timm.is_model(name):
+        raise ValueError(f"timm has no architecture {name!r} (timm.list_models() names them)")
+    model = timm.create_model(name, pretrained=False, **_classes(num_classes))
+    if weights is not None:
+        load_state_dict(model, weights)
+    config = timm.data.resolve_data_config({}, model=model)
+    channels, height, width = config["input_size"]
+    crop_pct = config.get("crop_pct") or 1.0
+    resize = (int(height / crop_pct) if height == width else
+              (int(height / crop_pct), int(width / crop_pct)))
+    shape = Preprocessing((channels, height, width), resize, config.get("interpolation", "bilinear"))
+    return External(model, config["mean"], config["std"], shape)
+
+
+def _torchvision(name: str, weights: str | Path | None, num_classes: int | None) -> External:
+    import torchvision.models
+
+    try:
+        model = torchvision.models.get_model(name, weights=None, **_classes(num_classes))
+    except ValueError as err:
+        raise ValueError(f"torchvision has no architecture {name!r} (torchvision.models.list_models() names "
+                         "them)") from err
+    if weights is not None:
+        load_state_dict(model, weights)
+    try:  # the transforms its published weights were evaluated with (built here, nothing downloaded)
+        transforms = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    except (ValueError, AttributeError):
+        return External(model)
+    crop, resize = transforms.crop_size, transforms.resize_size
+    shape = Preprocessing((3, crop[0], crop[-1]), resize[0] if len(resize) == 1 else tuple(resize),
+                          transforms.interpolation.value)
+    return External(model, transforms.mean, transforms.std, shape)
+
+
+def _hf(folder: str) -> External:
+    transformers = _require("transformers", "hf", f"hf:{folder}")
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"hf:{folder}: no config.json in {str(path)!r}; give the folder a Hugging Face "
+                                "model's save_pretrained() wrote")
+    model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=True)
+    channels, side = getattr(model.config, "num_channels", 3), getattr(model.config, "image_size", None)
+    native = Preprocessing((channels, *_pair(side))) if side else None  # the model's own size, not resized
+    if not (path / "preprocessor_config.json").is_file():
+        return External(model, preprocessing=native, hf=True)
+    processor = transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    size = dict(getattr(processor, "size", None) or {})
+    crop = dict(getattr(processor, "crop_size", None) or {}) if getattr(processor, "do_center_crop", False) else {}
+    if "shortest_edge" in size:  # the short side resized (to edge / crop_pct where a crop_pct is given)
+        edge, crop_pct = size["shortest_edge"], getattr(processor, "crop_pct", None)
+        resize, final = (int(edge / crop_pct) if crop_pct else edge), (edge, edge)
+    else:  # resized to exactly (height, width)
+        resize = (size["height"], size["width"]) if size else None
+        final = resize or (native.input_size[1:] if native else None)
+    if crop:
+        final = (crop["height"], crop["width"])
+    resample = getattr(processor, "resample", None)
+    interpolation = PIL_RESAMPLING.get(int(resample), "bilinear") if resample is not None else "bilinear"
+    shape = Preprocessing((channels, *final), resize, interpolation) if final else None
+    if getattr(processor, "do_normalize", False):
+        return External(model, processor.image_mean, processor.image_std, shape, hf=True)
+    return External(model, preprocessing=shape, hf=True)
+
+
+#: PIL's resampling filters (Hugging Face image processors' ``resample``) by the name torchvision gives them.
+PIL_RESAMPLING = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _robustbench(name: str, model_dir: str | Path | None, dataset: str | None,
+                 threat_model: str | None) -> External:
+    require_robustbench(f"robustbench:{name}")
+    from robustbench.model_zoo import model_dicts
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+    from robustbench.utils import load_model
+
+    for what, value, kind in (("dataset", dataset, BenchmarkDataset), ("threat_model", threat_model, ThreatModel)):
+        if value not in {e.value for e in kind}:
+            raise ValueError(f"robustbench:{name} needs {what} among {', '.join(e.value for e in kind)}; "
+                             f"got {value!r}")
+    if model_dir is None:
+        raise ValueError(f"robustbench:{name} needs weights: the model_dir that holds "
+                         f"{dataset}/{threat_model}/{name}.pt")
+    entries = model_dicts[BenchmarkDataset(dataset)][ThreatModel(threat_model)]
+    if name not in entries:
+        raise ValueError(f"RobustBench has no {dataset}/{threat_model} entry {name!r} "
+                         "(robustbench.model_zoo.model_dicts lists them)")
+    files = entries[name]["gdrive_id"]
+    if not files:  # the entry's constructor fetches its weights from elsewhere (ImageNet's Standard_R50: torchvision)
+        raise ValueError(f"robustbench:{name} has no weights file of its own; load the architecture it names "
+                         "with torchvision: or timm: and --weights")
+    folder = Path(model_dir) / dataset / threat_model
+    paths = ([folder / f"{name}.pt_m{i}.pt" for i in range(len(files))] if isinstance(files, list)
+             else [folder / f"{name}.pt"])
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:  # robustbench would download it: never here
+        raise FileNotFoundError(f"robustbench:{name}: no weights file at {', '.join(missing)} (RobustBench's "
+                                "model_dir layout; download it once with robustbench.utils.load_model)")
+    model = load_model(name, model_dir=str(model_dir), dataset=dataset, threat_model=threat_model)
+    return External(model, preprocessing=robustbench_preprocessing(name, dataset, threat_model))
+
+
+def robustbench_preprocessing(name: str, dataset: str, threat_model: str) -> Preprocessing:
+    """The preprocessing RobustBench evaluates its zoo entry ``name`` with (``robustbench.data.get_preprocessing``:
+    its Resize and CenterCrop; CIFAR images as they are, 32x32).
+
+    Args:
+        name: the entry.
+        dataset: cifar10, cifar100 or imagenet.
+        threat_model: Linf, L2 or corruptions.
+    """
+    require_robustbench("robustbench_preprocessing")
+    from robustbench.data import get_preprocessing
+    from robustbench.model_zoo.enums import BenchmarkDataset, ThreatModel
+
+    steps = get_preprocessing(BenchmarkDataset(dataset), ThreatModel(threat_model), name, None).transforms
+    side = {"cifar10": 32, "cifar100": 32}.get(dataset, 224)
+    resize, interpolation = None, "bilinear"
+    for step in steps:  # Resize and CenterCrop of torchvision (ToTensor aside)
+        if type(step).__name__ == "Resize":
+            size = [step.size] if isinstance(step.size, int) else list(step.size)
+            resize, interpolation, side = size[0] if len(size) == 1 else tuple(size), step.interpolation.value, size[0]
+        elif type(step).__name__ == "CenterCrop":
+            side = step.size[0]
+    return Preprocessing((3, side, side), resize, interpolation)
+
+
+def _classes(num_classes: int | None) -> dict[str, int]:
+    return {} if num_classes is None else {"num_classes": num_classes}
+
+
+def _pair(size: int | Sequence[int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (size[0], size[-1])
+
+
+def _require(module: str, extra: str, what: str) -> ModuleType:
+    """The module, or an ImportError that names the advkit extra installing it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is None or not module.startswith(err.name):
+            raise
+        raise ImportError(f"{what} needs the {module.split('.')[0]} package: pip install 'advkit[{extra}]'") from None
+
+
+def require_robustbench(what: str) -> Any:
+    """The ``robustbench`` package, imported, or an ImportError naming the extra (``what`` needs it). Its
+    PyPI release imports the AutoAttack code as ``autoattack`` (the GitHub package's name) while depending
+    on PyPI's ``pyautoattack``, the same code: where no package of that name is installed (a module such as
+    benchmarks/autoattack.py does not count), the name is given to ``pyautoattack``.
+
+    Args:
+        what: what needs it, for the error.
+    """
+    found = importlib.util.find_spec("autoattack")
+    if (found is None or found.submodule_search_locations is None) and importlib.util.find_spec("pyautoattack"):
+        import pyautoattack
+        import pyautoattack.state
+
+        sys.modules.setdefault("autoattack", pyautoattack)
+        sys.modules.setdefault("autoattack.state", pyautoattack.state)
+    try:
+        return _require("robustbench", "robustbench", what)
+    except ModuleNotFoundError as err:
+        if err.name != "pkg_resources":
+            raise
+        raise ImportError(f"{what}: robustbench imports pkg_resources, which setuptools 81 and later lack: "
+                          "pip install 'advkit[robustbench]' (it pins setuptools<81)") from None

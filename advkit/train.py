@@ -3,31 +3,36 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import lr_scheduler
+from torch.utils.data import TensorDataset
 
 from .batches import BatchOrder, batch_stream
 from .core import Hook, OptimizerStep, Player, frozen, play, trainable_params
-from .data import as_tensors
+from .data import Samples, as_tensors
 from .devices import default_device
 from .progress import ProgressHook
 from .rng import RunRNG
-from .validation import check_label_range, check_labels, fits_model
+from .validation import check_images, check_label_range, check_labels, fits_model
 
 log = logging.getLogger(__name__)
 
 
-def random_shift(x: Tensor, pixels: int, generator: torch.Generator) -> Tensor:
-    """Translate each image by up to ``pixels`` in each direction (zero fill): cheap augmentation."""
+def random_shift(x: Tensor, pixels: int, generator: torch.Generator, rows: tuple[int, int] | None = None) -> Tensor:
+    """Translate each image by up to ``pixels`` in each direction (zero fill): cheap augmentation.
+    ``rows=(start, total)``: ``x`` is rows ``start...`` of a batch of ``total``, shifted as they would be
+    in the whole batch (the shifts are drawn for all ``total`` rows)."""
     if pixels <= 0:
         return x
     n, _, h, w = x.shape
+    start, total = rows or (0, n)
     padded = F.pad(x, (pixels,) * 4)
-    dy, dx = (torch.randint(0, 2 * pixels + 1, (n,), generator=generator) for _ in range(2))
+    dy, dx = (torch.randint(0, 2 * pixels + 1, (total,), generator=generator)[start:start + n] for _ in range(2))
     rows = (dy.view(n, 1) + torch.arange(h)).to(x.device)
     cols = (dx.view(n, 1) + torch.arange(w)).to(x.device)
     idx = torch.arange(n, device=x.device).view(n, 1, 1)
@@ -95,7 +100,8 @@ def fit(
 
     Args:
         model: the network to train (in place), returning logits.
-        data: a Dataset, a DataLoader or an ``(x, y)`` pair of images and class indices.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair of images and class indices; a Dataset or
+            DataLoader is read a batch at a time (ahead by a DataLoader's workers), never whole.
         epochs: passes over the data.
         lr: the peak learning rate of the one-cycle schedule.
         batch_size: samples per optimizer step.
@@ -115,19 +121,18 @@ def fit(
     device = default_device(device)
     with RunRNG(seed).active():  # torch's global RNG (dropout) is seeded for the run, the caller's left as it was
         gen = torch.Generator().manual_seed(seed)
-        x, y = as_tensors(data)
         model.to(device)
-        y = check_model_labels(model, x, y, device)
+        samples = checked_samples(model, data, device)
         model.train()
-        steps_per_epoch = max(1, len(x) // batch_size)
+        steps_per_epoch = max(1, len(samples) // batch_size)
         rounds = epochs * steps_per_epoch
         opt = torch.optim.AdamW(trainable_params(model), lr=lr, weight_decay=weight_decay)
         sched = one_cycle_scheduler(opt, lr, rounds)
-        batches = batch_stream((x, y), batch_size, BatchOrder(generator=gen), device)  # gen also shifts the images
+        batches = batch_stream(samples, batch_size, BatchOrder(generator=gen), device)  # gen also shifts the images
         losses: list[Tensor] = []
 
         def loss() -> Tensor:
-            bx, by = next(batches)
+            bx, by, _ = next(batches)
             if shift and bx.ndim == 4:
                 bx = random_shift(bx, shift, gen)
             if augment is not None:
@@ -143,6 +148,47 @@ def fit(
         history = torch.stack(losses).tolist() if losses else []
         log.info("fit: %d steps, final loss %.4f", rounds, history[-1] if history else math.nan)
         return history
+
+
+def checked_samples(model: nn.Module, data, device: torch.device, images: bool = False,
+                    name: str = "data") -> Samples:
+    """``data`` as :class:`advkit.data.Samples` whose labels are int64 class indices below the number of
+    logits ``model`` returns (and, with ``images``, whose images are finite and in [0, 1]). Tensors in
+    memory are checked whole now; data read from a Dataset or DataLoader as each batch is read, and its
+    first sample now (the model's number of logits, one eval-mode forward). Errors (TypeError, ValueError)
+    speak of "data", prefixed with ``name`` when it is another."""
+    with _named(name):
+        if isinstance(data, (tuple, list, TensorDataset)):
+            x, y = as_tensors(data)
+            if images and len(x):
+                x = check_images(x, "data images")
+            return Samples((x, check_model_labels(model, x, y, device)))
+        samples = Samples(data)
+        with frozen(model), torch.no_grad():
+            first, _ = samples.read([0])
+            with fits_model(first, "data images"):
+                classes = model(first.to(device)).shape[-1]
+
+    def check(x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        with _named(name):
+            if images:
+                x = check_images(x, "data images")
+            y = check_labels(y, len(x), y.device, "data labels")
+            check_label_range(y, classes, f"data labels (the model returns {classes} logits)")
+        return x, y
+
+    return samples.map(check)
+
+
+@contextmanager
+def _named(name: str) -> Iterator[None]:
+    """A TypeError or ValueError raised inside, prefixed with ``name`` unless that is "data"."""
+    try:
+        yield
+    except (TypeError, ValueError) as err:
+        if name == "data":
+            raise
+        raise type(err)(f"{name}: {err}") from None
 
 
 @torch.no_grad()
@@ -164,16 +210,16 @@ def accuracy(model: nn.Module, data, batch_size: int = 1000, device: str | torch
 
     Args:
         model: the classifier, returning logits.
-        data: a Dataset, a DataLoader or an ``(x, y)`` pair.
+        data: a Dataset, a DataLoader or an ``(x, y)`` pair (read a batch at a time).
         batch_size: samples per forward.
         device: where to compute (None: the device of the model's first parameter).
 
     Returns:
         The share of samples whose top logit is their label, in [0, 1].
     """
-    x, y = as_tensors(data)
+    samples = Samples(data)
     device = next(model.parameters()).device if device is None else torch.device(device)
     with frozen(model):
-        correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1) == y[i:i + batch_size].to(device)).sum())
-                      for i in range(0, len(x), batch_size))
-    return correct / max(1, len(x))
+        correct = sum(int((model(x.to(device)).argmax(1) == y.to(device)).sum())
+                      for _, x, y in samples.batches(batch_size))
+    return correct / len(samples)

@@ -36,18 +36,20 @@ from ..distributed import is_main
 from ..evaluation import evaluate
 from ..evaluation.specs import DEFAULT_ATTACKS, resolve
 from ..files import save_tensors
-from ..models import ARCHS, is_torchscript
+from ..models import External, is_torchscript
 from ..outputs import check_folder, save_or_rescue
 from ..train import accuracy, fit
 from ..validation import check_eps
 from .demo import PhaseLog
 from .evaluate_cli import (
+    add_arch_options,
     add_corruptions_option,
     attack_names,
     check_report_folder,
     cli_model,
     eps_grid,
     eps_number,
+    library_model,
     non_negative_int,
     positive_int,
     print_report,
@@ -79,11 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
     p.add_argument("--eps", default=0.3, type=eps_number, help="the budget the defense trains for (default 0.3)")
     p.add_argument("--norm", default="linf", choices=tuple(NORMS))
-    p.add_argument("--model", type=Path, default=None,
+    p.add_argument("--model", "--weights", type=Path, default=None,
                    help="the model before: a state dict (torch.save(model.state_dict())) of --arch or of the "
-                        "--model-factory's module; default: train a standard SmallCNN here")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHS),
-                   help="architecture of the state dict (default smallcnn)")
+                        "--model-factory's module (with --arch robustbench:NAME, RobustBench's model_dir); "
+                        "default: train a standard SmallCNN here")
+    add_arch_options(p)
     p.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
                    help="a function returning the model before (--model, if given, is loaded into it)")
     p.add_argument("--train-epochs", type=positive_int, default=8,
@@ -113,9 +115,10 @@ def run(args: argparse.Namespace) -> int:
     main = is_main()  # under torchrun only rank 0 prints and writes
     progress = not args.no_progress and main
     phases = PhaseLog(3, progress, say=None if main else (lambda line: None))
+    library = library_model(args)
     train, test = load(args.data, root=args.root, seed=args.seed)
     sample = test[0][0]
-    trained_here = args.model is None and args.model_factory is None
+    trained_here = args.model is None and args.model_factory is None and library is None
     if trained_here:
         shape = (sample.shape[0], train.num_classes, sample.shape[-1])
         architecture = f"advkit.defenses.defense_model{shape} (--arch smallcnn-wide)"
@@ -126,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
         phases.end(f"trained: test accuracy {accuracy(before.eval(), test):.1%}")
     else:
         architecture = f"the architecture of {args.model_factory or args.arch or 'smallcnn'}"
-        phases.start(f"loading the model before ({args.model or args.model_factory})")
-        before = cli_model(args, sample).eval()
+        phases.start(f"loading the model before ({args.model or args.model_factory or args.arch})")
+        before = cli_model(args, sample, library).eval()
         phases.end(f"loaded: test accuracy {accuracy(before, test):.1%}")
     phases.start(f"defending: {args.method} at eps {args.eps:g} ({args.norm})")
     started = time.perf_counter()
@@ -149,11 +152,18 @@ def run(args: argparse.Namespace) -> int:
 
     def write(folder: Path) -> tuple[Path, list[Path]]:
         html = report.save(folder)
-        return html, [save_tensors(model.state_dict(), folder / f"{name}.pt") for name, model in models.items()]
+        return html, [save_tensors(weights_of(model).state_dict(), folder / f"{name}.pt")
+                      for name, model in models.items()]
 
     html, saved = save_or_rescue(args.out, write, f"the defended model ({AFTER}.pt) and its report", "defense")
     print(f"weights: {', '.join(str(p) for p in saved)} (state dicts of {architecture})")
     return print_report(report, html)
+
+
+def weights_of(model: nn.Module) -> nn.Module:
+    """The module whose state dict is saved: a library's own model inside :class:`~advkit.models.External`
+    (so that ``--arch LIBRARY:NAME --weights after.pt`` loads it again), else ``model``."""
+    return model.model if isinstance(model, External) else model
 
 
 def checkpointed() -> list[str]:

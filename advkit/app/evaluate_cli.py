@@ -14,6 +14,7 @@ from ..acceleration import add_gpu_options, gpu_options
 from ..core import NORMS
 from ..data import IMAGE_NAMES, NAMES, load
 from ..data.corruptions import CORRUPTIONS
+from ..data.suites import FOLDERS, CorruptionFiles
 from ..distributed import is_main
 from ..evaluation.evaluate import evaluate
 from ..evaluation.folder import report_files
@@ -21,12 +22,16 @@ from ..evaluation.specs import DEFAULT_ATTACKS, resolve
 from ..evaluation.tables import comparison_tables, to_markdown
 from ..models import (
     ARCHS,
+    LIBRARIES,
+    External,
     build,
     from_factory,
     is_torchscript,
     load_state_dict,
     load_torchscript,
+    preprocessing,
 )
+from ..models import load as load_library
 from ..outputs import check_folder, save_or_rescue
 from .usage import UsageError
 
@@ -56,12 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Robust accuracy of a model versus eps under a list of attacks, with sanity checks; "
                                    "writes a report folder. The model is a state dict (--model) of a reference "
                                    "architecture (--arch) or of the module a factory builds (--model-factory), "
-                                   "or a TorchScript file (--model alone).")
-    p.add_argument("--model", type=Path, default=None,
+                                   "a TorchScript file (--model alone), or a model of timm, torchvision, Hugging "
+                                   "Face or the RobustBench zoo (--arch LIBRARY:NAME).")
+    p.add_argument("--model", "--weights", type=Path, default=None,
                    help="a state dict (torch.save(model.state_dict()); loaded with weights_only=True) or a TorchScript "
-                        "archive (torch.jit.save)")
-    p.add_argument("--arch", default=None, choices=sorted(ARCHS),
-                   help="architecture of the state dict (default smallcnn)")
+                        "archive (torch.jit.save); with --arch robustbench:NAME, RobustBench's model_dir")
+    add_arch_options(p)
     p.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
                    help="a function returning the nn.Module to evaluate, e.g. mymodels:resnet (./mymodels.py); "
                         "--model, if given, is loaded into it")
@@ -115,8 +120,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     resolve(args.attacks)  # unknown attack names fail here, before any loading
     check_report_folder(args.out, "--out")
-    _, test = load(args.data, root=args.root, **image_options(args))
-    model = cli_model(args, test[0][0])
+    check_model_options(args)
+    library = library_model(args)  # before the data, so that images can be sized to it (image_sizes)
+    _, test = load(args.data, root=args.root, **image_options(args, library))
+    model = cli_model(args, test[0][0], library)
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
                       warm_start=not args.fresh_starts, checks=args.probe > 0, probe=args.probe, queries=args.queries,
@@ -125,14 +132,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return print_report(report, path) if is_main() else 0
 
 
-def image_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``--resize``, ``--crop`` and ``--subset`` as the options of :func:`advkit.data.load` (those given), refused
-    (UsageError) for a data set read from tensors, or ``--subset`` for another set than imagenet."""
+def image_options(args: argparse.Namespace, library: nn.Module | None = None) -> dict[str, Any]:
+    """The options of :func:`advkit.data.load` for ``--data imagenet`` or ``folder``: the sizes of the
+    library model's own preprocessing (:func:`image_sizes`), overridden by ``--resize``, ``--crop`` and
+    ``--subset`` where given. Those flags are refused (UsageError) for a data set read from tensors,
+    and ``--subset`` for another set than imagenet."""
     given = {k: getattr(args, k) for k in ("resize", "crop", "subset") if getattr(args, k) is not None}
     if given and (args.data not in IMAGE_NAMES or ("subset" in given and args.data != "imagenet")):
         names = ", ".join(f"--{k}" for k in given)
         raise UsageError(f"{names}: options of --data imagenet (and folder, but for --subset), not --data {args.data}")
-    return given
+    return {**image_sizes(library), **given} if args.data in IMAGE_NAMES else {}
 
 
 def check_report_folder(out: Path, option: str) -> None:
@@ -148,15 +157,87 @@ def check_report_folder(out: Path, option: str) -> None:
                          "one or the folder of an earlier report")
 
 
-def cli_model(args: argparse.Namespace, sample: torch.Tensor) -> nn.Module:
-    """The model that ``--model``, ``--arch`` and ``--model-factory`` describe, checked to take
-    ``sample`` (one image of the data set) and return one row of logits."""
-    if args.model is None and args.model_factory is None:
+ARCH_HELP = ("the architecture: one of advkit's ({archs}; default smallcnn) whose state dict --model is, or "
+             "LIBRARY:NAME: timm:resnet18, torchvision:resnet50 (--weights: a state dict file; --num-classes), "
+             "hf:FOLDER (a Hugging Face classifier's save_pretrained folder), robustbench:NAME (--weights: "
+             "RobustBench's model_dir holding DATA/THREAT_MODEL/NAME.pt; the data set from --data, --threat-model)")
+
+
+def add_arch_options(parser: argparse.ArgumentParser) -> None:
+    """``--arch`` (advkit's architectures or ``LIBRARY:NAME``), ``--num-classes`` and ``--threat-model``."""
+    parser.add_argument("--arch", default=None, type=arch_name, metavar="ARCH",
+                        help=ARCH_HELP.format(archs=", ".join(sorted(ARCHS))))
+    parser.add_argument("--num-classes", type=positive_int, default=None,
+                        help="logits of a timm: or torchvision: architecture (default: the architecture's, 1000)")
+    parser.add_argument("--threat-model", default=None, choices=("Linf", "L2", "corruptions"),
+                        help="the RobustBench zoo's threat model of a robustbench: entry (default: --norm's)")
+
+
+def arch_name(text: str) -> str:
+    """One of :data:`advkit.models.ARCHS`, or ``LIBRARY:NAME`` with LIBRARY one of :data:`advkit.models.LIBRARIES`."""
+    library, colon, name = text.partition(":")
+    if text in ARCHS or (colon and library in LIBRARIES and name):
+        return text
+    raise argparse.ArgumentTypeError(f"choose from {', '.join(sorted(ARCHS))} or LIBRARY:NAME with LIBRARY one "
+                                     f"of {', '.join(LIBRARIES)}; got {text!r}")
+
+
+def library_model(args: argparse.Namespace) -> External | None:
+    """The model of another library that ``--arch LIBRARY:NAME`` names (:func:`advkit.models.load`), or
+    None for advkit's architectures, a factory or TorchScript. Built before the data: its
+    :func:`~advkit.models.preprocessing` sizes the images (:func:`image_sizes`)."""
+    library = (args.arch or "").partition(":")[0]
+    if library not in LIBRARIES:
+        for option in ("num_classes", "threat_model"):
+            if getattr(args, option, None) is not None:
+                raise UsageError(f"--{option.replace('_', '-')} is an option of --arch LIBRARY:NAME")
+        return None
+    options = {}
+    if library == "robustbench":
+        threat = args.threat_model or {"linf": "Linf", "l2": "L2"}.get(args.norm)
+        options = {"dataset": args.data, "threat_model": threat}
+    elif args.threat_model is not None:
+        raise UsageError("--threat-model is an option of --arch robustbench:NAME")
+    if args.num_classes is not None:
+        options["num_classes"] = args.num_classes
+    try:
+        return load_library(args.arch, args.model, **options)
+    except ImportError as err:  # a missing extra: its message names it
+        raise UsageError(str(err)) from None
+
+
+def image_sizes(model: nn.Module | None) -> dict[str, int]:
+    """``resize`` (the short side) and ``crop`` for the data loaders that resize and crop images
+    (:func:`advkit.data.load`'s imagenet and folder), from the model's own
+    :class:`~advkit.models.Preprocessing`; empty for a model that carries none. An exact (height,
+    width) resize of a square input becomes a short-side resize to that side, then the crop."""
+    found = preprocessing(model) if model is not None else None
+    if found is None or found.input_size[1] != found.input_size[2]:
+        return {}
+    resize = found.resize[0] if isinstance(found.resize, tuple) else found.resize
+    return {"crop": found.input_size[1], **({"resize": resize} if resize is not None else {})}
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """Refuse (UsageError) no model at all, and --arch with --model-factory."""
+    library = (args.arch or "").partition(":")[0] in LIBRARIES
+    if args.model is None and args.model_factory is None and not library:
         raise UsageError("give the model: --model FILE (a state dict or a TorchScript file) and/or "
-                         "--model-factory MODULE:FUNCTION")
+                         "--model-factory MODULE:FUNCTION, or --arch LIBRARY:NAME")
     if args.arch is not None and args.model_factory is not None:
         raise UsageError("give --arch or --model-factory, not both: the factory builds the architecture")
-    if args.model is not None and args.model.is_file() and is_torchscript(args.model):
+
+
+def cli_model(args: argparse.Namespace, sample: torch.Tensor, library: nn.Module | None = None) -> nn.Module:
+    """The model that ``--model``, ``--arch`` and ``--model-factory`` describe (``library``: the one
+    :func:`library_model` built), checked to take ``sample`` (one image of the data set) and return
+    one row of logits."""
+    check_model_options(args)
+    if library is not None:
+        model = library
+    elif (args.arch or "").partition(":")[0] in LIBRARIES:
+        model = library_model(args)
+    elif args.model is not None and args.model.is_file() and is_torchscript(args.model):
         if args.arch is not None or args.model_factory is not None:
             raise UsageError(f"{args.model} is a TorchScript file, which carries its own architecture: "
                              "drop --arch/--model-factory")
@@ -193,19 +274,34 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def add_corruptions_option(parser: argparse.ArgumentParser, default: bool | list[str] = False) -> None:
-    """``--corruptions [NAMES]``: accuracy under corruptions too (alone: all of them)."""
+    """``--corruptions [NAMES | SUITE]``: accuracy under corruptions too (alone: all of advkit's own)."""
     parser.add_argument("--corruptions", nargs="?", const=True, default=default, type=corruption_names,
                         metavar="NAMES", help="also accuracy under common corruptions at severities 1 to 5: "
-                        f"comma-separated names ({', '.join(CORRUPTIONS)}), or the option alone for all")
+                        f"comma-separated names ({', '.join(CORRUPTIONS)}), or the option alone for all; or a "
+                        "standard suite: imagenet-c (its 15 corruptions through the imagecorruptions package, "
+                        "pip install 'advkit[corruptions]'), cifar10-c=ROOT or cifar100-c=ROOT (the official .npy "
+                        "files under ROOT/CIFAR-10-C or ROOT/CIFAR-100-C, aligned with the test set)")
 
 
-def corruption_names(text: str) -> list[str]:
-    """Comma-separated names of :data:`advkit.defenses.CORRUPTIONS`."""
+def corruption_names(text: str) -> list[str] | str | CorruptionFiles:
+    """Comma-separated names of :data:`advkit.defenses.CORRUPTIONS`, ``imagenet-c``, or ``cifar10-c=ROOT`` /
+    ``cifar100-c=ROOT`` (a :class:`~advkit.data.suites.CorruptionFiles`)."""
+    suite, _, root = text.strip().partition("=")
+    if suite == "imagenet-c" and not root:
+        return suite
+    if suite in FOLDERS:
+        if not root:
+            raise argparse.ArgumentTypeError(f"{suite} reads the official files: give their root, {suite}=ROOT")
+        try:
+            return CorruptionFiles(suite, root)
+        except (FileNotFoundError, ValueError) as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in CORRUPTIONS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"unknown corruption {unknown[0] if unknown else text!r}; "
-                                         f"choose from {', '.join(CORRUPTIONS)}")
+                                         f"choose from {', '.join(CORRUPTIONS)}, or a suite: imagenet-c, "
+                                         "cifar10-c=ROOT, cifar100-c=ROOT")
     return names
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..checkpoints import run_identity
 from ..core import Norm, check_number, frozen, get_norm
-from ..data import as_tensors
+from ..data import Samples
 from ..devices import model_device
 from ..files import load_tensors, save_tensors
 from ..gan import GANTrainer
@@ -150,9 +150,9 @@ class AdvGAN(Attack):
 
     def fit(self, data, steps: int = 500, batch_size: int = 128, checkpoint_dir: str | Path | None = None,
             resume: bool = False, seed: int = 0, progress: bool = True) -> dict[str, list]:
-        """Train the generator on the images of ``data`` (a Dataset, DataLoader or ``(x, y)`` pair; the
-        labels are not used) until ``steps`` generator steps in total; returns the trainer's history
-        (``fooled``: the share of each generator batch the model got wrong).
+        """Train the generator on the images of ``data`` (a Dataset, DataLoader or ``(x, y)`` pair, read a
+        batch at a time; the labels are not used) until ``steps`` generator steps in total; returns the
+        trainer's history (``fooled``: the share of each generator batch the model got wrong).
 
         ``checkpoint_dir``, ``resume``: as :meth:`advkit.gan.GANTrainer.fit` (a resumed run is
         bit-exact on the CPU). Each checkpoint records the attack's settings (those :meth:`save` keeps),
@@ -167,10 +167,11 @@ class AdvGAN(Attack):
         check_number(seed, "seed", low=None, integer=True)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
-        x = check_images(as_tensors(data)[0], "data")
+        samples = Samples(data)
+        x = check_images(samples.read([0])[0], "data")  # the first image: the networks' shape
         if x.ndim != 4 and (self.generator is None or self.discriminator is None):
-            raise ValueError(f"the default networks need images (N, C, H, W); got data of shape {tuple(x.shape)}: "
-                             "pass generator= and discriminator= for other data")
+            raise ValueError(f"the default networks need images (N, C, H, W); got data of shape "
+                             f"{(len(samples), *x.shape[1:])}: pass generator= and discriminator= for other data")
         if self._trainer is None:
             self._build(tuple(x.shape[1:]), self._classes(x), seed)
         elif seed != self._seed:
@@ -179,10 +180,14 @@ class AdvGAN(Attack):
         if tuple(x.shape[1:]) != self._shape:
             raise ValueError(f"data holds images of shape {tuple(x.shape[1:])} but the generator was built for "
                              f"{self._shape}")
-        x = x.to(model_device(self.model))
+
+        def pairs(x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+            x = check_images(x, "data")
+            return x, x  # the trainer's image-conditional pairs: real and condition are the clean batch
+
         with frozen(self.model):
-            history = self._trainer.fit((x, x), steps, batch_size, checkpoint_dir=checkpoint_dir, resume=resume,
-                                        progress=progress)
+            history = self._trainer.fit(samples.map(pairs), steps, batch_size, checkpoint_dir=checkpoint_dir,
+                                        resume=resume, progress=progress)
         fooled = history["fooled"][-50:]
         if fooled:
             log.info("AdvGAN at step %d: %.1f%% of the last batches fooled", self.trained_steps,
@@ -322,13 +327,13 @@ class _Trainer(GANTrainer):
     def judge(self, x: Tensor, cond: Tensor | None, model: nn.Module | None = None) -> Tensor:
         return super().judge(x, None, model)
 
-    def identity(self, real: Tensor, cond: Tensor | None, batch_size: int) -> dict[str, Any]:
+    def identity(self, samples: Samples, batch_size: int) -> dict[str, Any]:
         """AdvGAN's run: its settings (the GAN trainer's derive from them), the images and the classifier it
         attacks (weights and shapes) beside the generator's and discriminator's shapes."""
         atk, seed = self.attack, self.options.seed
         settings = {**{name: getattr(atk, name) for name in _CONFIG}, "seed": seed, "batch_size": batch_size}
         classifier = [v for v in atk.model.state_dict().values() if isinstance(v, Tensor)]
-        return run_identity(settings, {"images": real, "classifier weights": classifier},
+        return run_identity(settings, {"images": samples, "classifier weights": classifier},
                             {"generator": self.G, "discriminator": self.D, "classifier": atk.model})
 
     def g_loss(self, real: Tensor, cond: Tensor | None, rows: tuple[int, int] | None = None,

@@ -10,8 +10,6 @@ checked against it where the data enters.
 """
 from __future__ import annotations
 
-import numbers
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +19,12 @@ from torch.utils.data import Dataset, TensorDataset
 
 from .. import safe_pickle
 from ..core.numbers import check_number
-from .images import ImageFiles as ImageFiles
-from .images import image_folder, imagenet
+from .images import ImageFiles, image_folder, imagenet
+from .samples import Samples, _from_numpy, _pair, _stack
+from .suites import CorruptionFiles, CorruptionSuite, ErrorTable, ImageNetC
+
+__all__ = ["CLASS_COUNTS", "IMAGE_NAMES", "NAMES", "TRAINING_NAMES", "CorruptionFiles", "CorruptionSuite", "ErrorTable",
+           "ImageFiles", "ImageNetC", "Samples", "TensorSet", "as_tensors", "image_folder", "imagenet", "load"]
 
 #: The sets with a training and a test split, held in memory as tensors.
 TRAINING_NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
@@ -200,44 +202,3 @@ def as_tensors(data, limit: int | None = None) -> tuple[torch.Tensor, torch.Tens
     else:
         raise TypeError(f"data must be a Dataset, a DataLoader or an (x, y) pair of tensors; got {type(data).__name__}")
     return (x, y) if limit is None else (x[:limit], y[:limit])
-
-
-def _from_numpy(value):
-    """A numpy array or number as a tensor (floats as float32); anything else as it is."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        value = np.asarray(value)
-        if value.dtype.kind == "f":
-            value = value.astype(np.float32, copy=False)
-        return torch.from_numpy(value if value.flags.c_contiguous else value.copy())
-    return value
-
-
-def _pair(item, index: int, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A Dataset's item (or a DataLoader's batch) ``(x, y)`` as two tensors, or a TypeError that says
-    what to pass."""
-    if isinstance(item, Mapping):
-        keys = ", ".join(map(repr, list(item)[:6]))
-        raise TypeError(f"data must yield (image, label) pairs; {what} {index} is a dict with keys {keys}: wrap "
-                        "the dataset so that it returns pairs, e.g. a Dataset whose __getitem__ returns "
-                        "(d['image'], d['label'])")
-    if not isinstance(item, (tuple, list)) or len(item) != 2:
-        got = f"a {type(item).__name__}" + (f" of {len(item)}" if isinstance(item, (tuple, list)) else "")
-        raise TypeError(f"data must yield (image, label) pairs; {what} {index} is {got}")
-    x, y = (_from_numpy(v) for v in item)
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"data {what} {index}: the image must be a tensor or a numpy array, got {type(x).__name__}")
-    if isinstance(y, numbers.Number):
-        y = torch.as_tensor(y)
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"data {what} {index}: the label must be a number, a tensor or a numpy array, got "
-                        f"{type(y).__name__}")
-    return x, y
-
-
-def _stack(values: tuple[torch.Tensor, ...], what: str) -> torch.Tensor:
-    """One tensor of the items' ``what``, or a ValueError naming the first item whose shape differs."""
-    for i, v in enumerate(values):
-        if v.shape != values[0].shape:
-            raise ValueError(f"data items' {what} differ in shape: item 0 has {tuple(values[0].shape)}, item {i} "
-                             f"{tuple(v.shape)}")
-    return torch.stack(values)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core import Hook, check_number
-from ..data import as_tensors
+from ..data import Samples
 from ..data.corruption_accuracy import corruption_accuracy
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from ..train import accuracy, fit
@@ -159,9 +159,9 @@ def augmented_training(
         "batch_size": batch_size, "shift": shift, "weight_decay": weight_decay, "device": device,
         "progress": progress})
     names, batch_size, seed = list(settings.corruptions), settings.batch_size, settings.seed
-    x, y = as_tensors(data)
-    held_out = as_tensors(eval_data) if eval_data is not None else None
-    steps_per_epoch = max(1, len(x) // batch_size)
+    samples = Samples(data)
+    held_out = Samples(eval_data) if eval_data is not None else None
+    steps_per_epoch = max(1, len(samples) // batch_size)
     history = History("augmented", None, "training data" if held_out is None else "eval_data",
                       config=settings.config())
     started = time.perf_counter()
@@ -169,19 +169,24 @@ def augmented_training(
     def on_epoch(epoch: int, losses: list[Tensor]) -> None:
         nonlocal started
         where = next(model.parameters()).device
-        judged = (x[:TRAIN_ACCURACY_SAMPLES], y[:TRAIN_ACCURACY_SAMPLES]) if held_out is None else held_out
+        judged = Samples(samples, TRAIN_ACCURACY_SAMPLES) if held_out is None else held_out
         record = EpochRecord(epoch=epoch, train_loss=float(torch.stack(losses).mean()),
                              clean_accuracy=accuracy(model, judged, batch_size=1000, device=where), seconds=0.0)
         if held_out is not None:
-            correct = corruption_accuracy(model, *held_out, names, batch_size=1000, device=where, seed=seed)
-            record.corruption_accuracy = float(torch.cat(list(correct.values()), 1).float().mean())
+            correct: dict[str, list[Tensor]] = {name: [] for name in names}
+            for k, (_, xb, yb) in enumerate(held_out.batches(1000)):  # read a batch at a time
+                for name, part in corruption_accuracy(model, xb, yb, names, batch_size=1000, device=where, seed=seed,
+                                                      first_batch=k).items():
+                    correct[name].append(part)
+            record.corruption_accuracy = float(torch.cat([torch.cat(parts) for parts in correct.values()], 1)
+                                               .float().mean())
         now = time.perf_counter()
         record.seconds, started = now - started, now
         history.records.append(record)
         log.info("augmented training, epoch %d: %s", epoch,
                  ", ".join(f"{k} {v:.4f}" for k, v in history.table()[-1].items()))
 
-    fit(model, (x, y), epochs=settings.epochs, lr=settings.lr, batch_size=batch_size, seed=seed,
+    fit(model, data, epochs=settings.epochs, lr=settings.lr, batch_size=batch_size, seed=seed,
         device=settings.device, progress=settings.progress, shift=settings.shift, weight_decay=settings.weight_decay,
         augment=corruption_mix(names, settings.share, list(settings.severities)),
         hooks=[_EpochEnd(steps_per_epoch, on_epoch)])

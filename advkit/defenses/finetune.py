@@ -22,14 +22,14 @@ from torch.utils.data import Dataset
 from ..checkpoints import CheckpointFolder
 from ..core import check_number
 from ..core.norms import get_norm
-from ..data import as_tensors
+from ..data import Samples, as_tensors
 from ..devices import default_device
-from ..train import accuracy
+from ..train import accuracy, checked_samples
 from ..validation import UNRECORDED, check_images, options_from, recorded
 from .adversaries import Adversary, resolve_attack
 from .history import EpochRecord, History
 from .methods import TRAINING_METHODS, Method
-from .training import CHECKPOINT_PREFIX, TrainingGame, check_model, check_threat, checked_data, run_record
+from .training import CHECKPOINT_PREFIX, TrainingGame, check_model, check_threat, run_record
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ def finetune(
     Args:
         model: the trained network to fine-tune, a module with trainable parameters, returning logits.
         data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
-            and class indices.
+            and class indices; a Dataset or DataLoader is read a batch at a time (each rank its share),
+            checked as it is read.
         eps: the attack's budget, > 0.
         attack: an attack name, an attack on ``model``, a factory ``model -> attack``, or a fixed set of
             adversarial examples of ``data`` (a tensor or a dataset).
@@ -163,7 +164,7 @@ def finetune(
         norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         batch_size: samples per optimizer step (the global batch under torchrun).
         device: where to train (None: CUDA when available).
-        eval_data: the data of the per-epoch accuracies (None: the training data).
+        eval_data: the data of the per-epoch accuracies (None: the training data), read in batches.
         checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
         resume: continue the run checkpointed in ``checkpoint_dir``.
         options: the settings ``eps``, ``norm``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``mix``,
@@ -181,20 +182,21 @@ def finetune(
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
     device = settings.device
     model.to(device)
-    x, y = checked_data(model, data, "data", device)
-    x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
-    given = {"data": (x, y), "eval_data": None if eval_data is None else (x_eval, y_eval)}
+    samples = checked_samples(model, data, device, images=True)
+    evaluation = samples if eval_data is None else checked_samples(model, eval_data, device, images=True,
+                                                                   name="eval_data")
+    given = {"data": samples, "eval_data": None if eval_data is None else evaluation}
     if _is_fixed_set(attack):
-        fixed = _fixed_set(attack, x, y, settings.eps, settings.norm)
+        fixed = _fixed_set(attack, samples, settings.eps, settings.norm)
         given["adversarial set"] = fixed
         adversary: Adversary = FixedAdversary(fixed.to(device))
     else:
         adversary = resolve_attack("pgd" if attack is None else attack, model, settings.norm, default=None)
     spec = Method("finetune", epochs=settings.epochs, lr=settings.lr, adversary=lambda *_: adversary,
                   loss=TRAINING_METHODS["pgd"].loss)
-    config = settings.config(len(x))
+    config = settings.config(len(samples))
     history = History("finetune", settings.eps, "training data" if eval_data is None else "eval_data", config=config)
-    game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, settings.mix), x, y, (x_eval, y_eval),
+    game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, settings.mix), samples, evaluation,
                         None, config, history, device)
     folder = None
     if checkpoint_dir is not None:
@@ -211,11 +213,9 @@ def finetune(
 def _before(game: TrainingGame) -> EpochRecord:
     """Epoch 0: the model's accuracies before fine-tuning, measured as every epoch's are."""
     start = time.perf_counter()
-    x, y = game.evaluation
-    size = game.opts["eval_size"]
     record = EpochRecord(epoch=0, eps=game.eps, train_loss=float("nan"),
-                         clean_accuracy=accuracy(game.model, (x, y), device=game.device),
-                         robust_accuracy=game.robust_accuracy(x[:size], y[:size]), seconds=0.0)
+                         clean_accuracy=accuracy(game.model, game.evaluation, device=game.device),
+                         robust_accuracy=game.robust_accuracy(game.evaluation, game.opts["eval_size"]), seconds=0.0)
     record.seconds = time.perf_counter() - start
     log.info("before fine-tuning: clean %.3f, robust %.3f", record.clean_accuracy, record.robust_accuracy)
     return record
@@ -225,25 +225,33 @@ def _is_fixed_set(attack: Any) -> bool:
     return isinstance(attack, (Tensor, Dataset))
 
 
-def _fixed_set(attack: Tensor | Dataset, x: Tensor, y: Tensor, eps: float, norm: str) -> Tensor:
+def _fixed_set(attack: Tensor | Dataset, samples: Samples, eps: float, norm: str) -> Tensor:
     """The adversarial images of a fixed set, once they match ``data`` row for row: the same shape, the
-    same labels (for a dataset) and each within ``eps`` of its clean image under ``norm``."""
+    same labels (for a dataset) and each within ``eps`` of its clean image under ``norm`` (``data`` read
+    a batch at a time; the fixed set is held whole)."""
     how = "make it with advkit.attacks.generate(atk, data) on the very data fine-tuned on"
+    y_adv = None
     if isinstance(attack, Dataset):
         try:
             x_adv, y_adv = as_tensors(attack)
         except (TypeError, ValueError) as err:
             raise type(err)(f"attack (a fixed adversarial set): {err}") from None
-        if len(y_adv) != len(y) or not torch.equal(y_adv.cpu().long(), y.cpu().long()):
-            raise ValueError(f"attack: the adversarial set's labels do not match data's ({len(y_adv)} vs {len(y)} "
-                             f"samples); {how}")
     else:
         x_adv = attack
     x_adv = check_images(x_adv.detach(), "attack (the adversarial images)")
-    if x_adv.shape != x.shape:
-        raise ValueError(f"attack: the adversarial images have shape {tuple(x_adv.shape)}, data's {tuple(x.shape)}; "
-                         f"{how}")
-    distance = float(get_norm(norm).distance(x_adv.cpu().to(x.dtype) - x.cpu()).max())
+    shape = (len(samples), *samples.read([0])[0].shape[1:])
+    if y_adv is not None and len(y_adv) != len(samples):
+        raise ValueError(f"attack: the adversarial set's labels do not match data's ({len(y_adv)} vs {len(samples)} "
+                         f"samples); {how}")
+    if tuple(x_adv.shape) != shape:
+        raise ValueError(f"attack: the adversarial images have shape {tuple(x_adv.shape)}, data's {shape}; {how}")
+    distance = 0.0
+    for i, x, y in samples.batches(1000):
+        if y_adv is not None and not torch.equal(y_adv[i:i + len(y)].cpu().long(), y.cpu().long()):
+            raise ValueError(f"attack: the adversarial set's labels do not match data's ({len(y_adv)} vs "
+                             f"{len(samples)} samples); {how}")
+        delta = x_adv[i:i + len(x)].cpu().to(x.dtype) - x.cpu()
+        distance = max(distance, float(get_norm(norm).distance(delta).max()))
     if distance > eps + 1e-5:
         raise ValueError(f"attack: the adversarial images lie up to {distance:.4g} from data's under norm={norm!r}, "
                          f"beyond eps={eps:g}; pass the eps they were made at, or {how}")

@@ -42,15 +42,14 @@ from torch import Tensor, nn
 
 from ..acceleration import accelerated, autocast, compile_options
 from ..attacks import PGD
-from ..batches import BatchOrder, batch_stream
-from ..checkpoints import CheckpointFolder, new_run_id, run_identity
+from ..batches import BatchOrder, ShardedOrder, batch_stream
+from ..checkpoints import CheckpointFolder, new_run_id, run_identity, sample_fingerprint
 from ..core import BackwardPlayer, Hook, OptimizerStep, Player, check_number, frozen, get_norm, play, trainable_params
-from ..data import as_tensors
+from ..data import Samples
 from ..devices import default_device
 from ..distributed import (
     barrier,
     broadcast,
-    check_same_data,
     data_parallel,
     gather,
     gather_call,
@@ -63,8 +62,8 @@ from ..distributed import (
 from ..models import SmallCNN, wide_smallcnn
 from ..progress import ProgressHook
 from ..rng import RunRNG, derived_seed, sample_seeds
-from ..train import check_model_labels, one_cycle, random_shift
-from ..validation import UNRECORDED, check_eps, check_flag, check_images, options_from, recorded
+from ..train import checked_samples, one_cycle, random_shift
+from ..validation import UNRECORDED, check_eps, check_flag, options_from, recorded
 from .adversaries import resolve_attack
 from .history import EpochRecord, History
 from .methods import Method, get_method
@@ -206,7 +205,8 @@ def adversarial_training(
     Args:
         model: the network to train, a module with trainable parameters, returning logits.
         data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
-            and class indices.
+            and class indices; a Dataset or DataLoader is read a batch at a time (each rank its share),
+            checked as it is read.
         method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.TRAINING_METHODS``).
         eps: the training budget, > 0.
         norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
@@ -215,7 +215,7 @@ def adversarial_training(
         epochs: passes over the data (None: the method's).
         lr: the peak learning rate of the one-cycle schedule (None: the method's).
         batch_size: samples per optimizer step (the global batch under torchrun).
-        eval_data: the data of the per-epoch accuracies (None: the training data).
+        eval_data: the data of the per-epoch accuracies (None: the training data), read in batches.
         checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
         resume: continue the run checkpointed in ``checkpoint_dir``.
         seed: seeds the batch order, the shifts, the attacks' draws and torch's RNG for the run.
@@ -243,20 +243,21 @@ def adversarial_training(
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
     spec, opts, device = get_method(settings.method), settings.method_options, settings.device
     model.to(device)
-    x, y = checked_data(model, data, "data", device)
-    given = {"data": (x, y), "eval_data": None}
+    samples = checked_samples(model, data, device, images=True)
+    given = {"data": samples, "eval_data": None}
     held_out = None
     if spec.guard:
-        x, y, held_out = _hold_out(x, y, settings.batch_size, settings.seed)
-    x_eval, y_eval = (x, y) if eval_data is None else checked_data(model, eval_data, "eval_data", device)
+        samples, held_out = _hold_out(samples, settings.batch_size, settings.seed)
+    evaluation = samples if eval_data is None else checked_samples(model, eval_data, device, images=True,
+                                                                   name="eval_data")
     if eval_data is not None:
-        given["eval_data"] = (x_eval, y_eval)
+        given["eval_data"] = evaluation
     adversary = resolve_attack(attack, model, settings.norm,
-                               spec.adversary(model, settings.norm, opts, len(x), settings.amp), settings.amp)
-    config = settings.config(len(x))
+                               spec.adversary(model, settings.norm, opts, len(samples), settings.amp), settings.amp)
+    config = settings.config(len(samples))
     history = History(settings.method, settings.eps, "training data" if eval_data is None else "eval_data",
                       config=config)
-    game = TrainingGame(model, spec, opts, adversary, x, y, (x_eval, y_eval), held_out, config, history, device,
+    game = TrainingGame(model, spec, opts, adversary, samples, evaluation, held_out, config, history, device,
                         amp=settings.amp, channels_last=settings.channels_last,
                         compile=compile_options(settings.compile))
     folder = None
@@ -299,11 +300,19 @@ def check_model(model: nn.Module) -> None:
         raise ValueError("model has no trainable parameters (all have requires_grad=False)")
 
 
-def check_shares(x: Tensor, y: Tensor, batch_size: int) -> None:
-    """In a process group every rank must pass the same training data (ValueError otherwise) and get a
-    sample of each batch (ValueError for a batch_size below the number of processes)."""
-    check_same_data(x, y, "adversarial training")
-    batch = min(batch_size, len(x))
+def check_shares(samples: Samples, batch_size: int) -> None:
+    """In a process group every rank must pass the same training data (their sizes and
+    :func:`~advkit.checkpoints.sample_fingerprint` compared: ValueError otherwise) and get a sample of each
+    batch (ValueError for a batch_size below the number of processes)."""
+    if not is_distributed():
+        return
+    seen = gather((len(samples), sample_fingerprint(samples)))
+    if any(other != seen[0] for other in seen):
+        sizes = ", ".join(f"rank {r}: {n}" for r, (n, _) in enumerate(seen))
+        raise ValueError(f"data: the ranks of the process group passed different samples ({sizes} samples); "
+                         f"give every rank the same data in the same order, without a DistributedSampler: "
+                         f"adversarial training splits the samples among the ranks itself")
+    batch = min(batch_size, len(samples))
     if batch < world_size():
         raise ValueError(f"batch_size: batches of {batch} cannot be shared among {world_size()} processes (each "
                          f"needs at least one sample); use a batch_size of at least {world_size()}")
@@ -312,17 +321,17 @@ def check_shares(x: Tensor, y: Tensor, batch_size: int) -> None:
 class TrainingGame(Hook):
     """The state of one run (what a checkpoint holds) and the hooks that drive its rounds."""
 
-    def __init__(self, model: nn.Module, spec: Method, opts: dict[str, Any], adversary, x: Tensor, y: Tensor,
-                 evaluation: tuple[Tensor, Tensor], held_out: tuple[Tensor, Tensor] | None, config: dict[str, Any],
-                 history: History, device: torch.device, amp: bool = False, channels_last: bool = False,
+    def __init__(self, model: nn.Module, spec: Method, opts: dict[str, Any], adversary, samples: Samples,
+                 evaluation: Samples, held_out: Samples | None, config: dict[str, Any], history: History,
+                 device: torch.device, amp: bool = False, channels_last: bool = False,
                  compile: dict[str, Any] | None = None):
         self.model, self.spec, self.opts, self.adversary = model, spec, opts, adversary
-        self.x, self.y, self.evaluation, self.held_out = x, y, evaluation, held_out
+        self.samples, self.evaluation, self.held_out = samples, evaluation, held_out
         self.config, self.history, self.device = config, history, device
-        check_shares(x, y, config["batch_size"])
+        check_shares(samples, config["batch_size"])
         self.amp, self.channels_last, self.compile = amp, channels_last, compile
         self.seed, self.eps = config["seed"], config["eps"]
-        self.per_epoch = max(1, len(x) // config["batch_size"])
+        self.per_epoch = max(1, len(samples) // config["batch_size"])
         self.total = config["epochs"] * self.per_epoch
         self.global_rng = RunRNG(self.seed)  # torch's global RNG while the game plays: the run's own stream
         self.optimizer = torch.optim.AdamW(trainable_params(model), lr=config["lr"], weight_decay=opts["weight_decay"])
@@ -331,7 +340,7 @@ class TrainingGame(Hook):
         self.step, self.stopped = 0, False
         self.best: dict[str, Any] | None = None  # the guard's best weights and held-out accuracy
         self.folder: CheckpointFolder | None = None
-        self.batches = self.epoch_gen = None
+        self.batches = self.epoch_gen = self.order = None
         self.losses: list[Tensor] = []
         self.epoch_start = 0.0
 
@@ -370,24 +379,22 @@ class TrainingGame(Hook):
         return self.eps if ramp == 0 else self.eps * min(1.0, (step + 1) / ramp)
 
     def objective(self) -> Tensor:
-        """The round's loss: the next global batch, this rank's share of it, its adversarial examples, the
-        method's loss in train mode, weighted by the share's size (1 in one process)."""
+        """The round's loss: this rank's share of the next global batch (the only samples it reads), its
+        adversarial examples, the method's loss in train mode, weighted by the share's size (1 in one process)."""
         epoch, j = divmod(self.step, self.per_epoch)
         if j == 0 or self.batches is None:
             self.epoch_gen = torch.Generator().manual_seed(derived_seed(self.seed, _STREAM, epoch))
-            order = BatchOrder(generator=self.epoch_gen)
-            numbers = torch.arange(len(self.x))
-            self.batches = batch_stream((self.x, self.y, numbers), self.config["batch_size"], order, self.device)
+            self.order = ShardedOrder(BatchOrder(generator=self.epoch_gen), rank(), world_size())
+            self.batches = batch_stream(self.samples, self.config["batch_size"], self.order, self.device)
             self.losses.clear()
             self.epoch_start = time.perf_counter()
             if rank() > 0:  # rank 0 keeps the stream it checkpoints; the others' start afresh each epoch
                 self.global_rng.reseed(derived_seed(self.seed, _RANK_RNG, epoch, rank()))
         bx, by, index = next(self.batches)
+        index = index.to(self.device)
         if self.opts["shift"] and bx.ndim == 4:
-            bx = random_shift(bx, self.opts["shift"], self.epoch_gen)
-        share = slice(*my_shard(len(bx)))
-        weight = (share.stop - share.start) * world_size() / len(bx)
-        bx, by, index = bx[share], by[share], index[share]
+            bx = random_shift(bx, self.opts["shift"], self.epoch_gen, rows=self.order.rows)
+        weight = len(bx) * world_size() / self.order.rows[1]
         seeds = sample_seeds(derived_seed(self.seed, _ATTACK, self.step), index)
         x_adv = self.adversary(bx, by, self.eps_at(self.step), seeds, index)
         self.network.train()
@@ -420,14 +427,12 @@ class TrainingGame(Hook):
         if hasattr(self.adversary, "synchronize"):
             self.adversary.synchronize()
         self.model.eval()
-        x_eval, y_eval = self.evaluation
         record = EpochRecord(
             epoch=epoch, eps=self.eps_at(self.step - 1), train_loss=self.epoch_loss(),
-            clean_accuracy=self.clean_accuracy(x_eval, y_eval),
-            robust_accuracy=self.robust_accuracy(x_eval[:self.opts["eval_size"]], y_eval[:self.opts["eval_size"]]),
-            seconds=0.0)
+            clean_accuracy=self.clean_accuracy(self.evaluation),
+            robust_accuracy=self.robust_accuracy(self.evaluation, self.opts["eval_size"]), seconds=0.0)
         if self.held_out is not None:
-            record.guard_accuracy = self.robust_accuracy(*self.held_out)
+            record.guard_accuracy = self.robust_accuracy(self.held_out)
             self.guard(record)
         record.seconds = time.perf_counter() - self.epoch_start
         self.history.records.append(record)
@@ -450,23 +455,26 @@ class TrainingGame(Hook):
             steps = torch.stack(gather(steps)).sum(0) / world_size()
         return float(steps.mean())
 
-    def clean_accuracy(self, x: Tensor, y: Tensor) -> float:
-        """Top-1 accuracy on ``(x, y)`` in batches of :data:`EVAL_BATCH`."""
+    def clean_accuracy(self, samples: Samples) -> float:
+        """Top-1 accuracy on ``samples``, read in batches of :data:`EVAL_BATCH`."""
 
         def correct(i: int, j: int) -> int:
+            x, y = (t.to(self.device) for t in samples.read(torch.arange(i, j)))
             with frozen(self.model), torch.no_grad():
-                return int((self.model(x[i:j].to(self.device)).argmax(1) == y[i:j].to(self.device)).sum())
+                return int((self.model(x).argmax(1) == y).sum())
 
-        return count_by_batches(correct, len(x), EVAL_BATCH) / max(1, len(x))
+        return count_by_batches(correct, len(samples), EVAL_BATCH) / len(samples)
 
-    def robust_accuracy(self, x: Tensor, y: Tensor) -> float:
-        """Accuracy under PGD (``EVAL_STEPS`` steps, a fixed seed) at the full eps, in batches."""
+    def robust_accuracy(self, samples: Samples, size: int | None = None) -> float:
+        """Accuracy under PGD (``EVAL_STEPS`` steps, a fixed seed) at the full eps on the first ``size`` of
+        ``samples`` (None: all), read in batches."""
         atk = PGD(self.model, self.eps, steps=EVAL_STEPS, norm=self.config["norm"], seed=self.seed)
+        n = len(samples) if size is None else min(size, len(samples))
 
         def fooled(i: int, j: int) -> int:
-            return int(atk.run(x[i:j].to(self.device), y[i:j].to(self.device)).success.sum())
+            return int(atk.run(*(t.to(self.device) for t in samples.read(torch.arange(i, j)))).success.sum())
 
-        return 1.0 - count_by_batches(fooled, len(x), self.config["batch_size"]) / len(x)
+        return 1.0 - count_by_batches(fooled, n, self.config["batch_size"]) / n
 
     def guard(self, record: EpochRecord) -> None:
         """Remember the weights of the best held-out robust accuracy (the run ends with them); on a fall of
@@ -517,26 +525,12 @@ def count_by_batches(count: Callable[[int, int], int], n: int, size: int) -> int
     return sum(parts)
 
 
-def checked_data(model: nn.Module, data, name: str, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(x, y)`` of ``data``: images in [0, 1] and labels the model can output (errors name ``name``)."""
-    try:
-        x, y = as_tensors(data)
-        if len(x) == 0:
-            raise ValueError("data is empty")
-        x = check_images(x, "data images")
-        return x, check_model_labels(model, x, y, device)
-    except (TypeError, ValueError) as err:
-        if name == "data":
-            raise
-        raise type(err)(f"{name}: {err}") from None
-
-
-def _hold_out(x: Tensor, y: Tensor, size: int, seed: int) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor]]:
+def _hold_out(samples: Samples, size: int, seed: int) -> tuple[Samples, Samples]:
     """Split off a seeded held-out batch of ``size`` samples (at most a tenth of the data) for the guard."""
-    n = min(size, max(1, len(x) // 10))
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    n = min(size, max(1, len(samples) // 10))
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
     keep, out = order[n:].sort().values, order[:n].sort().values
-    return x[keep], y[keep], (x[out], y[out])
+    return samples.subset(keep), samples.subset(out)
 
 
 __all__ = ["EpochRecord", "History", "TrainingOptions", "adversarial_training"]

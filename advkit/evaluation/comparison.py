@@ -3,15 +3,17 @@
 Every number of a :class:`Comparison` is a difference of the two models' own numbers (after minus
 before), so it reads straight off their curves and tables: the change in clean accuracy (negative
 when the defense costs clean accuracy), the robust-accuracy gain per attack and eps, and the gain in
-accuracy under each corruption.
+accuracy under each corruption, with the corruption error of the one relative to the other (Hendrycks &
+Dietterich's CE: the errors summed over severities, divided).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from ..data.suites import mean_corruption_error
 from .results import WORST, ModelResult
 
 
@@ -67,6 +69,22 @@ class Comparison:
         return tuple(_mean(torch.stack([r.corrupted[c] for c in names])) for r in (self.before, self.after))
 
     @property
+    def corruption_errors(self) -> dict[str, float | None]:
+        """Each shared corruption's CE of ``after`` relative to ``before`` (Hendrycks & Dietterich: the errors
+        summed over severities, divided; below 1 when the defense makes fewer errors; None where ``before``
+        makes none)."""
+        shared = {c: self.after.corrupted[c] for c in self.corruptions}
+        if not shared:
+            return {}
+        return replace(self.after, corrupted=shared).corruption_errors(self.before)
+
+    @property
+    def mean_corruption_error(self) -> float | None:
+        """The mCE of ``after`` relative to ``before``: the mean of :attr:`corruption_errors` (None: none shared,
+        or one undefined)."""
+        return mean_corruption_error(self.corruption_errors)
+
+    @property
     def failed_checks(self) -> dict[str, list[str]]:
         """The names of each model's failed sanity checks (a robust gain on a model that fails them may
         be gradient masking rather than robustness)."""
@@ -86,6 +104,7 @@ class Comparison:
             rows = {c: self.corruption_accuracy(c) for c in self.corruptions}
             rows["mean"] = self.mean_corruption_accuracy
             out["corruption_accuracy"] = {c: {"before": b, "after": a, "gain": a - b} for c, (b, a) in rows.items()}
+            out["corruption_error"] = {**self.corruption_errors, "mean": self.mean_corruption_error}
         return out
 
 

@@ -40,6 +40,7 @@ from ..core import frozen, get_norm
 from ..data import as_tensors
 from ..data.corruption_accuracy import corruption_accuracy
 from ..data.corruptions import SEVERITIES
+from ..data.suites import CorruptionSuite
 from ..devices import placed
 from ..distributed import check_same_data, gather_call, gather_rows, is_distributed, is_main, my_shard
 from ..validation import check_images, check_labels
@@ -73,7 +74,7 @@ def evaluate(
     probe: int = 100,
     queries: int = 500,
     examples: int = 8,
-    corruptions: bool | Sequence[str] = False,
+    corruptions: bool | str | Sequence[str] | CorruptionSuite = False,
     baseline: str | None = None,
     amp: bool = False,
     channels_last: bool = False,
@@ -100,7 +101,13 @@ def evaluate(
     :func:`advkit.data.corruption_accuracy.corruption_accuracy`; batches of ``batch_size``, on ``device``,
     seeded with ``seed``): ``report.corruptions`` is ``{name: [(severity, accuracy), ...]}``, keyed
     ``"model/name"`` with several models (``report[model].corruption_accuracy()`` is one model's),
-    with a table and a plot in the report. ``baseline`` names the model of the dict the others are
+    with a table and a plot in the report. ``corruptions`` may instead name a standard suite
+    (:mod:`advkit.data.suites`): ``"imagenet-c"`` (the 15 ImageNet-C corruptions, computed by the
+    ``imagecorruptions`` package), ``advkit.data.ImageNetC([...], baseline="alexnet")``, or CIFAR-10-C /
+    CIFAR-100-C read from their files, ``advkit.data.CorruptionFiles("cifar10-c", root)`` (the data must be the
+    clean test set, in order); with a suite's reference errors, or a ``baseline`` model, the report adds
+    each corruption's error relative to it (Hendrycks & Dietterich's CE and mCE).
+    ``baseline`` names the model of the dict the others are
     compared with, before and after a defense (``evaluate({"before": m0, "after": m1}, data,
     baseline="before")``): ``report.comparisons`` holds each other model's change in clean
     accuracy and robust-accuracy gain per attack and eps (after minus before; see
@@ -167,7 +174,8 @@ def evaluate(
         probe: samples the sanity checks use.
         queries: the query budget of the checks' gradient-free attack.
         examples: samples shown in the report's picture grid.
-        corruptions: False, True (all of them) or names of corruptions to measure accuracy under.
+        corruptions: False, True (all of advkit's own), names of advkit's corruptions, ``"imagenet-c"`` or a
+            :class:`~advkit.data.suites.CorruptionSuite` to measure accuracy under.
         baseline: the name of the dict's model the others are compared with (None: no comparison).
         amp: run the models' forwards under bf16 autocast on CUDA.
         channels_last: store the models' 4-D weights channels_last for the evaluation.
@@ -190,6 +198,8 @@ def evaluate(
     x = check_images(x, "data images")
     y = check_labels(y, len(x), torch.device("cpu"), "data labels")
     check_same_data(x, y, "evaluate")
+    if options.corruptions:  # a suite that cannot take the data says so before any work
+        options.suite.check_data(x, y)
     start = time.perf_counter()
     results = []
     for name, net in models.items():
@@ -258,6 +268,7 @@ def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: E
     if options.corruptions:
         t0 = time.perf_counter()
         result.corrupted = corrupted_masks(model, x, y, options, bar)
+        result.corruption_suite, result.corruption_baseline = options.suite.name, options.suite.baseline
         seconds["corruptions"] = time.perf_counter() - t0
     bar.close()
     result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
@@ -351,7 +362,7 @@ def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationO
     masks = {}
     for corruption in options.corruptions:
         part = corruption_accuracy(model, x[rows], y[rows], [corruption], batch_size=size,
-                                   device=options.device, seed=options.seed, first_batch=first)
+                                   device=options.device, seed=options.seed, first_batch=first, suite=options.suite)
         masks[corruption] = gather_rows(part[corruption])
         bar.update(len(SEVERITIES))
         bar.set_postfix_str(f"{corruption} mean acc={float(masks[corruption].float().mean()):.3f}")

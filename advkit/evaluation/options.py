@@ -18,6 +18,7 @@ from torch import Tensor
 from ..acceleration import compile_options
 from ..core import get_norm
 from ..data.corruptions import CORRUPTIONS
+from ..data.suites import CorruptionSuite, OwnCorruptions, Selection, suite_of
 from ..devices import default_device
 from ..validation import check_eps, check_number
 from .batched import BatchSize
@@ -39,7 +40,8 @@ class EvaluationOptions:
     Built from what ``evaluate`` accepts and kept normalised: ``attacks`` as resolved
     :class:`~advkit.evaluation.specs.AttackSpec` s, ``eps`` as the sorted, de-duplicated grid,
     ``device`` as a ``torch.device`` (``None``: CUDA when available), ``corruptions`` as a tuple of
-    names of :data:`advkit.defenses.CORRUPTIONS` (``()``: off), and ``batches`` the
+    corruption names (``()``: off; a :class:`~advkit.data.suites.Selection` that knows their suite,
+    :attr:`suite`: advkit's own unless ``"imagenet-c"`` or a suite object was given), and ``batches`` the
     :class:`~advkit.evaluation.batched.BatchSize` the passes share: ``batch_size`` rows, or for
     ``batch_size=None`` :data:`DEFAULT_BATCH`, and on CUDA from :data:`AUTO_BATCH_START`, adaptive.
     A bad option raises ``ValueError``/``TypeError`` naming it; ``dataclasses.replace`` checks again.
@@ -60,7 +62,7 @@ class EvaluationOptions:
     progress: bool = field(default=True, metadata=UNRECORDED)
     checks: bool = field(default=True, metadata=UNRECORDED)
     examples: int = field(default=8, metadata=UNRECORDED)
-    corruptions: bool | Sequence[str] = field(default=False, metadata=RECORDED_WHEN_SET)
+    corruptions: bool | str | Sequence[str] | CorruptionSuite = field(default=False, metadata=RECORDED_WHEN_SET)
     amp: bool = field(default=False, metadata=RECORDED_WHEN_SET)
     channels_last: bool = field(default=False, metadata=RECORDED_WHEN_SET)
     compile: bool | dict[str, Any] = field(default=False, metadata=RECORDED_WHEN_SET)
@@ -86,10 +88,19 @@ class EvaluationOptions:
         compile_options(self.compile)
         if self.eot is not None:  # None: decided per model by the randomized probe
             object.__setattr__(self, "eot", check_number(self.eot, "eot", low=1, low_open=False, integer=True))
-        for name, value in (("eps", grid), ("attacks", specs), ("device", device),
-                            ("corruptions", _corruptions(self.corruptions)),
+        suite = suite_of(self.corruptions)
+        names = _corruptions(self.corruptions) if suite is None else suite.check_names(
+            self.corruptions if isinstance(self.corruptions, Selection) else suite.corruptions)
+        if names:
+            names = Selection(names, OwnCorruptions(names) if suite is None else suite)
+        for name, value in (("eps", grid), ("attacks", specs), ("device", device), ("corruptions", names),
                             ("batches", BatchSize(batch_size, adaptive=auto))):
             object.__setattr__(self, name, value)
+
+    @property
+    def suite(self) -> CorruptionSuite | None:
+        """The suite of the corruptions evaluated (None when off)."""
+        return getattr(self.corruptions, "suite", None)
 
     def config(self, samples: int) -> dict[str, Any]:
         """The report's ``config``: the recorded options as JSON-ready values (attacks by name,
@@ -100,6 +111,8 @@ class EvaluationOptions:
                     if f.metadata.get("when_set") and getattr(self, f.name)}
         recorded["batch_size"] = (f"auto (from {self.batches.start}, halved on out-of-memory)" if self.batches.adaptive
                                   else self.batches.start)
+        if self.corruptions and not isinstance(self.suite, OwnCorruptions):
+            when_set["corruption_suite"] = self.suite.name
         return {**recorded, "attacks": [s.name for s in self.attacks], "eps": list(self.eps), "n": samples, **when_set}
 
 
@@ -120,11 +133,13 @@ def _corruptions(value: Any) -> tuple[str, ...]:
         return tuple(CORRUPTIONS)
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, Sequence) or isinstance(names, bytes):
-        raise TypeError(f"corruptions must be True, False or a list of corruption names, got {type(value).__name__}")
+        raise TypeError(f"corruptions must be True, False, a list of corruption names, 'imagenet-c' or a "
+                        f"CorruptionSuite, got {type(value).__name__}")
     for name in names:
         if not isinstance(name, str) or name not in CORRUPTIONS:
             raise ValueError(f"corruptions: unknown corruption {name!r}; choose from {', '.join(CORRUPTIONS)} "
-                             "(or True for all of them)")
+                             "(or True for all of them), or name a suite: 'imagenet-c', "
+                             "advkit.data.CorruptionFiles('cifar10-c', root)")
     return tuple(dict.fromkeys(names))
 
 

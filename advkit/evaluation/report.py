@@ -304,7 +304,10 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
         "checks": [{"name": c.name, "status": c.status, "passed": c.passed, "skipped": c.skipped,
                     "message": c.message, "details": c.details} for c in res.checks],
         **({"corruptions": {c: res.corruption_points(c) for c in res.corrupted},
-            "mean_corruption_accuracy": res.mean_corruption_accuracy} if res.corrupted else {}),
+            "mean_corruption_accuracy": res.mean_corruption_accuracy, "corruption_suite": res.corruption_suite}
+           if res.corrupted else {}),
+        **({"corruption_baseline": res.corruption_baseline.name, "corruption_errors": res.corruption_errors(),
+            "mean_corruption_error": res.mean_corruption_error} if res.corrupted and res.corruption_baseline else {}),
     }
 
 

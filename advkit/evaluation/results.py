@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..data.suites import ErrorTable, corruption_errors, mean_corruption_error
 from .stats import wilson
 
 WORST = "worst"
@@ -79,7 +80,9 @@ class Check:
 @dataclass
 class ModelResult:
     """Everything measured for one model on one eps grid. ``corrupted``: per corruption evaluated,
-    an ``(n, 5)`` mask, True where sample i is classified correctly at severity j + 1."""
+    an ``(n, 5)`` mask, True where sample i is classified correctly at severity j + 1;
+    ``corruption_suite``: the name of the suite they come from (``"advkit"``, ``"imagenet-c"``,
+    ``"cifar10-c"``...); ``corruption_baseline``: the reference errors its corruption errors divide by (or None)."""
 
     name: str
     eps: list[float]
@@ -91,6 +94,8 @@ class ModelResult:
     examples: list[Example] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     corrupted: dict[str, Tensor] = field(default_factory=dict)
+    corruption_suite: str = ""
+    corruption_baseline: ErrorTable | None = None
 
     def robust(self, attack: str) -> Tensor:
         """``(n, len(eps))`` survival mask of ``attack``; ``"worst"``: survived every attack that ran."""
@@ -177,6 +182,27 @@ class ModelResult:
         if not self.corrupted:
             return None
         return float(torch.stack(list(self.corrupted.values())).float().mean())
+
+    def corruption_error_rates(self) -> dict[str, list[float]]:
+        """``{corruption: [top-1 error at severity 1, 2, ...]}`` (one minus the accuracy)."""
+        return {name: [1 - a for _, a in points] for name, points in self.corruption_accuracy().items()}
+
+    def corruption_errors(self, baseline: ErrorTable | ModelResult | None = None) -> dict[str, float | None]:
+        """Each corruption's CE, ``sum_s E(self, c, s) / sum_s E(baseline, c, s)``
+        (:func:`advkit.data.suites.corruption_errors`), against ``baseline``: an
+        :class:`~advkit.data.suites.ErrorTable`, another model's result on the same corruptions, or
+        None for :attr:`corruption_baseline` (no baseline at all: an empty dict)."""
+        baseline = self.corruption_baseline if baseline is None else baseline
+        if baseline is None or not self.corrupted:
+            return {}
+        if isinstance(baseline, ModelResult):
+            baseline = baseline.corruption_error_rates()
+        return corruption_errors(self.corruption_error_rates(), baseline)
+
+    @property
+    def mean_corruption_error(self) -> float | None:
+        """mCE against :attr:`corruption_baseline` (None without one, or where a CE is undefined)."""
+        return mean_corruption_error(self.corruption_errors())
 
     def per_class(self, attack: str) -> dict[int, list[float]]:
         """Accuracy of each class at each eps (a class the data lacks is left out)."""

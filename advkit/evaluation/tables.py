@@ -50,16 +50,26 @@ def model_tables(res: ModelResult) -> list[Table]:
 
 def corruption_tables(res: ModelResult) -> list[Table]:
     """Accuracy under each corruption at each severity, with the mean per corruption and per severity
-    (no table when no corruption was evaluated)."""
+    (no table when no corruption was evaluated), and, when the suite carries a reference model's errors,
+    each corruption's CE and the mCE relative to them (Hendrycks & Dietterich)."""
     if not res.corrupted:
         return []
     accuracy = res.corruption_accuracy()
     severities = [s for s, _ in next(iter(accuracy.values()))]
-    rows = [[name, *(f"{a:.1%}" for _, a in points), f"{float(res.corrupted[name].float().mean()):.1%}"]
-            for name, points in accuracy.items()]
-    rows.append(["mean", *(f"{a:.1%}" for _, a in res.corruption_means()), f"{res.mean_corruption_accuracy:.1%}"])
-    return [Table(f"Accuracy under corruptions (clean {res.clean_accuracy:.1%})",
-                  ["corruption", *(f"severity {s}" for s in severities), "mean"], rows)]
+    ces = res.corruption_errors()
+    rows = [[name, *(f"{a:.1%}" for _, a in points), f"{float(res.corrupted[name].float().mean()):.1%}",
+             *([_ratio(ces[name])] if ces else [])] for name, points in accuracy.items()]
+    rows.append(["mean", *(f"{a:.1%}" for _, a in res.corruption_means()), f"{res.mean_corruption_accuracy:.1%}",
+                 *([_ratio(res.mean_corruption_error)] if ces else [])])
+    suite = f"{res.corruption_suite}, " if res.corruption_suite and res.corruption_suite != "advkit" else ""
+    ce = ([f"CE vs {res.corruption_baseline.name}"] if ces else [])
+    return [Table(f"Accuracy under corruptions ({suite}clean {res.clean_accuracy:.1%})",
+                  ["corruption", *(f"severity {s}" for s in severities), "mean", *ce], rows)]
+
+
+def _ratio(value: float | None) -> str:
+    """A corruption error as a percentage (100%: as many errors as the baseline), or "n/a" when undefined."""
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def comparison_title(comparison: Comparison) -> str:
@@ -91,8 +101,14 @@ def comparison_tables(comparison: Comparison) -> list[Table]:
         for j, eps in enumerate(comparison.eps)])
     tables = [summary, robust]
     if comparison.corruptions:
-        tables.append(Table("Accuracy under corruptions, mean over severities", ["corruption", *names, "change"],
-                            [[c, *_pair(*comparison.corruption_accuracy(c))] for c in comparison.corruptions]))
+        ces = comparison.corruption_errors
+        tables.append(Table("Accuracy under corruptions, mean over severities; CE: the corruption error of "
+                            f"{after.name} relative to {before.name} (errors summed over severities)",
+                            ["corruption", *names, "change", "CE"],
+                            [[c, *_pair(*comparison.corruption_accuracy(c)), _ratio(ces[c])]
+                             for c in comparison.corruptions]
+                            + [["mean", *_pair(*comparison.mean_corruption_accuracy),
+                                _ratio(comparison.mean_corruption_error)]]))
     return tables
 
 
@@ -146,8 +162,9 @@ def header_lines(results: Mapping[str, ModelResult], config: Mapping[str, Any], 
              f"eps {', '.join(f'{e:g}' for e in config['eps'])}; {config['n']} samples; seed {config['seed']}; "
              f"{'survivors only' if config['survivors'] else 'every sample at every eps'}"
              f"{', each eps warm-started from the last' if config['warm_start'] else ', fresh starts at each eps'}.")
-    corruptions = ([f"Corruptions: {', '.join(config['corruptions'])}; severities 1 to 5; seed {config['seed']}."]
-                   if config.get("corruptions") else [])
+    suite = f" ({config['corruption_suite']})" if config.get("corruption_suite") else ""
+    corruptions = ([f"Corruptions{suite}: {', '.join(config['corruptions'])}; severities 1 to 5; "
+                    f"seed {config['seed']}."] if config.get("corruptions") else [])
     return [*masking, setup, *corruptions,
             f"Device: {meta['device_name']}; {versions}; {meta['seconds']:.1f} s; {meta['created']}.",
             f"Sanity checks: {counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped."]

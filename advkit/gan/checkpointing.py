@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from torch import Tensor, nn
+from torch import nn
 
 from ..checkpoints import CheckpointFolder, run_identity
 from ..core import DivergenceGuard
@@ -37,18 +37,18 @@ log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "gan"
 
 
-def run_record(trainer: Checkpointed, real: Tensor, cond: Tensor | None, batch_size: int) -> dict[str, Any]:
+def run_record(trainer: Checkpointed, samples: Any, batch_size: int) -> dict[str, Any]:
     """What defines ``trainer``'s run, recorded in its checkpoints and compared on resume: its options'
     :meth:`~advkit.gan.options.GANOptions.settings`, the fingerprint of the samples and conditions ``fit``
-    prepared and the shapes of G's and D's weights; and, for the record, all of its options.
+    prepared (:func:`advkit.checkpoints.sample_fingerprint`) and the shapes of G's and D's weights; and, for
+    the record, all of its options.
 
     Args:
         trainer: the trainer about to fit.
-        real: the samples D calls real.
-        cond: their conditions, or None.
+        samples: the samples D calls real and their conditions (:class:`advkit.data.Samples`).
         batch_size: the batch size ``fit`` was called with.
     """
-    identity = run_identity(trainer.options.settings(batch_size), {"data": (real, cond)},
+    identity = run_identity(trainer.options.settings(batch_size), {"data": samples},
                             {"generator": trainer.G, "discriminator": trainer.D})
     return {**identity, "options": trainer.options.record()}
 

@@ -8,9 +8,10 @@ from typing import Protocol
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import TensorDataset
 
 from ..core import frozen
-from ..data import as_tensors
+from ..data import Samples, as_tensors
 from .options import GANOptions
 
 
@@ -27,41 +28,71 @@ class Players(Protocol):
     def judge(self, x: Tensor, cond: Tensor | None) -> Tensor: ...
 
 
-def prepare(trainer: Players, data) -> tuple[Tensor, Tensor | None]:
-    """(samples D must call real, condition or None), checked against the models, on the CPU. A
-    class-conditional trainer that does not know its number of classes yet learns it from the labels.
+def prepare(trainer: Players, data) -> Samples:
+    """The data as :class:`advkit.data.Samples` whose reads are ``(samples D must call real, their
+    conditions)`` (unconditional: the data's second entry, unused), checked against the models, on the
+    CPU. Tensors in memory are checked whole now; a Dataset or DataLoader is checked on its first two
+    samples now (the models' fit) and a batch at a time as it is read, never read whole. A
+    class-conditional trainer that does not know its number of classes yet learns it from the labels
+    (tensors in memory), or from its models' ``num_classes`` (read from a Dataset: else a ValueError).
 
     Args:
         trainer: the trainer about to fit.
-        data: a Dataset, DataLoader or ``(x, y)`` pair (:func:`advkit.data.as_tensors`), read as the
+        data: a Dataset, DataLoader or ``(x, y)`` pair (:class:`advkit.data.Samples`), read as the
             trainer's ``conditional`` option says.
     """
-    x, y = as_tensors(data)
-    if len(x) == 0 or len(x) != len(y):
-        raise ValueError(f"data must hold as many samples as targets, at least one; got {len(x)} and {len(y)}")
+    if isinstance(data, (tuple, list, TensorDataset)):
+        x, y = as_tensors(data)
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"data must hold as many samples as targets, at least one; got {len(x)} and {len(y)}")
+        real, cond = _checked(trainer, x, y)
+        if trainer.options.conditional == "class":
+            trainer.num_classes = trainer.num_classes or int(y.max()) + 1
+        check_models_fit(trainer, real, cond)
+        return Samples((real, y if cond is None else cond))
+    samples = Samples(data)
+    if trainer.options.conditional == "class":
+        if not (trainer.num_classes or _model_classes(trainer)):
+            raise ValueError("conditional='class' on data read from a Dataset needs the number of classes: build "
+                             "the generator with num_classes (the labels are not read ahead to count them)")
+        trainer.num_classes = trainer.num_classes or min(_model_classes(trainer))
+    real, cond = _checked(trainer, *samples.read(torch.arange(min(2, len(samples)))))
+    check_models_fit(trainer, real, cond)
+
+    def check(x: Tensor, y: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        real, cond = _checked(trainer, x, y)
+        _check_range(trainer, real)
+        return real, y if cond is None else cond
+
+    return samples.map(check)
+
+
+def _model_classes(trainer: Players) -> list[int]:
+    """The numbers of classes the generator and discriminator declare."""
+    return [n for n in (getattr(trainer.G, "num_classes", None), getattr(trainer.D, "num_classes", None)) if n]
+
+
+def _checked(trainer: Players, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``(real, cond)`` of a batch (or the whole data) once its values are what the trainer takes."""
     if not x.is_floating_point():
         raise TypeError(f"data samples must be floating point (images in [0, 1]); got {x.dtype}")
     if not torch.isfinite(x).all() or (y.is_floating_point() and not torch.isfinite(y).all()):
         raise ValueError("data holds NaN or Inf values")
     conditional = trainer.options.conditional
     if conditional is None:
-        real, cond = x, None
-    elif conditional == "class":
+        return x, None
+    if conditional == "class":
         if y.is_floating_point() or y.ndim != 1 or y.min() < 0:
             raise ValueError("conditional='class' needs non-negative integer labels of shape (N,)")
-        classes = [n for n in (getattr(trainer.G, "num_classes", None), getattr(trainer.D, "num_classes", None)) if n]
+        classes = _model_classes(trainer)
         if classes and int(y.max()) >= min(classes):
             raise ValueError(f"data has label {int(y.max())} but the models know {min(classes)} classes (labels "
                              f"0..{min(classes) - 1}); build them with num_classes={int(y.max()) + 1} "
                              "or relabel the data")
-        trainer.num_classes = trainer.num_classes or int(y.max()) + 1
-        real, cond = x, y
-    else:
-        if not y.is_floating_point() or y.ndim != x.ndim:
-            raise ValueError("conditional='image' needs data of (condition image, target image) pairs")
-        real, cond = y, x
-    check_models_fit(trainer, real, cond)
-    return real, cond
+        return x, y
+    if not y.is_floating_point() or y.ndim != x.ndim:
+        raise ValueError("conditional='image' needs data of (condition image, target image) pairs")
+    return y, x
 
 
 def check_models_fit(trainer: Players, real: Tensor, cond: Tensor | None) -> None:
@@ -74,12 +105,7 @@ def check_models_fit(trainer: Players, real: Tensor, cond: Tensor | None) -> Non
         cond: their conditions (labels or condition images), or None.
     """
     G, D, device = trainer.G, trainer.D, trainer.options.device
-    low, high = getattr(G, "output_range", (-math.inf, math.inf))
-    tol = 1e-4
-    if float(real.min()) < low - tol or float(real.max()) > high + tol:
-        raise ValueError(f"the data's samples lie in [{float(real.min()):.3g}, {float(real.max()):.3g}] "
-                         f"but the generator produces values in [{low}, {high}]; rescale the data to that range "
-                         "(images in [0, 1])")
+    _check_range(trainer, real)
     c = None if cond is None else cond[:2].to(device)
     with frozen(G), frozen(D), torch.no_grad():
         try:
@@ -96,6 +122,16 @@ def check_models_fit(trainer: Players, real: Tensor, cond: Tensor | None) -> Non
         except (RuntimeError, IndexError) as err:
             raise ValueError(f"the discriminator fails on the data's samples (shape {tuple(real.shape[1:])}): "
                              f"{err}") from err
+
+
+def _check_range(trainer: Players, real: Tensor) -> None:
+    """ValueError when ``real`` leaves the range the generator can produce (its ``output_range``, if any)."""
+    low, high = getattr(trainer.G, "output_range", (-math.inf, math.inf))
+    tol = 1e-4
+    if float(real.min()) < low - tol or float(real.max()) > high + tol:
+        raise ValueError(f"the data's samples lie in [{float(real.min()):.3g}, {float(real.max()):.3g}] "
+                         f"but the generator produces values in [{low}, {high}]; rescale the data to that range "
+                         "(images in [0, 1])")
 
 
 __all__ = ["Players", "check_models_fit", "prepare"]

@@ -2,7 +2,7 @@
 
 Every rank passes the same data and arguments to ``fit`` (checked: :func:`check_same_run`), continues
 from rank 0's state (:func:`adopt_main_state`), walks the same batch order and takes its contiguous
-share of each global batch (:class:`ShardedOrder`); the players' gradients come from ``backward`` so
+share of each global batch (:class:`advkit.batches.ShardedOrder`); the players' gradients come from ``backward`` so
 that DDP's hooks average them over the ranks (:class:`advkit.core.BackwardPlayer`); :func:`global_loss`
 gives each rank a loss whose value is the global batch's (the same on every rank, so the history and
 the divergence guard agree) and whose gradient, once DDP has averaged the ranks', is the global
@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..batches import BatchOrder
+from ..batches import ShardedOrder
+from ..checkpoints import sample_fingerprint
 from ..core import Stateful
 from ..distributed import (
     broadcast,
@@ -27,17 +29,17 @@ from ..distributed import (
     is_distributed,
     is_main,
     reduce_sum,
-    shard_bounds,
     world_size,
 )
 
 
-def check_same_run(real: Tensor, steps: int, batch: int, every: int | None, resume: bool, seed: int) -> None:
-    """In a process group: ValueError on every rank unless all ranks passed the same data and
-    arguments, or when the (global) batch has fewer samples than there are ranks.
+def check_same_run(samples: Any, steps: int, batch: int, every: int | None, resume: bool, seed: int) -> None:
+    """In a process group: ValueError on every rank unless all ranks passed the same data (their sizes and
+    :func:`~advkit.checkpoints.sample_fingerprint` compared) and arguments, or when the (global) batch has
+    fewer samples than there are ranks.
 
     Args:
-        real: the samples D calls real, as ``fit`` prepared them.
+        samples: the samples D calls real and their conditions, as ``fit`` prepared them (read by index).
         steps: ``fit``'s ``steps``.
         batch: the global batch size (at most the number of samples).
         every: ``fit``'s ``checkpoint_every``.
@@ -46,10 +48,10 @@ def check_same_run(real: Tensor, steps: int, batch: int, every: int | None, resu
     """
     if not is_distributed():
         return
-    mine = (tuple(real.shape), float(real.sum(dtype=torch.float64)), steps, batch, every, resume, seed)
+    mine = (len(samples), sample_fingerprint(samples), steps, batch, every, resume, seed)
     seen = gather(mine)
     if any(other != seen[0] for other in seen):
-        ranks = "; ".join(f"rank {r}: {s[0][0]} samples, steps={s[2]}, batch_size={s[3]}, seed={s[6]}"
+        ranks = "; ".join(f"rank {r}: {s[0]} samples, steps={s[2]}, batch_size={s[3]}, seed={s[6]}"
                           for r, s in enumerate(seen))
         raise ValueError(f"data: the ranks of the process group passed different data or arguments to fit "
                          f"({ranks}); give every rank the same data, without a DistributedSampler: fit splits "
@@ -74,38 +76,6 @@ def adopt_main_state(trainer: Stateful) -> None:
     payload = broadcast(buffer.getvalue())
     if not is_main():
         trainer.load_state_dict(torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True))
-
-
-class ShardedOrder:
-    """``order``'s global batches, of which :meth:`next_batch` returns this rank's share (all of it
-    without a group). :attr:`batch` is the last global batch's indices, :attr:`start` where the share
-    begins in it.
-
-    Args:
-        order: the trainer's batch order, walked alike on every rank.
-        rank: this process's rank.
-        world: the number of ranks.
-    """
-
-    def __init__(self, order: BatchOrder, rank: int, world: int):
-        self.order, self.rank, self.world = order, rank, world
-        self.batch, self.start = torch.empty(0, dtype=torch.long), 0
-
-    def next_batch(self, n: int, batch_size: int) -> Tensor:
-        """This rank's indices of the next global batch (:func:`advkit.distributed.shard_bounds`).
-
-        Args:
-            n: the number of samples the order permutes.
-            batch_size: the global batch size.
-        """
-        self.batch = self.order.next_batch(n, batch_size)
-        self.start, stop = shard_bounds(len(self.batch), self.rank, self.world)
-        return self.batch[self.start:stop]
-
-    @property
-    def rows(self) -> tuple[int, int]:
-        """``(start, total)``: where this rank's share begins in the last global batch, and its size."""
-        return self.start, len(self.batch)
 
 
 def global_loss(local: Tensor, share: int, total: int, stats: Sequence[float] = (),

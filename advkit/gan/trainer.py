@@ -40,7 +40,8 @@ from ..core import (
     play,
     trainable_params,
 )
-from ..distributed import broadcast_buffers, data_parallel, is_distributed, is_main, rank, world_size
+from ..data import Samples
+from ..distributed import broadcast_buffers, data_parallel, gather_shards, is_distributed, is_main, rank, world_size
 from ..progress import ProgressHook
 from ..rng import RunRNG
 from . import checkpointing, sampling
@@ -105,7 +106,8 @@ class GANTrainer:
 
         Args:
             data: a Dataset, DataLoader or ``(x, y)`` pair, read as ``conditional`` says
-                (:func:`advkit.gan.inputs.prepare`).
+                (:func:`advkit.gan.inputs.prepare`); a Dataset or DataLoader is read a batch at a time
+                (ahead by a DataLoader's workers), each rank reading only its share of every batch.
             steps: the total of rounds to reach; the steps done already (0 for a new trainer) train nothing.
             batch_size: the (global) batch of each D step.
             checkpoint_dir: a folder for this run's checkpoints (:mod:`advkit.gan.checkpointing`), written
@@ -122,17 +124,17 @@ class GANTrainer:
             check_number(checkpoint_every, "checkpoint_every", low=1, low_open=False, integer=True)
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs the checkpoint_dir to resume from")
-        real, cond = prepare(self, data)
-        check_same_run(real, steps, min(batch_size, len(real)), checkpoint_every, resume, self.options.seed)
+        samples = prepare(self, data)
+        check_same_run(samples, steps, min(batch_size, len(samples)), checkpoint_every, resume, self.options.seed)
         folder = None
         if checkpoint_dir is not None:
             folder = CheckpointFolder(checkpoint_dir, checkpointing.CHECKPOINT_PREFIX,
-                                      identity=self.identity(real, cond, batch_size))
+                                      identity=self.identity(samples, batch_size))
         with self.global_rng.active():
-            self._fit(real, cond, steps, batch_size, folder, checkpoint_every, resume, progress, hooks)
+            self._fit(samples, steps, batch_size, folder, checkpoint_every, resume, progress, hooks)
         return self.history
 
-    def _fit(self, real: Tensor, cond: Tensor | None, steps: int, batch_size: int, folder: CheckpointFolder | None,
+    def _fit(self, samples: Samples, steps: int, batch_size: int, folder: CheckpointFolder | None,
              checkpoint_every: int | None, resume: bool, progress: bool, hooks: Iterable[Hook]) -> None:
         """``fit`` once its arguments are checked, with the run's global RNG."""
         checkpointing.start(self, folder, resume)
@@ -144,25 +146,24 @@ class GANTrainer:
             self._train_g = data_parallel(self.G) if self.opt_g else self.G
             self._train_d = data_parallel(self.D)
             try:
-                self._play(real, cond, steps, batch_size, every, folder, progress and is_main(), hooks)
+                self._play(samples, steps, batch_size, every, folder, progress and is_main(), hooks)
             finally:
                 self._train_g, self._train_d = self.G, self.D
 
-    def identity(self, real: Tensor, cond: Tensor | None, batch_size: int) -> dict[str, Any]:
+    def identity(self, samples: Samples, batch_size: int) -> dict[str, Any]:
         """What defines this run, recorded in its checkpoints and compared on resume
         (:func:`advkit.gan.checkpointing.run_record`).
 
         Args:
-            real: the samples D calls real, as ``fit`` prepared them.
-            cond: their conditions, or None.
+            samples: the samples D calls real and their conditions, as ``fit`` prepared them.
             batch_size: the batch size ``fit`` was called with.
         """
-        return checkpointing.run_record(self, real, cond, batch_size)
+        return checkpointing.run_record(self, samples, batch_size)
 
-    def _play(self, real: Tensor, cond: Tensor | None, steps: int, batch_size: int, every: int,
-              folder: CheckpointFolder | None, progress: bool, hooks: Iterable[Hook]) -> None:
+    def _play(self, samples: Samples, steps: int, batch_size: int, every: int, folder: CheckpointFolder | None,
+              progress: bool, hooks: Iterable[Hook]) -> None:
         """The rounds of ``fit`` up to ``steps``, rolling back when the guard stops them, and the final checkpoint."""
-        objectives = _FitObjectives(self, real, cond, batch_size)
+        objectives = _FitObjectives(self, samples, batch_size)
         guard = self._guard(objectives)
         player = BackwardPlayer if is_distributed() else Player
         while self.step < steps:
@@ -366,19 +367,18 @@ class _FitObjectives:
     Each round's D losses are averaged into the history; the latest D move's mean |logit| is kept for
     the guard."""
 
-    def __init__(self, trainer: GANTrainer, real: Tensor, cond: Tensor | None, batch_size: int):
-        self.trainer, self.cond = trainer, cond
-        tensors = (real,) if cond is None else (real, cond)
+    def __init__(self, trainer: GANTrainer, samples: Samples, batch_size: int):
+        self.trainer, self.conditional = trainer, trainer.options.conditional is not None
         self.order = ShardedOrder(trainer.order, rank(), world_size())
-        self.batches = batch_stream(tensors, batch_size, self.order, trainer.options.device)
+        self.batches = batch_stream(samples, batch_size, self.order, trainer.options.device)
         self.last: tuple[Tensor, Tensor | None] | None = None
         self.d_losses: list[float] = []
         self.logit_scale = 0.0
 
     def d_objective(self) -> Tensor:
         """What D climbs: minus its loss."""
-        real, *cond = next(self.batches)
-        self.last = real, cond[0] if cond else None
+        real, cond, _ = next(self.batches)
+        self.last = real, cond if self.conditional else None
         loss, self.logit_scale = self.trainer.d_loss(*self.last, rows=self.order.rows)
         self.d_losses.append(float(loss.detach()))
         return -loss
@@ -386,8 +386,8 @@ class _FitObjectives:
     def g_objective(self) -> Tensor:
         """What G descends."""
         trainer, batch_cond = self.trainer, None
-        if is_distributed() and self.cond is not None and trainer.options.mode_seeking_weight:
-            batch_cond = self.cond[self.order.batch].to(trainer.options.device)
+        if is_distributed() and self.conditional and trainer.options.mode_seeking_weight:
+            batch_cond = gather_shards(self.last[1], self.order.rows[1])  # the global batch's, from every rank
         loss, l1 = trainer.g_loss(*self.last, rows=self.order.rows, batch_cond=batch_cond)
         trainer.history["g_loss"].append(float(loss.detach()))
         if l1 is not None:

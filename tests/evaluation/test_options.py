@@ -44,7 +44,8 @@ BAD = [({"norm": "l3"}, ValueError, "norm must be one of 'linf', 'l2', 'l1'; got
        ({"examples": -1}, ValueError, r"got 256, None, 100, -1"),
        ({"corruptions": ["fog", "smog"]}, ValueError, "corruptions: unknown corruption 'smog'; choose from "
         "gaussian-noise, gaussian-blur, fog, contrast, brightness, pixelate, jpeg, affine"),
-       ({"corruptions": 1}, TypeError, "corruptions must be True, False or a list of corruption names, got int")]
+       ({"corruptions": 1}, TypeError, "corruptions must be True, False, a list of corruption names, 'imagenet-c' or "
+        "a CorruptionSuite, got int")]
 
 
 @pytest.mark.parametrize(("bad", "error", "message"), BAD)
