@@ -133,15 +133,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def image_options(args: argparse.Namespace, library: nn.Module | None = None) -> dict[str, Any]:
-    """The options of :func:`advkit.data.load` for ``--data imagenet`` or ``folder``: the sizes of the
-    library model's own preprocessing (:func:`image_sizes`), overridden by ``--resize``, ``--crop`` and
-    ``--subset`` where given. Those flags are refused (UsageError) for a data set read from tensors,
-    and ``--subset`` for another set than imagenet."""
+    """The options of :func:`advkit.data.load` for ``--data imagenet`` or ``folder``: the sizes and the
+    interpolation of the library model's own preprocessing (:func:`image_sizes`), overridden by
+    ``--resize``, ``--crop`` and ``--subset`` where given. Those flags are refused (UsageError) for a data
+    set read from tensors, and ``--subset`` for another set than imagenet."""
     given = {k: getattr(args, k) for k in ("resize", "crop", "subset") if getattr(args, k) is not None}
     if given and (args.data not in IMAGE_NAMES or ("subset" in given and args.data != "imagenet")):
         names = ", ".join(f"--{k}" for k in given)
         raise UsageError(f"{names}: options of --data imagenet (and folder, but for --subset), not --data {args.data}")
-    return {**image_sizes(library), **given} if args.data in IMAGE_NAMES else {}
+    if args.data not in IMAGE_NAMES:
+        return {}
+    sizes = image_sizes(library)
+    found = preprocessing(library) if sizes else None  # sized by the model: its interpolation too
+    return {**sizes, **({"interpolation": found.interpolation} if found is not None else {}), **given}
 
 
 def check_report_folder(out: Path, option: str) -> None:

@@ -68,15 +68,15 @@ def load(name: str, root: str | Path | None = None, download: bool = False, seed
         download: let torchvision download a set missing under ``root`` (mnist, fashion-mnist, cifar10/100).
         seed: the seed of the embedded sets' stratified split.
         **options: for ``imagenet`` and ``folder`` only, the keywords of
-            :func:`~advkit.data.images.imagenet` (``resize``, ``crop``, ``subset``) and
-            :func:`~advkit.data.images.image_folder` (``resize``, ``crop``).
+            :func:`~advkit.data.images.imagenet` (``resize``, ``crop``, ``subset``, ``interpolation``) and
+            :func:`~advkit.data.images.image_folder` (``resize``, ``crop``, ``interpolation``).
 
     Returns:
         ``(train, test)``: two :class:`TensorSet` s, or ``(None, val)`` for ``imagenet`` and ``folder``.
     """
     if options and name not in IMAGE_NAMES:
-        raise TypeError(f"load({name!r}) takes no {', '.join(options)}: resize, crop and subset are options of "
-                        f"{' and '.join(IMAGE_NAMES)}")
+        raise TypeError(f"load({name!r}) takes no {', '.join(options)}: resize, crop, subset and interpolation are "
+                        f"options of {' and '.join(IMAGE_NAMES)}")
     if name in IMAGE_NAMES:
         if root is None:
             raise ValueError(f"root is required for {name!r}: the folder of its images, one sub-folder per class")

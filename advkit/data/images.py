@@ -29,17 +29,17 @@ IMAGENET_CLASSES = 1000
 
 class ImageFiles(Dataset):
     """``(image, label)`` pairs decoded from image files on each ``__getitem__``: the image as a float32
-    tensor (3, H, W) in [0, 1] (PIL, RGB), its short side resized to ``resize`` (bilinear with
-    antialiasing, torchvision's ``Resize`` on PIL images) and centre-cropped to ``crop`` (square),
-    each where given. Without ``crop`` every image must come out at the size of the first one: an image
-    of another size is a ValueError naming it.
+    tensor (3, H, W) in [0, 1] (PIL, RGB), its short side resized to ``resize`` (torchvision's ``Resize``
+    on PIL images, with ``interpolation``) and centre-cropped to ``crop`` (square), each where given.
+    Without ``crop`` every image must come out at the size of the first one: an image of another size
+    is a ValueError naming it.
 
     Attributes: ``samples`` (``(path, label)`` pairs, in order), ``classes`` (the class names, in
     label order), ``num_classes``, ``targets`` (the labels).
     """
 
     def __init__(self, samples: Sequence[tuple[Path, int]], classes: Sequence[str], resize: int | None = None,
-                 crop: int | None = None):
+                 crop: int | None = None, interpolation: str = "bilinear"):
         """A lazy set of image files.
 
         Args:
@@ -47,8 +47,11 @@ class ImageFiles(Dataset):
             classes: the class names, in label order.
             resize: the short side's length after resizing (None: not resized).
             crop: the side of the centre crop (None: not cropped).
+            interpolation: the resizing's interpolation, a name of torchvision's ``InterpolationMode``
+                (``"bilinear"``, ``"bicubic"``...; antialiased on PIL images).
         """
         self.resize, self.crop = _sizes(resize, crop)
+        self.interpolation = _interpolation(interpolation)
         self.samples = [(Path(path), int(label)) for path, label in samples]
         self.classes = tuple(classes)
         bad = [(p, y) for p, y in self.samples if not 0 <= y < len(self.classes)]
@@ -85,17 +88,18 @@ class ImageFiles(Dataset):
         with Image.open(path) as file:
             image = file.convert("RGB")
         if self.resize is not None:
-            image = TF.resize(image, self.resize)
+            image = TF.resize(image, self.resize, TF.InterpolationMode(self.interpolation))
         if self.crop is not None:
             image = TF.center_crop(image, self.crop)
         return TF.pil_to_tensor(image).float().div_(255.0)
 
     def __repr__(self) -> str:
         return (f"ImageFiles({len(self)} images, {self.num_classes} classes, resize={self.resize}, "
-                f"crop={self.crop})")
+                f"crop={self.crop}, interpolation={self.interpolation!r})")
 
 
-def image_folder(root: str | Path, resize: int | None = None, crop: int | None = None) -> ImageFiles:
+def image_folder(root: str | Path, resize: int | None = None, crop: int | None = None,
+                 interpolation: str = "bilinear") -> ImageFiles:
     """The images of a class-per-folder tree ``root/<class>/**/<image>`` as a lazy :class:`ImageFiles`:
     the classes are the sorted names of ``root``'s sub-folders (hidden ones skipped), the images every
     file under a class folder ending in one of :data:`EXTENSIONS`, sorted by path.
@@ -105,19 +109,21 @@ def image_folder(root: str | Path, resize: int | None = None, crop: int | None =
         resize: the short side's length after resizing (None, the default: images as they are).
         crop: the side of the centre crop (None, the default: not cropped; then all images must share
             one size).
+        interpolation: the resizing's interpolation (see :class:`ImageFiles`).
     """
     _sizes(resize, crop)
+    _interpolation(interpolation)
     root = _folder(root, "folder", "put one sub-folder per class there, holding that class's images")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     samples = [(path, label) for label, name in enumerate(classes) for path in _images(root / name)]
     if not samples:
         raise FileNotFoundError(f"no images under {root}: put one sub-folder per class there, holding that class's "
                                 f"images ({', '.join(EXTENSIONS)}); found {len(classes)} class folders")
-    return ImageFiles(samples, classes, resize, crop)
+    return ImageFiles(samples, classes, resize, crop, interpolation)
 
 
 def imagenet(root: str | Path, resize: int | None = 256, crop: int | None = 224,
-             subset: str | Path | None = None) -> ImageFiles:
+             subset: str | Path | None = None, interpolation: str = "bilinear") -> ImageFiles:
     """ImageNet's validation set as a lazy :class:`ImageFiles`, with the standard preprocessing.
 
     ``root`` is the validation folder (or the folder holding it as ``val``): 1,000 folders named by
@@ -131,8 +137,10 @@ def imagenet(root: str | Path, resize: int | None = 256, crop: int | None = 224,
         subset: None (all the images), ``"robustbench"`` (RobustBench's 5,000 images, in its order,
             the list read from the installed ``robustbench`` package's helper files), or the path of a
             list file with one ``WNID/file name`` per line.
+        interpolation: the resizing's interpolation (the standard bilinear; see :class:`ImageFiles`).
     """
     _sizes(resize, crop)
+    _interpolation(interpolation)
     root = Path(root)
     if (root / "val").is_dir():
         root = root / "val"
@@ -147,13 +155,23 @@ def imagenet(root: str | Path, resize: int | None = 256, crop: int | None = 224,
         samples = [(path, label) for label, name in enumerate(classes) for path in _images(root / name)]
     else:
         samples = _listed(root, _subset_file(subset), {name: i for i, name in enumerate(classes)})
-    return ImageFiles(samples, classes, resize, crop)
+    return ImageFiles(samples, classes, resize, crop, interpolation)
 
 
 def _sizes(resize: int | None, crop: int | None) -> tuple[int | None, int | None]:
     """``resize`` and ``crop`` checked: each None or an integer >= 1."""
     return tuple(None if v is None else check_number(v, name, low=1, low_open=False, integer=True)
                  for v, name in ((resize, "resize"), (crop, "crop")))  # type: ignore[return-value]
+
+
+def _interpolation(name: str) -> str:
+    """``name`` checked against torchvision's ``InterpolationMode`` values."""
+    from torchvision.transforms import InterpolationMode
+
+    modes = [m.value for m in InterpolationMode]
+    if name not in modes:
+        raise ValueError(f"interpolation must be one of {', '.join(modes)}; got {name!r}")
+    return name
 
 
 def _folder(root: str | Path, name: str, what: str) -> Path:

@@ -77,8 +77,8 @@ def test_missing_root_and_unknown_name_give_clear_errors(tmp_path):
         advkit.data.load("cifar1000")
     with pytest.raises(FileNotFoundError, match="download=True"):
         advkit.data.load("cifar100", root=tmp_path)
-    with pytest.raises(TypeError, match=r"^load\('cifar10'\) takes no crop: resize, crop and subset are options of "
-                                        "imagenet and folder"):
+    with pytest.raises(TypeError, match=r"^load\('cifar10'\) takes no crop: resize, crop, subset and interpolation "
+                                        "are options of imagenet and folder"):
         advkit.data.load("cifar10", root=tmp_path, crop=3)
 
 

@@ -176,3 +176,29 @@ def test_the_evaluate_command_reads_a_folder_with_resize_and_crop(tmp_path, monk
     capsys.readouterr()
     assert "--crop: options of --data imagenet (and folder, but for --subset), not --data digits" in fails(
         ["evaluate", "--data", "digits", "--crop", "6", "--model-factory", "treefactory:make", *fast], capsys)
+
+
+def test_a_library_models_preprocessing_sizes_the_images_and_the_flags_override_it(tmp_path):
+    """evaluate's image options: the model's resize, crop and interpolation (bicubic here, equal to
+    torchvision's), then --crop over them; a data set of tensors takes none."""
+    import argparse
+
+    from advkit.app.evaluate_cli import image_options
+    from advkit.models import External, Preprocessing
+
+    write_image(tmp_path / "a" / "1.png", (9, 11))
+    library = External(torch.nn.Flatten(), preprocessing=Preprocessing((3, 6, 6), 7, "bicubic"))
+    args = argparse.Namespace(data="folder", resize=None, crop=None, subset=None)
+    options = image_options(args, library)
+    assert options == {"crop": 6, "resize": 7, "interpolation": "bicubic"}
+    x = advkit.data.load("folder", root=tmp_path, **options)[1][0][0]
+    bicubic = transforms.Compose([transforms.Resize(7, transforms.InterpolationMode.BICUBIC), transforms.CenterCrop(6),
+                                  transforms.ToTensor()])
+    with Image.open(tmp_path / "a" / "1.png") as file:
+        assert torch.equal(x, bicubic(file.convert("RGB")))
+    args.crop = 5
+    assert image_options(args, library) == {"crop": 5, "resize": 7, "interpolation": "bicubic"}
+    assert image_options(argparse.Namespace(data="folder", resize=None, crop=None, subset=None), None) == {}
+    assert image_options(argparse.Namespace(data="digits", resize=None, crop=None, subset=None), library) == {}
+    with pytest.raises(ValueError, match="^interpolation must be one of nearest, .*; got 'cubic'"):
+        advkit.data.load("folder", root=tmp_path, interpolation="cubic")
