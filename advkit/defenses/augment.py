@@ -97,7 +97,7 @@ class AugmentOptions:
     weight_decay: float = 5e-4
     augmix: bool = True
     operations: Sequence[str] | None = None
-    augmix_severity: float = 1.0
+    augmix_severity: float = 0.3
     augmix_width: int = 3
     rotate_share: float = 0.5
     device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
@@ -147,17 +147,20 @@ def augmented_training(
     rotate_share: float = AugmentOptions.rotate_share,
     options: AugmentOptions | None = None,
 ) -> tuple[nn.Module, History]:
-    """Train ``model`` on ``data`` as :func:`advkit.train.fit` does (same options, same seeded
-    stream), with a ``share`` of every batch's images corrupted: each with one of ``corruptions``
-    (names of :data:`~advkit.defenses.CORRUPTIONS`; None: all) at one of ``severities``, drawn at
-    random per image. Returns the model (trained in place, in eval mode) and its :class:`History`
-    (``method`` ``"augmented"``, ``config`` the run's settings), one record per epoch: ``epoch``
-    (1, 2, ...), ``train_loss`` (mean training loss), ``clean_accuracy`` (on ``eval_data`` when
-    given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images of ``data``), ``seconds`` and,
-    with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5,
-    measured by :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with ``seed``). Same ``seed``,
-    same model on the CPU (CUDA's convolution kernels need not be deterministic). Bad options raise a
-    ``ValueError``/``TypeError`` naming them before any training.
+    """Train ``model`` on ``data`` as :func:`advkit.train.fit` does (same options, same seeded stream), on batches
+    augmented per image: first a ``rotate_share`` of the images is rotated (up to 30 degrees either way);
+    then a ``share`` is corrupted, each with one of ``corruptions`` (names of
+    :data:`~advkit.defenses.CORRUPTIONS`; None: all) at one of ``severities``, drawn at random per image;
+    the others, with ``augmix``, go through AugMix's mixing chains of ``operations``
+    (:func:`~advkit.data.operations.augmix`, Hendrycks et al. 2020, without its consistency loss). The
+    defaults are those measured in ``benchmarks/README.md`` (augmented training). Returns the model (trained
+    in place, in eval mode) and its :class:`History` (``method`` ``"augmented"``, ``config`` the run's
+    settings), one record per epoch: ``epoch`` (1, 2, ...), ``train_loss`` (mean training loss),
+    ``clean_accuracy`` (on ``eval_data`` when given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images
+    of ``data``), ``seconds`` and, with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions``
+    and severities 1..5, measured by :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with
+    ``seed``). Same ``seed``, same model on the CPU (CUDA's convolution kernels need not be deterministic).
+    Bad options raise a ``ValueError``/``TypeError`` naming them before any training.
 
     Args:
         model: the network to train, returning logits.
@@ -178,7 +181,8 @@ def augmented_training(
         augmix: send the images left uncorrupted through AugMix's mixing chains
             (:func:`~advkit.data.operations.augmix`); False leaves them as they are.
         operations: names of :data:`~advkit.data.operations.OPERATIONS` the chains draw from (None: all).
-        augmix_severity: the chains' largest operation strength, in (0, 1].
+        augmix_severity: the chains' largest operation strength, in (0, 1] (0.3: AugMix's default
+            severity, 3 of 10).
         augmix_width: chains mixed per image.
         rotate_share: the probability that an image is first rotated by an angle drawn uniformly from
             [-30, 30] degrees (before it is corrupted or mixed), in [0, 1].
