@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..core import check_number
+from ..validation import check_choice, check_images
+
 __all__ = ["OPERATIONS", "Operation", "augmix", "dirichlet"]
 
 Parameter = Tensor | float
@@ -174,8 +177,8 @@ class Operation:
 
 
 #: The operations by name, each with its parameter's range (strength 0 to 1). AugMix's own (Hendrycks et
-#: al. 2020, with their largest magnitudes: 30 degrees, shear 0.3, a third of the side, 4 bits) come first;
-#: PIL's enhancers (factors 0.1 to 1.9) after them.
+#: al. 2020; at strength 1 their largest magnitudes: 30 degrees, shear 0.3, a third of the side; posterize
+#: down to 4 bits) come first, PIL's enhancers (factors 0.1 to 1.9) after them.
 OPERATIONS: dict[str, Operation] = {
     "autocontrast": Operation(autocontrast, 0.0, 0.0, False),
     "equalize": Operation(equalize, 0.0, 0.0, False),
@@ -193,7 +196,7 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
-def gamma(concentration: Tensor, generator: torch.Generator) -> Tensor:
+def _gamma(concentration: Tensor, generator: torch.Generator) -> Tensor:
     """Gamma(concentration, 1) draws, one per element, from ``generator`` (Marsaglia and Tsang's method,
     with eight proposals per draw; below 1, ``Gamma(a + 1) * U ** (1 / a)``)."""
     a = concentration + (concentration < 1).to(concentration.dtype)
@@ -211,17 +214,19 @@ def gamma(concentration: Tensor, generator: torch.Generator) -> Tensor:
 
 def dirichlet(alpha: float, shape: Sequence[int], generator: torch.Generator) -> Tensor:
     """Symmetric Dirichlet(alpha) draws over the last dimension of ``shape`` (each row sums to one)."""
-    draws = gamma(torch.full(tuple(shape), float(alpha)), generator).clamp_min(1e-30)
+    draws = _gamma(torch.full(tuple(shape), float(alpha)), generator).clamp_min(1e-30)
     return draws / draws.sum(-1, keepdim=True)
 
 
 def augmix(x: Tensor, generator: torch.Generator, names: Sequence[str] | None = None, *, width: int = 3,
-           depth: tuple[int, int] = (1, 3), severity: float = 1.0, alpha: float = 1.0) -> Tensor:
+           depth: tuple[int, int] = (1, 3), severity: float = 0.3, alpha: float = 1.0) -> Tensor:
     """AugMix (Hendrycks et al. 2020) on a batch: for every image, ``width`` chains of ``depth[0]`` to
     ``depth[1]`` operations (a number drawn per image and chain), each operation drawn uniformly from
     ``names`` (None: all of :data:`OPERATIONS`) at a strength drawn uniformly from [0, ``severity``];
     the chains' results are mixed with Dirichlet(``alpha``) weights, and the mix with the image itself
-    with a Beta(``alpha``, ``alpha``) weight. Draws are per image, all from ``generator``.
+    with a Beta(``alpha``, ``alpha``) weight. Draws are per image, all from ``generator``. The defaults
+    are the paper's (its severity 3 of 10 is 0.3 here). Bad arguments raise a ``ValueError``/``TypeError``
+    naming them before any work.
 
     Args:
         x: images (N, C, H, W), floating, in [0, 1].
@@ -230,12 +235,24 @@ def augmix(x: Tensor, generator: torch.Generator, names: Sequence[str] | None = 
         width: chains per image.
         depth: the least and most operations in a chain.
         severity: the largest strength, in (0, 1].
-        alpha: the Dirichlet's and the Beta's concentration.
+        alpha: the Dirichlet's and the Beta's concentration, above 0.
 
     Returns:
         The mixed images, of ``x``'s shape, dtype and device.
     """
-    operations = [OPERATIONS[name] for name in (names if names is not None else OPERATIONS)]
+    x = check_images(x)
+    if x.ndim != 4:
+        raise ValueError(f"x must be a batch of images of shape (N, C, H, W), got shape {tuple(x.shape)}")
+    names = list(OPERATIONS) if names is None else [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise ValueError(f"names must name at least one of {', '.join(OPERATIONS)} (None: all of them)")
+    operations = [OPERATIONS[check_choice(name, tuple(OPERATIONS), "names")] for name in names]
+    width = check_number(width, "width", low=1, low_open=False, integer=True)
+    if (not isinstance(depth, tuple | list) or len(depth) != 2
+            or any(isinstance(d, bool) or not isinstance(d, int) for d in depth) or not 1 <= depth[0] <= depth[1]):
+        raise ValueError(f"depth must be two integers (least, most) with 1 <= least <= most; got {depth!r}")
+    severity = check_number(severity, "severity", low=0, high=1)
+    alpha = check_number(alpha, "alpha", low=0)
     n = len(x)
     weights = dirichlet(alpha, (n, width), generator).to(x.device, x.dtype)
     # Beta(alpha, alpha) is the first share of a Dirichlet(alpha, alpha); it keeps that much of the image.

@@ -104,3 +104,18 @@ def test_augmix_keeps_range_follows_the_generator_and_mixes_with_the_image():
     scaled = augmix(x, torch.Generator().manual_seed(1), ["brightness"], width=2, depth=(1, 1), severity=0.5)
     ratio = scaled.flatten(1).sum(1) / x.flatten(1).sum(1)
     assert bool(((ratio > 0.55 - 1e-5) & (ratio < 1.45 + 1e-5)).all())
+
+
+@pytest.mark.parametrize(("bad", "error", "message"), [
+    ({"names": ["rotate", "twirl"]}, ValueError, "names must be one of 'autocontrast'.*got 'twirl'"),
+    ({"names": []}, ValueError, "names must name at least one of autocontrast"),
+    ({"width": 0}, ValueError, "width must be a finite integer >= 1, got 0"),
+    ({"depth": (2, 1)}, ValueError, r"depth must be two integers \(least, most\) with 1 <= least <= most; got \(2, 1"),
+    ({"severity": 1.5}, ValueError, "severity must be a finite number > 0 and <= 1, got 1.5"),
+    ({"alpha": 0}, ValueError, "alpha must be a finite number > 0, got 0"),
+    ({"x": torch.rand(2, 4)}, ValueError, r"x must be a batch of images of shape \(N, C, H, W\), got shape \(2, 4\)"),
+])
+def test_augmix_refuses_bad_arguments_by_name(bad, error, message):
+    x = bad.pop("x", colour_images(n=2))
+    with pytest.raises(error, match=message):
+        augmix(x, torch.Generator(), **bad)
