@@ -79,20 +79,21 @@ def cached_robust_cnn(path: Path) -> torch.nn.Module:
     return model
 
 
-def official(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int) -> torch.Tensor:
-    """Per-sample robustness under the official standard AutoAttack (L-inf, seed 0)."""
+def official(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int,
+             seed: int = 0) -> torch.Tensor:
+    """Per-sample robustness under the official standard AutoAttack (L-inf, ``seed``)."""
     from pyautoattack import AutoAttack as OfficialAutoAttack
 
-    atk = OfficialAutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0, device=x.device)
+    atk = OfficialAutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, device=x.device)
     x_adv, _ = atk.run_standard_evaluation(x, y, batch_size=batch_size)
     assert float((x_adv - x).abs().amax()) <= eps + 1e-6
     with torch.no_grad():
         return model(x_adv).argmax(1) == y
 
 
-def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
-    """Per-sample robustness under advkit's AutoAttack (L-inf, seed 0)."""
-    return ~AutoAttack(model, eps=eps, norm="linf", seed=0).run(x, y).success
+def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, seed: int = 0) -> torch.Tensor:
+    """Per-sample robustness under advkit's AutoAttack (L-inf, ``seed``)."""
+    return ~AutoAttack(model, eps=eps, norm="linf", seed=seed).run(x, y).success
 
 
 def timed(fn, *args) -> tuple[torch.Tensor, float, float]:

@@ -69,7 +69,7 @@ def files(tmp_path, monkeypatch):
     (["--model-factory", "userfactory"], "must be 'package.module:function'"),
     ([], "give the model"),
     (["--model", "{d}/model.pt", "--attacks", "fgsm,nosuchattack"], "unknown attack 'nosuchattack'"),
-    (["--model", "{d}/model.pt", "--data", "imagenet"], "argument --data: invalid choice: 'imagenet'"),
+    (["--model", "{d}/model.pt", "--data", "svhn"], "argument --data: invalid choice: 'svhn'"),
     (["--model", "{d}/model.pt", "--eps", "0,-0.1"], "eps must be finite non-negative"),
     (["--model", "{d}/model.pt", "--eps", "1/0"], "got '1/0'"),
     (["--model", "{d}/model.pt", "--eps", "__import__('os')"], "eps must be"),

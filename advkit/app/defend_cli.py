@@ -26,7 +26,7 @@ from torch import nn
 from ..acceleration import add_gpu_options, gpu_options
 from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import NORMS
-from ..data import NAMES, load
+from ..data import TRAINING_NAMES, load
 from ..defenses.augment import augmented_training
 from ..defenses.finetune import finetune
 from ..defenses.history import History
@@ -76,7 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=DESCRIPTION.format(methods=textwrap.fill(f"Methods: {defenses_text()}.", 100)),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", required=True, choices=tuple(DEFENSES))
-    p.add_argument("--data", default="mnist5k", choices=NAMES, help="trains on its training split, reports on its test")
+    p.add_argument("--data", default="mnist5k", choices=TRAINING_NAMES,
+                   help="trains on its training split, reports on its test")
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
     p.add_argument("--eps", default=0.3, type=eps_number, help="the budget the defense trains for (default 0.3)")
     p.add_argument("--norm", default="linf", choices=tuple(NORMS))
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     sample = test[0][0]
     trained_here = args.model is None and args.model_factory is None and library is None
     if trained_here:
-        shape = (sample.shape[0], int(train.tensors[1].max()) + 1, sample.shape[-1])
+        shape = (sample.shape[0], train.num_classes, sample.shape[-1])
         architecture = f"advkit.defenses.defense_model{shape} (--arch smallcnn-wide)"
         phases.start(f"training a standard {architecture} on {args.data} ({args.train_epochs} epochs)")
         torch.manual_seed(args.seed)

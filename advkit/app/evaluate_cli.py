@@ -5,13 +5,14 @@ import argparse
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..acceleration import add_gpu_options, gpu_options
 from ..core import NORMS
-from ..data import NAMES, load
+from ..data import IMAGE_NAMES, NAMES, load
 from ..data.corruptions import CORRUPTIONS
 from ..data.suites import FOLDERS, CorruptionFiles
 from ..distributed import is_main
@@ -69,8 +70,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-factory", default=None, metavar="MODULE:FUNCTION",
                    help="a function returning the nn.Module to evaluate, e.g. mymodels:resnet (./mymodels.py); "
                         "--model, if given, is loaded into it")
-    p.add_argument("--data", default="mnist5k", choices=NAMES, help="dataset; its test split is evaluated")
-    p.add_argument("--root", default=None, help="folder of the torchvision datasets")
+    p.add_argument("--data", default="mnist5k", choices=NAMES,
+                   help="dataset; its test split is evaluated (imagenet: the validation folder; folder: any "
+                        "class-per-folder tree; both read lazily from --root)")
+    p.add_argument("--root", default=None, help="folder of the dataset's files")
+    p.add_argument("--resize", type=positive_int, default=None, metavar="SIDE",
+                   help="--data imagenet or folder: resize each image's short side to SIDE (imagenet's default 256)")
+    p.add_argument("--crop", type=positive_int, default=None, metavar="SIDE",
+                   help="--data imagenet or folder: centre-crop each image to SIDE x SIDE (imagenet's default 224)")
+    p.add_argument("--subset", default=None, metavar="robustbench|FILE",
+                   help="--data imagenet: only RobustBench's 5,000 images (robustbench) or those a list file names")
     p.add_argument("--attacks", default=",".join(DEFAULT_ATTACKS), type=attack_names,
                    help="comma-separated attack names, e.g. fgsm,pgd-40,apgd,apgd-t,square or autoattack "
                         f"(default {','.join(DEFAULT_ATTACKS)})")
@@ -113,7 +122,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     check_report_folder(args.out, "--out")
     check_model_options(args)
     library = library_model(args)  # before the data, so that images can be sized to it (image_sizes)
-    _, test = load(args.data, root=args.root)
+    _, test = load(args.data, root=args.root, **image_options(args, library))
     model = cli_model(args, test[0][0], library)
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.eps, norm=args.norm, n=args.n,
                       batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
@@ -121,6 +130,22 @@ def _evaluate(args: argparse.Namespace) -> int:
                       corruptions=args.corruptions, eot=args.eot, **gpu_options(args))
     path = save_or_rescue(args.out, report.save, "the report", "report")
     return print_report(report, path) if is_main() else 0
+
+
+def image_options(args: argparse.Namespace, library: nn.Module | None = None) -> dict[str, Any]:
+    """The options of :func:`advkit.data.load` for ``--data imagenet`` or ``folder``: the sizes and the
+    interpolation of the library model's own preprocessing (:func:`image_sizes`), overridden by
+    ``--resize``, ``--crop`` and ``--subset`` where given. Those flags are refused (UsageError) for a data
+    set read from tensors, and ``--subset`` for another set than imagenet."""
+    given = {k: getattr(args, k) for k in ("resize", "crop", "subset") if getattr(args, k) is not None}
+    if given and (args.data not in IMAGE_NAMES or ("subset" in given and args.data != "imagenet")):
+        names = ", ".join(f"--{k}" for k in given)
+        raise UsageError(f"{names}: options of --data imagenet (and folder, but for --subset), not --data {args.data}")
+    if args.data not in IMAGE_NAMES:
+        return {}
+    sizes = image_sizes(library)
+    found = preprocessing(library) if sizes else None  # sized by the model: its interpolation too
+    return {**sizes, **({"interpolation": found.interpolation} if found is not None else {}), **given}
 
 
 def check_report_folder(out: Path, option: str) -> None:

