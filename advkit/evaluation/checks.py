@@ -29,7 +29,7 @@ from ..attacks import APGD, APGDT, PGD, GradientMaskingError
 from ..attacks.autoattack import RAND_EOT, square
 from ..attacks.capabilities import gradient_free, gradients_only, members, searches_the_model
 from ..core import frozen, get_norm
-from .batched import attack_at
+from .batched import Reader, attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
 from .specs import DEFAULT_ATTACKS, parse_name, stronger
@@ -88,14 +88,15 @@ EOT_DRAWS = RAND_EOT
 log = logging.getLogger(__name__)
 
 
-def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor,
+def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], read: Reader,
                options: EvaluationOptions, spread: float | None = None) -> list[Check]:
     """All sanity checks for one evaluated model (``attacks``: the objects that made its curves;
     attacks that could not run are in ``result.masked``) on ``options.probe`` samples, one
-    progress step per check. ``spread``: :func:`randomness` on the probe, when the caller measured
-    it already (``evaluate`` does, before the curves)."""
+    progress step per check; ``read`` gives the samples they attack by index (never the whole set).
+    ``spread``: :func:`randomness` on the probe, when the caller measured it already (``evaluate``
+    does, before the curves)."""
     idx = probe_indices(result.clean, options.probe, options.seed)
-    ctx = _Context(result, model, attacks, x, y, idx, options, spread=spread)
+    ctx = _Context(result, model, attacks, read, idx, options, spread=spread)
     checks = []
     with tqdm(CHECKS.items(), desc=f"checks {result.name}", disable=not options.progress, leave=False) as bar:
         for name, check in bar:
@@ -137,14 +138,13 @@ def seeded_order(clean: Tensor, seed: int) -> Tensor:
 
 @dataclass
 class _Context:
-    """What every check needs (``idx``: the probe rows; ``options``: the evaluation's), and fresh
-    attacks on probe rows."""
+    """What every check needs (``read``: samples by index; ``idx``: the probe rows; ``options``: the
+    evaluation's), and fresh attacks on probe rows."""
 
     result: ModelResult
     model: nn.Module
     attacks: dict[str, Any]
-    x: Tensor
-    y: Tensor
+    read: Reader
     idx: Tensor
     options: EvaluationOptions
     fooled: int = 0  # samples the checks' own attacks fooled,
@@ -161,8 +161,11 @@ class _Context:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``. Its passes count in
         :attr:`spent`, the forward that checks the fooled rows' logits for NaN/Inf included."""
         opts = self.options
-        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, opts.batches, opts.device, opts.seed,
-                                    model=self.model)
+        if len(rows) == 0:
+            return torch.zeros(0, dtype=torch.bool)
+        x, y = self.read(rows)
+        fooled, _, cost = attack_at(attack, x, y, torch.arange(len(rows)), eps, opts.batches, opts.device, opts.seed,
+                                    model=self.model, index=rows)
         self.fooled, self.nonfinite = self.fooled + int(fooled.sum()), self.nonfinite + cost.nonfinite
         self.spent.attacked += len(rows)
         self.spent.forwards += cost.forwards + int(fooled.sum())
@@ -210,7 +213,7 @@ def check_monotone(ctx: _Context) -> Check:
 def check_large_eps(ctx: _Context) -> Check:
     """At a budget covering the whole [0, 1] box (L-inf 1.0; L2 the box's diagonal) any input is
     reachable, so accuracy must fall to chance or below."""
-    eps = get_norm(ctx.norm).covering_radius(ctx.x[0].numel())
+    eps = get_norm(ctx.norm).covering_radius(ctx.read(ctx.idx[:1])[0][0].numel())
     attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.options.seed)
     n = len(ctx.idx)
     left = int(ctx.survived(attack, ctx.idx, eps).sum())
@@ -429,8 +432,9 @@ def check_gradients(ctx: _Context) -> Check:
     with frozen(ctx.model), torch.enable_grad():
         for start in range(0, len(ctx.idx), batch_size):
             rows = ctx.idx[start:start + batch_size]
-            xb = ctx.x[rows].to(device).requires_grad_(True)
-            loss = F.cross_entropy(ctx.model(xb).float(), ctx.y[rows].to(device), reduction="sum")
+            xb, yb = ctx.read(rows)
+            xb = xb.to(device).requires_grad_(True)
+            loss = F.cross_entropy(ctx.model(xb).float(), yb.to(device), reduction="sum")
             ctx.spent.forwards += len(rows)
             if not loss.requires_grad:
                 n = len(ctx.idx)
@@ -492,7 +496,7 @@ def check_randomized(ctx: _Context) -> Check:
     ``eot``); the fix is expectation over transformation."""
     spread = ctx.spread
     if spread is None:
-        spread = randomness(ctx.model, ctx.x[ctx.idx], ctx.options.batches.start, ctx.options.device)
+        spread = randomness(ctx.model, ctx.read(ctx.idx)[0], ctx.options.batches.start, ctx.options.device)
     ctx.spent.forwards += RANDOM_DRAWS * len(ctx.idx)  # the check's cost, wherever it was measured
     n = len(ctx.idx)
     randomized = spread > RANDOM_TOLERANCE

@@ -50,6 +50,8 @@ def test_evaluate_flags_a_randomized_model_and_runs_eot_attacks():
 
 
 def test_the_check_fails_single_draw_attacks_on_a_randomized_model():
+    from advkit.data import Samples
+    from advkit.evaluation.batched import Reader
     from advkit.evaluation.checks import run_checks
     from advkit.evaluation.options import EvaluationOptions
     x, y = data()
@@ -57,7 +59,7 @@ def test_the_check_fails_single_draw_attacks_on_a_randomized_model():
     res = advkit.evaluate(model, (x, y), attacks=["fgsm"], eps=[0, 0.1], checks=False, progress=False,
                           device="cpu", examples=0)["model"]
     opts = EvaluationOptions(norm="linf", probe=8, batch_size=64, device="cpu", progress=False)
-    check = run_checks(res, model, {"fgsm": FGSM(model, 0.1)}, x, y, opts)[0]
+    check = run_checks(res, model, {"fgsm": FGSM(model, 0.1)}, Reader(Samples((x, y))), opts)[0]
     assert check.name == "randomized" and not check.passed
     assert "single-draw gradient attacks here: fgsm" in check.message
 
