@@ -32,6 +32,7 @@ from ..core import frozen, get_norm
 from .batched import Reader, attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
+from .sharding import summed
 from .specs import DEFAULT_ATTACKS, parse_name, stronger
 
 #: How many already-fooled samples per (attack, eps pair) the monotonicity check re-attacks.
@@ -160,12 +161,11 @@ class _Context:
     def survived(self, attack: Any, rows: Tensor, eps: float) -> Tensor:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``. Its passes count in
         :attr:`spent`, the forward that checks the fooled rows' logits for NaN/Inf included."""
-        opts = self.options
-        if len(rows) == 0:
-            return torch.zeros(0, dtype=torch.bool)
-        x, y = self.read(rows)
-        fooled, _, cost = attack_at(attack, x, y, torch.arange(len(rows)), eps, opts.batches, opts.device, opts.seed,
-                                    model=self.model, index=rows)
+        opts, fooled, cost = self.options, torch.zeros(0, dtype=torch.bool), Cost()
+        for chunk in rows.split(opts.batches.start) if len(rows) else ():  # a batch read at a time
+            part, _, spent = attack_at(attack, *self.read(chunk), torch.arange(len(chunk)), eps, opts.batches,
+                                       opts.device, opts.seed, model=self.model, index=chunk)
+            fooled, cost = torch.cat([fooled, part]), summed(cost, spent)
         self.fooled, self.nonfinite = self.fooled + int(fooled.sum()), self.nonfinite + cost.nonfinite
         self.spent.attacked += len(rows)
         self.spent.forwards += cost.forwards + int(fooled.sum())
