@@ -221,7 +221,7 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
     spread = None  # the randomized check's probe, measured before the curves so that they can use EOT
     if options.checks:
         probe = probe_indices(clean, options.probe, options.seed)
-        spread = randomness(model, read(probe)[0], options.batches.start, options.device) if len(probe) else 0.0
+        spread = randomness(model, read, probe, options.batches.start, options.device)
     attacks, notes = attacks_for(name, model, num_classes, spread, options)
     bar = tqdm(total=len(attacks) * len(data), desc=f"evaluate {name}", disable=not options.progress, leave=False)
     walked = walk(model, data, read, clean, attacks, shown, options, bar, corruptions=options.corruptions)

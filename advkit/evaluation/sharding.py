@@ -5,6 +5,8 @@ batch's results depend on that batch alone (its samples' seeds come from their i
 data; an attack that draws per batch draws from its batch's own samples). So each rank takes a
 contiguous share of the data batches (:func:`my_batches`), and the ranks' per-sample results,
 gathered in rank order (:meth:`Walked.merge`), are the one-process results, for every attack.
+The sanity checks split each of their passes the same way (:func:`my_rows`; by sample where what
+runs is batch-independent, so that a probe smaller than a batch splits too).
 Without a process group this is exactly the one-process computation.
 """
 from __future__ import annotations
@@ -26,6 +28,16 @@ def my_batches(n: int, size: int) -> tuple[int, int]:
     (:func:`~advkit.distributed.my_shard`) of the batches of ``size`` one process makes."""
     first, last = my_shard(-(-n // size))
     return min(first * size, n), min(last * size, n)
+
+
+def my_rows(rows: Tensor, size: int, by_sample: bool) -> Tensor:
+    """This rank's contiguous share of ``rows`` (a sanity check's samples): by sample when what runs on
+    them gives a sample the same result in any batch (``by_sample``: an attack that declares
+    ``per_sample``, a gradient, a forward), else whole batches of ``size`` of the one-process batching."""
+    if by_sample:
+        return rows[slice(*my_shard(len(rows)))]
+    first, last = my_shard(-(-len(rows) // size))
+    return rows[first * size:last * size]
 
 
 def total_cost(costs: list[Cost]) -> Cost:
