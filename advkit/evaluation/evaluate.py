@@ -27,7 +27,7 @@ attack and eps) are kept for every sample. The path, in :func:`evaluate_model`:
 Inside an initialised process group (torchrun) each rank reads and attacks only its contiguous share
 of the data batches (:func:`~advkit.evaluation.sharding.my_batches`), and the per-sample results are
 gathered back in order after each pass, so every rank returns the report one process would have made,
-for every attack. The sanity checks run whole on every rank.
+for every attack. The sanity checks split their samples among the ranks the same way.
 """
 from __future__ import annotations
 
@@ -94,8 +94,10 @@ def evaluate(
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
 
     ``model``: a classifier returning logits on [0, 1] inputs, or a dict name -> model (one report,
-    one plot). ``data``: a Dataset, a DataLoader or an ``(x, y)`` pair; ``n`` keeps the first n
-    samples; labels must be class indices of the model's outputs. ``attacks``: names (see
+    one plot). ``data``: a Dataset, a DataLoader or an ``(x, y)`` pair, read a batch at a time (a few
+    batches of images in memory, whatever its size; each sample read twice, the clean pass and the
+    attack pass, and a few more times for the probe's samples); ``n`` keeps the first n samples, the
+    others never read; labels must be class indices of the model's outputs. ``attacks``: names (see
     :func:`advkit.evaluation.specs.valid_names`; ``"pgd-40"`` sets the steps, ``"pgd"`` is PGD's
     default), attack objects (ours or torchattacks'), or factories ``model -> attack``; a dict
     names them; one name or object alone is a list of one. ``eps``: a number or a list (numpy
@@ -239,7 +241,8 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
     seconds |= walked.seconds
     result = ModelResult(name, list(options.eps), labels, clean, num_classes, records, seconds=seconds,
                          corrupted=walked.corrupted)
-    result.examples = collect_examples(model, read, clean_pred, shown, walked.kept, options.device)
+    shown_adversarials = {a: walked.kept.get(a, {}) for a in attacks if not records[a].masked}
+    result.examples = collect_examples(model, read, clean_pred, shown, shown_adversarials, options.device)
     if options.checks:
         t0 = time.perf_counter()
         ran = {a: attack for a, attack in attacks.items() if not records[a].masked}
@@ -269,7 +272,7 @@ def walk(model: nn.Module, data: Samples, read: Reader, clean: Tensor, attacks: 
                 try:
                     out.put(name, *batch_curve(attack, xb, yb, first, clean[rows], options, shown, model))
                 except GradientMaskingError as err:
-                    log.warning("%s could not run: %s", name, err)
+                    log.warning("%s could not run (samples %d onward): %s", name, first, err)
                     out.masked[name] = str(err)
                 out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - t0
                 bar.update(len(xb))
