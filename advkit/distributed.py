@@ -141,13 +141,15 @@ def gather_rows(part: Tensor) -> Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def check_same_data(x: Tensor, y: Tensor, who: str) -> None:
+def check_same_data(x: Tensor, y: Tensor, who: str, count: int | None = None) -> None:
     """In a process group every rank must pass the same samples in the same order, which ``who``
     splits among the ranks itself: ValueError on every rank otherwise (sizes, labels and pixel sum
-    compared). Nothing without a group."""
+    compared). ``count``: the number of samples when ``x, y`` are only a few of them (a fingerprint of
+    streamed data). Nothing without a group."""
     if not is_distributed():
         return
-    mine = (tuple(x.shape), hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
+    mine = ((len(x) if count is None else count, *x.shape[1:]),
+            hashlib.sha256(y.cpu().numpy().tobytes()).hexdigest(), float(x.sum(dtype=torch.float64)))
     seen = gather(mine)
     if any(other != seen[0] for other in seen):
         sizes = ", ".join(f"rank {r}: {shape[0]}" for r, (shape, _, _) in enumerate(seen))

@@ -14,7 +14,7 @@ from .cw import CW
 from .errors import GradientMaskingError
 from .fab import FAB
 from .fgsm import FGSM
-from .generate import generate
+from .generate import generate, generate_batches
 from .hopskipjump import HopSkipJump
 from .losses import ATTACK_LOSSES, sample_loss, succeeded
 from .mifgsm import MIFGSM
@@ -27,7 +27,7 @@ ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "mifgsm": MIFGSM, 
                                     "hopskipjump": HopSkipJump}
 
 __all__ = ["ATTACKS", "Attack", "AttackResult", "AttackRun", "FGSM", "PGD", "ATTACK_LOSSES", "sample_loss", "succeeded"]
-__all__ += ["GradientMaskingError", "from_torchattacks", "generate"]
+__all__ += ["GradientMaskingError", "from_torchattacks", "generate", "generate_batches"]
 __all__ += ["MIFGSM", "CW", "APGD", "APGDT", "FAB", "Square", "HopSkipJump"]
 __all__ += ["AutoAttack", "AttackLike", "TargetMode", "AdvGAN"]
 __all__ += ["BPDA", "Transfer"]

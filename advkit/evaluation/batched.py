@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
@@ -12,8 +12,9 @@ from torch import Tensor, nn
 from ..acceleration import autocast
 from ..attacks.contract import AttackLike
 from ..core import frozen
+from ..data import Samples
 from ..rng import batch_seed, sample_seeds
-from ..validation import fits_model
+from ..validation import check_images, check_labels, fits_model
 from .results import Cost
 
 T = TypeVar("T")
@@ -57,12 +58,13 @@ def batch_sizes(size: int | BatchSize) -> BatchSize:
 
 def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float, batch_size: int | BatchSize,
               device: torch.device, seed: int, j: int = 0, starts: Tensor | None = None,
-              model: nn.Module | None = None) -> tuple[Tensor, Tensor, Cost]:
+              model: nn.Module | None = None, index: Tensor | None = None) -> tuple[Tensor, Tensor, Cost]:
     """Attack rows ``todo`` of ``x`` at ``eps`` (the ``j``-th point of a grid) in batches, each row
     from its row of ``starts`` when given (a warm start). Returns, in ``todo``'s order, which rows
     were fooled and where each ended (on the CPU), and what it cost. With ``model``, the fooled
     rows' adversarial inputs are forwarded once more to count non-finite logits (``Cost.nonfinite``:
-    a NaN output is counted as fooled, so the checks must see it)."""
+    a NaN output is counted as fooled, so the checks must see it). ``index``: the numbers of x's rows
+    in the whole data, which seed them (:func:`advkit.rng.sample_seeds`; default: row i is sample i)."""
     fooled, ends = [], []
     cost = Cost(attacked=len(todo))
     t0 = time.perf_counter()
@@ -70,7 +72,8 @@ def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float
     def one_batch(rows: slice) -> None:
         idx = todo[rows]
         warm = {} if starts is None else {"x_init": starts[idx].to(device)}
-        seeds = sample_seeds(batch_seed(seed, j), idx)  # a sample's start is the same with or without the others
+        seeds = sample_seeds(batch_seed(seed, j), idx if index is None else index[idx])  # the same start with or
+        # without the others
         res = attack.run(x[idx].to(device), y[idx].to(device), eps=eps, seed=seeds, **warm)
         nonfinite = count_nonfinite(model, res.x_adv[res.success].detach()) if model is not None and bool(
             res.success.any()) else 0
@@ -86,6 +89,24 @@ def attack_at(attack: AttackLike, x: Tensor, y: Tensor, todo: Tensor, eps: float
     if not fooled:
         return torch.zeros(0, dtype=torch.bool), x[:0].clone(), cost
     return torch.cat(fooled), torch.cat(ends), cost
+
+
+class Reader:
+    """The samples of ``data`` as an evaluation uses them, read by index (``reader(index)``) or
+    prepared after a batched read (:meth:`prepare`): images checked (finite, in [0, 1]) and cast to
+    ``dtype`` (the model's), labels checked as integer class indices."""
+
+    def __init__(self, data: Samples, dtype: torch.dtype = torch.float32):
+        self.data, self.dtype = data, dtype
+
+    def prepare(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Images and labels as read, checked and cast."""
+        x = check_images(x, "data images").to(self.dtype)
+        return x, check_labels(y, len(x), torch.device("cpu"), "data labels")
+
+    def __call__(self, index: Tensor | Sequence[int]) -> tuple[Tensor, Tensor]:
+        """The samples at ``index`` (a non-empty list of positions), prepared."""
+        return self.prepare(*self.data.read(index))
 
 
 @torch.no_grad()

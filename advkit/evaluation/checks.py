@@ -27,11 +27,13 @@ from tqdm.auto import tqdm
 
 from ..attacks import APGD, APGDT, PGD, GradientMaskingError
 from ..attacks.autoattack import RAND_EOT, square
-from ..attacks.capabilities import gradient_free, gradients_only, members, searches_the_model
+from ..attacks.capabilities import capability, gradient_free, gradients_only, members, searches_the_model
 from ..core import frozen, get_norm
-from .batched import attack_at
+from ..distributed import gather_call
+from .batched import Reader, attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
+from .sharding import my_rows, summed, total_cost
 from .specs import DEFAULT_ATTACKS, parse_name, stronger
 
 #: How many already-fooled samples per (attack, eps pair) the monotonicity check re-attacks.
@@ -88,14 +90,15 @@ EOT_DRAWS = RAND_EOT
 log = logging.getLogger(__name__)
 
 
-def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], x: Tensor, y: Tensor,
+def run_checks(result: ModelResult, model: nn.Module, attacks: dict[str, Any], read: Reader,
                options: EvaluationOptions, spread: float | None = None) -> list[Check]:
     """All sanity checks for one evaluated model (``attacks``: the objects that made its curves;
     attacks that could not run are in ``result.masked``) on ``options.probe`` samples, one
-    progress step per check. ``spread``: :func:`randomness` on the probe, when the caller measured
-    it already (``evaluate`` does, before the curves)."""
+    progress step per check; ``read`` gives the samples they attack by index (never the whole set).
+    ``spread``: :func:`randomness` on the probe, when the caller measured it already (``evaluate``
+    does, before the curves)."""
     idx = probe_indices(result.clean, options.probe, options.seed)
-    ctx = _Context(result, model, attacks, x, y, idx, options, spread=spread)
+    ctx = _Context(result, model, attacks, read, idx, options, spread=spread)
     checks = []
     with tqdm(CHECKS.items(), desc=f"checks {result.name}", disable=not options.progress, leave=False) as bar:
         for name, check in bar:
@@ -137,14 +140,13 @@ def seeded_order(clean: Tensor, seed: int) -> Tensor:
 
 @dataclass
 class _Context:
-    """What every check needs (``idx``: the probe rows; ``options``: the evaluation's), and fresh
-    attacks on probe rows."""
+    """What every check needs (``read``: samples by index; ``idx``: the probe rows; ``options``: the
+    evaluation's), and fresh attacks on probe rows."""
 
     result: ModelResult
     model: nn.Module
     attacks: dict[str, Any]
-    x: Tensor
-    y: Tensor
+    read: Reader
     idx: Tensor
     options: EvaluationOptions
     fooled: int = 0  # samples the checks' own attacks fooled,
@@ -161,8 +163,18 @@ class _Context:
         """Fresh attack on ``rows`` at ``eps``: survival mask over ``rows``. Its passes count in
         :attr:`spent`, the forward that checks the fooled rows' logits for NaN/Inf included."""
         opts = self.options
-        fooled, _, cost = attack_at(attack, self.x, self.y, rows, eps, opts.batches, opts.device, opts.seed,
-                                    model=self.model)
+
+        def mine() -> tuple[Tensor, Cost]:  # this rank's share, a batch read at a time
+            fooled, cost = torch.zeros(0, dtype=torch.bool), Cost()
+            part = my_rows(rows, opts.batches.start, bool(capability(attack, "per_sample")))
+            for chunk in part.split(opts.batches.start) if len(part) else ():
+                hit, _, spent = attack_at(attack, *self.read(chunk), torch.arange(len(chunk)), eps, opts.batches,
+                                          opts.device, opts.seed, model=self.model, index=chunk)
+                fooled, cost = torch.cat([fooled, hit]), summed(cost, spent)
+            return fooled, cost
+
+        parts = gather_call(mine)
+        fooled, cost = torch.cat([f for f, _ in parts]), total_cost([c for _, c in parts])
         self.fooled, self.nonfinite = self.fooled + int(fooled.sum()), self.nonfinite + cost.nonfinite
         self.spent.attacked += len(rows)
         self.spent.forwards += cost.forwards + int(fooled.sum())
@@ -210,7 +222,7 @@ def check_monotone(ctx: _Context) -> Check:
 def check_large_eps(ctx: _Context) -> Check:
     """At a budget covering the whole [0, 1] box (L-inf 1.0; L2 the box's diagonal) any input is
     reachable, so accuracy must fall to chance or below."""
-    eps = get_norm(ctx.norm).covering_radius(ctx.x[0].numel())
+    eps = get_norm(ctx.norm).covering_radius(ctx.read(ctx.idx[:1])[0][0].numel())
     attack = PGD(ctx.model, eps=eps, steps=20, norm=ctx.norm, seed=ctx.options.seed)
     n = len(ctx.idx)
     left = int(ctx.survived(attack, ctx.idx, eps).sum())
@@ -424,26 +436,35 @@ def binomial_slack(n: int) -> int:
 def check_gradients(ctx: _Context) -> Check:
     """Input gradients of the cross-entropy must be finite and non-zero; zero gradients mean a
     quantised input or a saturated softmax, and NaN/Inf a numerically broken model."""
-    zero = bad = 0
     batch_size, device = ctx.options.batches.start, ctx.options.device
-    with frozen(ctx.model), torch.enable_grad():
-        for start in range(0, len(ctx.idx), batch_size):
-            rows = ctx.idx[start:start + batch_size]
-            xb = ctx.x[rows].to(device).requires_grad_(True)
-            loss = F.cross_entropy(ctx.model(xb).float(), ctx.y[rows].to(device), reduction="sum")
-            ctx.spent.forwards += len(rows)
-            if not loss.requires_grad:
-                n = len(ctx.idx)
-                return Check("gradients", False, f"gradient masking: the model's output has no gradient with respect "
-                             f"to its input on any of the {n} samples (torch.no_grad, detach or argmax inside forward)",
-                             details={"zero": n, "non_finite": 0, "n": n, "masked": True})
-            (grad,) = torch.autograd.grad(loss, xb)
-            ctx.spent.backwards += len(rows)
-            flat = grad.flatten(1)
-            finite = torch.isfinite(flat).all(1)
-            bad += int((~finite).sum())
-            zero += int((finite & (flat == 0).all(1)).sum())
+
+    def mine() -> tuple[int, int, bool, int]:  # this rank's share: zero, non-finite, masked, forwards
+        zero = bad = forwards = 0
+        part = my_rows(ctx.idx, batch_size, by_sample=True)
+        with frozen(ctx.model), torch.enable_grad():
+            for rows in part.split(batch_size) if len(part) else ():
+                xb, yb = ctx.read(rows)
+                xb = xb.to(device).requires_grad_(True)
+                loss = F.cross_entropy(ctx.model(xb).float(), yb.to(device), reduction="sum")
+                forwards += len(rows)
+                if not loss.requires_grad:
+                    return 0, 0, True, forwards
+                (grad,) = torch.autograd.grad(loss, xb)
+                flat = grad.flatten(1)
+                finite = torch.isfinite(flat).all(1)
+                bad += int((~finite).sum())
+                zero += int((finite & (flat == 0).all(1)).sum())
+        return zero, bad, False, forwards
+
+    parts = gather_call(mine)
     n = len(ctx.idx)
+    ctx.spent.forwards += sum(part[3] for part in parts)
+    if any(part[2] for part in parts):
+        return Check("gradients", False, f"gradient masking: the model's output has no gradient with respect "
+                     f"to its input on any of the {n} samples (torch.no_grad, detach or argmax inside forward)",
+                     details={"zero": n, "non_finite": 0, "n": n, "masked": True})
+    ctx.spent.backwards += n
+    zero, bad = sum(part[0] for part in parts), sum(part[1] for part in parts)
     passed = bad == 0 and zero <= math.floor(ZERO_GRAD_SLACK * n)
     msg = f"input gradients on {n} samples: {zero} exactly zero, {bad} non-finite"
     if not passed:
@@ -468,20 +489,24 @@ def check_finite_logits(ctx: _Context) -> Check:
                  details={"curves": curves, "checks": ctx.nonfinite, "checks_fooled": ctx.fooled})
 
 
-@torch.no_grad()
-def randomness(model: nn.Module, x: Tensor, batch_size: int, device: torch.device | str) -> float:
-    """How far ``RANDOM_DRAWS`` forwards of the same inputs ``x`` disagree: the largest L2 distance, over
-    samples and pairs of draws, between their L2-normalised logits (0 for a deterministic model; above
-    ``RANDOM_TOLERANCE``, a randomized one). Costs ``RANDOM_DRAWS`` forwards per sample."""
-    spread = 0.0
-    with frozen(model):
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size].to(device)
-            outs = [F.normalize(model(xb).float().flatten(1), dim=1) for _ in range(RANDOM_DRAWS)]
-            for a in range(RANDOM_DRAWS):
-                for b in range(a + 1, RANDOM_DRAWS):
-                    spread = max(spread, float((outs[a] - outs[b]).norm(dim=1).max()))
-    return spread
+def randomness(model: nn.Module, read: Reader, rows: Tensor, batch_size: int, device: torch.device | str) -> float:
+    """How far ``RANDOM_DRAWS`` forwards of the same inputs (samples ``rows``, read by ``read``) disagree:
+    the largest L2 distance, over samples and pairs of draws, between their L2-normalised logits (0 for
+    a deterministic model; above ``RANDOM_TOLERANCE``, a randomized one). Costs ``RANDOM_DRAWS``
+    forwards per sample, split among the ranks of a process group."""
+    def mine() -> float:
+        spread = 0.0
+        part = my_rows(rows, batch_size, by_sample=True)
+        with frozen(model), torch.no_grad():
+            for chunk in part.split(batch_size) if len(part) else ():
+                xb = read(chunk)[0].to(device)
+                outs = [F.normalize(model(xb).float().flatten(1), dim=1) for _ in range(RANDOM_DRAWS)]
+                for a in range(RANDOM_DRAWS):
+                    for b in range(a + 1, RANDOM_DRAWS):
+                        spread = max(spread, float((outs[a] - outs[b]).norm(dim=1).max()))
+        return spread
+
+    return max(gather_call(mine))
 
 
 def check_randomized(ctx: _Context) -> Check:
@@ -492,7 +517,7 @@ def check_randomized(ctx: _Context) -> Check:
     ``eot``); the fix is expectation over transformation."""
     spread = ctx.spread
     if spread is None:
-        spread = randomness(ctx.model, ctx.x[ctx.idx], ctx.options.batches.start, ctx.options.device)
+        spread = randomness(ctx.model, ctx.read, ctx.idx, ctx.options.batches.start, ctx.options.device)
     ctx.spent.forwards += RANDOM_DRAWS * len(ctx.idx)  # the check's cost, wherever it was measured
     n = len(ctx.idx)
     randomized = spread > RANDOM_TOLERANCE

@@ -10,12 +10,24 @@ sample at the next eps where its attack at the previous eps ended (the result it
 lies inside the larger ball. A sample's start and seed never depend on the others, so for these
 attacks survivors-only equals attacking everyone, and it is never above it for any attack.
 
-Inside an initialised process group (torchrun) each rank forwards and attacks only its
-contiguous share of the samples (:func:`advkit.distributed.my_shard`), seeded by their indices in
-the whole data, or, for attacks whose draws are per batch, its share of each eps's batches
-(:mod:`advkit.evaluation.sharding`); the per-sample results are gathered back in order, so every
-rank returns the report one process would have made. The sanity checks and the example grid,
-which need the gathered results, run whole on every rank.
+The data is read a batch at a time (:class:`advkit.data.Samples`; ``n`` is taken before any read),
+so only a few batches of images are held; per-sample results (labels, predictions, survival per
+attack and eps) are kept for every sample. The path, in :func:`evaluate_model`:
+
+1. the clean pass (:func:`clean_pass`): each data batch is read, checked and forwarded once;
+2. the randomness probe and the attacks as they will run (:func:`attacks_for`);
+3. the attack pass (:func:`walk`): each data batch is read again and goes through every attack over
+   every eps (:func:`batch_curve`: survivors, warm starts) and the corruptions; then only its
+   per-sample results are kept (:class:`~advkit.evaluation.sharding.Walked`). A sample's seeds
+   come from its index in the whole data (:func:`advkit.rng.sample_seeds`) and an attack that
+   draws per batch draws from its batch's own samples, so a data batch's result never depends on
+   the other batches;
+4. the example grid and the sanity checks read the samples they need by index.
+
+Inside an initialised process group (torchrun) each rank reads and attacks only its contiguous share
+of the data batches (:func:`~advkit.evaluation.sharding.my_batches`), and the per-sample results are
+gathered back in order after each pass, so every rank returns the report one process would have made,
+for every attack. The sanity checks split their samples among the ranks the same way.
 """
 from __future__ import annotations
 
@@ -37,20 +49,18 @@ from ..attacks.autoattack import AutoAttack, Component
 from ..attacks.base import Attack, model_dtype
 from ..attacks.capabilities import capability, searches_the_model
 from ..core import frozen, get_norm
-from ..data import as_tensors
+from ..data import Samples
 from ..data.corruption_accuracy import corruption_accuracy
-from ..data.corruptions import SEVERITIES
 from ..data.suites import CorruptionSuite
 from ..devices import placed
-from ..distributed import check_same_data, gather_call, gather_rows, is_distributed, is_main, my_shard
-from ..validation import check_images, check_labels
-from .batched import attack_at, predict
+from ..distributed import check_same_data, gather_call, is_distributed, is_main
+from .batched import Reader, attack_at, predict
 from .checks import EOT_DRAWS, RANDOM_TOLERANCE, probe_indices, randomness, run_checks, single_draw
 from .construct import by_name, describe
 from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
-from .sharding import attack_at_shared, by_sample, merge_curves
+from .sharding import Kept, Walked, my_batches
 from .specs import DEFAULT_ATTACKS, check_norm, with_amp, with_progress
 
 log = logging.getLogger(__name__)
@@ -85,8 +95,10 @@ def evaluate(
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
 
     ``model``: a classifier returning logits on [0, 1] inputs, or a dict name -> model (one report,
-    one plot). ``data``: a Dataset, a DataLoader or an ``(x, y)`` pair; ``n`` keeps the first n
-    samples; labels must be class indices of the model's outputs. ``attacks``: names (see
+    one plot). ``data``: a Dataset, a DataLoader or an ``(x, y)`` pair, read a batch at a time (a few
+    batches of images in memory, whatever its size; each sample read twice, the clean pass and the
+    attack pass, and a few more times for the probe's samples); ``n`` keeps the first n samples, the
+    others never read; labels must be class indices of the model's outputs. ``attacks``: names (see
     :func:`advkit.evaluation.specs.valid_names`; ``"pgd-40"`` sets the steps, ``"pgd"`` is PGD's
     default), attack objects (ours or torchattacks'), or factories ``model -> attack``; a dict
     names them; one name or object alone is a list of one. ``eps``: a number or a list (numpy
@@ -106,8 +118,8 @@ def evaluate(
     ``imagecorruptions`` package), ``advkit.data.ImageNetC([...], baseline="alexnet")``, or CIFAR-10-C /
     CIFAR-100-C read from their files, ``advkit.data.CorruptionFiles("cifar10-c", root)`` (the data must be the
     clean test set, in order); with a suite's reference errors, or a ``baseline`` model, the report adds
-    each corruption's error relative to it (Hendrycks & Dietterich's CE and mCE).
-    ``baseline`` names the model of the dict the others are
+    each corruption's error relative to it (Hendrycks & Dietterich's CE and mCE). ``baseline`` names the
+    model of the dict the others are
     compared with, before and after a defense (``evaluate({"before": m0, "after": m1}, data,
     baseline="before")``): ``report.comparisons`` holds each other model's change in clean
     accuracy and robust-accuracy gain per attack and eps (after minus before; see
@@ -194,92 +206,162 @@ def evaluate(
                                 channels_last=channels_last, compile=compile, eot=eot)
     if is_distributed() and not is_main():
         options = replace(options, progress=False)
-    x, y = as_tensors(data, limit=options.n)
-    x = check_images(x, "data images")
-    y = check_labels(y, len(x), torch.device("cpu"), "data labels")
-    check_same_data(x, y, "evaluate")
-    if options.corruptions:  # a suite that cannot take the data says so before any work
-        options.suite.check_data(x, y)
+    samples = Samples(data, limit=options.n)
+    if is_distributed():  # every rank passes the same data: compared on a fingerprint, three samples and n
+        check_same_data(*samples.read(sorted({0, len(samples) // 2, len(samples) - 1})), "evaluate",
+                        count=len(samples))
+    if options.corruptions:  # a suite that cannot take the data says so before any work (on the first batch)
+        options.suite.check_data(*samples.read(torch.arange(min(len(samples), options.batches.start))))
     start = time.perf_counter()
     results = []
     for name, net in models.items():
         with placed(net, options.device), accelerated(net, options.channels_last, options.compile):
-            results.append(evaluate_model(name, net, x, y, options))
-    return Report(results, options.config(len(x)), run_metadata(options.device, time.perf_counter() - start),
+            results.append(evaluate_model(name, net, samples, options))
+    return Report(results, options.config(len(samples)), run_metadata(options.device, time.perf_counter() - start),
                   baseline=baseline)
 
 
-def evaluate_model(name: str, model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions) -> ModelResult:
-    """One model's curves, checks and examples (``model`` already on ``options.device``)."""
+def evaluate_model(name: str, model: nn.Module, data: Samples, options: EvaluationOptions) -> ModelResult:
+    """One model's curves, checks and examples (``model`` already on ``options.device``), reading
+    ``data`` a batch at a time: a clean pass, then each data batch through every attack over every eps."""
     t0 = time.perf_counter()
-    norm, eps, device = options.norm, list(options.eps), options.device
-    x = x.to(model_dtype(model, torch.float32))
-    start, stop = my_shard(len(x))
-    mine = torch.arange(start, stop)
-    clean_pred, num_classes = clean_predictions(model, x[start:stop], start, options)
-    check_data_labels(y, num_classes)
-    clean = clean_pred == y
-    shown = pick_examples(y, clean, options.examples)
+    read = Reader(data, model_dtype(model, torch.float32))
+    labels, clean_pred, num_classes = clean_pass(model, data, read, options)
+    clean = clean_pred == labels
+    shown = pick_examples(labels, clean, options.examples)
     seconds = {"clean": time.perf_counter() - t0}
     spread = None  # the randomized check's probe, measured before the curves so that they can use EOT
     if options.checks:
-        spread = randomness(model, x[probe_indices(clean, options.probe, options.seed)], options.batches.start, device)
-    randomized = spread is not None and spread > RANDOM_TOLERANCE
-    draws = options.eot if options.eot is not None else EOT_DRAWS if randomized else None
-    if randomized:
-        log.warning("%s: its outputs differ between forwards of the same inputs (by up to %.3g): a randomized "
-                    "model; its gradient attacks run with eot=%d%s", name, spread, draws,
-                    " (given), so single draws overstate its robustness" if draws == 1 else "")
-    built = {spec.name: for_run(check_norm(spec.name, spec.build(model, norm, num_classes), norm), options)
-             for spec in options.attacks}
-    notes = {}
-    if draws is not None:
-        built, notes = with_eot(built, draws, randomized)
-    records, adversarials, ran = {}, {}, {}
-    bar = tqdm(total=len(built) * sum(e > 0 for e in eps) + len(options.corruptions) * len(SEVERITIES),
-               desc=f"evaluate {name}", disable=not options.progress, leave=False)
-
-    def run(attack_name: str, attack: Any, note: str = "") -> None:
-        t0 = time.perf_counter()
-        try:
-            if by_sample(attack):  # each rank its own samples over the whole grid, merged once
-                curve = merge_curves(gather_call(lambda: attack_curve(
-                    attack, attack_name, x, y, clean, options, rows=mine, shown=shown, bar=bar, model=model)), len(x))
-            else:  # the ranks share each eps's batches
-                curve = attack_curve(attack, attack_name, x, y, clean, options, shared=True, shown=shown, bar=bar,
-                                     model=model)
-            records[attack_name], adversarials[attack_name] = curve
-            records[attack_name].note, ran[attack_name] = note, attack
-        except GradientMaskingError as err:
-            log.warning("%s: %s could not run: %s", name, attack_name, err)
-            records[attack_name] = AttackRecord(attack_name, describe(attack, eps), None, [], masked=str(err))
-        seconds[attack_name] = time.perf_counter() - t0
-
-    for attack_name, attack in built.items():
-        run(attack_name, attack, notes.get(attack_name, ""))
-    fallback = fallback_name(records, built)
-    if fallback:
-        bar.total += sum(e > 0 for e in eps)
-        note = (f"added by the evaluation: {', '.join(n for n, r in records.items() if r.masked)} could not run "
-                "(gradient masking), so the gradient-free Square attack keeps the worst case an upper bound")
-        run(fallback, for_run(by_name(ATTACKS["square"], "square", model, norm, n_queries=options.queries,
-                                      seed=options.seed), options), note)
-    result = ModelResult(name, eps, y, clean, num_classes, records, seconds=seconds)
-    if options.corruptions:
-        t0 = time.perf_counter()
-        result.corrupted = corrupted_masks(model, x, y, options, bar)
-        result.corruption_suite, result.corruption_baseline = options.suite.name, options.suite.baseline
-        seconds["corruptions"] = time.perf_counter() - t0
+        probe = probe_indices(clean, options.probe, options.seed)
+        spread = randomness(model, read, probe, options.batches.start, options.device)
+    attacks, notes = attacks_for(name, model, num_classes, spread, options)
+    bar = tqdm(total=len(attacks) * len(data), desc=f"evaluate {name}", disable=not options.progress, leave=False)
+    walked = walk(model, data, read, clean, attacks, shown, options, bar, corruptions=options.corruptions)
+    fallback = fallback_name({a: AttackRecord(a, "", None, [], masked=walked.masked.get(a, "")) for a in attacks},
+                             attacks)
+    if fallback:  # every batch again, through the gradient-free attack alone
+        notes[fallback] = (f"added by the evaluation: {', '.join(walked.masked)} could not run (gradient masking), "
+                           "so the gradient-free Square attack keeps the worst case an upper bound")
+        attacks[fallback] = for_run(by_name(ATTACKS["square"], "square", model, options.norm,
+                                            n_queries=options.queries, seed=options.seed), options)
+        bar.total += len(data)
+        walked.add(walk(model, data, read, clean, {fallback: attacks[fallback]}, shown, options, bar))
     bar.close()
-    result.examples = collect_examples(model, x, y, clean_pred, shown, adversarials, device)
+    records = {a: walked.record(a, describe(attack, options.eps), notes.get(a, "")) for a, attack in attacks.items()}
+    seconds |= walked.seconds
+    result = ModelResult(name, list(options.eps), labels, clean, num_classes, records, seconds=seconds,
+                         corrupted=walked.corrupted)
+    if options.corruptions:
+        result.corruption_suite, result.corruption_baseline = options.suite.name, options.suite.baseline
+    shown_adversarials = {a: walked.kept.get(a, {}) for a in attacks if not records[a].masked}
+    result.examples = collect_examples(model, read, clean_pred, shown, shown_adversarials, options.device)
     if options.checks:
         t0 = time.perf_counter()
-        result.checks = run_checks(result, model, ran, x, y, options, spread=spread)
+        ran = {a: attack for a, attack in attacks.items() if not records[a].masked}
+        result.checks = run_checks(result, model, ran, read, options, spread=spread)
         seconds["checks"] = time.perf_counter() - t0
-    for row in zip(eps, *(result.accuracy(a) for a in result.names), strict=True):
+    for row in zip(options.eps, *(result.accuracy(a) for a in result.names), strict=True):
         log.info("%s eps=%g: %s", name, row[0],
                  ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:], strict=True)))
     return result
+
+
+def walk(model: nn.Module, data: Samples, read: Reader, clean: Tensor, attacks: Mapping[str, Any],
+         shown: Sequence[int], options: EvaluationOptions, bar: tqdm, corruptions: Sequence[str] = ()) -> Walked:
+    """The attack pass: each of this rank's data batches (:func:`~advkit.evaluation.sharding.my_batches`)
+    goes through every attack over the whole eps grid (:func:`batch_curve`) and, when asked, the
+    ``corruptions`` (:func:`corrupted_masks`); only its per-sample results are kept. The ranks' results
+    are gathered in order, so every rank holds the one-process :class:`Walked`."""
+    def mine() -> Walked:
+        out = Walked()
+        for first, xb, yb in data.batches(options.batches.start, *my_batches(len(data), options.batches.start)):
+            xb, yb = read.prepare(xb, yb)
+            rows = slice(first, first + len(xb))
+            for name, attack in attacks.items():
+                if name in out.masked:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    out.put(name, *batch_curve(attack, xb, yb, first, clean[rows], options, shown, model))
+                except GradientMaskingError as err:
+                    log.warning("%s could not run (samples %d onward): %s", name, first, err)
+                    out.masked[name] = str(err)
+                out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - t0
+                bar.update(len(xb))
+            if corruptions:
+                t0 = time.perf_counter()
+                for corruption, mask in corrupted_masks(model, xb, yb, first // options.batches.start,
+                                                        corruptions, options).items():
+                    out.corruptions.setdefault(corruption, []).append(mask)
+                out.seconds["corruptions"] = out.seconds.get("corruptions", 0.0) + time.perf_counter() - t0
+        return out
+
+    return Walked.merge(gather_call(mine))
+
+
+def batch_curve(attack: Any, x: Tensor, y: Tensor, first: int, clean: Tensor, options: EvaluationOptions,
+                shown: Sequence[int] = (), model: nn.Module | None = None) -> tuple[Tensor, list[Cost], Kept]:
+    """One data batch (``x``, ``y``: samples ``first`` onward; ``clean``: which the model gets right)
+    through ``attack`` over the eps grid, upward. Survivors mode (``options.survivors``) attacks, at
+    each eps, only the batch's samples still standing; otherwise every sample at every eps. With
+    ``options.warm_start`` (and an attack that ``warm_starts``) each sample starts where its attack at
+    the previous eps ended. Returns ``robust`` (batch rows x eps), the cost at each eps, and, for the
+    ``shown`` samples in the batch, ``index -> (x_adv, eps, fooled)`` from the first eps that fooled
+    them (or the last eps tried). ``model`` (optional) has the fooled samples' logits checked for
+    NaN/Inf (``Cost.nonfinite``)."""
+    if capability(attack, "minimum_norm"):
+        return minimum_norm_batch(attack, x, y, first, clean, options, shown, model)
+    eps, index = list(options.eps), torch.arange(first, first + len(x))
+    robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
+    alive, costs, kept = clean.clone(), [], {}
+    reached = x.clone() if options.warm_start and capability(attack, "warm_starts") else None  # where each ended
+    starts = None  # no warm start before the first attacked eps
+    for j, e in enumerate(eps):
+        if e == 0:
+            robust[:, j], cost = clean, Cost()
+        else:
+            todo = alive.nonzero().squeeze(1) if options.survivors else torch.arange(len(x))
+            fooled, ends, cost = attack_at(attack, x, y, todo, e, options.batches, options.device, options.seed, j,
+                                           starts=starts, model=model, index=index)
+            robust[:, j] = alive if options.survivors else clean
+            robust[todo[fooled], j] = False
+            keep_examples(kept, shown, index[todo], fooled, ends, e, last=j == len(eps) - 1)
+            if reached is not None:
+                reached[todo] = ends
+                starts = reached
+        costs.append(cost)
+        alive = robust[:, j]
+    return robust, costs, kept
+
+
+def minimum_norm_batch(attack: Any, x: Tensor, y: Tensor, first: int, clean: Tensor, options: EvaluationOptions,
+                       shown: Sequence[int] = (), model: nn.Module | None = None) -> tuple[Tensor, list[Cost], Kept]:
+    """:func:`batch_curve` for a ``minimum_norm`` attack: one unbounded run (``eps=math.inf``) on the
+    batch's correctly classified samples finds each one's smallest adversarial perturbation, and a
+    sample is robust at eps exactly when that perturbation's norm exceeds eps (none found: robust at
+    every eps). The run's cost is recorded at the first eps above 0; the shown samples keep their
+    smallest adversarial example from the first eps it fits in (unfooled: x itself at the last eps)."""
+    eps, index = list(options.eps), torch.arange(first, first + len(x))
+    todo = clean.nonzero().squeeze(1)
+    dist = torch.full((len(x),), math.inf)
+    at = next((j for j, e in enumerate(eps) if e > 0), None)
+    ends, cost = x[todo], Cost()
+    if at is not None:
+        fooled, ends, cost = attack_at(attack, x, y, todo, math.inf, options.batches, options.device, options.seed,
+                                       at, model=model, index=index)
+        found = get_norm(attack.norm).distance(ends - x[todo])
+        dist[todo] = torch.where(fooled, found, torch.full_like(found, math.inf))
+    robust = torch.stack([clean & (dist > e) for e in eps], 1)
+    costs = [cost if j == at else Cost() for j in range(len(eps))]
+    kept: Kept = {}
+    position = {int(index[i]): k for k, i in enumerate(todo.tolist())}
+    positive = [e for e in eps if e > 0]
+    for i in shown:
+        k = position.get(i)
+        if k is not None and positive:
+            fits = [e for e in positive if dist[i - first] <= e]
+            kept[i] = (ends[k].clone(), fits[0], True) if fits else (x[i - first].clone(), positive[-1], False)
+    return robust, costs, kept
 
 
 def for_run(attack: Any, options: EvaluationOptions) -> Any:
@@ -343,30 +425,49 @@ def autoattack_with_eot(attack: AutoAttack, draws: int) -> AutoAttack:
     return out
 
 
-def clean_predictions(model: nn.Module, x: Tensor, first: int, options: EvaluationOptions) -> tuple[Tensor, int]:
-    """:func:`predict` on each rank's share ``x`` (possibly empty; from sample ``first`` on), gathered:
-    every sample's clean prediction, in order, and the number of classes."""
-    parts = gather_call(lambda: predict(model, x, options.batches, options.device, first, options.amp) if len(x)
-                        else None)
-    parts = [p for p in parts if p is not None]
-    return torch.cat([pred for pred, _ in parts]), parts[0][1]
+def attacks_for(name: str, model: nn.Module, num_classes: int, spread: float | None,
+                options: EvaluationOptions) -> tuple[dict[str, Any], dict[str, str]]:
+    """The attacks as this evaluation runs them on ``model`` (built from ``options.attacks``; with EOT
+    when ``options.eot`` is given or the randomness probe's ``spread`` flags the model), and the
+    report's note on each one that changed."""
+    randomized = spread is not None and spread > RANDOM_TOLERANCE
+    draws = options.eot if options.eot is not None else EOT_DRAWS if randomized else None
+    if randomized:
+        log.warning("%s: its outputs differ between forwards of the same inputs (by up to %.3g): a randomized "
+                    "model; its gradient attacks run with eot=%d%s", name, spread, draws,
+                    " (given), so single draws overstate its robustness" if draws == 1 else "")
+    built = {spec.name: for_run(check_norm(spec.name, spec.build(model, options.norm, num_classes), options.norm),
+                                options) for spec in options.attacks}
+    return with_eot(built, draws, randomized) if draws is not None else (built, {})
 
 
-def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, options: EvaluationOptions, bar: tqdm) -> dict[str, Tensor]:
-    """Per corruption of ``options.corruptions``, which samples the model gets right at each severity.
-    In a process group each rank corrupts whole batches of the one-process batching (the noise is
-    seeded per batch), its contiguous share of them."""
+def clean_pass(model: nn.Module, data: Samples, read: Reader, options: EvaluationOptions) -> tuple[Tensor, Tensor, int]:
+    """Every sample's label and clean prediction (on the CPU), and the model's number of classes: each
+    rank reads and forwards its data batches (images and labels checked batch by batch), gathered in order."""
     size = options.batches.start
-    first, last = my_shard(-(-len(x) // size))
-    rows = slice(first * size, last * size)
-    masks = {}
-    for corruption in options.corruptions:
-        part = corruption_accuracy(model, x[rows], y[rows], [corruption], batch_size=size,
-                                   device=options.device, seed=options.seed, first_batch=first, suite=options.suite)
-        masks[corruption] = gather_rows(part[corruption])
-        bar.update(len(SEVERITIES))
-        bar.set_postfix_str(f"{corruption} mean acc={float(masks[corruption].float().mean()):.3f}")
-    return masks
+
+    def mine() -> tuple[list[Tensor], list[Tensor], int]:
+        labels, preds, classes = [], [], 0
+        for first, xb, yb in data.batches(size, *my_batches(len(data), size)):
+            xb, yb = read.prepare(xb, yb)
+            pred, classes = predict(model, xb, options.batches, options.device, first, options.amp)
+            check_data_labels(yb, classes, first)
+            labels.append(yb)
+            preds.append(pred)
+        return labels, preds, classes
+
+    parts = gather_call(mine)
+    return (torch.cat([t for part in parts for t in part[0]]), torch.cat([t for part in parts for t in part[1]]),
+            max(part[2] for part in parts))
+
+
+def corrupted_masks(model: nn.Module, x: Tensor, y: Tensor, batch: int, names: Sequence[str],
+                    options: EvaluationOptions) -> dict[str, Tensor]:
+    """Per corruption of ``names``, which samples of data batch number ``batch`` (``x``, ``y``) the
+    model gets right at each severity; the noise is seeded with the batch's number, so a batch gives
+    the same masks on any rank."""
+    return corruption_accuracy(model, x, y, names, batch_size=options.batches.start, device=options.device,
+                               seed=options.seed, first_batch=batch, suite=options.suite)
 
 
 def fallback_name(records: Mapping[str, AttackRecord], attacks: Mapping[str, Any]) -> str | None:
@@ -378,83 +479,6 @@ def fallback_name(records: Mapping[str, AttackRecord], attacks: Mapping[str, Any
                                                            for n, r in records.items()):
         return None
     return "square" if "square" not in records else "square (added)"
-
-
-def attack_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, options: EvaluationOptions, *,
-                 rows: Tensor | None = None, shared: bool = False, shown: Sequence[int] = (),
-                 bar: tqdm | None = None, model: nn.Module | None = None
-                 ) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
-    """Walk the eps grid upward with ``attack``. Survivors mode (``options.survivors``) attacks,
-    at each eps, only the samples still standing; otherwise every sample at every eps. With
-    ``options.warm_start`` (and an attack that ``warm_starts``) each sample starts where its attack
-    at the previous eps ended.
-    Returns the record and, for the ``shown`` samples, ``index -> (x_adv, eps, fooled)`` from the
-    first eps that fooled them (or the last eps tried). ``model`` (optional) has the fooled
-    samples' logits checked for NaN/Inf (``Cost.nonfinite``). ``rows`` (default: all): the only
-    samples attacked (a rank's share); the record is meaningful on those rows alone. ``shared``: the
-    ranks of a process group split each eps's batches (:func:`~advkit.evaluation.sharding.attack_at_shared`)."""
-    rows = torch.arange(len(x)) if rows is None else rows
-    if capability(attack, "minimum_norm"):
-        return minimum_norm_curve(attack, name, x, y, clean, options, rows=rows, shared=shared, shown=shown, bar=bar,
-                                  model=model)
-    eps, survivors, warm = list(options.eps), options.survivors, options.warm_start
-    robust = torch.zeros(len(x), len(eps), dtype=torch.bool)
-    alive, costs, kept = clean.clone(), [], {}
-    reached = x.clone() if warm and capability(attack, "warm_starts") else None  # where each search ended
-    starts = None  # no warm start before the first attacked eps
-    for j, e in enumerate(eps):
-        if e == 0:
-            robust[:, j], cost = clean, Cost()
-        else:
-            todo = rows[alive[rows]] if survivors else rows
-            fooled, ends, cost = (attack_at_shared if shared else attack_at)(
-                attack, x, y, todo, e, options.batches, options.device, options.seed, j, starts=starts, model=model)
-            robust[:, j] = alive if survivors else clean
-            robust[todo[fooled], j] = False
-            keep_examples(kept, shown, todo, fooled, ends, e, last=j == len(eps) - 1)
-            if reached is not None:
-                reached[todo] = ends
-                starts = reached
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(f"{name} eps={e:g} acc={float(robust[rows, j].float().mean()):.3f}")
-        costs.append(cost)
-        alive = robust[:, j]
-    return AttackRecord(name, describe(attack, eps), robust, costs), kept
-
-
-def minimum_norm_curve(attack: Any, name: str, x: Tensor, y: Tensor, clean: Tensor, options: EvaluationOptions, *,
-                       rows: Tensor, shared: bool = False, shown: Sequence[int] = (), bar: tqdm | None = None,
-                       model: nn.Module | None = None) -> tuple[AttackRecord, dict[int, tuple[Tensor, float, bool]]]:
-    """:func:`attack_curve` for a ``minimum_norm`` attack: one unbounded run (``eps=math.inf``) on the
-    correctly classified ``rows`` finds each sample's smallest adversarial perturbation, and a sample
-    is robust at eps exactly when that perturbation's norm exceeds eps (none found: robust at every
-    eps). The run's cost is recorded at the first eps above 0; the shown samples keep their smallest
-    adversarial example from the first eps it fits in (unfooled: x itself at the last eps)."""
-    eps = list(options.eps)
-    todo = rows[clean[rows]]
-    dist = torch.full((len(x),), math.inf)
-    first = next((j for j, e in enumerate(eps) if e > 0), None)
-    ends, cost = x[todo], Cost()
-    if first is not None:
-        fooled, ends, cost = (attack_at_shared if shared else attack_at)(
-            attack, x, y, todo, math.inf, options.batches, options.device, options.seed, first, model=model)
-        found = get_norm(attack.norm).distance(ends - x[todo])
-        dist[todo] = torch.where(fooled, found, torch.full_like(found, math.inf))
-    robust = torch.stack([clean & (dist > e) for e in eps], 1)
-    costs = [cost if j == first else Cost() for j in range(len(eps))]
-    kept: dict[int, tuple[Tensor, float, bool]] = {}
-    position = {i: k for k, i in enumerate(todo.tolist())}
-    positive = [e for e in eps if e > 0]
-    for i in shown:
-        k = position.get(i)
-        if k is not None and positive:
-            fits = [e for e in positive if dist[i] <= e]
-            kept[i] = (ends[k].clone(), fits[0], True) if fits else (x[i].clone(), positive[-1], False)
-    if bar is not None:
-        bar.update(len(positive))
-        bar.set_postfix_str(f"{name} acc={float(robust[rows, -1].float().mean()):.3f} at eps={eps[-1]:g}")
-    return AttackRecord(name, describe(attack, eps), robust, costs), kept
 
 
 def keep_examples(kept: dict[int, tuple[Tensor, float, bool]], shown: Sequence[int], todo: Tensor, fooled: Tensor,
@@ -478,14 +502,16 @@ def pick_examples(y: Tensor, clean: Tensor, k: int) -> list[int]:
 
 
 @torch.no_grad()
-def collect_examples(model: nn.Module, x: Tensor, y: Tensor, clean_pred: Tensor, shown: list[int],
-                     adversarials: dict[str, dict[int, tuple[Tensor, float, bool]]],
-                     device: torch.device) -> list[Example]:
-    """For each shown sample, the adversarial image from the smallest fooling eps over attacks
-    (ties: the first attack), with the model's prediction on it."""
+def collect_examples(model: nn.Module, read: Reader, clean_pred: Tensor, shown: list[int],
+                     adversarials: Mapping[str, Kept], device: torch.device) -> list[Example]:
+    """For each shown sample (read by index), the adversarial image from the smallest fooling eps over
+    attacks (ties: the first attack), with the model's prediction on it."""
+    if not shown:
+        return []
+    x, y = read(shown)
     out = []
-    for i in shown:
-        ex = Example(i, int(y[i]), int(clean_pred[i]), x[i].clone())
+    for k, i in enumerate(shown):
+        ex = Example(i, int(y[k]), int(clean_pred[i]), x[k].clone())
         candidates = [(name, *kept[i]) for name, kept in adversarials.items() if i in kept]
         if candidates:
             ex.attack, ex.x_adv, ex.eps, ex.fooled = min(candidates, key=lambda c: (not c[3], c[2] if c[3] else -c[2]))
@@ -505,10 +531,10 @@ def _models(model: Any) -> dict[str, nn.Module]:
     return models
 
 
-def check_data_labels(y: Tensor, num_classes: int) -> None:
-    """Labels must index the model's ``num_classes`` outputs: a label out of range would count as
-    misclassified and silently lower every accuracy."""
+def check_data_labels(y: Tensor, num_classes: int, first: int = 0) -> None:
+    """Labels (of samples ``first`` onward) must index the model's ``num_classes`` outputs: a label out
+    of range would count as misclassified and silently lower every accuracy."""
     bad = ((y < 0) | (y >= num_classes)).nonzero().squeeze(1)
     if len(bad):
         raise ValueError(f"data labels must be class indices in [0, {num_classes}) for a model with {num_classes} "
-                         f"outputs; {len(bad)} are not (first: label {int(y[bad[0]])} at index {int(bad[0])})")
+                         f"outputs; {len(bad)} are not (first: label {int(y[bad[0]])} at index {first + int(bad[0])})")

@@ -1,12 +1,8 @@
 """Attacks declare what they can do (``uses_gradients``, ``per_sample``, ``needs_training``, ``norms``,
-``targets``, ``warm_starts``, ``losses``), every declaration is true, and evaluate's checks and
-sharding and the defenses read the declarations, never the name an attack is reported under or
+``targets``, ``warm_starts``, ``losses``), every declaration is true, and evaluate's checks
+and the defenses read the declarations, never the name an attack is reported under or
 its exact type."""
 from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,10 +19,6 @@ from advkit.defenses.adversaries import AttackAdversary, resolve_attack
 from advkit.evaluation.checks import runs_stronger_attack
 from advkit.evaluation.evaluate import fallback_name
 from advkit.evaluation.results import AttackRecord
-from advkit.evaluation.sharding import by_sample
-
-sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
-from launch import group_script, one_thread, run_group  # noqa: E402
 
 
 class NoiseSearch(Attack):
@@ -242,20 +234,6 @@ def test_the_stronger_attack_check_reads_any_curve_whose_attack_contains_apgd_t(
     assert not runs_stronger_attack(APGD(model, loss="dlr")) and not runs_stronger_attack(PGD(model))
 
 
-def test_sharding_reads_per_sample_a_subclass_of_pgd_is_sharded_by_sample(torchattacks):
-    model = tiny_model()
-    assert by_sample(MyPGD(model)) and by_sample(PGD(model)) and by_sample(APGD(model))
-    assert not by_sample(PerBatchPGD(model)) and not by_sample(APGDT(model))
-    assert not by_sample(Square(model, 0.1)) and not by_sample(AutoAttack(model))
-    assert not by_sample(from_torchattacks(torchattacks.PGD(model, eps=0.1)))
-
-    class RunOnly:
-        def run(self, x, y=None):
-            return x
-
-    assert not by_sample(RunOnly())
-
-
 def test_adversarial_training_adapts_only_an_attack_that_needs_training():
     """The adversary trains the attack on the batch (``adapt``) when it declares ``needs_training``;
     an attack with an ``adapt`` method that does not is run as it is."""
@@ -291,47 +269,3 @@ def test_evaluate_says_when_an_attacks_class_cannot_work_in_its_norm():
 def test_training_refuses_a_named_attack_outside_its_norms():
     with pytest.raises(ValueError, match=r"^attack 'cw' works under norm 'l2' but training is under norm='linf'$"):
         resolve_attack("cw", tiny_model(), "linf", default=None)
-
-
-#: What each rank of the group runs: the one-process evaluation, recording which path attack_curve took.
-CHILD = """
-from test_capabilities import evaluate_mine
-import importlib
-ev = importlib.import_module("advkit.evaluation.evaluate")  # the module, not the function advkit.evaluation exports
-shared, curve = [], ev.attack_curve
-def spy(*args, **kwargs):
-    shared.append(kwargs.get("shared", False))
-    return curve(*args, **kwargs)
-ev.attack_curve = spy
-report = evaluate_mine()
-with open(out + f"/rank{rank}.json", "w") as f:
-    json.dump({"report": report.to_dict(), "shared": shared}, f)
-"""
-
-
-def evaluate_mine() -> advkit.evaluation.Report:
-    """A PGD subclass evaluated on the first 61 digits, batches of 16 that the ranks' shares cut differently."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
-    return advkit.evaluate(model, advkit.data.load("digits")[1], attacks={"mine": lambda m: MyPGD(m, steps=5)},
-                           eps=[0.0, 0.05, 0.1], n=61, batch_size=16, checks=False, examples=0, progress=False,
-                           device="cpu")
-
-
-def without_timings(value):
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in ("seconds", "created", "sha256")}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
-
-
-@pytest.mark.slow  # a 2-process gloo group: about 10 s
-def test_a_subclass_of_pgd_sharded_by_sample_over_two_processes_gives_the_one_process_report(tmp_path):
-    with one_thread():
-        one = evaluate_mine().to_dict()
-    run_group(group_script(tmp_path, Path(__file__).parent, CHILD))
-    for r in range(2):
-        got = json.loads((tmp_path / f"rank{r}.json").read_text())
-        assert got["shared"] == [False]  # each rank walked the grid on its own samples
-        assert without_timings(got["report"]) == without_timings(one)

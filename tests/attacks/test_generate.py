@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from advkit.attacks import PGD, generate
+from advkit.attacks import PGD, generate, generate_batches
 from advkit.models import SmallCNN
 from advkit.rng import batch_seed
 
@@ -57,3 +57,27 @@ def test_bad_arguments(data, atk, batch_size, error, message):
     attack = atk if isinstance(atk, str) else PGD(tiny_model(), eps=0.1)
     with pytest.raises(error, match=message):
         generate(attack, data, batch_size=batch_size, progress=False)
+
+
+def test_generate_batches_reads_one_batch_at_a_time_and_only_the_first_n(data):
+    """generate_batches reads a batch when asked for it, never past ``n``; its batches are generate's."""
+    x, y = data
+    reads = []
+
+    class Counted(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, i):
+            reads.append(i)
+            return x[i], int(y[i])
+
+    atk = PGD(tiny_model(), eps=0.1, steps=2)
+    stream = generate_batches(atk, Counted(), batch_size=8, progress=False, n=13)
+    assert reads == []
+    first = next(stream)
+    assert reads == list(range(8)) and first[0].shape == (8, 1, 8, 8)
+    rest = list(stream)
+    assert reads == list(range(13)) and [len(b) for b, _ in rest] == [5]
+    whole = generate(atk, (x, y), batch_size=8, progress=False, n=13).tensors[0]
+    assert torch.equal(torch.cat([first[0], rest[0][0]]), whole)

@@ -9,6 +9,8 @@ from torch import nn
 
 import advkit
 from advkit.attacks import PGD, AttackResult
+from advkit.data import Samples
+from advkit.evaluation.batched import Reader
 from advkit.evaluation.checks import CHECKS, most_resistant_first, probe_indices, run_checks, sign_test_slack
 from advkit.evaluation.options import EvaluationOptions
 from advkit.evaluation.results import AttackRecord, ModelResult
@@ -73,7 +75,7 @@ def test_every_check_passes_on_a_plain_model(trained_cnn, mnist5k, seed):
                           queries=200, seed=seed, progress=False, device="cpu", examples=0)
     res = rep["model"]
     attacks = {s.name: s.build(trained_cnn, "linf", 10) for s in resolve(["fgsm", "pgd"])}
-    small = run_checks(res, trained_cnn, attacks, x[rows], y[rows],
+    small = run_checks(res, trained_cnn, attacks, Reader(Samples((x[rows], y[rows]))),
                        EvaluationOptions(norm="linf", seed=seed, probe=32, batch_size=256, device="cpu", queries=200,
                                          progress=False))
     for probe, checks in ((100, rep.checks), (32, small)):

@@ -29,13 +29,14 @@ def square_50(model: nn.Module) -> Square:
 
 
 #: The evaluations the test runs, in one process and in the group: the first counts forwards
-#: (no checks, no examples: work that every rank repeats); the second covers checks, examples,
-#: a corruption and an attack that draws per batch; the third a model that hides its gradient (the
-#: gradient attack fails on every rank, the added Square keeps the worst case). All on the CPU (gloo).
+#: (no checks, no examples); the second covers checks, examples, a corruption and an attack that
+#: draws per batch, on 8 batches of 16 (each rank forwards its half, checks included); the third a
+#: model that hides its gradient (the gradient attack fails on every rank, the added Square keeps the
+#: worst case). All on the CPU (gloo).
 RUNS = {
     "curves": dict(attacks=["fgsm", "pgd-10"], eps=[0.0, 0.05, 0.1, 0.2], n=101, batch_size=16, progress=False,
                    checks=False, examples=0, device="cpu"),
-    "full": dict(attacks={"fgsm": "fgsm", "pgd-10": "pgd-10", "square": square_50}, eps=[0.05, 0.1], n=101,
+    "full": dict(attacks={"fgsm": "fgsm", "pgd-10": "pgd-10", "square": square_50}, eps=[0.05, 0.1], n=128,
                  batch_size=16, progress=False, probe=40, queries=50, examples=4, corruptions=["gaussian-noise"],
                  device="cpu"),
     "masked": dict(attacks=["pgd-10"], eps=[0.1], n=101, batch_size=16, progress=False, probe=20, queries=50,
@@ -162,6 +163,15 @@ def test_each_rank_forwards_its_share(single, group):
     counts = [got["curves"]["forwards"] for got in group[1]]
     assert sum(counts) == total
     assert all(0.3 * total <= c <= 0.7 * total for c in counts), (counts, total)
+
+
+@pytest.mark.slow
+def test_each_rank_forwards_at_most_0_55_of_one_process_checks_included(single, group):
+    """With the sanity checks, examples and a corruption (the "full" run: 8 batches, 4 per rank), each rank
+    forwards at most 0.55 of what one process forwards: the checks split like the curve."""
+    total = single[1]["full"]["forwards"]
+    counts = [got["full"]["forwards"] for got in group[1]]
+    assert max(counts) <= 0.55 * total, (counts, total)
 
 
 @pytest.mark.slow

@@ -9,7 +9,9 @@ from torch import nn
 import advkit
 from advkit.attacks import FGSM, PGD, AutoAttack, Square
 from advkit.attacks.autoattack import RAND_EOT, rand
+from advkit.data import Samples
 from advkit.defenses import GaussianNoise
+from advkit.evaluation.batched import Reader
 from advkit.evaluation.checks import RANDOM_TOLERANCE, randomness
 from advkit.evaluation.evaluate import with_eot
 from advkit.evaluation.specs import resolve, valid_names
@@ -31,9 +33,9 @@ def data(n: int = 24):
 
 
 def test_randomness_tells_a_noisy_model_from_a_deterministic_one():
-    x, _ = data()
-    assert randomness(net(), x, 8, "cpu") <= RANDOM_TOLERANCE
-    assert randomness(Noisy(), x, 8, "cpu") > RANDOM_TOLERANCE
+    read, rows = Reader(Samples(data())), torch.arange(24)
+    assert randomness(net(), read, rows, 8, "cpu") <= RANDOM_TOLERANCE
+    assert randomness(Noisy(), read, rows, 8, "cpu") > RANDOM_TOLERANCE
 
 
 def test_evaluate_flags_a_randomized_model_and_runs_eot_attacks():
@@ -57,7 +59,7 @@ def test_the_check_fails_single_draw_attacks_on_a_randomized_model():
     res = advkit.evaluate(model, (x, y), attacks=["fgsm"], eps=[0, 0.1], checks=False, progress=False,
                           device="cpu", examples=0)["model"]
     opts = EvaluationOptions(norm="linf", probe=8, batch_size=64, device="cpu", progress=False)
-    check = run_checks(res, model, {"fgsm": FGSM(model, 0.1)}, x, y, opts)[0]
+    check = run_checks(res, model, {"fgsm": FGSM(model, 0.1)}, Reader(Samples((x, y))), opts)[0]
     assert check.name == "randomized" and not check.passed
     assert "single-draw gradient attacks here: fgsm" in check.message
 
