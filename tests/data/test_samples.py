@@ -62,3 +62,27 @@ def test_what_cannot_be_read_by_index_is_refused_with_what_to_do():
         Samples((torch.zeros(3, 1, 2, 2), torch.zeros(2, dtype=torch.long)))
     with pytest.raises(ValueError, match="limit"):
         Samples(Counted(3), limit=0)
+
+
+def test_a_large_batch_read_from_a_dataset_hands_the_freed_memory_back(monkeypatch):
+    """The items of a batch of 16 MiB or more are freed once stacked: the read releases them (glibc's
+    malloc_trim where it exists), which a small batch, or tensors already in memory, never asks for."""
+    import advkit.data.samples as samples_module
+
+    calls = []
+    monkeypatch.setattr(samples_module, "release_freed_memory", lambda: calls.append(1))
+
+    class Large(Dataset):
+        def __len__(self) -> int:
+            return 30
+
+        def __getitem__(self, i: int):
+            return torch.zeros(3, 224, 224), 0  # 602,112 bytes: 28 make 16 MiB
+
+    samples = Samples(Large())
+    samples.read(torch.arange(27))
+    assert calls == []
+    samples.read(torch.arange(28))
+    assert calls == [1]
+    Samples((torch.zeros(30, 3, 224, 224), torch.zeros(30, dtype=torch.long))).read(torch.arange(30))
+    assert calls == [1]
