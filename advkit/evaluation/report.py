@@ -146,8 +146,13 @@ class Report:
                               "files": {p.name: p.read_bytes() for p in paths}})
 
     # -- output -------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        """Everything as JSON-ready data (no per-sample tensors)."""
+    def to_dict(self, timings: bool = True) -> dict[str, Any]:
+        """Everything as JSON-ready data (no per-sample tensors); ``timings=False`` leaves out what differs
+        between two runs of the same evaluation (wall times, the creation date, the files' digests), so
+        that two reports compare equal exactly when their numbers are (one process against a group,
+        streamed data against tensors)."""
+        if not timings:
+            return without_timings(self.to_dict())
         return {
             "format": FORMAT,
             "config": self.config,
@@ -274,6 +279,16 @@ class Report:
                 f"checks {counts['passed']} passed / {counts['failed']} failed / {counts['skipped']} skipped)")
 
 
+def without_timings(value: Any) -> Any:
+    """A report's dict (:meth:`Report.to_dict`, or a saved report.json read back) less its wall times,
+    creation date and file digests: what two runs of the same evaluation share."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in ("seconds", "created", "sha256")}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
 def check_baseline(baseline: str | None, names: Sequence[str]) -> None:
     """``baseline`` must be None or the name of one of several models (ValueError otherwise)."""
     if baseline is None:
@@ -331,4 +346,4 @@ def _version(package: str) -> str | None:
         return None
 
 
-__all__ = ["WORST", "Report", "run_metadata"]
+__all__ = ["WORST", "Report", "run_metadata", "without_timings"]

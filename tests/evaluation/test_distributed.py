@@ -14,6 +14,7 @@ from torch import nn
 import advkit
 from advkit.attacks import Square
 from advkit.distributed import gather, gather_call, is_distributed, my_shard, rank, shard_bounds, world_size
+from advkit.evaluation.report import without_timings
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # pytest runs with --import-mode=importlib
 from launch import child_env, group_script, one_thread, run_group  # noqa: E402
@@ -75,16 +76,6 @@ def digits_mlp() -> nn.Module:
 def evaluate_run(model: nn.Module, test, name: str) -> advkit.evaluation.Report:
     """The evaluation ``RUNS[name]`` of ``model`` (behind a gradient-hiding wrapper for "masked")."""
     return advkit.evaluate(Detach(model) if name == "masked" else model, test, **RUNS[name])
-
-
-def without_timings(value):
-    """``value`` (a report's dict) less its wall times and creation date, and the digests of its files
-    (report.md shows the times)."""
-    if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k not in ("seconds", "created", "sha256")}
-    if isinstance(value, list):
-        return [without_timings(v) for v in value]
-    return value
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 5, 7, 100, 101])
