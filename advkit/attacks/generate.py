@@ -49,15 +49,7 @@ def generate_batches(atk: Attack, data: Any, batch_size: int = 256, device: str 
                      progress: bool = True, n: int | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """``(x_adv, y)`` of each batch of ``data`` in order, on the CPU, read and attacked one batch at a
     time when the iteration asks for it: the memory of one batch, whatever the data's size (write each
-    batch out as it comes). The batches and their seeds are :func:`generate`'s; the arguments are its own.
-
-    Args:
-        atk: an advkit attack or a torchattacks attack.
-        data: a Dataset, a DataLoader or an ``(x, y)`` pair.
-        batch_size: samples per attack call.
-        device: where each batch runs (None: the attack's model's device).
-        progress: show a progress bar.
-        n: attack the first n samples (None: all); the others are never read.
+    batch out as it comes). The batches, their seeds and the arguments are :func:`generate`'s.
 
     Returns:
         An iterator over ``(x_adv, y)`` pairs, one per batch.
