@@ -1,7 +1,7 @@
 """evaluate on data larger than memory (issue 21 item 1): 20,000 RGB 224x224 images made on read
 (12 GB as one float32 tensor) under 3 GB of peak resident memory, and the same curve as in memory.
 
-    MALLOC_MMAP_THRESHOLD_=131072 OMP_NUM_THREADS=1 python benchmarks/stream_memory.py stream  # peak RSS
+    OMP_NUM_THREADS=1 python benchmarks/stream_memory.py stream  # peak RSS (--n, --batch-size)
     OMP_NUM_THREADS=1 python benchmarks/stream_memory.py compare --n 1000  # streamed == in memory
 
 The data is :class:`Lazy`: image i is drawn on ``__getitem__`` from a generator seeded i (uniform noise
