@@ -235,7 +235,9 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
         probe = probe_indices(clean, options.probe, options.seed)
         spread = randomness(model, read, probe, options.batches.start, options.device)
     attacks, notes = attacks_for(name, model, num_classes, spread, options)
-    bar = tqdm(total=len(attacks) * len(data), desc=f"evaluate {name}", disable=not options.progress, leave=False)
+    start, stop = my_batches(len(data), options.batches.start)  # this rank's samples: what its bar counts
+    bar = tqdm(total=len(attacks) * (stop - start), desc=f"evaluate {name}", disable=not options.progress,
+               leave=False)
     walked = walk(model, data, read, clean, attacks, shown, options, bar, corruptions=options.corruptions)
     fallback = fallback_name({a: AttackRecord(a, "", None, [], masked=walked.masked.get(a, "")) for a in attacks},
                              attacks)
@@ -244,7 +246,7 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
                            "so the gradient-free Square attack keeps the worst case an upper bound")
         attacks[fallback] = for_run(by_name(ATTACKS["square"], "square", model, options.norm,
                                             n_queries=options.queries, seed=options.seed), options)
-        bar.total += len(data)
+        bar.total += stop - start
         walked.add(walk(model, data, read, clean, {fallback: attacks[fallback]}, shown, options, bar))
     bar.close()
     records = {a: walked.record(a, describe(attack, options.eps), notes.get(a, "")) for a, attack in attacks.items()}
