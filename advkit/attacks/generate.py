@@ -41,8 +41,14 @@ def generate(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.
     Returns:
         ``TensorDataset(x_adv, y)``, on the CPU.
     """
-    parts = list(generate_batches(atk, data, batch_size, device, progress, n))
-    return TensorDataset(torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]))
+    total, done, x_adv, labels = len(Samples(data, limit=n)), 0, None, []
+    for x, y in generate_batches(atk, data, batch_size, device, progress, n):
+        if x_adv is None:  # filled in place: the result is held once, never beside its batches
+            x_adv = torch.empty((total, *x.shape[1:]), dtype=x.dtype)
+        x_adv[done:done + len(x)] = x
+        done += len(x)
+        labels.append(y)
+    return TensorDataset(x_adv, torch.cat(labels))
 
 
 def generate_batches(atk: Attack, data: Any, batch_size: int = 256, device: str | torch.device | None = None,

@@ -39,9 +39,9 @@ def corruption_accuracy(model: nn.Module, x: Tensor, y: Tensor, names: Sequence[
             xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
             index = torch.arange(start, start + len(xb)) + first_batch * batch_size
             suite.check_labels(yb, index)
+            seeded = batch_seed(seed, first_batch + k)
             for name in names:
                 for j, severity in enumerate(severities):
-                    seeded = batch_seed(seed, first_batch + k)
                     pred = model(suite.apply(xb, name, severity, seed=seeded, index=index)).argmax(1)
                     out[name][start:start + len(xb), j] = (pred == yb).cpu()
     return out

@@ -51,9 +51,10 @@ def corruption_mix(names: Sequence[str], share: float, severities: Sequence[int]
                 rows = (chosen & (which == k) & (level == s)).nonzero().squeeze(1).to(x.device)
                 if len(rows):
                     out[rows] = CORRUPTIONS[name](x[rows], severity, generator)
-        rest = (~chosen).nonzero().squeeze(1).to(x.device)
-        if others is not None and len(rest):
-            out[rest] = others(x[rest], generator)
+        if others is not None:
+            rest = (~chosen).nonzero().squeeze(1).to(x.device)
+            if len(rest):
+                out[rest] = others(x[rest], generator)
         return out
 
     return augment

@@ -104,7 +104,8 @@ class Comparison:
             rows = {c: self.corruption_accuracy(c) for c in self.corruptions}
             rows["mean"] = self.mean_corruption_accuracy
             out["corruption_accuracy"] = {c: {"before": b, "after": a, "gain": a - b} for c, (b, a) in rows.items()}
-            out["corruption_error"] = {**self.corruption_errors, "mean": self.mean_corruption_error}
+            ces = self.corruption_errors
+            out["corruption_error"] = {**ces, "mean": mean_corruption_error(ces)}
         return out
 
 

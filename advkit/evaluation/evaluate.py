@@ -280,6 +280,7 @@ def walk(model: nn.Module, data: Samples, read: Reader, clean: Tensor, attacks: 
             xb, yb = read.prepare(xb, yb)
             rows = slice(first, first + len(xb))
             for name, attack in attacks.items():
+                bar.update(len(xb))
                 if name in out.masked:
                     continue
                 t0 = time.perf_counter()
@@ -289,7 +290,6 @@ def walk(model: nn.Module, data: Samples, read: Reader, clean: Tensor, attacks: 
                     log.warning("%s could not run (samples %d onward): %s", name, first, err)
                     out.masked[name] = str(err)
                 out.seconds[name] = out.seconds.get(name, 0.0) + time.perf_counter() - t0
-                bar.update(len(xb))
             if corruptions:
                 t0 = time.perf_counter()
                 for corruption, mask in corrupted_masks(model, xb, yb, first // options.batches.start,

@@ -11,7 +11,7 @@ Without a process group this is exactly the one-process computation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -36,8 +36,7 @@ def my_rows(rows: Tensor, size: int, by_sample: bool) -> Tensor:
     ``per_sample``, a gradient, a forward), else whole batches of ``size`` of the one-process batching."""
     if by_sample:
         return rows[slice(*my_shard(len(rows)))]
-    first, last = my_shard(-(-len(rows) // size))
-    return rows[first * size:last * size]
+    return rows[slice(*my_batches(len(rows), size))]
 
 
 def total_cost(costs: list[Cost]) -> Cost:
@@ -49,8 +48,7 @@ def total_cost(costs: list[Cost]) -> Cost:
 
 def summed(a: Cost, b: Cost) -> Cost:
     """Two batches' costs of one point on one rank: everything summed, seconds too."""
-    return Cost(attacked=a.attacked + b.attacked, forwards=a.forwards + b.forwards, backwards=a.backwards + b.backwards,
-                seconds=a.seconds + b.seconds, nonfinite=a.nonfinite + b.nonfinite)
+    return replace(total_cost([a, b]), seconds=a.seconds + b.seconds)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.suites import mean_corruption_error
 from .comparison import Comparison
 from .results import WORST, AttackRecord, ModelResult
 
@@ -60,7 +61,7 @@ def corruption_tables(res: ModelResult) -> list[Table]:
     rows = [[name, *(f"{a:.1%}" for _, a in points), f"{float(res.corrupted[name].float().mean()):.1%}",
              *([_ratio(ces[name])] if ces else [])] for name, points in accuracy.items()]
     rows.append(["mean", *(f"{a:.1%}" for _, a in res.corruption_means()), f"{res.mean_corruption_accuracy:.1%}",
-                 *([_ratio(res.mean_corruption_error)] if ces else [])])
+                 *([_ratio(mean_corruption_error(ces))] if ces else [])])
     suite = f"{res.corruption_suite}, " if res.corruption_suite and res.corruption_suite != "advkit" else ""
     ce = ([f"CE vs {res.corruption_baseline.name}"] if ces else [])
     return [Table(f"Accuracy under corruptions ({suite}clean {res.clean_accuracy:.1%})",
@@ -108,7 +109,7 @@ def comparison_tables(comparison: Comparison) -> list[Table]:
                             [[c, *_pair(*comparison.corruption_accuracy(c)), _ratio(ces[c])]
                              for c in comparison.corruptions]
                             + [["mean", *_pair(*comparison.mean_corruption_accuracy),
-                                _ratio(comparison.mean_corruption_error)]]))
+                                _ratio(mean_corruption_error(ces))]]))
     return tables
 
 

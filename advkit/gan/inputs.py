@@ -52,10 +52,10 @@ def prepare(trainer: Players, data) -> Samples:
         return Samples((real, y if cond is None else cond))
     samples = Samples(data)
     if trainer.options.conditional == "class":
-        if not (trainer.num_classes or _model_classes(trainer)):
+        trainer.num_classes = trainer.num_classes or min(_model_classes(trainer), default=None)
+        if not trainer.num_classes:
             raise ValueError("conditional='class' on data read from a Dataset needs the number of classes: build "
                              "the generator with num_classes (the labels are not read ahead to count them)")
-        trainer.num_classes = trainer.num_classes or min(_model_classes(trainer))
     real, cond = _checked(trainer, *samples.read(torch.arange(min(2, len(samples)))))
     check_models_fit(trainer, real, cond)
 
