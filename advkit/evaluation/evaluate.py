@@ -284,7 +284,7 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
         result.smoothed = smoothed_result(model, data, read, noisy_attacks(model, num_classes, options),
                                           list(options.eps), options.batches, options.device, options.seed,
                                           options.smoothing)
-        result.checks.append(check_certified(result.smoothed))
+        result.checks.append(replace(check_certified(result.smoothed), model=name))
         seconds["smoothing"] = time.perf_counter() - t0
     for row in zip(options.eps, *(result.accuracy(a) for a in result.names), strict=True):
         log.info("%s eps=%g: %s", name, row[0],
