@@ -12,6 +12,9 @@ from ..smoothing import ABSTAIN, certify, predict_smoothed
 from .batched import BatchSize, Reader, attack_at
 from .smoothed import SmoothedResult, SmoothingOptions
 
+#: The key of the seed of the noise the attacks' noisy model draws (:func:`advkit.rng.derived_seed`).
+NOISE = 1
+
 
 def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str, Any], radii: list[float],
                     batches: BatchSize, device: torch.device, seed: int, smoothing: SmoothingOptions) -> SmoothedResult:
@@ -27,8 +30,10 @@ def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str
         right = cert.prediction.cpu() == yb
         radius.append(cert.radius.cpu().where(right, torch.zeros(())))
         certified.append(right[:, None] & (cert.radius.cpu()[:, None] >= grid[None]))
-        if attacks:
-            stood, wrong = attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
+        if attacks:  # the noisy model draws from torch's global RNG: seeded per batch, the caller's restored
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(derived_seed(seed, first, NOISE))
+                stood, wrong = attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
             empirical.append(stood)
             refuted.append(wrong)
     steps = sum(r > 0 for r in radii)

@@ -108,3 +108,15 @@ def test_the_checks_slack_is_the_binomial_tail_at_alpha():
     passed, failed = check_certified(result(slack - 1)), check_certified(result(slack))
     assert passed.passed and not failed.passed and failed.details["slack"] == slack
     assert failed.details["certified_minus_empirical"] == pytest.approx([0.0, slack / n])
+
+
+def test_the_same_seed_gives_the_same_curves_and_the_callers_rng_is_left_alone():
+    """The noisy model draws from torch's global RNG: evaluate seeds it per batch inside and restores the caller's."""
+    model, x, y = linear_task(8)
+    runs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        state = torch.get_rng_state()
+        runs.append(smoothed(model, x, y)["model"].smoothed)
+        assert torch.equal(state, torch.get_rng_state())
+    assert torch.equal(runs[0].empirical, runs[1].empirical) and torch.equal(runs[0].refuted, runs[1].refuted)
