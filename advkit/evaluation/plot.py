@@ -65,7 +65,7 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
 
 
 def smoothing_lines(ax, res: ModelResult, style: str, prefix: str) -> list[Artist]:
-    """The smoothed classifier's certified accuracy (a step line: certified up to each radius) and its
+    """The smoothed classifier's certified accuracy at each radius and its
     empirical accuracy under attack, when the model was evaluated with smoothing."""
     if res.smoothed is None:
         return []
