@@ -21,7 +21,7 @@ def test_readme_has_the_commands_ci_runs_and_the_architecture_it_cites():
     assert installs[:1] == ['pip install ".[dev]"'] and tests[:1] == ["python -m pytest -n 2 -q"]
     assert "    $ pip install \".[dev]\" && advkit demo\n" in README
     assert (ROOT / "docs" / "ARCHITECTURE.md").is_file() and "docs/ARCHITECTURE.md" in README
-    assert len(BLOCKS) == 3
+    assert len(BLOCKS) == 4
 
 
 def _api_calls(source: str) -> list[tuple[str, object, list[str]]]:

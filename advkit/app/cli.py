@@ -30,7 +30,7 @@ from ..distributed import group_from_environment
 from ..outputs import OutputError
 from .usage import UsageError
 
-PARTS = ("advkit.app.evaluate_cli", "advkit.app.defend_cli", "advkit.app.gan_cli")
+PARTS = ("advkit.app.evaluate_cli", "advkit.app.defend_cli", "advkit.app.gan_cli", "advkit.app.certify_cli")
 TRACEBACK_ENV = "ADVKIT_TRACEBACK"
 #: Longest message printed for a user error; the rest is behind ``-v``.
 MAX_MESSAGE = 600

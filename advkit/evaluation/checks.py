@@ -34,6 +34,7 @@ from .batched import Reader, attack_at
 from .options import EvaluationOptions
 from .results import WORST, Check, Cost, ModelResult
 from .sharding import my_rows, summed, total_cost
+from .smoothed import SmoothedResult
 from .specs import DEFAULT_ATTACKS, parse_name, stronger
 
 #: How many already-fooled samples per (attack, eps pair) the monotonicity check re-attacks.
@@ -543,3 +544,39 @@ CHECKS = {"randomized": check_randomized, "monotone": check_monotone,
           "large-eps": check_large_eps, "more-budget": check_more_budget,
           "gradient-free": check_gradient_free, "stronger-attack": check_stronger_attack,
           "gradients": check_gradients, "finite-logits": check_finite_logits}
+
+
+def check_certified(smoothed: SmoothedResult) -> Check:
+    """A certificate can never exceed what an attack achieves: where CERTIFY certified a sample's label at a
+    radius, PREDICT must not name another class on a point an attack found within it. Either can err, each
+    with probability at most alpha per call, independently across samples (fresh noise), so a sample's
+    contradiction has probability at most ``p0 = alpha * (1 + calls)`` (a union bound over CERTIFY and the
+    sample's PREDICT calls) and their count over N samples at most a Binomial(N, p0)'s. The check fails at a
+    radius where more samples are contradicted than that binomial reaches with probability alpha (its
+    slack: the least k with P(Binomial(N, p0) >= k) <= alpha): certified accuracy lies above empirical
+    accuracy there by more than chance allows. An abstention does not contradict (the certified class may
+    win by too little for PREDICT's draws), so empirical accuracy, which counts it wrong, may lie below
+    certified accuracy without failing the check."""
+    if smoothed.empirical is None:
+        return Check("certified", True, "skipped: the smoothed classifier was certified but not attacked",
+                     skipped=True)
+    from scipy.stats import binom
+
+    n, alpha = len(smoothed.certified), smoothed.options.alpha
+    p0 = min(1.0, alpha * (1 + smoothed.predictions))
+    slack = int(binom.isf(alpha, n, p0)) + 1  # the least k with P(X >= k) <= alpha
+    contradicted = (smoothed.certified & smoothed.refuted).sum(0).tolist()
+    over = [(r, k) for r, k in zip(smoothed.radii, contradicted, strict=True) if k >= slack]
+    gaps = [c - e for (_, c), (_, e) in zip(smoothed.certified_curve(), smoothed.empirical_curve(), strict=True)]
+    details = {"contradicted": contradicted, "slack": slack, "p0": p0, "samples": n,
+               "certified_minus_empirical": gaps}
+    if over:
+        r, k = over[0]
+        return Check("certified", False,
+                     f"at L2 radius {r:g}, PREDICT named another class on an attack's point within the certified "
+                     f"radius of {k} of {n} certified samples; chance allows fewer than {slack} (alpha={alpha:g}): "
+                     "the certificates or the attack's judge are wrong", details=details)
+    return Check("certified", True,
+                 f"no radius has {slack} or more of {n} certificates contradicted by PREDICT on an attack's point "
+                 f"(most: {max(contradicted)}; certified minus empirical accuracy up to {max(gaps):.1%}, "
+                 "abstentions counted wrong)", details=details)

@@ -54,13 +54,16 @@ from ..data.corruption_accuracy import corruption_accuracy
 from ..data.suites import CorruptionSuite
 from ..devices import placed
 from ..distributed import check_same_data, gather_call, is_distributed, is_main
+from ..smoothing import NoisyClassifier
 from .batched import Reader, attack_at, predict
-from .checks import EOT_DRAWS, RANDOM_TOLERANCE, probe_indices, randomness, run_checks, single_draw
+from .certification import smoothed_result
+from .checks import EOT_DRAWS, RANDOM_TOLERANCE, check_certified, probe_indices, randomness, run_checks, single_draw
 from .construct import by_name, describe
 from .options import EvaluationOptions
 from .report import Report, check_baseline, run_metadata
 from .results import AttackRecord, Cost, Example, ModelResult
 from .sharding import Kept, Walked, my_batches
+from .smoothed import SmoothingOptions
 from .specs import DEFAULT_ATTACKS, check_norm, with_amp, with_progress
 
 log = logging.getLogger(__name__)
@@ -90,6 +93,7 @@ def evaluate(
     channels_last: bool = False,
     compile: bool | dict[str, Any] = False,
     eot: int | None = None,
+    smoothing: float | dict[str, Any] | SmoothingOptions | None = None,
 ) -> Report:
     """Robust accuracy of ``model`` on ``data`` under each attack at each eps, plus the per-sample
     worst case over attacks, sanity checks and a few examples, as a :class:`Report`.
@@ -143,6 +147,15 @@ def evaluate(
     names it (the curves' notes and a failed ``randomized`` check): ``evaluate(model, data, "apgd",
     eot=5)``; ``checks=False, eot=20`` runs EOT attacks without the probe.
 
+    ``smoothing`` (a noise level sigma, or a dict / :class:`~advkit.evaluation.smoothed.SmoothingOptions` of
+    sigma, n0, n, alpha, predict_n, eot, batch_size, empirical; with ``norm="l2"``) adds each model's smoothed
+    classifier (Cohen et al. 2019, :func:`advkit.defenses.certify`): its certified accuracy at each eps of the
+    grid as an L2 radius, and its empirical accuracy there, the evaluation's attacks run on the model under the
+    smoothing noise with ``eot`` draws per gradient and every point judged by PREDICT (an abstention counts
+    wrong): ``report[model].smoothed``, in every report format and curve.png; the ``certified`` check fails
+    where PREDICT contradicts more certificates than chance allows (:func:`~advkit.evaluation.checks.check_certified`):
+    ``evaluate(model, test, ["pgd"], eps=[0, 0.25, 0.5], norm="l2", smoothing=dict(sigma=0.25, n=1000))``.
+
     A gradient attack that cannot run because the model hides its input gradient
     (:class:`advkit.attacks.GradientMaskingError`) is recorded as masked, without a curve and out
     of the worst case; unless a gradient-free attack (``uses_gradients`` False; a transfer attack
@@ -194,6 +207,7 @@ def evaluate(
         compile: True or a dict of :func:`torch.compile` keyword arguments: compile the models' calls.
         eot: forwards per gradient of the attacks that average them, an integer >= 1 (None: 20 on a
             model the randomized probe flags, else as built; 1: single draws).
+        smoothing: None, or the smoothed classifier to certify and attack (a sigma, a dict, SmoothingOptions).
 
     Returns:
         The :class:`~advkit.evaluation.report.Report`.
@@ -203,7 +217,10 @@ def evaluate(
     options = EvaluationOptions(attacks=attacks, eps=eps, norm=norm, n=n, batch_size=batch_size, device=device,
                                 seed=seed, progress=progress, survivors=survivors, warm_start=warm_start, checks=checks,
                                 probe=probe, queries=queries, examples=examples, corruptions=corruptions, amp=amp,
-                                channels_last=channels_last, compile=compile, eot=eot)
+                                channels_last=channels_last, compile=compile, eot=eot,
+                                smoothing=smoothing)
+    if is_distributed() and options.smoothing is not None:
+        raise ValueError("smoothing is not sharded: evaluate a smoothed classifier in one process")
     if is_distributed() and not is_main():
         options = replace(options, progress=False)
     samples = Samples(data, limit=options.n)
@@ -262,6 +279,13 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
         ran = {a: attack for a, attack in attacks.items() if not records[a].masked}
         result.checks = run_checks(result, model, ran, read, options, spread=spread)
         seconds["checks"] = time.perf_counter() - t0
+    if options.smoothing is not None:
+        t0 = time.perf_counter()
+        result.smoothed = smoothed_result(model, data, read, noisy_attacks(model, num_classes, options),
+                                          list(options.eps), options.batches, options.device, options.seed,
+                                          options.smoothing)
+        result.checks.append(replace(check_certified(result.smoothed), model=name))
+        seconds["smoothing"] = time.perf_counter() - t0
     for row in zip(options.eps, *(result.accuracy(a) for a in result.names), strict=True):
         log.info("%s eps=%g: %s", name, row[0],
                  ", ".join(f"{a} {acc:.3f}" for a, acc in zip(result.names, row[1:], strict=True)))
@@ -441,6 +465,15 @@ def attacks_for(name: str, model: nn.Module, num_classes: int, spread: float | N
     built = {spec.name: for_run(check_norm(spec.name, spec.build(model, options.norm, num_classes), options.norm),
                                 options) for spec in options.attacks}
     return with_eot(built, draws, randomized) if draws is not None else (built, {})
+
+
+def noisy_attacks(model: nn.Module, num_classes: int, options: EvaluationOptions) -> dict[str, Any]:
+    """The evaluation's attacks on ``model`` under the smoothing noise (:class:`~advkit.smoothing.NoisyClassifier`),
+    L2, each averaging its gradients over the smoothing's ``eot`` draws (AutoAttack as its rand version)."""
+    noisy = NoisyClassifier(model, options.smoothing.sigma)
+    built = {spec.name: for_run(check_norm(spec.name, spec.build(noisy, "l2", num_classes), "l2"), options)
+             for spec in options.attacks}
+    return with_eot(built, options.smoothing.eot, randomized=True)[0]
 
 
 def clean_pass(model: nn.Module, data: Samples, read: Reader, options: EvaluationOptions) -> tuple[Tensor, Tensor, int]:

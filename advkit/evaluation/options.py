@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from ..data.suites import CorruptionSuite, OwnCorruptions, Selection, suite_of
 from ..devices import default_device
 from ..validation import check_eps, check_number
 from .batched import BatchSize
+from .smoothed import smoothing_options
 from .specs import DEFAULT_ATTACKS, AttackSpec, resolve
 
 #: The batch size off CUDA; on CUDA ``evaluate`` starts from AUTO_BATCH_START and halves on out-of-memory.
@@ -67,6 +68,7 @@ class EvaluationOptions:
     channels_last: bool = field(default=False, metadata=RECORDED_WHEN_SET)
     compile: bool | dict[str, Any] = field(default=False, metadata=RECORDED_WHEN_SET)
     eot: int | None = field(default=None, metadata=RECORDED_WHEN_SET)
+    smoothing: Any = field(default=None, metadata=RECORDED_WHEN_SET)
     batches: BatchSize = field(default=None, init=False, metadata=UNRECORDED)
 
     def __post_init__(self) -> None:
@@ -88,6 +90,10 @@ class EvaluationOptions:
         compile_options(self.compile)
         if self.eot is not None:  # None: decided per model by the randomized probe
             object.__setattr__(self, "eot", check_number(self.eot, "eot", low=1, low_open=False, integer=True))
+        smoothing = smoothing_options(self.smoothing)
+        if smoothing is not None and norm != "l2":
+            raise ValueError(f"smoothing certifies L2 radii: evaluate it with norm='l2' (got norm={self.norm!r})")
+        object.__setattr__(self, "smoothing", smoothing)
         suite = suite_of(self.corruptions)
         names = _corruptions(self.corruptions) if suite is None else suite.check_names(
             self.corruptions if isinstance(self.corruptions, Selection) else suite.corruptions)
@@ -119,6 +125,8 @@ class EvaluationOptions:
 def _json(value: Any) -> Any:
     """An option's value as the report's JSON records it: tuples as lists, a dict's values that JSON
     cannot hold (a compile backend function) by their repr."""
+    if is_dataclass(value):
+        return asdict(value)
     if isinstance(value, dict):
         return {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in value.items()}
     return list(value) if isinstance(value, tuple) else value

@@ -60,7 +60,24 @@ def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:
         for attack in res.ran:
             legend += ax.plot(res.eps, res.accuracy(attack), style, marker=markers[attack], ms=4, lw=1.3,
                               color=colours[attack], zorder=3, label=prefix + attack)
+        legend += smoothing_lines(ax, res, style, prefix)
     return _finish(fig, ax, f"eps ({norm})", "Robust accuracy versus perturbation size", "upper right", legend)
+
+
+def smoothing_lines(ax, res: ModelResult, style: str, prefix: str) -> list[Artist]:
+    """The smoothed classifier's certified accuracy at each radius and its
+    empirical accuracy under attack, when the model was evaluated with smoothing."""
+    if res.smoothed is None:
+        return []
+    sigma = res.smoothed.options.sigma
+    radii, certified = zip(*res.smoothed.certified_curve(), strict=True)
+    lines = ax.plot(radii, certified, style, marker="*", ms=7, lw=1.8, color="darkgreen", zorder=4,
+                    label=f"{prefix}smoothed sigma={sigma:g}, certified")
+    empirical = res.smoothed.empirical_curve()
+    if empirical is not None:
+        lines += ax.plot(radii, [a for _, a in empirical], style, marker="x", ms=6, lw=1.5, color="purple", zorder=4,
+                         label=f"{prefix}smoothed sigma={sigma:g}, attacked")
+    return lines
 
 
 def comparison_figure(before: ModelResult, afters: Sequence[ModelResult], norm: str) -> Figure:

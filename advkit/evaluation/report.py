@@ -323,6 +323,7 @@ def _model_dict(res: ModelResult) -> dict[str, Any]:
            if res.corrupted else {}),
         **({"corruption_baseline": res.corruption_baseline.name, "corruption_errors": res.corruption_errors(),
             "mean_corruption_error": res.mean_corruption_error} if res.corrupted and res.corruption_baseline else {}),
+        **({"smoothing": res.smoothed.to_dict()} if res.smoothed is not None else {}),
     }
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..data.suites import ErrorTable, corruption_errors, mean_corruption_error
+from .smoothed import SmoothedResult
 from .stats import wilson
 
 WORST = "worst"
@@ -82,7 +83,8 @@ class ModelResult:
     """Everything measured for one model on one eps grid. ``corrupted``: per corruption evaluated,
     an ``(n, 5)`` mask, True where sample i is classified correctly at severity j + 1;
     ``corruption_suite``: the name of the suite they come from (``"advkit"``, ``"imagenet-c"``,
-    ``"cifar10-c"``...); ``corruption_baseline``: the reference errors its corruption errors divide by (or None)."""
+    ``"cifar10-c"``...); ``corruption_baseline``: the reference errors its corruption errors divide by (or None);
+    ``smoothed``: its smoothed classifier's certified and empirical curves (``evaluate(..., smoothing=)``)."""
 
     name: str
     eps: list[float]
@@ -96,6 +98,7 @@ class ModelResult:
     corrupted: dict[str, Tensor] = field(default_factory=dict)
     corruption_suite: str = ""
     corruption_baseline: ErrorTable | None = None
+    smoothed: SmoothedResult | None = None
 
     def robust(self, attack: str) -> Tensor:
         """``(n, len(eps))`` survival mask of ``attack``; ``"worst"``: survived every attack that ran."""

@@ -46,7 +46,25 @@ def model_tables(res: ModelResult) -> list[Table]:
                     [[a, _status(rec), rec.description if isinstance(rec.description, str)
                       else f"{grid}; {json.dumps(rec.description, ensure_ascii=False)}"]
                      for a, rec in res.attacks.items()])
-    return [accuracy, *corruption_tables(res), checks, cost, per_class, attacks]
+    return [accuracy, *corruption_tables(res), *smoothing_tables(res), checks, cost, per_class, attacks]
+
+
+def smoothing_tables(res: ModelResult) -> list[Table]:
+    """The smoothed classifier's certified and empirical accuracy per L2 radius (no table without smoothing)."""
+    if res.smoothed is None:
+        return []
+    info = res.smoothed.to_dict()
+    s = info["settings"]
+    attacked = bool(info["attacks"])
+    head = ["L2 radius", "certified (95% Wilson)", *(["empirical (95% Wilson)", "refuted certificates"] if attacked
+                                                    else [])]
+    rows = [[f"{p['radius']:g}", f"{p['certified']:.1%} [{p['certified_ci95'][0]:.1%}, {p['certified_ci95'][1]:.1%}]",
+             *([f"{p['empirical']:.1%} [{p['empirical_ci95'][0]:.1%}, {p['empirical_ci95'][1]:.1%}]",
+                str(p["refuted"])] if attacked else [])] for p in info["curve"]]
+    how = (f"attacked by {', '.join(info['attacks'])} with eot={s['eot']}, judged by PREDICT n={s['predict_n']}"
+           if attacked else "not attacked")
+    return [Table(f"Randomized smoothing, sigma={s['sigma']:g} (CERTIFY n0={s['n0']}, n={s['n']}, "
+                  f"alpha={s['alpha']:g}; {how})", head, rows)]
 
 
 def corruption_tables(res: ModelResult) -> list[Table]:

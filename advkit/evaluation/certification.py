@@ -1,0 +1,69 @@
+"""How ``evaluate`` measures a smoothed classifier (:mod:`advkit.evaluation.smoothed` describes it): CERTIFY on
+every sample, and the evaluation's attacks on the noisy model judged by PREDICT."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..rng import derived_seed
+from ..smoothing import ABSTAIN, certify, predict_smoothed
+from .batched import BatchSize, Reader, attack_at
+from .smoothed import SmoothedResult, SmoothingOptions
+
+#: The key of the seed of the noise the attacks' noisy model draws (:func:`advkit.rng.derived_seed`).
+NOISE = 1
+
+
+def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str, Any], radii: list[float],
+                    batches: BatchSize, device: torch.device, seed: int, smoothing: SmoothingOptions) -> SmoothedResult:
+    """The smoothed classifier of ``model`` certified and attacked on every sample of ``data`` (a
+    :class:`~advkit.data.Samples`, read a batch at a time): ``attacks`` run on the noisy model, L2, with EOT."""
+    s, grid = smoothing, torch.tensor(radii)
+    attacks = attacks if s.empirical else {}
+    radius, certified, empirical, refuted = [], [], [], []
+    for first, xb, yb in data.batches(batches.start):
+        xb, yb = read.prepare(xb, yb)
+        cert = certify(model, xb, s.sigma, s.n0, s.n, s.alpha, s.batch_size, seed=derived_seed(seed, first),
+                       device=device, progress=False)
+        right = cert.prediction.cpu() == yb
+        radius.append(cert.radius.cpu().where(right, torch.zeros(())))
+        certified.append(right[:, None] & (cert.radius.cpu()[:, None] >= grid[None]))
+        if attacks:  # the noisy model draws from torch's global RNG: seeded per batch, the caller's restored
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(derived_seed(seed, first, NOISE))
+                stood, wrong = attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
+            empirical.append(stood)
+            refuted.append(wrong)
+    steps = sum(r > 0 for r in radii)
+    return SmoothedResult(s, list(radii), torch.cat(radius), torch.cat(certified),
+                          torch.cat(empirical) if attacks else None, torch.cat(refuted) if attacks else None,
+                          list(attacks), 1 + steps * len(attacks) if attacks else 0)
+
+
+def attacked(model: nn.Module, x: Tensor, y: Tensor, first: int, attacks: dict[str, Any], radii: list[float],
+             batches: BatchSize, device: torch.device, seed: int, s: SmoothingOptions) -> tuple[Tensor, Tensor]:
+    """One batch's empirical side: per sample and radius, whether PREDICT named the label on the clean image
+    and on every point the attacks found within the radius (each attack, in order, on the samples still
+    standing; radii upward), and whether it named another class on one of them."""
+    def predict(points: Tensor, *key: int) -> Tensor:
+        return predict_smoothed(model, points, s.sigma, s.predict_n, s.alpha, s.batch_size,
+                                seed=derived_seed(seed, first, *key), device=device, progress=False).cpu()
+
+    answer = predict(x, 0)
+    alive, wrong = answer == y, (answer != y) & (answer != ABSTAIN)
+    stood = torch.zeros(len(x), len(radii), dtype=torch.bool)
+    refuted = torch.zeros_like(stood)
+    index = torch.arange(first, first + len(x))
+    for j, r in enumerate(radii):
+        for k, attack in enumerate(attacks.values() if r > 0 else ()):
+            todo = alive.nonzero().squeeze(1)
+            if not len(todo):
+                break
+            _, ends, _ = attack_at(attack, x, y, todo, r, batches, device, seed, j, index=index)
+            answer = predict(ends, j + 1, k)
+            alive[todo] = answer == y[todo]
+            wrong[todo] |= (answer != y[todo]) & (answer != ABSTAIN)
+        stood[:, j], refuted[:, j] = alive, wrong
+    return stood, refuted
