@@ -1,11 +1,14 @@
-"""Defenses: adversarial training (``adversarial_training``), adversarial fine-tuning (``finetune``) and
-augmentation with common corruptions (``CORRUPTIONS``, ``corrupt``, ``augmented_training``). Each takes
+"""Defenses: adversarial training (``adversarial_training``), adversarial fine-tuning (``finetune``),
+augmentation with common corruptions (``CORRUPTIONS``, ``corrupt``, ``augmented_training``), training
+for randomized smoothing (``gaussian_training``: Gaussian augmentation, SmoothAdv). Each takes
 its settings as keywords or as one validated options object (``TrainingOptions``, ``FinetuneOptions``,
-``AugmentOptions``) and returns the model with its ``History``. Input transforms published as defenses
-(``JPEG``, ``BitDepth``) go in front of a model; attack through them with ``advkit.attacks.BPDA``."""
+``AugmentOptions``, ``GaussianOptions``) and returns the model with its ``History``. Input transforms
+published as defenses (``JPEG``, ``BitDepth``) go in front of a model; attack through them with
+``advkit.attacks.BPDA``."""
 from ..data.corruptions import CORRUPTIONS, corrupt
 from .augment import AugmentOptions, augmented_training
 from .finetune import FinetuneOptions, finetune
+from .gaussian import GaussianOptions, gaussian_training, smoothadv_attack, smoothed_loss
 from .history import EpochRecord, History
 from .training import TrainingOptions, adversarial_training, defense_model
 from .transforms import JPEG, BitDepth, GaussianNoise
@@ -13,3 +16,4 @@ from .transforms import JPEG, BitDepth, GaussianNoise
 __all__ = ["CORRUPTIONS", "AugmentOptions", "EpochRecord", "FinetuneOptions", "History", "TrainingOptions",
            "adversarial_training", "augmented_training", "corrupt", "defense_model", "finetune"]
 __all__ += ["JPEG", "BitDepth", "GaussianNoise"]
+__all__ += ["GaussianOptions", "gaussian_training", "smoothadv_attack", "smoothed_loss"]
