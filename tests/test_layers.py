@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "advkit.data": 2, "advkit.models": 2,
     "advkit.train": 3,
     "advkit.gan": 4,
-    "advkit.attacks": 5,
+    "advkit.attacks": 5, "advkit.smoothing": 5,
     "advkit.defenses": 6, "advkit.evaluation": 6,
     PACKAGE: 7,
     "advkit.app": 8,
