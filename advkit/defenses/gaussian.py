@@ -28,7 +28,17 @@ __all__ = ["GaussianOptions", "gaussian_training", "smoothadv_attack", "smoothed
 def smoothed_loss(model: nn.Module, x: Tensor, y: Tensor, noise: Tensor) -> Tensor:
     """Per sample, ``-log`` of the mean over the draws of ``noise`` (shape ``(m, *x.shape)``) of
     ``softmax(model(x + noise[k]))_y``: the cross-entropy of the smoothed soft classifier estimated with
-    those m draws (Salman et al. 2019), computed stably as a log-sum-exp of log-softmaxes."""
+    those m draws (Salman et al. 2019), computed stably as a log-sum-exp of log-softmaxes.
+
+    Args:
+        model: the base classifier (logits).
+        x: the images, ``(N, ...)``.
+        y: their labels, ``(N,)``.
+        noise: the draws, ``(m, N, ...)`` (already scaled by sigma).
+
+    Returns:
+        The ``(N,)`` losses.
+    """
     m = len(noise)
     logits = model((x.unsqueeze(0) + noise).flatten(0, 1))
     picked = F.log_softmax(logits, 1).view(m, len(x), -1).gather(2, y.view(1, -1, 1).expand(m, -1, 1)).squeeze(2)
