@@ -93,7 +93,9 @@ def fit(
     be integer class indices below the model's number of outputs (a ``TypeError``/``ValueError``
     before any training otherwise). ``augment(x, generator)``, when given, maps each (shifted) batch
     of images to the batch trained on, drawing any randomness from ``generator`` (the training's own,
-    seeded with ``seed``); without it the numbers are those of no augmentation. ``hooks`` see the
+    seeded with ``seed``); without it the numbers are those of no augmentation. An ``augment`` whose
+    ``takes_labels`` attribute is true is called ``augment(x, generator, y)`` with the batch's labels too
+    (to attack them: :func:`advkit.defenses.gaussian_training`'s SmoothAdv). ``hooks`` see the
     game's events after the learning-rate schedule and the progress bar (round r is step r).
     torch's global RNG (dropout) draws from a stream seeded with ``seed``; the caller's global RNG is
     left exactly as it was.
@@ -110,7 +112,8 @@ def fit(
         progress: show a progress bar.
         shift: random translation of each image by up to that many pixels (0: off).
         weight_decay: AdamW's weight decay.
-        augment: None, or ``augment(x, generator)`` returning the batch trained on.
+        augment: None, or ``augment(x, generator)`` returning the batch trained on (``augment(x, generator,
+            y)`` when it has ``takes_labels = True``).
         hooks: :class:`advkit.core.Hook` s that see the game's events.
 
     Returns:
@@ -136,7 +139,7 @@ def fit(
             if shift and bx.ndim == 4:
                 bx = random_shift(bx, shift, gen)
             if augment is not None:
-                bx = augment(bx, gen)
+                bx = augment(bx, gen, by) if getattr(augment, "takes_labels", False) else augment(bx, gen)
             out = F.cross_entropy(model(bx), by)
             losses.append(out.detach())
             return out

@@ -34,14 +34,14 @@ def choices(text: str, flag: str) -> list[str]:
 
 def test_defend_offers_the_defenses_registry(capsys, monkeypatch):
     assert choices(help_of("defend", capsys, monkeypatch), "--method") == list(registry.DEFENSES)
-    assert set(registry.DEFENSES) == set(TRAINING_METHODS) | {"finetune", "augment"}
+    assert set(registry.DEFENSES) == set(TRAINING_METHODS) | {"finetune", "augment", "gaussian"}
 
 
 def test_a_registered_defense_shows_up_in_defend(capsys, monkeypatch):
     extra = registry.Defense("mart", "Wang et al.'s misclassification-aware training", checkpointed=False)
     monkeypatch.setitem(registry.DEFENSES, "mart", extra)
     text = help_of("defend", capsys, monkeypatch)
-    assert choices(text, "--method") == ["pgd", "trades", "fgsm-rs", "finetune", "augment", "mart"]
+    assert choices(text, "--method") == ["pgd", "trades", "fgsm-rs", "finetune", "augment", "gaussian", "mart"]
     assert "mart (Wang et al.'s misclassification-aware training)." in text
     assert "checkpoint the defense (pgd, trades, fgsm-rs, finetune) there" in text  # mart does not checkpoint
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import textwrap
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..core import NORMS
 from ..data import TRAINING_NAMES, load
 from ..defenses.augment import augmented_training
 from ..defenses.finetune import finetune
+from ..defenses.gaussian import GaussianOptions, gaussian_training
 from ..defenses.history import History
 from ..defenses.registry import DEFENSES, defenses_text
 from ..defenses.training import CHECKPOINT_PREFIX, adversarial_training, defense_model
@@ -81,6 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, help="folder of the torchvision datasets")
     p.add_argument("--eps", default=0.3, type=eps_number, help="the budget the defense trains for (default 0.3)")
     p.add_argument("--norm", default="linf", choices=tuple(NORMS))
+    p.add_argument("--sigma", default=None, type=positive_float,
+                   help="--method gaussian: the noise level trained for, the certification sigma (default 0.25)")
+    p.add_argument("--smoothadv-eps", default=None, type=eps_number,
+                   help="--method gaussian: SmoothAdv's L2 budget (default 0: Gaussian augmentation alone)")
     p.add_argument("--model", "--weights", type=Path, default=None,
                    help="the model before: a state dict (torch.save(model.state_dict())) of --arch or of the "
                         "--model-factory's module (with --arch robustbench:NAME, RobustBench's model_dir); "
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         phases.start(f"loading the model before ({args.model or args.model_factory or args.arch})")
         before = cli_model(args, sample, library).eval()
         phases.end(f"loaded: test accuracy {accuracy(before, test):.1%}")
-    phases.start(f"defending: {args.method} at eps {args.eps:g} ({args.norm})")
+    phases.start(f"defending: {args.method} {strength(args)}")
     started = time.perf_counter()
     after, history = defend(copy.deepcopy(before), train, test, args, progress)
     seconds = time.perf_counter() - started
@@ -182,6 +188,10 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.checkpoint_dir is not None or args.resume) and not DEFENSES[args.method].checkpointed:
         raise UsageError(f"--checkpoint-dir and --resume work with --method {', '.join(checkpointed())}, "
                          f"not {args.method}")
+    smoothing = [flag for flag, value in (("--sigma", args.sigma), ("--smoothadv-eps", args.smoothadv_eps))
+                 if value is not None]
+    if smoothing and args.method != "gaussian":
+        raise UsageError(f"{' and '.join(smoothing)}: options of --method gaussian, not of --method {args.method}")
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs the --checkpoint-dir of the run to continue")
     if args.model is not None and args.model.is_file() and is_torchscript(args.model):
@@ -206,6 +216,9 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
         model, history = finetune(model, train, eps=args.eps, seed=args.seed, progress=progress, norm=args.norm,
                                   device=args.device, eval_data=test, checkpoint_dir=args.checkpoint_dir,
                                   resume=args.resume, **epochs)
+    elif args.method == "gaussian":
+        model, history = gaussian_training(model, train, seed=args.seed, progress=progress, device=args.device,
+                                           eval_data=test, **smoothing_options(args), **epochs)
     elif args.method == "augment":
         model, history = augmented_training(model, train, seed=args.seed, progress=progress, device=args.device,
                                             **epochs)
@@ -215,6 +228,32 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
                                               seed=args.seed, device=args.device, progress=progress, **epochs,
                                               **gpu_options(args))
     return model.eval(), history
+
+
+def strength(args: argparse.Namespace) -> str:
+    """What the defense trains against: its eps, or for --method gaussian its sigma (and SmoothAdv's eps)."""
+    if args.method != "gaussian":
+        return f"at eps {args.eps:g} ({args.norm})"
+    options = GaussianOptions(**smoothing_options(args))
+    adversarial = f", SmoothAdv at L2 eps {options.smoothadv_eps:g}" if options.smoothadv_eps else ""
+    return f"at sigma {options.sigma:g}{adversarial}"
+
+
+def smoothing_options(args: argparse.Namespace) -> dict[str, float]:
+    """``--sigma`` and ``--smoothadv-eps`` as :func:`~advkit.defenses.gaussian_training`'s keywords (those given)."""
+    given = {"sigma": args.sigma, "smoothadv_eps": args.smoothadv_eps}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (``--sigma``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
 
 
 def eval_grid(args: argparse.Namespace) -> list[float]:
@@ -227,7 +266,7 @@ def eval_grid(args: argparse.Namespace) -> list[float]:
 
 def defense_markdown(args: argparse.Namespace, history: History, seconds: float) -> str:
     """What the defense ran and its history, one row per epoch."""
-    text = (f"`advkit defend --method {args.method}` at eps {args.eps:g} ({args.norm}) on {args.data}, seed "
+    text = (f"`advkit defend --method {args.method}` {strength(args)} on {args.data}, seed "
             f"{args.seed}, starting from the model before: {seconds:.0f} s.")
     guard = {"best_epoch": "the model keeps the weights of epoch {}", "guard_fired": "the guard stopped at epoch {}"}
     text += "".join(f" {what.format(getattr(history, key))}." for key, what in guard.items()

@@ -1,5 +1,5 @@
 """The defenses by name: every adversarial-training method of :data:`~advkit.defenses.methods.TRAINING_METHODS`,
-adversarial fine-tuning and augmentation with common corruptions.
+adversarial fine-tuning, augmentation with common corruptions and Gaussian augmentation for randomized smoothing.
 
 :data:`DEFENSES` is what ``advkit defend --method`` offers: its choices, its help and its checks read it.
 """
@@ -31,6 +31,8 @@ DEFENSES: dict[str, Defense] = {
     "finetune": Defense("finetune", "a short adversarial fine-tuning"),
     "augment": Defense("augment", "training on common corruptions; the report adds accuracy under corruptions",
                        adversarial=False, checkpointed=False),
+    "gaussian": Defense("gaussian", "Gaussian noise augmentation at --sigma for randomized smoothing (Cohen et al.), "
+                        "with --smoothadv-eps SmoothAdv (Salman et al.)", adversarial=False, checkpointed=False),
 }
 
 

@@ -45,6 +45,10 @@ def standard(tmp_path_factory):
     (["--method", "trades", "--eps", "0"], "--eps must be > 0 for --method trades"),
     (["--method", "augment", "--checkpoint-dir", "ckpt"], "--checkpoint-dir and --resume work with --method pgd"),
     (["--method", "pgd", "--resume"], "--resume needs the --checkpoint-dir"),
+    (["--method", "gaussian", "--sigma", "0"], "argument --sigma: must be a finite number > 0, got '0'"),
+    (["--method", "gaussian", "--sigma", "nan"], "argument --sigma: must be a finite number > 0, got 'nan'"),
+    (["--method", "gaussian", "--smoothadv-eps", "-1"], "argument --smoothadv-eps: eps must be finite non-negative"),
+    (["--method", "pgd", "--sigma", "0.5"], "--sigma: options of --method gaussian, not of --method pgd"),
     (["--method", "pgd", "--attacks", "pgd,nosuchattack"], "unknown attack 'nosuchattack'"),
     (["--method", "pgd", "--epochs", "0"], "argument --epochs: must be an integer >= 1"),
     (["--method", "pgd", "--corruptions", "rain"], "unknown corruption 'rain'"),
@@ -106,6 +110,20 @@ def test_without_a_model_a_standard_one_is_trained_and_saved_and_augment_reports
         model = defense_model(1, 10, 8)
         model.load_state_dict(torch.load(out / f"{name}.pt", weights_only=True))
         assert advkit.train.accuracy(model, (x, y)) == data["models"][name]["clean_accuracy"]
+
+
+def test_gaussian_writes_the_model_trained_with_noise_and_its_history(standard, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["defend", "--method", "gaussian", "--sigma", "0.5", "--smoothadv-eps", "0.25", "--epochs", "1",
+                 "--model", str(standard), "--arch", "smallcnn", *FAST, "--eval-eps", "0,0.1", "--n", "50",
+                 "--out", str(out)]) == 0
+    markdown = json.loads((out / "report.json").read_text())["sections"][0]["markdown"]
+    assert "`advkit defend --method gaussian` at sigma 0.5, SmoothAdv at L2 eps 0.25 on digits" in markdown
+    assert "| epoch | eps | train_loss | clean_accuracy | seconds |" in markdown
+    model = SmallCNN(input_size=8)
+    model.load_state_dict(torch.load(out / "after.pt", weights_only=True))
+    before = torch.load(standard, weights_only=True)
+    assert not all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # trained from the model before
 
 
 @pytest.mark.slow  # needs advkit.defenses.finetune; two short epochs of fine-tuning: about 20 s

@@ -15,10 +15,12 @@ from advkit.checkpoints import IDENTITY
 from advkit.defenses import (
     AugmentOptions,
     FinetuneOptions,
+    GaussianOptions,
     TrainingOptions,
     adversarial_training,
     augmented_training,
     finetune,
+    gaussian_training,
 )
 
 #: Each defense, its options class, and its parameters that are not settings (inputs, where it writes).
@@ -26,6 +28,7 @@ DEFENSES = [
     (adversarial_training, TrainingOptions, {"model", "data", "attack", "eval_data", "checkpoint_dir", "resume"}),
     (finetune, FinetuneOptions, {"model", "data", "attack", "eval_data", "checkpoint_dir", "resume"}),
     (augmented_training, AugmentOptions, {"model", "data", "eval_data"}),
+    (gaussian_training, GaussianOptions, {"model", "data", "eval_data"}),
 ]
 
 
@@ -81,7 +84,9 @@ def test_training_options_are_normalised_read_only_and_checked_again_on_replace(
                                            method_options={"steps": 2, "eval_size": 8})),
     (finetune, FinetuneOptions(eps=0.2, epochs=1, batch_size=64, progress=False, device="cpu")),
     (augmented_training, AugmentOptions(corruptions=["fog"], epochs=1, batch_size=64, progress=False, device="cpu")),
-], ids=["adversarial_training", "finetune", "augmented_training"])
+    (gaussian_training, GaussianOptions(sigma=0.5, smoothadv_eps=0.25, epochs=1, batch_size=64, progress=False,
+                                        device="cpu")),
+], ids=["adversarial_training", "finetune", "augmented_training", "gaussian_training"])
 def test_options_object_runs_as_its_keywords_and_the_history_records_it(digits, defense, options):
     keywords = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
     keywords.update(keywords.pop("method_options", {}))
@@ -91,7 +96,8 @@ def test_options_object_runs_as_its_keywords_and_the_history_records_it(digits, 
     b, history_b = defense(mlp(), digits, options=options)
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert untimed(history_a) == untimed(history_b) and history_a.config == history_b.config
-    expected = options.config() if defense is augmented_training else options.config(len(digits[0]))
+    unsized = defense in (augmented_training, gaussian_training)  # their config does not hold the data's size
+    expected = options.config() if unsized else options.config(len(digits[0]))
     assert history_b.config == expected
 
 
