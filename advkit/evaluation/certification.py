@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..rng import derived_seed
+from ..rng import RunRNG, derived_seed
 from ..smoothing import ABSTAIN, certify, predict_smoothed
 from .batched import BatchSize, Reader, attack_at
 from .smoothed import SmoothedResult, SmoothingOptions
@@ -31,8 +31,7 @@ def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str
         radius.append(cert.radius.cpu().where(right, torch.zeros(())))
         certified.append(right[:, None] & (cert.radius.cpu()[:, None] >= grid[None]))
         if attacks:  # the noisy model draws from torch's global RNG: seeded per batch, the caller's restored
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(derived_seed(seed, first, NOISE))
+            with RunRNG(derived_seed(seed, first, NOISE)).active():
                 stood, wrong = attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
             empirical.append(stood)
             refuted.append(wrong)
