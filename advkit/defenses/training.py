@@ -355,7 +355,7 @@ class TrainingGame(Hook):
         self.batches = self.epoch_gen = self.order = None
         self.losses: list[Tensor] = []
         self.epoch_start = 0.0
-        self.ema = WeightAverage(model, opts["ema"]) if opts["ema"] else None
+        self.ema = WeightAverage(model, opts["ema"]) if opts.get("ema") else None
         self.weights: WeightAdversary | None = None  # AWP's perturbation of the weights, while the game plays
 
     # ---- the game ------------------------------------------------------------------------------
