@@ -112,12 +112,15 @@ def train(text: str, seed: int, epochs: int, extra: list[float], curve_n: int, o
     return row
 
 
-def measure(path: Path, n: int, autoattack: str) -> list[dict]:
-    """Clean, PGD-40 and AutoAttack accuracy of each set of final weights saved in ``path``."""
+def measure(path: Path, n: int, autoattack: str, names: list[str] | None = None) -> list[dict]:
+    """Clean, PGD-40 and AutoAttack accuracy of each set of final weights saved in ``path`` (those in
+    ``names``: ``raw``, ``ema0.995``...; None: all)."""
     _, test = advkit.data.load("mnist5k")
     x, y = (t[:n] for t in test.tensors)
     rows = []
     for name, state in torch.load(path, weights_only=True).items():
+        if names is not None and name not in names:
+            continue
         model = defense_model()
         model.load_state_dict(state)
         model.eval()
@@ -147,11 +150,12 @@ def main() -> None:
     p.add_argument("--autoattack", choices=("official", "advkit", "none"), default="official")
     p.add_argument("--out", type=Path, default=Path("results/leaderboard"))
     p.add_argument("--reattack", type=Path, nargs="*", default=None, help="measure these saved weights only")
+    p.add_argument("--names", nargs="*", default=None, help="with --reattack: only these weights (raw, ema0.995...)")
     args = p.parse_args()
     torch.set_num_threads(1)
     if args.reattack is not None:
         for path in args.reattack:
-            measure(path, args.n, args.autoattack)
+            measure(path, args.n, args.autoattack, args.names)
         return
     for seed in args.seeds:
         for text in args.runs:
