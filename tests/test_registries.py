@@ -38,17 +38,18 @@ def test_defend_offers_the_defenses_registry(capsys, monkeypatch):
 
 
 def test_a_registered_defense_shows_up_in_defend(capsys, monkeypatch):
-    extra = registry.Defense("mart", "Wang et al.'s misclassification-aware training", checkpointed=False)
-    monkeypatch.setitem(registry.DEFENSES, "mart", extra)
+    extra = registry.Defense("free", "Shafahi et al.'s free adversarial training", checkpointed=False)
+    monkeypatch.setitem(registry.DEFENSES, "free", extra)
     text = help_of("defend", capsys, monkeypatch)
-    assert choices(text, "--method") == ["pgd", "trades", "fgsm-rs", "finetune", "augment", "gaussian", "mart"]
-    assert "mart (Wang et al.'s misclassification-aware training)." in text
-    assert "checkpoint the defense (pgd, trades, fgsm-rs, finetune) there" in text  # mart does not checkpoint
+    assert choices(text, "--method") == [*TRAINING_METHODS, "finetune", "augment", "gaussian", "free"]
+    assert "free (Shafahi et al.'s free adversarial training)." in text
+    assert f"checkpoint the defense ({', '.join([*TRAINING_METHODS, 'finetune'])}) there" in text  # not free
 
 
 def test_defend_checks_read_the_registry(capsys, monkeypatch):
     line = fails(["defend", "--method", "augment", "--checkpoint-dir", "ckpt"], capsys)
-    assert "--checkpoint-dir and --resume work with --method pgd, trades, fgsm-rs, finetune, not augment" in line
+    assert f"--checkpoint-dir and --resume work with --method {', '.join([*TRAINING_METHODS, 'finetune'])}, " \
+           f"not augment" in line
     monkeypatch.setitem(registry.DEFENSES, "augment", registry.Defense("augment", "corruptions", adversarial=True))
     line = fails(["defend", "--method", "augment", "--eps", "0"], capsys)
     assert "--eps must be > 0 for --method augment" in line

@@ -32,6 +32,7 @@ from ..defenses.augment import augmented_training
 from ..defenses.finetune import finetune
 from ..defenses.gaussian import GaussianOptions, gaussian_training
 from ..defenses.history import History
+from ..defenses.methods import COMMON, TRAINING_METHODS
 from ..defenses.registry import DEFENSES, defenses_text
 from ..defenses.training import CHECKPOINT_PREFIX, adversarial_training, defense_model
 from ..distributed import is_main
@@ -97,6 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-epochs", type=positive_int, default=8,
                    help="epochs of plain training of the standard model (without --model)")
     p.add_argument("--epochs", type=positive_int, default=None, help="epochs of the defense (default: the method's)")
+    p.add_argument("--awp", type=float, nargs="?", const=5e-3, default=None, metavar="GAMMA",
+                   help=f"adversarial weight perturbation of GAMMA times the weights' norm (--method "
+                        f"{', '.join(with_option('awp'))}; alone: 5e-3)")
+    p.add_argument("--ema", type=float, nargs="?", const=0.995, default=None, metavar="DECAY",
+                   help="end with, evaluate and save an exponential moving average of the weights "
+                        "(adversarial training methods; alone: 0.995)")
     p.add_argument("--checkpoint-dir", type=Path, default=None,
                    help=f"checkpoint the defense ({', '.join(checkpointed())}) there after every epoch")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
@@ -172,6 +179,16 @@ def weights_of(model: nn.Module) -> nn.Module:
     return model.model if isinstance(model, External) else model
 
 
+def with_option(name: str) -> list[str]:
+    """The adversarial-training methods that take the method option ``name`` (``--awp``, ``--ema``)."""
+    return [m for m, spec in TRAINING_METHODS.items() if name in {**COMMON, **spec.options}]
+
+
+def method_options(args: argparse.Namespace) -> dict[str, float]:
+    """``--awp`` and ``--ema`` where given, as ``adversarial_training``'s method options."""
+    return {name: getattr(args, name) for name in ("awp", "ema") if getattr(args, name) is not None}
+
+
 def checkpointed() -> list[str]:
     """The defenses that take ``--checkpoint-dir`` and ``--resume``."""
     return [name for name, defense in DEFENSES.items() if defense.checkpointed]
@@ -197,6 +214,11 @@ def check_args(args: argparse.Namespace) -> None:
     if args.model is not None and args.model.is_file() and is_torchscript(args.model):
         raise UsageError(f"{args.model} is a TorchScript file, which advkit cannot train: give the model as a "
                          "state dict (torch.save(model.state_dict())) with --arch or --model-factory")
+    for name in method_options(args):
+        if args.method not in with_option(name):
+            raise UsageError(f"--{name} works with --method {', '.join(with_option(name))}, not {args.method}")
+    if method_options(args):
+        TRAINING_METHODS[args.method].resolve(method_options(args))  # their ranges, before any training
     resolve(args.attacks)
     check_report_folder(args.out, "--out")
     if args.checkpoint_dir is not None:
@@ -226,7 +248,7 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
         model, history = adversarial_training(model, train, method=args.method, eps=args.eps, norm=args.norm,
                                               eval_data=test, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                                               seed=args.seed, device=args.device, progress=progress, **epochs,
-                                              **gpu_options(args))
+                                              **gpu_options(args), **method_options(args))
     return model.eval(), history
 
 

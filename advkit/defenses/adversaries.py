@@ -151,6 +151,67 @@ class FastAdversary:
             self.memory, self.seen = state["memory"], state["seen"]
 
 
+class LayerScaledStep:
+    """AWP's step rule: each weight of two or more dimensions (convolution and linear weights) moves by
+    ``gamma * ||w||`` along its own gradient's direction ``g / ||g||`` (Frobenius norms, layer by layer);
+    biases and normalisation weights stay. A zero gradient gives a zero step."""
+
+    def __init__(self, gamma: float):
+        self.gamma = gamma
+
+    def __call__(self, params, grads, ascend: bool) -> None:
+        for p, g in zip(params, grads, strict=True):
+            if p.ndim > 1:
+                p.add_(g * (self.gamma * p.norm() / g.norm().clamp_min(1e-20)), alpha=1.0 if ascend else -1.0)
+
+
+class WeightAdversary:
+    """Adversarial weight perturbation (Wu et al. 2020): the network's own inner player. After the
+    inputs' attack, :meth:`perturb` takes one :class:`LayerScaledStep` of size ``gamma`` UP the loss
+    (``player``: a maximising player on the network's trainable parameters, a
+    :class:`~advkit.core.BackwardPlayer` under DistributedDataParallel, so that every rank gets the
+    gradient of the global batch and the same perturbation). The loss and its gradient are then taken
+    at ``w + v``, and :meth:`restore` puts back the saved tensors (exactly ``w``, no float drift)
+    before the optimizer steps. The forward that finds ``v`` leaves the module's buffers (BatchNorm's
+    running statistics) as they were: they follow the forward at ``w + v`` only, as on the
+    reference's proxy network."""
+
+    def __init__(self, module: nn.Module, player: Player):
+        self.module, self.player = module, player
+        self.saved: list[Tensor] | None = None
+
+    def perturb(self, loss: Callable[[], Tensor]) -> None:
+        """Add the perturbation that ascends ``loss()`` (the method's loss at the current weights)."""
+        buffers = [b.clone() for b in self.module.buffers()]
+        value = loss()
+        self.saved = [p.detach().clone() for p in self.player.params]
+        self.player.update(value)
+        with torch.no_grad():
+            for b, old in zip(self.module.buffers(), buffers, strict=True):
+                b.copy_(old)
+
+    def restore(self) -> None:
+        """Put the weights saved by :meth:`perturb` back (nothing to do when none are perturbed)."""
+        if self.saved is None:
+            return
+        with torch.no_grad():
+            for p, old in zip(self.player.params, self.saved, strict=True):
+                p.copy_(old)
+        self.saved = None
+
+
+class Restoring:
+    """A step rule that first undoes ``weights``' perturbation, then steps with ``step``: the gradients
+    were taken at ``w + v``, the step is taken from ``w``."""
+
+    def __init__(self, step, weights: WeightAdversary):
+        self.step, self.weights = step, weights
+
+    def __call__(self, params, grads, ascend: bool) -> None:
+        self.weights.restore()
+        self.step(params, grads, ascend)
+
+
 def logits(model: nn.Module, x: Tensor, amp: bool) -> Tensor:
     """``model(x)`` in float32, its forward under bf16 autocast when ``amp`` and x is on CUDA."""
     with autocast(x.device, amp):
@@ -221,4 +282,5 @@ def _checked(attack: Any, model: nn.Module, norm: str, what: str = "attack") -> 
     return attack
 
 
-__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "ascend", "logits", "resolve_attack"]
+__all__ = ["Adversary", "AttackAdversary", "FastAdversary", "KLAdversary", "LayerScaledStep", "Restoring",
+           "WeightAdversary", "ascend", "logits", "resolve_attack"]

@@ -11,7 +11,9 @@ class EpochRecord:
     """One epoch: the mean training loss, the clean accuracy on the evaluation images and wall seconds
     (evaluation included); where the defense measures them, the training eps reached, the accuracy under
     PGD at the full eps, the PGD accuracy on the held-out batch of a method that guards against
-    catastrophic overfitting, and the mean accuracy under the corruptions trained against.
+    catastrophic overfitting, and the mean accuracy under the corruptions trained against. With an
+    average of the weights (the ``ema`` option) the accuracies are the average's (the model the run
+    returns) and ``raw_clean_accuracy``/``raw_robust_accuracy`` those of the trained weights themselves.
     A measure the defense does not take is None."""
 
     epoch: int
@@ -22,6 +24,8 @@ class EpochRecord:
     seconds: float
     guard_accuracy: float | None = None
     corruption_accuracy: float | None = None
+    raw_clean_accuracy: float | None = None
+    raw_robust_accuracy: float | None = None
 
 
 @dataclass

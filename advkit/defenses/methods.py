@@ -15,7 +15,7 @@ from ..attacks import ATTACK_LOSSES, PGD
 from ..core import check_number
 from ..validation import check_choice
 from .adversaries import Adversary, AttackAdversary, FastAdversary, KLAdversary
-from .losses import adversarial_ce, trades_loss
+from .losses import adversarial_ce, mart_loss, trades_loss
 
 
 def number(**bounds: Any) -> Callable[[Any, str], Any]:
@@ -44,6 +44,7 @@ COMMON: dict[str, Option] = {
     "shift": Option(0, number(low_open=False, integer=True)),
     "weight_decay": Option(5e-4, number(low_open=False)),
     "eval_size": Option(256, number(low=1, low_open=False, integer=True)),
+    "ema": Option(0.0, number(low_open=False, high=1.0, high_open=True)),
 }
 
 #: ``loss(forward, x, x_adv, y, options)``: ``forward`` is the network's training forward (its logits).
@@ -77,7 +78,8 @@ class Method:
 
 
 def _pgd(model: nn.Module, norm: str, opts: dict, size: int, amp: bool) -> Adversary:
-    atk = PGD(model, 0.0, steps=opts["steps"], norm=norm, loss=opts["loss"], early_stop=False, amp=amp)
+    """PGD up ``opts["loss"]`` (MART, without that option: the cross-entropy)."""
+    atk = PGD(model, 0.0, steps=opts["steps"], norm=norm, loss=opts.get("loss", "ce"), early_stop=False, amp=amp)
     return AttackAdversary(lambda eps: atk)
 
 
@@ -100,17 +102,26 @@ def _trades_loss(forward: Forward, x: Tensor, x_adv: Tensor, y: Tensor, opts: di
     return trades_loss(forward(x), forward(x_adv), y, opts["beta"])
 
 
+def _mart_loss(forward: Forward, x: Tensor, x_adv: Tensor, y: Tensor, opts: dict) -> Tensor:
+    return mart_loss(forward(x), forward(x_adv), y, opts["beta"])
+
+
 STEPS = Option(10, number(low=1, low_open=False, integer=True))
+#: AWP's ``gamma`` (Wu et al. 2020): each step the weights are perturbed by gamma times their norm, layer
+#: by layer, up the loss (0: off; the paper's 5e-3). Off while the eps warms up.
+AWP = Option(0.0, number(low_open=False, high=1.0))
 
 TRAINING_METHODS: dict[str, Method] = {
     "pgd": Method("pgd", epochs=20, lr=3e-3, adversary=_pgd, loss=_ce_loss,
-                  options={"steps": STEPS, "loss": Option("ce", choice(*ATTACK_LOSSES))}),
+                  options={"steps": STEPS, "loss": Option("ce", choice(*ATTACK_LOSSES)), "awp": AWP}),
     "trades": Method("trades", epochs=20, lr=3e-3, adversary=_kl, loss=_trades_loss,
-                     options={"steps": STEPS, "beta": Option(6.0, number(low_open=False))}),
+                     options={"steps": STEPS, "beta": Option(6.0, number(low_open=False)), "awp": AWP}),
     "fgsm-rs": Method("fgsm-rs", epochs=20, lr=3e-3, adversary=_fgsm_rs, loss=_ce_loss, guard=True,
                       options={"step": Option(0.5, number()), "noise": Option(0.0, number(low_open=False)),
                                "start": Option("previous", choice("previous", "random")),
                                "guard_drop": Option(0.2, number(high=1.0))}),
+    "mart": Method("mart", epochs=20, lr=3e-3, adversary=_pgd, loss=_mart_loss,
+                   options={"steps": STEPS, "beta": Option(6.0, number(low_open=False)), "awp": AWP}),
 }
 
 

@@ -24,7 +24,8 @@ class Defense:
 #: What the adversarial-training methods are, for help texts (a method without an entry is "adversarial training").
 _ABOUT = {"pgd": "Madry et al.'s adversarial training",
           "fgsm-rs": "fast adversarial training with its overfitting guard",
-          "trades": "Zhang et al."}
+          "trades": "Zhang et al.",
+          "mart": "Wang et al.'s misclassification-aware training"}
 
 DEFENSES: dict[str, Defense] = {
     **{name: Defense(name, _ABOUT.get(name, "adversarial training")) for name in TRAINING_METHODS},

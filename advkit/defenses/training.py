@@ -64,7 +64,8 @@ from ..progress import ProgressHook
 from ..rng import RunRNG, derived_seed, sample_seeds
 from ..train import checked_samples, one_cycle, random_shift
 from ..validation import UNRECORDED, check_eps, check_flag, options_from, recorded
-from .adversaries import resolve_attack
+from .adversaries import LayerScaledStep, Restoring, WeightAdversary, resolve_attack
+from .ema import WeightAverage
 from .history import EpochRecord, History
 from .methods import Method, get_method
 
@@ -177,7 +178,16 @@ def adversarial_training(
     perturbation of the previous epoch (``start="previous"``), Wong et al.'s uniform random start is
     ``start="random", step=1.25, noise=1``; a guard runs PGD on a held-out batch of the training data
     after each epoch, stops when its accuracy falls ``guard_drop`` below the best seen (catastrophic
-    overfitting), and the run ends with the weights of the best epoch).
+    overfitting), and the run ends with the weights of the best epoch) or ``"mart"`` (Wang et al. 2020:
+    PGD on the cross-entropy, then the boosted cross-entropy of its examples plus ``beta`` times their KL
+    divergence from the clean prediction, weighted by how badly the clean image is classified).
+
+    ``awp=gamma`` (``"pgd"``, ``"trades"``, ``"mart"``; Wu et al. 2020's 5e-3) adds adversarial weight
+    perturbation once the eps has warmed up: each step the loss and its gradient are taken at weights
+    perturbed by ``gamma`` times their norm, layer by layer, up the loss; the optimizer then steps from
+    the unperturbed weights. ``ema=decay`` (every method) keeps an exponential moving average of the
+    weights (:class:`advkit.defenses.ema.WeightAverage`): each epoch evaluates it (and the raw weights,
+    ``raw_*`` in the records), the checkpoints keep it, and the run ends with it in ``model``.
 
     ``attack`` replaces the method's attack: a name from ``advkit.attacks.ATTACKS``, an advkit or
     torchattacks attack on ``model``, or a factory ``model -> attack`` called for each batch; its eps
@@ -207,7 +217,8 @@ def adversarial_training(
         data: the training data: a Dataset, a DataLoader or an ``(x, y)`` pair of images in [0, 1]
             and class indices; a Dataset or DataLoader is read a batch at a time (each rank its share),
             checked as it is read.
-        method: ``"pgd"``, ``"trades"`` or ``"fgsm-rs"`` (a name of ``advkit.defenses.methods.TRAINING_METHODS``).
+        method: ``"pgd"``, ``"trades"``, ``"fgsm-rs"`` or ``"mart"`` (a name of
+            ``advkit.defenses.methods.TRAINING_METHODS``).
         eps: the training budget, > 0.
         norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         attack: None (the method's own attack), an attack name, an attack on ``model`` or a factory
@@ -229,7 +240,8 @@ def adversarial_training(
             (:func:`advkit.acceleration.accelerated`); none of the three changes a CPU result.
         options: all of the settings above (``method`` to ``compile``) and the method options as one
             :class:`TrainingOptions`, instead of keywords (a keyword beside it is a TypeError).
-        **method_options: the method's options, e.g. ``steps``, ``beta``, ``warmup``, ``eval_size``.
+        **method_options: the method's options, e.g. ``steps``, ``beta``, ``warmup``, ``eval_size``, ``awp``,
+            ``ema``.
 
     Returns:
         ``(model, history)``: the trained model in eval mode and its :class:`History`.
@@ -343,6 +355,8 @@ class TrainingGame(Hook):
         self.batches = self.epoch_gen = self.order = None
         self.losses: list[Tensor] = []
         self.epoch_start = 0.0
+        self.ema = WeightAverage(model, opts["ema"]) if opts.get("ema") else None
+        self.weights: WeightAdversary | None = None  # AWP's perturbation of the weights, while the game plays
 
     # ---- the game ------------------------------------------------------------------------------
 
@@ -357,21 +371,30 @@ class TrainingGame(Hook):
 
     def play(self, progress: bool) -> None:
         """Play the rounds left (with the run's global RNG), then, under a guard, go back to the weights of
-        its best epoch."""
+        its best epoch; with an average of the weights, end with it."""
         if not self.stopped and self.step < self.total:
             with self.global_rng.active(), accelerated(self.model, self.channels_last, self.compile):
                 self.network = data_parallel(self.model)
                 kind = Player if self.network is self.model else BackwardPlayer
-                outer = kind(trainable_params(self.model), OptimizerStep(self.optimizer), maximize=False)
+                params, step = trainable_params(self.model), OptimizerStep(self.optimizer)
+                if self.opts.get("awp"):
+                    self.weights = WeightAdversary(self.model, kind(params, LayerScaledStep(self.opts["awp"]),
+                                                                    maximize=True))
+                    step = Restoring(step, self.weights)
+                outer = kind(params, step, maximize=False)
                 title = f"adversarial training ({self.spec.name})"
                 bar = ProgressHook(self.total - self.step, title, progress and is_main())
                 try:
                     play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
                 finally:
-                    self.network = self.model
+                    if self.weights is not None:
+                        self.weights.restore()
+                    self.network, self.weights = self.model, None
         if self.best is not None:
             self.model.load_state_dict(self.best["model"])
             self.history.best_epoch = self.best["epoch"]
+        elif self.ema is not None:
+            self.model.load_state_dict(self.ema.model.state_dict())
 
     def eps_at(self, step: int) -> float:
         """The training eps of ``step``: a linear ramp over the first ``warmup`` share of the steps."""
@@ -396,12 +419,19 @@ class TrainingGame(Hook):
             bx = random_shift(bx, self.opts["shift"], self.epoch_gen, rows=self.order.rows)
         weight = len(bx) * world_size() / self.order.rows[1]
         seeds = sample_seeds(derived_seed(self.seed, _ATTACK, self.step), index)
-        x_adv = self.adversary(bx, by, self.eps_at(self.step), seeds, index)
-        self.network.train()
-        with autocast(self.device, self.amp):
-            loss = self.spec.loss(self.forward, bx, x_adv, by, self.opts)
-        if weight != 1:  # DDP averages the ranks' gradients: this makes the average the global batch's
-            loss = loss * weight
+        eps = self.eps_at(self.step)
+        x_adv = self.adversary(bx, by, eps, seeds, index)
+
+        def batch_loss() -> Tensor:
+            self.network.train()
+            with autocast(self.device, self.amp):
+                loss = self.spec.loss(self.forward, bx, x_adv, by, self.opts)
+            # DDP averages the ranks' gradients: the weight makes the average the global batch's
+            return loss * weight if weight != 1 else loss
+
+        if self.weights is not None and eps == self.eps:  # AWP, once the eps has warmed up
+            self.weights.perturb(batch_loss)
+        loss = batch_loss()
         self.losses.append(loss.detach())
         return loss
 
@@ -412,6 +442,10 @@ class TrainingGame(Hook):
     def round_start(self, r: int) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = one_cycle(r, self.total, self.config["lr"])
+
+    def outer_step(self, r: int, loss: Tensor) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, r)
 
     def round_end(self, r: int) -> bool:
         self.step = r + 1
@@ -427,12 +461,16 @@ class TrainingGame(Hook):
         if hasattr(self.adversary, "synchronize"):
             self.adversary.synchronize()
         self.model.eval()
+        evaluated = self.evaluated
         record = EpochRecord(
             epoch=epoch, eps=self.eps_at(self.step - 1), train_loss=self.epoch_loss(),
-            clean_accuracy=self.clean_accuracy(self.evaluation),
-            robust_accuracy=self.robust_accuracy(self.evaluation, self.opts["eval_size"]), seconds=0.0)
+            clean_accuracy=self.clean_accuracy(self.evaluation, evaluated),
+            robust_accuracy=self.robust_accuracy(self.evaluation, self.opts["eval_size"], evaluated), seconds=0.0)
+        if self.ema is not None:
+            record.raw_clean_accuracy = self.clean_accuracy(self.evaluation)
+            record.raw_robust_accuracy = self.robust_accuracy(self.evaluation, self.opts["eval_size"])
         if self.held_out is not None:
-            record.guard_accuracy = self.robust_accuracy(self.held_out)
+            record.guard_accuracy = self.robust_accuracy(self.held_out, model=evaluated)
             self.guard(record)
         record.seconds = time.perf_counter() - self.epoch_start
         self.history.records.append(record)
@@ -455,20 +493,27 @@ class TrainingGame(Hook):
             steps = torch.stack(gather(steps)).sum(0) / world_size()
         return float(steps.mean())
 
-    def clean_accuracy(self, samples: Samples) -> float:
-        """Top-1 accuracy on ``samples``, read in batches of :data:`EVAL_BATCH`."""
+    @property
+    def evaluated(self) -> nn.Module:
+        """The network each epoch evaluates and the run returns: the average of the weights where there is one."""
+        return self.model if self.ema is None else self.ema.model
+
+    def clean_accuracy(self, samples: Samples, model: nn.Module | None = None) -> float:
+        """Top-1 accuracy of ``model`` (None: the trained one) on ``samples``, read in batches of :data:`EVAL_BATCH`."""
+        model = self.model if model is None else model
 
         def correct(i: int, j: int) -> int:
             x, y = (t.to(self.device) for t in samples.read(torch.arange(i, j)))
-            with frozen(self.model), torch.no_grad():
-                return int((self.model(x).argmax(1) == y).sum())
+            with frozen(model), torch.no_grad():
+                return int((model(x).argmax(1) == y).sum())
 
         return count_by_batches(correct, len(samples), EVAL_BATCH) / len(samples)
 
-    def robust_accuracy(self, samples: Samples, size: int | None = None) -> float:
-        """Accuracy under PGD (``EVAL_STEPS`` steps, a fixed seed) at the full eps on the first ``size`` of
-        ``samples`` (None: all), read in batches."""
-        atk = PGD(self.model, self.eps, steps=EVAL_STEPS, norm=self.config["norm"], seed=self.seed)
+    def robust_accuracy(self, samples: Samples, size: int | None = None, model: nn.Module | None = None) -> float:
+        """Accuracy of ``model`` (None: the trained one) under PGD (``EVAL_STEPS`` steps, a fixed seed) at the
+        full eps on the first ``size`` of ``samples`` (None: all), read in batches."""
+        atk = PGD(self.model if model is None else model, self.eps, steps=EVAL_STEPS, norm=self.config["norm"],
+                  seed=self.seed)
         n = len(samples) if size is None else min(size, len(samples))
 
         def fooled(i: int, j: int) -> int:
@@ -481,7 +526,7 @@ class TrainingGame(Hook):
         ``guard_drop`` below it (catastrophic overfitting), stop."""
         acc = record.guard_accuracy
         if self.best is None or acc >= self.best["accuracy"]:
-            self.best = {"accuracy": acc, "epoch": record.epoch, "model": copy.deepcopy(self.model.state_dict())}
+            self.best = {"accuracy": acc, "epoch": record.epoch, "model": copy.deepcopy(self.evaluated.state_dict())}
         elif acc < self.best["accuracy"] - self.opts["guard_drop"]:
             self.history.guard_fired = record.epoch
             self.stopped = True
@@ -496,7 +541,8 @@ class TrainingGame(Hook):
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 **self.global_rng.state_dict(),
                 "step": self.step, "stopped": self.stopped, "history": self.history.to_dict(),
-                "best": self.best or {}, "config": self.config, "adversary": self.adversary_state()}
+                "best": self.best or {}, "config": self.config, "adversary": self.adversary_state(),
+                "ema": {} if self.ema is None else self.ema.model.state_dict()}
 
     def adversary_state(self) -> dict[str, Any]:
         """What the inner player carries from step to step (FGSM's per-sample memory), else nothing."""
@@ -512,6 +558,8 @@ class TrainingGame(Hook):
         self.step, self.stopped, self.best = state["step"], state["stopped"], state["best"] or None
         if hasattr(self.adversary, "load_state_dict"):
             self.adversary.load_state_dict(state["adversary"])
+        if self.ema is not None:
+            self.ema.model.load_state_dict(state["ema"])
         self.history = History.from_dict({"config": self.config, **state["history"]})
         log.info("resumed run %s from %s at step %d of %d", self.run_id, path, self.step, self.total)
 

@@ -55,6 +55,9 @@ def standard(tmp_path_factory):
     (["--method", "pgd", "--out", "{d}/notes"], "holds no advkit report"),
     (["--method", "finetune", "--model", "{d}/scripted.pt"], "TorchScript file, which advkit cannot train"),
     (["--method", "pgd", "--model", "{d}/missing.pt"], "missing.pt' does not exist"),
+    (["--method", "finetune", "--awp"], "--awp works with --method pgd, trades, mart, not finetune"),
+    (["--method", "augment", "--ema", "0.9"], "--ema works with --method pgd, trades, fgsm-rs, mart"),
+    (["--method", "mart", "--ema", "1.5"], "ema must be a finite number >= 0 and < 1, got 1.5"),
 ])
 def test_each_mistake_is_one_line_before_any_training(tmp_path, capsys, monkeypatch, args, expected):
     from advkit.app import defend_cli as cli
@@ -147,3 +150,22 @@ def test_defend_resumes_a_checkpointed_run_to_the_same_weights(standard, tmp_pat
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
     reports = [json.loads((tmp_path / d / "report.json").read_text())["models"]["after"] for d in ("first", "again")]
     assert reports[0]["clean_accuracy"] == reports[1]["clean_accuracy"]
+
+
+def test_awp_and_ema_reach_the_training(tmp_path, monkeypatch):
+    from advkit.app import defend_cli as cli
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def training(model, data, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(cli, "fit", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "adversarial_training", training)
+    with pytest.raises(Stop):
+        main(["defend", "--method", "mart", "--awp", "--ema", "0.99", "--out", str(tmp_path / "out"), *FAST])
+    assert (seen["method"], seen["awp"], seen["ema"]) == ("mart", 5e-3, 0.99)

@@ -50,6 +50,8 @@ RUNS = {
     "pgd": {"method": "pgd", "steps": 3, "shift": 1},
     "fgsm-rs": {"method": "fgsm-rs", "start": "previous", "noise": 0.5, "shift": 1},
     "trades": {"method": "trades", "steps": 2, "n": 100, "epochs": 1},
+    # AWP's perturbation from the global batch's gradient, the same on every rank; each rank's average
+    "pgd-awp-ema": {"method": "pgd", "steps": 3, "shift": 1, "awp": 0.01, "ema": 0.9},
 }
 
 #: What each rank of the group runs (after launch.GROUP_START).

@@ -61,8 +61,8 @@ def test_each_keyword_is_a_setting_with_the_options_default(defense, options, in
 def test_training_options_are_normalised_read_only_and_checked_again_on_replace():
     options = TrainingOptions(method="trades", eps=0.1, method_options={"beta": 3})
     assert (options.epochs, options.lr) == (20, 3e-3)  # the method's defaults
-    assert options.method_options == {"warmup": 0.25, "shift": 0, "weight_decay": 5e-4, "eval_size": 256,
-                                      "steps": 10, "beta": 3}
+    assert options.method_options == {"warmup": 0.25, "shift": 0, "weight_decay": 5e-4, "eval_size": 256, "ema": 0.0,
+                                      "steps": 10, "beta": 3, "awp": 0.0}
     assert options.config(100) == {"method": "trades", "eps": 0.1, "norm": "linf", "epochs": 20, "lr": 3e-3,
                                    "batch_size": 128, "seed": 0, "train_size": 100,
                                    "options": options.method_options}

@@ -1,0 +1,35 @@
+"""An exponential moving average of a network's weights, updated after every optimizer step."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def ema_decay(decay: float, t: int) -> float:
+    """The decay of update ``t`` (0 for the first): ``min(decay, (1 + t) / (10 + t))``, so that the first
+    updates follow the network closely instead of averaging in its initial weights."""
+    return min(decay, (1 + t) / (10 + t))
+
+
+class WeightAverage:
+    """A copy of ``model`` whose parameters follow ``model``'s as ``avg = d * avg + (1 - d) * w`` with
+    ``d = ema_decay(decay, t)`` at update ``t``. Its buffers (BatchNorm's running statistics, already
+    running averages) are copied from ``model`` at each update, not averaged again."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, t: int) -> None:
+        """Average in ``model``'s current weights as update ``t``."""
+        d = ema_decay(self.decay, t)
+        for avg, w in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.mul_(d).add_(w.detach(), alpha=1 - d)
+        for avg, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            avg.copy_(b)
+
+
+__all__ = ["WeightAverage", "ema_decay"]
