@@ -231,9 +231,10 @@ def test_ranks_with_different_data_are_refused(group):
 
 @pytest.mark.slow
 def test_only_rank_0_writes_checkpoints(single, group):
-    """Rank 0 saved at the end of each epoch (the resumed run: its second epoch only); rank 1 never."""
+    """Rank 0 saved at the end of each epoch (the runs of :data:`RUNS` in order, then the resumed run: its second
+    epoch only); rank 1 never."""
     out, ranks = group
-    assert ranks[0]["saves"] == [9, 18, 8, 16, 1, 18] and ranks[1]["saves"] == []
+    assert ranks[0]["saves"] == [9, 18, 8, 16, 1, 9, 18, 18] and ranks[1]["saves"] == []
     for folder in [name + "-group" for name in RUNS]:
         assert len(CheckpointFolder(out / folder, CHECKPOINT_PREFIX).runs()) == 1
 
