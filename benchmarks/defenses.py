@@ -4,6 +4,9 @@ PGD-40 and AutoAttack (advkit's, and the authors' pyautoattack with --autoattack
     OMP_NUM_THREADS=1 MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 \\
         python benchmarks/defenses.py --methods pgd,trades,fgsm-rs --seeds 0,1,2 --autoattack advkit,official
 
+``--model`` picks the trained network: ``defense`` (``defense_model()``, 1,024 hidden units, the default) or
+``smallcnn`` (the ordinary ``advkit.models.SmallCNN(1, 10)``, 128 hidden units; issue 22 item 5).
+
 ``plain`` is the reference loop of issue 10 (torchattacks' PGD-10 inside Adam with a one-cycle
 learning rate and eps warmed up over the first quarter, batch 128, 20 epochs, advkit's default SmallCNN),
 written here on advkit.core so that its time is measured beside ours on the same machine: training
@@ -91,11 +94,19 @@ def official(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x_adv).argmax(1) == y).float().mean())
 
 
+MODELS = {"defense": defense_model, "smallcnn": advkit.models.SmallCNN}
+
+
+def network(method: str, model: str) -> torch.nn.Module:
+    """A fresh network: ``plain`` always trains the default SmallCNN, the methods the ``--model`` one."""
+    return advkit.models.SmallCNN() if method == "plain" else MODELS[model]()
+
+
 def run(method: str, seed: int, n: int, autoattacks: set[str], out: Path | None, device: torch.device,
-        options: dict) -> dict:
+        options: dict, model_name: str = "defense") -> dict:
     train, test = advkit.data.load("mnist5k")
     torch.manual_seed(seed)
-    model = (advkit.models.SmallCNN() if method == "plain" else defense_model()).to(device)
+    model = network(method, model_name).to(device)
     wall, cpu = time.perf_counter(), time.process_time()
     if method == "plain":
         model, epochs, fired = plain(model, train, seed, device), 20, None
@@ -105,8 +116,9 @@ def run(method: str, seed: int, n: int, autoattacks: set[str], out: Path | None,
         epochs, fired = len(history), history.guard_fired
     if device.type == "cuda":
         torch.cuda.synchronize()
-    label = method + "".join(f" {k}={v}" for k, v in options.items())
-    row = {"method": label, "seed": seed, "epochs": epochs, "wall": time.perf_counter() - wall,
+    label = method + ("" if model_name == "defense" or method == "plain" else f"@{model_name}") + \
+        "".join(f" {k}={v}" for k, v in options.items())
+    row = {"method": label, "model": model_name, "seed": seed, "epochs": epochs, "wall": time.perf_counter() - wall,
            "cpu": time.process_time() - cpu, "guard_fired": fired, "device": str(device)}
     if out is not None:
         torch.save(model.state_dict(), out / weights_name(row))
@@ -133,7 +145,7 @@ def reattack(folders: list[Path], n: int, autoattacks: set[str], device: torch.d
     rows = []
     for folder in folders:
         for row in json.loads((folder / "results.json").read_text()):
-            model = advkit.models.SmallCNN() if row["method"] == "plain" else defense_model()
+            model = network(row["method"], row.get("model", "defense"))
             advkit.models.load_state_dict(model, folder / weights_name(row))
             rows.append(measure(model.to(device).eval(), row, test, n, autoattacks, device))
             print(show(rows[-1]), flush=True)
@@ -159,6 +171,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=None, help="folder for the trained models and results.json")
     parser.add_argument("--device", default="cpu", help="cpu (the targets' machine) or cuda")
+    parser.add_argument("--model", choices=sorted(MODELS), default="defense",
+                        help="the network the methods train: defense (defense_model(), 1,024 hidden units) or "
+                             "smallcnn (advkit.models.SmallCNN(), 128)")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE",
                         help="a method option (e.g. beta=3, step=0.5); repeatable")
     parser.add_argument("--table", nargs="+", type=Path, metavar="RESULTS_JSON",
@@ -180,13 +195,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-    print(f"mnist5k, L-inf eps {EPS}, SmallCNN, {args.threads} thread(s); clean on 1000 test images, attacks on "
-          f"the first {args.n}\n{HEADER}", flush=True)
+    print(f"mnist5k, L-inf eps {EPS}, {args.model} model, {args.threads} thread(s); clean on 1000 test images, "
+          f"attacks on the first {args.n}\n{HEADER}", flush=True)
     rows = []
     for seed in map(int, args.seeds.split(",")):
         for method in args.methods.split(","):
             rows.append(run(method, seed, args.n, set(args.autoattack.split(",")), args.out, torch.device(args.device),
-                            options))
+                            options, args.model))
             print(show(rows[-1]), flush=True)
             if args.out is not None:
                 (args.out / "results.json").write_text(json.dumps(rows, indent=1))
