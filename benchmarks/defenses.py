@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -180,7 +181,11 @@ def main() -> None:
                         help="print the table of earlier runs' results.json files and exit")
     parser.add_argument("--reattack", nargs="+", type=Path, metavar="FOLDER",
                         help="attack the models saved in these --out folders again (e.g. on a GPU) instead of training")
+    parser.add_argument("--verbose", action="store_true",
+                        help="log each training epoch (clean and PGD-10 accuracy) and each AutoAttack component")
     args = parser.parse_args()
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.table:
         summarize([row for path in args.table for row in json.loads(path.read_text())])
         return
