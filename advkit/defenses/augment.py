@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import logging
 import numbers
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,22 +13,18 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..core import Hook, check_number
+from ..core import check_number
 from ..data import Samples
 from ..data import operations as ops
 from ..data.corruption_accuracy import corruption_accuracy
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
-from ..train import accuracy, fit
 from ..validation import UNRECORDED, check_choice, options_from, recorded
+from .fitting import fit_recorded
 from .history import EpochRecord, History
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AugmentOptions", "augmented_training", "corruption_mix"]
-
-#: Without eval data, the history's clean accuracy is measured on this many training images (the first ones).
-TRAIN_ACCURACY_SAMPLES = 1000
-
 
 def corruption_mix(names: Sequence[str], share: float, severities: Sequence[int],
                    others: Callable[[Tensor, torch.Generator], Tensor] | None = None
@@ -58,22 +53,6 @@ def corruption_mix(names: Sequence[str], share: float, severities: Sequence[int]
         return out
 
     return augment
-
-
-class _EpochEnd(Hook):
-    """Collects the steps' (detached) losses and, after the last step of every epoch, calls
-    ``on_epoch(epoch, losses)`` with that epoch's."""
-
-    def __init__(self, steps_per_epoch: int, on_epoch: Callable[[int, list[Tensor]], None]):
-        self.steps_per_epoch, self.on_epoch, self.losses = steps_per_epoch, on_epoch, []
-
-    def outer_step(self, r: int, loss: Tensor) -> None:
-        self.losses.append(loss)
-
-    def round_end(self, r: int) -> None:
-        if (r + 1) % self.steps_per_epoch == 0:
-            self.on_epoch((r + 1) // self.steps_per_epoch, self.losses)
-            self.losses = []
 
 
 @dataclass(frozen=True)
@@ -157,7 +136,7 @@ def augmented_training(
     defaults are those measured in ``benchmarks/README.md`` (augmented training). Returns the model (trained
     in place, in eval mode) and its :class:`History` (``method`` ``"augmented"``, ``config`` the run's
     settings), one record per epoch: ``epoch`` (1, 2, ...), ``train_loss`` (mean training loss),
-    ``clean_accuracy`` (on ``eval_data`` when given, else on the first :data:`TRAIN_ACCURACY_SAMPLES` images
+    ``clean_accuracy`` (on ``eval_data`` when given, else on the first :data:`~advkit.defenses.fitting.TRAIN_ACCURACY_SAMPLES` images
     of ``data``), ``seconds`` and, with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions``
     and severities 1..5, measured by :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with
     ``seed``). Same ``seed``, same model on the CPU (CUDA's convolution kernels need not be deterministic).
@@ -198,39 +177,23 @@ def augmented_training(
         "batch_size": batch_size, "shift": shift, "weight_decay": weight_decay, "device": device,
         "progress": progress, "augmix": augmix, "operations": operations, "augmix_severity": augmix_severity,
         "augmix_width": augmix_width, "rotate_share": rotate_share})
-    names, batch_size, seed = list(settings.corruptions), settings.batch_size, settings.seed
-    samples = Samples(data)
-    held_out = Samples(eval_data) if eval_data is not None else None
-    steps_per_epoch = max(1, len(samples) // batch_size)
-    history = History("augmented", None, "training data" if held_out is None else "eval_data",
-                      config=settings.config())
-    started = time.perf_counter()
+    names, seed = list(settings.corruptions), settings.seed
 
-    def on_epoch(epoch: int, losses: list[Tensor]) -> None:
-        nonlocal started
+    def measure(record: EpochRecord, held_out: Samples | None) -> None:
+        if held_out is None:
+            return
         where = next(model.parameters()).device
-        judged = Samples(samples, TRAIN_ACCURACY_SAMPLES) if held_out is None else held_out
-        record = EpochRecord(epoch=epoch, train_loss=float(torch.stack(losses).mean()),
-                             clean_accuracy=accuracy(model, judged, batch_size=1000, device=where), seconds=0.0)
-        if held_out is not None:
-            correct: dict[str, list[Tensor]] = {name: [] for name in names}
-            for k, (_, xb, yb) in enumerate(held_out.batches(1000)):  # read a batch at a time
-                for name, part in corruption_accuracy(model, xb, yb, names, batch_size=1000, device=where, seed=seed,
-                                                      first_batch=k).items():
-                    correct[name].append(part)
-            record.corruption_accuracy = float(torch.cat([torch.cat(parts) for parts in correct.values()], 1)
-                                               .float().mean())
-        now = time.perf_counter()
-        record.seconds, started = now - started, now
-        history.records.append(record)
-        log.info("augmented training, epoch %d: %s", epoch,
-                 ", ".join(f"{k} {v:.4f}" for k, v in history.table()[-1].items()))
+        correct: dict[str, list[Tensor]] = {name: [] for name in names}
+        for k, (_, xb, yb) in enumerate(held_out.batches(1000)):  # read a batch at a time
+            for name, part in corruption_accuracy(model, xb, yb, names, batch_size=1000, device=where, seed=seed,
+                                                  first_batch=k).items():
+                correct[name].append(part)
+        record.corruption_accuracy = float(torch.cat([torch.cat(parts) for parts in correct.values()], 1)
+                                           .float().mean())
 
-    fit(model, data, epochs=settings.epochs, lr=settings.lr, batch_size=batch_size, seed=seed,
-        device=settings.device, progress=settings.progress, shift=settings.shift, weight_decay=settings.weight_decay,
-        augment=_augment(settings),
-        hooks=[_EpochEnd(steps_per_epoch, on_epoch)])
-    return model, history
+    history = History("augmented", None, "training data" if eval_data is None else "eval_data",
+                      config=settings.config())
+    return fit_recorded(model, data, eval_data, settings, history, _augment(settings), measure)
 
 
 def _augment(settings: AugmentOptions) -> Callable[[Tensor, torch.Generator], Tensor]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,9 +14,8 @@ from torch import Tensor, nn
 
 from ..core import check_number, frozen
 from ..data import Samples
-from ..train import accuracy, fit
 from ..validation import UNRECORDED, options_from, recorded
-from .augment import TRAIN_ACCURACY_SAMPLES, _EpochEnd
+from .fitting import fit_recorded
 from .history import EpochRecord, History
 
 log = logging.getLogger(__name__)
@@ -150,7 +148,7 @@ def gaussian_training(
     ``benchmarks/README.md`` (randomized smoothing). Returns the model (trained in place, in eval mode) and
     its :class:`History` (``method`` ``"gaussian"`` or ``"smoothadv"``, ``eps`` the SmoothAdv budget or
     None), one record per epoch: ``epoch``, ``train_loss``, ``clean_accuracy`` of the base model on noise-free
-    images (``eval_data`` when given, else the first :data:`~advkit.defenses.augment.TRAIN_ACCURACY_SAMPLES`
+    images (``eval_data`` when given, else the first :data:`~advkit.defenses.fitting.TRAIN_ACCURACY_SAMPLES`
     training images), ``seconds``, and with SmoothAdv the ``eps`` reached. Bad options raise a
     ``ValueError``/``TypeError`` naming them before any training.
 
@@ -182,31 +180,16 @@ def gaussian_training(
         "device": device, "shift": shift, "weight_decay": weight_decay, "smoothadv_eps": smoothadv_eps,
         "smoothadv_steps": smoothadv_steps, "smoothadv_samples": smoothadv_samples,
         "smoothadv_warmup": smoothadv_warmup})
-    samples = Samples(data)
-    held_out = Samples(eval_data) if eval_data is not None else None
-    steps_per_epoch = max(1, len(samples) // settings.batch_size)
     adversarial = settings.smoothadv_eps > 0
     history = History("smoothadv" if adversarial else "gaussian", settings.smoothadv_eps if adversarial else None,
-                      "training data" if held_out is None else "eval_data", config=settings.config())
-    augment = _SmoothingNoise(settings, model, steps_per_epoch * settings.epochs)
-    started = time.perf_counter()
+                      "training data" if eval_data is None else "eval_data", config=settings.config())
+    steps = max(1, len(Samples(data)) // settings.batch_size) * settings.epochs
+    augment = _SmoothingNoise(settings, model, steps)
 
-    def on_epoch(epoch: int, losses: list[Tensor]) -> None:
-        nonlocal started
-        judged = Samples(samples, TRAIN_ACCURACY_SAMPLES) if held_out is None else held_out
-        record = EpochRecord(epoch=epoch, train_loss=float(torch.stack(losses).mean()),
-                             clean_accuracy=accuracy(model, judged, batch_size=1000), seconds=0.0,
-                             eps=augment.eps if adversarial else None)
-        now = time.perf_counter()
-        record.seconds, started = now - started, now
-        history.records.append(record)
-        log.info("%s training, epoch %d: %s", history.method, epoch,
-                 ", ".join(f"{k} {v:.4f}" for k, v in history.table()[-1].items()))
+    def measure(record: EpochRecord, held_out: Samples | None) -> None:
+        record.eps = augment.eps if adversarial else None
 
-    fit(model, data, epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size, seed=settings.seed,
-        device=settings.device, progress=settings.progress, shift=settings.shift, weight_decay=settings.weight_decay,
-        augment=augment, hooks=[_EpochEnd(steps_per_epoch, on_epoch)])
-    return model, history
+    return fit_recorded(model, data, eval_data, settings, history, augment, measure)
 
 
 class _SmoothingNoise:
