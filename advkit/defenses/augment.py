@@ -128,19 +128,19 @@ def augmented_training(
     options: AugmentOptions | None = None,
 ) -> tuple[nn.Module, History]:
     """Train ``model`` on ``data`` as :func:`advkit.train.fit` does (same options, same seeded stream), on batches
-    augmented per image: first a ``rotate_share`` of the images is rotated (up to 30 degrees either way);
-    then a ``share`` is corrupted, each with one of ``corruptions`` (names of
-    :data:`~advkit.defenses.CORRUPTIONS`; None: all) at one of ``severities``, drawn at random per image;
-    the others, with ``augmix``, go through AugMix's mixing chains of ``operations``
-    (:func:`~advkit.data.operations.augmix`, Hendrycks et al. 2020, without its consistency loss). The
-    defaults are those measured in ``benchmarks/README.md`` (augmented training). Returns the model (trained
-    in place, in eval mode) and its :class:`History` (``method`` ``"augmented"``, ``config`` the run's
-    settings), one record per epoch: ``epoch`` (1, 2, ...), ``train_loss`` (mean training loss),
-    ``clean_accuracy`` (on ``eval_data`` when given, else on the first :data:`~advkit.defenses.fitting.TRAIN_ACCURACY_SAMPLES` images
-    of ``data``), ``seconds`` and, with ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions``
-    and severities 1..5, measured by :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with
-    ``seed``). Same ``seed``, same model on the CPU (CUDA's convolution kernels need not be deterministic).
-    Bad options raise a ``ValueError``/``TypeError`` naming them before any training.
+    augmented per image: first a ``rotate_share`` of the images is rotated (up to 30 degrees either way); then a
+    ``share`` is corrupted, each with one of ``corruptions`` (names of :data:`~advkit.defenses.CORRUPTIONS`; None:
+    all) at one of ``severities``, drawn at random per image; the others, with ``augmix``, go through AugMix's
+    mixing chains of ``operations`` (:func:`~advkit.data.operations.augmix`, Hendrycks et al. 2020, without its
+    consistency loss). The defaults are those measured in ``benchmarks/README.md`` (augmented training). Returns the
+    model (trained in place, in eval mode) and its :class:`History` (``method`` ``"augmented"``, ``config`` the
+    run's settings), one record per epoch: ``epoch`` (1, 2, ...), ``train_loss`` (mean training loss),
+    ``clean_accuracy`` (on ``eval_data`` when given, else on the first
+    :data:`~advkit.defenses.fitting.TRAIN_ACCURACY_SAMPLES` images of ``data``), ``seconds`` and, with
+    ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5, measured by
+    :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with ``seed``). Same ``seed``, same model on the
+    CPU (CUDA's convolution kernels need not be deterministic). Bad options raise a ``ValueError``/``TypeError``
+    naming them before any training.
 
     Args:
         model: the network to train, returning logits.
