@@ -132,8 +132,16 @@ def _settings(model, x, sigma, n, alpha, batch_size, seed, n0=1) -> tuple[Tensor
     return x, sigma, n0, n, alpha, batch_size
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(seed)
+def _count_draws(model: nn.Module, x: Tensor, sigma: float, draws: tuple[int, ...], batch_size: int, seed: int,
+                 device: str | torch.device | None, progress: bool, title: str) -> tuple[list[Tensor], torch.device]:
+    """:func:`count_classes` for each number of ``draws`` in turn, from one generator seeded with ``seed`` and
+    under one bar, the model on ``device`` (None: where it is) and frozen for the call; the counts and the device."""
+    device = model_device(model) if device is None else torch.device(device)
+    with placed(model, device), frozen(model):
+        x = x.to(device)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        with long_work_bar(len(x) * sum(draws), title, progress, unit="draw") as bar:
+            return [count_classes(model, x, sigma, num, batch_size, generator, bar) for num in draws], device
 
 
 def certify(model: nn.Module, x: Tensor, sigma: float = 0.25, n0: int = 100, n: int = 10_000,
@@ -158,13 +166,10 @@ def certify(model: nn.Module, x: Tensor, sigma: float = 0.25, n0: int = 100, n: 
         progress: show a bar on long work.
     """
     x, sigma, n0, n, alpha, batch_size = _settings(model, x, sigma, n, alpha, batch_size, seed, n0)
-    device = model_device(model) if device is None else torch.device(device)
-    with placed(model, device), frozen(model):
-        x = x.to(device)
-        generator = _generator(device, seed)
-        with long_work_bar(len(x) * (n0 + n), "certify", progress, unit="draw") as bar:
-            selected = count_classes(model, x, sigma, n0, batch_size, generator, bar).argmax(1)
-            k = count_classes(model, x, sigma, n, batch_size, generator, bar).gather(1, selected[:, None])[:, 0]
+    (selection, estimation), device = _count_draws(model, x, sigma, (n0, n), batch_size, seed, device, progress,
+                                                   "certify")
+    selected = selection.argmax(1)
+    k = estimation.gather(1, selected[:, None])[:, 0]
     p_lower = clopper_pearson_lower(k, n, alpha)
     certified = p_lower > 0.5
     from scipy.stats import norm
@@ -196,11 +201,7 @@ def predict_smoothed(model: nn.Module, x: Tensor, sigma: float, n: int = 100, al
         progress: show a bar on long work.
     """
     x, sigma, _, n, alpha, batch_size = _settings(model, x, sigma, n, alpha, batch_size, seed)
-    device = model_device(model) if device is None else torch.device(device)
-    with placed(model, device), frozen(model):
-        x = x.to(device)
-        with long_work_bar(len(x) * n, "predict (smoothed)", progress, unit="draw") as bar:
-            counts = count_classes(model, x, sigma, n, batch_size, _generator(device, seed), bar)
+    (counts,), device = _count_draws(model, x, sigma, (n,), batch_size, seed, device, progress, "predict (smoothed)")
     from scipy.stats import binomtest
 
     top, classes = counts.topk(2, dim=1)
