@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import advkit
-from advkit.models import Normalize, PreActResNet18, SmallCNN, build
+from advkit.models import MaxPool2x2, Normalize, PreActResNet18, SmallCNN, build
 
 
 def test_normalize_is_per_channel_and_moves_with_the_model():
@@ -24,6 +24,28 @@ def test_model_shapes_and_features():
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(11.17e6, rel=0.01)
     with pytest.raises(ValueError, match="^arch must be one of smallcnn, smallcnn-wide, preactresnet18; got 'vgg'$"):
         build("vgg")
+
+
+def test_smallcnn_pooling_equals_torchs_in_values_gradients_and_second_gradients():
+    """MaxPool2x2 against ``nn.MaxPool2d(2)`` on the same weights: bit-equal logits, input and weight
+    gradients, the gradient of a gradient penalty, ties (rounded inputs, zero padding), two chunks of
+    samples and odd sizes; the scripted model is torch's own pooling."""
+    torch.manual_seed(0)
+    model, reference = SmallCNN().eval(), SmallCNN().eval()
+    reference.load_state_dict(model.state_dict())
+    reference.conv[2], reference.conv[5] = torch.nn.MaxPool2d(2), torch.nn.MaxPool2d(2)
+    x = torch.rand(80, 1, 28, 28).mul(4).round().div(4).requires_grad_()  # many equal pixels: ties in each window
+    grads = []
+    for net in (model, reference):
+        net.zero_grad()
+        logits = net(x)
+        (g,) = torch.autograd.grad(logits.square().sum(), x, create_graph=True)
+        (g.square().sum() + torch.nn.functional.cross_entropy(logits, torch.arange(80) % 10)).backward()
+        grads.append([logits, g, *(p.grad for p in net.parameters())])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+    odd = torch.randn(3, 5, 7, 9)
+    assert torch.equal(MaxPool2x2()(odd), torch.nn.functional.max_pool2d(odd, 2))
+    assert torch.equal(torch.jit.script(model)(x), grads[0][0])
 
 
 def test_the_defenses_default_model_loads_as_arch_smallcnn_wide():
