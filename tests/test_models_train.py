@@ -28,23 +28,33 @@ def test_model_shapes_and_features():
 
 def test_smallcnn_pooling_equals_torchs_in_values_gradients_and_second_gradients():
     """MaxPool2x2 against ``nn.MaxPool2d(2)`` on the same weights: bit-equal logits, input and weight
-    gradients, the gradient of a gradient penalty, ties (rounded inputs, zero padding), two chunks of
-    samples and odd sizes; the scripted model is torch's own pooling."""
+    gradients, the gradient of a gradient penalty, ties (rounded inputs, zero padding), odd sizes and
+    windows of NaN or infinities, with and without gradients; the scripted model is torch's own pooling."""
     torch.manual_seed(0)
     model, reference = SmallCNN().eval(), SmallCNN().eval()
     reference.load_state_dict(model.state_dict())
     reference.conv[2], reference.conv[5] = torch.nn.MaxPool2d(2), torch.nn.MaxPool2d(2)
-    x = torch.rand(80, 1, 28, 28).mul(4).round().div(4).requires_grad_()  # many equal pixels: ties in each window
+    x = torch.rand(16, 1, 28, 28).mul(4).round().div(4).requires_grad_()  # many equal pixels: ties in each window
     grads = []
     for net in (model, reference):
         net.zero_grad()
         logits = net(x)
         (g,) = torch.autograd.grad(logits.square().sum(), x, create_graph=True)
-        (g.square().sum() + torch.nn.functional.cross_entropy(logits, torch.arange(80) % 10)).backward()
+        (g.square().sum() + torch.nn.functional.cross_entropy(logits, torch.arange(16) % 10)).backward()
         grads.append([logits, g, *(p.grad for p in net.parameters())])
     assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
-    odd = torch.randn(3, 5, 7, 9)
-    assert torch.equal(MaxPool2x2()(odd), torch.nn.functional.max_pool2d(odd, 2))
+    # odd sizes, windows of ties, of NaN (the gradient goes to the last), of -inf and inf
+    odd = torch.randint(-2, 3, (4, 5, 7, 9)).float()
+    draw = torch.rand(odd.shape, generator=torch.Generator().manual_seed(0))
+    odd[draw < 0.1], odd[draw > 0.9], odd[(draw > 0.5) & (draw < 0.6)] = float("nan"), -float("inf"), float("inf")
+    outputs, upstream = [], torch.rand(4, 5, 3, 4)
+    for pool in (MaxPool2x2(), torch.nn.MaxPool2d(2)):
+        leaf = odd.clone().requires_grad_()
+        out = pool(leaf)
+        outputs.append((out.nan_to_num(9.0), *torch.autograd.grad(out, leaf, upstream)))
+    assert all(torch.equal(a, b) for a, b in zip(*outputs, strict=True))
+    with torch.no_grad():  # the path without indices
+        assert torch.equal(MaxPool2x2()(odd).nan_to_num(9.0), outputs[1][0]) and torch.equal(model(x), grads[0][0])
     assert torch.equal(torch.jit.script(model)(x), grads[0][0])
 
 
