@@ -44,7 +44,8 @@ class Normalize(nn.Module):
 class _ChannelsLastMaxPool(torch.autograd.Function):
     """2x2 max-pooling through torch's channels-last CPU kernel, 64 samples at a time (in cache): the same
     values and max indices as its NCHW kernel, which is several times slower on a CPU at MNIST sizes
-    (``benchmarks/maxpool.py``); the gradient goes to those indices (differentiable again, for penalties)."""
+    (``benchmarks/maxpool.py``), in the input's memory format; the gradient goes to those indices
+    (differentiable again, for penalties)."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
@@ -52,7 +53,9 @@ class _ChannelsLastMaxPool(torch.autograd.Function):
                  for part in x.split(64)]
         ctx.save_for_backward(torch.cat([indices.contiguous() for _, indices in parts]))
         ctx.size = x.shape[-2:]
-        return torch.cat([pooled.contiguous() for pooled, _ in parts])
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        keep = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.cat([pooled for pooled, _ in parts]).contiguous(memory_format=keep)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:

@@ -29,7 +29,8 @@ def test_model_shapes_and_features():
 def test_smallcnn_pooling_equals_torchs_in_values_gradients_and_second_gradients():
     """MaxPool2x2 against ``nn.MaxPool2d(2)`` on the same weights: bit-equal logits, input and weight
     gradients, the gradient of a gradient penalty, ties (rounded inputs, zero padding), odd sizes and
-    windows of NaN or infinities, with and without gradients; the scripted model is torch's own pooling."""
+    windows of NaN or infinities, channels-last inputs, with and without gradients; the scripted model
+    is torch's own pooling."""
     torch.manual_seed(0)
     model, reference = SmallCNN().eval(), SmallCNN().eval()
     reference.load_state_dict(model.state_dict())
@@ -53,6 +54,10 @@ def test_smallcnn_pooling_equals_torchs_in_values_gradients_and_second_gradients
         out = pool(leaf)
         outputs.append((out.nan_to_num(9.0), *torch.autograd.grad(out, leaf, upstream)))
     assert all(torch.equal(a, b) for a, b in zip(*outputs, strict=True))
+    for grad in (True, False):  # a channels-last input keeps its format, as torch's pooling does
+        last = odd.nan_to_num(0.0).contiguous(memory_format=torch.channels_last).requires_grad_(grad)
+        ours, torchs = MaxPool2x2()(last), torch.nn.MaxPool2d(2)(last)
+        assert torch.equal(ours, torchs) and ours.stride() == torchs.stride()
     with torch.no_grad():  # the path without indices
         assert torch.equal(MaxPool2x2()(odd).nan_to_num(9.0), outputs[1][0]) and torch.equal(model(x), grads[0][0])
     assert torch.equal(torch.jit.script(model)(x), grads[0][0])
