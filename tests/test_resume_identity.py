@@ -96,7 +96,7 @@ REFUSALS = [
     (adversarial, {"batch_size": 16}, "batch_size=32, now 16"),
     (adversarial, {"data": 1}, "data differ (fingerprint"),  # the same size: the old check let it pass
     (adversarial, {"hidden": 48}, "the model's architecture differs (1.weight (32, 64) then, (48, 64) now"),
-    (finetuned, {"mix": 0.25}, "'mix': 0.5}, now {"),
+    (finetuned, {"mix": 0.25}, "'mix': 0.5, 'ema': 0.0}, now {"),
     (finetuned, {"batch_size": 16}, "batch_size=32, now 16"),
     (finetuned, {"data": 1}, "data differ (fingerprint"),
     (finetuned, {"hidden": 48}, "the model's architecture differs (1.weight (32, 64) then, (48, 64) now"),

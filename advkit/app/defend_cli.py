@@ -29,6 +29,7 @@ from ..checkpoints import CheckpointFolder, new_run_id
 from ..core import NORMS
 from ..data import TRAINING_NAMES, load
 from ..defenses.augment import augmented_training
+from ..defenses.ema import check_ema
 from ..defenses.finetune import finetune
 from ..defenses.gaussian import GaussianOptions, gaussian_training
 from ..defenses.history import History
@@ -103,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"{', '.join(with_option('awp'))}; alone: 5e-3)")
     p.add_argument("--ema", type=float, nargs="?", const=0.995, default=None, metavar="DECAY",
                    help="end with, evaluate and save an exponential moving average of the weights "
-                        "(adversarial training methods; alone: 0.995)")
+                        "(every method; alone: 0.995)")
     p.add_argument("--checkpoint-dir", type=Path, default=None,
                    help=f"checkpoint the defense ({', '.join(checkpointed())}) there after every epoch")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --checkpoint-dir")
@@ -189,6 +190,11 @@ def method_options(args: argparse.Namespace) -> dict[str, float]:
     return {name: getattr(args, name) for name in ("awp", "ema") if getattr(args, name) is not None}
 
 
+def ema_option(args: argparse.Namespace) -> dict[str, float]:
+    """``--ema`` where given, as the ``ema`` keyword of finetune, gaussian_training and augmented_training."""
+    return {} if args.ema is None else {"ema": args.ema}
+
+
 def checkpointed() -> list[str]:
     """The defenses that take ``--checkpoint-dir`` and ``--resume``."""
     return [name for name, defense in DEFENSES.items() if defense.checkpointed]
@@ -214,10 +220,11 @@ def check_args(args: argparse.Namespace) -> None:
     if args.model is not None and args.model.is_file() and is_torchscript(args.model):
         raise UsageError(f"{args.model} is a TorchScript file, which advkit cannot train: give the model as a "
                          "state dict (torch.save(model.state_dict())) with --arch or --model-factory")
-    for name in method_options(args):
-        if args.method not in with_option(name):
-            raise UsageError(f"--{name} works with --method {', '.join(with_option(name))}, not {args.method}")
-    if method_options(args):
+    if args.awp is not None and args.method not in with_option("awp"):
+        raise UsageError(f"--awp works with --method {', '.join(with_option('awp'))}, not {args.method}")
+    if args.ema is not None:
+        check_ema(args.ema, "--ema")
+    if method_options(args) and args.method in TRAINING_METHODS:
         TRAINING_METHODS[args.method].resolve(method_options(args))  # their ranges, before any training
     resolve(args.attacks)
     check_report_folder(args.out, "--out")
@@ -237,13 +244,13 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
     if args.method == "finetune":
         model, history = finetune(model, train, eps=args.eps, seed=args.seed, progress=progress, norm=args.norm,
                                   device=args.device, eval_data=test, checkpoint_dir=args.checkpoint_dir,
-                                  resume=args.resume, **epochs)
+                                  resume=args.resume, **epochs, **ema_option(args))
     elif args.method == "gaussian":
         model, history = gaussian_training(model, train, seed=args.seed, progress=progress, device=args.device,
-                                           eval_data=test, **smoothing_options(args), **epochs)
+                                           eval_data=test, **smoothing_options(args), **epochs, **ema_option(args))
     elif args.method == "augment":
         model, history = augmented_training(model, train, seed=args.seed, progress=progress, device=args.device,
-                                            **epochs)
+                                            **epochs, **ema_option(args))
     else:
         model, history = adversarial_training(model, train, method=args.method, eps=args.eps, norm=args.norm,
                                               eval_data=test, checkpoint_dir=args.checkpoint_dir, resume=args.resume,

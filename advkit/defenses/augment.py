@@ -19,6 +19,7 @@ from ..data import operations as ops
 from ..data.corruption_accuracy import corruption_accuracy
 from ..data.corruptions import CORRUPTIONS, SEVERITIES
 from ..validation import UNRECORDED, check_choice, options_from, recorded
+from .ema import check_ema
 from .fitting import fit_recorded
 from .history import EpochRecord, History
 
@@ -80,6 +81,7 @@ class AugmentOptions:
     augmix_severity: float = 0.3
     augmix_width: int = 3
     rotate_share: float = 0.5
+    ema: float = 0.0
     device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
     progress: bool = field(default=True, metadata=UNRECORDED)
 
@@ -96,7 +98,7 @@ class AugmentOptions:
         rotate_share = check_number(self.rotate_share, "rotate_share", low=0, low_open=False, high=1)
         for name, value in (("corruptions", tuple(names)), ("share", share), ("severities", tuple(levels)),
                             ("operations", tuple(operations)), ("augmix_severity", severity),
-                            ("rotate_share", rotate_share)):
+                            ("rotate_share", rotate_share), ("ema", check_ema(self.ema))):
             object.__setattr__(self, name, value)
 
     def config(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ def augmented_training(
     augmix_severity: float = AugmentOptions.augmix_severity,
     augmix_width: int = AugmentOptions.augmix_width,
     rotate_share: float = AugmentOptions.rotate_share,
+    ema: float = AugmentOptions.ema,
     options: AugmentOptions | None = None,
 ) -> tuple[nn.Module, History]:
     """Train ``model`` on ``data`` as :func:`advkit.train.fit` does (same options, same seeded stream), on batches
@@ -138,7 +141,8 @@ def augmented_training(
     ``clean_accuracy`` (on ``eval_data`` when given, else on the first
     :data:`~advkit.defenses.fitting.TRAIN_ACCURACY_SAMPLES` images of ``data``), ``seconds`` and, with
     ``eval_data``, ``corruption_accuracy`` (mean over ``corruptions`` and severities 1..5, measured by
-    :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with ``seed``). Same ``seed``, same model on the
+    :func:`~advkit.data.corruption_accuracy.corruption_accuracy` with ``seed``); with ``ema`` these measure the
+    average of the weights, which the model ends with. Same ``seed``, same model on the
     CPU (CUDA's convolution kernels need not be deterministic). Bad options raise a ``ValueError``/``TypeError``
     naming them before any training.
 
@@ -166,6 +170,8 @@ def augmented_training(
         augmix_width: chains mixed per image.
         rotate_share: the probability that an image is first rotated by an angle drawn uniformly from
             [-30, 30] degrees (before it is corrupted or mixed), in [0, 1].
+        ema: the decay of an exponential moving average of the weights, updated after every step, that
+            each epoch evaluates and the model ends with (0: none; as ``adversarial_training``'s ``ema``).
         options: all of the settings above but ``model``, ``data`` and ``eval_data`` as one
             :class:`AugmentOptions`, instead of keywords (a keyword beside it is a TypeError).
 
@@ -176,16 +182,16 @@ def augmented_training(
         "corruptions": corruptions, "epochs": epochs, "seed": seed, "share": share, "severities": severities, "lr": lr,
         "batch_size": batch_size, "shift": shift, "weight_decay": weight_decay, "device": device,
         "progress": progress, "augmix": augmix, "operations": operations, "augmix_severity": augmix_severity,
-        "augmix_width": augmix_width, "rotate_share": rotate_share})
+        "augmix_width": augmix_width, "rotate_share": rotate_share, "ema": ema})
     names, seed = list(settings.corruptions), settings.seed
 
-    def measure(record: EpochRecord, held_out: Samples | None) -> None:
+    def measure(record: EpochRecord, evaluated: nn.Module, held_out: Samples | None) -> None:
         if held_out is None:
             return
         where = next(model.parameters()).device
         correct: dict[str, list[Tensor]] = {name: [] for name in names}
         for k, (_, xb, yb) in enumerate(held_out.batches(1000)):  # read a batch at a time
-            for name, part in corruption_accuracy(model, xb, yb, names, batch_size=1000, device=where, seed=seed,
+            for name, part in corruption_accuracy(evaluated, xb, yb, names, batch_size=1000, device=where, seed=seed,
                                                   first_batch=k).items():
                 correct[name].append(part)
         record.corruption_accuracy = float(torch.cat([torch.cat(parts) for parts in correct.values()], 1)

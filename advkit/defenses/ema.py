@@ -6,6 +6,14 @@ import copy
 import torch
 from torch import nn
 
+from ..core import check_number
+
+
+def check_ema(value: float, name: str = "ema") -> float:
+    """``value`` as the decay of a weight average, in [0, 1) (0: no average); else a ValueError/TypeError
+    that names ``name``."""
+    return check_number(value, name, low_open=False, high=1.0, high_open=True)
+
 
 def ema_decay(decay: float, t: int) -> float:
     """The decay of update ``t`` (0 for the first): ``min(decay, (1 + t) / (10 + t))``, so that the first
@@ -32,4 +40,4 @@ class WeightAverage:
             avg.copy_(b)
 
 
-__all__ = ["WeightAverage", "ema_decay"]
+__all__ = ["WeightAverage", "check_ema", "ema_decay"]

@@ -27,6 +27,7 @@ from ..devices import default_device
 from ..train import accuracy, checked_samples
 from ..validation import UNRECORDED, check_images, options_from, recorded
 from .adversaries import Adversary, resolve_attack
+from .ema import check_ema
 from .history import EpochRecord, History
 from .methods import TRAINING_METHODS, Method
 from .training import CHECKPOINT_PREFIX, TrainingGame, check_model, check_threat, run_record
@@ -82,6 +83,7 @@ class FinetuneOptions:
     batch_size: int = 128
     seed: int = 0
     mix: float = 0.5
+    ema: float = 0.0
     device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
     progress: bool = field(default=True, metadata=UNRECORDED)
 
@@ -92,16 +94,16 @@ class FinetuneOptions:
         check_number(self.epochs, "epochs", low=1, low_open=False, integer=True)
         mix = check_number(self.mix, "mix", low=0, low_open=False, high=1)
         lr = LR if self.lr is None else check_number(self.lr, "lr")
-        for name, value in (("norm", norm), ("eps", eps), ("mix", mix), ("lr", lr),
+        for name, value in (("norm", norm), ("eps", eps), ("mix", mix), ("lr", lr), ("ema", check_ema(self.ema)),
                             ("device", default_device(self.device))):
             object.__setattr__(self, name, value)
 
     def config(self, train_size: int) -> dict[str, Any]:
         """The run's recorded settings for ``train_size`` training samples, the fixed training options
-        (:data:`OPTIONS`) and ``mix`` under ``"options"``."""
+        (:data:`OPTIONS`), ``mix`` and ``ema`` under ``"options"``."""
         settings = recorded(self)
-        mix = settings.pop("mix")
-        return {"method": "finetune", **settings, "train_size": train_size, "options": {**OPTIONS, "mix": mix}}
+        chosen = {"mix": settings.pop("mix"), "ema": settings.pop("ema")}
+        return {"method": "finetune", **settings, "train_size": train_size, "options": {**OPTIONS, **chosen}}
 
 
 def finetune(
@@ -118,6 +120,7 @@ def finetune(
     norm: str = FinetuneOptions.norm,
     batch_size: int = FinetuneOptions.batch_size,
     device: str | torch.device | None = FinetuneOptions.device,
+    ema: float = FinetuneOptions.ema,
     eval_data: Any = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
@@ -140,7 +143,8 @@ def finetune(
     The network descends the cross-entropy of the mixed batch with AdamW (weight decay 5e-4) under a
     one-cycle learning rate peaking at ``lr`` (default :data:`LR`). ``history[0]`` (epoch 0, no loss: NaN) holds
     the accuracies before fine-tuning, then one record per epoch: clean accuracy on ``eval_data``
-    (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images. Same
+    (default: the training data) and PGD-10 accuracy at ``eps`` on its first 256 images (with ``ema``, of the
+    average of the weights, which the model ends with). Same
     ``seed``, same weights on the CPU. Bad arguments raise a ``ValueError``/``TypeError`` naming them
     before any work. ``checkpoint_dir`` and ``resume``: checkpoints after every epoch and an exact resume,
     as :func:`~advkit.defenses.adversarial_training`'s (a resume with other settings, data, fixed set or
@@ -164,11 +168,13 @@ def finetune(
         norm: the threat model, a name of ``advkit.core.NORMS`` (``"linf"``, ``"l2"``, ``"l1"``).
         batch_size: samples per optimizer step (the global batch under torchrun).
         device: where to train (None: CUDA when available).
+        ema: the decay of an exponential moving average of the weights, updated after every step, that
+            each epoch evaluates and the model ends with (0: none; as ``adversarial_training``'s ``ema``).
         eval_data: the data of the per-epoch accuracies (None: the training data), read in batches.
         checkpoint_dir: a folder for a checkpoint after every epoch (None: none).
         resume: continue the run checkpointed in ``checkpoint_dir``.
         options: the settings ``eps``, ``norm``, ``epochs``, ``lr``, ``batch_size``, ``seed``, ``mix``,
-            ``device`` and ``progress`` as one :class:`FinetuneOptions`, instead of keywords (a keyword
+            ``ema``, ``device`` and ``progress`` as one :class:`FinetuneOptions`, instead of keywords (a keyword
             beside it is a TypeError).
 
     Returns:
@@ -176,7 +182,7 @@ def finetune(
     """
     settings = options_from(FinetuneOptions, options, {
         "eps": eps, "norm": norm, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed, "mix": mix,
-        "device": device, "progress": progress})
+        "ema": ema, "device": device, "progress": progress})
     check_model(model)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs the checkpoint_dir to resume from")
@@ -196,8 +202,8 @@ def finetune(
                   loss=TRAINING_METHODS["pgd"].loss)
     config = settings.config(len(samples))
     history = History("finetune", settings.eps, "training data" if eval_data is None else "eval_data", config=config)
-    game = TrainingGame(model, spec, dict(OPTIONS), MixedAdversary(adversary, settings.mix), samples, evaluation,
-                        None, config, history, device)
+    game = TrainingGame(model, spec, {**OPTIONS, "ema": settings.ema}, MixedAdversary(adversary, settings.mix),
+                        samples, evaluation, None, config, history, device)
     folder = None
     if checkpoint_dir is not None:
         folder = CheckpointFolder(checkpoint_dir, CHECKPOINT_PREFIX, identity=run_record(config, attack, model, given))

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..core import check_number, frozen
 from ..data import Samples
 from ..validation import UNRECORDED, options_from, recorded
+from .ema import check_ema
 from .fitting import fit_recorded
 from .history import EpochRecord, History
 
@@ -96,6 +97,7 @@ class GaussianOptions:
     smoothadv_steps: int = 2
     smoothadv_samples: int = 2
     smoothadv_warmup: float = 0.25
+    ema: float = 0.0
     device: str | torch.device | None = field(default=None, metadata=UNRECORDED)
     progress: bool = field(default=True, metadata=UNRECORDED)
 
@@ -108,6 +110,7 @@ class GaussianOptions:
         check_number(self.smoothadv_samples, "smoothadv_samples", low=1, low_open=False, integer=True)
         object.__setattr__(self, "smoothadv_warmup", check_number(self.smoothadv_warmup, "smoothadv_warmup",
                                                                   low_open=False, high=1))
+        object.__setattr__(self, "ema", check_ema(self.ema))
 
     def config(self) -> dict[str, Any]:
         """The recorded settings as plain values."""
@@ -132,6 +135,7 @@ def gaussian_training(
     smoothadv_steps: int = GaussianOptions.smoothadv_steps,
     smoothadv_samples: int = GaussianOptions.smoothadv_samples,
     smoothadv_warmup: float = GaussianOptions.smoothadv_warmup,
+    ema: float = GaussianOptions.ema,
     options: GaussianOptions | None = None,
 ) -> tuple[nn.Module, History]:
     """Train ``model`` for randomized smoothing at noise level ``sigma``: :func:`advkit.train.fit` (same
@@ -149,7 +153,8 @@ def gaussian_training(
     its :class:`History` (``method`` ``"gaussian"`` or ``"smoothadv"``, ``eps`` the SmoothAdv budget or
     None), one record per epoch: ``epoch``, ``train_loss``, ``clean_accuracy`` of the base model on noise-free
     images (``eval_data`` when given, else the first :data:`~advkit.defenses.fitting.TRAIN_ACCURACY_SAMPLES`
-    training images), ``seconds``, and with SmoothAdv the ``eps`` reached. Bad options raise a
+    training images; with ``ema``, of the average of the weights, which the model ends with), ``seconds``, and
+    with SmoothAdv the ``eps`` reached. Bad options raise a
     ``ValueError``/``TypeError`` naming them before any training.
 
     Args:
@@ -169,6 +174,8 @@ def gaussian_training(
         smoothadv_steps: SmoothAdv's PGD steps (the paper: 1 to 10).
         smoothadv_samples: noise draws m of the smoothed classifier attacked (the paper: 1 to 8).
         smoothadv_warmup: the share of the training steps over which SmoothAdv's eps grows from 0, in [0, 1].
+        ema: the decay of an exponential moving average of the weights, updated after every step, that
+            each epoch evaluates and the model ends with (0: none; as ``adversarial_training``'s ``ema``).
         options: all of the settings above but ``model``, ``data`` and ``eval_data`` as one
             :class:`GaussianOptions`, instead of keywords (a keyword beside it is a TypeError).
 
@@ -179,14 +186,14 @@ def gaussian_training(
         "sigma": sigma, "epochs": epochs, "seed": seed, "progress": progress, "lr": lr, "batch_size": batch_size,
         "device": device, "shift": shift, "weight_decay": weight_decay, "smoothadv_eps": smoothadv_eps,
         "smoothadv_steps": smoothadv_steps, "smoothadv_samples": smoothadv_samples,
-        "smoothadv_warmup": smoothadv_warmup})
+        "smoothadv_warmup": smoothadv_warmup, "ema": ema})
     adversarial = settings.smoothadv_eps > 0
     history = History("smoothadv" if adversarial else "gaussian", settings.smoothadv_eps if adversarial else None,
                       "training data" if eval_data is None else "eval_data", config=settings.config())
     steps = max(1, len(Samples(data)) // settings.batch_size) * settings.epochs
     augment = _SmoothingNoise(settings, model, steps)
 
-    def measure(record: EpochRecord, held_out: Samples | None) -> None:
+    def measure(record: EpochRecord, evaluated: nn.Module, held_out: Samples | None) -> None:
         record.eps = augment.eps if adversarial else None
 
     return fit_recorded(model, data, eval_data, settings, history, augment, measure)

@@ -15,6 +15,7 @@ from ..attacks import ATTACK_LOSSES, PGD
 from ..core import check_number
 from ..validation import check_choice
 from .adversaries import Adversary, AttackAdversary, FastAdversary, KLAdversary
+from .ema import check_ema
 from .losses import adversarial_ce, mart_loss, trades_loss
 
 
@@ -44,7 +45,7 @@ COMMON: dict[str, Option] = {
     "shift": Option(0, number(low_open=False, integer=True)),
     "weight_decay": Option(5e-4, number(low_open=False)),
     "eval_size": Option(256, number(low=1, low_open=False, integer=True)),
-    "ema": Option(0.0, number(low_open=False, high=1.0, high_open=True)),
+    "ema": Option(0.0, check_ema),
 }
 
 #: ``loss(forward, x, x_adv, y, options)``: ``forward`` is the network's training forward (its logits).

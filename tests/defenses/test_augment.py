@@ -111,7 +111,7 @@ def test_history_per_epoch_and_the_same_seed_the_same_model():
                               "severities": [1, 2, 3, 4, 5], "lr": 3e-3, "batch_size": 32, "shift": 2,
                               "weight_decay": 5e-4, "augmix": True, "operations": list(OPERATIONS),
                               "augmix_severity": AugmentOptions.augmix_severity, "augmix_width": 3,
-                              "rotate_share": AugmentOptions.rotate_share}
+                              "rotate_share": AugmentOptions.rotate_share, "ema": 0.0}
     torch.manual_seed(0)
     unjudged, plain = augmented_training(SmallCNN(), data, ["fog", "jpeg"], epochs=2, batch_size=32, seed=4,
                                          progress=False, device="cpu")

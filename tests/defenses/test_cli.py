@@ -56,8 +56,8 @@ def standard(tmp_path_factory):
     (["--method", "finetune", "--model", "{d}/scripted.pt"], "TorchScript file, which advkit cannot train"),
     (["--method", "pgd", "--model", "{d}/missing.pt"], "missing.pt' does not exist"),
     (["--method", "finetune", "--awp"], "--awp works with --method pgd, trades, mart, not finetune"),
-    (["--method", "augment", "--ema", "0.9"], "--ema works with --method pgd, trades, fgsm-rs, mart"),
-    (["--method", "mart", "--ema", "1.5"], "ema must be a finite number >= 0 and < 1, got 1.5"),
+    (["--method", "mart", "--ema", "1.5"], "--ema must be a finite number >= 0 and < 1, got 1.5"),
+    (["--method", "gaussian", "--ema", "-0.5"], "--ema must be a finite number >= 0 and < 1, got -0.5"),
 ])
 def test_each_mistake_is_one_line_before_any_training(tmp_path, capsys, monkeypatch, args, expected):
     from advkit.app import defend_cli as cli
@@ -169,3 +169,10 @@ def test_awp_and_ema_reach_the_training(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         main(["defend", "--method", "mart", "--awp", "--ema", "0.99", "--out", str(tmp_path / "out"), *FAST])
     assert (seen["method"], seen["awp"], seen["ema"]) == ("mart", 5e-3, 0.99)
+    for method, function in (("finetune", "finetune"), ("augment", "augmented_training"),
+                             ("gaussian", "gaussian_training")):  # every method takes --ema
+        seen.clear()
+        monkeypatch.setattr(cli, function, training)
+        with pytest.raises(Stop):
+            main(["defend", "--method", method, "--ema", "--out", str(tmp_path / method), *FAST])
+        assert seen["ema"] == 0.995, method

@@ -84,7 +84,7 @@ def test_the_same_seed_the_same_model_and_smoothadv_warms_up():
         gaussian_training(mlp(), data, epochs=2, batch_size=32, progress=False, device="cpu")[0], held_out)
     assert plain.config == {"sigma": 0.25, "epochs": 2, "seed": 0, "lr": 3e-3, "batch_size": 32, "shift": 2,
                             "weight_decay": 5e-4, "smoothadv_eps": 0.0, "smoothadv_steps": 2,
-                            "smoothadv_samples": 2, "smoothadv_warmup": 1.0}
+                            "smoothadv_samples": 2, "smoothadv_warmup": 1.0, "ema": 0.0}
 
 
 def test_smoothadv_stays_in_the_ball_raises_the_smoothed_loss_and_leaves_the_model_alone():

@@ -1,6 +1,7 @@
 """MART's loss, AWP and the average of the weights (issue 22, items 3 and 4): MART's loss is its formula on
 hand-computed logits, AWP's perturbation is undone exactly (the weights end as the optimizer's step from
-where they were), the average follows its recurrence, is what a run returns and resumes bit-exactly.
+where they were), the average follows its recurrence, is what a run of every defense returns and
+resumes bit-exactly.
 
 Every run trains a small MLP on a few of the 8x8 digits for one or two steps: a fraction of a CPU second.
 """
@@ -15,7 +16,7 @@ from torch import nn
 
 import advkit
 from advkit.core import OptimizerStep, Player, trainable_params
-from advkit.defenses import adversarial_training
+from advkit.defenses import adversarial_training, augmented_training, finetune, gaussian_training
 from advkit.defenses.adversaries import LayerScaledStep, WeightAdversary
 from advkit.defenses.ema import WeightAverage, ema_decay
 from advkit.defenses.losses import kl_divergence, mart_loss
@@ -177,6 +178,42 @@ def test_a_run_with_an_average_ends_with_it_and_records_both(digits, tmp_path):
     assert all(r.raw_clean_accuracy is None for r in plain) and "raw_clean_accuracy" not in plain.table()[0]
 
 
+#: The defenses other than adversarial_training, each on the MLP at small settings, with ``**kwargs``.
+OTHER_DEFENSES = {
+    "finetune": lambda model, data, **kw: finetune(model, data, eps=0.2, epochs=2, lr=1e-2, batch_size=64,
+                                                   device="cpu", progress=False, **kw),
+    "augment": lambda model, data, **kw: augmented_training(model, data, corruptions=["gaussian-noise"], epochs=2,
+                                                            batch_size=64, augmix=False, device="cpu",
+                                                            progress=False, **kw),
+    "gaussian": lambda model, data, **kw: gaussian_training(model, data, sigma=0.25, epochs=2, batch_size=64,
+                                                            device="cpu", progress=False, **kw),
+}
+
+
+@pytest.mark.parametrize("defense", list(OTHER_DEFENSES))
+def test_every_other_defense_ends_with_the_average_of_the_weights_it_trained(digits, monkeypatch, defense):
+    """The average follows the recurrence over the weights after every step (from the initial ones), the
+    training itself is the same as without it, and the last epoch's accuracy is the average's."""
+    run, update, seen = OTHER_DEFENSES[defense], WeightAverage.update, []
+
+    def recording(self, model, t):
+        seen.append([p.detach().clone().double() for p in model.parameters()])
+        update(self, model, t)
+
+    plain, _ = run(mlp(), digits)
+    monkeypatch.setattr(WeightAverage, "update", recording)
+    averaged, history = run(mlp(), digits, ema=0.9, eval_data=digits)
+    expected = [p.detach().double() for p in mlp().parameters()]
+    for t, weights in enumerate(seen):
+        d = ema_decay(0.9, t)
+        expected = [d * e + (1 - d) * w for e, w in zip(expected, weights, strict=True)]
+    assert len(seen) == 2 * (len(digits[0]) // 64)
+    assert all(torch.allclose(a.double(), e, atol=1e-6) for a, e in zip(averaged.parameters(), expected, strict=True))
+    assert all(torch.equal(a.double(), w) for a, w in zip(plain.parameters(), seen[-1], strict=True))
+    assert history[-1].clean_accuracy == advkit.train.accuracy(averaged, digits)
+    assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), averaged.parameters(), strict=True))
+
+
 class Interrupt(Exception):
     pass
 
@@ -201,6 +238,29 @@ def test_an_interrupted_run_with_awp_and_an_average_resumes_bit_exactly(digits, 
     assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(),
                                                   strict=True))
     assert [{**vars(r), "seconds": 0} for r in history] == [{**vars(r), "seconds": 0} for r in ref_history]
+
+
+def test_an_interrupted_finetune_with_an_average_resumes_bit_exactly(digits, tmp_path, monkeypatch):
+    run = OTHER_DEFENSES["finetune"]
+    reference, ref_history = run(mlp(), digits, ema=0.9, checkpoint_dir=tmp_path / "a")
+    calls, update = [0], WeightAverage.update
+
+    def crashing(self, model, t):
+        calls[0] += 1
+        if calls[0] == 4:  # the second step of the second epoch
+            raise Interrupt
+        update(self, model, t)
+
+    monkeypatch.setattr(WeightAverage, "update", crashing)
+    with pytest.raises(Interrupt):
+        run(mlp(), digits, ema=0.9, checkpoint_dir=tmp_path / "b")
+    monkeypatch.setattr(WeightAverage, "update", update)
+    resumed, history = run(mlp(seed=7), digits, ema=0.9, checkpoint_dir=tmp_path / "b", resume=True)
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), resumed.state_dict().values(),
+                                                  strict=True))
+    records = [[{**vars(r), "seconds": 0, "train_loss": repr(r.train_loss)} for r in h] for h in (history, ref_history)]
+    assert records[0] == records[1] and len(records[0]) == 3  # epoch 0 (no loss: NaN) and two epochs
+    assert history.config["options"]["ema"] == 0.9
 
 
 # ---- options ------------------------------------------------------------------------------------
