@@ -6,7 +6,7 @@ import copy
 import torch
 from torch import nn
 
-from ..core import check_number
+from ..core import Hook, check_number
 
 
 def check_ema(value: float, name: str = "ema") -> float:
@@ -40,4 +40,15 @@ class WeightAverage:
             avg.copy_(b)
 
 
-__all__ = ["WeightAverage", "check_ema", "ema_decay"]
+class Averaging(Hook):
+    """A game hook that averages ``model``'s weights into ``average`` after every move of the network (the
+    outer player's optimizer step), as update ``r`` of round ``r``."""
+
+    def __init__(self, model: nn.Module, average: WeightAverage):
+        self.model, self.average = model, average
+
+    def outer_step(self, r: int, loss: torch.Tensor) -> None:
+        self.average.update(self.model, r)
+
+
+__all__ = ["Averaging", "WeightAverage", "check_ema", "ema_decay"]

@@ -15,7 +15,7 @@ from ..core import Hook
 from ..data import Samples
 from ..devices import default_device
 from ..train import accuracy, fit
-from .ema import WeightAverage
+from .ema import Averaging, WeightAverage
 from .history import EpochRecord, History
 
 log = logging.getLogger(__name__)
@@ -38,16 +38,6 @@ class EpochEnd(Hook):
         if (r + 1) % self.steps_per_epoch == 0:
             self.on_epoch((r + 1) // self.steps_per_epoch, self.losses)
             self.losses = []
-
-
-class Averaging(Hook):
-    """Averages ``model``'s weights into ``average`` after every optimizer step (each round of fit)."""
-
-    def __init__(self, model: nn.Module, average: WeightAverage):
-        self.model, self.average = model, average
-
-    def round_end(self, r: int) -> None:
-        self.average.update(self.model, r)
 
 
 def fit_recorded(model: nn.Module, data: Any, eval_data: Any, settings: Any, history: History,
@@ -91,4 +81,4 @@ def fit_recorded(model: nn.Module, data: Any, eval_data: Any, settings: Any, his
     return model, history
 
 
-__all__ = ["TRAIN_ACCURACY_SAMPLES", "Averaging", "EpochEnd", "fit_recorded"]
+__all__ = ["TRAIN_ACCURACY_SAMPLES", "EpochEnd", "fit_recorded"]

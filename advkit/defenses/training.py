@@ -65,7 +65,7 @@ from ..rng import RunRNG, derived_seed, sample_seeds
 from ..train import checked_samples, one_cycle, random_shift
 from ..validation import UNRECORDED, check_eps, check_flag, options_from, recorded
 from .adversaries import LayerScaledStep, Restoring, WeightAdversary, resolve_attack
-from .ema import WeightAverage
+from .ema import Averaging, WeightAverage
 from .history import EpochRecord, History
 from .methods import Method, get_method
 
@@ -384,8 +384,10 @@ class TrainingGame(Hook):
                 outer = kind(params, step, maximize=False)
                 title = f"adversarial training ({self.spec.name})"
                 bar = ProgressHook(self.total - self.step, title, progress and is_main())
+                averaging = [] if self.ema is None else [Averaging(self.model, self.ema)]
                 try:
-                    play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step, hooks=[self, bar])
+                    play(outer=outer, outer_loss=self.objective, rounds=self.total, start=self.step,
+                         hooks=[*averaging, self, bar])
                 finally:
                     if self.weights is not None:
                         self.weights.restore()
@@ -442,10 +444,6 @@ class TrainingGame(Hook):
     def round_start(self, r: int) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = one_cycle(r, self.total, self.config["lr"])
-
-    def outer_step(self, r: int, loss: Tensor) -> None:
-        if self.ema is not None:
-            self.ema.update(self.model, r)
 
     def round_end(self, r: int) -> bool:
         self.step = r + 1
