@@ -24,32 +24,16 @@ import time
 from pathlib import Path
 
 import torch
+from defenses import EPS, official, robust  # benchmarks/defenses.py: the same budget and measures
 
 import advkit
 from advkit.attacks import PGD, AutoAttack
 from advkit.defenses.ema import WeightAverage
 from advkit.defenses.training import TrainingGame, adversarial_training, defense_model
 
-EPS = 0.3
-
-
-def robust(model: torch.nn.Module, attack, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> float:
-    fooled = sum(int(attack.run(x[i:i + batch_size], y[i:i + batch_size]).success.sum())
-                 for i in range(0, len(x), batch_size))
-    return 1.0 - fooled / len(x)
-
 
 def pgd40(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return robust(model, PGD(model, EPS, steps=40, seed=0), x, y)
-
-
-def official(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    from pyautoattack import AutoAttack as OfficialAutoAttack
-
-    atk = OfficialAutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=0, device=x.device)
-    x_adv, _ = atk.run_standard_evaluation(x, y, batch_size=250)
-    with torch.no_grad():
-        return float((model(x_adv).argmax(1) == y).float().mean())
+    return robust(PGD(model, EPS, steps=40, seed=0), x, y)
 
 
 def spec(text: str) -> tuple[str, dict]:
@@ -62,8 +46,13 @@ def spec(text: str) -> tuple[str, dict]:
     return method, options
 
 
+def weights_path(out: Path, text: str, seed: int, epochs: int) -> Path:
+    """Where the run ``text`` of ``seed`` and ``epochs`` saves its final weights."""
+    return out / f"{text.replace(':', '_').replace(',', '_')}-s{seed}-e{epochs}.pt"
+
+
 def train(text: str, seed: int, epochs: int, extra: list[float], curve_n: int, out: Path) -> dict:
-    """One run of ``text``, its per-epoch PGD-40 curves, its final weights saved as ``out/NAME.pt``."""
+    """One run of ``text``, its per-epoch PGD-40 curves, its final weights saved at :func:`weights_path`."""
     method, options = spec(text)
     train_set, test = advkit.data.load("mnist5k")
     x, y = (t[:curve_n] for t in test.tensors)
@@ -101,14 +90,14 @@ def train(text: str, seed: int, epochs: int, extra: list[float], curve_n: int, o
                                           device="cpu", progress=False, eval_size=1, **options)
     finally:
         TrainingGame.end_epoch, TrainingGame.outer_step = end_epoch, outer_step
-    name = f"{text.replace(':', '_').replace(',', '_')}-s{seed}-e{epochs}"
+    path = weights_path(out, text, seed, epochs)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save(final, out / f"{name}.pt")
+    torch.save(final, path)
     row = {"run": text, "seed": seed, "epochs": epochs, "wall": time.perf_counter() - wall,
            "cpu": time.process_time() - cpu, "curve_n": curve_n, "curves": curves,
            "drop": {k: max(v) - v[-1] for k, v in curves.items()},
            "best_epoch": {k: 1 + max(range(len(v)), key=v.__getitem__) for k, v in curves.items()}}
-    (out / f"{name}.json").write_text(json.dumps(row, indent=1))
+    path.with_suffix(".json").write_text(json.dumps(row, indent=1))
     return row
 
 
@@ -130,7 +119,7 @@ def measure(path: Path, n: int, autoattack: str, names: list[str] | None = None)
         if autoattack == "official":
             row["official_aa"] = official(model, x, y)
         elif autoattack == "advkit":
-            row["advkit_aa"] = robust(model, AutoAttack(model, EPS), x, y)
+            row["advkit_aa"] = robust(AutoAttack(model, EPS), x, y)
         row["cpu"] = time.process_time() - started
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -162,8 +151,7 @@ def main() -> None:
             row = train(text, seed, args.epochs, args.extra_ema, args.curve_n, args.out)
             print(json.dumps({k: v for k, v in row.items() if k != "curves"}), flush=True)
             if args.autoattack != "none":
-                measure(args.out / f"{text.replace(':', '_').replace(',', '_')}-s{seed}-e{args.epochs}.pt", args.n,
-                        args.autoattack)
+                measure(weights_path(args.out, text, seed, args.epochs), args.n, args.autoattack)
 
 
 if __name__ == "__main__":
