@@ -89,6 +89,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--method gaussian: the noise level trained for, the certification sigma (default 0.25)")
     p.add_argument("--smoothadv-eps", default=None, type=eps_number,
                    help="--method gaussian: SmoothAdv's L2 budget (default 0: Gaussian augmentation alone)")
+    p.add_argument("--smoothadv-steps", default=None, type=positive_int,
+                   help=f"--method gaussian: SmoothAdv's PGD steps (default {GaussianOptions.smoothadv_steps})")
+    p.add_argument("--smoothadv-samples", default=None, type=positive_int,
+                   help=f"--method gaussian: noise draws of the smoothed classifier SmoothAdv attacks "
+                        f"(default {GaussianOptions.smoothadv_samples})")
+    p.add_argument("--smoothadv-warmup", default=None, type=unit_float,
+                   help=f"--method gaussian: the share of training over which SmoothAdv's eps grows from 0, "
+                        f"in [0, 1] (default {GaussianOptions.smoothadv_warmup:g})")
     p.add_argument("--model", "--weights", type=Path, default=None,
                    help="the model before: a state dict (torch.save(model.state_dict())) of --arch or of the "
                         "--model-factory's module (with --arch robustbench:NAME, RobustBench's model_dir); "
@@ -211,8 +219,10 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.checkpoint_dir is not None or args.resume) and not DEFENSES[args.method].checkpointed:
         raise UsageError(f"--checkpoint-dir and --resume work with --method {', '.join(checkpointed())}, "
                          f"not {args.method}")
-    smoothing = [flag for flag, value in (("--sigma", args.sigma), ("--smoothadv-eps", args.smoothadv_eps))
-                 if value is not None]
+    smoothing = [flag for flag, value in (("--sigma", args.sigma), ("--smoothadv-eps", args.smoothadv_eps),
+                                          ("--smoothadv-steps", args.smoothadv_steps),
+                                          ("--smoothadv-samples", args.smoothadv_samples),
+                                          ("--smoothadv-warmup", args.smoothadv_warmup)) if value is not None]
     if smoothing and args.method != "gaussian":
         raise UsageError(f"{' and '.join(smoothing)}: options of --method gaussian, not of --method {args.method}")
     if args.resume and args.checkpoint_dir is None:
@@ -260,17 +270,22 @@ def defend(model: nn.Module, train: Any, test: Any, args: argparse.Namespace, pr
 
 
 def strength(args: argparse.Namespace) -> str:
-    """What the defense trains against: its eps, or for --method gaussian its sigma (and SmoothAdv's eps)."""
+    """What the defense trains against: its eps, or for --method gaussian its sigma (and SmoothAdv's eps,
+    steps and noise draws)."""
     if args.method != "gaussian":
         return f"at eps {args.eps:g} ({args.norm})"
     options = GaussianOptions(**smoothing_options(args))
-    adversarial = f", SmoothAdv at L2 eps {options.smoothadv_eps:g}" if options.smoothadv_eps else ""
+    steps, draws = options.smoothadv_steps, options.smoothadv_samples
+    adversarial = (f", SmoothAdv at L2 eps {options.smoothadv_eps:g} ({steps} PGD step{'s' * (steps > 1)} on "
+                   f"{draws} noise draw{'s' * (draws > 1)})") if options.smoothadv_eps else ""
     return f"at sigma {options.sigma:g}{adversarial}"
 
 
 def smoothing_options(args: argparse.Namespace) -> dict[str, float]:
-    """``--sigma`` and ``--smoothadv-eps`` as :func:`~advkit.defenses.gaussian_training`'s keywords (those given)."""
-    given = {"sigma": args.sigma, "smoothadv_eps": args.smoothadv_eps}
+    """``--sigma`` and the ``--smoothadv-*`` flags as :func:`~advkit.defenses.gaussian_training`'s keywords
+    (those given)."""
+    given = {name: getattr(args, name) for name in ("sigma", "smoothadv_eps", "smoothadv_steps",
+                                                     "smoothadv_samples", "smoothadv_warmup")}
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -282,6 +297,17 @@ def positive_float(text: str) -> float:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number in [0, 1] (``--smoothadv-warmup``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
     return value
 
 

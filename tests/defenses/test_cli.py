@@ -12,6 +12,7 @@ import torch
 import advkit
 from advkit.app.cli import main
 from advkit.defenses import defense_model
+from advkit.defenses.gaussian import GaussianOptions
 from advkit.models import SmallCNN
 
 sys.path.insert(0, str(Path(__file__).parent.parent))  # pytest runs with --import-mode=importlib
@@ -49,6 +50,16 @@ def standard(tmp_path_factory):
     (["--method", "gaussian", "--sigma", "nan"], "argument --sigma: must be a finite number > 0, got 'nan'"),
     (["--method", "gaussian", "--smoothadv-eps", "-1"], "argument --smoothadv-eps: eps must be finite non-negative"),
     (["--method", "pgd", "--sigma", "0.5"], "--sigma: options of --method gaussian, not of --method pgd"),
+    (["--method", "gaussian", "--smoothadv-steps", "0"], "argument --smoothadv-steps: must be an integer >= 1"),
+    (["--method", "gaussian", "--smoothadv-steps", "2.5"], "argument --smoothadv-steps: must be an integer >= 1"),
+    (["--method", "gaussian", "--smoothadv-samples", "0"], "argument --smoothadv-samples: must be an integer >= 1"),
+    (["--method", "gaussian", "--smoothadv-samples", "two"], "argument --smoothadv-samples: must be an integer >= 1"),
+    (["--method", "gaussian", "--smoothadv-warmup", "1.5"], "argument --smoothadv-warmup: must be a number in [0, 1]"),
+    (["--method", "gaussian", "--smoothadv-warmup", "-0.1"], "argument --smoothadv-warmup: must be a number in [0, 1]"),
+    (["--method", "gaussian", "--smoothadv-warmup", "nan"], "argument --smoothadv-warmup: must be a number in [0, 1]"),
+    (["--method", "pgd", "--smoothadv-steps", "3", "--smoothadv-samples", "4", "--smoothadv-warmup", "0"],
+     "--smoothadv-steps and --smoothadv-samples and --smoothadv-warmup: options of --method gaussian, not of "
+     "--method pgd"),
     (["--method", "pgd", "--attacks", "pgd,nosuchattack"], "unknown attack 'nosuchattack'"),
     (["--method", "pgd", "--epochs", "0"], "argument --epochs: must be an integer >= 1"),
     (["--method", "pgd", "--corruptions", "rain"], "unknown corruption 'rain'"),
@@ -118,10 +129,12 @@ def test_without_a_model_a_standard_one_is_trained_and_saved_and_augment_reports
 def test_gaussian_writes_the_model_trained_with_noise_and_its_history(standard, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["defend", "--method", "gaussian", "--sigma", "0.5", "--smoothadv-eps", "0.25", "--epochs", "1",
+                 "--smoothadv-steps", "1", "--smoothadv-samples", "3",
                  "--model", str(standard), "--arch", "smallcnn", *FAST, "--eval-eps", "0,0.1", "--n", "50",
                  "--out", str(out)]) == 0
     markdown = json.loads((out / "report.json").read_text())["sections"][0]["markdown"]
-    assert "`advkit defend --method gaussian` at sigma 0.5, SmoothAdv at L2 eps 0.25 on digits" in markdown
+    assert ("`advkit defend --method gaussian` at sigma 0.5, SmoothAdv at L2 eps 0.25 (1 PGD step on 3 noise draws) "
+            "on digits") in markdown
     assert "| epoch | eps | train_loss | clean_accuracy | seconds |" in markdown
     model = SmallCNN(input_size=8)
     model.load_state_dict(torch.load(out / "after.pt", weights_only=True))
@@ -176,3 +189,44 @@ def test_awp_and_ema_reach_the_training(tmp_path, monkeypatch):
         with pytest.raises(Stop):
             main(["defend", "--method", method, "--ema", "--out", str(tmp_path / method), *FAST])
         assert seen["ema"] == 0.995, method
+
+
+def test_smoothadv_flags_reach_gaussian_training_and_only_those_given(tmp_path, monkeypatch):
+    from advkit.app import defend_cli as cli
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def training(model, data, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(cli, "fit", lambda *a, **k: None)
+    monkeypatch.setattr(cli, "gaussian_training", training)
+    with pytest.raises(Stop):
+        main(["defend", "--method", "gaussian", "--smoothadv-eps", "0.5", "--smoothadv-steps", "3",
+              "--smoothadv-samples", "4", "--smoothadv-warmup", "0", "--out", str(tmp_path / "all"), *FAST])
+    assert {k: seen[k] for k in ("smoothadv_eps", "smoothadv_steps", "smoothadv_samples", "smoothadv_warmup")} == {
+        "smoothadv_eps": 0.5, "smoothadv_steps": 3, "smoothadv_samples": 4, "smoothadv_warmup": 0.0}
+    seen.clear()
+    with pytest.raises(Stop):
+        main(["defend", "--method", "gaussian", "--smoothadv-samples", "8", "--out", str(tmp_path / "one"), *FAST])
+    assert seen["smoothadv_samples"] == 8  # the others keep gaussian_training's own defaults
+    assert not {"sigma", "smoothadv_eps", "smoothadv_steps", "smoothadv_warmup"} & set(seen)
+
+
+def test_the_defense_names_smoothadvs_steps_and_draws_only_when_it_is_on():
+    from advkit.app import defend_cli as cli
+    from advkit.app.cli import build_parser
+
+    def strength(*flags):
+        return cli.strength(build_parser().parse_args(["defend", "--method", "gaussian", "--sigma", "0.5", *flags]))
+
+    assert strength("--smoothadv-eps", "0.5", "--smoothadv-steps", "3", "--smoothadv-samples", "4") == (
+        "at sigma 0.5, SmoothAdv at L2 eps 0.5 (3 PGD steps on 4 noise draws)")
+    defaults = GaussianOptions()
+    assert strength("--smoothadv-eps", "0.5") == (f"at sigma 0.5, SmoothAdv at L2 eps 0.5 ({defaults.smoothadv_steps} "
+                                                  f"PGD steps on {defaults.smoothadv_samples} noise draws)")
+    assert strength("--smoothadv-steps", "3") == "at sigma 0.5"  # no SmoothAdv without its eps
