@@ -219,12 +219,12 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.checkpoint_dir is not None or args.resume) and not DEFENSES[args.method].checkpointed:
         raise UsageError(f"--checkpoint-dir and --resume work with --method {', '.join(checkpointed())}, "
                          f"not {args.method}")
-    smoothing = [flag for flag, value in (("--sigma", args.sigma), ("--smoothadv-eps", args.smoothadv_eps),
-                                          ("--smoothadv-steps", args.smoothadv_steps),
-                                          ("--smoothadv-samples", args.smoothadv_samples),
-                                          ("--smoothadv-warmup", args.smoothadv_warmup)) if value is not None]
+    smoothing = ["--" + name.replace("_", "-") for name in smoothing_options(args)]
     if smoothing and args.method != "gaussian":
         raise UsageError(f"{' and '.join(smoothing)}: options of --method gaussian, not of --method {args.method}")
+    tuning = [flag for flag in smoothing if flag.startswith("--smoothadv-") and flag != "--smoothadv-eps"]
+    if tuning and not args.smoothadv_eps:
+        raise UsageError(f"{' and '.join(tuning)} tune SmoothAdv, which --smoothadv-eps turns on (an L2 budget > 0)")
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs the --checkpoint-dir of the run to continue")
     if args.model is not None and args.model.is_file() and is_torchscript(args.model):
@@ -284,9 +284,8 @@ def strength(args: argparse.Namespace) -> str:
 def smoothing_options(args: argparse.Namespace) -> dict[str, float]:
     """``--sigma`` and the ``--smoothadv-*`` flags as :func:`~advkit.defenses.gaussian_training`'s keywords
     (those given)."""
-    given = {name: getattr(args, name) for name in ("sigma", "smoothadv_eps", "smoothadv_steps",
-                                                     "smoothadv_samples", "smoothadv_warmup")}
-    return {k: v for k, v in given.items() if v is not None}
+    names = ("sigma", "smoothadv_eps", "smoothadv_steps", "smoothadv_samples", "smoothadv_warmup")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def positive_float(text: str) -> float:

@@ -60,6 +60,10 @@ def standard(tmp_path_factory):
     (["--method", "pgd", "--smoothadv-steps", "3", "--smoothadv-samples", "4", "--smoothadv-warmup", "0"],
      "--smoothadv-steps and --smoothadv-samples and --smoothadv-warmup: options of --method gaussian, not of "
      "--method pgd"),
+    (["--method", "gaussian", "--smoothadv-steps", "3", "--smoothadv-warmup", "0"],
+     "--smoothadv-steps and --smoothadv-warmup tune SmoothAdv, which --smoothadv-eps turns on"),
+    (["--method", "gaussian", "--smoothadv-eps", "0", "--smoothadv-samples", "4"],
+     "--smoothadv-samples tune SmoothAdv, which --smoothadv-eps turns on"),
     (["--method", "pgd", "--attacks", "pgd,nosuchattack"], "unknown attack 'nosuchattack'"),
     (["--method", "pgd", "--epochs", "0"], "argument --epochs: must be an integer >= 1"),
     (["--method", "pgd", "--corruptions", "rain"], "unknown corruption 'rain'"),
@@ -212,9 +216,10 @@ def test_smoothadv_flags_reach_gaussian_training_and_only_those_given(tmp_path, 
         "smoothadv_eps": 0.5, "smoothadv_steps": 3, "smoothadv_samples": 4, "smoothadv_warmup": 0.0}
     seen.clear()
     with pytest.raises(Stop):
-        main(["defend", "--method", "gaussian", "--smoothadv-samples", "8", "--out", str(tmp_path / "one"), *FAST])
-    assert seen["smoothadv_samples"] == 8  # the others keep gaussian_training's own defaults
-    assert not {"sigma", "smoothadv_eps", "smoothadv_steps", "smoothadv_warmup"} & set(seen)
+        main(["defend", "--method", "gaussian", "--smoothadv-eps", "0.5", "--smoothadv-samples", "8", "--out",
+              str(tmp_path / "one"), *FAST])
+    assert (seen["smoothadv_eps"], seen["smoothadv_samples"]) == (0.5, 8)
+    assert not {"sigma", "smoothadv_steps", "smoothadv_warmup"} & set(seen)  # gaussian_training's own defaults
 
 
 def test_the_defense_names_smoothadvs_steps_and_draws_only_when_it_is_on():
@@ -229,4 +234,4 @@ def test_the_defense_names_smoothadvs_steps_and_draws_only_when_it_is_on():
     defaults = GaussianOptions()
     assert strength("--smoothadv-eps", "0.5") == (f"at sigma 0.5, SmoothAdv at L2 eps 0.5 ({defaults.smoothadv_steps} "
                                                   f"PGD steps on {defaults.smoothadv_samples} noise draws)")
-    assert strength("--smoothadv-steps", "3") == "at sigma 0.5"  # no SmoothAdv without its eps
+    assert strength() == "at sigma 0.5"
