@@ -126,34 +126,49 @@ def corruption_figure(results: Sequence[ModelResult]) -> Figure:
 
 
 def examples_figure(examples: Sequence[Example], title: str) -> Figure:
-    """Columns of samples; rows: clean image, adversarial image, perturbation amplified to the
-    full grey range (mid-grey = unchanged), each titled with the model's prediction."""
+    """Columns of samples; rows: clean image, adversarial image, perturbation amplified to the full
+    grey range (mid-grey = unchanged), each framed and captioned with the model's prediction (red where
+    the attack fooled it). The grid is one image on one axes: 3 x columns axes took 0.3 s to draw."""
+    from matplotlib.patches import Rectangle
+
     cols = max(1, len(examples))
-    fig = new_figure(figsize=(1.3 * cols, 4.4), dpi=100)
-    axes = fig.subplots(3, cols, squeeze=False)
-    for c, ex in enumerate(examples):
+    rows = [[], [], []]
+    captions, red = [], []
+    for ex in examples:
         adv = ex.x if ex.x_adv is None else ex.x_adv
         delta = adv - ex.x
         amplified = (0.5 + delta / (2 * float(delta.abs().max()))) if bool(delta.any()) else torch.full_like(delta, 0.5)
         verdict = ("not attacked" if ex.x_adv is None
                    else (f"{ex.attack} {ex.eps:g}" if ex.fooled else f"robust {ex.eps:g}"))
-        captions = (f"y={ex.label} pred {ex.clean_pred}", f"pred {ex.adv_pred}\n{verdict}", "perturbation")
-        for r, (img, caption) in enumerate(zip((ex.x, adv, amplified), captions, strict=True)):
-            _show(axes[r][c], img, caption, red=(r == 1 and ex.fooled))
-    for ax in axes.flat[len(examples) * 3:]:
-        ax.axis("off")
+        for row, img in zip(rows, (ex.x, adv, amplified), strict=True):
+            row.append(_pixels(img))
+        captions.append((f"y={ex.label} pred {ex.clean_pred}", f"pred {ex.adv_pred}\n{verdict}", "perturbation"))
+        red.append(ex.fooled)
+    fig = new_figure(figsize=(1.3 * cols, 4.4), dpi=100)
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.9))
+    ax.axis("off")
+    if examples:
+        h, w = rows[0][0].shape[:2]
+        gap_x, gap_y = round(0.15 * max(h, w)), round(0.45 * max(h, w))  # the captions sit in the gaps above
+        grid = torch.ones(3 * (h + gap_y) + gap_x, cols * (w + gap_x), *rows[0][0].shape[2:])  # white around
+        for r, row in enumerate(rows):
+            for c, img in enumerate(row):
+                top, left = r * (h + gap_y) + gap_y, c * (w + gap_x) + gap_x // 2
+                grid[top:top + h, left:left + w] = img
+                ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, lw=0.6, edgecolor="black"))
+                ax.text(left + w / 2, top - 0.08 * gap_y, captions[c][r], ha="center", va="bottom", fontsize=7,
+                        color="crimson" if r == 1 and red[c] else "black", parse_math=False)
+        ax.imshow(grid.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     fig.suptitle(title, fontsize=9, parse_math=False)
-    fig.tight_layout()
     return fig
 
 
-def _show(ax, img: torch.Tensor, caption: str, red: bool) -> None:
+def _pixels(img: torch.Tensor) -> torch.Tensor:
+    """``img`` in [0, 1] as ``imshow`` takes it: (H, W) grey, (H, W, 3) colour, or a row for a flat input."""
     arr = img.detach().float().cpu().clamp(0, 1)
-    arr = (arr[0] if arr.ndim == 3 and arr.shape[0] == 1
-           else (arr.permute(1, 2, 0) if arr.ndim == 3 else arr.view(1, -1)))
-    ax.imshow(arr.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set_title(caption, fontsize=7, color="crimson" if red else "black", parse_math=False)
-    ax.set_xticks([]), ax.set_yticks([])
+    if arr.ndim == 3:
+        return arr[0] if arr.shape[0] == 1 else arr.permute(1, 2, 0)
+    return arr.view(1, -1)
 
 
 def png_bytes(fig: Figure) -> bytes:
