@@ -87,10 +87,8 @@ def load(name: str, root: str | Path | None = None, download: bool = False, seed
         x, y = _mnist5k()
         return _split(x.reshape(-1, 1, 28, 28) / 255.0, y, name, test_size=1000, seed=seed)
     if name == "digits":
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        return _split(bunch.images.reshape(-1, 1, 8, 8) / 16.0, bunch.target, name, test_size=0.2, seed=seed)
+        x, y = _digits()
+        return _split(x.reshape(-1, 1, 8, 8) / 16.0, y, name, test_size=0.2, seed=seed)
     if name in _TORCHVISION:
         return tuple(_torchvision(name, root, download, train) for train in (True, False))  # type: ignore[return-value]
     raise ValueError(f"name must be one of {', '.join(NAMES)}; got {name!r}")
@@ -107,6 +105,17 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
     with gzip.open(DATA_PATH, "rt") as rows:
         table = np.fromstring(rows.read().replace("\n", ","), dtype=np.int64, sep=",").reshape(5000, 785)
     x, y = table[:, :-1], table[:, -1]
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+@functools.cache
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's 1,797 8x8 digits (pixels 0-16) and their labels, read once per process and read-only."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x, y = bunch.images, bunch.target
     x.flags.writeable = y.flags.writeable = False
     return x, y
 

@@ -27,6 +27,8 @@ def test_digits_and_seeded_splits():
     other, _ = advkit.data.load("digits", seed=1)
     assert torch.equal(train.tensors[0], again.tensors[0])
     assert not torch.equal(train.tensors[1], other.tensors[1])
+    train.tensors[0].zero_()  # a load's tensors are its own: the next load is unchanged
+    assert torch.equal(advkit.data.load("digits")[0].tensors[0], again.tensors[0])
 
 
 def test_the_stored_default_splits_are_the_ones_sklearn_draws(monkeypatch):
