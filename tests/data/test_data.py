@@ -34,12 +34,15 @@ def test_digits_and_seeded_splits():
 def test_the_stored_default_splits_are_the_ones_sklearn_draws(monkeypatch):
     """advkit.data.STORED_SPLITS holds each embedded set's seed-0 split as sklearn's stratified
     train_test_split draws it (should sklearn ever draw others, write these with np.savez_compressed);
-    a load at seed 0 reads them without importing sklearn.model_selection. The file's pixels and labels
-    are the integers np.loadtxt reads."""
+    a load at seed 0 reads them without importing sklearn.model_selection. The files' pixels and labels
+    are the numbers np.loadtxt and sklearn's load_digits read."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    sets = {"mnist5k": (advkit.data._mnist5k()[1], 1000), "digits": (load_digits().target, 0.2)}
+    bunch = load_digits()
+    pixels, labels = advkit.data._digits()  # read from load_digits' file without sklearn.datasets
+    assert np.array_equal(pixels, bunch.images.reshape(-1, 64)) and np.array_equal(labels, bunch.target)
+    sets = {"mnist5k": (advkit.data._mnist5k()[1], 1000), "digits": (bunch.target, 0.2)}
     drawn = {name: train_test_split(np.arange(len(labels)), test_size=size, stratify=labels, random_state=0)
              for name, (labels, size) in sets.items()}
     with np.load(advkit.data.STORED_SPLITS) as stored:
