@@ -60,7 +60,9 @@ class _ChannelsLastMaxPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (indices,) = ctx.saved_tensors
-        return nn.functional.max_unpool2d(grad, indices, 2, output_size=ctx.size)
+        # aten's op, which F.max_unpool2d calls after checking the size through torch._check_value: that
+        # check imports sympy (a second, once a process)
+        return torch.ops.aten.max_unpool2d(grad, indices, list(ctx.size))
 
 
 def _pairwise_max(x: Tensor) -> Tensor:
