@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     # shared utilities
     "advkit.validation": 1, "advkit.devices": 1, "advkit.distributed": 1, "advkit.checkpoints": 1,
     "advkit.progress": 1, "advkit.batches": 1, "advkit.files": 1, "advkit.rng": 1, "advkit.safe_pickle": 1,
-    "advkit.outputs": 1, "advkit.acceleration": 1,
+    "advkit.outputs": 1, "advkit.acceleration": 1, "advkit.figures": 1,
     "advkit.data": 2, "advkit.models": 2,
     "advkit.train": 3,
     "advkit.gan": 4,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..figures import new_figure
 from .results import WORST, Example, ModelResult
 
 if TYPE_CHECKING:  # matplotlib is imported when the first figure is drawn, not with advkit
@@ -24,16 +25,6 @@ CORRUPTIONS_FILE = "corruptions.png"
 #: The file name of the report's before/after plot (a report with a baseline).
 COMPARISON_FILE = "comparison.png"
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-
-
-def new_figure(**options) -> Figure:
-    """A matplotlib figure on the Agg canvas (``options``: Figure's, e.g. figsize, dpi)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**options)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def curve_figure(results: Sequence[ModelResult], norm: str) -> Figure:

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .. import models, train
 from ..data import as_tensors
+from ..figures import new_figure
 from ..files import save_tensors
 from . import metrics
 from .trainer import GANTrainer
@@ -40,14 +41,10 @@ def plot_losses(history: dict[str, list], path: str | Path) -> Path:
         history: a :meth:`GANTrainer.fit` history.
         path: the PNG file to write (its folder is made).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig = new_figure(figsize=(7, 3.5))
+    ax = fig.add_subplot()
     for key in ("d_loss", "g_loss", "l1"):
         values = torch.tensor(history.get(key, []), dtype=torch.float64)
         if len(values):
@@ -61,7 +58,6 @@ def plot_losses(history: dict[str, list], path: str | Path) -> Path:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -75,14 +71,10 @@ def plot_points(samples: Tensor, centres: Tensor, path: str | Path, title: str =
         path: the PNG file to write (its folder is made).
         title: the plot's title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig = new_figure(figsize=(4, 4))
+    ax = fig.add_subplot()
     points = samples.detach().cpu()
     ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.4, label="generated")
     ax.scatter(centres[:, 0], centres[:, 1], marker="x", color="red", s=60, label="true modes")
@@ -91,7 +83,6 @@ def plot_points(samples: Tensor, centres: Tensor, path: str | Path, title: str =
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
