@@ -10,7 +10,7 @@ import torch
 
 import advkit
 from advkit.evaluation.plot import comparison_figure, curve_figure, example_files, examples_figure, png_bytes
-from advkit.gan.report import plot_points
+from advkit.gan.report import plot_losses, plot_points
 
 HOSTILE = '<img src=x onerror="alert(1)"> a|b *c* _d_ [e](f) `g` $x^$ #'
 
@@ -84,6 +84,21 @@ def test_an_attack_named_with_dollars_is_drawn_literally():
 def test_gan_plot_titles_are_literal(tmp_path):
     path = plot_points(torch.randn(50, 2), torch.zeros(2, 2), tmp_path / "ring.png", title="$x^$ modes")
     assert path.stat().st_size > 0
+
+
+def test_gan_plots_leave_the_users_matplotlib_backend(tmp_path):
+    """They draw on their own canvas: a user's backend (here pdf) is what it was."""
+    import matplotlib
+
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")
+    try:
+        plot_points(torch.randn(50, 2), torch.zeros(2, 2), tmp_path / "ring.png")
+        plot_losses({"d_loss": [1.0, 0.5, 0.2], "g_loss": [0.3, 0.6, 0.9]}, tmp_path / "losses.png")
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
+    assert all((tmp_path / name).read_bytes()[:4] == b"\x89PNG" for name in ("ring.png", "losses.png"))
 
 
 def test_report_md_shows_names_as_text(tmp_path):
