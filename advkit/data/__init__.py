@@ -132,7 +132,7 @@ def _pixels_and_labels(path: str | Path, columns: int) -> tuple[np.ndarray, np.n
 STORED_SPLITS = Path(__file__).with_name("splits.npz")
 
 
-def split_indices(y: np.ndarray, name: str, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split_indices(y: np.ndarray, name: str, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(train, test)`` row indices of the embedded set ``name`` with labels ``y``: stratified by class,
     drawn with ``seed`` (read from :data:`STORED_SPLITS` at seed 0)."""
     if seed == 0:
@@ -144,7 +144,7 @@ def split_indices(y: np.ndarray, name: str, test_size: float, seed: int) -> tupl
 
 
 def _split(x: np.ndarray, y: np.ndarray, name: str, test_size: float, seed: int) -> tuple[TensorSet, TensorSet]:
-    train, test = split_indices(y, name, test_size, seed)
+    train, test = _split_indices(y, name, test_size, seed)
     return tuple(_tensors(x[rows], y[rows], CLASS_COUNTS[name], name) for rows in (train, test))
 
 
