@@ -61,7 +61,7 @@ class _ChannelsLastMaxPool(torch.autograd.Function):
     def backward(ctx, grad: Tensor) -> Tensor:
         (indices,) = ctx.saved_tensors
         # aten's op, which F.max_unpool2d calls after checking the size through torch._check_value: that
-        # check imports sympy (a second, once a process)
+        # check imports sympy (slow, once a process)
         return torch.ops.aten.max_unpool2d(grad, indices, list(ctx.size))
 
 

@@ -109,7 +109,7 @@ def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     """sklearn's 1,797 8x8 digits (64 pixels 0-16, then the label, per row) from the file that
     ``sklearn.datasets.load_digits`` reads, read once per process and read-only: the same numbers, without
-    importing sklearn.datasets (a second)."""
+    importing sklearn.datasets (slow to import)."""
     sklearn = importlib.util.find_spec("sklearn")
     if sklearn is None or not sklearn.submodule_search_locations:
         raise ImportError("the digits data set comes with scikit-learn: pip install scikit-learn")
@@ -118,7 +118,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 def _pixels_and_labels(path: str | Path, columns: int) -> tuple[np.ndarray, np.ndarray]:
     """A gzipped CSV of integers, ``columns`` a row (the pixels, then the label), as read-only int64 arrays
-    ``(pixels, labels)``, parsed in one ``np.fromstring`` (7x faster than ``np.loadtxt``, the same numbers)."""
+    ``(pixels, labels)``, parsed in one ``np.fromstring`` (the numbers ``np.loadtxt`` reads, several times faster)."""
     with gzip.open(path, "rt") as rows:
         table = np.fromstring(rows.read().replace("\n", ","), dtype=np.int64, sep=",").reshape(-1, columns)
     x, y = table[:, :-1], table[:, -1]
@@ -128,7 +128,7 @@ def _pixels_and_labels(path: str | Path, columns: int) -> tuple[np.ndarray, np.n
 
 #: The embedded sets' splits at the default seed 0, the indices sklearn's stratified ``train_test_split``
 #: draws (``tests/data/test_data.py`` draws them again and compares): a load at seed 0 needs no
-#: sklearn.model_selection, whose import takes a second of every process that loads the data.
+#: sklearn.model_selection, slow to import in every process that loads the data.
 STORED_SPLITS = Path(__file__).with_name("splits.npz")
 
 
