@@ -169,11 +169,14 @@ def test_defend_resumes_a_checkpointed_run_to_the_same_weights(standard, tmp_pat
     assert reports[0]["clean_accuracy"] == reports[1]["clean_accuracy"]
 
 
-def test_awp_and_ema_reach_the_training(tmp_path, monkeypatch):
-    from advkit.app import defend_cli as cli
+class Stop(Exception):
+    """Raised by :func:`spy`'s stand-ins: the command stops where the training would start."""
 
-    class Stop(Exception):
-        pass
+
+def spy(monkeypatch, *functions: str) -> dict:
+    """The defend command with ``fit`` (the standard model's training) a no-op and each of ``functions``
+    replaced by a stand-in that records its keywords into the returned dict and raises :class:`Stop`."""
+    from advkit.app import defend_cli as cli
 
     seen = {}
 
@@ -182,33 +185,25 @@ def test_awp_and_ema_reach_the_training(tmp_path, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(cli, "fit", lambda *a, **k: None)
-    monkeypatch.setattr(cli, "adversarial_training", training)
+    for name in functions:
+        monkeypatch.setattr(cli, name, training)
+    return seen
+
+
+def test_awp_and_ema_reach_the_training(tmp_path, monkeypatch):
+    seen = spy(monkeypatch, "adversarial_training", "finetune", "augmented_training", "gaussian_training")
     with pytest.raises(Stop):
         main(["defend", "--method", "mart", "--awp", "--ema", "0.99", "--out", str(tmp_path / "out"), *FAST])
     assert (seen["method"], seen["awp"], seen["ema"]) == ("mart", 5e-3, 0.99)
-    for method, function in (("finetune", "finetune"), ("augment", "augmented_training"),
-                             ("gaussian", "gaussian_training")):  # every method takes --ema
+    for method in ("finetune", "augment", "gaussian"):  # every method takes --ema
         seen.clear()
-        monkeypatch.setattr(cli, function, training)
         with pytest.raises(Stop):
             main(["defend", "--method", method, "--ema", "--out", str(tmp_path / method), *FAST])
         assert seen["ema"] == 0.995, method
 
 
 def test_smoothadv_flags_reach_gaussian_training_and_only_those_given(tmp_path, monkeypatch):
-    from advkit.app import defend_cli as cli
-
-    class Stop(Exception):
-        pass
-
-    seen = {}
-
-    def training(model, data, **kwargs):
-        seen.update(kwargs)
-        raise Stop
-
-    monkeypatch.setattr(cli, "fit", lambda *a, **k: None)
-    monkeypatch.setattr(cli, "gaussian_training", training)
+    seen = spy(monkeypatch, "gaussian_training")
     with pytest.raises(Stop):
         main(["defend", "--method", "gaussian", "--smoothadv-eps", "0.5", "--smoothadv-steps", "3",
               "--smoothadv-samples", "4", "--smoothadv-warmup", "0", "--out", str(tmp_path / "all"), *FAST])
