@@ -7,9 +7,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..distributed import gather_call
 from ..rng import RunRNG, derived_seed
 from ..smoothing import ABSTAIN, certify, predict_smoothed
 from .batched import BatchSize, Reader, attack_at
+from .sharding import my_batches
 from .smoothed import SmoothedResult, SmoothingOptions
 
 #: The key of the seed of the noise the attacks' noisy model draws (:func:`advkit.rng.derived_seed`).
@@ -19,26 +21,32 @@ NOISE = 1
 def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str, Any], radii: list[float],
                     batches: BatchSize, device: torch.device, seed: int, smoothing: SmoothingOptions) -> SmoothedResult:
     """The smoothed classifier of ``model`` certified and attacked on every sample of ``data`` (a
-    :class:`~advkit.data.Samples`, read a batch at a time): ``attacks`` run on the noisy model, L2, with EOT."""
+    :class:`~advkit.data.Samples`, read a batch at a time): ``attacks`` run on the noisy model, L2, with EOT.
+    A batch's draws are seeded by its first sample's index, so in a torchrun group each rank takes its
+    share of the batches (:func:`~advkit.evaluation.sharding.my_batches`) and every rank gets the
+    one-process result."""
     s, grid = smoothing, torch.tensor(radii)
     attacks = attacks if s.empirical else {}
-    radius, certified, empirical, refuted = [], [], [], []
-    for first, xb, yb in data.batches(batches.start):
-        xb, yb = read.prepare(xb, yb)
-        cert = certify(model, xb, s.sigma, s.n0, s.n, s.alpha, s.batch_size, seed=derived_seed(seed, first),
-                       device=device, progress=False)
-        right = cert.prediction.cpu() == yb
-        radius.append(cert.radius.cpu().where(right, torch.zeros(())))
-        certified.append(right[:, None] & (cert.radius.cpu()[:, None] >= grid[None]))
-        if attacks:  # the noisy model draws from torch's global RNG: seeded per batch, the caller's restored
-            with RunRNG(derived_seed(seed, first, NOISE)).active():
-                stood, wrong = attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
-            empirical.append(stood)
-            refuted.append(wrong)
+
+    def mine() -> list[tuple[Tensor, ...]]:
+        rows = []  # per batch: radius, certified and, with attacks, the empirical side
+        for first, xb, yb in data.batches(batches.start, *my_batches(data.n, batches.start)):
+            xb, yb = read.prepare(xb, yb)
+            cert = certify(model, xb, s.sigma, s.n0, s.n, s.alpha, s.batch_size, seed=derived_seed(seed, first),
+                           device=device, progress=False)
+            right, radius = cert.prediction.cpu() == yb, cert.radius.cpu()
+            row = (radius.where(right, torch.zeros(())), right[:, None] & (radius[:, None] >= grid[None]))
+            if attacks:  # the noisy model draws from torch's global RNG: seeded per batch, the caller's restored
+                with RunRNG(derived_seed(seed, first, NOISE)).active():
+                    row += attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
+            rows.append(row)
+        return rows
+
+    columns = list(zip(*(row for part in gather_call(mine) for row in part), strict=True))
+    radius, certified, *side = (torch.cat(column) for column in columns)
     steps = sum(r > 0 for r in radii)
-    return SmoothedResult(s, list(radii), torch.cat(radius), torch.cat(certified),
-                          torch.cat(empirical) if attacks else None, torch.cat(refuted) if attacks else None,
-                          list(attacks), 1 + steps * len(attacks) if attacks else 0)
+    return SmoothedResult(s, list(radii), radius, certified, side[0] if attacks else None,
+                          side[1] if attacks else None, list(attacks), 1 + steps * len(attacks) if attacks else 0)
 
 
 def attacked(model: nn.Module, x: Tensor, y: Tensor, first: int, attacks: dict[str, Any], radii: list[float],

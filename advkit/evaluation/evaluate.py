@@ -219,8 +219,6 @@ def evaluate(
                                 probe=probe, queries=queries, examples=examples, corruptions=corruptions, amp=amp,
                                 channels_last=channels_last, compile=compile, eot=eot,
                                 smoothing=smoothing)
-    if is_distributed() and options.smoothing is not None:
-        raise ValueError("smoothing is not sharded: evaluate a smoothed classifier in one process")
     if is_distributed() and not is_main():
         options = replace(options, progress=False)
     samples = Samples(data, limit=options.n)

@@ -33,7 +33,8 @@ def square_50(model: nn.Module) -> Square:
 #: (no checks, no examples); the second covers checks, examples, a corruption and an attack that
 #: draws per batch, on 8 batches of 16 (each rank forwards its half, checks included); the third a
 #: model that hides its gradient (the gradient attack fails on every rank, the added Square keeps the
-#: worst case). All on the CPU (gloo).
+#: worst case); the fourth a smoothed classifier, certified and attacked, on 4 batches (2 a rank).
+#: All on the CPU (gloo).
 RUNS = {
     "curves": dict(attacks=["fgsm", "pgd-10"], eps=[0.0, 0.05, 0.1, 0.2], n=101, batch_size=16, progress=False,
                    checks=False, examples=0, device="cpu"),
@@ -42,6 +43,9 @@ RUNS = {
                  device="cpu"),
     "masked": dict(attacks=["pgd-10"], eps=[0.1], n=101, batch_size=16, progress=False, probe=20, queries=50,
                    examples=2, device="cpu"),
+    "smoothed": dict(attacks=["pgd-10"], eps=[0.0, 0.25, 0.5], norm="l2", n=64, batch_size=16, progress=False,
+                     checks=False, examples=0, device="cpu",
+                     smoothing=dict(sigma=0.25, n0=8, n=64, predict_n=16, eot=2, batch_size=256)),
 }
 
 #: What each rank of the group runs (after launch.GROUP_START).
@@ -142,16 +146,21 @@ def test_distributed_report_equals_one_process(single, group, run):
     expected = without_timings(single[1][run]["report"])
     assert expected["models"]["model"]["clean_accuracy"] > 0.5
     assert bool(expected["models"]["model"]["masked"]) == (run == "masked")
+    if run == "smoothed":  # certified and attacked where the batches split over the ranks
+        curve = expected["models"]["model"]["smoothing"]["curve"]
+        assert curve[0]["certified"] > 0.5 and curve[1]["empirical"] > 0, curve
     for got in group[1]:
         assert without_timings(got[run]["report"]) == expected
 
 
 @pytest.mark.slow
-def test_each_rank_forwards_its_share(single, group):
-    """The ranks' forwards add up to one process's exactly, and each did 30-70% of them (rank 0
-    holds 51 samples, rank 1 holds 50; their attacks stop early on different samples)."""
-    total = single[1]["curves"]["forwards"]
-    counts = [got["curves"]["forwards"] for got in group[1]]
+@pytest.mark.parametrize("run", ["curves", "smoothed"])
+def test_each_rank_forwards_its_share(single, group, run):
+    """The ranks' forwards add up to one process's exactly, and each did 30-70% of them (curves: rank 0
+    holds 51 samples, rank 1 holds 50, their attacks stop early on different samples; smoothed: two
+    batches of 16 each, the certificates' draws and the attacks on the noisy model)."""
+    total = single[1][run]["forwards"]
+    counts = [got[run]["forwards"] for got in group[1]]
     assert sum(counts) == total
     assert all(0.3 * total <= c <= 0.7 * total for c in counts), (counts, total)
 
