@@ -35,6 +35,11 @@ def test_certify_writes_a_report_with_the_certified_curve(weights, tmp_path, cap
     assert {"curve.png", "report.md", "report.html"} <= {p.name for p in out.iterdir()}
     printed = capsys.readouterr().out
     assert "Randomized smoothing, sigma=0.25" in printed and "certified" in printed
+    again = tmp_path / "amp"  # bf16 autocast is CUDA's: on the CPU the same report, with amp recorded
+    assert main(["certify", *FAST, "--model", str(weights), "--sigma", "0.25", "--amp", "--out", str(again)]) == 0
+    with_amp = json.loads((again / "report.json").read_text())
+    assert with_amp["config"]["amp"] is True and "amp" not in saved["config"]
+    assert with_amp["models"]["model"]["smoothing"]["curve"] == smoothing["curve"]
 
 
 @pytest.mark.parametrize(("args", "expected"), [

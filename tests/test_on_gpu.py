@@ -68,3 +68,12 @@ def test_adversarial_training_trains_on_cuda(amp):
         progress=False)
     assert next(model.parameters()).device.type == "cuda" and len(history) == 2
     assert all(math.isfinite(r.train_loss) for r in history) and history[-1].clean_accuracy > 0.3
+
+
+def test_certify_counts_under_amp_on_cuda_stay_close_to_float32s(digits_cnn):
+    """bf16 autocast for the counting forwards: the same noise draws (one seeded generator), so only
+    draws near a tie between two classes may count for another class."""
+    model, (x, _) = digits_cnn
+    exact, fast = (advkit.defenses.certify(model, x[:50], 0.25, n0=20, n=200, seed=0, device="cuda", progress=False,
+                                           amp=amp) for amp in (False, True))
+    assert (exact.counts - fast.counts).abs().max() <= 10 and (exact.prediction != fast.prediction).sum() <= 2

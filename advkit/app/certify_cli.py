@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..acceleration import add_gpu_options, gpu_options
 from ..data import NAMES, load
 from ..distributed import is_main
 from ..evaluation.evaluate import evaluate
@@ -60,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("advkit-certify"), help="report folder")
     p.add_argument("--no-progress", action="store_true")
+    add_gpu_options(p, "the base classifier's forwards (the counts and the attacks)")
     p.set_defaults(func=_certify, norm="l2", resize=None, crop=None, subset=None)
 
 
@@ -74,7 +76,7 @@ def _certify(args: argparse.Namespace) -> int:
     model = cli_model(args, test[0][0], library)
     report = evaluate(model.eval(), test, attacks=args.attacks, eps=args.radii, norm="l2", n=args.limit,
                       device=args.device, seed=args.seed, progress=not args.no_progress, checks=False,
-                      smoothing=smoothing)
+                      smoothing=smoothing, **gpu_options(args))
     path = save_or_rescue(args.out, report.save, "the report", "report")
     if not is_main():
         return 0

@@ -19,9 +19,11 @@ NOISE = 1
 
 
 def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str, Any], radii: list[float],
-                    batches: BatchSize, device: torch.device, seed: int, smoothing: SmoothingOptions) -> SmoothedResult:
+                    batches: BatchSize, device: torch.device, seed: int, smoothing: SmoothingOptions,
+                    amp: bool = False) -> SmoothedResult:
     """The smoothed classifier of ``model`` certified and attacked on every sample of ``data`` (a
-    :class:`~advkit.data.Samples`, read a batch at a time): ``attacks`` run on the noisy model, L2, with EOT.
+    :class:`~advkit.data.Samples`, read a batch at a time): ``attacks`` run on the noisy model, L2, with EOT;
+    with ``amp`` the counting forwards run under bf16 autocast on CUDA.
     A batch's draws are seeded by its first sample's index, so in a torchrun group each rank takes its
     share of the batches (:func:`~advkit.evaluation.sharding.my_batches`) and every rank gets the
     one-process result."""
@@ -33,12 +35,12 @@ def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str
         for first, xb, yb in data.batches(batches.start, *my_batches(data.n, batches.start)):
             xb, yb = read.prepare(xb, yb)
             cert = certify(model, xb, s.sigma, s.n0, s.n, s.alpha, s.batch_size, seed=derived_seed(seed, first),
-                           device=device, progress=False)
+                           device=device, progress=False, amp=amp)
             right, radius = cert.prediction.cpu() == yb, cert.radius.cpu()
             row = (radius.where(right, torch.zeros(())), right[:, None] & (radius[:, None] >= grid[None]))
             if attacks:  # the noisy model draws from torch's global RNG: seeded per batch, the caller's restored
                 with RunRNG(derived_seed(seed, first, NOISE)).active():
-                    row += attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s)
+                    row += attacked(model, xb, yb, first, attacks, radii, batches, device, seed, s, amp)
             rows.append(row)
         return rows
 
@@ -50,13 +52,14 @@ def smoothed_result(model: nn.Module, data: Any, read: Reader, attacks: dict[str
 
 
 def attacked(model: nn.Module, x: Tensor, y: Tensor, first: int, attacks: dict[str, Any], radii: list[float],
-             batches: BatchSize, device: torch.device, seed: int, s: SmoothingOptions) -> tuple[Tensor, Tensor]:
+             batches: BatchSize, device: torch.device, seed: int, s: SmoothingOptions,
+             amp: bool = False) -> tuple[Tensor, Tensor]:
     """One batch's empirical side: per sample and radius, whether PREDICT named the label on the clean image
     and on every point the attacks found within the radius (each attack, in order, on the samples still
     standing; radii upward), and whether it named another class on one of them."""
     def predict(points: Tensor, *key: int) -> Tensor:
         return predict_smoothed(model, points, s.sigma, s.predict_n, s.alpha, s.batch_size,
-                                seed=derived_seed(seed, first, *key), device=device, progress=False).cpu()
+                                seed=derived_seed(seed, first, *key), device=device, progress=False, amp=amp).cpu()
 
     answer = predict(x, 0)
     alive, wrong = answer == y, (answer != y) & (answer != ABSTAIN)

@@ -281,7 +281,7 @@ def evaluate_model(name: str, model: nn.Module, data: Samples, options: Evaluati
         t0 = time.perf_counter()
         result.smoothed = smoothed_result(model, data, read, noisy_attacks(model, num_classes, options),
                                           list(options.eps), options.batches, options.device, options.seed,
-                                          options.smoothing)
+                                          options.smoothing, options.amp)
         result.checks.append(replace(check_certified(result.smoothed), model=name))
         seconds["smoothing"] = time.perf_counter() - t0
     for row in zip(options.eps, *(result.accuracy(a) for a in result.names), strict=True):
