@@ -18,6 +18,7 @@ import copy
 import math
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -290,23 +291,22 @@ def smoothing_options(args: argparse.Namespace) -> dict[str, float]:
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (``--sigma``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
+    return _float(text, lambda value: math.isfinite(value) and value > 0, "a finite number > 0")
 
 
 def unit_float(text: str) -> float:
     """A number in [0, 1] (``--smoothadv-warmup``)."""
+    return _float(text, lambda value: 0 <= value <= 1, "a number in [0, 1]")
+
+
+def _float(text: str, ok: Callable[[float], bool], rule: str) -> float:
+    """``text`` as a float that passes ``ok`` (text that is no number is NaN: it fails every rule here)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not 0 <= value <= 1:  # NaN fails too
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
     return value
 
 

@@ -136,11 +136,21 @@ def _split_indices(y: np.ndarray, name: str, test_size: float, seed: int) -> tup
     """``(train, test)`` row indices of the embedded set ``name`` with labels ``y``: stratified by class,
     drawn with ``seed`` (read from :data:`STORED_SPLITS` at seed 0)."""
     if seed == 0:
-        with np.load(STORED_SPLITS) as stored:
-            return stored[f"{name}_train"], stored[f"{name}_test"]
+        stored = _stored_splits()
+        return stored[f"{name}_train"], stored[f"{name}_test"]
     from sklearn.model_selection import train_test_split
 
     return tuple(train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed))
+
+
+@functools.cache
+def _stored_splits() -> dict[str, np.ndarray]:
+    """:data:`STORED_SPLITS`' arrays, read once per process and read-only."""
+    with np.load(STORED_SPLITS) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    for rows in arrays.values():
+        rows.flags.writeable = False
+    return arrays
 
 
 def _split(x: np.ndarray, y: np.ndarray, name: str, test_size: float, seed: int) -> tuple[TensorSet, TensorSet]:
